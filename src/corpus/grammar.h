@@ -79,20 +79,25 @@ class Grammar {
   const std::vector<std::vector<std::string>>& adverbials(Tense tense) const;  // each a word list
   const std::vector<Pronoun>& pronouns(Lang lang) const;
   const std::vector<Verb>& verbs(Lang lang) const;
+  // The auxiliaries and particles the tense templates use (am, will, going, he, voy, a, ...),
+  // in file order, each once. "." is not among them.
+  std::vector<std::string> function_words(Lang lang) const;
 
   // Throws Error if an index is out of range.
   Sentence render(const SentenceSpec& spec) const;
   SentenceSpec sample_spec(Rng& rng) const;
   Sentence sample(Rng& rng) const { return render(sample_spec(rng)); }
 
-  // One or more complete sentences, nothing else.
+  // Recognition takes words in canonical spelling ("." is a word; Tokenizer::words gives
+  // them), so "Yesterday" is not "yesterday" here. One or more complete sentences, nothing else.
   bool is_complete(std::span<const std::string> words) const;
   // Zero or more complete sentences followed by a (possibly empty) prefix of one more.
   bool is_prefix(std::span<const std::string> words) const;
   // The tense(s) a complete sentence can be parsed as; empty if it is not one sentence.
   std::vector<Tense> parse_tenses(std::span<const std::string> sentence) const;
 
-  // How many distinct single sentences the grammar can produce.
+  // How many distinct single sentences the grammar can produce: distinct word sequences, so
+  // two specs that render the same words ("I put ." in past and present) count once.
   uint64_t count_sentences() const;
 
  private:

@@ -12,12 +12,24 @@
 
 namespace miniinfer {
 
+// Case folding used for matching: ASCII A-Z and the Spanish capitals Á É Í Ó Ú Ü Ñ become
+// lower case; every other byte passes through unchanged.
+std::string fold_case(std::string_view text);
+// The 0-based offset of the first byte of the first ill-formed UTF-8 sequence (bad lead byte,
+// stray continuation, overlong form, surrogate, above U+10FFFF, or truncated at the end), or
+// std::string_view::npos if the text is valid UTF-8.
+size_t find_invalid_utf8(std::string_view text);
+
 class Tokenizer {
  public:
-  explicit Tokenizer(std::vector<std::string> vocab);  // throws Error on duplicates
+  // Throws Error on duplicates (after case folding) and on an entry that could not be
+  // encoded again: empty, invalid UTF-8, or containing whitespace or '.' (other than ".").
+  explicit Tokenizer(std::vector<std::string> vocab);
 
-  // Throws Error: "unknown word 'wrked' (nearest: worked, work, walked)", or
-  // "invalid UTF-8 at byte 7". Does not add <bos>.
+  // Throws Error: "unknown word 'wrked' (nearest: worked, tried, walked)" (the three nearest
+  // by edit distance over code points of folded words, ties to the lower id), or
+  // "invalid UTF-8 at byte 7" (a 0-based offset, see find_invalid_utf8). Words are separated
+  // by any whitespace (ASCII or Unicode). Does not add <bos>.
   std::vector<int> encode(std::string_view text) const;
   std::vector<int> encode_words(std::span<const std::string> words) const;
   // Canonical words joined by single spaces. Throws Error on an id out of range.

@@ -1,0 +1,135 @@
+#include "generators/prompts.h"
+
+#include <catch2/catch.hpp>
+#include <rapidcheck.h>
+
+#include <sstream>
+
+using namespace miniinfer;
+using namespace miniinfer::gen;
+
+namespace {
+const Grammar& grammar() { return Grammar::builtin(); }
+
+// Runs a property through RapidCheck with a fixed seed, so this unit test is repeatable.
+rc::detail::TestResult run(const std::string& id, std::function<void()> property, int cases = 300) {
+  rc::detail::TestParams params;
+  params.seed = 1;
+  params.maxSuccess = cases;
+  rc::detail::TestMetadata meta{id, id};
+  return rc::detail::checkTestable(std::move(property), meta, params);
+}
+
+std::string show(const rc::detail::TestResult& r) {
+  std::ostringstream os;
+  rc::detail::printResultMessage(r, os);
+  return os.str();
+}
+}  // namespace
+
+TEST_CASE("every generated prompt, of every family, is a valid prefix of the grammar") {
+  for (auto [name, g] : {std::pair{"a", genAdverbialPrompt()}, std::pair{"b", genPartialPrompt()},
+                         std::pair{"c", genMixedTensePrompt()}}) {
+    INFO("family " << name);
+    auto r = run(name, [g = g] {
+      const Prompt p = *g;
+      RC_ASSERT(grammar().is_prefix(p.words()));
+      RC_ASSERT(!p.words().empty());
+    });
+    CHECK(r.is<rc::detail::SuccessResult>());
+    INFO(show(r));
+  }
+}
+
+TEST_CASE("each family keeps its shape: adverbial+pronoun, 4-8 words, 8-32 words in 2+ tenses") {
+  auto a = run("a", [] {
+    const Prompt p = *genAdverbialPrompt();
+    const auto& s = p.sentences.front();
+    RC_ASSERT(s.adverbial >= 0);
+    const auto& pronoun = grammar().pronouns(language_of(s.tense))[static_cast<size_t>(s.pronoun)].word;
+    RC_ASSERT(p.words().back() == pronoun);
+  });
+  CHECK(a.is<rc::detail::SuccessResult>());
+  auto b = run("b", [] {
+    const auto n = (*genPartialPrompt()).words().size();
+    RC_ASSERT(n >= 4u);
+    RC_ASSERT(n <= 8u);
+  });
+  CHECK(b.is<rc::detail::SuccessResult>());
+  auto c = run("c", [] {
+    const Prompt p = *genMixedTensePrompt();
+    RC_ASSERT(p.words().size() >= 8u);
+    RC_ASSERT(p.words().size() <= 32u);
+    RC_ASSERT(p.sentences.size() >= 2u);
+    RC_ASSERT(p.sentences[0].tense != p.sentences[1].tense);
+  });
+  CHECK(c.is<rc::detail::SuccessResult>());
+}
+
+TEST_CASE("every shrink of a prompt is grammatical, new, and no longer than its input") {
+  auto r = run("shrinks", [] {
+    const Prompt p = *genPrompt();
+    for (const Prompt& q : shrink_prompt(p)) {
+      RC_ASSERT(grammar().is_prefix(q.words()));
+      RC_ASSERT(q.words() != p.words());
+      RC_ASSERT(q.words().size() <= p.words().size());
+      RC_ASSERT(q.sentences.size() <= p.sentences.size());
+    }
+  });
+  CHECK(r.is<rc::detail::SuccessResult>());
+  INFO(show(r));
+}
+
+TEST_CASE("the shrinker, given a planted predicate, reaches the known minimum") {
+  // Planted bug: "any prompt of two or more words fails". The smallest grammatical failing
+  // prompt is the first two words of the canonical sentence: first tense, no adverbial,
+  // first pronoun, first verb.
+  auto r = run("planted", [] {
+    const Prompt p = *genMixedTensePrompt();
+    RC_ASSERT(p.words().size() < 2u);
+  });
+  REQUIRE(r.is<rc::detail::FailureResult>());
+  const auto& failure = r.get<rc::detail::FailureResult>();
+  const Prompt expected{Family::MixedTense, {SentenceSpec{Tense::PastSimple, -1, 0, 0}}, 2};
+  std::ostringstream want;
+  want << expected;
+  REQUIRE(failure.counterExample.size() == 1u);
+  CHECK(failure.counterExample[0].second == want.str());
+}
+
+TEST_CASE("the shrinker heads for English: a planted 'any Spanish word' bug shrinks to one Spanish word") {
+  auto r = run("spanish", [] {
+    const Prompt p = *genMixedTensePrompt();
+    for (const auto& s : p.sentences) RC_ASSERT(language_of(s.tense) == Lang::En);
+  });
+  REQUIRE(r.is<rc::detail::FailureResult>());
+  const auto& text = r.get<rc::detail::FailureResult>().counterExample[0].second;
+  INFO(text);
+  CHECK(text.find("1 words") != std::string::npos);
+}
+
+TEST_CASE("run parameters shrink toward greedy, seed 0 and one new token") {
+  auto r = run("params", [] {
+    const RunParams p = *genRunParams(64);
+    RC_ASSERT(p.max_new_tokens >= 1);
+    RC_ASSERT(p.max_new_tokens <= 64);
+    RC_ASSERT(false);  // planted: every case fails, so the minimum is the smallest value
+  });
+  REQUIRE(r.is<rc::detail::FailureResult>());
+  std::ostringstream want;
+  want << RunParams{0, 1, 0.0f, 0, 1.0f};
+  CHECK(r.get<rc::detail::FailureResult>().counterExample[0].second == want.str());
+}
+
+TEST_CASE("chunk boundaries are sorted and strictly inside the prompt") {
+  auto r = run("chunks", [] {
+    const int length = *rc::gen::inRange(1, 33);
+    const auto cuts = *genChunkBoundaries(length);
+    for (size_t i = 0; i < cuts.size(); ++i) {
+      RC_ASSERT(cuts[i] > 0);
+      RC_ASSERT(cuts[i] < length);
+      if (i > 0) RC_ASSERT(cuts[i - 1] < cuts[i]);
+    }
+  });
+  CHECK(r.is<rc::detail::SuccessResult>());
+}

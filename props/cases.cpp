@@ -1,0 +1,379 @@
+#include "props/cases.h"
+
+#include <cstring>
+#include <memory>
+#include <ostream>
+
+#include <fmt/format.h>
+
+#include "base/error.h"
+#include "model/model_file.h"
+#include "props/context.h"
+
+namespace miniinfer::props {
+namespace {
+
+bool same_bytes(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The engine a case runs on: the shared one, or a fresh one for a random architecture.
+struct Target {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Engine> owned;
+  Engine* engine = nullptr;
+};
+
+Target target_for(const Case& c) {
+  Target t;
+  if (!c.arch) {
+    t.engine = context().engine.get();
+    return t;
+  }
+  t.model = std::make_unique<Model>(init_model(*c.arch, context().model.vocab, c.arch_seed));
+  EngineOptions eo;
+  eo.backend = context().backend;
+  eo.batch = kBatch;
+  t.owned = std::make_unique<Engine>(*t.model, eo);
+  t.engine = t.owned.get();
+  return t;
+}
+
+GenerateOptions options_for(const Case& c, bool cache) {
+  GenerateOptions o = base_options();
+  o.max_new_tokens = c.params.max_new_tokens;
+  o.seed = c.params.seed;
+  o.temperature = c.params.temperature;
+  o.top_k = c.params.top_k;
+  o.top_p = c.params.top_p;
+  o.cache = cache;
+  return o;
+}
+
+Script base_script(const Case& c, const std::vector<int>& prompt, uint64_t stream) {
+  Script s;
+  s.seed = c.params.seed;
+  s.stream = stream;
+  s.sampler = {c.params.temperature, c.params.top_k, c.params.top_p};
+  s.ops.push_back({Op::Append, prompt, 0, 0});
+  return s;
+}
+
+Script resume_script(const Case& c) {
+  Script s = base_script(c, c.prompts[0], 0);
+  s.ops.push_back({Op::Generate, {}, c.k, 0});
+  s.ops.push_back({Op::Append, c.chunk, 0, 0});
+  s.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  return s;
+}
+
+Script chunked_script(const Case& c) {
+  Script s;
+  s.seed = c.params.seed;
+  s.sampler = {c.params.temperature, c.params.top_k, c.params.top_p};
+  const auto& prompt = c.prompts[0];
+  int from = 0;
+  for (int cut : c.cuts) {
+    s.ops.push_back({Op::Append, std::vector<int>(prompt.begin() + from, prompt.begin() + cut), 0, 0});
+    s.ops.push_back({Op::Forward, {}, 0, 0});
+    from = cut;
+  }
+  s.ops.push_back({Op::Append, std::vector<int>(prompt.begin() + from, prompt.end()), 0, 0});
+  s.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  return s;
+}
+
+Script rollback_script(const Case& c) {
+  Script s = base_script(c, c.prompts[0], 0);
+  s.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  s.ops.push_back({Op::Truncate, {}, static_cast<int>(c.prompts[0].size()) + c.k, 0});
+  s.ops.push_back({Op::Reseed, {}, 0, c.params.seed + 1});
+  s.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  return s;
+}
+
+std::string diff_tokens(const char* what, const std::vector<int>& a, const std::vector<int>& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  return fmt::format("{}: tokens differ first at step {}", what, i);
+}
+
+std::string diff_logits(const char* what, const std::vector<float>& a, const std::vector<float>& b, int V) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i] && std::signbit(a[i]) == std::signbit(b[i])) ++i;
+  return fmt::format("{}: logits differ first at step {} (token id {})", what, i / static_cast<size_t>(V),
+                     i % static_cast<size_t>(V));
+}
+
+// Every (layer, head, slot) K and V row of sequence `seq` against full recompute on `tokens`.
+std::optional<std::string> check_slots(Engine& e, int seq, const std::vector<int>& tokens) {
+  const int n = e.cursor(seq);
+  KvRows kv;
+  e.forward_uncached(std::span<const int>(tokens).first(static_cast<size_t>(n)), false, &kv);
+  const Config& cf = e.config();
+  for (int s = 0; s < n; ++s)
+    for (int l = 0; l < cf.n_layer; ++l)
+      for (int h = 0; h < cf.n_head; ++h) {
+        const auto ck = e.cache().k_row(l, seq, h, s), cv = e.cache().v_row(l, seq, h, s);
+        if (std::memcmp(ck.data(), kv.k_row(l, h, s).data(), ck.size_bytes()) != 0)
+          return fmt::format("cache K row differs from full recompute at layer {}, head {}, slot {}", l, h, s);
+        if (std::memcmp(cv.data(), kv.v_row(l, h, s).data(), cv.size_bytes()) != 0)
+          return fmt::format("cache V row differs from full recompute at layer {}, head {}, slot {}", l, h, s);
+      }
+  return std::nullopt;
+}
+
+std::optional<std::string> check_cached_equals_uncached(Engine& e, Case& c, bool logits) {
+  GenerateOptions cached = options_for(c, true), uncached = options_for(c, false);
+  cached.return_logits = uncached.return_logits = logits;
+  const auto a = generate(e, c.prompts, cached);
+  const auto b = generate(e, c.prompts, uncached);
+  if (a.tokens[0] != b.tokens[0]) return diff_tokens("cached vs uncached", a.tokens[0], b.tokens[0]);
+  if (logits && !same_bytes(a.logits[0], b.logits[0]))
+    return diff_logits("cached vs uncached", a.logits[0], b.logits[0], e.vocab_size());
+  return std::nullopt;
+}
+
+std::optional<std::string> check_batch(Engine& e, Case& c) {
+  for (bool cache : {true, false}) {
+    GenerateOptions o = options_for(c, cache);
+    o.return_logits = true;
+    const auto batch = generate(e, c.prompts, o);
+    for (size_t i = 0; i < c.prompts.size(); ++i) {
+      GenerateOptions solo_o = o;
+      solo_o.first_stream = i;
+      const auto solo = generate(e, {c.prompts[i]}, solo_o);
+      c.seq = static_cast<int>(i);
+      const char* what = cache ? "cached batch vs solo" : "uncached batch vs solo";
+      if (batch.tokens[i] != solo.tokens[0]) return diff_tokens(what, batch.tokens[i], solo.tokens[0]) + fmt::format(" (sequence {})", i);
+      if (!same_bytes(batch.logits[i], solo.logits[0]))
+        return diff_logits(what, batch.logits[i], solo.logits[0], e.vocab_size()) + fmt::format(" (sequence {})", i);
+    }
+  }
+  c.seq = 0;
+  return std::nullopt;
+}
+
+std::optional<std::string> check_scripts(Engine& e, const Script& s, const char* what) {
+  const ScriptRun a = run_script(e, s, true), b = run_script(e, s, false);
+  if (a.generated != b.generated) return diff_tokens(what, a.generated, b.generated);
+  for (size_t i = 0; i < a.logits.size(); ++i)
+    if (!same_bytes(a.logits[i], b.logits[i])) return fmt::format("{}: logits differ first at draw {}", what, i);
+  return std::nullopt;
+}
+
+std::optional<std::string> check_chunked(Engine& e, Case& c) {
+  // One-shot prefill in sequence 1, chunked prefill in sequence 0, then compare bytes.
+  const auto& prompt = c.prompts[0];
+  e.set_backend(context().backend);
+  e.set_fault(context().fault);
+  e.reset();
+  const auto one_shot = e.forward_cached(1, prompt, true);
+  int from = 0;
+  std::vector<int> ends(c.cuts);
+  ends.push_back(static_cast<int>(prompt.size()));
+  const size_t V = static_cast<size_t>(e.vocab_size());
+  for (int end : ends) {
+    const auto logits = e.forward_cached(0, std::span<const int>(prompt).subspan(static_cast<size_t>(from), static_cast<size_t>(end - from)));
+    if (std::memcmp(logits.data(), one_shot.data() + (static_cast<size_t>(end) - 1) * V, V * sizeof(float)) != 0)
+      return fmt::format("chunked prefill: logits at position {} (end of a chunk) differ from one-shot prefill", end - 1);
+    from = end;
+  }
+  const Config& cf = e.config();
+  for (int s = 0; s < static_cast<int>(prompt.size()); ++s)
+    for (int l = 0; l < cf.n_layer; ++l)
+      for (int h = 0; h < cf.n_head; ++h) {
+        const auto a = e.cache().k_row(l, 0, h, s), b = e.cache().k_row(l, 1, h, s);
+        const auto va = e.cache().v_row(l, 0, h, s), vb = e.cache().v_row(l, 1, h, s);
+        if (std::memcmp(a.data(), b.data(), a.size_bytes()) != 0 || std::memcmp(va.data(), vb.data(), va.size_bytes()) != 0)
+          return fmt::format("chunked prefill: cache row differs from one-shot at layer {}, head {}, slot {}", l, h, s);
+      }
+  return check_scripts(e, chunked_script(c), "chunked prefill then decode vs uncached");
+}
+
+std::optional<std::string> check_rollback(Engine& e, Case& c) {
+  const Script s = rollback_script(c);
+  const ScriptRun rolled = run_script(e, s, true);
+  const size_t p = c.prompts[0].size() + static_cast<size_t>(c.k);
+  Script fresh = base_script(c, std::vector<int>(rolled.tokens.begin(), rolled.tokens.begin() + static_cast<long>(p)), 0);
+  fresh.ops.push_back({Op::Reseed, {}, 0, c.params.seed + 1});
+  fresh.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  const ScriptRun again = run_script(e, fresh, true);
+  const size_t n = static_cast<size_t>(c.params.max_new_tokens);
+  const std::vector<int> tail(rolled.generated.end() - static_cast<long>(n), rolled.generated.end());
+  if (tail != again.generated) return diff_tokens("truncate and regenerate vs fresh run", tail, again.generated);
+  for (size_t i = 0; i < n; ++i)
+    if (!same_bytes(rolled.logits[n + i], again.logits[i]))
+      return fmt::format("truncate and regenerate vs fresh run: logits differ first at draw {}", i);
+  return check_scripts(e, s, "truncate and regenerate vs uncached");
+}
+
+std::optional<std::string> check_repeat_and_order(Engine& e, Case& c) {
+  GenerateOptions o = options_for(c, true);
+  o.return_logits = true;
+  const auto first = generate(e, c.prompts, o);
+  const auto second = generate(e, c.prompts, o);
+  for (size_t i = 0; i < c.prompts.size(); ++i) {
+    if (first.tokens[i] != second.tokens[i] || !same_bytes(first.logits[i], second.logits[i])) {
+      c.seq = static_cast<int>(i);
+      c.twice = true;
+      return fmt::format("the same seed twice on one engine: sequence {} differs on the second run", i);
+    }
+  }
+  // Order: sampling coins follow the batch index, so this half runs greedy (tokens then
+  // depend on logits alone) and compares each prompt with itself across the two orders.
+  o.temperature = 0.0f;
+  const auto in_order = generate(e, c.prompts, o);
+  std::vector<std::vector<int>> permuted;
+  for (int i : c.order) permuted.push_back(c.prompts[static_cast<size_t>(i)]);
+  const auto reordered = generate(e, permuted, o);
+  for (size_t j = 0; j < c.order.size(); ++j) {
+    const size_t i = static_cast<size_t>(c.order[j]);
+    if (in_order.tokens[i] != reordered.tokens[j] || !same_bytes(in_order.logits[i], reordered.logits[j])) {
+      c.seq = static_cast<int>(j);
+      return fmt::format("batch order: prompt {} gives different bytes at batch position {}", i, j);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> check_case(Case& c) {
+  Target t = target_for(c);
+  Engine& e = *t.engine;
+  e.set_backend(context().backend);
+  e.set_fault(context().fault);
+  const std::string& p = c.property;
+  if (p == "p1" || p == "p2") return check_cached_equals_uncached(e, c, false);
+  if (p == "p6") return check_cached_equals_uncached(e, c, true);
+  if (p == "p3") return check_batch(e, c);
+  if (p == "p4") return check_scripts(e, resume_script(c), "resume (prompt, decode, chunk, decode) vs uncached");
+  if (p == "p5") return check_chunked(e, c);
+  if (p == "p7") {
+    GenerateOptions o = options_for(c, true);
+    const auto g = generate(e, c.prompts, o);
+    std::vector<int> all = c.prompts[0];
+    all.insert(all.end(), g.tokens[0].begin(), g.tokens[0].end());
+    return check_slots(e, 0, all);
+  }
+  if (p == "p8") return check_rollback(e, c);
+  if (p == "p9") return check_repeat_and_order(e, c);
+  if (p == "p10") {
+    if (auto f = check_cached_equals_uncached(e, c, true)) return "random architecture: " + *f;
+    if (auto f = check_batch(e, c)) return "random architecture: " + *f;
+    GenerateOptions o = options_for(c, true);
+    Case one = c;
+    one.prompts.resize(1);
+    const auto g = generate(e, one.prompts, o);
+    std::vector<int> all = c.prompts[0];
+    all.insert(all.end(), g.tokens[0].begin(), g.tokens[0].end());
+    c.seq = 0;
+    if (auto f = check_slots(e, 0, all)) return "random architecture: " + *f;
+    return std::nullopt;
+  }
+  fail("unknown property '{}'", p);
+}
+
+Failure report_case(const Case& c, const std::string& headline) {
+  Target t = target_for(c);
+  Scenario sc;
+  const std::string& p = c.property;
+  const auto& prompt = c.prompts[static_cast<size_t>(std::min<size_t>(static_cast<size_t>(c.seq), c.prompts.size() - 1))];
+  if (p == "p4") {
+    sc.script = resume_script(c);
+  } else if (p == "p5") {
+    sc.script = chunked_script(c);
+  } else if (p == "p8") {
+    sc.script = rollback_script(c);
+  } else {
+    sc.script = base_script(c, prompt, 0);
+    sc.script.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  }
+  if (p == "p3" || (p == "p9" && !c.twice) || (p == "p10" && c.prompts.size() > 1 && c.seq > 0)) {
+    sc.batch = c.prompts;
+    if (p == "p9") {
+      sc.batch.clear();
+      for (int i : c.order) sc.batch.push_back(c.prompts[static_cast<size_t>(i)]);
+    }
+    sc.seq = c.seq;
+    sc.batch_options = options_for(c, true);
+    if (p == "p9") sc.batch_options.temperature = 0.0f, sc.script.sampler.temperature = 0.0f;
+    sc.script = base_script(c, sc.batch[static_cast<size_t>(c.seq)], static_cast<uint64_t>(c.seq));
+    sc.script.sampler.temperature = sc.batch_options.temperature;
+    sc.script.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  }
+  if (p == "p9" && c.twice) {
+    sc.batch = c.prompts;
+    sc.seq = c.seq;
+    sc.twice = true;
+    sc.batch_options = options_for(c, true);
+    sc.script = base_script(c, c.prompts[static_cast<size_t>(c.seq)], static_cast<uint64_t>(c.seq));
+    sc.script.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  }
+  t.engine->set_backend(context().backend);
+  t.engine->set_fault(context().fault);
+  Failure f = diagnose(*t.engine, sc, p, headline, context().model.vocab);
+  f.case_json = case_to_json(c);
+  return f;
+}
+
+std::ostream& operator<<(std::ostream& os, const Case& c) {
+  const Tokenizer& tok = *context().tokenizer;
+  for (size_t i = 0; i < c.prompts.size(); ++i)
+    os << (i ? ", " : "") << '"' << tok.decode(c.prompts[i]) << '"';
+  os << " [" << c.params << "]";
+  if (c.property == "p4") os << " resume after " << c.k << " tokens with \"" << tok.decode(c.chunk) << '"';
+  if (c.property == "p5") {
+    os << " cut at";
+    for (int cut : c.cuts) os << ' ' << cut;
+  }
+  if (c.property == "p8") os << " roll back to prompt+" << c.k;
+  if (c.arch)
+    os << " arch L=" << c.arch->n_layer << " H=" << c.arch->n_head << " d_head=" << c.arch->d_head()
+       << " F=" << c.arch->d_ff << " weights seed " << c.arch_seed;
+  return os;
+}
+
+nlohmann::json case_to_json(const Case& c) {
+  const Context& ctx = context();
+  nlohmann::json prompts = nlohmann::json::array();
+  for (const auto& p : c.prompts) prompts.push_back({{"text", ctx.tokenizer->decode(p)}, {"ids", p}});
+  nlohmann::json j = {
+      {"property", c.property},
+      {"prompts", prompts},
+      {"params", {{"seed", c.params.seed}, {"max_new_tokens", c.params.max_new_tokens},
+                  {"temperature", c.params.temperature}, {"top_k", c.params.top_k}, {"top_p", c.params.top_p}}},
+      {"k", c.k}, {"chunk", c.chunk}, {"cuts", c.cuts}, {"order", c.order},
+      {"seq", c.seq}, {"twice", c.twice},
+      {"model", ctx.model_label}, {"model_sha256", ctx.model_sha256},
+      {"backend", to_string(ctx.backend)}, {"fault", to_string(ctx.fault)},
+      {"arch", c.arch ? nlohmann::json::parse(config_to_json(*c.arch)) : nlohmann::json(nullptr)},
+      {"arch_seed", c.arch_seed}};
+  return j;
+}
+
+Case case_from_json(const nlohmann::json& j) {
+  try {
+    Case c;
+    c.property = j.at("property").get<std::string>();
+    for (const auto& p : j.at("prompts")) c.prompts.push_back(p.at("ids").get<std::vector<int>>());
+    const auto& r = j.at("params");
+    c.params = {r.at("seed").get<uint64_t>(), r.at("max_new_tokens").get<int>(), r.at("temperature").get<float>(),
+                r.at("top_k").get<int>(), r.at("top_p").get<float>()};
+    c.k = j.at("k").get<int>();
+    c.chunk = j.at("chunk").get<std::vector<int>>();
+    c.cuts = j.at("cuts").get<std::vector<int>>();
+    c.order = j.at("order").get<std::vector<int>>();
+    c.seq = j.value("seq", 0);
+    c.twice = j.value("twice", false);
+    if (!j.at("arch").is_null()) c.arch = config_from_json(j.at("arch").dump());
+    c.arch_seed = j.value("arch_seed", uint64_t{0});
+    if (c.prompts.empty()) fail("case: no prompts");
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    fail("case: {}", e.what());
+  }
+}
+
+}  // namespace miniinfer::props

@@ -1,0 +1,38 @@
+// What every property shares: the model under test, its tokenizer, one reusable engine
+// (rebuilding an engine per case would dominate the run), and the run's backend and fault.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "corpus/tokenizer.h"
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "model/model.h"
+#include "props/runner.h"
+
+namespace miniinfer::props {
+
+constexpr int kBatch = 4;  // the engine holds up to 4 sequences (the batch properties' size)
+
+struct Context {
+  Model model;
+  std::string model_label;  // the path, or how the stand-in model was made
+  std::string model_sha256;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Engine> engine;
+  Backend backend = Backend::Invariant;
+  Fault fault = Fault::None;
+};
+
+Context& context();
+// Loads the model (or, with no --model and no shipped model, a seeded random one), builds the
+// engine, and prints what is under test. Throws Error on a bad model file or flag.
+void load_context(const RunConfig& config);
+
+// Options for generate() from the run: backend and fault, plus the case's parameters.
+GenerateOptions base_options();
+
+// Re-runs a saved counterexample; returns 1 if it still fails (with its report), 0 if not.
+int replay_case(const std::string& path);
+
+}  // namespace miniinfer::props

@@ -1,0 +1,109 @@
+// props: the property checker. A Catch2 custom main: our flags (--rc-*, --model, --backend,
+// --inject, --report-dir, --replay, --full) are taken out, RC_PARAMS is set from them before
+// RapidCheck reads it, and everything else goes to Catch2 (test filters, reporters).
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <rapidcheck.h>
+
+#include "base/error.h"
+#include "props/context.h"
+#include "props/runner.h"
+
+namespace {
+
+constexpr const char* kHelp = R"(props: checks that MiniGPT's KV-cached path is byte-identical to full recompute.
+
+usage: props [flags] [Catch2 test filters and flags]
+
+  --rc-seed=N           RapidCheck seed (printed in every run; default: RapidCheck's)
+  --rc-max-success=N    cases per property, scaled: 100 = each property's default
+  --rc-noshrink         report the first failing case without shrinking it
+  --rc-reproduce=S      replay the failure a reproduce string names (other properties skip)
+  --replay FILE         re-run a saved counterexample (report-dir/*.case.json) and report
+  --model FILE          model weights (default: the shipped experiments/17-minigpt model)
+  --backend NAME        invariant (default) or eigen (library GEMMs: known to break bitwise)
+  --inject FAULT        inject a cache fault from the catalogue (docs/faults.md); 'list' lists
+  --report-dir DIR      where failure reports go (default: props-report)
+  --full                nightly scale for the long properties (256 tokens, random architectures)
+  --help                this text; Catch2's own flags: props --help-catch
+
+RC_PARAMS works as in RapidCheck; the flags above are appended to it and win.
+Exit status: 0 when every property holds, non-zero otherwise.
+)";
+
+bool take_value(const std::string& arg, const std::string& flag, std::vector<std::string>& rest,
+                size_t& i, const std::vector<std::string>& args, std::string& out) {
+  if (arg == flag) {
+    if (i + 1 >= args.size()) miniinfer::fail("flag {} needs a value", flag);
+    out = args[++i];
+    return true;
+  }
+  if (arg.rfind(flag + "=", 0) == 0) {
+    out = arg.substr(flag.size() + 1);
+    return true;
+  }
+  (void)rest;
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace miniinfer;
+  std::vector<std::string> args(argv + 1, argv + argc), catch_args{argv[0]};
+  std::string rc_params = std::getenv("RC_PARAMS") ? std::getenv("RC_PARAMS") : "";
+  props::RunConfig config;
+  std::string replay, value;
+  bool reproducing = false;
+  try {
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "--help" || a == "-h") {
+        std::printf("%s", kHelp);
+        return 0;
+      } else if (a == "--help-catch") {
+        catch_args.push_back("--help");
+      } else if (take_value(a, "--rc-seed", catch_args, i, args, value)) {
+        rc_params += " seed=" + value;
+      } else if (take_value(a, "--rc-max-success", catch_args, i, args, value)) {
+        rc_params += " max_success=" + value;
+      } else if (a == "--rc-noshrink") {
+        rc_params += " noshrink=1";
+      } else if (take_value(a, "--rc-reproduce", catch_args, i, args, value)) {
+        rc_params += " reproduce=" + value;
+        reproducing = true;
+      } else if (take_value(a, "--replay", catch_args, i, args, replay)) {
+      } else if (take_value(a, "--model", catch_args, i, args, config.model_path)) {
+      } else if (take_value(a, "--backend", catch_args, i, args, config.backend)) {
+      } else if (take_value(a, "--inject", catch_args, i, args, config.inject)) {
+      } else if (take_value(a, "--report-dir", catch_args, i, args, config.report_dir)) {
+      } else if (a == "--full") {
+        config.full = true;
+      } else if (a.rfind("--rc-", 0) == 0) {
+        fail("unknown flag {} (see props --help)", a);
+      } else {
+        catch_args.push_back(a);
+      }
+    }
+    if (rc_params.find("reproduce=") != std::string::npos && !reproducing)
+      std::fprintf(stderr, "props: warning: RC_PARAMS holds reproduce=: only the property it names runs; the others are skipped, not passed\n");
+    // RapidCheck reads RC_PARAMS once, at first use: set it before anything touches it.
+    setenv("RC_PARAMS", rc_params.c_str(), 1);
+    props::load_context(config);
+    if (!replay.empty()) return props::replay_case(replay);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "props: %s\n", e.what());
+    return 2;
+  }
+  Catch::Session session;
+  std::vector<const char*> cargv;
+  for (const auto& a : catch_args) cargv.push_back(a.c_str());
+  if (const int rc = session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data())) return rc;
+  return session.run();
+}

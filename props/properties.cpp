@@ -1,0 +1,182 @@
+// The properties, each named as a sentence. Every one draws a Case from the grammar's
+// generators, runs it through check_case, and on failure hands the reporter a closure that
+// explains the minimal case once shrinking is done.
+#include <catch2/catch.hpp>
+#include <rapidcheck.h>
+
+#include <algorithm>
+#include <numeric>
+#include <sstream>
+
+#include "base/atomic_file.h"
+#include "base/error.h"
+
+#include "corpus/grammar.h"
+#include "generators/prompts.h"
+#include "props/cases.h"
+#include "props/context.h"
+#include "props/runner.h"
+
+using namespace miniinfer;
+using namespace miniinfer::props;
+
+namespace {
+
+std::vector<int> ids_of(const gen::Prompt& p) { return context().tokenizer->encode_words(p.words()); }
+
+void tag(const gen::Prompt& p) {
+  for (const auto& t : gen::tags_of(p)) RC_TAG(t);
+}
+
+// Runs the case; on failure, records how to report it and fails the RapidCheck case.
+void verify(Case c) {
+  if (auto what = check_case(c)) {
+    const std::string headline = *what;
+    record_failure([c, headline] { return report_case(c, headline); });
+    RC_FAIL(headline);
+  }
+}
+
+Case single(const char* id, int new_tokens) {
+  Case c;
+  c.property = id;
+  const gen::Prompt p = *gen::genPrompt();
+  tag(p);
+  c.prompts = {ids_of(p)};
+  c.params = *gen::genRunParams(new_tokens);
+  return c;
+}
+
+std::vector<std::vector<int>> ragged_batch(int max) {
+  const auto prompts = *rc::gen::container<std::vector<gen::Prompt>>(
+      static_cast<size_t>(*rc::gen::inRange(1, max + 1)), gen::genPrompt());
+  std::vector<std::vector<int>> out;
+  tag(prompts.front());  // one prompt's tags per case, so the shares add up to 100%
+  for (const auto& p : prompts) out.push_back(ids_of(p));
+  return out;
+}
+
+int scaled(int fast, int full) { return run_config().full ? full : fast; }
+
+}  // namespace
+
+PROPERTY(p0, "every generated prompt and every shrink of it is grammatical, and no shrink returns its input", 100) {
+  const gen::Prompt p = *gen::genPrompt();
+  tag(p);
+  RC_ASSERT(Grammar::builtin().is_prefix(p.words()));
+  for (const auto& q : gen::shrink_prompt(p)) {
+    RC_ASSERT(Grammar::builtin().is_prefix(q.words()));
+    RC_ASSERT(q.words() != p.words());
+  }
+}
+
+PROPERTY(p1, "cached and uncached generation give the same tokens over 64 new tokens", 100) {
+  verify(single("p1", 64));
+}
+
+PROPERTY(p2, "cached and uncached generation give the same tokens over 256 new tokens", 5) {
+  // 256 steps of full recompute cost ~40 times a 64-token case: a few cases by default,
+  // --full (the nightly run) scales them up.
+  verify(single("p2", 256));
+}
+
+PROPERTY(p3, "in a ragged batch of 4 each sequence equals its own solo run, with and without cache", 30) {
+  Case c;
+  c.property = "p3";
+  c.prompts = ragged_batch(4);
+  c.params = *gen::genRunParams(24);
+  verify(c);
+}
+
+PROPERTY(p4, "resuming with a multi-token chunk on a non-empty cache equals full recompute", 50) {
+  Case c = single("p4", 16);
+  c.k = *rc::gen::inRange(0, 9);
+  const gen::Prompt chunk = *gen::genPartialPrompt();
+  c.chunk = ids_of(chunk);
+  verify(c);
+}
+
+PROPERTY(p5, "chunked prefill at any boundaries equals one-shot prefill in logits and cache bytes", 100) {
+  Case c;
+  c.property = "p5";
+  const gen::Prompt p = *gen::genMixedTensePrompt();
+  tag(p);
+  c.prompts = {ids_of(p)};
+  c.cuts = *gen::genChunkBoundaries(static_cast<int>(c.prompts[0].size()));
+  c.params = *gen::genRunParams(4);
+  verify(c);
+}
+
+PROPERTY(p6, "the logits of every step are byte-identical with and without cache", 60) {
+  verify(single("p6", 32));
+}
+
+PROPERTY(p7, "every cached K and V row equals full recompute's, for every layer, head and slot", 100) {
+  verify(single("p7", 16));
+}
+
+PROPERTY(p8, "truncating to position p and regenerating equals a fresh run from that prefix", 50) {
+  Case c = single("p8", 12);
+  c.k = *rc::gen::inRange(0, c.params.max_new_tokens + 1);
+  verify(c);
+}
+
+PROPERTY(p9, "the same seed twice gives the same bytes, and batch order does not matter", 40) {
+  Case c;
+  c.property = "p9";
+  c.prompts = ragged_batch(4);
+  c.params = *gen::genRunParams(16);
+  c.order.resize(c.prompts.size());
+  std::iota(c.order.begin(), c.order.end(), 0);
+  std::reverse(c.order.begin(), c.order.end());
+  verify(c);
+}
+
+PROPERTY(p10, "on random architectures, cached equals uncached, batches equal solo runs, and cache rows equal recompute", 30) {
+  Case c;
+  c.property = "p10";
+  Config a;
+  a.n_layer = *rc::gen::inRange(1, 5);
+  a.n_head = *rc::gen::inRange(1, 9);
+  // d_head even from 2 to 64; by default D = H * d_head stays <= 128 to keep a case cheap,
+  // --full opens the whole range (up to D = 512).
+  const int max_half = std::min(32, scaled(64 / a.n_head, 32));
+  a.d_model = a.n_head * 2 * *rc::gen::inRange(1, std::max(1, max_half) + 1);
+  a.d_ff = 4 * a.d_model;
+  a.vocab_size = static_cast<int>(context().model.vocab.size());
+  a.max_seq_len = 128;
+  c.arch = a;
+  c.arch_seed = *rc::gen::inRange<uint64_t>(0, 1000000);
+  c.prompts = ragged_batch(scaled(2, 4));
+  c.params = *gen::genRunParams(scaled(8, 32));
+  verify(c);
+}
+
+namespace miniinfer::props {
+
+int replay_case(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail("replay {}: not valid JSON ({})", path, e.what());
+  }
+  Case c = case_from_json(j);
+  // The case runs as it was saved: its backend and fault, unless this run names others.
+  Context& ctx = context();
+  if (ctx.backend == Backend::Invariant) ctx.backend = backend_from_name(j.value("backend", "invariant"));
+  if (ctx.fault == Fault::None) ctx.fault = fault_from_name(j.value("fault", "none"));
+  if (j.value("model_sha256", "") != context().model_sha256)
+    std::printf("props: warning: %s was saved against model sha256 %s; this run's model is %s\n", path.c_str(),
+                j.value("model_sha256", "?").c_str(), context().model_sha256.c_str());
+  std::printf("replay %s: %s %s\n", path.c_str(), c.property.c_str(), (std::ostringstream() << c).str().c_str());
+  if (auto what = check_case(c)) {
+    std::printf("FAIL  %s\n", what->c_str());
+    publish_failure(c.property, report_case(c, *what));
+    return 1;
+  }
+  std::printf("ok    the case passes now\n");
+  return 0;
+}
+
+}  // namespace miniinfer::props

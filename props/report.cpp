@@ -1,0 +1,353 @@
+#include "props/report.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <tuple>
+
+#include <fmt/format.h>
+
+#include "base/atomic_file.h"
+#include "props/runner.h"
+
+namespace miniinfer::props {
+namespace {
+
+// Dataflow order inside a layer: the first kind that differs is where the paths parted.
+constexpr TraceKind kOrder[] = {TraceKind::Q,     TraceKind::K,       TraceKind::V,       TraceKind::KRead,
+                                TraceKind::VRead, TraceKind::Probs,   TraceKind::AttnOut, TraceKind::BlockOut};
+constexpr const char* kColumn[] = {"q", "k", "v", "k-read", "v-read", "probs", "attn", "block"};
+constexpr int kKinds = 8;
+// At the first parting site, a difference below this fraction of the compared values' scale
+// reads as rounding drift (a few ULPs of the largest element), anything above as a wrong value.
+// ULPs alone mislead here: an element near zero is thousands of ULPs off after one rounding.
+constexpr double kDriftRelative = 1e-4;
+
+int kind_index(TraceKind kind) {
+  for (int i = 0; i < kKinds; ++i)
+    if (kOrder[i] == kind) return i;
+  return -1;
+}
+
+struct Stat {
+  double max_abs = 0.0;
+  double scale = 0.0;  // the largest |reference| value seen
+  uint64_t max_ulp = 0;
+  int differ = 0;
+  int total = 0;
+  int first_pos = -1;  // the first position (slot, for cache reads) that differs
+  void add(std::span<const float> a, std::span<const float> b, int pos) {
+    const size_t n = std::max(a.size(), b.size());
+    for (size_t i = 0; i < n; ++i) {
+      ++total;
+      if (i >= a.size() || i >= b.size()) {  // a shape difference: e.g. a mask that saw more slots
+        ++differ;
+        max_ulp = UINT64_MAX;
+        if (first_pos < 0) first_pos = pos;
+        continue;
+      }
+      scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
+      const uint64_t u = ulp_distance(a[i], b[i]);
+      if (u == 0) continue;
+      ++differ;
+      max_ulp = std::max(max_ulp, u);
+      max_abs = std::max(max_abs, std::fabs(static_cast<double>(a[i]) - b[i]));
+      if (first_pos < 0 || pos < first_pos) first_pos = pos;
+    }
+  }
+};
+
+using Key = std::tuple<int, int, TraceKind, int>;  // layer, head, kind, pos
+using Index = std::map<Key, const std::vector<float>*>;
+
+Index index_records(const Trace& trace, int call, int seq) {
+  Index index;
+  for (const auto& r : trace.records)
+    if ((call < 0 || r.call == call) && r.seq == seq) index[{r.layer, r.head, r.kind, r.pos}] = &r.data;
+  return index;
+}
+
+std::string ulp_text(uint64_t u) {
+  if (u == UINT64_MAX) return "shape";
+  if (u >= 1000000) return fmt::format("{:.1e}", static_cast<double>(u));
+  return std::to_string(u);
+}
+
+std::string words_of(const std::vector<int>& ids, const std::vector<std::string>& vocab, size_t from, size_t to) {
+  std::string out;
+  for (size_t i = from; i < to && i < ids.size(); ++i) {
+    if (!out.empty()) out += ' ';
+    const int id = ids[i];
+    out += id >= 0 && id < static_cast<int>(vocab.size()) ? vocab[static_cast<size_t>(id)] : "?";
+  }
+  return out;
+}
+
+std::string heatmap_svg(const std::vector<std::vector<Stat>>& cells, int L, int H, const std::string& title) {
+  // One square per (layer, head): darker = more differing elements over all components.
+  const int cell = 56, left = 90, top = 50;
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"monospace\" "
+      "font-size=\"12\">\n<text x=\"10\" y=\"20\">{}</text>\n",
+      left + H * cell + 20, top + L * cell + 40, title);
+  int max_count = 1;
+  for (const auto& row : cells)
+    for (const auto& s : row) max_count = std::max(max_count, s.differ);
+  for (int h = 0; h < H; ++h)
+    svg += fmt::format("<text x=\"{}\" y=\"{}\">head {}</text>\n", left + h * cell + 6, top - 6, h);
+  for (int l = 0; l < L; ++l) {
+    svg += fmt::format("<text x=\"10\" y=\"{}\">layer {}</text>\n", top + l * cell + cell / 2 + 4, l);
+    for (int h = 0; h < H; ++h) {
+      const Stat& s = cells[static_cast<size_t>(l)][static_cast<size_t>(h)];
+      const double f = s.differ == 0 ? 0.0 : 0.15 + 0.85 * std::log1p(s.differ) / std::log1p(max_count);
+      const int shade = 255 - static_cast<int>(f * 200);
+      svg += fmt::format(
+          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"rgb(255,{},{})\" stroke=\"#888\"/>"
+          "<text x=\"{}\" y=\"{}\">{}</text>\n",
+          left + h * cell, top + l * cell, cell, cell, shade, shade, left + h * cell + 6,
+          top + l * cell + cell / 2 + 4, s.differ);
+    }
+  }
+  svg += fmt::format("<text x=\"10\" y=\"{}\">cell: differing elements over q, k, v, cache reads, probs, attn</text>\n",
+                     top + L * cell + 24);
+  return svg + "</svg>\n";
+}
+
+// The first sampling point whose logits differ in any bit, or -1.
+int first_logit_diff(const ScriptRun& a, const ScriptRun& b) {
+  const size_t n = std::min(a.logits.size(), b.logits.size());
+  for (size_t i = 0; i < n; ++i)
+    if (a.logit_positions[i] != b.logit_positions[i] || a.logits[i].size() != b.logits[i].size() ||
+        std::memcmp(a.logits[i].data(), b.logits[i].data(), a.logits[i].size() * sizeof(float)) != 0)
+      return static_cast<int>(i);
+  return -1;
+}
+
+int first_token_diff(const ScriptRun& a, const ScriptRun& b) {
+  const size_t n = std::min(a.generated.size(), b.generated.size());
+  for (size_t i = 0; i < n; ++i)
+    if (a.generated[i] != b.generated[i]) return static_cast<int>(i);
+  return -1;
+}
+
+// The cached path of a batch scenario as a ScriptRun of its diverging sequence.
+ScriptRun run_batch(Engine& engine, const Scenario& sc, int max_new_tokens, Trace* trace) {
+  GenerateOptions o = sc.batch_options;
+  o.max_new_tokens = max_new_tokens;
+  o.return_logits = true;
+  o.cache = true;
+  if (sc.twice) generate(engine, sc.batch, o);
+  o.trace = trace;
+  const GenerateResult g = generate(engine, sc.batch, o);
+  ScriptRun run;
+  const auto& prompt = sc.batch[static_cast<size_t>(sc.seq)];
+  run.tokens = prompt;
+  const size_t V = static_cast<size_t>(engine.vocab_size());
+  for (int i = 0; i < max_new_tokens; ++i) {
+    run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
+    const auto& all = g.logits[static_cast<size_t>(sc.seq)];
+    run.logits.emplace_back(all.begin() + static_cast<long>(i * V), all.begin() + static_cast<long>((i + 1) * V));
+    const int t = g.tokens[static_cast<size_t>(sc.seq)][static_cast<size_t>(i)];
+    run.tokens.push_back(t);
+    run.generated.push_back(t);
+  }
+  return run;
+}
+
+int total_draws(const Script& s) {
+  int n = 0;
+  for (const auto& op : s.ops) n += op.kind == Op::Generate ? op.n : 0;
+  return n;
+}
+
+}  // namespace
+
+uint64_t ulp_distance(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : UINT64_MAX - 1;
+  auto ordered = [](float x) {
+    const int32_t i = std::bit_cast<int32_t>(x);
+    return i < 0 ? static_cast<int64_t>(INT32_MIN) - i : static_cast<int64_t>(i);
+  };
+  const int64_t d = ordered(a) - ordered(b);
+  return static_cast<uint64_t>(d < 0 ? -d : d);
+}
+
+Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property, const std::string& headline,
+                 const std::vector<std::string>& vocab) {
+  const Config& c = engine.config();
+  const int L = c.n_layer, H = c.n_head;
+  const bool batch = !sc.batch.empty();
+  const int draws = total_draws(sc.script);
+
+  auto cached_run = [&](Trace* trace, int upto) {
+    if (batch) return run_batch(engine, sc, trace ? upto + 1 : draws, trace);
+    if (sc.twice) run_script(engine, sc.script, true, sc.seq);
+    return run_script(engine, sc.script, true, sc.seq, trace, upto);
+  };
+  const ScriptRun cached = cached_run(nullptr, -1);
+  const ScriptRun uncached = run_script(engine, sc.script, false);
+  const int step = first_logit_diff(cached, uncached);
+  const int token_step = first_token_diff(cached, uncached);
+
+  Failure f;
+  f.property = property;
+  f.headline = headline;
+  nlohmann::json j = {{"property", property}, {"headline", headline}, {"first_logit_step", nullptr},
+                      {"first_token_step", token_step < 0 ? nlohmann::json(nullptr) : nlohmann::json(token_step)}};
+  std::string text = fmt::format("  {}\n", headline);
+  const auto& prompt_tokens = batch ? sc.batch[static_cast<size_t>(sc.seq)] : cached.tokens;
+
+  std::vector<std::vector<Stat>> cells(static_cast<size_t>(L), std::vector<Stat>(static_cast<size_t>(H)));
+  if (step < 0) {
+    text += "  the logits of every step agree bit for bit with full recompute; the difference is in the cache rows\n";
+  } else {
+    const int p = uncached.logit_positions[static_cast<size_t>(step)];
+    j["first_logit_step"] = step;
+    j["position"] = p;
+    text += fmt::format("  first logits difference: step {} (position {}, predicting after \"{}\")\n", step, p,
+                        words_of(uncached.tokens, vocab, 0, static_cast<size_t>(p) + 1));
+    text += token_step < 0 ? "  tokens: identical (the difference stayed below the sampler's resolution)\n"
+                           : fmt::format("  first token difference: step {}: cached \"{}\", full recompute \"{}\"\n",
+                                         token_step, words_of(cached.generated, vocab, token_step, token_step + 1),
+                                         words_of(uncached.generated, vocab, token_step, token_step + 1));
+    // Trace both paths at that step.
+    Trace ref_trace, cached_trace;
+    engine.set_trace(&ref_trace);
+    engine.forward_uncached(std::span<const int>(uncached.tokens).first(static_cast<size_t>(p) + 1));
+    engine.set_trace(nullptr);
+    cached_run(&cached_trace, step);
+    int call = -1;
+    for (const auto& r : cached_trace.records)
+      if (r.kind == TraceKind::Q && r.pos == p && r.seq == sc.seq) call = r.call;
+    const Index ref = index_records(ref_trace, -1, ref_trace.records.empty() ? 0 : ref_trace.records[0].seq);
+    const Index got = index_records(cached_trace, call, sc.seq);
+
+    std::vector<std::vector<std::array<Stat, kKinds>>> stats(
+        static_cast<size_t>(L), std::vector<std::array<Stat, kKinds>>(static_cast<size_t>(H) + 1));
+    for (const auto& [key, data] : got) {
+      const auto [layer, head, kind, pos] = key;
+      const int ki = kind_index(kind);
+      if (ki < 0 || layer < 0 || layer >= L) continue;
+      TraceKind ref_kind = kind == TraceKind::KRead ? TraceKind::K : kind == TraceKind::VRead ? TraceKind::V : kind;
+      auto it = ref.find({layer, head, ref_kind, pos});
+      if (it == ref.end()) continue;
+      if (kind != TraceKind::KRead && kind != TraceKind::VRead && pos != p) continue;
+      stats[static_cast<size_t>(layer)][static_cast<size_t>(head + 1)][static_cast<size_t>(ki)].add(*data, *it->second, pos);
+    }
+    // The first parting site: layer by layer, in dataflow order, head by head.
+    std::string first;
+    nlohmann::json first_json;
+    bool first_drift = false;
+    for (int l = 0; l < L && first.empty(); ++l)
+      for (int k = 0; k < kKinds && first.empty(); ++k)
+        for (int h = -1; h < H && first.empty(); ++h) {
+          const Stat& s = stats[static_cast<size_t>(l)][static_cast<size_t>(h + 1)][static_cast<size_t>(k)];
+          if (s.differ == 0) continue;
+          const bool read = kOrder[k] == TraceKind::KRead || kOrder[k] == TraceKind::VRead;
+          first = fmt::format("layer {}, {}{}, {} {} (max |d| {:.3g}, {}/{} elements differ, max {} ULP)", l,
+                              h < 0 ? "all heads" : "head ", h < 0 ? "" : std::to_string(h), kColumn[k],
+                              read ? fmt::format("slot {}", s.first_pos) : fmt::format("at position {}", p),
+                              s.max_abs, s.differ, s.total, ulp_text(s.max_ulp));
+          first_json = {{"layer", l}, {"head", h}, {"component", kColumn[k]},
+                        {read ? "slot" : "position", read ? s.first_pos : p}, {"max_abs", s.max_abs},
+                        {"max_ulp", s.max_ulp}, {"differing", s.differ}, {"total", s.total}};
+          first_drift = s.max_ulp != UINT64_MAX && s.max_abs <= kDriftRelative * s.scale;
+        }
+    if (first.empty()) {
+      text += "  no traced component differs at that step: the difference enters after the last block (final LayerNorm or head)\n";
+    } else {
+      const bool drift = first_drift;
+      text += fmt::format("  first parting: {}\n", first);
+      text += fmt::format("  verdict: {} starting at layer {} {}\n",
+                          drift ? "ULP-level drift (rounding, not a wrong value)" : "gross error",
+                          first_json["layer"].get<int>(), first_json["component"].get<std::string>());
+      j["first_parting"] = first_json;
+      j["verdict"] = drift ? "ulp-drift" : "gross";
+    }
+    // The table: per (layer, head), per component, differing elements / max ULP.
+    text += fmt::format("  {:<12}", "layer/head");
+    for (const char* col : kColumn) text += fmt::format("{:>14}", col);
+    text += "\n";
+    nlohmann::json table = nlohmann::json::array();
+    for (int l = 0; l < L; ++l)
+      for (int h = -1; h < H; ++h) {
+        const auto& row = stats[static_cast<size_t>(l)][static_cast<size_t>(h + 1)];
+        bool any = false;
+        for (const auto& s : row) any = any || s.total > 0;
+        if (!any) continue;
+        text += fmt::format("  {:<12}", h < 0 ? fmt::format("L{} (all)", l) : fmt::format("L{} H{}", l, h));
+        nlohmann::json cols;
+        for (int k = 0; k < kKinds; ++k) {
+          const Stat& s = row[static_cast<size_t>(k)];
+          text += fmt::format("{:>14}", s.total == 0 ? "-" : s.differ == 0 ? "0" : fmt::format("{}/{}", s.differ, ulp_text(s.max_ulp)));
+          cols[kColumn[k]] = {{"differing", s.differ}, {"total", s.total}, {"max_ulp", s.max_ulp}, {"max_abs", s.max_abs}};
+          if (h >= 0 && kOrder[k] != TraceKind::BlockOut) {
+            Stat& cell = cells[static_cast<size_t>(l)][static_cast<size_t>(h)];
+            cell.differ += s.differ;
+            cell.total += s.total;
+          }
+        }
+        text += "\n";
+        table.push_back({{"layer", l}, {"head", h}, {"components", cols}});
+      }
+    text += "  (cells: differing elements / max ULP; '0' identical; '-' not traced)\n";
+    j["table"] = table;
+  }
+
+  // Every cache slot that differs from what full recompute computes for the same tokens.
+  {
+    if (batch) run_batch(engine, sc, draws, nullptr); else cached_run(nullptr, -1);
+    const int n = engine.cursor(sc.seq);
+    KvRows kv;
+    if (n > 0) engine.forward_uncached(std::span<const int>(cached.tokens).first(static_cast<size_t>(n)), false, &kv);
+    nlohmann::json slots = nlohmann::json::array();
+    std::string listed;
+    int count = 0;
+    for (int s = 0; s < n; ++s)
+      for (int l = 0; l < L; ++l)
+        for (int h = 0; h < H; ++h) {
+          const auto ck = engine.cache().k_row(l, sc.seq, h, s), cv = engine.cache().v_row(l, sc.seq, h, s);
+          const auto rk = kv.k_row(l, h, s), rv = kv.v_row(l, h, s);
+          const bool dk = std::memcmp(ck.data(), rk.data(), ck.size_bytes()) != 0;
+          const bool dv = std::memcmp(cv.data(), rv.data(), cv.size_bytes()) != 0;
+          if (!dk && !dv) continue;
+          ++count;
+          slots.push_back({{"layer", l}, {"head", h}, {"slot", s}, {"k", dk}, {"v", dv}});
+          if (count <= 12)
+            listed += fmt::format("{}L{} H{} slot {} ({})", listed.empty() ? "" : ", ", l, h, s,
+                                  dk && dv ? "K,V" : dk ? "K" : "V");
+        }
+    text += count == 0 ? fmt::format("  cache: all {} slots of every layer and head equal full recompute\n", n)
+                       : fmt::format("  cache slots that differ from full recompute ({} of {}): {}{}\n", count,
+                                     n * L * H, listed, count > 12 ? ", ..." : "");
+    j["differing_cache_rows"] = slots;
+  }
+  j["prompt_tokens"] = prompt_tokens;
+  f.text = text;
+  f.json = j;
+  f.svg = heatmap_svg(cells, L, H, fmt::format("{}: where cached and full recompute part", property));
+  return f;
+}
+
+void publish_failure(const std::string& id, const Failure& f) {
+  std::printf("\nReport for %s:\n%s", id.c_str(), f.text.c_str());
+  const std::string dir = run_config().report_dir;
+  try {
+    std::filesystem::create_directories(dir);
+    const std::string base = dir + "/" + id;
+    nlohmann::json report = f.json;
+    report["case"] = f.case_json;
+    write_file_atomic(base + ".report.json", report.dump(2) + "\n");
+    write_file_atomic(base + ".heatmap.svg", f.svg);
+    write_file_atomic(base + ".case.json", f.case_json.dump(2) + "\n");
+    std::printf("  written: %s.report.json, %s.heatmap.svg, %s.case.json\n  replay:  props --replay %s.case.json\n",
+                base.c_str(), base.c_str(), base.c_str(), base.c_str());
+  } catch (const std::exception& e) {
+    std::printf("  could not write the report into %s: %s\n", dir.c_str(), e.what());
+  }
+}
+
+}  // namespace miniinfer::props

@@ -1,0 +1,48 @@
+// The reporter: for a failing case, where did the cached path and full recompute part? It
+// finds the first step whose logits differ in any bit and the first whose token differs,
+// re-runs both paths with tracing at that step, and diffs every (layer, head) component:
+// q, k, v after RoPE, the cache rows attention read, the attention probabilities, the head
+// output and the block output. The result is a table, a one-line verdict, JSON and an SVG.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "props/scenario.h"
+
+namespace miniinfer::props {
+
+// How to run the failing case's cached path for one sequence. The reference is always the
+// uncached twin of `script` (for a batch case, `script` is that sequence's solo script).
+struct Scenario {
+  Script script;
+  std::vector<std::vector<int>> batch;  // non-empty: the cached path is generate() on this batch
+  int seq = 0;                          // the sequence (of the batch) that diverged
+  GenerateOptions batch_options;        // for the batch run
+  bool twice = false;                   // the cached run is the second of two on one engine
+};
+
+struct Failure {
+  std::string property;
+  std::string headline;      // one line: what differed
+  std::string text;          // the human report
+  nlohmann::json json;       // the report as data
+  std::string svg;           // layers x heads heatmap
+  nlohmann::json case_json;  // for props --replay
+};
+
+// Runs the scenario on `engine` and diagnoses it. `headline` is the property's own finding.
+Failure diagnose(Engine& engine, const Scenario& scenario, const std::string& property,
+                 const std::string& headline, const std::vector<std::string>& vocab);
+
+// Distance in units in the last place between two floats (0 when bit-identical; NaNs far).
+uint64_t ulp_distance(float a, float b);
+
+// Prints the report and writes DIR/ID.report.json, ID.heatmap.svg and ID.case.json.
+void publish_failure(const std::string& id, const Failure& failure);
+
+}  // namespace miniinfer::props

@@ -1,0 +1,155 @@
+#include "props/runner.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <rapidcheck.h>
+#include <rapidcheck/detail/TestListenerAdapter.h>
+
+#include "base/atomic_file.h"
+#include "props/report.h"
+
+// Declared in RapidCheck's private headers; the Debian package ships the definitions.
+namespace rc::detail {
+std::string reproduceMapToString(const std::unordered_map<std::string, Reproduce>& reproduceMap);
+}
+
+namespace miniinfer::props {
+namespace {
+
+RunConfig& mutable_config() {
+  static RunConfig config;
+  return config;
+}
+
+struct FailureSlot {
+  std::function<Failure()> make;
+};
+FailureSlot& last_failure() {
+  static FailureSlot slot;
+  return slot;
+}
+
+// Counts cases and shrinks; on a terminal, shows progress once a property runs for a second.
+class ProgressListener : public rc::detail::TestListenerAdapter {
+ public:
+  ProgressListener(std::string id, int total) : id_(std::move(id)), total_(total) {}
+  void onTestCaseFinished(const rc::detail::CaseDescription&) override {
+    ++cases_;
+    show();
+  }
+  void onShrinkTried(const rc::detail::CaseDescription&, bool accepted) override {
+    ++tries_;
+    shrinks_ += accepted ? 1 : 0;
+    show();
+  }
+  void clear() const {
+    if (shown_) std::fprintf(stderr, "\r%-72s\r", "");
+  }
+  int shrinks() const { return shrinks_; }
+
+ private:
+  void show() {
+    if (!tty_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - start_ < std::chrono::seconds(1) || now - last_ < std::chrono::milliseconds(200)) return;
+    last_ = now;
+    shown_ = true;
+    if (tries_ == 0)
+      std::fprintf(stderr, "\r  %s: %d/%d cases", id_.c_str(), cases_, total_);
+    else
+      std::fprintf(stderr, "\r  %s: shrinking, %d steps taken of %d tried", id_.c_str(), shrinks_, tries_);
+    std::fflush(stderr);
+  }
+  std::string id_;
+  int total_;
+  int cases_ = 0, tries_ = 0, shrinks_ = 0;
+  bool tty_ = isatty(2) != 0;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_ = start_;
+};
+
+void print_distribution(const rc::detail::Distribution& distribution, int total) {
+  if (distribution.empty() || total == 0) return;
+  // Tags are printed one by one, each with its share: the families, languages, tense mixes
+  // and length buckets the cases covered.
+  std::map<std::string, int> counts;
+  for (const auto& [tags, n] : distribution)
+    for (auto tag : tags) {
+      if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"') tag = tag.substr(1, tag.size() - 2);
+      counts[tag] += n;
+    }
+  std::string line = "      ";
+  for (const auto& [tag, n] : counts) {
+    const std::string item = fmt::format("{} {}%  ", tag, (100 * n + total / 2) / total);
+    if (line.size() + item.size() > 100) {
+      std::printf("%s\n", line.c_str());
+      line = "      ";
+    }
+    line += item;
+  }
+  std::printf("%s\n", line.c_str());
+}
+
+}  // namespace
+
+const RunConfig& run_config() { return mutable_config(); }
+void set_run_config(RunConfig config) { mutable_config() = std::move(config); }
+
+void record_failure(std::function<Failure()> make) { last_failure().make = std::move(make); }
+
+bool check_property(const std::string& id, const std::string& sentence, int cases,
+                    const std::function<void()>& body) {
+  const auto& rc_config = rc::detail::configuration();
+  if (!rc_config.reproduce.empty() && !rc_config.reproduce.count(id)) {
+    std::printf("SKIP  %-4s %s  (reproducing another property)\n", id.c_str(), sentence.c_str());
+    return true;
+  }
+  rc::detail::TestParams params = rc_config.testParams;
+  // The default max_success (100) means "each property's own case count"; any other value
+  // scales every property by max_success / 100 (the nightly run uses 2000: 20 times).
+  params.maxSuccess = std::max(1, static_cast<int>(static_cast<long long>(cases) * params.maxSuccess / 100));
+  params.maxSize = std::min(params.maxSize, 100);  // above 100, RapidCheck's BitStream is UB
+  last_failure().make = nullptr;
+
+  ProgressListener listener(id, params.maxSuccess);
+  const auto start = std::chrono::steady_clock::now();
+  const auto result = rc::detail::checkTestable(body, rc::detail::TestMetadata{id, sentence}, params,
+                                                listener, rc_config.reproduce);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  listener.clear();
+
+  if (result.is<rc::detail::SuccessResult>()) {
+    const auto* ok = &result.get<rc::detail::SuccessResult>();
+    std::printf("ok    %-4s %-78s %5d cases %6.2f s\n", id.c_str(), sentence.c_str(), ok->numSuccess, seconds);
+    print_distribution(ok->distribution, ok->numSuccess);
+    std::fflush(stdout);
+    return true;
+  }
+  std::printf("FAIL  %-4s %-78s %6.2f s\n", id.c_str(), sentence.c_str(), seconds);
+  std::ostringstream message;
+  rc::detail::printResultMessage(result, message);
+  std::printf("%s\n", message.str().c_str());
+  if (result.is<rc::detail::FailureResult>()) {
+    const auto* failure = &result.get<rc::detail::FailureResult>();
+    std::printf("Shrunk in %d steps. Reproduce with:\n  props --rc-seed=%llu --rc-reproduce=%s\n",
+                listener.shrinks(), static_cast<unsigned long long>(params.seed),
+                rc::detail::reproduceMapToString(
+                    std::unordered_map<std::string, rc::detail::Reproduce>{{id, failure->reproduce}}).c_str());
+    if (last_failure().make) {
+      const Failure report = last_failure().make();
+      publish_failure(id, report);
+    }
+  }
+  std::fflush(stdout);
+  return false;
+}
+
+}  // namespace miniinfer::props

@@ -1,0 +1,44 @@
+// Runs properties under RapidCheck with stable ids (so reproduce strings are printed and
+// replay), one readable line per property, and the failure path: counterexample, reproduce
+// string, saved case and report. RapidCheck is not thread-safe; props runs one at a time.
+#pragma once
+#include <functional>
+#include <string>
+
+namespace miniinfer::props {
+
+// What props was asked to do, read once in main.
+struct RunConfig {
+  std::string model_path;
+  std::string model_sha256;
+  std::string backend = "invariant";
+  std::string inject;       // a fault name, or empty
+  std::string report_dir = "props-report";
+  bool full = false;        // nightly scale for the long properties
+  bool verbose = false;
+};
+const RunConfig& run_config();
+void set_run_config(RunConfig config);
+
+// Checks `body` (which draws with *gen and asserts with RC_ASSERT/RC_FAIL) as property `id`.
+// `cases` is the default case count, scaled by --rc-max-success / RC_PARAMS max_success.
+// Prints one line with the case count and time, then the tag distribution; on failure, the
+// shrunk counterexample and the reproduce string. Returns true on success.
+bool check_property(const std::string& id, const std::string& sentence, int cases,
+                    const std::function<void()>& body);
+
+struct Failure;  // props/report.h
+// Called by a property on each failing case with a closure that builds the full report. The
+// last call before shrinking ends is the minimal counterexample: only that one is built,
+// printed and saved (building a traced report at every shrink step would be wasted work).
+void record_failure(std::function<Failure()> make_report);
+
+}  // namespace miniinfer::props
+
+// A property is a Catch2 test case named by its sentence, tagged with its id.
+#define PROPERTY(id, sentence, cases) \
+  static void id##_body();            \
+  TEST_CASE(sentence, "[" #id "]") {  \
+    REQUIRE(::miniinfer::props::check_property(#id, sentence, cases, id##_body)); \
+  }                                   \
+  static void id##_body()

@@ -1,0 +1,50 @@
+// A scenario is a short script of what a user does with one sequence: append tokens, generate,
+// roll back. The same script runs on the cached path (appends become prefill/resume chunks,
+// generation becomes decode steps) and on the uncached path (every sampling point recomputes
+// the whole sequence so far in one forward). Both draw the same coins, so any difference in
+// their tokens or logits is the cache's doing.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "engine/sampling.h"
+
+namespace miniinfer::props {
+
+struct Op {
+  enum Kind { Append, Forward, Generate, Truncate, Reseed } kind = Append;
+  std::vector<int> tokens;  // Append (Forward: run what is appended through the cache now,
+                            // a chunk boundary; the uncached path has nothing to do)
+  int n = 0;                // Generate: tokens to draw; Truncate: keep the first n
+  uint64_t seed = 0;        // Reseed: draw from Rng::stream(seed, stream) from now on
+};
+
+struct Script {
+  std::vector<Op> ops;
+  SamplerOptions sampler;
+  uint64_t seed = 0;    // the coins: Rng::stream(seed, stream), as generate() draws them
+  uint64_t stream = 0;
+};
+
+// One path's run of a script.
+struct ScriptRun {
+  std::vector<int> tokens;                      // the whole sequence at the end
+  std::vector<int> generated;                   // the drawn tokens, in order
+  std::vector<int> logit_positions;             // the position each logits row was computed at
+  std::vector<std::vector<float>> logits;       // (sampling points, V)
+};
+
+// cached: the script on sequence `seq` of `engine`'s cache (reset first). With a trace, only
+// the forward call that computes the logits of draw number `traced_draw` is traced, and the
+// run stops after that draw (the reporter's view of one step).
+ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq = 0,
+                     Trace* trace = nullptr, int traced_draw = -1);
+
+nlohmann::json to_json(const Script& script);
+Script script_from_json(const nlohmann::json& j);  // throws Error naming the bad field
+
+}  // namespace miniinfer::props

@@ -244,6 +244,9 @@ std::optional<std::string> check_case(Case& c) {
   Engine& e = *t.engine;
   e.set_backend(context().backend);
   e.set_fault(context().fault);
+  // Each case starts from an empty cache, so a case's outcome never depends on the one before
+  // (shrinking and replay need that); faults between requests show within one case (p3, p9).
+  e.reset();
   const std::string& p = c.property;
   if (p == "p1" || p == "p2") return check_cached_equals_uncached(e, c, false);
   if (p == "p6") return check_cached_equals_uncached(e, c, true);
@@ -275,11 +278,15 @@ std::optional<std::string> check_case(Case& c) {
   fail("unknown property '{}'", p);
 }
 
-Failure report_case(const Case& c, const std::string& headline) {
-  Target t = target_for(c);
-  Scenario sc;
+namespace {
+
+// The cached runs that may explain a failing case, most direct first: the case as the property
+// ran it, then after a warm-up request on the same engine (faults between requests).
+std::vector<Scenario> scenarios_for(const Case& c) {
   const std::string& p = c.property;
-  const auto& prompt = c.prompts[static_cast<size_t>(std::min<size_t>(static_cast<size_t>(c.seq), c.prompts.size() - 1))];
+  const size_t seq = std::min(static_cast<size_t>(c.seq), c.prompts.size() - 1);
+  Scenario sc;
+  sc.batch_options = options_for(c, true);
   if (p == "p4") {
     sc.script = resume_script(c);
   } else if (p == "p5") {
@@ -287,33 +294,56 @@ Failure report_case(const Case& c, const std::string& headline) {
   } else if (p == "p8") {
     sc.script = rollback_script(c);
   } else {
-    sc.script = base_script(c, prompt, 0);
+    sc.script = base_script(c, c.prompts[seq], seq);
     sc.script.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
   }
-  if (p == "p3" || (p == "p9" && !c.twice) || (p == "p10" && c.prompts.size() > 1 && c.seq > 0)) {
-    sc.batch = c.prompts;
-    if (p == "p9") {
-      sc.batch.clear();
-      for (int i : c.order) sc.batch.push_back(c.prompts[static_cast<size_t>(i)]);
+  std::vector<Scenario> out;
+  if (c.prompts.size() > 1 || p == "p3" || p == "p9") {
+    Scenario b = sc;
+    b.batch = c.prompts;
+    b.seq = static_cast<int>(seq);
+    if (p == "p9" && !c.twice) {  // the reordered, greedy run
+      b.batch.clear();
+      for (int i : c.order) b.batch.push_back(c.prompts[static_cast<size_t>(i)]);
+      b.batch_options.temperature = 0.0f;
+      b.script = base_script(c, b.batch[seq], seq);
+      b.script.sampler.temperature = 0.0f;
+      b.script.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
     }
-    sc.seq = c.seq;
-    sc.batch_options = options_for(c, true);
-    if (p == "p9") sc.batch_options.temperature = 0.0f, sc.script.sampler.temperature = 0.0f;
-    sc.script = base_script(c, sc.batch[static_cast<size_t>(c.seq)], static_cast<uint64_t>(c.seq));
-    sc.script.sampler.temperature = sc.batch_options.temperature;
-    sc.script.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+    b.twice = p == "p9" && c.twice;
+    out.push_back(b);
+    Scenario solo = sc;  // the solo run that follows the batch on one engine
+    solo.warmup = c.prompts;
+    out.push_back(solo);
+  } else {
+    out.push_back(sc);
   }
-  if (p == "p9" && c.twice) {
-    sc.batch = c.prompts;
-    sc.seq = c.seq;
-    sc.twice = true;
-    sc.batch_options = options_for(c, true);
-    sc.script = base_script(c, c.prompts[static_cast<size_t>(c.seq)], static_cast<uint64_t>(c.seq));
-    sc.script.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  Scenario again = out.front();
+  again.twice = true;
+  out.push_back(again);
+  return out;
+}
+
+}  // namespace
+
+Failure report_case(const Case& c, const std::string& headline) {
+  Target t = target_for(c);
+  Failure f;
+  for (const Scenario& sc : scenarios_for(c)) {
+    t.engine->set_backend(context().backend);
+    t.engine->set_fault(context().fault);
+    t.engine->reset();
+    try {
+      f = diagnose(*t.engine, sc, c.property, headline, context().model.vocab);
+    } catch (const std::exception& e) {
+      f.property = c.property;
+      f.headline = headline;
+      f.text = fmt::format("  {}\n  the traced re-run stopped with an error: {}\n", headline, e.what());
+      f.json = {{"property", c.property}, {"headline", headline}, {"error", e.what()}};
+      f.located = true;
+    }
+    if (f.located) break;
   }
-  t.engine->set_backend(context().backend);
-  t.engine->set_fault(context().fault);
-  Failure f = diagnose(*t.engine, sc, p, headline, context().model.vocab);
   f.case_json = case_to_json(c);
   return f;
 }

@@ -30,7 +30,13 @@ void tag(const gen::Prompt& p) {
 
 // Runs the case; on failure, records how to report it and fails the RapidCheck case.
 void verify(Case c) {
-  if (auto what = check_case(c)) {
+  std::optional<std::string> what;
+  try {
+    what = check_case(c);
+  } catch (const Error& e) {
+    what = std::string("the run stopped with an error: ") + e.what();
+  }
+  if (what) {
     const std::string headline = *what;
     record_failure([c, headline] { return report_case(c, headline); });
     RC_FAIL(headline);

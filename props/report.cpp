@@ -183,6 +183,12 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
   const int draws = total_draws(sc.script);
 
   auto cached_run = [&](Trace* trace, int upto) {
+    if (!sc.warmup.empty()) {
+      GenerateOptions o = sc.batch_options;
+      o.cache = true;
+      o.trace = nullptr;
+      generate(engine, sc.warmup, o);
+    }
     if (batch) return run_batch(engine, sc, trace ? upto + 1 : draws, trace);
     if (sc.twice) run_script(engine, sc.script, true, sc.seq);
     return run_script(engine, sc.script, true, sc.seq, trace, upto);
@@ -201,6 +207,7 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
   const auto& prompt_tokens = batch ? sc.batch[static_cast<size_t>(sc.seq)] : cached.tokens;
 
   std::vector<std::vector<Stat>> cells(static_cast<size_t>(L), std::vector<Stat>(static_cast<size_t>(H)));
+  f.located = step >= 0;
   if (step < 0) {
     text += "  the logits of every step agree bit for bit with full recompute; the difference is in the cache rows\n";
   } else {
@@ -219,9 +226,25 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
     engine.forward_uncached(std::span<const int>(uncached.tokens).first(static_cast<size_t>(p) + 1));
     engine.set_trace(nullptr);
     cached_run(&cached_trace, step);
-    int call = -1;
+    // The cached call to compare: the one that computed position p; failing that (a cursor
+    // that went astray), the last call traced, whose last row is the token in question.
+    int call = -1, cached_pos = p;
     for (const auto& r : cached_trace.records)
       if (r.kind == TraceKind::Q && r.pos == p && r.seq == sc.seq) call = r.call;
+    if (call < 0) {
+      for (const auto& r : cached_trace.records)
+        if (r.seq == sc.seq && r.kind == TraceKind::Q && r.call >= call) {
+          if (r.call > call) cached_pos = r.pos;
+          call = r.call;
+          cached_pos = std::max(cached_pos, r.pos);
+        }
+    }
+    const int shift = cached_pos - p;  // where the cached path put the row, relative to recompute
+    if (shift != 0) {
+      text += fmt::format("  position: the cached path computed this token at slot {}, full recompute at position {}\n",
+                          cached_pos, p);
+      j["cached_position"] = cached_pos;
+    }
     const Index ref = index_records(ref_trace, -1, ref_trace.records.empty() ? 0 : ref_trace.records[0].seq);
     const Index got = index_records(cached_trace, call, sc.seq);
 
@@ -231,16 +254,21 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
       const auto [layer, head, kind, pos] = key;
       const int ki = kind_index(kind);
       if (ki < 0 || layer < 0 || layer >= L) continue;
+      const bool read = kind == TraceKind::KRead || kind == TraceKind::VRead;
       TraceKind ref_kind = kind == TraceKind::KRead ? TraceKind::K : kind == TraceKind::VRead ? TraceKind::V : kind;
-      auto it = ref.find({layer, head, ref_kind, pos});
+      if (!read && pos != cached_pos) continue;
+      auto it = ref.find({layer, head, ref_kind, read ? pos : p});
       if (it == ref.end()) continue;
-      if (kind != TraceKind::KRead && kind != TraceKind::VRead && pos != p) continue;
       stats[static_cast<size_t>(layer)][static_cast<size_t>(head + 1)][static_cast<size_t>(ki)].add(*data, *it->second, pos);
     }
     // The first parting site: layer by layer, in dataflow order, head by head.
     std::string first;
     nlohmann::json first_json;
     bool first_drift = false;
+    if (shift != 0) {
+      first = fmt::format("layer 0, all heads, position: the token sits at slot {} instead of {}", cached_pos, p);
+      first_json = {{"layer", 0}, {"head", -1}, {"component", "position"}, {"slot", cached_pos}, {"position", p}};
+    }
     for (int l = 0; l < L && first.empty(); ++l)
       for (int k = 0; k < kKinds && first.empty(); ++k)
         for (int h = -1; h < H && first.empty(); ++h) {
@@ -300,7 +328,11 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
   // Every cache slot that differs from what full recompute computes for the same tokens.
   {
     if (batch) run_batch(engine, sc, draws, nullptr); else cached_run(nullptr, -1);
-    const int n = engine.cursor(sc.seq);
+    const int cursor = engine.cursor(sc.seq);
+    const int n = std::min(cursor, static_cast<int>(cached.tokens.size()));
+    if (cursor != static_cast<int>(cached.tokens.size()))
+      text += fmt::format("  cursor: {} slots in use for a {}-token sequence\n", cursor, cached.tokens.size());
+    f.located = f.located || cursor != static_cast<int>(cached.tokens.size());
     KvRows kv;
     if (n > 0) engine.forward_uncached(std::span<const int>(cached.tokens).first(static_cast<size_t>(n)), false, &kv);
     nlohmann::json slots = nlohmann::json::array();
@@ -324,6 +356,7 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
                        : fmt::format("  cache slots that differ from full recompute ({} of {}): {}{}\n", count,
                                      n * L * H, listed, count > 12 ? ", ..." : "");
     j["differing_cache_rows"] = slots;
+    f.located = f.located || count > 0;
   }
   j["prompt_tokens"] = prompt_tokens;
   f.text = text;

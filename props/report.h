@@ -24,6 +24,7 @@ struct Scenario {
   int seq = 0;                          // the sequence (of the batch) that diverged
   GenerateOptions batch_options;        // for the batch run
   bool twice = false;                   // the cached run is the second of two on one engine
+  std::vector<std::vector<int>> warmup;  // prompts generate() runs (cached) before the cached run
 };
 
 struct Failure {
@@ -33,6 +34,7 @@ struct Failure {
   nlohmann::json json;       // the report as data
   std::string svg;           // layers x heads heatmap
   nlohmann::json case_json;  // for props --replay
+  bool located = false;      // the scenario showed a difference (logits or cache rows)
 };
 
 // Runs the scenario on `engine` and diagnoses it. `headline` is the property's own finding.

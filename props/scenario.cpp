@@ -10,7 +10,9 @@ ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq,
   ScriptRun run;
   Rng coins = Rng::stream(script.seed, script.stream);
   size_t pending = 0;  // tokens[pending..] are not yet in the cache (cached path only)
-  if (cached) engine.reset(seq);
+  // A new request starts on an empty cache, exactly where generate() resets it (the
+  // stale-cache fault lives in that reset, so the reporter sees what generate() would).
+  if (cached && engine.fault() != Fault::StaleCache) engine.reset(seq);
   auto logits_now = [&]() -> std::vector<float> {
     if (!cached) return engine.forward_uncached(run.tokens);
     if (pending == run.tokens.size()) {

@@ -9,7 +9,13 @@
 #include <string>
 #include <vector>
 
+#include <chrono>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <rapidcheck.h>
+
+#include "base/atomic_file.h"
 
 #include "base/error.h"
 #include "props/context.h"
@@ -31,6 +37,7 @@ usage: props [flags] [Catch2 test filters and flags]
   --inject FAULT        inject a cache fault from the catalogue (docs/faults.md); 'list' lists
   --report-dir DIR      where failure reports go (default: props-report)
   --full                nightly scale for the long properties (256 tokens, random architectures)
+  --summary FILE        also write the run's outcome per property as JSON
   --help                this text; Catch2's own flags: props --help-catch
 
 RC_PARAMS works as in RapidCheck; the flags above are appended to it and win.
@@ -59,7 +66,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc), catch_args{argv[0]};
   std::string rc_params = std::getenv("RC_PARAMS") ? std::getenv("RC_PARAMS") : "";
   props::RunConfig config;
-  std::string replay, value;
+  std::string replay, value, summary;
   bool reproducing = false;
   try {
     for (size_t i = 0; i < args.size(); ++i) {
@@ -83,6 +90,7 @@ int main(int argc, char** argv) {
       } else if (take_value(a, "--backend", catch_args, i, args, config.backend)) {
       } else if (take_value(a, "--inject", catch_args, i, args, config.inject)) {
       } else if (take_value(a, "--report-dir", catch_args, i, args, config.report_dir)) {
+      } else if (take_value(a, "--summary", catch_args, i, args, summary)) {
       } else if (a == "--full") {
         config.full = true;
       } else if (a.rfind("--rc-", 0) == 0) {
@@ -105,5 +113,35 @@ int main(int argc, char** argv) {
   std::vector<const char*> cargv;
   for (const auto& a : catch_args) cargv.push_back(a.c_str());
   if (const int rc = session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data())) return rc;
-  return session.run();
+  const auto start = std::chrono::steady_clock::now();
+  const int status = session.run();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  int failed = 0, passed = 0, skipped = 0;
+  for (const auto& o : props::outcomes()) {
+    failed += o.status == "failed";
+    passed += o.status == "passed";
+    skipped += o.status == "skipped";
+  }
+  std::printf("props: took %.1f s in all\nprops: %d passed, %d failed%s\n", seconds, passed, failed,
+              skipped ? fmt::format(", {} skipped", skipped).c_str() : "");
+  if (!summary.empty()) {
+    nlohmann::json j = {{"seed", rc::detail::configuration().testParams.seed},
+                        {"model", props::context().model_label},
+                        {"model_sha256", props::context().model_sha256},
+                        {"backend", config.backend},
+                        {"fault", config.inject.empty() ? "none" : config.inject},
+                        {"seconds", seconds},
+                        {"exit_status", status},
+                        {"properties", nlohmann::json::array()}};
+    for (const auto& o : props::outcomes())
+      j["properties"].push_back({{"id", o.id}, {"property", o.sentence}, {"status", o.status}, {"cases", o.cases},
+                                 {"seconds", o.seconds}, {"counterexample", o.counterexample}});
+    try {
+      write_file_atomic(summary, j.dump(2) + "\n");
+    } catch (const Error& e) {
+      std::fprintf(stderr, "props: %s\n", e.what());
+      return status ? status : 2;
+    }
+  }
+  return status;
 }

@@ -100,6 +100,12 @@ void print_distribution(const rc::detail::Distribution& distribution, int total)
 
 }  // namespace
 
+std::vector<PropertyOutcome>& mutable_outcomes() {
+  static std::vector<PropertyOutcome> all;
+  return all;
+}
+const std::vector<PropertyOutcome>& outcomes() { return mutable_outcomes(); }
+
 const RunConfig& run_config() { return mutable_config(); }
 void set_run_config(RunConfig config) { mutable_config() = std::move(config); }
 
@@ -110,6 +116,7 @@ bool check_property(const std::string& id, const std::string& sentence, int case
   const auto& rc_config = rc::detail::configuration();
   if (!rc_config.reproduce.empty() && !rc_config.reproduce.count(id)) {
     std::printf("SKIP  %-4s %s  (reproducing another property)\n", id.c_str(), sentence.c_str());
+    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, ""});
     return true;
   }
   rc::detail::TestParams params = rc_config.testParams;
@@ -130,6 +137,7 @@ bool check_property(const std::string& id, const std::string& sentence, int case
     const auto* ok = &result.get<rc::detail::SuccessResult>();
     std::printf("ok    %-4s %-78s %5d cases %6.2f s\n", id.c_str(), sentence.c_str(), ok->numSuccess, seconds);
     print_distribution(ok->distribution, ok->numSuccess);
+    mutable_outcomes().push_back({id, sentence, "passed", ok->numSuccess, seconds, ""});
     std::fflush(stdout);
     return true;
   }
@@ -137,6 +145,7 @@ bool check_property(const std::string& id, const std::string& sentence, int case
   std::ostringstream message;
   rc::detail::printResultMessage(result, message);
   std::printf("%s\n", message.str().c_str());
+  mutable_outcomes().push_back({id, sentence, "failed", 0, seconds, message.str()});
   if (result.is<rc::detail::FailureResult>()) {
     const auto* failure = &result.get<rc::detail::FailureResult>();
     std::printf("Shrunk in %d steps. Reproduce with:\n  props --rc-seed=%llu --rc-reproduce=%s\n",

@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace miniinfer::props {
 
@@ -17,6 +18,15 @@ struct RunConfig {
   bool full = false;        // nightly scale for the long properties
   bool verbose = false;
 };
+// One line of the run's summary (props --summary FILE writes them as JSON).
+struct PropertyOutcome {
+  std::string id, sentence, status;  // status: "passed", "failed", "skipped"
+  int cases = 0;
+  double seconds = 0.0;
+  std::string counterexample;        // the shrunk case, when failed
+};
+const std::vector<PropertyOutcome>& outcomes();
+
 const RunConfig& run_config();
 void set_run_config(RunConfig config);
 

@@ -1,0 +1,28 @@
+# Retrains MiniGPT with manifest.json's train_args and compares the sha256 of the result
+# with manifest.json's sha256. Run by the nightly test: cmake -DMINIGPT=... -DMANIFEST=...
+# -DOUT=... -P retrain.cmake
+foreach(_var MINIGPT MANIFEST OUT)
+  if(NOT DEFINED ${_var})
+    message(FATAL_ERROR "retrain.cmake: -D${_var}=... is required")
+  endif()
+endforeach()
+file(READ ${MANIFEST} _manifest)
+string(JSON _expected GET "${_manifest}" sha256)
+string(JSON _n LENGTH "${_manifest}" train_args)
+set(_args)
+math(EXPR _last "${_n} - 1")
+foreach(_i RANGE ${_last})
+  string(JSON _a GET "${_manifest}" train_args ${_i})
+  list(APPEND _args "${_a}")
+endforeach()
+message(STATUS "retrain: minigpt train ${_args} --out ${OUT}")
+execute_process(COMMAND ${MINIGPT} train ${_args} --out ${OUT} --quiet RESULT_VARIABLE _rc)
+if(NOT _rc EQUAL 0)
+  message(FATAL_ERROR "retrain: minigpt train failed with status ${_rc}")
+endif()
+file(SHA256 ${OUT} _actual)
+if(NOT _actual STREQUAL _expected)
+  message(FATAL_ERROR "retrain: sha256 ${_actual} of ${OUT} differs from the manifest's ${_expected} "
+                      "(a changed corpus/*.tsv changes the vocabulary: retrain and update the manifest)")
+endif()
+message(STATUS "retrain: sha256 ${_actual} matches ${MANIFEST}")

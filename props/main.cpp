@@ -36,7 +36,7 @@ usage: props [flags] [Catch2 test filters and flags]
   --backend NAME        invariant (default) or eigen (library GEMMs: known to break bitwise)
   --inject FAULT        inject a cache fault from the catalogue (docs/faults.md); 'list' lists
   --report-dir DIR      where failure reports go (default: props-report)
-  --full                nightly scale for the long properties (256 tokens, random architectures)
+  --full                random architectures at full size (d_model up to 512, batches of 4)
   --summary FILE        also write the run's outcome per property as JSON
   --help                this text; Catch2's own flags: props --help-catch
 

@@ -1,0 +1,483 @@
+// mutation_check: the fault catalogue's proof. For every fault the engine can inject it runs the
+// props binary with that fault and checks that props catches it (default settings, and seeds 1
+// to N), that the shrunk counterexample is small, that the report names the fault's documented
+// site, and that detection is fast. docs/faults.md explains the table below and the numbers.
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "engine/faults.h"
+#include "props_run.h"
+
+using namespace miniinfer;
+using namespace miniinfer::mutation;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kLastLayer = -1;  // "layer L-1": the model's last layer, read from props' header
+
+// Where the reporter must say the cached path and full recompute first part: the layer, the
+// component (in the reporter's dataflow order q, k, v, k-read, v-read, probs, attn, block; or
+// "position" when the token landed in the wrong slot) and the verdict. Same table as
+// docs/faults.md; a fault with no row here fails the check.
+struct Site {
+  Fault fault;
+  int layer;
+  std::vector<std::string> components;  // the first is the one the docs name
+  std::string verdict;               // "gross" or "ulp-drift"
+};
+
+const std::vector<Site>& documented_sites() {
+  static const std::vector<Site> sites = {
+      // The hole at the cursor is the first wrong value decode reads.
+      {Fault::CursorOffByOne, 0, {"k-read"}, "gross"},
+      // q, k, v are right; attention covers one slot too few (the current one).
+      {Fault::SelfExcluded, 0, {"probs"}, "gross"},
+      // Same shape of error: the q_len=1 mask keeps only slot 0.
+      {Fault::DecodeMask, 0, {"probs"}, "gross"},
+      // Layer 0 reads its own cache; layer 1 is the first to read another layer's rows.
+      {Fault::LayerAlias, 1, {"k-read"}, "gross"},
+      // K is written, V is not: the last layer's V read is the first wrong value.
+      {Fault::LastLayerStale, kLastLayer, {"v-read"}, "gross"},
+      // The double kernel rounds its probabilities once from double; the float kernel's
+      // differ in the last bit first (attn when the probabilities happen to agree).
+      {Fault::Fp64Decode, 0, {"probs", "attn"}, "ulp-drift"},
+      // q is rotated before k in the dataflow order, both with the wrong angle.
+      {Fault::RopeDecodePhase, 0, {"q"}, "gross"},
+      // Sequence b reads sequence 0's rows from slot 0 on.
+      {Fault::BatchStride, 0, {"k-read"}, "gross"},
+      // The second request's tokens sit after the first request's slots.
+      {Fault::StaleCache, 0, {"position"}, "gross"},
+      // The resumed chunk's q and k are rotated from position 0.
+      {Fault::ResumeOffset, 0, {"q"}, "gross"},
+      // The first product of decode: Eigen's GEMV rounds differently from the kernel.
+      {Fault::LibraryGemv, 0, {"q", "k", "v"}, "ulp-drift"},
+      // Scores are scaled wrong, so the probabilities are the first wrong value.
+      {Fault::SoftmaxScale, 0, {"probs"}, "gross"},
+  };
+  return sites;
+}
+
+const Site* site_of(Fault f) {
+  for (const auto& s : documented_sites())
+    if (s.fault == f) return &s;
+  return nullptr;
+}
+
+std::string site_text(int layer, const std::string& component, int n_layer) {
+  const int l = layer == kLastLayer ? n_layer - 1 : layer;
+  return fmt::format("L{} {}", l, component);
+}
+
+struct Options {
+  std::string props;
+  std::string work = "mutation-work";
+  std::string model;
+  int jobs = 2;
+  int seeds = 10;
+  double budget_s = 2.0;
+  int max_gross_prompt = 2, max_gross_new = 2;
+  bool control = true;
+  std::vector<Fault> faults;
+};
+
+struct SeedRun {
+  int seed = 0;
+  bool detected = false;
+  std::string property;     // the property that failed
+  bool fallback = false;    // the seed-1 property passed, so the whole suite ran
+  double cpu_s = 0.0;       // the run's CPU time: start, model load, cases up to the first
+                            // counterexample, its report
+  double fail_line_s = 0.0; // props' own wall-clock time of the failing property
+  int cases = -1;
+};
+
+struct FaultResult {
+  Fault fault = Fault::None;
+  // The default run (--rc-seed=1, default case counts, shrinking on, -a).
+  int exit_code = -1;
+  std::string property;
+  double shrink_line_s = 0.0;  // props' time for the failing property, shrinking included
+  double before_s = 0.0;       // props' time for the properties that passed before it
+  double cpu_s = 0.0, wall_s = 0.0;
+  int n_layer = -1;
+  std::string prompt_text;
+  int prompts = 0, prompt_tokens = 0, new_tokens = 0;
+  int layer = -2, head = -2;
+  std::string component, verdict, headline;
+  std::vector<SeedRun> seeds;
+  std::set<std::string> models;  // every model label and report sha256 seen, to catch a model
+                                 // file that lands or changes while the check runs
+  std::vector<std::string> failures;
+};
+
+std::string log_path(const std::string& dir) { return dir + ".log"; }
+
+std::vector<std::string> props_args(const Options& o, Fault f, int seed, const std::string& dir) {
+  std::vector<std::string> a = {o.props, fmt::format("--rc-seed={}", seed), "-a", "--report-dir", dir};
+  if (f != Fault::None) a.insert(a.end(), {"--inject", to_string(f)});
+  if (!o.model.empty()) a.insert(a.end(), {"--model", o.model});
+  return a;
+}
+
+ProcessResult run_props(const std::vector<std::string>& args, const std::string& dir) {
+  fs::remove_all(dir);  // a report left by an earlier run must not pass for this one's
+  fs::create_directories(fs::path(dir).parent_path());
+  return run_process(args, log_path(dir));
+}
+
+// Reads the shrunk case and the site from the default run's report.
+void read_default_report(const nlohmann::json& j, FaultResult& r) {
+  const auto& c = j.at("case");
+  std::string text;
+  for (const auto& p : c.at("prompts")) {
+    text += fmt::format("{}\"{}\"", text.empty() ? "" : " | ", p.at("text").get<std::string>());
+    r.prompt_tokens += static_cast<int>(p.at("ids").size());
+    ++r.prompts;
+  }
+  // p4 resumes with a chunk after decoding k tokens: the chunk is user input, the k tokens
+  // are drawn (the case format: docs in props/cases.h).
+  const int chunk = static_cast<int>(c.value("chunk", nlohmann::json::array()).size());
+  if (chunk > 0) text += fmt::format(" +chunk({})", chunk);
+  r.prompt_tokens += chunk;
+  r.new_tokens = c.at("params").at("max_new_tokens").get<int>() + (r.property == "p4" ? c.value("k", 0) : 0);
+  r.prompt_text = text;
+  r.headline = j.value("headline", "");
+  if (j.contains("first_parting")) {
+    const auto& fp = j.at("first_parting");
+    r.layer = fp.at("layer").get<int>();
+    r.head = fp.value("head", -2);
+    r.component = fp.at("component").get<std::string>();
+  }
+  r.verdict = j.value("verdict", "");
+  r.models.insert("sha256 " + c.value("model_sha256", std::string()));
+}
+
+void default_run(const Options& o, FaultResult& r) {
+  const std::string name = to_string(r.fault);
+  const std::string dir = o.work + "/" + name + "/default";
+  const ProcessResult p = run_props(props_args(o, r.fault, 1, dir), dir);
+  r.exit_code = p.exit_code;
+  r.cpu_s = p.cpu_s;
+  r.wall_s = p.wall_s;
+  const PropsOutput out = parse_props_output(p.output);
+  r.models.insert(out.model);
+  r.n_layer = out.n_layer;
+  if (out.fault != name) {
+    r.failures.push_back(fmt::format("props says it injected '{}', not '{}' (log {})", out.fault, name, log_path(dir)));
+    return;
+  }
+  const auto failed = out.first_failure();
+  if (p.exit_code == 0 || !failed) {
+    r.failures.push_back(p.exit_code == 0
+                             ? fmt::format("not detected: props --rc-seed=1 exits 0 (log {})", log_path(dir))
+                             : fmt::format("props exited {} (signal {}) without a failing property (log {})",
+                                           p.exit_code, p.signal, log_path(dir)));
+    return;
+  }
+  r.property = failed->id;
+  r.shrink_line_s = failed->seconds;
+  r.before_s = out.seconds_before(failed->id);
+  read_default_report(read_report(dir, failed->id), r);
+}
+
+SeedRun seed_run(const Options& o, FaultResult& r, int seed) {
+  const Fault f = r.fault;
+  const std::string& property = r.property;
+  const std::string dir = fmt::format("{}/{}/seed-{}", o.work, to_string(f), seed);
+  SeedRun s;
+  s.seed = seed;
+  auto args = props_args(o, f, seed, dir);
+  args.push_back("--rc-noshrink");  // detection only: how soon the first counterexample comes
+  if (!property.empty()) args.push_back("[" + property + "]");
+  ProcessResult p = run_props(args, dir);
+  if (p.exit_code == 0 && !property.empty()) {
+    // The property that caught it at seed 1 does not at this seed: does any other?
+    s.fallback = true;
+    args.pop_back();
+    p = run_props(args, dir);
+  }
+  const PropsOutput out = parse_props_output(p.output);
+  r.models.insert(out.model);
+  if (const auto failed = out.first_failure(); failed && fs::exists(dir + "/" + failed->id + ".report.json"))
+    r.models.insert("sha256 " + read_report(dir, failed->id).at("case").value("model_sha256", std::string()));
+  const auto failed = out.first_failure();
+  s.detected = p.exit_code != 0 && failed.has_value();
+  s.cpu_s = p.cpu_s;
+  s.cases = out.cases_to_failure;
+  if (failed) {
+    s.property = failed->id;
+    s.fail_line_s = failed->seconds;
+  }
+  return s;
+}
+
+void check(const Options& o, FaultResult& r) {
+  const Site* site = site_of(r.fault);
+  if (!site) {
+    r.failures.push_back("no documented site: add it to documented_sites() and docs/faults.md");
+  } else if (!r.property.empty()) {
+    const int want_layer = site->layer == kLastLayer ? r.n_layer - 1 : site->layer;
+    if (r.component.empty())
+      r.failures.push_back(fmt::format("the report names no first parting site (documented: {})",
+                                       site_text(site->layer, site->components.front(), r.n_layer)));
+    else if (r.layer != want_layer || std::find(site->components.begin(), site->components.end(), r.component) == site->components.end())
+      r.failures.push_back(fmt::format("reported site {} is not the documented {}", site_text(r.layer, r.component, r.n_layer),
+                                       site_text(site->layer, site->components.front(), r.n_layer)));
+    if (!r.component.empty() && r.verdict != site->verdict)
+      r.failures.push_back(fmt::format("verdict '{}', documented '{}'", r.verdict, site->verdict));
+    if (site->verdict == "gross" && (r.prompt_tokens > o.max_gross_prompt || r.new_tokens > o.max_gross_new))
+      r.failures.push_back(fmt::format("shrunk counterexample is {} prompt tokens and {} new tokens; a gross fault "
+                                       "must come down to <= {} and <= {}",
+                                       r.prompt_tokens, r.new_tokens, o.max_gross_prompt, o.max_gross_new));
+  }
+  for (const auto& s : r.seeds) {
+    if (!s.detected) r.failures.push_back(fmt::format("not detected at --rc-seed={}", s.seed));
+    if (s.seed == 1 && s.detected && s.cpu_s > o.budget_s)
+      r.failures.push_back(fmt::format("detection at seed 1 took {:.2f} s of CPU (budget {:g} s)", s.cpu_s, o.budget_s));
+  }
+}
+
+void run_fault(const Options& o, FaultResult& r) {
+  try {
+    default_run(o, r);
+    if (!r.property.empty())
+      for (int seed = 1; seed <= o.seeds; ++seed) r.seeds.push_back(seed_run(o, r, seed));
+    check(o, r);
+  } catch (const std::exception& e) {
+    r.failures.push_back(e.what());
+  }
+}
+
+double median(std::vector<int> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+nlohmann::json to_json(const FaultResult& r) {
+  nlohmann::json seeds = nlohmann::json::array();
+  for (const auto& s : r.seeds)
+    seeds.push_back({{"seed", s.seed}, {"detected", s.detected}, {"property", s.property}, {"fallback", s.fallback},
+                     {"cpu_s", s.cpu_s}, {"fail_line_s", s.fail_line_s}, {"cases", s.cases}});
+  return {{"fault", to_string(r.fault)}, {"property", r.property}, {"prompt", r.prompt_text},
+          {"prompts", r.prompts}, {"prompt_tokens", r.prompt_tokens}, {"new_tokens", r.new_tokens},
+          {"layer", r.layer}, {"head", r.head}, {"component", r.component}, {"verdict", r.verdict},
+          {"headline", r.headline}, {"shrink_line_s", r.shrink_line_s}, {"before_s", r.before_s},
+          {"default_cpu_s", r.cpu_s}, {"default_wall_s", r.wall_s}, {"seeds", seeds}, {"failures", r.failures}};
+}
+
+constexpr const char* kHelp = R"(mutation_check: proves that props catches every fault in the engine's catalogue.
+
+usage: mutation_check --props PATH [--work DIR] [--jobs N] [--seeds N] [--fault NAME]...
+                      [--budget S] [--model FILE] [--no-control]
+
+  --props PATH   the props binary under test
+  --work DIR     logs, reports and summary.json (default: mutation-work)
+  --jobs N       props processes at once (default 2)
+  --seeds N      detection must hold for --rc-seed=1..N (default 10)
+  --fault NAME   check only this fault (repeatable; default: every fault)
+  --budget S     seconds of CPU allowed to find the first counterexample at seed 1 (default 2)
+  --model FILE   passed on to props (default: the model props loads)
+  --no-control   skip the no-fault run (which must pass)
+Exit status: 0 when every check holds, 1 when one fails (each failure is named), 2 on bad usage.
+)";
+
+Options parse_options(int argc, char** argv) {
+  Options o;
+  std::vector<std::string> a(argv + 1, argv + argc);
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto value = [&]() -> const std::string& {
+      if (i + 1 >= a.size()) fail("flag {} needs a value", a[i]);
+      return a[++i];
+    };
+    auto number = [&](const std::string& flag, const std::string& v) {
+      try {
+        size_t used = 0;
+        const double x = std::stod(v, &used);
+        if (used != v.size() || x <= 0) throw std::invalid_argument(v);
+        return x;
+      } catch (const std::exception&) {
+        fail("flag {} needs a positive number, got '{}'", flag, v);
+      }
+    };
+    const std::string& f = a[i];
+    if (f == "--help" || f == "-h") {
+      std::printf("%s", kHelp);
+      std::exit(0);
+    } else if (f == "--props") {
+      o.props = value();
+    } else if (f == "--work") {
+      o.work = value();
+    } else if (f == "--model") {
+      o.model = value();
+    } else if (f == "--jobs") {
+      o.jobs = static_cast<int>(number(f, value()));
+    } else if (f == "--seeds") {
+      o.seeds = static_cast<int>(number(f, value()));
+    } else if (f == "--budget") {
+      o.budget_s = number(f, value());
+    } else if (f == "--fault") {
+      const Fault fault = fault_from_name(value());
+      if (fault == Fault::None) fail("--fault none: the no-fault run is the control, always on unless --no-control");
+      o.faults.push_back(fault);
+    } else if (f == "--no-control") {
+      o.control = false;
+    } else {
+      fail("unknown argument '{}' (see mutation_check --help)", f);
+    }
+  }
+  if (o.props.empty()) fail("--props PATH is required (the props binary under test)");
+  if (!fs::exists(o.props)) fail("--props {}: no such file", o.props);
+  if (o.faults.empty())
+    for (Fault f : all_faults())
+      if (f != Fault::None) o.faults.push_back(f);
+  o.work = fs::absolute(o.work).string();
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  try {
+    o = parse_options(argc, argv);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "mutation_check: %s\n", e.what());
+    return 2;
+  }
+  std::printf("mutation_check: %zu faults, seeds 1-%d, %d jobs, props %s\n", o.faults.size(), o.seeds, o.jobs,
+              o.props.c_str());
+  std::fflush(stdout);
+
+  std::vector<FaultResult> results(o.faults.size());
+  for (size_t i = 0; i < o.faults.size(); ++i) results[i].fault = o.faults[i];
+  std::optional<ProcessResult> control;
+  std::string control_model;
+  std::string control_error;
+
+  // Jobs: the control run first (it is the longest), then each fault's runs in order.
+  std::atomic<size_t> next{0};
+  std::mutex print;
+  const size_t n_jobs = results.size() + (o.control ? 1 : 0);
+  auto worker = [&] {
+    for (size_t j; (j = next++) < n_jobs;) {
+      if (o.control && j == 0) {
+        try {
+          const std::string dir = o.work + "/none";
+          control = run_props(props_args(o, Fault::None, 1, dir), dir);
+          control_model = parse_props_output(control->output).model;
+        } catch (const std::exception& e) {
+          control_error = e.what();
+        }
+        std::lock_guard<std::mutex> lock(print);
+        std::printf("  done: control (no fault), %.1f s\n", control ? control->wall_s : 0.0);
+        std::fflush(stdout);
+        continue;
+      }
+      FaultResult& r = results[j - (o.control ? 1 : 0)];
+      run_fault(o, r);
+      std::lock_guard<std::mutex> lock(print);
+      std::printf("  done: %s%s\n", to_string(r.fault), r.failures.empty() ? "" : " (with failures)");
+      std::fflush(stdout);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < std::max(1, o.jobs); ++t) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+
+  std::vector<std::string> failures;
+  if (o.control) {
+    if (!control_error.empty())
+      failures.push_back("control: " + control_error);
+    else if (control->exit_code != 0)
+      failures.push_back(fmt::format("control: props without a fault exits {} (log {}): every detection below is void",
+                                     control->exit_code, log_path(o.work + "/none")));
+    else
+      std::printf("\ncontrol: props --rc-seed=1 with no fault passes (%.1f s wall, %.1f s CPU), model %s\n",
+                  control->wall_s, control->cpu_s, control_model.c_str());
+  }
+
+  std::printf("\n%-18s %-4s %-24s %6s %4s  %-12s %-9s %7s %8s %8s  %s\n", "fault", "prop", "shrunk prompt", "tokens", "new",
+              "site", "verdict", "detect", "shrunk", "before", "seeds 1-N (max detect)");
+  std::vector<int> prompt_sizes, new_sizes;
+  std::vector<std::string> slow;
+  std::set<std::string> models;
+  if (!control_model.empty()) models.insert(control_model);
+  for (const auto& r : results) {
+    int detected = 0;
+    double max_cpu = 0.0;
+    std::set<std::string> props_seen;
+    for (const auto& s : r.seeds) {
+      detected += s.detected ? 1 : 0;
+      max_cpu = std::max(max_cpu, s.cpu_s);
+      if (!s.property.empty()) props_seen.insert(s.property);
+    }
+    std::string seen;
+    for (const auto& p : props_seen) seen += (seen.empty() ? "" : ",") + p;
+    const double detect = r.seeds.empty() ? 0.0 : r.seeds.front().cpu_s;
+    const std::string site = r.component.empty() ? "-" : site_text(r.layer, r.component, r.n_layer);
+    std::printf("%-18s %-4s %-24s %6d %4d  %-12s %-9s %5.2f s %6.1f s %6.1f s  %d/%zu by %s (%.2f s)\n", to_string(r.fault),
+                r.property.empty() ? "-" : r.property.c_str(), r.prompt_text.substr(0, 24).c_str(), r.prompt_tokens,
+                r.new_tokens, site.c_str(), r.verdict.empty() ? "-" : r.verdict.c_str(), detect, r.shrink_line_s,
+                r.before_s, detected, r.seeds.size(), seen.empty() ? "-" : seen.c_str(), max_cpu);
+    for (const auto& sr : r.seeds)
+      if (sr.seed != 1 && sr.cpu_s > o.budget_s) slow.push_back(fmt::format("{} at --rc-seed={}: {:.2f} s", to_string(r.fault), sr.seed, sr.cpu_s));
+    models.insert(r.models.begin(), r.models.end());
+    if (!r.property.empty()) {
+      prompt_sizes.push_back(r.prompt_tokens);
+      new_sizes.push_back(r.new_tokens);
+    }
+    for (const auto& f : r.failures) failures.push_back(fmt::format("{}: {}", to_string(r.fault), f));
+  }
+  std::printf("  (tokens: prompt tokens of the shrunk case, all prompts and any resumed chunk; new: tokens drawn;\n"
+              "   detect: CPU seconds of props --rc-noshrink on the detecting property at seed 1, from process start to\n"
+              "   the first counterexample's report; shrunk: props' wall time for that property with shrinking;\n"
+              "   before: props' wall time for the properties that pass before it in the default run)\n");
+  if (!slow.empty()) {
+    std::printf("  detection above %.1f s of CPU at other seeds (reported, not failed: the budget is for the default seed):\n", o.budget_s);
+    for (const auto& s : slow) std::printf("    %s\n", s.c_str());
+  }
+  // A model that lands or changes mid-run would mix two models' results.
+  int labels = 0, hashes = 0;
+  std::string seen_models;
+  for (const auto& m : models) {
+    (m.rfind("sha256 ", 0) == 0 ? hashes : labels) += 1;
+    seen_models += (seen_models.empty() ? "" : "; ") + m;
+  }
+  if (labels > 1 || hashes > 1)
+    failures.push_back(fmt::format("the model changed during the run ({}): run again", seen_models));
+  if (!prompt_sizes.empty())
+    std::printf("\nshrunk sizes over %zu faults: prompt tokens median %.1f, max %d; new tokens median %.1f, max %d\n",
+                prompt_sizes.size(), median(prompt_sizes), *std::max_element(prompt_sizes.begin(), prompt_sizes.end()),
+                median(new_sizes), *std::max_element(new_sizes.begin(), new_sizes.end()));
+
+  nlohmann::json summary = {{"props", o.props}, {"model", control_model}, {"seeds", o.seeds}, {"faults", nlohmann::json::array()}};
+  for (const auto& r : results) summary["faults"].push_back(to_json(r));
+  summary["failures"] = failures;
+  fs::create_directories(o.work);
+  std::ofstream(o.work + "/summary.json") << summary.dump(2) << "\n";
+
+  if (failures.empty()) {
+    std::printf("\nmutation_check: all %zu faults detected, shrunk, located and timed as documented\n", results.size());
+    return 0;
+  }
+  std::printf("\nmutation_check: %zu failure(s):\n", failures.size());
+  for (const auto& f : failures) std::printf("  FAIL %s\n", f.c_str());
+  return 1;
+}

@@ -1,0 +1,48 @@
+// Running the props binary as a subprocess and reading what it printed: the header line (model
+// and fault under test), one line per property ("ok"/"FAIL", id, time), and the report JSON a
+// failing property leaves in its report directory.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace miniinfer::mutation {
+
+struct ProcessResult {
+  int exit_code = -1;  // -1 if it did not exit normally
+  int signal = 0;      // the signal that ended it, if any
+  double wall_s = 0.0;
+  double cpu_s = 0.0;  // user + system of the child: props is single-threaded, so on an idle
+                       // core this is its wall time, and on a shared machine it stays honest
+  std::string output;  // stdout and stderr, interleaved
+};
+
+// Runs argv[0] with argv, stdout and stderr into `log_path` (kept for a human to read).
+// Throws Error if the program cannot be started.
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& log_path);
+
+struct PropertyLine {
+  std::string id;  // "p3"
+  bool ok = false;
+  double seconds = 0.0;  // props' own timing of the property: cases, shrinking and the report
+};
+
+struct PropsOutput {
+  std::string model;  // the model label from the header line
+  int n_layer = -1;   // L from the header line
+  std::string fault;  // the fault props says it injected
+  std::vector<PropertyLine> properties;
+  int cases_to_failure = -1;  // "Falsifiable after N tests"
+  std::optional<PropertyLine> first_failure() const;
+  double seconds_before(const std::string& id) const;  // sum of the properties run before `id`
+};
+
+// Reads the lines props prints; a header that is missing or unreadable is an Error naming it.
+PropsOutput parse_props_output(const std::string& text);
+
+// The report JSON props wrote for `property` into `dir`; Error if missing or not JSON.
+nlohmann::json read_report(const std::string& dir, const std::string& property);
+
+}  // namespace miniinfer::mutation

@@ -2,6 +2,8 @@
 // props binary with that fault and checks that props catches it (default settings, and seeds 1
 // to N), that the shrunk counterexample is small, that the report names the fault's documented
 // site, and that detection is fast. docs/faults.md explains the table below and the numbers.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -9,14 +11,12 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "engine/faults.h"
@@ -38,7 +38,7 @@ struct Site {
   Fault fault;
   int layer;
   std::vector<std::string> components;  // the first is the one the docs name
-  std::string verdict;               // "gross" or "ulp-drift"
+  std::string verdict;                  // "gross" or "ulp-drift"
 };
 
 const std::vector<Site>& documented_sites() {
@@ -98,11 +98,11 @@ struct Options {
 struct SeedRun {
   int seed = 0;
   bool detected = false;
-  std::string property;     // the property that failed
-  bool fallback = false;    // the seed-1 property passed, so the whole suite ran
-  double cpu_s = 0.0;       // the run's CPU time: start, model load, cases up to the first
-                            // counterexample, its report
-  double fail_line_s = 0.0; // props' own wall-clock time of the failing property
+  std::string property;      // the property that failed
+  bool fallback = false;     // the seed-1 property passed, so the whole suite ran
+  double cpu_s = 0.0;        // the run's CPU time: start, model load, cases up to the first
+                             // counterexample, its report
+  double fail_line_s = 0.0;  // props' own wall-clock time of the failing property
   int cases = -1;
 };
 
@@ -134,10 +134,18 @@ std::vector<std::string> props_args(const Options& o, Fault f, int seed, const s
   return a;
 }
 
-ProcessResult run_props(const std::vector<std::string>& args, const std::string& dir) {
-  fs::remove_all(dir);  // a report left by an earlier run must not pass for this one's
+std::string summary_path(const std::string& dir) { return dir + ".summary.json"; }
+
+// One props run with its report directory `dir`, log and summary next to it; what props says
+// about the run, read from its summary.
+PropsOutput run_props(std::vector<std::string> args, const std::string& dir, ProcessResult& p) {
+  // A report or summary left by an earlier run must not pass for this one's.
+  fs::remove_all(dir);
+  fs::remove(summary_path(dir));
   fs::create_directories(fs::path(dir).parent_path());
-  return run_process(args, log_path(dir));
+  args.insert(args.end(), {"--summary", summary_path(dir)});
+  p = run_process(args, log_path(dir));
+  return read_props_run(p.output, summary_path(dir));
 }
 
 // Reads the shrunk case and the site from the default run's report.
@@ -164,21 +172,22 @@ void read_default_report(const nlohmann::json& j, FaultResult& r) {
     r.component = fp.at("component").get<std::string>();
   }
   r.verdict = j.value("verdict", "");
-  r.models.insert("sha256 " + c.value("model_sha256", std::string()));
 }
 
 void default_run(const Options& o, FaultResult& r) {
   const std::string name = to_string(r.fault);
   const std::string dir = o.work + "/" + name + "/default";
-  const ProcessResult p = run_props(props_args(o, r.fault, 1, dir), dir);
+  ProcessResult p;
+  const PropsOutput out = run_props(props_args(o, r.fault, 1, dir), dir, p);
   r.exit_code = p.exit_code;
   r.cpu_s = p.cpu_s;
   r.wall_s = p.wall_s;
-  const PropsOutput out = parse_props_output(p.output);
   r.models.insert(out.model);
+  r.models.insert("sha256 " + out.model_sha256);
   r.n_layer = out.n_layer;
   if (out.fault != name) {
-    r.failures.push_back(fmt::format("props says it injected '{}', not '{}' (log {})", out.fault, name, log_path(dir)));
+    r.failures.push_back(
+        fmt::format("props says it injected '{}', not '{}' (log {})", out.fault, name, log_path(dir)));
     return;
   }
   const auto failed = out.first_failure();
@@ -204,17 +213,16 @@ SeedRun seed_run(const Options& o, FaultResult& r, int seed) {
   auto args = props_args(o, f, seed, dir);
   args.push_back("--rc-noshrink");  // detection only: how soon the first counterexample comes
   if (!property.empty()) args.push_back("[" + property + "]");
-  ProcessResult p = run_props(args, dir);
+  ProcessResult p;
+  PropsOutput out = run_props(args, dir, p);
   if (p.exit_code == 0 && !property.empty()) {
     // The property that caught it at seed 1 does not at this seed: does any other?
     s.fallback = true;
     args.pop_back();
-    p = run_props(args, dir);
+    out = run_props(args, dir, p);
   }
-  const PropsOutput out = parse_props_output(p.output);
   r.models.insert(out.model);
-  if (const auto failed = out.first_failure(); failed && fs::exists(dir + "/" + failed->id + ".report.json"))
-    r.models.insert("sha256 " + read_report(dir, failed->id).at("case").value("model_sha256", std::string()));
+  r.models.insert("sha256 " + out.model_sha256);
   const auto failed = out.first_failure();
   s.detected = p.exit_code != 0 && failed.has_value();
   s.cpu_s = p.cpu_s;
@@ -235,20 +243,24 @@ void check(const Options& o, FaultResult& r) {
     if (r.component.empty())
       r.failures.push_back(fmt::format("the report names no first parting site (documented: {})",
                                        site_text(site->layer, site->components.front(), r.n_layer)));
-    else if (r.layer != want_layer || std::find(site->components.begin(), site->components.end(), r.component) == site->components.end())
-      r.failures.push_back(fmt::format("reported site {} is not the documented {}", site_text(r.layer, r.component, r.n_layer),
+    else if (r.layer != want_layer || std::find(site->components.begin(), site->components.end(),
+                                                r.component) == site->components.end())
+      r.failures.push_back(fmt::format("reported site {} is not the documented {}",
+                                       site_text(r.layer, r.component, r.n_layer),
                                        site_text(site->layer, site->components.front(), r.n_layer)));
     if (!r.component.empty() && r.verdict != site->verdict)
       r.failures.push_back(fmt::format("verdict '{}', documented '{}'", r.verdict, site->verdict));
     if (site->verdict == "gross" && (r.prompt_tokens > o.max_gross_prompt || r.new_tokens > o.max_gross_new))
-      r.failures.push_back(fmt::format("shrunk counterexample is {} prompt tokens and {} new tokens; a gross fault "
-                                       "must come down to <= {} and <= {}",
-                                       r.prompt_tokens, r.new_tokens, o.max_gross_prompt, o.max_gross_new));
+      r.failures.push_back(
+          fmt::format("shrunk counterexample is {} prompt tokens and {} new tokens; a gross fault "
+                      "must come down to <= {} and <= {}",
+                      r.prompt_tokens, r.new_tokens, o.max_gross_prompt, o.max_gross_new));
   }
   for (const auto& s : r.seeds) {
     if (!s.detected) r.failures.push_back(fmt::format("not detected at --rc-seed={}", s.seed));
     if (s.seed == 1 && s.detected && s.cpu_s > o.budget_s)
-      r.failures.push_back(fmt::format("detection at seed 1 took {:.2f} s of CPU (budget {:g} s)", s.cpu_s, o.budget_s));
+      r.failures.push_back(
+          fmt::format("detection at seed 1 took {:.2f} s of CPU (budget {:g} s)", s.cpu_s, o.budget_s));
   }
 }
 
@@ -273,16 +285,34 @@ double median(std::vector<int> v) {
 nlohmann::json to_json(const FaultResult& r) {
   nlohmann::json seeds = nlohmann::json::array();
   for (const auto& s : r.seeds)
-    seeds.push_back({{"seed", s.seed}, {"detected", s.detected}, {"property", s.property}, {"fallback", s.fallback},
-                     {"cpu_s", s.cpu_s}, {"fail_line_s", s.fail_line_s}, {"cases", s.cases}});
-  return {{"fault", to_string(r.fault)}, {"property", r.property}, {"prompt", r.prompt_text},
-          {"prompts", r.prompts}, {"prompt_tokens", r.prompt_tokens}, {"new_tokens", r.new_tokens},
-          {"layer", r.layer}, {"head", r.head}, {"component", r.component}, {"verdict", r.verdict},
-          {"headline", r.headline}, {"shrink_line_s", r.shrink_line_s}, {"before_s", r.before_s},
-          {"default_cpu_s", r.cpu_s}, {"default_wall_s", r.wall_s}, {"seeds", seeds}, {"failures", r.failures}};
+    seeds.push_back({{"seed", s.seed},
+                     {"detected", s.detected},
+                     {"property", s.property},
+                     {"fallback", s.fallback},
+                     {"cpu_s", s.cpu_s},
+                     {"fail_line_s", s.fail_line_s},
+                     {"cases", s.cases}});
+  return {{"fault", to_string(r.fault)},
+          {"property", r.property},
+          {"prompt", r.prompt_text},
+          {"prompts", r.prompts},
+          {"prompt_tokens", r.prompt_tokens},
+          {"new_tokens", r.new_tokens},
+          {"layer", r.layer},
+          {"head", r.head},
+          {"component", r.component},
+          {"verdict", r.verdict},
+          {"headline", r.headline},
+          {"shrink_line_s", r.shrink_line_s},
+          {"before_s", r.before_s},
+          {"default_cpu_s", r.cpu_s},
+          {"default_wall_s", r.wall_s},
+          {"seeds", seeds},
+          {"failures", r.failures}};
 }
 
-constexpr const char* kHelp = R"(mutation_check: proves that props catches every fault in the engine's catalogue.
+constexpr const char* kHelp =
+    R"(mutation_check: proves that props catches every fault in the engine's catalogue.
 
 usage: mutation_check --props PATH [--work DIR] [--jobs N] [--seeds N] [--fault NAME]...
                       [--budget S] [--model FILE] [--no-control]
@@ -334,7 +364,8 @@ Options parse_options(int argc, char** argv) {
       o.budget_s = number(f, value());
     } else if (f == "--fault") {
       const Fault fault = fault_from_name(value());
-      if (fault == Fault::None) fail("--fault none: the no-fault run is the control, always on unless --no-control");
+      if (fault == Fault::None)
+        fail("--fault none: the no-fault run is the control, always on unless --no-control");
       o.faults.push_back(fault);
     } else if (f == "--no-control") {
       o.control = false;
@@ -368,7 +399,7 @@ int main(int argc, char** argv) {
   std::vector<FaultResult> results(o.faults.size());
   for (size_t i = 0; i < o.faults.size(); ++i) results[i].fault = o.faults[i];
   std::optional<ProcessResult> control;
-  std::string control_model;
+  std::string control_model, control_sha256;
   std::string control_error;
 
   // Jobs: the control run first (it is the longest), then each fault's runs in order.
@@ -380,8 +411,11 @@ int main(int argc, char** argv) {
       if (o.control && j == 0) {
         try {
           const std::string dir = o.work + "/none";
-          control = run_props(props_args(o, Fault::None, 1, dir), dir);
-          control_model = parse_props_output(control->output).model;
+          ProcessResult p;
+          const PropsOutput out = run_props(props_args(o, Fault::None, 1, dir), dir, p);
+          control = p;
+          control_model = out.model;
+          control_sha256 = "sha256 " + out.model_sha256;
         } catch (const std::exception& e) {
           control_error = e.what();
         }
@@ -406,19 +440,20 @@ int main(int argc, char** argv) {
     if (!control_error.empty())
       failures.push_back("control: " + control_error);
     else if (control->exit_code != 0)
-      failures.push_back(fmt::format("control: props without a fault exits {} (log {}): every detection below is void",
-                                     control->exit_code, log_path(o.work + "/none")));
+      failures.push_back(
+          fmt::format("control: props without a fault exits {} (log {}): every detection below is void",
+                      control->exit_code, log_path(o.work + "/none")));
     else
       std::printf("\ncontrol: props --rc-seed=1 with no fault passes (%.1f s wall, %.1f s CPU), model %s\n",
                   control->wall_s, control->cpu_s, control_model.c_str());
   }
 
-  std::printf("\n%-18s %-4s %-24s %6s %4s  %-12s %-9s %7s %8s %8s  %s\n", "fault", "prop", "shrunk prompt", "tokens", "new",
-              "site", "verdict", "detect", "shrunk", "before", "seeds 1-N (max detect)");
+  std::printf("\n%-18s %-4s %-24s %6s %4s  %-12s %-9s %7s %8s %8s  %s\n", "fault", "prop", "shrunk prompt",
+              "tokens", "new", "site", "verdict", "detect", "shrunk", "before", "seeds 1-N (max detect)");
   std::vector<int> prompt_sizes, new_sizes;
   std::vector<std::string> slow;
   std::set<std::string> models;
-  if (!control_model.empty()) models.insert(control_model);
+  if (!control_model.empty()) models.insert({control_model, control_sha256});
   for (const auto& r : results) {
     int detected = 0;
     double max_cpu = 0.0;
@@ -432,12 +467,14 @@ int main(int argc, char** argv) {
     for (const auto& p : props_seen) seen += (seen.empty() ? "" : ",") + p;
     const double detect = r.seeds.empty() ? 0.0 : r.seeds.front().cpu_s;
     const std::string site = r.component.empty() ? "-" : site_text(r.layer, r.component, r.n_layer);
-    std::printf("%-18s %-4s %-24s %6d %4d  %-12s %-9s %5.2f s %6.1f s %6.1f s  %d/%zu by %s (%.2f s)\n", to_string(r.fault),
-                r.property.empty() ? "-" : r.property.c_str(), r.prompt_text.substr(0, 24).c_str(), r.prompt_tokens,
-                r.new_tokens, site.c_str(), r.verdict.empty() ? "-" : r.verdict.c_str(), detect, r.shrink_line_s,
-                r.before_s, detected, r.seeds.size(), seen.empty() ? "-" : seen.c_str(), max_cpu);
+    std::printf("%-18s %-4s %-24s %6d %4d  %-12s %-9s %5.2f s %6.1f s %6.1f s  %d/%zu by %s (%.2f s)\n",
+                to_string(r.fault), r.property.empty() ? "-" : r.property.c_str(),
+                r.prompt_text.substr(0, 24).c_str(), r.prompt_tokens, r.new_tokens, site.c_str(),
+                r.verdict.empty() ? "-" : r.verdict.c_str(), detect, r.shrink_line_s, r.before_s, detected,
+                r.seeds.size(), seen.empty() ? "-" : seen.c_str(), max_cpu);
     for (const auto& sr : r.seeds)
-      if (sr.seed != 1 && sr.cpu_s > o.budget_s) slow.push_back(fmt::format("{} at --rc-seed={}: {:.2f} s", to_string(r.fault), sr.seed, sr.cpu_s));
+      if (sr.seed != 1 && sr.cpu_s > o.budget_s)
+        slow.push_back(fmt::format("{} at --rc-seed={}: {:.2f} s", to_string(r.fault), sr.seed, sr.cpu_s));
     models.insert(r.models.begin(), r.models.end());
     if (!r.property.empty()) {
       prompt_sizes.push_back(r.prompt_tokens);
@@ -445,12 +482,17 @@ int main(int argc, char** argv) {
     }
     for (const auto& f : r.failures) failures.push_back(fmt::format("{}: {}", to_string(r.fault), f));
   }
-  std::printf("  (tokens: prompt tokens of the shrunk case, all prompts and any resumed chunk; new: tokens drawn;\n"
-              "   detect: CPU seconds of props --rc-noshrink on the detecting property at seed 1, from process start to\n"
-              "   the first counterexample's report; shrunk: props' wall time for that property with shrinking;\n"
-              "   before: props' wall time for the properties that pass before it in the default run)\n");
+  std::printf(
+      "  (tokens: prompt tokens of the shrunk case, all prompts and any resumed chunk; new: tokens drawn;\n"
+      "   detect: CPU seconds of props --rc-noshrink on the detecting property at seed 1, from process start "
+      "to\n"
+      "   the first counterexample's report; shrunk: props' wall time for that property with shrinking;\n"
+      "   before: props' wall time for the properties that pass before it in the default run)\n");
   if (!slow.empty()) {
-    std::printf("  detection above %.1f s of CPU at other seeds (reported, not failed: the budget is for the default seed):\n", o.budget_s);
+    std::printf(
+        "  detection above %.1f s of CPU at other seeds (reported, not failed: the budget is for the default "
+        "seed):\n",
+        o.budget_s);
     for (const auto& s : slow) std::printf("    %s\n", s.c_str());
   }
   // A model that lands or changes mid-run would mix two models' results.
@@ -463,18 +505,22 @@ int main(int argc, char** argv) {
   if (labels > 1 || hashes > 1)
     failures.push_back(fmt::format("the model changed during the run ({}): run again", seen_models));
   if (!prompt_sizes.empty())
-    std::printf("\nshrunk sizes over %zu faults: prompt tokens median %.1f, max %d; new tokens median %.1f, max %d\n",
-                prompt_sizes.size(), median(prompt_sizes), *std::max_element(prompt_sizes.begin(), prompt_sizes.end()),
-                median(new_sizes), *std::max_element(new_sizes.begin(), new_sizes.end()));
+    std::printf(
+        "\nshrunk sizes over %zu faults: prompt tokens median %.1f, max %d; new tokens median %.1f, max %d\n",
+        prompt_sizes.size(), median(prompt_sizes),
+        *std::max_element(prompt_sizes.begin(), prompt_sizes.end()), median(new_sizes),
+        *std::max_element(new_sizes.begin(), new_sizes.end()));
 
-  nlohmann::json summary = {{"props", o.props}, {"model", control_model}, {"seeds", o.seeds}, {"faults", nlohmann::json::array()}};
+  nlohmann::json summary = {
+      {"props", o.props}, {"model", control_model}, {"seeds", o.seeds}, {"faults", nlohmann::json::array()}};
   for (const auto& r : results) summary["faults"].push_back(to_json(r));
   summary["failures"] = failures;
   fs::create_directories(o.work);
   std::ofstream(o.work + "/summary.json") << summary.dump(2) << "\n";
 
   if (failures.empty()) {
-    std::printf("\nmutation_check: all %zu faults detected, shrunk, located and timed as documented\n", results.size());
+    std::printf("\nmutation_check: all %zu faults detected, shrunk, located and timed as documented\n",
+                results.size());
     return 0;
   }
   std::printf("\nmutation_check: %zu failure(s):\n", failures.size());

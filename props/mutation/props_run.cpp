@@ -42,7 +42,9 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
   }
   ProcessResult r;
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec);
+  };
   r.cpu_s = seconds(usage.ru_utime) + seconds(usage.ru_stime);
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
@@ -68,30 +70,42 @@ double PropsOutput::seconds_before(const std::string& id) const {
   return sum;
 }
 
-PropsOutput parse_props_output(const std::string& text) {
+PropsOutput read_props_run(const std::string& text, const std::string& summary_path) {
   // props: model NAME (V=.. D=.. L=4 H=.. F=..), backend B, fault F
-  static const std::regex header(R"(^props: model (.*) \(V=\d+ D=\d+ L=(\d+) H=\d+ F=\d+\), backend \S+, fault (\S+))");
-  // ok    p1   <sentence>   100 cases  11.22 s      /  FAIL  p1   <sentence>   2.49 s
-  static const std::regex line(R"(^(ok|FAIL)\s+(p\d+)\s.*\s([0-9]+\.[0-9]+) s\s*$)");
-  static const std::regex falsified(R"(^Falsifiable after (\d+) tests)");
+  static const std::regex header(
+      R"(^props: model .* \(V=\d+ D=\d+ L=(\d+) H=\d+ F=\d+\), backend \S+, fault \S+)");
+  static const std::regex falsified(R"(Falsifiable after (\d+) tests)");
   PropsOutput out;
-  bool seen_header = false;
   std::istringstream in(text);
   std::string s;
   std::smatch m;
-  while (std::getline(in, s)) {
-    if (!seen_header && std::regex_search(s, m, header)) {
-      seen_header = true;
-      out.model = m[1];
-      out.n_layer = std::stoi(m[2]);
-      out.fault = m[3];
-    } else if (std::regex_match(s, m, line)) {
-      out.properties.push_back({m[2], m[1] == "ok", std::stod(m[3])});
-    } else if (out.cases_to_failure < 0 && std::regex_search(s, m, falsified)) {
-      out.cases_to_failure = std::stoi(m[1]);
+  while (std::getline(in, s))
+    if (std::regex_search(s, m, header)) {
+      out.n_layer = std::stoi(m[1]);
+      break;
     }
+  if (out.n_layer < 0)
+    fail("props output has no 'props: model ... (.. L=N ..), backend .., fault ..' header line");
+
+  std::ifstream file(summary_path);
+  if (!file) fail("props wrote no summary {} (see its log)", summary_path);
+  try {
+    const auto j = nlohmann::json::parse(file);
+    out.model = j.at("model").get<std::string>();
+    out.model_sha256 = j.at("model_sha256").get<std::string>();
+    out.fault = j.at("fault").get<std::string>();
+    for (const auto& p : j.at("properties")) {
+      const std::string status = p.at("status").get<std::string>();
+      if (status == "skipped") continue;
+      out.properties.push_back(
+          {p.at("id").get<std::string>(), status == "passed", p.at("seconds").get<double>()});
+      const std::string ce = p.value("counterexample", std::string());
+      if (status == "failed" && out.cases_to_failure < 0 && std::regex_search(ce, m, falsified))
+        out.cases_to_failure = std::stoi(m[1]);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("summary {}: {}", summary_path, e.what());
   }
-  if (!seen_header) fail("props output has no 'props: model ... (.. L=N ..), backend .., fault ..' header line");
   return out;
 }
 

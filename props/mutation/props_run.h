@@ -2,11 +2,10 @@
 // and fault under test), one line per property ("ok"/"FAIL", id, time), and the report JSON a
 // failing property leaves in its report directory.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace miniinfer::mutation {
 
@@ -29,18 +28,22 @@ struct PropertyLine {
   double seconds = 0.0;  // props' own timing of the property: cases, shrinking and the report
 };
 
+// One props run as props describes it: its --summary JSON, and the model's layer count from
+// the header line (the one thing the summary does not hold).
 struct PropsOutput {
-  std::string model;  // the model label from the header line
-  int n_layer = -1;   // L from the header line
+  std::string model;         // the model label
+  std::string model_sha256;  // empty for the built-in random model
+  int n_layer = -1;
   std::string fault;  // the fault props says it injected
   std::vector<PropertyLine> properties;
-  int cases_to_failure = -1;  // "Falsifiable after N tests"
+  int cases_to_failure = -1;  // "Falsifiable after N tests" in the first failure's counterexample
   std::optional<PropertyLine> first_failure() const;
   double seconds_before(const std::string& id) const;  // sum of the properties run before `id`
 };
 
-// Reads the lines props prints; a header that is missing or unreadable is an Error naming it.
-PropsOutput parse_props_output(const std::string& text);
+// Reads `summary_path` (props --summary) and the header line of `text` (props' output). A
+// missing or malformed summary or header is an Error naming it.
+PropsOutput read_props_run(const std::string& text, const std::string& summary_path);
 
 // The report JSON props wrote for `property` into `dir`; Error if missing or not JSON.
 nlohmann::json read_report(const std::string& dir, const std::string& property);

@@ -3,17 +3,17 @@
 // through the engine, greedy, and reports the largest logit difference, whether
 // allclose(atol=1e-5, rtol=1e-5) fails, whether greedy tokens differ, whether a vLLM-style
 // top-5 check fails, and whether any bit differs. docs/faults.md has the table.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "base/rng.h"
@@ -45,14 +45,15 @@ struct Compare {
     std::vector<int> ids(x.size());
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i);
     std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int p, int q) {
-      return x[static_cast<size_t>(p)] > x[static_cast<size_t>(q)] || (x[static_cast<size_t>(p)] == x[static_cast<size_t>(q)] && p < q);
+      return x[static_cast<size_t>(p)] > x[static_cast<size_t>(q)] ||
+             (x[static_cast<size_t>(p)] == x[static_cast<size_t>(q)] && p < q);
     });
     ids.resize(static_cast<size_t>(k));
     return ids;
   }
   // a, b: (steps, V) logits; ta, tb: the greedy tokens each path drew.
-  void add(std::span<const float> a, std::span<const float> b, const std::vector<int>& ta, const std::vector<int>& tb,
-           size_t V) {
+  void add(std::span<const float> a, std::span<const float> b, const std::vector<int>& ta,
+           const std::vector<int>& tb, size_t V) {
     const size_t n = std::min(ta.size(), tb.size());
     for (size_t s = 0; s < n; ++s) {
       const auto ra = a.subspan(s * V, V), rb = b.subspan(s * V, V);
@@ -66,9 +67,11 @@ struct Compare {
       if (ta[s] != tb[s]) {
         // vLLM's check: at the first mismatch, each token must be in the other's top-k; then stop.
         const auto ka = top(ra, kTopK), kb = top(rb, kTopK);
-        if (std::find(kb.begin(), kb.end(), ta[s]) == kb.end() || std::find(ka.begin(), ka.end(), tb[s]) == ka.end())
+        if (std::find(kb.begin(), kb.end(), ta[s]) == kb.end() ||
+            std::find(ka.begin(), ka.end(), tb[s]) == ka.end())
           topk_fails = true;
-        if (first_token_diff < 0 || static_cast<int>(s) < first_token_diff) first_token_diff = static_cast<int>(s);
+        if (first_token_diff < 0 || static_cast<int>(s) < first_token_diff)
+          first_token_diff = static_cast<int>(s);
         return;
       }
     }
@@ -112,7 +115,8 @@ Compare compare_calls(const GenerateResult& a, const GenerateResult& b, size_t V
 Compare solo(Engine& e, const Variant& v, const std::vector<std::vector<int>>& prompts) {
   Compare c;
   const size_t V = static_cast<size_t>(e.vocab_size());
-  for (const auto& p : prompts) c.merge(compare_calls(generate(e, {p}, greedy(v, true)), generate(e, {p}, greedy(v, false)), V));
+  for (const auto& p : prompts)
+    c.merge(compare_calls(generate(e, {p}, greedy(v, true)), generate(e, {p}, greedy(v, false)), V));
   return c;
 }
 
@@ -125,7 +129,8 @@ Compare batch(Engine& e, const Variant& v, const std::vector<std::vector<int>>& 
 Compare twice(Engine& e, const Variant& v, const std::vector<std::vector<int>>& prompts) {
   generate(e, {prompts[2]}, greedy(v, true));
   const GenerateResult second = generate(e, {prompts[3]}, greedy(v, true));  // same engine, no fresh one
-  return compare_calls(second, generate(e, {prompts[3]}, greedy(v, false)), static_cast<size_t>(e.vocab_size()));
+  return compare_calls(second, generate(e, {prompts[3]}, greedy(v, false)),
+                       static_cast<size_t>(e.vocab_size()));
 }
 
 Compare resume(Engine& e, const Variant& v, const std::vector<std::vector<int>>& prompts) {
@@ -159,7 +164,8 @@ Compare resume(Engine& e, const Variant& v, const std::vector<std::vector<int>>&
 }
 
 Model load_model(const std::string& given, std::string& label) {
-  const std::string shipped = std::string(MINIINFER_SOURCE_DIR) + "/experiments/17-minigpt/minigpt.safetensors";
+  const std::string shipped =
+      std::string(MINIINFER_SOURCE_DIR) + "/experiments/17-minigpt/minigpt.safetensors";
   const std::string path = !given.empty() ? given : std::filesystem::exists(shipped) ? shipped : "";
   if (!path.empty()) {
     label = path;
@@ -200,7 +206,10 @@ int main(int argc, char** argv) {
     if ((a == "--model" || a == "--json") && i + 1 < argc) {
       (a == "--model" ? model_path : json_path) = argv[++i];
     } else {
-      std::fprintf(stderr, "tolerance_check: unknown argument '%s' (usage: tolerance_check [--model FILE] [--json OUT])\n", a.c_str());
+      std::fprintf(
+          stderr,
+          "tolerance_check: unknown argument '%s' (usage: tolerance_check [--model FILE] [--json OUT])\n",
+          a.c_str());
       return 2;
     }
   }
@@ -212,18 +221,21 @@ int main(int argc, char** argv) {
     EngineOptions eo;
     eo.batch = 4;
     Engine engine(model, eo);
-    std::printf("tolerance_check: model %s; %zu prompts (%zu to %zu tokens), greedy, %d new tokens\n", label.c_str(),
-                prompts.size(), prompts[1].size(), prompts.back().size(), kNewTokens);
-    std::printf("  checks: allclose(atol=%g, rtol=%g) on every step's logits; greedy tokens equal; vLLM-style top-%d\n"
-                "  (at the first token mismatch each token is in the other's top %d); bitwise: every logit bit equal\n\n",
-                kAtol, kRtol, kTopK, kTopK);
+    std::printf("tolerance_check: model %s; %zu prompts (%zu to %zu tokens), greedy, %d new tokens\n",
+                label.c_str(), prompts.size(), prompts[1].size(), prompts.back().size(), kNewTokens);
+    std::printf(
+        "  checks: allclose(atol=%g, rtol=%g) on every step's logits; greedy tokens equal; vLLM-style "
+        "top-%d\n"
+        "  (at the first token mismatch each token is in the other's top %d); bitwise: every logit bit "
+        "equal\n\n",
+        kAtol, kRtol, kTopK, kTopK);
 
     std::vector<Variant> variants;
     for (Fault f : all_faults()) variants.push_back({to_string(f), f, Backend::Invariant});
     variants.push_back({"(backend eigen)", Fault::None, Backend::Eigen});
 
-    std::printf("%-18s %12s  %-10s %-10s %-10s %-10s  %s\n", "fault", "max|dlogit|", "allclose", "greedy", "top-5", "bitwise",
-                "scenarios with a bit difference");
+    std::printf("%-18s %12s  %-10s %-10s %-10s %-10s  %s\n", "fault", "max|dlogit|", "allclose", "greedy",
+                "top-5", "bitwise", "scenarios with a bit difference");
     nlohmann::json rows = nlohmann::json::array();
     std::vector<std::string> failures;
     double scale = 0.0;
@@ -231,14 +243,17 @@ int main(int argc, char** argv) {
       Compare all;
       std::string where;
       nlohmann::json per = nlohmann::json::object();
-      const std::pair<const char*, Compare (*)(Engine&, const Variant&, const std::vector<std::vector<int>>&)> scenarios[] = {
-          {"solo", solo}, {"batch", batch}, {"twice", twice}, {"resume", resume}};
+      const std::pair<const char*, Compare (*)(Engine&, const Variant&, const std::vector<std::vector<int>>&)>
+          scenarios[] = {{"solo", solo}, {"batch", batch}, {"twice", twice}, {"resume", resume}};
       for (const auto& [name, run] : scenarios) {
         const Compare c = run(engine, v, prompts);
         all.merge(c);
         if (c.bits_differ) where += (where.empty() ? "" : ",") + std::string(name);
-        per[name] = {{"max_abs", c.max_abs}, {"allclose_fails", c.allclose_fails}, {"greedy_differs", c.first_token_diff >= 0},
-                     {"topk_fails", c.topk_fails}, {"bits_differ", c.bits_differ}};
+        per[name] = {{"max_abs", c.max_abs},
+                     {"allclose_fails", c.allclose_fails},
+                     {"greedy_differs", c.first_token_diff >= 0},
+                     {"topk_fails", c.topk_fails},
+                     {"bits_differ", c.bits_differ}};
       }
       if (v.fault == Fault::None && v.backend == Backend::Invariant) {
         // The logits' scale, so that max|dlogit| reads against something.
@@ -246,19 +261,25 @@ int main(int argc, char** argv) {
         for (float x : g.logits[0]) scale = std::max(scale, static_cast<double>(std::fabs(x)));
       }
       auto caught = [](bool c) { return c ? "caught" : "missed"; };
-      std::printf("%-18s %12.3g  %-10s %-10s %-10s %-10s  %s\n", v.name.c_str(), all.max_abs, caught(all.allclose_fails),
-                  caught(all.first_token_diff >= 0), caught(all.topk_fails), caught(all.bits_differ),
-                  where.empty() ? "-" : where.c_str());
-      rows.push_back({{"variant", v.name}, {"max_abs", all.max_abs}, {"allclose_fails", all.allclose_fails},
-                      {"greedy_differs", all.first_token_diff >= 0}, {"first_token_diff", all.first_token_diff},
-                      {"topk_fails", all.topk_fails}, {"bits_differ", all.bits_differ}, {"scenarios", per}});
+      std::printf("%-18s %12.3g  %-10s %-10s %-10s %-10s  %s\n", v.name.c_str(), all.max_abs,
+                  caught(all.allclose_fails), caught(all.first_token_diff >= 0), caught(all.topk_fails),
+                  caught(all.bits_differ), where.empty() ? "-" : where.c_str());
+      rows.push_back({{"variant", v.name},
+                      {"max_abs", all.max_abs},
+                      {"allclose_fails", all.allclose_fails},
+                      {"greedy_differs", all.first_token_diff >= 0},
+                      {"first_token_diff", all.first_token_diff},
+                      {"topk_fails", all.topk_fails},
+                      {"bits_differ", all.bits_differ},
+                      {"scenarios", per}});
       const bool control = v.fault == Fault::None && v.backend == Backend::Invariant;
       if (control && all.bits_differ) failures.push_back("no fault: cached and uncached differ in some bit");
       if (!control && !all.bits_differ) failures.push_back(v.name + ": no scenario shows a bit difference");
     }
     std::printf("\n  logit scale: max |logit| %.3g (no fault, first prompt)\n", scale);
     if (!json_path.empty())
-      std::ofstream(json_path) << nlohmann::json{{"model", label}, {"logit_scale", scale}, {"rows", rows}}.dump(2) << "\n";
+      std::ofstream(json_path)
+          << nlohmann::json{{"model", label}, {"logit_scale", scale}, {"rows", rows}}.dump(2) << "\n";
     if (!failures.empty()) {
       for (const auto& f : failures) std::printf("FAIL %s\n", f.c_str());
       return 1;

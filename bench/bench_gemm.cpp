@@ -1,0 +1,77 @@
+// The invariant matmul against Eigen's product, single-threaded, at the model's shapes (decode
+// M=1, prefill M=16..512 with the projection, MLP and head shapes) and square sizes up to 1024.
+// Both compute out(M, N) = X(M, K) * W^T with W in the file's (N, K) layout plus a bias.
+// docs/benchmarks.md has the commands and the measured table.
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Core>
+
+#include "base/rng.h"
+#include "engine/kernels.h"
+
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+std::vector<float> random_floats(size_t n, uint64_t seed) {
+  miniinfer::Rng rng(seed);
+  std::vector<float> x(n);
+  for (float& v : x) v = rng.normal();
+  return x;
+}
+
+struct Problem {
+  int M, K, N;
+  std::vector<float> x, w, b, packed, out;
+  explicit Problem(const benchmark::State& state)
+      : M(static_cast<int>(state.range(0))), K(static_cast<int>(state.range(1))), N(static_cast<int>(state.range(2))),
+        x(random_floats(static_cast<size_t>(M) * K, 1)), w(random_floats(static_cast<size_t>(N) * K, 2)),
+        b(random_floats(static_cast<size_t>(N), 3)), packed(miniinfer::kernels::pack_weight(w, K, N)),
+        out(static_cast<size_t>(M) * N) {}
+  void report(benchmark::State& state) const {
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * K * N * static_cast<double>(state.iterations()),
+                                                   benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  }
+};
+
+void BM_invariant(benchmark::State& state) {
+  Problem p(state);
+  for (auto _ : state) {
+    miniinfer::kernels::matmul_forward(p.out.data(), p.x.data(), p.packed.data(), p.b.data(), p.M, p.K, p.N);
+    benchmark::DoNotOptimize(p.out.data());
+    benchmark::ClobberMemory();
+  }
+  p.report(state);
+}
+
+void BM_eigen(benchmark::State& state) {
+  Eigen::setNbThreads(1);
+  Problem p(state);
+  Eigen::Map<const RowMatrix> X(p.x.data(), p.M, p.K), W(p.w.data(), p.N, p.K);
+  Eigen::Map<const Eigen::RowVectorXf> B(p.b.data(), p.N);
+  Eigen::Map<RowMatrix> Y(p.out.data(), p.M, p.N);
+  for (auto _ : state) {
+    Y.noalias() = X * W.transpose();
+    Y.rowwise() += B;
+    benchmark::DoNotOptimize(p.out.data());
+    benchmark::ClobberMemory();
+  }
+  p.report(state);
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  // The shipped model: D=64, F=256, V~900 (904 = 113 panels of 8, 900 exercises the tail).
+  for (int M : {1, 4, 16, 64, 512})
+    for (auto [K, N] : {std::pair{64, 64}, {64, 256}, {256, 64}, {64, 900}}) b->Args({M, K, N});
+  for (int n : {64, 128, 256, 512, 1024}) b->Args({n, n, n});
+  b->Args({1, 1024, 1024});
+  b->Args({1024, 64, 1024});
+  b->Args({1024, 1024, 64});
+  b->ArgNames({"M", "K", "N"});
+}
+
+}  // namespace
+
+BENCHMARK(BM_invariant)->Apply(shapes);
+BENCHMARK(BM_eigen)->Apply(shapes);
+BENCHMARK_MAIN();

@@ -1,0 +1,193 @@
+// `minigpt generate` and `minigpt logits`: the engine from the command line. generate samples
+// a continuation with or without the KV cache; logits prints the exact floats of a forward
+// pass (shortest round-trip form), so other implementations can be compared against ours.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "cli/command.h"
+#include "corpus/tokenizer.h"
+#include "engine/generate.h"
+#include "model/model_file.h"
+
+namespace miniinfer::cli {
+namespace {
+
+constexpr const char* kGenerateUsage =
+    "usage: minigpt generate --prompt TEXT [--model FILE] [--max-new-tokens N] [--seed N]\n"
+    "                        [--no-cache] [--temperature T] [--top-k K] [--top-p P]\n"
+    "                        [--backend invariant|eigen] [--inject FAULT] [--format text|json]\n\n"
+    "Continues TEXT with the model. With the cache (default) the prompt is prefilled in one pass\n"
+    "and each new token is one decode step; with --no-cache every step recomputes the whole\n"
+    "sequence. Both give the same tokens, byte for byte, for the same seed.\n\n"
+    "  --prompt TEXT        words of the model's vocabulary (case-insensitive; '.' splits off);\n"
+    "                       no <bos> is added: write it if you want it\n"
+    "  --model FILE         model file (default: the shipped model)\n"
+    "  --max-new-tokens N   tokens to generate (default 64)\n"
+    "  --seed N             sampling seed; the sequence draws from stream (N, 0) (default 0)\n"
+    "  --no-cache           full recompute at every step\n"
+    "  --temperature T      0 = greedy, ties to the lowest id (default 0)\n"
+    "  --top-k K            keep the K most likely tokens (0 = off, default)\n"
+    "  --top-p P            keep the most likely tokens up to probability P (1 = off, default)\n"
+    "  --backend NAME       invariant (default) or eigen (Eigen's products: not bitwise stable)\n"
+    "  --inject FAULT       a deliberate cache bug, for testing the checker; one of:\n"
+    "{faults}"
+    "  --format FORMAT      text (default): the prompt and the continuation on one line;\n"
+    "                       json: {{\"prompt_tokens\": [...], \"tokens\": [...], \"text\": \"...\"}}\n"
+    "                       where tokens and text are the generated part only";
+
+constexpr const char* kLogitsUsage =
+    "usage: minigpt logits --prompt TEXT [--model FILE] [--all-positions]\n"
+    "                      [--backend invariant|eigen] [--format json|text]\n\n"
+    "One uncached forward pass over TEXT. json (default): {\"tokens\": [ids], \"logits\": [V floats]}\n"
+    "for the last position, or \"logits\": [[V floats], ...] one row per position with\n"
+    "--all-positions. Each float is printed in its shortest form that reads back to the same\n"
+    "float. text: per position, the token and the five highest logits.\n\n"
+    "  --prompt TEXT     words of the model's vocabulary; no <bos> is added\n"
+    "  --model FILE      model file (default: the shipped model)\n"
+    "  --all-positions   logits of every position, not only the last\n"
+    "  --backend NAME    invariant (default) or eigen\n"
+    "  --format FORMAT   json (default) or text";
+
+std::string fault_list() {
+  std::string out;
+  for (Fault f : all_faults())
+    if (f != Fault::None) out += fmt::format("                         {:<18} {}\n", to_string(f), describe(f));
+  return out;
+}
+
+// Runs `parse`, prefixing its Error with the flag it read.
+template <typename F>
+auto named(const char* flag, F&& parse) {
+  try {
+    return parse();
+  } catch (const Error& e) {
+    fail("flag --{}: {}", flag, e.what());
+  }
+}
+
+std::string format_flag(const Args& args, const char* fallback) {
+  const std::string format = args.get("format", fallback);
+  if (format != "text" && format != "json") fail("flag --format: '{}' is neither text nor json", format);
+  return format;
+}
+
+struct Loaded {
+  Model model;
+  Tokenizer tokenizer;
+  std::vector<int> prompt;
+};
+
+Loaded load(const Args& args) {
+  const std::string path = args.get("model", default_model_path());
+  Model model = read_model(path);
+  Tokenizer tokenizer(model.vocab);
+  const std::string text = args.require("prompt");
+  std::vector<int> prompt;
+  try {
+    prompt = tokenizer.encode(text);
+  } catch (const Error& e) {
+    fail("flag --prompt: {}", e.what());
+  }
+  if (prompt.empty()) fail("flag --prompt: no words to condition on");
+  return {std::move(model), std::move(tokenizer), std::move(prompt)};
+}
+
+std::string json_ints(const std::vector<int>& ids) { return fmt::format("[{}]", fmt::join(ids, ", ")); }
+
+// Shortest text that reads back to the same float (fmt's "{}" of a float).
+std::string json_floats(std::span<const float> xs, int position) {
+  std::string out = "[";
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (!std::isfinite(xs[i])) fail("logits: non-finite value {} at position {} id {}", xs[i], position, i);
+    if (i) out += ", ";
+    out += fmt::format("{}", xs[i]);
+  }
+  return out + "]";
+}
+
+int run_generate(const std::vector<std::string>& argv) {
+  const Args args(argv,
+                  {"model", "prompt", "max-new-tokens", "seed", "temperature", "top-k", "top-p", "backend", "inject",
+                   "format"},
+                  {"no-cache"});
+  const std::string format = format_flag(args, "text");
+  GenerateOptions o;
+  o.max_new_tokens = args.get_int("max-new-tokens", 64);
+  if (o.max_new_tokens < 0) fail("flag --max-new-tokens: must be >= 0, got {}", o.max_new_tokens);
+  o.seed = args.get_u64("seed", 0);
+  o.cache = !args.has("no-cache");
+  o.temperature = static_cast<float>(args.get_double("temperature", 0.0));
+  o.top_k = args.get_int("top-k", 0);
+  o.top_p = static_cast<float>(args.get_double("top-p", 1.0));
+  o.backend = named("backend", [&] { return backend_from_name(args.get("backend", "invariant")); });
+  o.fault = named("inject", [&] { return fault_from_name(args.get("inject", "none")); });
+  validate(SamplerOptions{o.temperature, o.top_k, o.top_p});
+  const Loaded in = load(args);
+  const GenerateResult result = generate(in.model, {in.prompt}, o);
+  const std::vector<int>& tokens = result.tokens[0];
+  const std::string text = in.tokenizer.decode(tokens);
+  if (format == "json") {
+    std::printf("{\"prompt_tokens\": %s, \"tokens\": %s, \"text\": %s}\n", json_ints(in.prompt).c_str(),
+                json_ints(tokens).c_str(), nlohmann::json(text).dump().c_str());
+  } else {
+    std::printf("%s %s\n", in.tokenizer.decode(in.prompt).c_str(), text.c_str());
+  }
+  return 0;
+}
+
+int run_logits(const std::vector<std::string>& argv) {
+  const Args args(argv, {"model", "prompt", "backend", "format"}, {"all-positions"});
+  const std::string format = format_flag(args, "json");
+  const bool all = args.has("all-positions");
+  const Backend backend = named("backend", [&] { return backend_from_name(args.get("backend", "invariant")); });
+  const Loaded in = load(args);
+  const Config& c = in.model.config;
+  if (static_cast<int>(in.prompt.size()) > c.max_seq_len)
+    fail("flag --prompt: {} tokens exceed the model's max_seq_len {}", in.prompt.size(), c.max_seq_len);
+  Engine engine(in.model, {backend, 1, 0, Fault::None});
+  const std::vector<float> logits = engine.forward_uncached(in.prompt, all);
+  const size_t V = static_cast<size_t>(c.vocab_size);
+  const int rows = all ? static_cast<int>(in.prompt.size()) : 1;
+  const int first_pos = static_cast<int>(in.prompt.size()) - rows;
+  if (format == "json") {
+    std::string body;
+    for (int r = 0; r < rows; ++r)
+      body += (r ? ", " : "") + json_floats(std::span(logits).subspan(r * V, V), first_pos + r);
+    std::printf("{\"tokens\": %s, \"logits\": %s}\n", json_ints(in.prompt).c_str(),
+                all ? ("[" + body + "]").c_str() : body.c_str());
+    return 0;
+  }
+  for (int r = 0; r < rows; ++r) {
+    const int pos = first_pos + r;
+    std::vector<int> order(V);
+    for (size_t i = 0; i < V; ++i) order[i] = static_cast<int>(i);
+    const float* row = logits.data() + static_cast<size_t>(r) * V;
+    const size_t top = std::min<size_t>(5, V);
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(top), order.end(),
+                      [&](int a, int b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    std::string line = fmt::format("{:>4} {:<12}", pos, in.tokenizer.token(in.prompt[static_cast<size_t>(pos)]));
+    for (size_t i = 0; i < top; ++i) line += fmt::format("  {} {}", in.tokenizer.token(order[i]), row[order[i]]);
+    std::printf("%s\n", line.c_str());
+  }
+  return 0;
+}
+
+const std::string& generate_usage() {
+  static const std::string usage = fmt::format(fmt::runtime(kGenerateUsage), fmt::arg("faults", fault_list()));
+  return usage;
+}
+
+}  // namespace
+
+MINIGPT_COMMAND("generate", "continue a prompt, with or without the KV cache (--prompt TEXT)", generate_usage(),
+                run_generate);
+MINIGPT_COMMAND("logits", "print the exact logits of a prompt as JSON (--prompt TEXT)", kLogitsUsage, run_logits);
+
+}  // namespace miniinfer::cli

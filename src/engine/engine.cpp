@@ -1,0 +1,358 @@
+// The forward pass. One routine, `run`, computes a set of row segments (each a run of positions
+// of one sequence); the uncached path calls it with one segment at position 0 over scratch K/V,
+// the cached path with chunks at each sequence's cursor over the cache. Faults act only here
+// and in generate.cpp, each at a line marked "fault:", and only on cached segments.
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <Eigen/Core>
+
+#include "base/error.h"
+
+namespace miniinfer {
+
+using kernels::attention_forward;
+using kernels::gelu_forward;
+using kernels::layernorm_forward;
+using kernels::residual_forward;
+using kernels::rope_forward;
+
+const char* to_string(Pass pass) {
+  switch (pass) {
+    case Pass::Uncached: return "uncached";
+    case Pass::Prefill: return "prefill";
+    case Pass::Decode: return "decode";
+    case Pass::Resume: return "resume";
+  }
+  return "?";
+}
+
+const char* to_string(TraceKind kind) {
+  switch (kind) {
+    case TraceKind::Q: return "q";
+    case TraceKind::K: return "k";
+    case TraceKind::V: return "v";
+    case TraceKind::Probs: return "probs";
+    case TraceKind::AttnOut: return "attn_out";
+    case TraceKind::BlockOut: return "block_out";
+    case TraceKind::KRead: return "k_read";
+    case TraceKind::VRead: return "v_read";
+  }
+  return "?";
+}
+
+const char* to_string(Backend backend) { return backend == Backend::Eigen ? "eigen" : "invariant"; }
+
+Backend backend_from_name(std::string_view name) {
+  if (name == "invariant") return Backend::Invariant;
+  if (name == "eigen") return Backend::Eigen;
+  fail("unknown backend '{}' (known: invariant, eigen)", name);
+}
+
+Engine::Linear Engine::make_linear(const std::vector<float>& w, const std::vector<float>* b, int C, int OC) {
+  Linear lin;
+  lin.C = C;
+  lin.OC = OC;
+  lin.packed = kernels::pack_weight(w, C, OC);
+  lin.weight = w.data();
+  lin.bias = b ? b->data() : nullptr;
+  return lin;
+}
+
+Engine::Engine(const Model& model, EngineOptions options)
+    : config_(model.config), model_(model), backend_(options.backend), fault_(options.fault) {
+  const Config& c = config_;
+  c.validate();
+  if (static_cast<int>(model_.weights.tok_emb.size()) != c.vocab_size * c.d_model)
+    fail("engine: tok_emb has {} floats, expected V*D = {}", model_.weights.tok_emb.size(), c.vocab_size * c.d_model);
+  const int capacity = options.capacity == 0 ? c.max_seq_len : options.capacity;
+  if (capacity < 0 || capacity > c.max_seq_len)
+    fail("engine: capacity {} must lie in 1..max_seq_len ({})", capacity, c.max_seq_len);
+  const int D = c.d_model, F = c.d_ff;
+  for (const LayerWeights& lw : model_.weights.layers) {
+    layers_.push_back(Layer{make_linear(lw.wq, &lw.bq, D, D), make_linear(lw.wk, &lw.bk, D, D),
+                            make_linear(lw.wv, &lw.bv, D, D), make_linear(lw.wo, &lw.bo, D, D),
+                            make_linear(lw.w1, &lw.b1, D, F), make_linear(lw.w2, &lw.b2, F, D)});
+  }
+  head_ = make_linear(model_.weights.tok_emb, nullptr, D, c.vocab_size);
+  rope_ = kernels::make_rope_table(c.max_seq_len, c.d_head(), c.rope_theta);
+  scale_ = 1.0f / std::sqrt(static_cast<float>(c.d_head()));
+  cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), capacity);
+  scratch_kv_ = KvCache(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len);
+
+  rows_ = std::max(c.max_seq_len, options.batch);
+  const size_t R = static_cast<size_t>(rows_);
+  for (auto* buf : {&x_, &ln_, &q_, &att_, &y_, &eigen_out_}) buf->assign(R * D, 0.0f);
+  h_.assign(R * F, 0.0f);
+  probs_.assign(static_cast<size_t>(c.max_seq_len), 0.0f);
+  k_rows_.assign(R, nullptr);
+  v_rows_.assign(R, nullptr);
+  tokens_.assign(R, 0);
+  segs_.reserve(static_cast<size_t>(options.batch));
+}
+
+// ---- projections: the invariant kernel, or Eigen's product for the contrast backend ----------
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+void Engine::linear(float* out, const float* inp, const Linear& w, int T, bool library) {
+  if (!library) {
+    kernels::matmul_forward(out, inp, w.packed.data(), w.bias, T, w.C, w.OC);
+    return;
+  }
+  Eigen::Map<const RowMatrix> X(inp, T, w.C);
+  Eigen::Map<const RowMatrix> W(w.weight, w.OC, w.C);
+  Eigen::Map<RowMatrix> Y(out, T, w.OC);
+  Y.noalias() = X * W.transpose();
+  if (w.bias) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(w.bias, w.OC);
+}
+
+void Engine::linear_rows(float* const* out_rows, const float* inp, const Linear& w, int T, bool library) {
+  if (!library) {
+    kernels::matmul_forward_rows(out_rows, inp, w.packed.data(), w.bias, T, w.C, w.OC);
+    return;
+  }
+  linear(eigen_out_.data(), inp, w, T, true);
+  for (int t = 0; t < T; ++t)
+    std::memcpy(out_rows[t], eigen_out_.data() + static_cast<size_t>(t) * w.OC, sizeof(float) * w.OC);
+}
+
+// ---- the forward pass -------------------------------------------------------------------------
+
+void Engine::check_tokens(std::span<const int> tokens) const {
+  if (tokens.empty()) fail("forward: empty token sequence");
+  for (int t : tokens)
+    if (t < 0 || t >= config_.vocab_size) fail("forward: token id {} out of range (vocab size {})", t, config_.vocab_size);
+}
+
+void Engine::record(TraceKind kind, const Segment& seg, int layer, int head, int pos, const float* data, int n) {
+  trace_->records.push_back(TraceRecord{trace_->step, trace_->calls, seg.pass,
+                                        seg.pass == Pass::Uncached ? trace_->seq : seg.seq, layer, head, pos,
+                                        kind, std::vector<float>(data, data + n)});
+}
+
+void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits,
+                 bool all_rows) {
+  const Config& c = config_;
+  const int D = c.d_model, F = c.d_ff, H = c.n_head, dh = c.d_head(), L = c.n_layer;
+  const size_t uD = static_cast<size_t>(D);
+  const bool all_decode = std::all_of(segs.begin(), segs.end(), [](const Segment& s) { return s.pass == Pass::Decode; });
+  // fault: library-gemv, decode runs every product through Eigen.
+  const bool library = backend_ == Backend::Eigen || (fault_ == Fault::LibraryGemv && all_decode);
+
+  for (int r = 0; r < N; ++r)
+    std::memcpy(x_.data() + r * uD, model_.weights.tok_emb.data() + static_cast<size_t>(tokens[r]) * uD, sizeof(float) * uD);
+
+  for (int l = 0; l < L; ++l) {
+    const LayerWeights& lw = model_.weights.layers[static_cast<size_t>(l)];
+    const Layer& w = layers_[static_cast<size_t>(l)];
+    layernorm_forward(ln_.data(), x_.data(), lw.ln1_w.data(), lw.ln1_b.data(), static_cast<float>(c.ln_eps), N, D);
+    linear(q_.data(), ln_.data(), w.q, N, library);
+
+    // K and V go straight into their slots.
+    for (const Segment& s : segs) {
+      const bool decode = s.pass == Pass::Decode;
+      const int shift = (fault_ == Fault::CursorOffByOne && decode) ? 1 : 0;  // fault: cursor-off-by-one
+      const bool v_stale = fault_ == Fault::LastLayerStale && decode && l == L - 1;  // fault: last-layer-stale
+      for (int i = 0; i < s.n; ++i) {
+        const size_t slot = static_cast<size_t>(s.pos0 + i + shift);
+        k_rows_[static_cast<size_t>(s.row0 + i)] = store.k_slab(l, s.seq) + slot * uD;
+        // y_ is free until o_proj: a stale V row's computed value goes there and is never read.
+        v_rows_[static_cast<size_t>(s.row0 + i)] =
+            v_stale ? y_.data() + static_cast<size_t>(s.row0 + i) * uD : store.v_slab(l, s.seq) + slot * uD;
+      }
+    }
+    linear_rows(k_rows_.data(), ln_.data(), w.k, N, library);
+    linear_rows(v_rows_.data(), ln_.data(), w.v, N, library);
+
+    for (const Segment& s : segs) {
+      for (int i = 0; i < s.n; ++i) {
+        int pos = s.pos0 + i;
+        if (fault_ == Fault::RopeDecodePhase && s.pass == Pass::Decode) pos -= 1;  // fault: rope-decode-phase
+        if (fault_ == Fault::ResumeOffset && s.pass == Pass::Resume) pos = i;      // fault: resume-offset
+        const size_t r = static_cast<size_t>(s.row0 + i);
+        rope_forward(q_.data() + r * uD, rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
+        rope_forward(k_rows_[r], rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
+      }
+    }
+
+    for (const Segment& s : segs) {
+      const bool decode = s.pass == Pass::Decode;
+      const int read_layer = (fault_ == Fault::LayerAlias && decode) ? 0 : l;  // fault: layer-alias
+      const int read_seq = (fault_ == Fault::BatchStride && decode) ? 0 : s.seq;  // fault: batch-stride
+      const float* kb = store.k_slab(read_layer, read_seq);
+      const float* vb = store.v_slab(read_layer, read_seq);
+      // fault: softmax-scale, fp64-decode.
+      const float scale = (fault_ == Fault::SoftmaxScale && decode) ? 1.0f / static_cast<float>(dh) : scale_;
+      const bool fp64 = fault_ == Fault::Fp64Decode && decode;
+      for (int h = 0; h < H; ++h) {
+        const size_t off = static_cast<size_t>(h) * dh;
+        for (int i = 0; i < s.n; ++i) {
+          const int pos = s.pos0 + i;
+          int n_slots = pos + 1;
+          if (fault_ == Fault::SelfExcluded && decode) n_slots = pos;  // fault: self-excluded
+          if (fault_ == Fault::DecodeMask && decode) n_slots = 1;      // fault: decode-mask
+          const size_t r = static_cast<size_t>(s.row0 + i);
+          float* out = att_.data() + r * uD + off;
+          const float* q = q_.data() + r * uD + off;
+          if (n_slots == 0)
+            std::fill_n(out, dh, 0.0f);
+          else if (fp64)
+            kernels::attention_forward_f64(out, probs_.data(), q, kb + off, vb + off, n_slots, dh, D, scale);
+          else
+            attention_forward(out, probs_.data(), q, kb + off, vb + off, n_slots, dh, D, scale);
+          if (trace_ && trace_->wants(pos)) {
+            record(TraceKind::Q, s, l, h, pos, q, dh);
+            record(TraceKind::K, s, l, h, pos, k_rows_[r] + off, dh);
+            record(TraceKind::V, s, l, h, pos, v_rows_[r] + off, dh);
+            record(TraceKind::Probs, s, l, h, pos, probs_.data(), n_slots);
+            record(TraceKind::AttnOut, s, l, h, pos, out, dh);
+          }
+        }
+      }
+      if (trace_ && trace_->cache_reads) {
+        for (int slot = 0; slot < s.pos0 + s.n; ++slot) {
+          if (!trace_->wants(slot)) continue;
+          for (int h = 0; h < H; ++h) {
+            const size_t off = static_cast<size_t>(slot) * uD + static_cast<size_t>(h) * dh;
+            record(TraceKind::KRead, s, l, h, slot, kb + off, dh);
+            record(TraceKind::VRead, s, l, h, slot, vb + off, dh);
+          }
+        }
+      }
+    }
+    linear(y_.data(), att_.data(), w.o, N, library);
+    residual_forward(x_.data(), x_.data(), y_.data(), N * D);
+
+    layernorm_forward(ln_.data(), x_.data(), lw.ln2_w.data(), lw.ln2_b.data(), static_cast<float>(c.ln_eps), N, D);
+    linear(h_.data(), ln_.data(), w.fc_in, N, library);
+    gelu_forward(h_.data(), h_.data(), N * F);
+    linear(y_.data(), h_.data(), w.fc_out, N, library);
+    residual_forward(x_.data(), x_.data(), y_.data(), N * D);
+
+    if (trace_) {
+      for (const Segment& s : segs)
+        for (int i = 0; i < s.n; ++i)
+          if (trace_->wants(s.pos0 + i))
+            record(TraceKind::BlockOut, s, l, -1, s.pos0 + i, x_.data() + static_cast<size_t>(s.row0 + i) * uD, D);
+    }
+  }
+
+  const float eps = static_cast<float>(c.ln_eps);
+  const float* lnf_w = model_.weights.lnf_w.data();
+  const float* lnf_b = model_.weights.lnf_b.data();
+  if (all_rows) {
+    layernorm_forward(ln_.data(), x_.data(), lnf_w, lnf_b, eps, N, D);
+    linear(logits, ln_.data(), head_, N, library);
+  } else {
+    for (size_t i = 0; i < segs.size(); ++i)
+      layernorm_forward(ln_.data() + i * uD, x_.data() + static_cast<size_t>(segs[i].row0 + segs[i].n - 1) * uD,
+                        lnf_w, lnf_b, eps, 1, D);
+    linear(logits, ln_.data(), head_, static_cast<int>(segs.size()), library);
+  }
+  if (trace_) ++trace_->calls;
+}
+
+// ---- public entry points ----------------------------------------------------------------------
+
+void Engine::forward_uncached(std::span<const int> tokens, std::span<float> logits, bool all_rows, KvRows* kv) {
+  check_tokens(tokens);
+  const int T = static_cast<int>(tokens.size());
+  if (T > config_.max_seq_len)
+    fail("forward: {} tokens exceed the model's max_seq_len {}", T, config_.max_seq_len);
+  const size_t need = static_cast<size_t>(all_rows ? T : 1) * config_.vocab_size;
+  if (logits.size() < need) fail("forward: logits buffer holds {} floats, needs {}", logits.size(), need);
+  // Nothing survives between calls: positions restart at 0 and only rows written now are read.
+  const Segment seg{0, 0, T, 0, Pass::Uncached};
+  run({&seg, 1}, tokens.data(), T, scratch_kv_, logits.data(), all_rows);
+  if (kv) {
+    const Config& c = config_;
+    const int H = c.n_head, dh = c.d_head();
+    *kv = KvRows{c.n_layer, H, T, dh, {}, {}};
+    kv->k.resize(static_cast<size_t>(c.n_layer) * H * T * dh);
+    kv->v.resize(kv->k.size());
+    for (int l = 0; l < c.n_layer; ++l)
+      for (int h = 0; h < H; ++h)
+        for (int t = 0; t < T; ++t) {
+          const size_t src = static_cast<size_t>(t) * c.d_model + static_cast<size_t>(h) * dh;
+          const size_t dst = ((static_cast<size_t>(l) * H + h) * T + t) * dh;
+          std::copy_n(scratch_kv_.k_slab(l, 0) + src, dh, kv->k.data() + dst);
+          std::copy_n(scratch_kv_.v_slab(l, 0) + src, dh, kv->v.data() + dst);
+        }
+  }
+}
+
+std::vector<float> Engine::forward_uncached(std::span<const int> tokens, bool all_rows, KvRows* kv) {
+  std::vector<float> logits(static_cast<size_t>(all_rows ? tokens.size() : 1) * config_.vocab_size);
+  forward_uncached(tokens, logits, all_rows, kv);
+  return logits;
+}
+
+void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows) {
+  segs_.clear();
+  int N = 0;
+  for (const Chunk& ch : chunks) {
+    check_tokens(ch.tokens);
+    const int cursor = cache_.cursor(ch.seq);
+    const int n = static_cast<int>(ch.tokens.size());
+    cache_.check_room(ch.seq, n);
+    for (const Segment& s : segs_)
+      if (s.seq == ch.seq) fail("forward: sequence {} appears twice in one batch", ch.seq);
+    const Pass pass = cursor == 0 ? Pass::Prefill : (n == 1 ? Pass::Decode : Pass::Resume);
+    segs_.push_back(Segment{ch.seq, cursor, n, N, pass});
+    std::copy(ch.tokens.begin(), ch.tokens.end(), tokens_.begin() + N);
+    N += n;
+  }
+  run(segs_, tokens_.data(), N, cache_, logits, all_rows);
+  for (const Segment& s : segs_) cache_.advance(s.seq, s.n);
+}
+
+void Engine::forward_cached(int seq, std::span<const int> tokens, std::span<float> logits, bool all_rows) {
+  const size_t need = (all_rows ? tokens.size() : 1) * static_cast<size_t>(config_.vocab_size);
+  if (logits.size() < need) fail("forward: logits buffer holds {} floats, needs {}", logits.size(), need);
+  const Chunk chunk{seq, tokens};
+  run_cached({&chunk, 1}, logits.data(), all_rows);
+}
+
+std::vector<float> Engine::forward_cached(int seq, std::span<const int> tokens, bool all_rows) {
+  std::vector<float> logits((all_rows ? tokens.size() : 1) * static_cast<size_t>(config_.vocab_size));
+  forward_cached(seq, tokens, logits, all_rows);
+  return logits;
+}
+
+void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logits) {
+  const size_t V = static_cast<size_t>(config_.vocab_size);
+  if (logits.size() < chunks.size() * V)
+    fail("forward: logits buffer holds {} floats, needs {}", logits.size(), chunks.size() * V);
+  if (chunks.size() > static_cast<size_t>(batch()))
+    fail("forward: {} chunks for a batch of {} sequences", chunks.size(), batch());
+  // Groups of whole chunks that fit the scratch rows (every chunk fits: capacity <= rows_).
+  size_t first = 0;
+  while (first < chunks.size()) {
+    size_t last = first, rows = 0;
+    while (last < chunks.size() && (last == first || rows + chunks[last].tokens.size() <= static_cast<size_t>(rows_)))
+      rows += chunks[last++].tokens.size();
+    run_cached(chunks.subspan(first, last - first), logits.data() + first * V, false);
+    first = last;
+  }
+}
+
+void Engine::decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) {
+  if (seqs.size() != tokens.size()) fail("decode: {} sequences but {} tokens", seqs.size(), tokens.size());
+  constexpr size_t kMax = 64;
+  if (seqs.size() > kMax) {
+    for (size_t i = 0; i < seqs.size(); i += kMax) {
+      const size_t n = std::min(kMax, seqs.size() - i);
+      decode(seqs.subspan(i, n), tokens.subspan(i, n), logits.subspan(i * config_.vocab_size));
+    }
+    return;
+  }
+  Chunk chunks[kMax];
+  for (size_t i = 0; i < seqs.size(); ++i) chunks[i] = Chunk{seqs[i], tokens.subspan(i, 1)};
+  forward_batch({chunks, seqs.size()}, logits);
+}
+
+}  // namespace miniinfer

@@ -1,0 +1,148 @@
+// The inference engine: a Model re-laid for the kernels, a KV cache for B sequences, and all
+// scratch preallocated. One forward routine serves both paths: full recompute (all T rows at
+// positions 0..T-1 in one pass, into scratch K/V that nothing reads after the call) and the
+// cached path (a chunk per sequence appended at its cursor: prefill, decode and resume are the
+// same code with different row counts). Byte equality comes from the kernels (kernels.h).
+#pragma once
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "engine/faults.h"
+#include "engine/kernels.h"
+#include "engine/kv_cache.h"
+#include "engine/trace.h"
+#include "model/model.h"
+
+namespace miniinfer {
+
+// invariant: our batch-invariant kernels. eigen: Eigen's X*W for every projection, the MLP and
+// the head (attention and the rest unchanged); agrees within tolerance, not bitwise.
+enum class Backend { Invariant, Eigen };
+const char* to_string(Backend backend);
+Backend backend_from_name(std::string_view name);  // throws Error naming the known ones
+
+struct EngineOptions {
+  Backend backend = Backend::Invariant;
+  int batch = 1;     // B: sequences the cache holds
+  int capacity = 0;  // slots per sequence; 0 = the model's max_seq_len
+  Fault fault = Fault::None;
+};
+
+// The K and V rows a full-recompute forward computed, for comparison with cache rows.
+struct KvRows {
+  int n_layer = 0, n_head = 0, T = 0, d_head = 0;
+  std::vector<float> k, v;  // (L, H, T, d_head); K after RoPE
+  std::span<const float> k_row(int layer, int head, int pos) const { return row(k, layer, head, pos); }
+  std::span<const float> v_row(int layer, int head, int pos) const { return row(v, layer, head, pos); }
+
+ private:
+  std::span<const float> row(const std::vector<float>& x, int layer, int head, int pos) const {
+    return {x.data() + ((static_cast<size_t>(layer) * n_head + head) * T + pos) * d_head,
+            static_cast<size_t>(d_head)};
+  }
+};
+
+// A chunk of tokens for sequence `seq`, appended at its cursor.
+struct Chunk {
+  int seq = 0;
+  std::span<const int> tokens;
+};
+
+class Engine {
+ public:
+  explicit Engine(const Model& model, EngineOptions options = {});
+
+  const Config& config() const { return config_; }
+  int vocab_size() const { return config_.vocab_size; }
+  int batch() const { return cache_.batch(); }
+  int capacity() const { return cache_.capacity(); }
+
+  Backend backend() const { return backend_; }
+  void set_backend(Backend backend) { backend_ = backend; }
+  Fault fault() const { return fault_; }
+  void set_fault(Fault fault) { fault_ = fault; }
+  Trace* trace() const { return trace_; }
+  void set_trace(Trace* trace) { trace_ = trace; }
+
+  // Full recompute: tokens at positions 0..T-1 in one pass. logits: (T, V) if all_rows, else
+  // (V) for the last position. If kv is non-null it receives the K and V rows computed.
+  void forward_uncached(std::span<const int> tokens, std::span<float> logits, bool all_rows = false,
+                        KvRows* kv = nullptr);
+  std::vector<float> forward_uncached(std::span<const int> tokens, bool all_rows = false, KvRows* kv = nullptr);
+
+  // Cached: append `tokens` to sequence `seq` at its cursor and return the logits of the last
+  // (or, if all_rows, of every) new position: (V) or (n, V).
+  void forward_cached(int seq, std::span<const int> tokens, std::span<float> logits, bool all_rows = false);
+  std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows = false);
+  // Several sequences in one pass, each appending its own chunk at its own cursor (ragged
+  // batched prefill, batched decode). logits: (chunks.size(), V), the last row of each chunk.
+  // A sequence may appear at most once.
+  void forward_batch(std::span<const Chunk> chunks, std::span<float> logits);
+  // Batched decode: one token per listed sequence. logits: (seqs.size(), V).
+  void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits);
+
+  const KvCache& cache() const { return cache_; }
+  KvCache& cache() { return cache_; }
+  int cursor(int seq) const { return cache_.cursor(seq); }
+  void reset() { cache_.reset(); }  // a reset engine behaves like a fresh one
+  void reset(int seq) { cache_.reset(seq); }
+  void truncate(int seq, int p) { cache_.truncate(seq, p); }
+  void fork(int src, int dst, int prefix_len) { cache_.fork(src, dst, prefix_len); }
+
+ private:
+  // A projection: the file's (OC, C) weight, its packed copy and its bias.
+  struct Linear {
+    int C = 0, OC = 0;
+    std::vector<float> packed;  // (ceil(OC/8), C, 8), see kernels::pack_weight
+    const float* weight = nullptr;  // (OC, C), into model_, for the eigen backend
+    const float* bias = nullptr;    // (OC) or null, into model_
+  };
+  struct Layer {
+    Linear q, k, v, o, fc_in, fc_out;
+  };
+  // Rows [row0, row0 + n) of a call belong to sequence `seq`, positions pos0.. pos0 + n - 1.
+  struct Segment {
+    int seq = 0, pos0 = 0, n = 0, row0 = 0;
+    Pass pass = Pass::Uncached;
+  };
+
+  Linear make_linear(const std::vector<float>& w, const std::vector<float>* b, int C, int OC);
+  void linear(float* out, const float* inp, const Linear& w, int T, bool library);
+  void linear_rows(float* const* out_rows, const float* inp, const Linear& w, int T, bool library);
+  void check_tokens(std::span<const int> tokens) const;
+  // The forward pass over `segs` (rows of `tokens`, concatenated); K/V go into and are read
+  // from `store`. logits: (N, V) if all_rows else (segs.size(), V).
+  void run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits, bool all_rows);
+  void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows);
+  void record(TraceKind kind, const Segment& seg, int layer, int head, int pos, const float* data, int n);
+
+  Config config_;
+  Model model_;          // the file's layout: embeddings, LayerNorms, biases, eigen weights
+  std::vector<Layer> layers_;
+  Linear head_;          // tok_emb as (V, D): the tied output head
+  kernels::RopeTable rope_;
+  float scale_ = 0.0f;   // 1/sqrt(d_head) as float
+  KvCache cache_;        // the cached path's K/V: (L, B, capacity, D)
+  KvCache scratch_kv_;   // the uncached path's K/V for one call: (L, 1, max_seq_len, D)
+  Backend backend_ = Backend::Invariant;
+  Fault fault_ = Fault::None;
+  Trace* trace_ = nullptr;
+
+  // Scratch, sized once for R = max(max_seq_len, B) rows; nothing allocates per call.
+  int rows_ = 0;                    // R
+  std::vector<float> x_;            // (R, D) residual stream
+  std::vector<float> ln_;           // (R, D) LayerNorm output
+  std::vector<float> q_;            // (R, D) queries after RoPE
+  std::vector<float> att_;          // (R, D) concatenated head outputs
+  std::vector<float> y_;            // (R, D) projection output before the residual add
+  std::vector<float> h_;            // (R, F) MLP hidden
+  std::vector<float> probs_;        // (max_seq_len) one row's attention probabilities
+  std::vector<float> eigen_out_;    // (R, D) eigen backend: rows before scattering to the cache
+  std::vector<float*> k_rows_;      // (R) where row r's K goes: its cache slot
+  std::vector<float*> v_rows_;      // (R) where row r's V goes
+  std::vector<int> tokens_;         // (R) a call's tokens, concatenated
+  std::vector<Segment> segs_;       // (B) a call's segments
+};
+
+}  // namespace miniinfer

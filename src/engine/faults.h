@@ -1,0 +1,37 @@
+// Fault injection: small, realistic cache bugs the property checker must catch. Each acts
+// only on the cached path (or on the cache between calls); the uncached path never sees one.
+// Selected at runtime (Engine::set_fault, GenerateOptions::fault); None by default, and when
+// None the cost is a branch on a member outside the inner loops.
+#pragma once
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace miniinfer {
+
+enum class Fault {
+  None,
+  CursorOffByOne,   // decode writes K/V one slot past the cursor, leaving a hole
+  SelfExcluded,     // decode attends only to past slots (current K/V appended after attention)
+  DecodeMask,       // the q_len=1 causal mask is built as if the query sat at position 0
+  LayerAlias,       // during decode every layer reads layer 0's cache
+  LastLayerStale,   // the last layer's V is never written during decode
+  Fp64Decode,       // decode accumulates attention in double; prefill uses float
+  RopeDecodePhase,  // decode rotates q and k with position cursor-1
+  BatchStride,      // in decode, sequence b reads with sequence 0's offset (shows only with B>1)
+  StaleCache,       // the cache is not reset between two generate calls on one engine
+  ResumeOffset,     // a q_len>1 chunk on a non-empty cache takes RoPE positions from 0
+  LibraryGemv,      // decode uses Eigen's product while prefill uses the invariant kernel
+  SoftmaxScale,     // decode scales scores by 1/d_head instead of 1/sqrt(d_head)
+};
+
+// Every fault, None first, in declaration order.
+std::span<const Fault> all_faults();
+// The kebab-case name used on command lines ("cursor-off-by-one"); "none" for None.
+const char* to_string(Fault fault);
+// One line: what the bug does.
+const char* describe(Fault fault);
+// Throws Error "unknown fault 'x' (known: none, cursor-off-by-one, ...)".
+Fault fault_from_name(std::string_view name);
+
+}  // namespace miniinfer

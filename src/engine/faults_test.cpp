@@ -1,0 +1,137 @@
+// Every fault in the catalogue is a real bug: the comparisons the checker makes (cached vs
+// uncached tokens and logit bytes, K/V rows, resume, a second generate on the same engine)
+// catch each one, and none of them fires with Fault::None. Also: the trace lines both paths
+// up by (layer, head, position) and points at the first layer a fault touches.
+#include "engine/faults.h"
+
+#include <catch2/catch.hpp>
+
+#include "base/error.h"
+#include "engine/engine_test_util.h"
+#include "engine/generate.h"
+
+using namespace miniinfer;
+using namespace miniinfer::testing;
+
+namespace {
+
+// The first comparison that tells `fault` apart from full recompute, or "" if none does.
+std::string first_detection(const Model& model, Fault fault) {
+  const Config& c = model.config;
+  Rng rng(77);
+  const std::vector<std::vector<int>> prompts = {random_tokens(rng, 5, c.vocab_size), random_tokens(rng, 9, c.vocab_size)};
+  GenerateOptions o;
+  o.max_new_tokens = 8;
+  o.seed = 3;
+  o.temperature = 0.8f;
+  o.return_logits = true;
+  o.fault = fault;
+  Engine engine(model, {Backend::Invariant, 2, 0, Fault::None});
+  o.cache = false;
+  const GenerateResult reference = generate(engine, prompts, o);
+  o.cache = true;
+  const GenerateResult cached = generate(engine, prompts, o);
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    if (cached.tokens[b] != reference.tokens[b]) return fmt::format("tokens of sequence {}", b);
+    if (auto d = first_byte_difference(cached.logits[b], reference.logits[b]))
+      return fmt::format("logit bytes of sequence {} at step {}", b, *d / static_cast<size_t>(c.vocab_size));
+  }
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    std::vector<int> all = prompts[b];
+    all.insert(all.end(), cached.tokens[b].begin(), cached.tokens[b].end() - 1);
+    KvRows kv;
+    engine.forward_uncached(all, false, &kv);
+    for (int l = 0; l < c.n_layer; ++l)
+      for (int h = 0; h < c.n_head; ++h)
+        for (int s = 0; s < static_cast<int>(all.size()); ++s)
+          if (!same_bytes(engine.cache().k_row(l, static_cast<int>(b), h, s), kv.k_row(l, h, s)) ||
+              !same_bytes(engine.cache().v_row(l, static_cast<int>(b), h, s), kv.v_row(l, h, s)))
+            return fmt::format("K/V row of sequence {} layer {} head {} slot {}", b, l, h, s);
+  }
+  const GenerateResult again = generate(engine, prompts, o);
+  if (again.tokens != cached.tokens || again.logits != cached.logits) return "a second generate on the same engine";
+  // Resume: a 6-token chunk on top of a 5-token prefill.
+  engine.set_fault(fault);
+  engine.reset();
+  const std::vector<int> tokens = random_tokens(rng, 11, c.vocab_size);
+  engine.forward_cached(0, std::span(tokens).first(5));
+  const auto resumed = engine.forward_cached(0, std::span(tokens).subspan(5), true);
+  const auto full = engine.forward_uncached(tokens, true);
+  if (!same_bytes(resumed, std::span(full).subspan(5 * static_cast<size_t>(c.vocab_size)))) return "a resumed chunk's logits";
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("fault names round-trip, each has a description, and an unknown name lists the known ones") {
+  CHECK(all_faults().size() == 13);
+  for (Fault f : all_faults()) {
+    CHECK(fault_from_name(to_string(f)) == f);
+    CHECK(std::string(describe(f)).size() > 10);
+  }
+  CHECK_THROWS_WITH(fault_from_name("off-by-one"),
+                    Catch::Matchers::StartsWith("unknown fault 'off-by-one' (known: none, cursor-off-by-one, "));
+}
+
+TEST_CASE("every fault is caught by comparing against full recompute; no fault, no finding") {
+  const Config c = make_config(97, 32, 3, 4, 64, 64);
+  const Model model = random_model(c, 21);
+  for (Fault f : all_faults()) {
+    const std::string found = first_detection(model, f);
+    INFO("fault " << to_string(f));
+    if (f == Fault::None) {
+      CHECK(found == "");
+    } else {
+      CHECK(found != "");
+      WARN(to_string(f) << ": caught by " << found);
+    }
+  }
+}
+
+TEST_CASE("a fault never touches full recompute") {
+  const Config c = make_config(97, 32, 3, 4, 64, 64);
+  const Model model = random_model(c, 22);
+  Rng rng(4);
+  const auto tokens = random_tokens(rng, 20, c.vocab_size);
+  Engine clean(model);
+  const auto expected = clean.forward_uncached(tokens, true);
+  for (Fault f : all_faults()) {
+    Engine faulty(model, {Backend::Invariant, 1, 0, f});
+    INFO("fault " << to_string(f));
+    CHECK(same_bytes(faulty.forward_uncached(tokens, true), expected));
+  }
+}
+
+TEST_CASE("traces of both paths align by (layer, head, position) and name the first layer a fault breaks") {
+  const Config c = make_config(60, 32, 3, 2, 48, 64);
+  const Model model = random_model(c, 5);
+  Rng rng(8);
+  const auto prompt = random_tokens(rng, 6, c.vocab_size);
+  const int next = 7, p = 6;  // the decode step under the microscope is position 6
+  std::vector<int> all = prompt;
+  all.push_back(next);
+  for (Fault f : {Fault::None, Fault::LayerAlias, Fault::RopeDecodePhase}) {
+    Engine engine(model, {Backend::Invariant, 1, 0, f});
+    Trace reference, cached;
+    reference.positions = cached.positions = {p};
+    engine.set_trace(&reference);
+    engine.forward_uncached(all);
+    engine.forward_cached(0, prompt);  // untraced prefill
+    engine.set_trace(&cached);
+    engine.forward_cached(0, std::span(&next, 1));
+    engine.set_trace(nullptr);
+    REQUIRE(cached.records.size() == reference.records.size());
+    std::string first;
+    for (size_t i = 0; i < cached.records.size() && first.empty(); ++i) {
+      const TraceRecord &a = cached.records[i], &b = reference.records[i];
+      REQUIRE((a.layer == b.layer && a.head == b.head && a.pos == b.pos && a.kind == b.kind));
+      CHECK(a.pass == Pass::Decode);
+      CHECK(b.pass == Pass::Uncached);
+      if (!same_bytes(a.data, b.data)) first = fmt::format("layer {} head {} pos {} {}", a.layer, a.head, a.pos, to_string(a.kind));
+    }
+    INFO("fault " << to_string(f) << " first difference: " << first);
+    if (f == Fault::None) CHECK(first == "");
+    if (f == Fault::LayerAlias) CHECK(first.starts_with("layer 1 "));  // layer 0 reads its own cache
+    if (f == Fault::RopeDecodePhase) CHECK(first == "layer 0 head 0 pos 6 q");
+  }
+}

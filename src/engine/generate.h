@@ -1,0 +1,44 @@
+// Generation: prompts in, tokens out, with or without the KV cache. With the cache, the
+// prompts are prefilled in one pass and each step decodes one token per sequence; without
+// it, every step recomputes each whole sequence so far in one forward. Both draw exactly one
+// coin per generated token from the sequence's own stream Rng::stream(seed, index).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/sampling.h"
+
+namespace miniinfer {
+
+struct GenerateOptions {
+  int max_new_tokens = 64;
+  bool cache = true;
+  uint64_t seed = 0;
+  uint64_t first_stream = 0;  // prompt i draws from Rng::stream(seed, first_stream + i), so a
+                              // batch's sequence i can be rerun alone with the same coins
+  float temperature = 0.0f;  // 0 = greedy
+  int top_k = 0;             // 0 = off
+  float top_p = 1.0f;        // 1 = off
+  Backend backend = Backend::Invariant;
+  bool return_logits = false;
+  Trace* trace = nullptr;    // null = off; records get step = the generation step
+  Fault fault = Fault::None;
+};
+
+struct GenerateResult {
+  std::vector<std::vector<int>> tokens;    // per sequence: max_new_tokens generated ids
+  std::vector<std::vector<float>> logits;  // per sequence, if return_logits: (max_new_tokens, V),
+                                           // the logits each token was drawn from
+};
+
+// Builds an engine (batch = prompts.size(), capacity = max_seq_len) for this call.
+GenerateResult generate(const Model& model, const std::vector<std::vector<int>>& prompts,
+                        const GenerateOptions& options);
+// Reuses `engine` (the checker's hot loop): sets its backend, fault and trace from `options`
+// and resets its cache first, so a reused engine behaves like a fresh one. Needs
+// prompts.size() <= engine.batch(); prompt i uses sequence i.
+GenerateResult generate(Engine& engine, const std::vector<std::vector<int>>& prompts,
+                        const GenerateOptions& options);
+
+}  // namespace miniinfer

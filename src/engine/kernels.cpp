@@ -1,0 +1,449 @@
+// The invariant kernels. The matmul is the only one with a hand-shaped inner loop: a tile of
+// R rows x NV panels of 8 columns keeps R*NV accumulators in registers and walks k in order,
+// so every element sees exactly `acc = acc + x[k]*w[k]` for k = 0..C-1 whatever the tile shape.
+// The vector type is GCC's vector extension: lane-wise IEEE mul and add, never contracted
+// (-ffp-contract=off), so a lane computes what a scalar loop would.
+// The 8-float vector type passes by value between inlined helpers; on an ISA without AVX
+// (-march=x86-64) GCC notes that such a signature's ABI differs. Nothing here is exported.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#include "engine/kernels.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
+namespace miniinfer::kernels {
+
+namespace {
+
+using v8 = f32x8;
+static_assert(sizeof(v8) == kPanel * sizeof(float));
+
+inline v8 load8(const float* p) {
+  v8 v;
+  std::memcpy(&v, p, sizeof v);  // unaligned load: any pointer offset gives the same bytes
+  return v;
+}
+
+// Columns [n0, n0 + kPanel) of bias (zero when null), reading only the columns < OC.
+inline v8 bias8(const float* bias, int n0, int OC) {
+  v8 b = {};
+  if (bias == nullptr) return b;
+  if (n0 + kPanel <= OC) return load8(bias + n0);
+  for (int i = 0; n0 + i < OC; ++i) b[i] = bias[n0 + i];
+  return b;
+}
+
+inline void store8(float* out, v8 v, int n0, int OC) {
+  if (n0 + kPanel <= OC) {
+    std::memcpy(out + n0, &v, sizeof v);
+  } else {
+    for (int i = 0; n0 + i < OC; ++i) out[n0 + i] = v[i];
+  }
+}
+
+// R rows x NV panels starting at panel p0. x_rows[r] is row r's input (C floats).
+template <int R, int NV>
+void tile(float* const* out_rows, const float* const* x_rows, const float* weight, const float* bias,
+          int p0, int C, int OC) {
+  const size_t panel_stride = static_cast<size_t>(C) * kPanel;
+  const float* w = weight + static_cast<size_t>(p0) * panel_stride;
+  v8 acc[R][NV];
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) {
+    const v8 b = bias8(bias, (p0 + j) * kPanel, OC);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r][j] = b;
+  }
+  for (int k = 0; k < C; ++k) {
+    v8 wk[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) wk[j] = load8(w + j * panel_stride + static_cast<size_t>(k) * kPanel);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const float xk = x_rows[r][k];
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[r][j] = acc[r][j] + xk * wk[j];
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) store8(out_rows[r], acc[r][j], (p0 + j) * kPanel, OC);
+  }
+}
+
+// The last `left` (< NV) panels in one tile, so they too get several accumulators.
+template <int R, int NV>
+void leftover(int left, float* const* out_rows, const float* const* x_rows, const float* weight,
+              const float* bias, int p0, int C, int OC) {
+  if (left == NV) {
+    tile<R, NV>(out_rows, x_rows, weight, bias, p0, C, OC);
+  } else if constexpr (NV > 1) {
+    leftover<R, NV - 1>(left, out_rows, x_rows, weight, bias, p0, C, OC);
+  }
+}
+
+// All panels for one block of R rows: NV panels at a time, then the leftover panels.
+template <int R, int NV>
+void row_block(float* const* out_rows, const float* const* x_rows, const float* weight,
+               const float* bias, int C, int OC) {
+  const int panels = (OC + kPanel - 1) / kPanel;
+  int p = 0;
+  for (; p + NV <= panels; p += NV) tile<R, NV>(out_rows, x_rows, weight, bias, p, C, OC);
+  if constexpr (NV > 1) {
+    if (p < panels) leftover<R, NV - 1>(panels - p, out_rows, x_rows, weight, bias, p, C, OC);
+  }
+}
+
+// Rows in blocks of 4 (4 x 3 panels = 12 accumulators); a single row (decode) takes 8 panels
+// at once so that enough independent add chains hide the add latency.
+void matmul_rows(float* const* out_rows, const float* const* x_rows, const float* weight,
+                 const float* bias, int T, int C, int OC) {
+  int t = 0;
+  for (; t + 4 <= T; t += 4) row_block<4, 3>(out_rows + t, x_rows + t, weight, bias, C, OC);
+  switch (T - t) {
+    case 3: row_block<3, 4>(out_rows + t, x_rows + t, weight, bias, C, OC); break;
+    case 2: row_block<2, 4>(out_rows + t, x_rows + t, weight, bias, C, OC); break;
+    case 1: row_block<1, 8>(out_rows + t, x_rows + t, weight, bias, C, OC); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+size_t packed_size(int C, int OC) {
+  return static_cast<size_t>((OC + kPanel - 1) / kPanel) * static_cast<size_t>(C) * kPanel;
+}
+
+void pack_weight(float* packed, const float* weight, int C, int OC) {
+  const int panels = (OC + kPanel - 1) / kPanel;
+  for (int p = 0; p < panels; ++p) {
+    for (int k = 0; k < C; ++k) {
+      float* dst = packed + (static_cast<size_t>(p) * C + k) * kPanel;
+      for (int i = 0; i < kPanel; ++i) {
+        const int n = p * kPanel + i;
+        dst[i] = n < OC ? weight[static_cast<size_t>(n) * C + k] : 0.0f;
+      }
+    }
+  }
+}
+
+std::vector<float> pack_weight(const std::vector<float>& weight, int C, int OC) {
+  assert(weight.size() == static_cast<size_t>(C) * OC);
+  std::vector<float> packed(packed_size(C, OC));
+  pack_weight(packed.data(), weight.data(), C, OC);
+  return packed;
+}
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T,
+                    int C, int OC) {
+  // Row pointers in blocks of 64, so no allocation and no limit on T.
+  constexpr int kBlock = 64;
+  float* out_rows[kBlock];
+  const float* x_rows[kBlock];
+  for (int t0 = 0; t0 < T; t0 += kBlock) {
+    const int n = std::min(kBlock, T - t0);
+    for (int i = 0; i < n; ++i) {
+      out_rows[i] = out + static_cast<size_t>(t0 + i) * OC;
+      x_rows[i] = inp + static_cast<size_t>(t0 + i) * C;
+    }
+    matmul_rows(out_rows, x_rows, weight, bias, n, C, OC);
+  }
+}
+
+void matmul_forward_rows(float* const* out_rows, const float* inp, const float* weight,
+                         const float* bias, int T, int C, int OC) {
+  constexpr int kBlock = 64;
+  const float* x_rows[kBlock];
+  for (int t0 = 0; t0 < T; t0 += kBlock) {
+    const int n = std::min(kBlock, T - t0);
+    for (int i = 0; i < n; ++i) x_rows[i] = inp + static_cast<size_t>(t0 + i) * C;
+    matmul_rows(out_rows + t0, x_rows, weight, bias, n, C, OC);
+  }
+}
+
+void matmul_reference(double* out, const float* inp, const float* weight, const float* bias, int T,
+                      int C, int OC) {
+  for (int t = 0; t < T; ++t) {
+    for (int n = 0; n < OC; ++n) {
+      double acc = bias ? bias[n] : 0.0;
+      for (int k = 0; k < C; ++k)
+        acc += static_cast<double>(inp[static_cast<size_t>(t) * C + k]) * weight[static_cast<size_t>(n) * C + k];
+      out[static_cast<size_t>(t) * OC + n] = acc;
+    }
+  }
+}
+
+void layernorm_forward(float* out, const float* inp, const float* weight, const float* bias,
+                       float eps, int T, int C) {
+  const float c = static_cast<float>(C);
+  for (int t = 0; t < T; ++t) {
+    const float* x = inp + static_cast<size_t>(t) * C;
+    float* y = out + static_cast<size_t>(t) * C;
+    float sum = 0.0f;
+    for (int i = 0; i < C; ++i) sum += x[i];
+    const float mean = sum / c;
+    float sq = 0.0f;
+    for (int i = 0; i < C; ++i) {
+      const float d = x[i] - mean;
+      sq += d * d;
+    }
+    const float rstd = 1.0f / std::sqrt(sq / c + eps);
+    for (int i = 0; i < C; ++i) y[i] = ((x[i] - mean) * rstd) * weight[i] + bias[i];
+  }
+}
+
+void layernorm_reference(double* out, const float* inp, const float* weight, const float* bias,
+                         double eps, int T, int C) {
+  for (int t = 0; t < T; ++t) {
+    const float* x = inp + static_cast<size_t>(t) * C;
+    double mean = 0.0, var = 0.0;
+    for (int i = 0; i < C; ++i) mean += x[i];
+    mean /= C;
+    for (int i = 0; i < C; ++i) var += (x[i] - mean) * (x[i] - mean);
+    var /= C;
+    const double rstd = 1.0 / std::sqrt(var + eps);
+    for (int i = 0; i < C; ++i) out[static_cast<size_t>(t) * C + i] = (x[i] - mean) * rstd * weight[i] + bias[i];
+  }
+}
+
+RopeTable make_rope_table(int max_pos, int d_head, double theta) {
+  RopeTable table;
+  table.max_pos = max_pos;
+  table.half = d_head / 2;
+  const size_t n = static_cast<size_t>(max_pos) * table.half;
+  table.cos.resize(n);
+  table.sin.resize(n);
+  for (int pos = 0; pos < max_pos; ++pos) {
+    for (int i = 0; i < table.half; ++i) {
+      const double inv_freq = std::pow(theta, -2.0 * i / d_head);
+      const double angle = pos * inv_freq;
+      table.cos[static_cast<size_t>(pos) * table.half + i] = static_cast<float>(std::cos(angle));
+      table.sin[static_cast<size_t>(pos) * table.half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+  return table;
+}
+
+void rope_forward(float* x, const float* cos, const float* sin, int H, int d_head) {
+  const int half = d_head / 2;
+  for (int h = 0; h < H; ++h) {
+    float* a = x + static_cast<size_t>(h) * d_head;
+    float* b = a + half;
+    for (int i = 0; i < half; ++i) {
+      const float xa = a[i], xb = b[i];
+      a[i] = xa * cos[i] - xb * sin[i];
+      b[i] = xb * cos[i] + xa * sin[i];
+    }
+  }
+}
+
+void rope_reference(double* x, int pos, int H, int d_head, double theta) {
+  const int half = d_head / 2;
+  for (int h = 0; h < H; ++h) {
+    double* a = x + static_cast<size_t>(h) * d_head;
+    for (int i = 0; i < half; ++i) {
+      const double angle = pos * std::pow(theta, -2.0 * i / d_head);
+      const double c = std::cos(angle), s = std::sin(angle), xa = a[i], xb = a[i + half];
+      a[i] = xa * c - xb * s;
+      a[i + half] = xb * c + xa * s;
+    }
+  }
+}
+
+// r[0..7] (8 rows of 8) becomes its transpose: r[i][l] = old r[l][i].
+inline void transpose8(v8 r[8]) {
+  const i32x8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+  const i32x8 even = {0, 1, 8, 9, 4, 5, 12, 13}, odd = {2, 3, 10, 11, 6, 7, 14, 15};
+  const i32x8 low128 = {0, 1, 2, 3, 8, 9, 10, 11}, high128 = {4, 5, 6, 7, 12, 13, 14, 15};
+  v8 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
+    t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
+  }
+  for (int i = 0; i < 2; ++i) {
+    u[4 * i] = __builtin_shuffle(t[4 * i], t[4 * i + 2], even);
+    u[4 * i + 1] = __builtin_shuffle(t[4 * i], t[4 * i + 2], odd);
+    u[4 * i + 2] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], even);
+    u[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], odd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = __builtin_shuffle(u[i], u[i + 4], low128);
+    r[i + 4] = __builtin_shuffle(u[i], u[i + 4], high128);
+  }
+}
+
+// Scores of slots [j, j + 8*B), one slot per lane: 8x8 blocks of keys are transposed in
+// registers so lane l of block b holds slot j+8b+l, and each lane sums over d in order. B
+// blocks run side by side only so that their add chains overlap.
+template <int B>
+inline void score_blocks(float* scores, const float* q, const float* k, int j, int d_head, int ld, float scale) {
+  v8 acc[B] = {};
+  int d0 = 0;
+  for (; d0 + 8 <= d_head; d0 += 8) {
+    for (int b = 0; b < B; ++b) {
+      const float* kb = k + static_cast<size_t>(j + 8 * b) * ld + d0;
+      v8 r[8];
+      for (int l = 0; l < 8; ++l) r[l] = load8(kb + static_cast<size_t>(l) * ld);
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) acc[b] = acc[b] + q[d0 + i] * r[i];
+    }
+  }
+  for (int d = d0; d < d_head; ++d) {
+    for (int b = 0; b < B; ++b) {
+      v8 column;
+      for (int l = 0; l < 8; ++l) column[l] = k[static_cast<size_t>(j + 8 * b + l) * ld + d];
+      acc[b] = acc[b] + q[d] * column;
+    }
+  }
+  for (int b = 0; b < B; ++b) {
+    const v8 y = acc[b] * scale;
+    std::memcpy(scores + j + 8 * b, &y, sizeof y);
+  }
+}
+
+// out[0 .. 8*NV) = sum_j p_j * v_j[...] over slots in order from 0; NV vectors of 8 output
+// elements side by side, each its own chain.
+template <int NV>
+inline void weighted_sum(float* out, const float* probs, const float* v, int n, int ld) {
+  v8 acc[NV] = {};
+  for (int j = 0; j < n; ++j) {
+    const float p = probs[j];
+    const float* vj = v + static_cast<size_t>(j) * ld;
+    for (int c = 0; c < NV; ++c) acc[c] = acc[c] + p * load8(vj + 8 * c);
+  }
+  for (int c = 0; c < NV; ++c) std::memcpy(out + 8 * c, &acc[c], sizeof acc[c]);
+}
+
+void attention_scores(float* scores, const float* q, const float* k, int n, int d_head, int ld, float scale) {
+  int j = 0;
+  for (; j + 32 <= n; j += 32) score_blocks<4>(scores, q, k, j, d_head, ld, scale);
+  for (; j + 8 <= n; j += 8) score_blocks<1>(scores, q, k, j, d_head, ld, scale);
+  // Leftover slots: the same multiply and add, one lane at a time.
+  for (; j < n; ++j) {
+    const float* kj = k + static_cast<size_t>(j) * ld;
+    float acc = 0.0f;
+    for (int d = 0; d < d_head; ++d) acc = acc + q[d] * kj[d];
+    scores[j] = acc * scale;
+  }
+}
+
+void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, int n,
+                       int d_head, int ld, float scale) {
+  attention_scores(probs, q, k, n, d_head, ld, scale);
+  // The max is exact in any order, so it may be taken 8 lanes at a time.
+  float max = probs[0];
+  int i = 0;
+  if (n >= 8) {
+    v8 m = load8(probs);
+    for (i = 8; i + 8 <= n; i += 8) {
+      const v8 x = load8(probs + i);
+      m = x > m ? x : m;
+    }
+    for (int l = 0; l < 8; ++l) max = m[l] > max ? m[l] : max;
+  }
+  for (; i < n; ++i) max = probs[i] > max ? probs[i] : max;
+  for (int j = 0; j < n; ++j) probs[j] = probs[j] - max;
+  exp_forward(probs, probs, n);
+  float sum = 0.0f;
+  for (int j = 0; j < n; ++j) sum += probs[j];
+  for (int j = 0; j < n; ++j) probs[j] = probs[j] / sum;
+  int d0 = 0;
+  while (d0 + 8 <= d_head) {
+    const int nv = std::min(4, (d_head - d0) / 8);
+    switch (nv) {
+      case 4: weighted_sum<4>(out + d0, probs, v + d0, n, ld); break;
+      case 3: weighted_sum<3>(out + d0, probs, v + d0, n, ld); break;
+      case 2: weighted_sum<2>(out + d0, probs, v + d0, n, ld); break;
+      default: weighted_sum<1>(out + d0, probs, v + d0, n, ld); break;
+    }
+    d0 += 8 * nv;
+  }
+  for (int d = d0; d < d_head; ++d) {
+    float acc = 0.0f;
+    for (int j = 0; j < n; ++j) acc = acc + probs[j] * v[static_cast<size_t>(j) * ld + d];
+    out[d] = acc;
+  }
+}
+
+void attention_forward_f64(float* out, float* probs, const float* q, const float* k, const float* v,
+                           int n, int d_head, int ld, float scale) {
+  constexpr int kMaxHead = 256;
+  assert(d_head <= kMaxHead);
+  double acc[kMaxHead] = {};
+  double max = -INFINITY, sum = 0.0;
+  for (int j = 0; j < n; ++j) {
+    double s = 0.0;
+    for (int d = 0; d < d_head; ++d) s += static_cast<double>(q[d]) * k[static_cast<size_t>(j) * ld + d];
+    probs[j] = static_cast<float>(s * scale);
+    max = std::max(max, static_cast<double>(probs[j]));
+  }
+  for (int j = 0; j < n; ++j) sum += std::exp(static_cast<double>(probs[j]) - max);
+  for (int j = 0; j < n; ++j) {
+    const double p = std::exp(static_cast<double>(probs[j]) - max) / sum;
+    probs[j] = static_cast<float>(p);
+    for (int d = 0; d < d_head; ++d) acc[d] += p * v[static_cast<size_t>(j) * ld + d];
+  }
+  for (int d = 0; d < d_head; ++d) out[d] = static_cast<float>(acc[d]);
+}
+
+void attention_reference(double* out, const float* q, const float* k, const float* v, int n,
+                         int d_head, int ld) {
+  std::vector<double> s(static_cast<size_t>(n));
+  double max = -INFINITY, sum = 0.0;
+  for (int j = 0; j < n; ++j) {
+    double dot = 0.0;
+    for (int d = 0; d < d_head; ++d) dot += static_cast<double>(q[d]) * k[static_cast<size_t>(j) * ld + d];
+    s[static_cast<size_t>(j)] = dot / std::sqrt(static_cast<double>(d_head));
+    max = std::max(max, s[static_cast<size_t>(j)]);
+  }
+  for (double& x : s) sum += (x = std::exp(x - max));
+  for (int d = 0; d < d_head; ++d) out[d] = 0.0;
+  for (int j = 0; j < n; ++j)
+    for (int d = 0; d < d_head; ++d) out[d] += s[static_cast<size_t>(j)] / sum * v[static_cast<size_t>(j) * ld + d];
+}
+
+// gelu(x) = x / (1 + exp(-2u)) for one float or one vector of 8, with the same operations.
+template <typename F>
+inline F gelu_generic(F x) {
+  const float s2pi = 0.7978845608f;  // sqrt(2/pi)
+  const F u = s2pi * (x + 0.044715f * (x * x * x));
+  return x / (1.0f + exp_generic(-2.0f * u));
+}
+
+void gelu_forward(float* out, const float* inp, int N) {
+  int i = 0;
+  for (; i + 8 <= N; i += 8) {
+    const v8 y = gelu_generic(load8(inp + i));
+    std::memcpy(out + i, &y, sizeof y);
+  }
+  for (; i < N; ++i) out[i] = gelu_generic(inp[i]);
+}
+
+void exp_forward(float* out, const float* inp, int N) {
+  int i = 0;
+  for (; i + 8 <= N; i += 8) {
+    const v8 y = exp_generic(load8(inp + i));
+    std::memcpy(out + i, &y, sizeof y);
+  }
+  for (; i < N; ++i) out[i] = exp_generic(inp[i]);
+}
+
+void gelu_reference(double* out, const float* inp, int N) {
+  const double s2pi = std::sqrt(2.0 / std::numbers::pi);
+  for (int i = 0; i < N; ++i) {
+    const double x = inp[i];
+    // 0.5x(1 + tanh(u)) == x / (1 + exp(-2u)); the latter does not cancel for x << 0, where
+    // 1 + tanh(u) would lose every digit even in double (kernels_test checks the identity).
+    out[i] = x / (1.0 + std::exp(-2.0 * s2pi * (x + 0.044715 * x * x * x)));
+  }
+}
+
+void residual_forward(float* out, const float* a, const float* b, int N) {
+  for (int i = 0; i < N; ++i) out[i] = a[i] + b[i];
+}
+
+}  // namespace miniinfer::kernels

@@ -1,0 +1,129 @@
+// The engine's batch-invariant kernels and their plain double-precision references.
+// Every kernel computes each output element in one fixed order that depends only on that
+// element's inputs, never on how many rows are computed together, where a row sits, pointer
+// alignment or thread count: that is what makes the cached path byte-identical to full
+// recompute (docs/invariance.md). Convention (llm.c): outputs first, then inputs, then sizes.
+#pragma once
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+namespace miniinfer::kernels {
+
+// ---- matmul ---------------------------------------------------------------------------------
+// Weights are re-laid once, from PyTorch's (OC, C) into column panels of kPanel output columns:
+// panel p holds columns [p*kPanel, p*kPanel + kPanel) as a (C, kPanel) row-major block, the last
+// panel zero-padded. The inner loop then runs along output columns, one SIMD vector per panel.
+inline constexpr int kPanel = 8;
+size_t packed_size(int C, int OC);  // floats in a packed (C, OC) matrix
+// packed: (ceil(OC/kPanel), C, kPanel)  <-  weight: (OC, C), PyTorch nn.Linear layout
+void pack_weight(float* packed, const float* weight, int C, int OC);
+std::vector<float> pack_weight(const std::vector<float>& weight, int C, int OC);
+
+// out[t][n] = bias[n] + sum_k inp[t][k] * W[k][n], accumulated starting from bias[n] (0 when
+// bias is null) in increasing k, one IEEE mul and one add per term.
+// out: (T, OC); inp: (T, C); weight: packed (C, OC); bias: (OC) or null.
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T,
+                    int C, int OC);
+// The same, but row t goes to out_rows[t] (OC floats each): lets forward write K and V rows
+// straight into their cache slots when the rows belong to different sequences.
+void matmul_forward_rows(float* const* out_rows, const float* inp, const float* weight,
+                         const float* bias, int T, int C, int OC);
+// weight in the file's (OC, C) layout; out (T, OC) in double.
+void matmul_reference(double* out, const float* inp, const float* weight, const float* bias, int T,
+                      int C, int OC);
+
+// ---- layernorm ------------------------------------------------------------------------------
+// PyTorch semantics: mean = (sum in index order) / C; var = (sum of (x-mean)^2 in index order) / C;
+// out = ((x - mean) * rstd) * w + b with rstd = 1 / sqrt(var + eps).
+// out, inp: (T, C); weight, bias: (C).
+void layernorm_forward(float* out, const float* inp, const float* weight, const float* bias,
+                       float eps, int T, int C);
+void layernorm_reference(double* out, const float* inp, const float* weight, const float* bias,
+                         double eps, int T, int C);
+
+// ---- RoPE -----------------------------------------------------------------------------------
+// The spec's table: cos/sin of pos * theta^(-2i/d_head), computed in double and rounded to float
+// once. table: (max_pos, half) each.
+struct RopeTable {
+  int max_pos = 0, half = 0;
+  std::vector<float> cos, sin;  // (max_pos, half)
+  const float* cos_at(int pos) const { return cos.data() + static_cast<size_t>(pos) * half; }
+  const float* sin_at(int pos) const { return sin.data() + static_cast<size_t>(pos) * half; }
+};
+RopeTable make_rope_table(int max_pos, int d_head, double theta);
+// In place, rotate-half per head: y_i = x_i*c - x_{i+half}*s; y_{i+half} = x_{i+half}*c + x_i*s.
+// x: (H, d_head) for one token; cos, sin: (d_head/2) for its position.
+void rope_forward(float* x, const float* cos, const float* sin, int H, int d_head);
+// Everything in double, angles included. x: (H, d_head), in place.
+void rope_reference(double* x, int pos, int H, int d_head, double theta);
+
+// ---- attention ------------------------------------------------------------------------------
+// One query row of one head against slots 0..n-1:
+//   s_j = (sum_d q[d]*k_j[d] in d order, from 0) * scale;  p_j = exp_f(s_j - max_j s_j) /
+//   (sum_j e_j in slot order);  out[d] = sum_j p_j * v_j[d] in slot order, from 0.
+// out: (d_head); probs: (n), written (the trace reads it); q: (d_head); k, v: (n, ld) rows
+// whose first d_head floats are this head's; scale: 1/sqrt(d_head) as float.
+void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, int n,
+                       int d_head, int ld, float scale);
+// Its first step alone: scores[j] = s_j for j < n.
+void attention_scores(float* scores, const float* q, const float* k, int n, int d_head, int ld, float scale);
+// The same in double throughout, rounded once at the end: the fp64-decode fault's kernel.
+void attention_forward_f64(float* out, float* probs, const float* q, const float* k, const float* v,
+                           int n, int d_head, int ld, float scale);
+void attention_reference(double* out, const float* q, const float* k, const float* v, int n,
+                         int d_head, int ld);
+
+// ---- pointwise ------------------------------------------------------------------------------
+// gelu_tanh(x) = 0.5x(1+tanh(u)), u = sqrt(2/pi)(x + 0.044715x^3), evaluated as the identical
+// x / (1 + exp(-2u)), which keeps full relative accuracy where 1 + tanh(u) would cancel.
+void gelu_forward(float* out, const float* inp, int N);
+void gelu_reference(double* out, const float* inp, int N);
+// out[i] = a[i] + b[i]
+void residual_forward(float* out, const float* a, const float* b, int N);
+
+// exp from + - * / only (no CPU-dispatched libm): Cody-Waite reduction by ln 2, a degree-7
+// Taylor polynomial on |r| <= ln2/2 (truncation < 6e-9 relative), scaling by 2^n through the
+// exponent bits. Within 2 ulp of the true value for x in (-87.3, 88.3]; 0 at or below -87.3,
+// +inf above 88.3 (float overflows at 88.72; the last 0.4 is given up to keep 2^n normal).
+// One template for a float and for a vector of 8 (GCC vector extension): the vector lanes do
+// exactly the scalar's operations, so arrays (exp_forward) and single values agree bit for bit.
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+
+template <typename F>
+inline F exp_generic(F x0) {
+  constexpr bool scalar = std::is_same_v<F, float>;
+  const float lo = -87.3f, hi = 88.3f;
+  const F zero = F{} + 0.0f, inf = F{} + std::numeric_limits<float>::infinity();
+  const F x = x0 < lo ? F{} + lo : (x0 > hi ? F{} + hi : x0);
+  // round(x / ln2) by the 1.5*2^23 trick: exact round-to-nearest with one add and one subtract.
+  const F n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+  // ln2 = 0.693359375 - 2.12194440e-4; the high part has 9 significant bits, so n*hi is exact.
+  const F r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  F p = F{} + 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  F scale;
+  if constexpr (scalar) {
+    scale = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  } else {
+    scale = std::bit_cast<F>((__builtin_convertvector(n, i32x8) + 127) << 23);
+  }
+  const F y = p * scale;
+  return x0 <= lo ? zero : (x0 > hi ? inf : y);
+}
+
+inline float exp_f(float x) { return exp_generic(x); }
+// out[i] = exp_f(inp[i]), eight at a time, the tail one by one.
+void exp_forward(float* out, const float* inp, int N);
+
+}  // namespace miniinfer::kernels

@@ -1,0 +1,295 @@
+// Each kernel against its double-precision reference, with an error bound stated per op, and
+// the invariance properties the engine's byte equality rests on: any subset of rows, at any
+// place in the batch and any pointer offset, gives the bytes of computing all rows together.
+#include "engine/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <catch2/catch.hpp>
+
+#include "engine/engine_test_util.h"
+
+using namespace miniinfer;
+using namespace miniinfer::kernels;
+using namespace miniinfer::testing;
+
+namespace {
+
+constexpr double kU = 1.0 / 16777216.0;  // unit roundoff of float, 2^-24
+double gamma(int n) { return n * kU / (1.0 - n * kU); }
+
+std::vector<float> random_floats(Rng& rng, size_t n, float scale = 1.0f) {
+  std::vector<float> x(n);
+  for (float& v : x) v = scale * rng.normal();
+  return x;
+}
+
+// A copy of `x` starting `offset` floats into a fresh buffer: misaligned by offset*4 bytes.
+struct Shifted {
+  std::vector<float> buf;
+  float* p;
+  Shifted(std::span<const float> x, int offset) : buf(x.size() + 16, std::numeric_limits<float>::quiet_NaN()) {
+    p = buf.data() + offset;
+    std::copy(x.begin(), x.end(), p);
+  }
+};
+
+const int kSizes[] = {1, 2, 3, 7, 8, 9, 16, 17, 63, 64, 65};
+
+}  // namespace
+
+TEST_CASE("matmul is within gamma(C+1) * sum|terms| of the double reference") {
+  Rng rng(1);
+  double worst = 0.0;  // observed error / bound
+  for (int T : {1, 3, 5, 17}) {
+    for (int C : kSizes) {
+      for (int OC : {1, 3, 8, 17, 65, 130}) {
+        const auto x = random_floats(rng, static_cast<size_t>(T) * C);
+        const auto w = random_floats(rng, static_cast<size_t>(OC) * C);
+        const auto b = random_floats(rng, static_cast<size_t>(OC));
+        const auto packed = pack_weight(w, C, OC);
+        std::vector<float> out(static_cast<size_t>(T) * OC);
+        std::vector<double> ref(out.size());
+        matmul_forward(out.data(), x.data(), packed.data(), b.data(), T, C, OC);
+        matmul_reference(ref.data(), x.data(), w.data(), b.data(), T, C, OC);
+        for (int t = 0; t < T; ++t)
+          for (int n = 0; n < OC; ++n) {
+            double mag = std::abs(b[static_cast<size_t>(n)]);
+            for (int k = 0; k < C; ++k)
+              mag += std::abs(static_cast<double>(x[static_cast<size_t>(t * C + k)]) * w[static_cast<size_t>(n * C + k)]);
+            const double err = std::abs(out[static_cast<size_t>(t * OC + n)] - ref[static_cast<size_t>(t * OC + n)]);
+            const double bound = gamma(C + 1) * mag;
+            worst = std::max(worst, err / bound);
+            if (err > bound) FAIL_CHECK("T=" << T << " C=" << C << " OC=" << OC << " [" << t << "][" << n << "] error " << err << " > bound " << bound);
+          }
+      }
+    }
+  }
+  WARN("matmul: worst error / bound = " << worst);
+}
+
+TEST_CASE("matmul rows give the same bytes alone, in any subset, at any offset, scattered or not") {
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    Rng rng(seed);
+    const int T = kSizes[rng.below(std::size(kSizes))] + static_cast<int>(rng.below(5));
+    const int C = kSizes[rng.below(std::size(kSizes))];
+    const int OC = kSizes[rng.below(std::size(kSizes))] * (1 + static_cast<int>(rng.below(3)));
+    const bool bias = rng.below(4) != 0;
+    INFO("seed " << seed << " T=" << T << " C=" << C << " OC=" << OC << " bias " << bias);
+    const auto x = random_floats(rng, static_cast<size_t>(T) * C);
+    const auto w = random_floats(rng, static_cast<size_t>(OC) * C);
+    const auto b = random_floats(rng, static_cast<size_t>(OC));
+    const auto packed = pack_weight(w, C, OC);
+    std::vector<float> all(static_cast<size_t>(T) * OC);
+    matmul_forward(all.data(), x.data(), packed.data(), bias ? b.data() : nullptr, T, C, OC);
+
+    // A random subset of rows, every buffer misaligned by its own offset.
+    const int i0 = static_cast<int>(rng.below(static_cast<uint32_t>(T)));
+    const int n = 1 + static_cast<int>(rng.below(static_cast<uint32_t>(T - i0)));
+    Shifted sx{std::span<const float>(x).subspan(static_cast<size_t>(i0) * C, static_cast<size_t>(n) * C), static_cast<int>(rng.below(8))};
+    Shifted sw(packed, static_cast<int>(rng.below(8)));
+    Shifted sb(b, static_cast<int>(rng.below(8)));
+    Shifted so(std::vector<float>(static_cast<size_t>(n) * OC), static_cast<int>(rng.below(8)));
+    matmul_forward(so.p, sx.p, sw.p, bias ? sb.p : nullptr, n, C, OC);
+    CHECK(same_bytes({so.p, static_cast<size_t>(n) * OC}, std::span(all).subspan(static_cast<size_t>(i0) * OC, static_cast<size_t>(n) * OC)));
+
+    // Every row alone (the single-row tile) and rows scattered in reverse order.
+    std::vector<float> one(static_cast<size_t>(OC)), scattered(all.size());
+    std::vector<float*> rows(static_cast<size_t>(T));
+    for (int t = 0; t < T; ++t) {
+      matmul_forward(one.data(), x.data() + static_cast<size_t>(t) * C, packed.data(), bias ? b.data() : nullptr, 1, C, OC);
+      CHECK(same_bytes(one, std::span(all).subspan(static_cast<size_t>(t) * OC, static_cast<size_t>(OC))));
+      rows[static_cast<size_t>(t)] = scattered.data() + static_cast<size_t>(T - 1 - t) * OC;
+    }
+    matmul_forward_rows(rows.data(), x.data(), packed.data(), bias ? b.data() : nullptr, T, C, OC);
+    for (int t = 0; t < T; ++t)
+      CHECK(same_bytes({rows[static_cast<size_t>(t)], static_cast<size_t>(OC)}, std::span(all).subspan(static_cast<size_t>(t) * OC, static_cast<size_t>(OC))));
+  }
+}
+
+TEST_CASE("layernorm is within (2C+16)u of the reference, scaled by |w|(|xhat|+1)+|b|; rows are independent") {
+  // Mean and variance are C-term sums (error up to C u each, relative to the row's scale), then
+  // sqrt, a division and three pointwise ops: (2C + 16) u covers it.
+  double worst = 0.0;
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    Rng rng(seed);
+    const int T = 1 + static_cast<int>(rng.below(20)), C = kSizes[rng.below(std::size(kSizes))] + 1;
+    const float shift = 3.0f * rng.normal();  // a non-zero mean exercises the centering
+    auto x = random_floats(rng, static_cast<size_t>(T) * C, 2.0f);
+    for (float& v : x) v += shift;
+    const auto w = random_floats(rng, static_cast<size_t>(C)), b = random_floats(rng, static_cast<size_t>(C));
+    std::vector<float> out(x.size());
+    std::vector<double> ref(x.size());
+    layernorm_forward(out.data(), x.data(), w.data(), b.data(), 1e-5f, T, C);
+    layernorm_reference(ref.data(), x.data(), w.data(), b.data(), 1e-5f, T, C);
+    INFO("seed " << seed << " T=" << T << " C=" << C);
+    for (size_t i = 0; i < out.size(); ++i) {
+      const size_t ci = i % static_cast<size_t>(C);
+      const double xhat = w[ci] != 0.0f ? (ref[i] - b[ci]) / w[ci] : 0.0;
+      const double bound = (2.0 * C + 16.0) * kU * (std::abs(w[ci]) * (std::abs(xhat) + 1.0) + std::abs(b[ci]));
+      worst = std::max(worst, std::abs(out[i] - ref[i]) / bound);
+      CHECK(std::abs(out[i] - ref[i]) <= bound);
+    }
+    const int i0 = static_cast<int>(rng.below(static_cast<uint32_t>(T)));
+    Shifted sx{std::span<const float>(x).subspan(static_cast<size_t>(i0) * C, static_cast<size_t>(C)), 1 + static_cast<int>(rng.below(7))};
+    Shifted so(std::vector<float>(static_cast<size_t>(C)), static_cast<int>(rng.below(8)));
+    layernorm_forward(so.p, sx.p, w.data(), b.data(), 1e-5f, 1, C);
+    CHECK(same_bytes({so.p, static_cast<size_t>(C)}, std::span(out).subspan(static_cast<size_t>(i0) * C, static_cast<size_t>(C))));
+  }
+  WARN("layernorm: worst error / bound = " << worst);
+}
+
+TEST_CASE("rope matches the double reference within 4u(|x_i|+|x_i+half|) at every position") {
+  // Two products and one add or subtract, with cos/sin each rounded once from double: 4u.
+  for (int d_head : {2, 4, 8, 16, 24, 64}) {
+    const RopeTable table = make_rope_table(512, d_head, 10000.0);
+    Rng rng(static_cast<uint64_t>(d_head));
+    for (int pos : {0, 1, 2, 17, 100, 255, 511}) {
+      const int H = 3;
+      const auto x = random_floats(rng, static_cast<size_t>(H) * d_head);
+      std::vector<float> y = x;
+      std::vector<double> ref(x.begin(), x.end());
+      rope_forward(y.data(), table.cos_at(pos), table.sin_at(pos), H, d_head);
+      rope_reference(ref.data(), pos, H, d_head, 10000.0);
+      const int half = d_head / 2;
+      for (size_t i = 0; i < y.size(); ++i) {
+        const size_t in_head = i % static_cast<size_t>(d_head), base = i - in_head, j = in_head % static_cast<size_t>(half);
+        const double bound = 4 * kU * (std::abs(x[base + j]) + std::abs(x[base + j + static_cast<size_t>(half)]));
+        INFO("d_head " << d_head << " pos " << pos << " element " << i);
+        CHECK(std::abs(y[i] - ref[i]) <= bound);
+      }
+      Shifted s(x, 3);
+      rope_forward(s.p, table.cos_at(pos), table.sin_at(pos), H, d_head);
+      CHECK(same_bytes({s.p, x.size()}, y));
+    }
+  }
+}
+
+TEST_CASE("attention is within the softmax error bound of the reference; offsets and row stride change no byte") {
+  // Score j has absolute error e_j <= gamma(d_head) * sum_d |q_d k_jd| * scale; a softmax turns
+  // absolute score error into relative probability error (<= 2 max e), plus exp_f (2 ulp), the
+  // n-term sum and a division; the n-term weighted sum of v adds gamma(n).
+  // So |out_d - ref_d| <= (2 max_j e_j + (2n + 8) u) * sum_j p_j |v_jd|.
+  double worst = 0.0;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    Rng rng(seed);
+    const int d_head = 2 * (1 + static_cast<int>(rng.below(32)));
+    const int n = kSizes[rng.below(std::size(kSizes))] + static_cast<int>(rng.below(100));
+    const int ld = d_head + static_cast<int>(rng.below(3)) * 8;
+    const float spread = 0.5f + 2.0f * rng.uniform();  // from near-uniform to peaked attention
+    const auto q = random_floats(rng, static_cast<size_t>(d_head), spread);
+    const auto k = random_floats(rng, static_cast<size_t>(n) * ld, spread);
+    const auto v = random_floats(rng, static_cast<size_t>(n) * ld);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
+    std::vector<float> out(static_cast<size_t>(d_head)), probs(static_cast<size_t>(n));
+    std::vector<double> ref(out.size());
+    attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), n, d_head, ld, scale);
+    attention_reference(ref.data(), q.data(), k.data(), v.data(), n, d_head, ld);
+    double max_e = 0.0;
+    for (int j = 0; j < n; ++j) {
+      double mag = 0.0;
+      for (int d = 0; d < d_head; ++d) mag += std::abs(static_cast<double>(q[static_cast<size_t>(d)]) * k[static_cast<size_t>(j * ld + d)]);
+      max_e = std::max(max_e, gamma(d_head + 1) * mag * scale);
+    }
+    INFO("seed " << seed << " d_head " << d_head << " n " << n << " ld " << ld);
+    for (int d = 0; d < d_head; ++d) {
+      double pv = 0.0;
+      for (int j = 0; j < n; ++j) pv += probs[static_cast<size_t>(j)] * std::abs(v[static_cast<size_t>(j * ld + d)]);
+      const double bound = (2 * max_e + (2.0 * n + 8) * kU) * pv * 1.01;
+      worst = std::max(worst, std::abs(out[static_cast<size_t>(d)] - ref[static_cast<size_t>(d)]) / bound);
+      CHECK(std::abs(out[static_cast<size_t>(d)] - ref[static_cast<size_t>(d)]) <= bound);
+    }
+    // The same rows at other offsets and with a packed row stride; and each score alone (the
+    // one-slot tail) equals its lane in a block of 8.
+    std::vector<float> kp(static_cast<size_t>(n) * d_head), vp(kp.size());
+    for (int j = 0; j < n; ++j) {
+      std::copy_n(k.data() + static_cast<size_t>(j) * ld, d_head, kp.data() + static_cast<size_t>(j) * d_head);
+      std::copy_n(v.data() + static_cast<size_t>(j) * ld, d_head, vp.data() + static_cast<size_t>(j) * d_head);
+    }
+    Shifted sq(q, 1 + static_cast<int>(rng.below(7))), sk(kp, static_cast<int>(rng.below(8))), sv(vp, static_cast<int>(rng.below(8)));
+    Shifted so(out, static_cast<int>(rng.below(8)));
+    std::vector<float> probs2(static_cast<size_t>(n));
+    attention_forward(so.p, probs2.data(), sq.p, sk.p, sv.p, n, d_head, d_head, scale);
+    // Scores of any run of slots [j0, j0+m), lanes or tail, equal those of the whole call.
+    std::vector<float> all_scores(static_cast<size_t>(n)), some(static_cast<size_t>(n));
+    attention_scores(all_scores.data(), q.data(), k.data(), n, d_head, ld, scale);
+    const int j0 = static_cast<int>(rng.below(static_cast<uint32_t>(n)));
+    const int m = 1 + static_cast<int>(rng.below(static_cast<uint32_t>(n - j0)));
+    attention_scores(some.data(), q.data(), k.data() + static_cast<size_t>(j0) * ld, m, d_head, ld, scale);
+    CHECK(same_bytes(std::span(some).first(static_cast<size_t>(m)), std::span(all_scores).subspan(static_cast<size_t>(j0), static_cast<size_t>(m))));
+    CHECK(same_bytes({so.p, out.size()}, out));
+    CHECK(same_bytes(probs2, probs));
+  }
+  WARN("attention: worst error / bound = " << worst);
+}
+
+TEST_CASE("exp_f is within 2 ulp of exp over its range, and its vector lanes give the scalar call's bytes") {
+  float (*volatile scalar_exp)(float) = exp_f;  // through a pointer: an out-of-line scalar copy
+  std::vector<float> xs;
+  for (float x = -87.0f; x < 88.0f; x += 0.0173f) xs.push_back(x);
+  std::vector<float> vec(xs.size());
+  exp_forward(vec.data(), xs.data(), static_cast<int>(xs.size()));  // 8 lanes at a time
+  double worst_ulp = 0.0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double ref = std::exp(static_cast<double>(xs[i]));
+    const double ulp = std::ldexp(1.0, std::ilogb(ref) - 23);
+    const double err = std::abs(vec[i] - ref) / ulp;
+    worst_ulp = std::max(worst_ulp, err);
+    INFO("x = " << xs[i]);
+    CHECK(err <= 2.0);
+    const float s = scalar_exp(xs[i]);
+    CHECK(std::memcmp(&s, &vec[i], sizeof s) == 0);
+  }
+  CHECK(exp_f(-100.0f) == 0.0f);
+  CHECK(exp_f(-87.3f) == 0.0f);
+  CHECK(exp_f(0.0f) == 1.0f);
+  CHECK(exp_f(89.0f) == std::numeric_limits<float>::infinity());
+  WARN("exp_f: worst error " << worst_ulp << " ulp over " << xs.size() << " points in [-87, 88]");
+}
+
+TEST_CASE("gelu is within (8|u|+8)u relative of the reference; element-wise, at any offset") {
+  // u = sqrt(2/pi)(x + 0.044715x^3) carries a few ulp of relative error, which exp(-2u)
+  // multiplies by 2|u|; exp_f adds 2 ulp, then one add and one division: (8|u| + 8) u relative.
+  // Where the true value is below FLT_MIN (x < -10 or so) float has no relative precision left:
+  // there the bound also allows FLT_MIN, the spacing of subnormals' neighbourhood.
+  std::vector<float> x;
+  Rng rng(9);
+  for (int i = 0; i < 4000; ++i) x.push_back(3.0f * rng.normal());
+  for (float v = -20.0f; v <= 20.0f; v += 0.37f) x.push_back(v);
+  std::vector<float> out(x.size());
+  std::vector<double> ref(x.size());
+  gelu_forward(out.data(), x.data(), static_cast<int>(x.size()));
+  gelu_reference(ref.data(), x.data(), static_cast<int>(x.size()));
+  double worst = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double u = 0.7978845608 * (x[i] + 0.044715 * x[i] * x[i] * x[i]);
+    const double bound = (8 * std::abs(u) + 8) * kU * std::abs(ref[i]) +
+                         (std::abs(ref[i]) < std::numeric_limits<float>::min() ? std::numeric_limits<float>::min() : 0.0);
+    worst = std::max(worst, std::abs(out[i] - ref[i]) / bound);
+    INFO("x = " << x[i]);
+    CHECK(std::abs(out[i] - ref[i]) <= bound);
+    float one;
+    gelu_forward(&one, &x[i], 1);  // the scalar tail
+    CHECK(std::memcmp(&one, &out[i], sizeof one) == 0);
+  }
+  Shifted s(x, 5);
+  gelu_forward(s.p, s.p, static_cast<int>(x.size()));
+  CHECK(same_bytes({s.p, x.size()}, out));
+  WARN("gelu: worst error / bound = " << worst);
+}
+
+TEST_CASE("the gelu reference's x/(1+exp(-2u)) is the spec's 0.5x(1+tanh(u))") {
+  for (double x = -5.0; x <= 5.0; x += 0.01) {
+    const double u = std::sqrt(2.0 / 3.141592653589793) * (x + 0.044715 * x * x * x);
+    const double spec = 0.5 * x * (1.0 + std::tanh(u));
+    const float xf = static_cast<float>(x);
+    double ref;
+    gelu_reference(&ref, &xf, 1);
+    const double spec_f = 0.5 * xf * (1.0 + std::tanh(std::sqrt(2.0 / 3.141592653589793) * (xf + 0.044715 * xf * xf * xf)));
+    INFO("x = " << x << " spec " << spec);
+    CHECK(std::abs(ref - spec_f) <= 1e-12 * std::abs(xf) + 1e-300);
+  }
+}

@@ -1,0 +1,108 @@
+// KvCache: storage, cursors and the bookkeeping operations (truncate, reset, fork).
+#include "engine/kv_cache.h"
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+#include <cstring>
+#include <limits>
+
+#include "base/error.h"
+
+namespace miniinfer {
+
+KvCache::KvCache(int n_layer, int batch, int n_head, int d_head, int capacity)
+    : n_layer_(n_layer), batch_(batch), n_head_(n_head), d_head_(d_head), capacity_(capacity) {
+  if (batch <= 0) fail("kv cache: batch size must be positive, got {}", batch);
+  if (capacity <= 0) fail("kv cache: capacity must be positive, got {}", capacity);
+  guard_ = std::max<size_t>(256, static_cast<size_t>(d_model()));
+  size_ = static_cast<size_t>(n_layer) * batch * capacity * d_model();
+  storage_.assign(2 * size_ + 3 * guard_, 0.0f);
+  k_ = storage_.data() + guard_;
+  v_ = k_ + size_ + guard_;
+  std::fill_n(storage_.data(), guard_, kGuardValue);
+  std::fill_n(k_ + size_, guard_, kGuardValue);
+  std::fill_n(v_ + size_, guard_, kGuardValue);
+  cursor_.assign(static_cast<size_t>(batch), 0);
+}
+
+void KvCache::check_seq(int seq) const {
+  if (seq < 0 || seq >= batch_) fail("sequence {} out of range (batch size {})", seq, batch_);
+}
+
+int KvCache::cursor(int seq) const {
+  check_seq(seq);
+  return cursor_[static_cast<size_t>(seq)];
+}
+
+void KvCache::check_room(int seq, int n) const {
+  const int last = cursor(seq) + n - 1;
+  if (last >= capacity_)
+    fail("sequence {}: position {} exceeds the cache capacity {} (slots 0..{})", seq, last, capacity_,
+         capacity_ - 1);
+}
+
+void KvCache::advance(int seq, int n) {
+  check_room(seq, n);
+  cursor_[static_cast<size_t>(seq)] += n;
+}
+
+std::span<const float> KvCache::k_row(int layer, int seq, int head, int slot) const {
+  assert(layer >= 0 && layer < n_layer_ && head >= 0 && head < n_head_);
+  assert(slot >= 0 && slot < cursor(seq));
+  return {k_slab(layer, seq) + static_cast<size_t>(slot) * d_model() + static_cast<size_t>(head) * d_head_,
+          static_cast<size_t>(d_head_)};
+}
+
+std::span<const float> KvCache::v_row(int layer, int seq, int head, int slot) const {
+  assert(layer >= 0 && layer < n_layer_ && head >= 0 && head < n_head_);
+  assert(slot >= 0 && slot < cursor(seq));
+  return {v_slab(layer, seq) + static_cast<size_t>(slot) * d_model() + static_cast<size_t>(head) * d_head_,
+          static_cast<size_t>(d_head_)};
+}
+
+void KvCache::reset() { std::fill(cursor_.begin(), cursor_.end(), 0); }
+
+void KvCache::reset(int seq) {
+  check_seq(seq);
+  cursor_[static_cast<size_t>(seq)] = 0;
+}
+
+void KvCache::truncate(int seq, int p) {
+  if (p < 0 || p > cursor(seq))
+    fail("sequence {}: cannot truncate to {} tokens, it holds {}", seq, p, cursor(seq));
+  cursor_[static_cast<size_t>(seq)] = p;
+}
+
+void KvCache::fork(int src, int dst, int prefix_len) {
+  check_seq(dst);
+  if (src == dst) fail("fork: source and destination are both sequence {}", src);
+  if (prefix_len < 0 || prefix_len > cursor(src))
+    fail("fork: sequence {} holds {} tokens, cannot fork a prefix of {}", src, cursor(src), prefix_len);
+  const size_t n = static_cast<size_t>(prefix_len) * d_model();
+  for (int l = 0; l < n_layer_; ++l) {
+    std::copy_n(k_slab(l, src), n, k_slab(l, dst));
+    std::copy_n(v_slab(l, src), n, v_slab(l, dst));
+  }
+  cursor_[static_cast<size_t>(dst)] = prefix_len;
+}
+
+bool KvCache::guards_intact() const {
+  const auto intact = [&](const float* p) {
+    for (size_t i = 0; i < guard_; ++i)
+      if (std::bit_cast<uint32_t>(p[i]) != std::bit_cast<uint32_t>(kGuardValue)) return false;
+    return true;
+  };
+  return intact(storage_.data()) && intact(k_ + size_) && intact(v_ + size_);
+}
+
+void KvCache::poison_unused(int seq) {
+  const size_t from = static_cast<size_t>(cursor(seq)) * d_model();
+  const size_t to = static_cast<size_t>(capacity_) * d_model();
+  for (int l = 0; l < n_layer_; ++l) {
+    std::fill(k_slab(l, seq) + from, k_slab(l, seq) + to, std::numeric_limits<float>::quiet_NaN());
+    std::fill(v_slab(l, seq) + from, v_slab(l, seq) + to, std::numeric_limits<float>::quiet_NaN());
+  }
+}
+
+}  // namespace miniinfer

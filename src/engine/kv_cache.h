@@ -1,0 +1,72 @@
+// The KV cache: preallocated K and V storage for every (layer, sequence, slot), a cursor per
+// sequence, and sentinel guard regions (ggml style) around both buffers so a test can prove
+// no write ever lands outside them. Forward writes K and V straight into their slots.
+#pragma once
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace miniinfer {
+
+class KvCache {
+ public:
+  // Guard floats on each side of K and of V; at least one row (d_model floats) wide, so even a
+  // write one slot past the last sequence's capacity lands in a guard, not in V or the heap.
+  static constexpr float kGuardValue = -1.2345678e37f;
+
+  KvCache() = default;
+  KvCache(int n_layer, int batch, int n_head, int d_head, int capacity);
+
+  int n_layer() const { return n_layer_; }
+  int batch() const { return batch_; }
+  int n_head() const { return n_head_; }
+  int d_head() const { return d_head_; }
+  int d_model() const { return n_head_ * d_head_; }
+  int capacity() const { return capacity_; }
+
+  // Tokens held by sequence `seq`: slots [0, cursor) are valid, the next token goes to `cursor`.
+  int cursor(int seq) const;
+  // Throws Error "sequence 2: position 512 exceeds the cache capacity 512 (slots 0..511)" if
+  // `n` more tokens do not fit.
+  void check_room(int seq, int n) const;
+  void advance(int seq, int n);  // cursor += n, after check_room
+
+  // (layer, seq) slab: (capacity, n_head * d_head) floats, slot-major; head h of slot s is at
+  // s * d_model + h * d_head. Rows at or past the cursor hold whatever was last written.
+  float* k_slab(int layer, int seq) { return k_ + offset(layer, seq); }
+  float* v_slab(int layer, int seq) { return v_ + offset(layer, seq); }
+  const float* k_slab(int layer, int seq) const { return k_ + offset(layer, seq); }
+  const float* v_slab(int layer, int seq) const { return v_ + offset(layer, seq); }
+  // One (layer, seq, head, slot) row of d_head floats; the slot must be below the cursor.
+  std::span<const float> k_row(int layer, int seq, int head, int slot) const;
+  std::span<const float> v_row(int layer, int seq, int head, int slot) const;
+
+  void reset();          // every cursor to 0
+  void reset(int seq);   // cursor of `seq` to 0
+  // Keep the first p tokens of `seq` (0 <= p <= cursor); later slots are simply overwritten.
+  void truncate(int seq, int p);
+  // dst becomes a copy of src's first prefix_len tokens (every layer), cursor = prefix_len.
+  void fork(int src, int dst, int prefix_len);
+
+  // True while every guard float still holds kGuardValue.
+  bool guards_intact() const;
+  // Test aid: NaN into every slot at or past the cursor of `seq`, so a read past the cursor
+  // would poison the logits.
+  void poison_unused(int seq);
+
+ private:
+  size_t offset(int layer, int seq) const {
+    return (static_cast<size_t>(layer) * batch_ + seq) * static_cast<size_t>(capacity_) * d_model();
+  }
+  void check_seq(int seq) const;
+
+  int n_layer_ = 0, batch_ = 0, n_head_ = 0, d_head_ = 0, capacity_ = 0;
+  size_t guard_ = 0;             // floats in each guard region
+  size_t size_ = 0;              // floats in K (and in V): L * B * capacity * d_model
+  std::vector<float> storage_;   // guard | K: (L, B, capacity, H, d_head) | guard | V: same | guard
+  float* k_ = nullptr;           // storage_.data() + guard_
+  float* v_ = nullptr;           // k_ + size_ + guard_
+  std::vector<int> cursor_;      // (B)
+};
+
+}  // namespace miniinfer

@@ -1,0 +1,40 @@
+// Sampling: a pure function of the logits, the options and one uniform coin in [0, 1)
+// (llama2.c's sample_mult(probs, n, coin)), so it is deterministic and testable without an RNG.
+//
+// Exact order of operations, all in float:
+//   1. temperature == 0: argmax, ties to the lowest id; the coin is ignored.
+//   2. z_i = logits_i / temperature.
+//   3. Candidates are all ids. If top_k > 0 and < V, or top_p < 1, candidates are ranked by
+//      (z descending, id ascending) and: top_k keeps the first k; then with m = z of the first,
+//      e_i = exp(z_i - m) (our exp_f), S = sum of e_i in rank order, top_p keeps the shortest
+//      prefix whose running sum of e_i / S reaches top_p (at least one id).
+//   4. m = max z over the candidates, e_i = exp_f(z_i - m), total = sum of e_i over the
+//      candidates in increasing id order; target = coin * total; the draw is the first
+//      candidate, in increasing id order, whose running sum exceeds target (the last
+//      candidate if rounding leaves none).
+#pragma once
+#include <span>
+#include <utility>
+#include <vector>
+
+namespace miniinfer {
+
+struct SamplerOptions {
+  float temperature = 0.0f;  // 0 = greedy; otherwise > 0
+  int top_k = 0;             // 0 = off
+  float top_p = 1.0f;        // 1 = off; otherwise in (0, 1]
+};
+
+// Throws Error naming the bad option (negative temperature, top_p outside (0, 1], ...).
+void validate(const SamplerOptions& options);
+
+// Reusable workspace so that sampling in a decode loop allocates nothing after the first call.
+struct SamplerScratch {
+  std::vector<std::pair<float, int>> ranked;  // (z, id), up to V
+  std::vector<int> kept;                      // candidate ids, up to V
+};
+
+int sample(std::span<const float> logits, const SamplerOptions& options, float coin);
+int sample(std::span<const float> logits, const SamplerOptions& options, float coin, SamplerScratch& scratch);
+
+}  // namespace miniinfer

@@ -1,0 +1,108 @@
+// The sampler as a pure function of (logits, options, coin): greedy ties, top-k and top-p
+// edges, the inverse-CDF draw, and generate's one coin per generated token.
+#include "engine/sampling.h"
+
+#include <cmath>
+
+#include <catch2/catch.hpp>
+
+#include "base/error.h"
+#include "engine/engine_test_util.h"
+#include "engine/generate.h"
+
+using namespace miniinfer;
+using namespace miniinfer::testing;
+
+namespace {
+SamplerOptions opts(float temperature, int top_k = 0, float top_p = 1.0f) { return {temperature, top_k, top_p}; }
+}  // namespace
+
+TEST_CASE("greedy takes the argmax, ties go to the lowest id, and the coin is ignored") {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f, 1.9f};
+  for (float coin : {0.0f, 0.3f, 0.999f}) CHECK(sample(logits, opts(0.0f), coin) == 1);
+  const std::vector<float> all_equal(7, 0.25f);
+  CHECK(sample(all_equal, opts(0.0f), 0.7f) == 0);
+}
+
+TEST_CASE("the inverse-CDF draw walks ids in order and splits [0,1) by probability") {
+  const std::vector<float> uniform(4, 1.0f);
+  CHECK(sample(uniform, opts(1.0f), 0.0f) == 0);
+  CHECK(sample(uniform, opts(1.0f), 0.26f) == 1);
+  CHECK(sample(uniform, opts(1.0f), 0.51f) == 2);
+  CHECK(sample(uniform, opts(1.0f), 0.9999f) == 3);
+  // Over a fine grid of coins, each id's share is its softmax probability.
+  const std::vector<float> logits = {0.1f, 1.5f, -0.7f, 0.9f, 0.0f};
+  const float t = 0.8f;
+  double z = 0.0;
+  for (float l : logits) z += std::exp(l / t);
+  std::vector<int> count(logits.size(), 0);
+  const int n = 20000;
+  int previous = 0;
+  for (int i = 0; i < n; ++i) {
+    const int id = sample(logits, opts(t), static_cast<float>(i) / n);
+    CHECK(id >= previous);  // monotone in the coin
+    previous = id;
+    ++count[static_cast<size_t>(id)];
+  }
+  for (size_t i = 0; i < logits.size(); ++i) {
+    INFO("id " << i);
+    CHECK(std::abs(count[i] / double(n) - std::exp(logits[i] / t) / z) < 2.0 / n);
+  }
+}
+
+TEST_CASE("top-k keeps the k highest logits, ties ranked by id; k >= V is off") {
+  const std::vector<float> logits = {1.0f, 3.0f, 3.0f, 2.0f, 3.0f};
+  for (float coin : {0.0f, 0.5f, 0.999f}) CHECK(sample(logits, opts(1.0f, 1), coin) == 1);
+  // k = 2 keeps ids 1 and 2 (the tie at 3.0 is broken by id, so 4 is out).
+  CHECK(sample(logits, opts(1.0f, 2), 0.0f) == 1);
+  CHECK(sample(logits, opts(1.0f, 2), 0.999f) == 2);
+  for (float coin : {0.0f, 0.3f, 0.77f, 0.999f})
+    CHECK(sample(logits, opts(0.7f, 5), coin) == sample(logits, opts(0.7f, 0), coin));
+}
+
+TEST_CASE("top-p keeps the shortest ranked prefix reaching p, at least one id; p = 1 is off") {
+  // Probabilities 0.5, 0.3, 0.2 (ids 2, 0, 1).
+  const std::vector<float> logits = {std::log(0.3f), std::log(0.2f), std::log(0.5f)};
+  for (float coin : {0.0f, 0.99f}) CHECK(sample(logits, opts(1.0f, 0, 0.4f), coin) == 2);  // 0.5 >= 0.4
+  // p = 0.75: 0.5 < 0.75 <= 0.8 keeps ids 2 and 0; renormalized 0.375 / 0.625 in id order.
+  CHECK(sample(logits, opts(1.0f, 0, 0.75f), 0.0f) == 0);
+  CHECK(sample(logits, opts(1.0f, 0, 0.75f), 0.374f) == 0);
+  CHECK(sample(logits, opts(1.0f, 0, 0.75f), 0.376f) == 2);
+  CHECK(sample(logits, opts(1.0f, 0, 0.75f), 0.999f) == 2);
+  for (float coin : {0.0f, 0.25f, 0.6f, 0.9f, 0.999f})
+    CHECK(sample(logits, opts(1.0f, 0, 1.0f), coin) == sample(logits, opts(1.0f), coin));
+  // A tiny p keeps just the top id; with top-k too, top-p ranks within the k kept.
+  CHECK(sample(logits, opts(1.0f, 2, 1e-6f), 0.999f) == 2);
+}
+
+TEST_CASE("bad sampling options are one-line errors naming the option") {
+  CHECK_THROWS_WITH(validate(opts(-1.0f)), "sampling: temperature must be a finite number >= 0, got -1");
+  CHECK_THROWS_WITH(validate(opts(1.0f, -2)), "sampling: top-k must be >= 0 (0 = off), got -2");
+  CHECK_THROWS_WITH(validate(opts(1.0f, 0, 0.0f)), "sampling: top-p must lie in (0, 1], got 0");
+  CHECK_THROWS_WITH(validate(opts(1.0f, 0, 1.5f)), "sampling: top-p must lie in (0, 1], got 1.5");
+}
+
+TEST_CASE("generate draws exactly one coin per generated token from the sequence's own stream") {
+  const Config c = make_config(40, 16, 2, 2, 32);
+  const Model model = random_model(c, 6);
+  GenerateOptions o;
+  o.max_new_tokens = 25;
+  o.seed = 1234;
+  o.temperature = 1.3f;
+  const std::vector<int> prompt = {3, 1, 4};
+  // By hand: prefill, then one coin and one decode per token, stream (seed, 1) for sequence 1.
+  Engine engine(model);
+  Rng stream = Rng::stream(o.seed, 1);
+  std::vector<int> expected;
+  std::vector<float> logits = engine.forward_cached(0, prompt);
+  for (int i = 0; i < o.max_new_tokens; ++i) {
+    expected.push_back(sample(logits, opts(o.temperature), stream.uniform()));
+    logits = engine.forward_cached(0, std::span(&expected.back(), 1));
+  }
+  for (bool cache : {true, false}) {
+    o.cache = cache;
+    const GenerateResult r = generate(model, {{0}, prompt}, o);
+    INFO((cache ? "cached" : "uncached"));
+    CHECK(r.tokens[1] == expected);
+  }
+}

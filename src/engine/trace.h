@@ -1,0 +1,53 @@
+// Tracing: what forward computed, per call, layer, head and absolute position, for diffing the
+// cached path against full recompute where they first diverge. The caller owns a Trace and
+// hands a pointer to the Engine (or GenerateOptions); null means off and costs one pointer
+// test per layer. Records align by (step, layer, head, pos, kind) across the two paths.
+#pragma once
+#include <algorithm>
+#include <vector>
+
+namespace miniinfer {
+
+// How a forward call reached the cache: full recompute, a chunk on an empty cache, one token
+// on a non-empty cache, or a longer chunk on a non-empty cache.
+enum class Pass { Uncached, Prefill, Decode, Resume };
+const char* to_string(Pass pass);
+
+enum class TraceKind {
+  Q,         // query row after RoPE: (d_head)
+  K,         // key row after RoPE, as written: (d_head)
+  V,         // value row, as written: (d_head)
+  Probs,     // attention probabilities over the slots the row attended: (n_slots)
+  AttnOut,   // this head's attention output, before o_proj: (d_head)
+  BlockOut,  // the residual stream after the block: (d_model); head = -1
+  KRead,     // a key row as attention read it from the cache (pos = slot): (d_head)
+  VRead,     // a value row as attention read it from the cache (pos = slot): (d_head)
+};
+const char* to_string(TraceKind kind);
+
+struct TraceRecord {
+  int step = -1;  // Trace::step when recorded (generate sets it to the generation step)
+  int call = 0;   // forward calls since the trace was attached, from 0
+  Pass pass = Pass::Uncached;
+  int seq = 0;    // sequence index in the batch (the uncached path reports the caller's seq)
+  int layer = 0;
+  int head = -1;
+  int pos = 0;    // absolute position of the row in its sequence (the slot for KRead/VRead)
+  TraceKind kind = TraceKind::Q;
+  std::vector<float> data;
+};
+
+struct Trace {
+  std::vector<int> positions;  // absolute positions (and slots) to record; empty = all
+  bool cache_reads = true;     // also record KRead/VRead rows
+  int step = -1;               // stamped on records; set by the caller (generate: the step)
+  int seq = 0;                 // stamped on uncached records (generate: the sequence index)
+  int calls = 0;               // forward calls recorded so far
+  std::vector<TraceRecord> records;
+
+  bool wants(int pos) const {
+    return positions.empty() || std::find(positions.begin(), positions.end(), pos) != positions.end();
+  }
+};
+
+}  // namespace miniinfer

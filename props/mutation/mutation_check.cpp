@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -120,8 +119,8 @@ struct FaultResult {
   int layer = -2, head = -2;
   std::string component, verdict, headline;
   std::vector<SeedRun> seeds;
-  std::set<std::string> models;  // every model label and report sha256 seen, to catch a model
-                                 // file that lands or changes while the check runs
+  std::set<std::string> models;  // every model label and sha256 props reported, to catch a
+                                 // model file that lands or changes while the check runs
   std::vector<std::string> failures;
 };
 

@@ -134,10 +134,99 @@ void Engine::record(TraceKind kind, const Segment& seg, int layer, int head, int
                                         kind, std::vector<float>(data, data + n)});
 }
 
+// q into q_; K and V straight into their slots of `store` (rows of segment s at positions
+// pos0.. of sequence s.seq); then RoPE on q and on the K rows where they lie.
+void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvCache& store, bool library) {
+  const Config& c = config_;
+  const int H = c.n_head, dh = c.d_head(), L = c.n_layer;
+  const size_t uD = static_cast<size_t>(c.d_model);
+  const Layer& w = layers_[static_cast<size_t>(l)];
+  linear(q_.data(), ln_.data(), w.q, N, library);
+
+  for (const Segment& s : segs) {
+    const bool decode = s.pass == Pass::Decode;
+    const int shift = (fault_ == Fault::CursorOffByOne && decode) ? 1 : 0;  // fault: cursor-off-by-one
+    const bool v_stale = fault_ == Fault::LastLayerStale && decode && l == L - 1;  // fault: last-layer-stale
+    for (int i = 0; i < s.n; ++i) {
+      const size_t slot = static_cast<size_t>(s.pos0 + i + shift);
+      k_rows_[static_cast<size_t>(s.row0 + i)] = store.k_slab(l, s.seq) + slot * uD;
+      // y_ is free until o_proj: a stale V row's computed value goes there and is never read.
+      v_rows_[static_cast<size_t>(s.row0 + i)] =
+          v_stale ? y_.data() + static_cast<size_t>(s.row0 + i) * uD : store.v_slab(l, s.seq) + slot * uD;
+    }
+  }
+  linear_rows(k_rows_.data(), ln_.data(), w.k, N, library);
+  linear_rows(v_rows_.data(), ln_.data(), w.v, N, library);
+
+  for (const Segment& s : segs) {
+    for (int i = 0; i < s.n; ++i) {
+      int pos = s.pos0 + i;
+      if (fault_ == Fault::RopeDecodePhase && s.pass == Pass::Decode) pos -= 1;  // fault: rope-decode-phase
+      if (fault_ == Fault::ResumeOffset && s.pass == Pass::Resume) pos = i;      // fault: resume-offset
+      const size_t r = static_cast<size_t>(s.row0 + i);
+      rope_forward(q_.data() + r * uD, rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
+      rope_forward(k_rows_[r], rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
+    }
+  }
+}
+
+// Causal attention of every row of every segment, head by head, against the slots of its
+// sequence in `store`: row i of segment s (position pos0 + i) reads slots 0..pos0 + i.
+void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store) {
+  const Config& c = config_;
+  const int D = c.d_model, H = c.n_head, dh = c.d_head();
+  const size_t uD = static_cast<size_t>(D);
+  for (const Segment& s : segs) {
+    const bool decode = s.pass == Pass::Decode;
+    const int read_layer = (fault_ == Fault::LayerAlias && decode) ? 0 : l;  // fault: layer-alias
+    const int read_seq = (fault_ == Fault::BatchStride && decode) ? 0 : s.seq;  // fault: batch-stride
+    const float* kb = store.k_slab(read_layer, read_seq);
+    const float* vb = store.v_slab(read_layer, read_seq);
+    // fault: softmax-scale, fp64-decode.
+    const float scale = (fault_ == Fault::SoftmaxScale && decode) ? 1.0f / static_cast<float>(dh) : scale_;
+    const bool fp64 = fault_ == Fault::Fp64Decode && decode;
+    for (int h = 0; h < H; ++h) {
+      const size_t off = static_cast<size_t>(h) * dh;
+      for (int i = 0; i < s.n; ++i) {
+        const int pos = s.pos0 + i;
+        int n_slots = pos + 1;
+        if (fault_ == Fault::SelfExcluded && decode) n_slots = pos;  // fault: self-excluded
+        if (fault_ == Fault::DecodeMask && decode) n_slots = 1;      // fault: decode-mask
+        const size_t r = static_cast<size_t>(s.row0 + i);
+        float* out = att_.data() + r * uD + off;
+        const float* q = q_.data() + r * uD + off;
+        if (n_slots == 0)
+          std::fill_n(out, dh, 0.0f);
+        else if (fp64)
+          kernels::attention_forward_f64(out, probs_.data(), q, kb + off, vb + off, n_slots, dh, D, scale);
+        else
+          attention_forward(out, probs_.data(), q, kb + off, vb + off, n_slots, dh, D, scale);
+        if (trace_ && trace_->wants(pos)) {
+          record(TraceKind::Q, s, l, h, pos, q, dh);
+          record(TraceKind::K, s, l, h, pos, k_rows_[r] + off, dh);
+          record(TraceKind::V, s, l, h, pos, v_rows_[r] + off, dh);
+          record(TraceKind::Probs, s, l, h, pos, probs_.data(), n_slots);
+          record(TraceKind::AttnOut, s, l, h, pos, out, dh);
+        }
+      }
+    }
+    if (trace_ && trace_->cache_reads) {
+      for (int slot = 0; slot < s.pos0 + s.n; ++slot) {
+        if (!trace_->wants(slot)) continue;
+        for (int h = 0; h < H; ++h) {
+          const size_t off = static_cast<size_t>(slot) * uD + static_cast<size_t>(h) * dh;
+          record(TraceKind::KRead, s, l, h, slot, kb + off, dh);
+          record(TraceKind::VRead, s, l, h, slot, vb + off, dh);
+        }
+      }
+    }
+  }
+}
+
 void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits,
                  bool all_rows) {
   const Config& c = config_;
-  const int D = c.d_model, F = c.d_ff, H = c.n_head, dh = c.d_head(), L = c.n_layer;
+  const int D = c.d_model, F = c.d_ff, L = c.n_layer;
   const size_t uD = static_cast<size_t>(D);
   const bool all_decode = std::all_of(segs.begin(), segs.end(), [](const Segment& s) { return s.pass == Pass::Decode; });
   // fault: library-gemv, decode runs every product through Eigen.
@@ -150,80 +239,8 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvCach
     const LayerWeights& lw = model_.weights.layers[static_cast<size_t>(l)];
     const Layer& w = layers_[static_cast<size_t>(l)];
     layernorm_forward(ln_.data(), x_.data(), lw.ln1_w.data(), lw.ln1_b.data(), static_cast<float>(c.ln_eps), N, D);
-    linear(q_.data(), ln_.data(), w.q, N, library);
-
-    // K and V go straight into their slots.
-    for (const Segment& s : segs) {
-      const bool decode = s.pass == Pass::Decode;
-      const int shift = (fault_ == Fault::CursorOffByOne && decode) ? 1 : 0;  // fault: cursor-off-by-one
-      const bool v_stale = fault_ == Fault::LastLayerStale && decode && l == L - 1;  // fault: last-layer-stale
-      for (int i = 0; i < s.n; ++i) {
-        const size_t slot = static_cast<size_t>(s.pos0 + i + shift);
-        k_rows_[static_cast<size_t>(s.row0 + i)] = store.k_slab(l, s.seq) + slot * uD;
-        // y_ is free until o_proj: a stale V row's computed value goes there and is never read.
-        v_rows_[static_cast<size_t>(s.row0 + i)] =
-            v_stale ? y_.data() + static_cast<size_t>(s.row0 + i) * uD : store.v_slab(l, s.seq) + slot * uD;
-      }
-    }
-    linear_rows(k_rows_.data(), ln_.data(), w.k, N, library);
-    linear_rows(v_rows_.data(), ln_.data(), w.v, N, library);
-
-    for (const Segment& s : segs) {
-      for (int i = 0; i < s.n; ++i) {
-        int pos = s.pos0 + i;
-        if (fault_ == Fault::RopeDecodePhase && s.pass == Pass::Decode) pos -= 1;  // fault: rope-decode-phase
-        if (fault_ == Fault::ResumeOffset && s.pass == Pass::Resume) pos = i;      // fault: resume-offset
-        const size_t r = static_cast<size_t>(s.row0 + i);
-        rope_forward(q_.data() + r * uD, rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
-        rope_forward(k_rows_[r], rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
-      }
-    }
-
-    for (const Segment& s : segs) {
-      const bool decode = s.pass == Pass::Decode;
-      const int read_layer = (fault_ == Fault::LayerAlias && decode) ? 0 : l;  // fault: layer-alias
-      const int read_seq = (fault_ == Fault::BatchStride && decode) ? 0 : s.seq;  // fault: batch-stride
-      const float* kb = store.k_slab(read_layer, read_seq);
-      const float* vb = store.v_slab(read_layer, read_seq);
-      // fault: softmax-scale, fp64-decode.
-      const float scale = (fault_ == Fault::SoftmaxScale && decode) ? 1.0f / static_cast<float>(dh) : scale_;
-      const bool fp64 = fault_ == Fault::Fp64Decode && decode;
-      for (int h = 0; h < H; ++h) {
-        const size_t off = static_cast<size_t>(h) * dh;
-        for (int i = 0; i < s.n; ++i) {
-          const int pos = s.pos0 + i;
-          int n_slots = pos + 1;
-          if (fault_ == Fault::SelfExcluded && decode) n_slots = pos;  // fault: self-excluded
-          if (fault_ == Fault::DecodeMask && decode) n_slots = 1;      // fault: decode-mask
-          const size_t r = static_cast<size_t>(s.row0 + i);
-          float* out = att_.data() + r * uD + off;
-          const float* q = q_.data() + r * uD + off;
-          if (n_slots == 0)
-            std::fill_n(out, dh, 0.0f);
-          else if (fp64)
-            kernels::attention_forward_f64(out, probs_.data(), q, kb + off, vb + off, n_slots, dh, D, scale);
-          else
-            attention_forward(out, probs_.data(), q, kb + off, vb + off, n_slots, dh, D, scale);
-          if (trace_ && trace_->wants(pos)) {
-            record(TraceKind::Q, s, l, h, pos, q, dh);
-            record(TraceKind::K, s, l, h, pos, k_rows_[r] + off, dh);
-            record(TraceKind::V, s, l, h, pos, v_rows_[r] + off, dh);
-            record(TraceKind::Probs, s, l, h, pos, probs_.data(), n_slots);
-            record(TraceKind::AttnOut, s, l, h, pos, out, dh);
-          }
-        }
-      }
-      if (trace_ && trace_->cache_reads) {
-        for (int slot = 0; slot < s.pos0 + s.n; ++slot) {
-          if (!trace_->wants(slot)) continue;
-          for (int h = 0; h < H; ++h) {
-            const size_t off = static_cast<size_t>(slot) * uD + static_cast<size_t>(h) * dh;
-            record(TraceKind::KRead, s, l, h, slot, kb + off, dh);
-            record(TraceKind::VRead, s, l, h, slot, vb + off, dh);
-          }
-        }
-      }
-    }
+    project_qkv(l, segs, N, store, library);
+    attend(l, segs, store);
     linear(y_.data(), att_.data(), w.o, N, library);
     residual_forward(x_.data(), x_.data(), y_.data(), N * D);
 

@@ -114,6 +114,8 @@ class Engine {
   // The forward pass over `segs` (rows of `tokens`, concatenated); K/V go into and are read
   // from `store`. logits: (N, V) if all_rows else (segs.size(), V).
   void run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits, bool all_rows);
+  void project_qkv(int layer, std::span<const Segment> segs, int N, KvCache& store, bool library);
+  void attend(int layer, std::span<const Segment> segs, const KvCache& store);
   void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows);
   void record(TraceKind kind, const Segment& seg, int layer, int head, int pos, const float* data, int n);
 

@@ -92,7 +92,7 @@ TEST_CASE("prefill in random chunks (resume) gives the bytes of a one-shot prefi
   }
 }
 
-TEST_CASE("truncate then regenerate equals a fresh run; fork continues like the original") {
+TEST_CASE("truncate then regenerate equals a fresh run, and fork continues like the original") {
   for (const Config& c : test_configs()) {
     const Model model = random_model(c, 11);
     Rng rng(c.d_model * 31 + c.n_layer);

@@ -73,7 +73,7 @@ TEST_CASE("fault names round-trip, each has a description, and an unknown name l
                     Catch::Matchers::StartsWith("unknown fault 'off-by-one' (known: none, cursor-off-by-one, "));
 }
 
-TEST_CASE("every fault is caught by comparing against full recompute; no fault, no finding") {
+TEST_CASE("every fault is caught by comparing against full recompute, and Fault::None raises nothing") {
   const Config c = make_config(97, 32, 3, 4, 64, 64);
   const Model model = random_model(c, 21);
   for (Fault f : all_faults()) {

@@ -110,7 +110,7 @@ TEST_CASE("matmul rows give the same bytes alone, in any subset, at any offset, 
   }
 }
 
-TEST_CASE("layernorm is within (2C+16)u of the reference, scaled by |w|(|xhat|+1)+|b|; rows are independent") {
+TEST_CASE("layernorm is within (2C+16)u of the reference, scaled by |w|(|xhat|+1)+|b|, and rows are independent") {
   // Mean and variance are C-term sums (error up to C u each, relative to the row's scale), then
   // sqrt, a division and three pointwise ops: (2C + 16) u covers it.
   double worst = 0.0;
@@ -168,7 +168,7 @@ TEST_CASE("rope matches the double reference within 4u(|x_i|+|x_i+half|) at ever
   }
 }
 
-TEST_CASE("attention is within the softmax error bound of the reference; offsets and row stride change no byte") {
+TEST_CASE("attention is within the softmax error bound of the reference, and offsets and row stride change no byte") {
   // Score j has absolute error e_j <= gamma(d_head) * sum_d |q_d k_jd| * scale; a softmax turns
   // absolute score error into relative probability error (<= 2 max e), plus exp_f (2 ulp), the
   // n-term sum and a division; the n-term weighted sum of v adds gamma(n).
@@ -250,7 +250,7 @@ TEST_CASE("exp_f is within 2 ulp of exp over its range, and its vector lanes giv
   WARN("exp_f: worst error " << worst_ulp << " ulp over " << xs.size() << " points in [-87, 88]");
 }
 
-TEST_CASE("gelu is within (8|u|+8)u relative of the reference; element-wise, at any offset") {
+TEST_CASE("gelu is within (8|u|+8)u relative of the reference, and element-wise, at any offset") {
   // u = sqrt(2/pi)(x + 0.044715x^3) carries a few ulp of relative error, which exp(-2u)
   // multiplies by 2|u|; exp_f adds 2 ulp, then one add and one division: (8|u| + 8) u relative.
   // Where the true value is below FLT_MIN (x < -10 or so) float has no relative precision left:

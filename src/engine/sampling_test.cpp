@@ -24,7 +24,7 @@ TEST_CASE("greedy takes the argmax, ties go to the lowest id, and the coin is ig
   CHECK(sample(all_equal, opts(0.0f), 0.7f) == 0);
 }
 
-TEST_CASE("the inverse-CDF draw walks ids in order and splits [0,1) by probability") {
+TEST_CASE("the inverse-CDF draw walks ids in order and splits the unit interval by probability") {
   const std::vector<float> uniform(4, 1.0f);
   CHECK(sample(uniform, opts(1.0f), 0.0f) == 0);
   CHECK(sample(uniform, opts(1.0f), 0.26f) == 1);
@@ -50,7 +50,7 @@ TEST_CASE("the inverse-CDF draw walks ids in order and splits [0,1) by probabili
   }
 }
 
-TEST_CASE("top-k keeps the k highest logits, ties ranked by id; k >= V is off") {
+TEST_CASE("top-k keeps the k highest logits, ties ranked by id, and k >= V is off") {
   const std::vector<float> logits = {1.0f, 3.0f, 3.0f, 2.0f, 3.0f};
   for (float coin : {0.0f, 0.5f, 0.999f}) CHECK(sample(logits, opts(1.0f, 1), coin) == 1);
   // k = 2 keeps ids 1 and 2 (the tie at 3.0 is broken by id, so 4 is out).
@@ -60,7 +60,7 @@ TEST_CASE("top-k keeps the k highest logits, ties ranked by id; k >= V is off") 
     CHECK(sample(logits, opts(0.7f, 5), coin) == sample(logits, opts(0.7f, 0), coin));
 }
 
-TEST_CASE("top-p keeps the shortest ranked prefix reaching p, at least one id; p = 1 is off") {
+TEST_CASE("top-p keeps the shortest ranked prefix reaching p, at least one id, and p = 1 is off") {
   // Probabilities 0.5, 0.3, 0.2 (ids 2, 0, 1).
   const std::vector<float> logits = {std::log(0.3f), std::log(0.2f), std::log(0.5f)};
   for (float coin : {0.0f, 0.99f}) CHECK(sample(logits, opts(1.0f, 0, 0.4f), coin) == 2);  // 0.5 >= 0.4

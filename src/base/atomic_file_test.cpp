@@ -1,6 +1,7 @@
 // Atomic writes: the content arrives whole, a failed write leaves the old file and no temp
 // file behind, and every error names the path.
 #include "base/atomic_file.h"
+#include "base/temp_dir.h"
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -17,17 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() / ("miniinfer_" + tag + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  size_t entries() const { return static_cast<size_t>(std::distance(fs::directory_iterator(path), fs::directory_iterator())); }
-};
 
 TEST_CASE("write_file_atomic writes, overwrites, and leaves only the target", "[atomic_file]") {
   TempDir dir("atomic");

@@ -1,6 +1,7 @@
 // .npy and .npz: exact bytes against files numpy 1.24 wrote, round trips of every dtype,
 // and a reader that refuses every corruption with an Error instead of reading out of bounds.
 #include "base/npy.h"
+#include "base/temp_dir.h"
 
 #include <unistd.h>
 
@@ -50,16 +51,6 @@ const std::string kNumpyNpz(
     "\x50\x4b\x05\x06\x00\x00\x00\x00\x02\x00\x02\x00\x66\x00\x00\x00\x9a\x01\x00\x00\x00\x00"
     , 534);
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() / ("miniinfer_" + tag + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 NpyArray random_array(Rng& rng) {
   const NpyDtype dtypes[] = {NpyDtype::F32, NpyDtype::F64, NpyDtype::I32, NpyDtype::I64, NpyDtype::U8};

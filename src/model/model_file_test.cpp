@@ -2,6 +2,7 @@
 // independent list, bit-exact round trips of random small models, one test per reader check
 // with the message it gives, and damaged model files that must be refused, never crash.
 #include "model/model_file.h"
+#include "base/temp_dir.h"
 
 #include <unistd.h>
 
@@ -99,16 +100,6 @@ Config small_config() {
 
 Model small_model() { return init_model(small_config(), {"<bos>", ".", "I", "worked", "yesterday"}, 1); }
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag)
-      : path(fs::temp_directory_path() / ("miniinfer_" + tag + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // ---- config JSON ------------------------------------------------------------------------------
 

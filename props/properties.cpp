@@ -87,6 +87,14 @@ PROPERTY(p7, "every cached K and V row equals full recompute's, for every layer,
   verify(single("p7", 16));
 }
 
+PROPERTY(p4, "resuming with a multi-token chunk on a non-empty cache equals full recompute", 50) {
+  Case c = single("p4", 16);
+  c.k = *rc::gen::inRange(0, 9);
+  const gen::Prompt chunk = *gen::genPartialPrompt();
+  c.chunk = ids_of(chunk);
+  verify(c);
+}
+
 PROPERTY(p5, "chunked prefill at any boundaries equals one-shot prefill in logits and cache bytes", 100) {
   Case c;
   c.property = "p5";
@@ -95,14 +103,6 @@ PROPERTY(p5, "chunked prefill at any boundaries equals one-shot prefill in logit
   c.prompts = {ids_of(p)};
   c.cuts = *gen::genChunkBoundaries(static_cast<int>(c.prompts[0].size()));
   c.params = *gen::genRunParams(4);
-  verify(c);
-}
-
-PROPERTY(p4, "resuming with a multi-token chunk on a non-empty cache equals full recompute", 50) {
-  Case c = single("p4", 16);
-  c.k = *rc::gen::inRange(0, 9);
-  const gen::Prompt chunk = *gen::genPartialPrompt();
-  c.chunk = ids_of(chunk);
   verify(c);
 }
 

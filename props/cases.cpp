@@ -402,7 +402,9 @@ Case case_from_json(const nlohmann::json& j) {
     if (c.prompts.empty()) fail("case: no prompts");
     return c;
   } catch (const nlohmann::json::exception& e) {
-    fail("case: {}", e.what());
+    std::string why = e.what();  // "[json.exception.out_of_range.403] key 'k' not found"
+    if (const auto p = why.find("] "); why.starts_with("[json.exception") && p != std::string::npos) why = why.substr(p + 2);
+    fail("case: {}", why);
   }
 }
 

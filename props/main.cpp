@@ -4,7 +4,11 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -41,7 +45,9 @@ usage: props [flags] [Catch2 test filters and flags]
   --help                this text; Catch2's own flags: props --help-catch
 
 RC_PARAMS works as in RapidCheck; the flags above are appended to it and win.
-Exit status: 0 when every property holds, non-zero otherwise.
+Exit status: 0 when every property holds (or a replayed case passes); 1 when a property fails
+(or a replayed case still fails); 2 when a flag, the model, a replay file or an output folder
+is refused, with one line on stderr naming it.
 )";
 
 bool take_value(const std::string& arg, const std::string& flag, std::vector<std::string>& rest,
@@ -57,6 +63,30 @@ bool take_value(const std::string& arg, const std::string& flag, std::vector<std
   }
   (void)rest;
   return false;
+}
+
+// A decimal number for a RapidCheck parameter: RapidCheck would read "abc" as 0 unannounced.
+void check_number(const std::string& flag, const std::string& value) {
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || value.size() > 19)
+    miniinfer::fail("{}: '{}' is not a valid number", flag, value);
+}
+
+// Refuses, before any property runs, an output folder that could not be made or written: a
+// failure found after minutes of checking must not be lost for want of a place to put it.
+void check_writable_dir(const std::string& label, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path p = dir.empty() ? fs::path(".") : fs::path(dir);
+  // The folder itself, or the nearest ancestor that exists (create_directories makes the rest).
+  while (!fs::exists(p, ec)) {
+    if (!p.has_parent_path() || p.parent_path() == p) {
+      p = ".";
+      break;
+    }
+    p = p.parent_path();
+  }
+  if (!fs::is_directory(p, ec)) miniinfer::fail("{}: {} is not a directory", label, p.string());
+  if (access(p.c_str(), W_OK) != 0) miniinfer::fail("{}: {} is not writable", label, p.string());
 }
 
 }  // namespace
@@ -77,8 +107,10 @@ int main(int argc, char** argv) {
       } else if (a == "--help-catch") {
         catch_args.push_back("--help");
       } else if (take_value(a, "--rc-seed", catch_args, i, args, value)) {
+        check_number("--rc-seed", value);
         rc_params += " seed=" + value;
       } else if (take_value(a, "--rc-max-success", catch_args, i, args, value)) {
+        check_number("--rc-max-success", value);
         rc_params += " max_success=" + value;
       } else if (a == "--rc-noshrink") {
         rc_params += " noshrink=1";
@@ -101,6 +133,14 @@ int main(int argc, char** argv) {
     }
     if (rc_params.find("reproduce=") != std::string::npos && !reproducing)
       std::fprintf(stderr, "props: warning: RC_PARAMS holds reproduce=: only the property it names runs; the others are skipped, not passed\n");
+    check_writable_dir("--report-dir " + config.report_dir, config.report_dir);
+    if (!summary.empty()) {
+      const std::filesystem::path parent = std::filesystem::path(summary).parent_path();
+      std::error_code ec;
+      if (!parent.empty() && !std::filesystem::exists(parent, ec))
+        fail("--summary {}: the folder {} does not exist", summary, parent.string());
+      check_writable_dir("--summary " + summary, parent.string());
+    }
     // RapidCheck reads RC_PARAMS once, at first use: set it before anything touches it.
     setenv("RC_PARAMS", rc_params.c_str(), 1);
     props::load_context(config);
@@ -112,6 +152,16 @@ int main(int argc, char** argv) {
   Catch::Session session;
   std::vector<const char*> cargv;
   for (const auto& a : catch_args) cargv.push_back(a.c_str());
+  // Catch2 would print a bad flag over several lines and exit 255: parse once here first, so a
+  // bad flag is one line and exit status 2 like every other refused input.
+  if (const auto parsed = session.cli().parse(Catch::clara::Args(static_cast<int>(cargv.size()), cargv.data()));
+      !parsed) {
+    std::string why = parsed.errorMessage();
+    std::replace(why.begin(), why.end(), '\n', ' ');
+    if (why.starts_with("Unrecognised token: ")) why = "unknown flag " + why.substr(20);
+    std::fprintf(stderr, "props: %s (see props --help and props --help-catch)\n", why.c_str());
+    return 2;
+  }
   if (const int rc = session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data())) return rc;
   const auto start = std::chrono::steady_clock::now();
   const int status = session.run();

@@ -170,14 +170,20 @@ int replay_case(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail("replay {}: not valid JSON ({})", path, e.what());
   }
-  Case c = case_from_json(j);
+  Case c;
+  try {
+    c = case_from_json(j);
+  } catch (const Error& e) {
+    fail("replay {}: {}", path, e.what());
+  }
   // The case runs as it was saved: its backend and fault, unless this run names others.
   Context& ctx = context();
   if (ctx.backend == Backend::Invariant) ctx.backend = backend_from_name(j.value("backend", "invariant"));
   if (ctx.fault == Fault::None) ctx.fault = fault_from_name(j.value("fault", "none"));
+  // A case replays only on the model that found it: other weights make other bytes.
   if (j.value("model_sha256", "") != context().model_sha256)
-    std::printf("props: warning: %s was saved against model sha256 %s; this run's model is %s\n", path.c_str(),
-                j.value("model_sha256", "?").c_str(), context().model_sha256.c_str());
+    fail("replay {}: saved against model sha256 {}, but this run's model ({}) is {}; pass --model", path,
+         j.value("model_sha256", "?"), context().model_label, context().model_sha256);
   std::printf("replay %s: %s %s\n", path.c_str(), c.property.c_str(), (std::ostringstream() << c).str().c_str());
   if (auto what = check_case(c)) {
     std::printf("FAIL  %s\n", what->c_str());

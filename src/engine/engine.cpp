@@ -66,8 +66,11 @@ Engine::Engine(const Model& model, EngineOptions options)
     : config_(model.config), model_(model), backend_(options.backend), fault_(options.fault) {
   const Config& c = config_;
   c.validate();
-  if (static_cast<int>(model_.weights.tok_emb.size()) != c.vocab_size * c.d_model)
-    fail("engine: tok_emb has {} floats, expected V*D = {}", model_.weights.tok_emb.size(), c.vocab_size * c.d_model);
+  try {
+    check_weights(model_.weights, c);
+  } catch (const Error& e) {
+    fail("engine: {}", e.what());
+  }
   const int capacity = options.capacity == 0 ? c.max_seq_len : options.capacity;
   if (capacity < 0 || capacity > c.max_seq_len)
     fail("engine: capacity {} must lie in 1..max_seq_len ({})", capacity, c.max_seq_len);
@@ -92,6 +95,7 @@ Engine::Engine(const Model& model, EngineOptions options)
   v_rows_.assign(R, nullptr);
   tokens_.assign(R, 0);
   segs_.reserve(static_cast<size_t>(options.batch));
+  decode_chunks_.reserve(static_cast<size_t>(options.batch));
 }
 
 // ---- projections: the invariant kernel, or Eigen's product for the contrast backend ----------
@@ -340,12 +344,25 @@ std::vector<float> Engine::forward_cached(int seq, std::span<const int> tokens, 
   return logits;
 }
 
+void Engine::check_chunks(std::span<const Chunk> chunks) const {
+  if (chunks.size() > static_cast<size_t>(batch()))
+    fail("forward: {} chunks for a batch of {} sequences", chunks.size(), batch());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const Chunk& ch = chunks[i];
+    check_tokens(ch.tokens);
+    cache_.check_room(ch.seq, static_cast<int>(ch.tokens.size()));
+    for (size_t j = 0; j < i; ++j)
+      if (chunks[j].seq == ch.seq) fail("forward: sequence {} appears twice in one batch", ch.seq);
+  }
+}
+
 void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logits) {
   const size_t V = static_cast<size_t>(config_.vocab_size);
   if (logits.size() < chunks.size() * V)
     fail("forward: logits buffer holds {} floats, needs {}", logits.size(), chunks.size() * V);
-  if (chunks.size() > static_cast<size_t>(batch()))
-    fail("forward: {} chunks for a batch of {} sequences", chunks.size(), batch());
+  // Everything is checked before the first group runs: a call that fails leaves every cursor
+  // (and every cache row below a cursor) as it was.
+  check_chunks(chunks);
   // Groups of whole chunks that fit the scratch rows (every chunk fits: capacity <= rows_).
   size_t first = 0;
   while (first < chunks.size()) {
@@ -359,17 +376,11 @@ void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logit
 
 void Engine::decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) {
   if (seqs.size() != tokens.size()) fail("decode: {} sequences but {} tokens", seqs.size(), tokens.size());
-  constexpr size_t kMax = 64;
-  if (seqs.size() > kMax) {
-    for (size_t i = 0; i < seqs.size(); i += kMax) {
-      const size_t n = std::min(kMax, seqs.size() - i);
-      decode(seqs.subspan(i, n), tokens.subspan(i, n), logits.subspan(i * config_.vocab_size));
-    }
-    return;
-  }
-  Chunk chunks[kMax];
-  for (size_t i = 0; i < seqs.size(); ++i) chunks[i] = Chunk{seqs[i], tokens.subspan(i, 1)};
-  forward_batch({chunks, seqs.size()}, logits);
+  if (seqs.size() > static_cast<size_t>(batch()))
+    fail("decode: {} sequences for a batch of {} sequences", seqs.size(), batch());
+  decode_chunks_.clear();  // reserved for batch() chunks: no allocation
+  for (size_t i = 0; i < seqs.size(); ++i) decode_chunks_.push_back(Chunk{seqs[i], tokens.subspan(i, 1)});
+  forward_batch(decode_chunks_, logits);
 }
 
 }  // namespace miniinfer

@@ -51,7 +51,12 @@ struct Chunk {
 
 class Engine {
  public:
+  // Throws Error if the model's config is invalid or any tensor has the wrong size.
   explicit Engine(const Model& model, EngineOptions options = {});
+  // Linear::weight and bias point into model_: an engine is neither copied nor moved (hold it
+  // by unique_ptr to pass it around).
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   const Config& config() const { return config_; }
   int vocab_size() const { return config_.vocab_size; }
@@ -77,9 +82,11 @@ class Engine {
   std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows = false);
   // Several sequences in one pass, each appending its own chunk at its own cursor (ragged
   // batched prefill, batched decode). logits: (chunks.size(), V), the last row of each chunk.
-  // A sequence may appear at most once.
+  // A sequence may appear at most once. Every chunk is checked before any runs, so a call
+  // that throws Error changes no cursor.
   void forward_batch(std::span<const Chunk> chunks, std::span<float> logits);
-  // Batched decode: one token per listed sequence. logits: (seqs.size(), V).
+  // Batched decode: one token per listed sequence (at most batch() of them). logits:
+  // (seqs.size(), V). Like forward_batch, a call that throws changes no cursor.
   void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits);
 
   const KvCache& cache() const { return cache_; }
@@ -111,6 +118,7 @@ class Engine {
   void linear(float* out, const float* inp, const Linear& w, int T, bool library);
   void linear_rows(float* const* out_rows, const float* inp, const Linear& w, int T, bool library);
   void check_tokens(std::span<const int> tokens) const;
+  void check_chunks(std::span<const Chunk> chunks) const;
   // The forward pass over `segs` (rows of `tokens`, concatenated); K/V go into and are read
   // from `store`. logits: (N, V) if all_rows else (segs.size(), V).
   void run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits, bool all_rows);
@@ -145,6 +153,7 @@ class Engine {
   std::vector<float*> v_rows_;      // (R) where row r's V goes
   std::vector<int> tokens_;         // (R) a call's tokens, concatenated
   std::vector<Segment> segs_;       // (B) a call's segments
+  std::vector<Chunk> decode_chunks_;  // (B) decode's one-token chunks
 };
 
 }  // namespace miniinfer

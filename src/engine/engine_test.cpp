@@ -4,6 +4,9 @@
 // and ragged batches.
 #include "engine/engine.h"
 
+#include <limits>
+#include <type_traits>
+
 #include <catch2/catch.hpp>
 
 #include "engine/engine_test_util.h"
@@ -233,4 +236,96 @@ TEST_CASE("the eigen backend agrees within tolerance but is not byte-identical (
   WARN("eigen vs invariant (" << describe(c) << ", 48 positions): " << differing << " of " << a.size()
        << " logits differ in bytes, max relative difference " << max_rel << "; eigen decode vs eigen recompute: "
        << decode_diff << " of " << decoded.size() << " logits differ");
+}
+
+// ---- hardening: what a user's input can reach is checked in Release, never an assert -----------
+
+TEST_CASE("an engine refuses a model whose tensors do not fit its config, or hold NaN, naming the tensor") {
+  const Config c = make_config(20, 8, 2, 2, 16, 32);
+  Model model = random_model(c, 1);
+  model.weights.layers[1].w2.resize(10);  // fc_out: (D, F) needs 128 floats
+  CHECK_THROWS_WITH(Engine(model), "engine: tensor blocks.1.mlp.fc_out.weight: 10 values, but its shape needs 128");
+  model = random_model(c, 1);
+  model.weights.layers.pop_back();
+  CHECK_THROWS_WITH(Engine(model), "engine: weights: 1 layers, but the config has n_layer = 2");
+  model = random_model(c, 1);
+  model.weights.layers[0].bq[3] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH(Engine(model), "engine: tensor blocks.0.attn.q_proj.bias: value 3 is nan");
+}
+
+TEST_CASE("engines and caches cannot be copied (they point into their own buffers)") {
+  STATIC_REQUIRE(!std::is_copy_constructible_v<Engine>);
+  STATIC_REQUIRE(!std::is_copy_assignable_v<Engine>);
+  STATIC_REQUIRE(!std::is_copy_constructible_v<KvCache>);
+  STATIC_REQUIRE(!std::is_copy_assignable_v<KvCache>);
+  // A moved cache keeps its rows where its pointers say.
+  KvCache a(1, 1, 1, 2, 4);
+  a.k_slab(0, 0)[0] = 5.0f;
+  a.advance(0, 1);
+  KvCache b(std::move(a));
+  CHECK(b.k_row(0, 0, 0, 0)[0] == 5.0f);
+  CHECK(b.guards_intact());
+}
+
+TEST_CASE("a batched call that fails in a later group leaves every cursor where it was") {
+  // max_seq_len 16 and two chunks of 10 rows: forward_batch runs them as two groups.
+  const Config c = make_config(20, 8, 1, 2, 16, 16);
+  const Model model = random_model(c, 4);
+  Engine engine(model, {Backend::Invariant, 3, 0, Fault::None});
+  engine.forward_cached(2, std::vector<int>{1, 2, 3});
+  const std::vector<int> ten(10, 1), bad{1, 2, 3, 4, 5, 6, 7, 8, 9, 20};
+  std::vector<float> logits(3 * 20);
+  const Chunk chunks[] = {{0, ten}, {1, bad}};
+  CHECK_THROWS_WITH(engine.forward_batch(chunks, logits), "forward: token id 20 out of range (vocab size 20)");
+  CHECK(engine.cursor(0) == 0);
+  CHECK(engine.cursor(1) == 0);
+  CHECK(engine.cursor(2) == 3);
+  const Chunk over[] = {{0, ten}, {2, ten}};  // sequence 2 would need 13 slots of 16: fits
+  const Chunk twice[] = {{0, ten}, {2, std::span(ten).first(5)}, {0, std::span(ten).first(1)}};
+  CHECK_THROWS_WITH(engine.forward_batch(twice, logits), "forward: sequence 0 appears twice in one batch");
+  CHECK(engine.cursor(0) == 0);
+  CHECK(engine.cursor(2) == 3);
+  engine.forward_batch(over, logits);
+  CHECK(engine.cursor(0) == 10);
+  CHECK(engine.cursor(2) == 13);
+}
+
+TEST_CASE("decode checks its sizes before it touches the logits buffer") {
+  const Config c = make_config(20, 8, 1, 2, 16, 16);
+  const Model model = random_model(c, 4);
+  Engine engine(model, {Backend::Invariant, 2, 0, Fault::None});
+  std::vector<float> logits(2 * 20);
+  const std::vector<int> seqs(70, 0), tokens(70, 1);
+  CHECK_THROWS_WITH(engine.decode(seqs, tokens, logits), "decode: 70 sequences for a batch of 2 sequences");
+  const std::vector<int> two{0, 1};
+  std::vector<float> short_logits(20);
+  engine.forward_cached(0, two);
+  engine.forward_cached(1, two);
+  CHECK_THROWS_WITH(engine.decode(two, two, short_logits), "forward: logits buffer holds 20 floats, needs 40");
+  CHECK(engine.cursor(0) == 2);
+  CHECK_THROWS_WITH(engine.cache().k_row(0, 0, 0, 2), "kv cache: sequence 0 holds 2 tokens, slot 2 is not one of them");
+  CHECK_THROWS_WITH(engine.cache().v_row(0, 0, 5, 0), "kv cache: head 5 out of range (0..1)");
+}
+
+TEST_CASE("generate restores the engine's backend and fault, and stops on NaN logits naming the step") {
+  const Config c = make_config(20, 8, 1, 2, 16, 16);
+  Model model = random_model(c, 4);
+  Engine engine(model, {Backend::Invariant, 1, 0, Fault::None});
+  GenerateOptions o;
+  o.max_new_tokens = 3;
+  o.backend = Backend::Eigen;
+  o.fault = Fault::CursorOffByOne;
+  generate(engine, {{1, 2}}, o);
+  CHECK(engine.backend() == Backend::Invariant);
+  CHECK(engine.fault() == Fault::None);
+  // Finite weights whose activations overflow: the LayerNorm's mean of 3e38s is inf, then NaN.
+  for (float& x : model.weights.tok_emb) x = 3e38f;
+  Engine overflowing(model);
+  o = GenerateOptions{};
+  o.max_new_tokens = 2;
+  for (bool cache : {true, false}) {
+    o.cache = cache;
+    CHECK_THROWS_WITH(generate(overflowing, {{1, 2}}, o),
+                      Catch::StartsWith("generate: step 0, sequence 0: the logit of token 0 is "));
+  }
 }

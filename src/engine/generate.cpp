@@ -3,6 +3,8 @@
 // full recompute of each sequence at every step.
 #include "engine/generate.h"
 
+#include <cmath>
+
 #include "base/error.h"
 #include "base/rng.h"
 
@@ -15,8 +17,12 @@ struct Sampling {
   std::vector<Rng> streams;  // one per sequence
   SamplerScratch scratch;
   // One coin per generated token, greedy or not, so both paths consume streams identically.
-  int draw(size_t seq, std::span<const float> logits) {
+  int draw(int step, size_t seq, std::span<const float> logits) {
     const float coin = streams[seq].uniform();
+    for (size_t i = 0; i < logits.size(); ++i)
+      if (!std::isfinite(logits[i]))
+        fail("generate: step {}, sequence {}: the logit of token {} is {} (no token can be drawn)", step, seq, i,
+             logits[i]);
     return sample(logits, options, coin, scratch);
   }
 };
@@ -44,7 +50,7 @@ void generate_cached(Engine& engine, const std::vector<std::vector<int>>& prompt
     }
     for (size_t b = 0; b < B; ++b) {
       const std::span<const float> row(logits.data() + b * V, V);
-      last[b] = sampling.draw(b, row);
+      last[b] = sampling.draw(step, b, row);
       result.tokens[b].push_back(last[b]);
       keep_logits(result, b, row, o.return_logits);
     }
@@ -64,7 +70,7 @@ void generate_uncached(Engine& engine, const std::vector<std::vector<int>>& prom
         o.trace->seq = static_cast<int>(b);
       }
       engine.forward_uncached(sequences[b], logits);  // the whole sequence so far, from scratch
-      const int token = sampling.draw(b, logits);
+      const int token = sampling.draw(step, b, logits);
       sequences[b].push_back(token);
       result.tokens[b].push_back(token);
       keep_logits(result, b, logits, o.return_logits);
@@ -91,13 +97,22 @@ GenerateResult generate(Engine& engine, const std::vector<std::vector<int>>& pro
            o.max_new_tokens, needed, limit);
   }
 
+  // The backend, fault and trace belong to this call only: however it ends, the engine gets
+  // back the ones it had.
+  struct Restore {
+    Engine& e;
+    Backend backend;
+    Fault fault;
+    Trace* trace;
+    ~Restore() {
+      e.set_backend(backend);
+      e.set_fault(fault);
+      e.set_trace(trace);
+    }
+  } restore{engine, engine.backend(), engine.fault(), engine.trace()};
   engine.set_backend(o.backend);
   engine.set_fault(o.fault);
   engine.set_trace(o.trace);
-  struct Detach {  // the trace belongs to this call only, however it ends
-    Engine& e;
-    ~Detach() { e.set_trace(nullptr); }
-  } detach{engine};
   if (o.fault != Fault::StaleCache) engine.reset();  // fault: stale-cache skips this reset
 
   GenerateResult result;

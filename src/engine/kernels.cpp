@@ -8,8 +8,9 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #include "engine/kernels.h"
 
+#include "base/error.h"
+
 #include <algorithm>
-#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -132,7 +133,8 @@ void pack_weight(float* packed, const float* weight, int C, int OC) {
 }
 
 std::vector<float> pack_weight(const std::vector<float>& weight, int C, int OC) {
-  assert(weight.size() == static_cast<size_t>(C) * OC);
+  if (C <= 0 || OC <= 0 || weight.size() != static_cast<size_t>(C) * OC)
+    fail("pack_weight: a ({} x {}) weight needs {} floats, got {}", OC, C, static_cast<size_t>(C) * OC, weight.size());
   std::vector<float> packed(packed_size(C, OC));
   pack_weight(packed.data(), weight.data(), C, OC);
   return packed;
@@ -256,23 +258,22 @@ void rope_reference(double* x, int pos, int H, int d_head, double theta) {
 
 // r[0..7] (8 rows of 8) becomes its transpose: r[i][l] = old r[l][i].
 inline void transpose8(v8 r[8]) {
-  const i32x8 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
-  const i32x8 even = {0, 1, 8, 9, 4, 5, 12, 13}, odd = {2, 3, 10, 11, 6, 7, 14, 15};
-  const i32x8 low128 = {0, 1, 2, 3, 8, 9, 10, 11}, high128 = {4, 5, 6, 7, 12, 13, 14, 15};
+  // __builtin_shufflevector (GCC >= 12 and clang) takes the lane indices as constants: lanes
+  // 0..7 of the first operand, then 8..15 of the second.
   v8 t[8], u[8];
   for (int i = 0; i < 4; ++i) {
-    t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
-    t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
+    t[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[2 * i + 1] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
   }
   for (int i = 0; i < 2; ++i) {
-    u[4 * i] = __builtin_shuffle(t[4 * i], t[4 * i + 2], even);
-    u[4 * i + 1] = __builtin_shuffle(t[4 * i], t[4 * i + 2], odd);
-    u[4 * i + 2] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], even);
-    u[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], odd);
+    u[4 * i] = __builtin_shufflevector(t[4 * i], t[4 * i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[4 * i + 1] = __builtin_shufflevector(t[4 * i], t[4 * i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[4 * i + 2] = __builtin_shufflevector(t[4 * i + 1], t[4 * i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[4 * i + 3] = __builtin_shufflevector(t[4 * i + 1], t[4 * i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
   }
   for (int i = 0; i < 4; ++i) {
-    r[i] = __builtin_shuffle(u[i], u[i + 4], low128);
-    r[i + 4] = __builtin_shuffle(u[i], u[i + 4], high128);
+    r[i] = __builtin_shufflevector(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[i + 4] = __builtin_shufflevector(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
   }
 }
 
@@ -372,7 +373,7 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
 void attention_forward_f64(float* out, float* probs, const float* q, const float* k, const float* v,
                            int n, int d_head, int ld, float scale) {
   constexpr int kMaxHead = 256;
-  assert(d_head <= kMaxHead);
+  if (d_head > kMaxHead) fail("attention (fp64): d_head {} exceeds the {} this kernel supports", d_head, kMaxHead);
   double acc[kMaxHead] = {};
   double max = -INFINITY, sum = 0.0;
   for (int j = 0; j < n; ++j) {

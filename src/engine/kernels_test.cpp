@@ -293,3 +293,11 @@ TEST_CASE("the gelu reference's x/(1+exp(-2u)) is the spec's 0.5x(1+tanh(u))") {
     CHECK(std::abs(ref - spec_f) <= 1e-12 * std::abs(xf) + 1e-300);
   }
 }
+
+TEST_CASE("kernel size checks hold in Release: pack_weight's size, the fp64 attention's d_head") {
+  CHECK_THROWS_WITH(pack_weight(std::vector<float>(11), 3, 4), "pack_weight: a (4 x 3) weight needs 12 floats, got 11");
+  const int dh = 258;
+  std::vector<float> q(dh, 0.1f), k(dh, 0.2f), v(dh, 0.3f), out(dh), probs(1);
+  CHECK_THROWS_WITH(attention_forward_f64(out.data(), probs.data(), q.data(), k.data(), v.data(), 1, dh, dh, 1.0f),
+                    "attention (fp64): d_head 258 exceeds the 256 this kernel supports");
+}

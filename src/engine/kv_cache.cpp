@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cassert>
 #include <cstring>
 #include <limits>
 
@@ -30,6 +29,13 @@ void KvCache::check_seq(int seq) const {
   if (seq < 0 || seq >= batch_) fail("sequence {} out of range (batch size {})", seq, batch_);
 }
 
+void KvCache::check_row(int layer, int seq, int head, int slot) const {
+  if (layer < 0 || layer >= n_layer_) fail("kv cache: layer {} out of range (0..{})", layer, n_layer_ - 1);
+  if (head < 0 || head >= n_head_) fail("kv cache: head {} out of range (0..{})", head, n_head_ - 1);
+  if (slot < 0 || slot >= cursor(seq))
+    fail("kv cache: sequence {} holds {} tokens, slot {} is not one of them", seq, cursor(seq), slot);
+}
+
 int KvCache::cursor(int seq) const {
   check_seq(seq);
   return cursor_[static_cast<size_t>(seq)];
@@ -48,15 +54,13 @@ void KvCache::advance(int seq, int n) {
 }
 
 std::span<const float> KvCache::k_row(int layer, int seq, int head, int slot) const {
-  assert(layer >= 0 && layer < n_layer_ && head >= 0 && head < n_head_);
-  assert(slot >= 0 && slot < cursor(seq));
+  check_row(layer, seq, head, slot);
   return {k_slab(layer, seq) + static_cast<size_t>(slot) * d_model() + static_cast<size_t>(head) * d_head_,
           static_cast<size_t>(d_head_)};
 }
 
 std::span<const float> KvCache::v_row(int layer, int seq, int head, int slot) const {
-  assert(layer >= 0 && layer < n_layer_ && head >= 0 && head < n_head_);
-  assert(slot >= 0 && slot < cursor(seq));
+  check_row(layer, seq, head, slot);
   return {v_slab(layer, seq) + static_cast<size_t>(slot) * d_model() + static_cast<size_t>(head) * d_head_,
           static_cast<size_t>(d_head_)};
 }

@@ -16,6 +16,12 @@ class KvCache {
 
   KvCache() = default;
   KvCache(int n_layer, int batch, int n_head, int d_head, int capacity);
+  // k_ and v_ point into storage_: a copy would point into the original. Moving is safe (the
+  // vector hands its buffer over, and the pointers with it); copying is not offered.
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+  KvCache(KvCache&&) noexcept = default;
+  KvCache& operator=(KvCache&&) noexcept = default;
 
   int n_layer() const { return n_layer_; }
   int batch() const { return batch_; }
@@ -37,7 +43,8 @@ class KvCache {
   float* v_slab(int layer, int seq) { return v_ + offset(layer, seq); }
   const float* k_slab(int layer, int seq) const { return k_ + offset(layer, seq); }
   const float* v_slab(int layer, int seq) const { return v_ + offset(layer, seq); }
-  // One (layer, seq, head, slot) row of d_head floats; the slot must be below the cursor.
+  // One (layer, seq, head, slot) row of d_head floats. Throws Error unless layer, head and
+  // seq are in range and the slot is below the sequence's cursor.
   std::span<const float> k_row(int layer, int seq, int head, int slot) const;
   std::span<const float> v_row(int layer, int seq, int head, int slot) const;
 
@@ -59,6 +66,7 @@ class KvCache {
     return (static_cast<size_t>(layer) * batch_ + seq) * static_cast<size_t>(capacity_) * d_model();
   }
   void check_seq(int seq) const;
+  void check_row(int layer, int seq, int head, int slot) const;
 
   int n_layer_ = 0, batch_ = 0, n_head_ = 0, d_head_ = 0, capacity_ = 0;
   size_t guard_ = 0;             // floats in each guard region

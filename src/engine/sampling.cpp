@@ -14,6 +14,8 @@ using kernels::exp_f;
 void validate(const SamplerOptions& o) {
   if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
     fail("sampling: temperature must be a finite number >= 0, got {}", o.temperature);
+  if (o.temperature > 0.0f && o.temperature < kMinTemperature)
+    fail("sampling: temperature {} is below the floor {} (use 0 for greedy decoding)", o.temperature, kMinTemperature);
   if (o.top_k < 0) fail("sampling: top-k must be >= 0 (0 = off), got {}", o.top_k);
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail("sampling: top-p must lie in (0, 1], got {}", o.top_p);
 }
@@ -25,6 +27,10 @@ int sample(std::span<const float> logits, const SamplerOptions& options, float c
 
 int sample(std::span<const float> logits, const SamplerOptions& o, float coin, SamplerScratch& scratch) {
   const int V = static_cast<int>(logits.size());
+  if (V == 0) fail("sampling: no logits");
+  for (int i = 0; i < V; ++i)
+    if (!std::isfinite(logits[static_cast<size_t>(i)]))
+      fail("sampling: the logit of token {} is {}", i, logits[static_cast<size_t>(i)]);
   if (o.temperature == 0.0f) {
     int best = 0;
     for (int i = 1; i < V; ++i)
@@ -67,6 +73,7 @@ int sample(std::span<const float> logits, const SamplerOptions& o, float coin, S
 
   float m = z(kept[0]);
   for (int i : kept) m = std::max(m, z(i));
+  if (!std::isfinite(m)) fail("sampling: a logit divided by the temperature {} overflows", o.temperature);
   float total = 0.0f;
   for (int i : kept) total += exp_f(z(i) - m);
   const float target = coin * total;

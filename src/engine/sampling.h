@@ -19,13 +19,19 @@
 
 namespace miniinfer {
 
+// The smallest temperature other than 0. Below it, logits / T overflow float for logits
+// past ~3e35 (inf - inf is NaN), and the draw is greedy in all but name anyway; validate()
+// refuses such temperatures rather than quietly treating them as 0.
+constexpr float kMinTemperature = 1e-3f;
+
 struct SamplerOptions {
-  float temperature = 0.0f;  // 0 = greedy; otherwise > 0
+  float temperature = 0.0f;  // 0 = greedy; otherwise >= kMinTemperature
   int top_k = 0;             // 0 = off
   float top_p = 1.0f;        // 1 = off; otherwise in (0, 1]
 };
 
-// Throws Error naming the bad option (negative temperature, top_p outside (0, 1], ...).
+// Throws Error naming the bad option (negative temperature or one below kMinTemperature,
+// top_p outside (0, 1], ...).
 void validate(const SamplerOptions& options);
 
 // Reusable workspace so that sampling in a decode loop allocates nothing after the first call.
@@ -34,6 +40,8 @@ struct SamplerScratch {
   std::vector<int> kept;                      // candidate ids, up to V
 };
 
+// Throws Error if a logit is NaN or infinite (naming its token id), or if logits / temperature
+// overflows: no draw is made from logits that are not numbers.
 int sample(std::span<const float> logits, const SamplerOptions& options, float coin);
 int sample(std::span<const float> logits, const SamplerOptions& options, float coin, SamplerScratch& scratch);
 

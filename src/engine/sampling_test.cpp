@@ -3,6 +3,7 @@
 #include "engine/sampling.h"
 
 #include <cmath>
+#include <limits>
 
 #include <catch2/catch.hpp>
 
@@ -105,4 +106,19 @@ TEST_CASE("generate draws exactly one coin per generated token from the sequence
     INFO((cache ? "cached" : "uncached"));
     CHECK(r.tokens[1] == expected);
   }
+}
+
+TEST_CASE("temperatures below the floor are refused, and non-finite logits are never sampled") {
+  CHECK_THROWS_WITH(validate(opts(1e-39f)), "sampling: temperature 1e-39 is below the floor 0.001 (use 0 for greedy decoding)");
+  CHECK_NOTHROW(validate(opts(kMinTemperature)));
+  CHECK_NOTHROW(validate(opts(0.0f)));
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> with_nan = {1.0f, nan, 3.0f, 2.0f}, with_inf = {1.0f, 2.0f, -inf, 0.0f};
+  for (const SamplerOptions& o : {opts(0.0f), opts(1.0f), opts(1.0f, 2), opts(0.7f, 0, 0.9f), opts(1.0f, 3, 0.5f)}) {
+    CHECK_THROWS_WITH(sample(with_nan, o, 0.5f), "sampling: the logit of token 1 is nan");
+    CHECK_THROWS_WITH(sample(with_inf, o, 0.5f), "sampling: the logit of token 2 is -inf");
+  }
+  // Finite logits whose quotient by a small temperature overflows float.
+  const std::vector<float> huge = {3e38f, -3e38f, 1.0f};
+  CHECK_THROWS_WITH(sample(huge, opts(0.5f), 0.5f), "sampling: a logit divided by the temperature 0.5 overflows");
 }

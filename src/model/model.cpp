@@ -18,10 +18,33 @@ void Config::validate() const {
   positive("d_ff", d_ff);
   positive("max_seq_len", max_seq_len);
   positive("train_ctx", train_ctx);
+  auto at_most = [](const char* name, long long v, long long limit) {
+    if (v > limit) fail("config: {} = {} exceeds the limit {}", name, v, limit);
+  };
+  at_most("vocab_size", vocab_size, kMaxVocab);
+  at_most("d_model", d_model, kMaxWidth);
+  at_most("d_ff", d_ff, kMaxWidth);
+  at_most("n_layer", n_layer, kMaxLayers);
+  at_most("max_seq_len", max_seq_len, kMaxSeqLen);
+  at_most("train_ctx", train_ctx, kMaxSeqLen);
   if (d_model % n_head != 0) fail("config: d_model {} is not a multiple of n_head {}", d_model, n_head);
   if (d_head() % 2 != 0) fail("config: d_head = d_model / n_head = {} must be even (RoPE)", d_head());
   if (!(rope_theta > 1.0) || !std::isfinite(rope_theta)) fail("config: rope_theta must be > 1, got {}", rope_theta);
   if (!(ln_eps > 0.0) || !std::isfinite(ln_eps)) fail("config: ln_eps must be > 0, got {}", ln_eps);
+}
+
+void check_weights(const Weights& weights, const Config& c) {
+  if (weights.layers.size() != static_cast<size_t>(c.n_layer))
+    fail("weights: {} layers, but the config has n_layer = {}", weights.layers.size(), c.n_layer);
+  for_each_tensor(weights, c, [](const std::string& name, const std::vector<int64_t>& shape,
+                                 const std::vector<float>& t) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    if (static_cast<int64_t>(t.size()) != n)
+      fail("tensor {}: {} values, but its shape needs {}", name, t.size(), n);
+    for (size_t i = 0; i < t.size(); ++i)
+      if (!std::isfinite(t[i])) fail("tensor {}: value {} is {}", name, i, t[i]);
+  });
 }
 
 Weights make_weights(const Config& c) {

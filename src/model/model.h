@@ -19,8 +19,17 @@ struct Config {
   int max_seq_len = 512;  // the most positions a cache may hold
   int train_ctx = 64;     // window length used in training
 
+  // Upper bounds, so that a crafted config can neither overflow an int product (V * D, F * D)
+  // nor ask for an absurd allocation: an engine's KV cache alone holds 2 * L * B *
+  // max_seq_len * D floats, and max_seq_len is the one size no tensor in the file pays for.
+  static constexpr int kMaxVocab = 1 << 16;
+  static constexpr int kMaxWidth = 1 << 14;   // d_model and d_ff
+  static constexpr int kMaxLayers = 256;
+  static constexpr int kMaxSeqLen = 1 << 14;  // max_seq_len and train_ctx
+
   int d_head() const { return d_model / n_head; }
-  // Throws Error naming the first bad field (non-positive size, odd d_head, D % H != 0, ...).
+  // Throws Error naming the first bad field (non-positive or over-limit size, odd d_head,
+  // D % H != 0, ...).
   void validate() const;
 };
 
@@ -46,6 +55,12 @@ struct Model {
   Weights weights;
   std::vector<std::string> vocab;  // token strings in id order; vocab.size() == V
 };
+
+// Throws Error naming the first tensor of `weights` whose size is not the one its shape under
+// `config` asks for, or that holds a NaN or infinity ("tensor blocks.0.attn.q_proj.weight:
+// value 17 is nan"). A model with non-finite weights computes NaN logits everywhere, and greedy
+// decoding would quietly turn them into token 0.
+void check_weights(const Weights& weights, const Config& config);
 
 // Zero-filled weights of the right shapes for `config` (LayerNorm weights too: callers fill).
 Weights make_weights(const Config& config);

@@ -209,6 +209,7 @@ Model model_from_safetensors(const SafetensorsFile& file, const std::string& nam
                       fail("model {}: tensor {} has shape {}, expected {}", name, n, shape_text(t.shape), shape_text(shape));
                     out = t.data;
                   });
+  in_file(name, [&] { return (check_weights(m.weights, m.config), 0); });
   return m;
 }
 

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 
 #include "base/atomic_file.h"
@@ -77,13 +78,17 @@ std::vector<std::string> random_vocab(int n, Rng& rng) {
   return v;
 }
 
-// init_model's weights, then a sprinkle of arbitrary bit patterns (NaNs, -0, denormals).
+// init_model's weights, then a sprinkle of arbitrary finite bit patterns (-0, denormals, the
+// extremes). NaN and infinity are refused at load (see the [corrupt] tests).
 Model random_model(Rng& rng) {
   const Config c = random_config(rng);
   Model m = init_model(c, random_vocab(c.vocab_size, rng), rng.next_u64());
   for_each_tensor(m.weights, c, [&](const std::string&, const std::vector<int64_t>&, std::vector<float>& t) {
     for (float& x : t)
-      if (rng.below(8) == 0) x = std::bit_cast<float>(rng.next_u32());
+      if (rng.below(8) == 0) {
+        do x = std::bit_cast<float>(rng.next_u32());
+        while (!std::isfinite(x));
+      }
   });
   return m;
 }
@@ -343,7 +348,30 @@ TEST_CASE("a model file with a tensor of the wrong shape is refused, naming both
 TEST_CASE("a config claiming a billion layers is refused without allocating them", "[model_file][corrupt]") {
   SafetensorsFile f = small_file();
   f.metadata["config"] = R"({"vocab_size":5,"d_model":8,"n_layer":1000000000,"n_head":2,"d_ff":16})";
+  CHECK(error_of(f) == "model m.safetensors: config: n_layer = 1000000000 exceeds the limit 256");
+  f.metadata["config"] = R"({"vocab_size":5,"d_model":8,"n_layer":200,"n_head":2,"d_ff":16})";
   CHECK(error_of(f) == "model m.safetensors: tensor blocks.3.ln1.weight is missing");
+}
+
+TEST_CASE("a config asking for a huge cache (max_seq_len) or over-wide layers is refused", "[model_file][corrupt]") {
+  SafetensorsFile f = small_file();
+  f.metadata["config"] = R"({"vocab_size":5,"d_model":8,"n_layer":3,"n_head":2,"d_ff":16,"max_seq_len":2000000000})";
+  CHECK(error_of(f) == "model m.safetensors: config: max_seq_len = 2000000000 exceeds the limit 16384");
+  f.metadata["config"] = R"({"vocab_size":5,"d_model":8,"n_layer":3,"n_head":2,"d_ff":100000})";
+  CHECK(error_of(f) == "model m.safetensors: config: d_ff = 100000 exceeds the limit 16384");
+  f.metadata["config"] = R"({"vocab_size":100000,"d_model":8,"n_layer":3,"n_head":2,"d_ff":16})";
+  CHECK(error_of(f) == "model m.safetensors: config: vocab_size = 100000 exceeds the limit 65536");
+}
+
+TEST_CASE("a model file with a NaN or infinite weight is refused, naming the tensor and the index", "[model_file][corrupt]") {
+  SafetensorsFile f = small_file();
+  for (auto& [name, t] : f.tensors)
+    if (name == "blocks.1.attn.v_proj.weight") t.data[13] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(error_of(f) == "model m.safetensors: tensor blocks.1.attn.v_proj.weight: value 13 is nan");
+  f = small_file();
+  for (auto& [name, t] : f.tensors)
+    if (name == "ln_f.bias") t.data[7] = -std::numeric_limits<float>::infinity();
+  CHECK(error_of(f) == "model m.safetensors: tensor ln_f.bias: value 7 is -inf");
 }
 
 TEST_CASE("write_model refuses a model that does not match its config", "[model_file]") {

@@ -118,7 +118,9 @@ Gpt<Real>::Gpt(const Config& config, int B, int T)
 
 template <typename Real>
 void Gpt<Real>::forward_to_logits(std::span<const int> inputs, int B, int T) {
-  assert(B <= max_B_ && T <= max_T_ && inputs.size() == sz(B) * T);
+  if (B <= 0 || T <= 0 || B > max_B_ || T > max_T_ || inputs.size() != sz(B) * T)
+    fail("gpt forward: {} inputs for B = {}, T = {} (this model was sized for B <= {}, T <= {})", inputs.size(), B, T,
+         max_B_, max_T_);
   const Config& c = config_;
   const int C = c.d_model, F = c.d_ff, NH = c.n_head, V = c.vocab_size;
   const size_t BT = sz(B) * T;
@@ -165,7 +167,8 @@ std::span<const Real> Gpt<Real>::logits(std::span<const int> inputs, int B, int 
 
 template <typename Real>
 Real Gpt<Real>::forward(std::span<const int> inputs, std::span<const int> targets, int B, int T) {
-  assert(targets.size() == inputs.size());
+  if (targets.size() != inputs.size())
+    fail("gpt forward: {} targets for {} inputs", targets.size(), inputs.size());
   forward_to_logits(inputs, B, T);
   targets_.assign(targets.begin(), targets.end());
   check_ids(targets, config_.vocab_size, "target");

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The bad-input matrix, end to end through the CLIs (CTest cli_bad_input). Every case must end
+# with: the documented exit status (minigpt: 1 refused input or flag, 2 usage; props: 2 refused
+# input or flag), exactly one line on stderr naming the input and the problem, no crash (no
+# signal), no hang (a timeout), and no output file left behind.
+# usage: bad_input_test.sh MINIGPT PROPS WORKDIR
+set -uo pipefail
+minigpt=$1 props=$2 work=$3
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+failures=0 cases=0
+
+# check NAME STATUS REGEX [--out FILE] -- COMMAND...
+check() {
+  local name=$1 want=$2 regex=$3 out=""
+  shift 3
+  if [ "$1" = --out ]; then out=$2; shift 2; fi
+  shift  # --
+  cases=$((cases + 1))
+  timeout 120 "$@" >stdout.txt 2>stderr.txt
+  local got=$? lines
+  lines=$(wc -l <stderr.txt)
+  local why=""
+  if [ "$got" -eq 124 ]; then why="hung (killed after 120 s)"
+  elif [ "$got" -ge 128 ]; then why="crashed (signal $((got - 128)))"
+  elif [ "$got" -ne "$want" ]; then why="exit status $got, expected $want"
+  elif [ "$lines" -ne 1 ]; then why="$lines lines on stderr, expected 1"
+  elif ! grep -Eq -- "$regex" stderr.txt; then why="stderr does not match /$regex/"
+  elif [ -n "$out" ] && compgen -G "$out*" >/dev/null; then why="left an output file behind: $(ls -d "$out"*)"
+  fi
+  if [ -n "$why" ]; then
+    failures=$((failures + 1))
+    printf 'FAIL  %-34s %s\n      command: %s\n      stderr:  %s\n' "$name" "$why" "$*" "$(head -c 600 stderr.txt)"
+  else
+    printf 'ok    %-34s %s\n' "$name" "$(cat stderr.txt)"
+  fi
+}
+
+# ---- inputs: a small valid model, then damaged copies of it --------------------------------------
+"$minigpt" init --seed 1 --out tiny.safetensors \
+  --config '{"d_model": 8, "n_head": 2, "n_layer": 1, "max_seq_len": 32}' >/dev/null || exit 1
+size=$(stat -c %s tiny.safetensors)
+head -c $((size / 2)) tiny.safetensors >truncated.safetensors
+: >empty.safetensors
+cp tiny.safetensors corrupted.safetensors
+printf '\x01\xff{{' | dd of=corrupted.safetensors bs=1 seek=12 conv=notrunc status=none
+# A header whose first data_offsets end far past the data (same length, so the layout holds).
+perl -0pe 's/("data_offsets":\[0,)(\d+)/$1 . ("9" x length($2))/e' tiny.safetensors >lying.safetensors
+cmp -s tiny.safetensors lying.safetensors && { echo "could not make lying.safetensors"; exit 1; }
+# The last float of the data section becomes a NaN.
+cp tiny.safetensors nan.safetensors
+printf '\x00\x00\xc0\x7f' | dd of=nan.safetensors bs=1 seek=$((size - 4)) conv=notrunc status=none
+long_prompt=$(for i in $(seq 40); do printf 'yo trabajo . '; done)
+echo "not a file of the grammar" >regular_file
+
+gen=("$minigpt" generate --max-new-tokens 2 --prompt "yesterday I")
+for f in truncated empty corrupted lying; do
+  check "weights: $f" 1 "$f\.safetensors" -- "${gen[@]}" --model $f.safetensors
+done
+check "weights: NaN" 1 "nan.safetensors.*tensor ln_f\.bias: value 7 is nan" -- "${gen[@]}" --model nan.safetensors
+check "weights: missing file" 1 "no-such\.safetensors" -- "${gen[@]}" --model no-such.safetensors
+check "prompt: unknown word" 1 "unknown word 'wrked'" -- "$minigpt" generate --model tiny.safetensors --prompt "I wrked"
+check "prompt: bad UTF-8" 1 "invalid UTF-8 at byte 2" -- "$minigpt" generate --model tiny.safetensors --prompt $'I \xff\xfe'
+check "prompt: over-long" 1 "prompt 0 has 120 tokens.*more than 32" -- "$minigpt" generate --model tiny.safetensors --prompt "$long_prompt"
+check "tokenize: bad UTF-8" 1 "invalid UTF-8" -- "$minigpt" tokenize --prompt $'\xc3'
+check "flag: unknown" 1 "unknown flag --bogus" -- "$minigpt" generate --prompt "I" --bogus
+check "flag: not a number" 1 "flag --max-new-tokens: 'many' is not a valid number" -- "$minigpt" generate --prompt "I" --max-new-tokens many
+check "flag: temperature below floor" 1 "temperature 1e-39 is below the floor" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --temperature 1e-39
+check "flag: top-p out of range" 1 "top-p must lie in \(0, 1\]" -- "$minigpt" generate --prompt "I" --top-p 2
+check "flag: unknown backend" 1 "unknown backend 'gpu'" -- "$minigpt" generate --prompt "I" --backend gpu
+check "flag: unknown fault" 1 "unknown fault 'nope'" -- "$minigpt" generate --prompt "I" --inject nope
+check "command: unknown" 2 "unknown command 'frobnicate'" -- "$minigpt" frobnicate
+check "init: output folder missing" 1 "no-dir/m\.safetensors" --out no-dir/m.safetensors -- "$minigpt" init --seed 1 --out no-dir/m.safetensors
+check "init: bad --config" 1 "--config: " --out bad-config.safetensors -- "$minigpt" init --seed 1 --out bad-config.safetensors --config '{"max_seq_len": 1e12}'
+
+# ---- props -------------------------------------------------------------------------------------
+check "props: weights truncated" 2 "truncated\.safetensors" -- "$props" --model truncated.safetensors
+check "props: weights NaN" 2 "value 7 is nan" -- "$props" --model nan.safetensors
+check "props: unknown fault" 2 "unknown fault 'nope'" -- "$props" --inject nope
+check "props: unknown backend" 2 "unknown backend 'gpu'" -- "$props" --backend gpu
+check "props: unknown --rc- flag" 2 "unknown flag --rc-sed" -- "$props" --rc-sed=1
+check "props: seed not a number" 2 "--rc-seed: 'abc' is not a valid number" -- "$props" --rc-seed=abc
+check "props: flag without value" 2 "flag --model needs a value" -- "$props" --model
+check "props: unknown flag" 2 "unknown flag --bogus" -- "$props" --bogus
+check "props: report dir unwritable" 2 "--report-dir regular_file/reports: " -- "$props" --report-dir regular_file/reports "[p0]"
+check "props: summary unwritable" 2 "--summary regular_file/s.json: " --out regular_file/s.json -- "$props" --summary regular_file/s.json "[p0]"
+echo '{"property": "p6", "prompts": [' >malformed.case.json
+check "replay: malformed" 2 "replay malformed\.case\.json: not valid JSON" -- "$props" --replay malformed.case.json
+check "replay: missing file" 2 "missing\.case\.json" -- "$props" --replay missing.case.json
+valid_case='{"property":"p6","prompts":[{"text":"I","ids":[5]}],"params":{"seed":1,"max_new_tokens":2,"temperature":0.0,"top_k":0,"top_p":1.0},"k":0,"chunk":[],"cuts":[],"order":[],"seq":0,"twice":false,"model":"m","model_sha256":"SHA","backend":"invariant","fault":"FAULT","arch":null,"arch_seed":0}'
+echo "${valid_case/SHA/0000000000000000000000000000000000000000000000000000000000000000}" | sed 's/FAULT/none/' >other-model.case.json
+check "replay: from another model" 2 "replay other-model\.case\.json: saved against model sha256 0000" -- "$props" --replay other-model.case.json
+echo "${valid_case/SHA/}" | sed 's/FAULT/no-such-fault/' >unknown-fault.case.json
+check "replay: unknown fault" 2 "unknown fault 'no-such-fault'" -- "$props" --model tiny.safetensors --replay unknown-fault.case.json
+echo '{"property":"p99"}' >bad-field.case.json
+check "replay: missing field" 2 "replay bad-field\.case\.json: case: " -- "$props" --replay bad-field.case.json
+
+echo "bad-input matrix: $cases cases, $failures failed"
+[ "$failures" -eq 0 ]

@@ -99,7 +99,9 @@ inline F exp_generic(F x0) {
   constexpr bool scalar = std::is_same_v<F, float>;
   const float lo = -87.3f, hi = 88.3f;
   const F zero = F{} + 0.0f, inf = F{} + std::numeric_limits<float>::infinity();
-  const F x = x0 < lo ? F{} + lo : (x0 > hi ? F{} + hi : x0);
+  // Clamped to [lo, hi]; a NaN becomes lo here (converting NaN to int below would be undefined
+  // behaviour) and is returned as itself at the end. Finite inputs see the same operations.
+  const F x = x0 >= lo ? (x0 > hi ? F{} + hi : x0) : F{} + lo;
   // round(x / ln2) by the 1.5*2^23 trick: exact round-to-nearest with one add and one subtract.
   const F n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
   // ln2 = 0.693359375 - 2.12194440e-4; the high part has 9 significant bits, so n*hi is exact.
@@ -119,7 +121,7 @@ inline F exp_generic(F x0) {
     scale = std::bit_cast<F>((__builtin_convertvector(n, i32x8) + 127) << 23);
   }
   const F y = p * scale;
-  return x0 <= lo ? zero : (x0 > hi ? inf : y);
+  return x0 <= lo ? zero : (x0 > hi ? inf : (x0 == x0 ? y : x0));
 }
 
 inline float exp_f(float x) { return exp_generic(x); }

@@ -301,3 +301,16 @@ TEST_CASE("kernel size checks hold in Release: pack_weight's size, the fp64 atte
   CHECK_THROWS_WITH(attention_forward_f64(out.data(), probs.data(), q.data(), k.data(), v.data(), 1, dh, dh, 1.0f),
                     "attention (fp64): d_head 258 exceeds the 256 this kernel supports");
 }
+
+TEST_CASE("exp_f of NaN is NaN, in the scalar call and in every vector lane (no undefined conversion)") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  CHECK(std::isnan(exp_f(nan)));
+  std::vector<float> in(19, 0.5f), out(19);
+  in[3] = nan;
+  in[17] = nan;  // a lane of a vector, and an element of the scalar tail
+  exp_forward(out.data(), in.data(), 19);
+  for (int i = 0; i < 19; ++i) {
+    INFO("element " << i);
+    CHECK(std::isnan(out[static_cast<size_t>(i)]) == (i == 3 || i == 17));
+  }
+}

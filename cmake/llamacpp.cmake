@@ -1,0 +1,76 @@
+# llama.cpp, the second engine (src/llamacpp/, `minigpt export-gguf`, bench/llamacpp/). Optional:
+# without it everything else builds, and this file says so in one line at configure time and
+# in one skipped CTest test. Where it comes from, in order:
+#  1. an installed llama.cpp of the pinned release line (find_package(llama), 0.4.x);
+#  2. third_party/llama.cpp, fetched from the npm registry by scripts/fetch-llamacpp (headers
+#     from node-llama-cpp's source bundle, prebuilt CPU libraries from @node-llama-cpp/linux-x64).
+option(MINIINFER_LLAMACPP "Build the llama.cpp engine, export-gguf and their tests if llama.cpp is found" ON)
+set(MINIINFER_LLAMACPP_FOUND OFF)
+set(_lc_dir ${PROJECT_SOURCE_DIR}/third_party/llama.cpp)
+# A fetch that lands (or a re-fetch with other pins) re-runs the configure step by itself.
+file(GLOB _lc_stamp CONFIGURE_DEPENDS ${_lc_dir}/.fetched)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/third_party.sha256)
+
+add_library(miniinfer_llama INTERFACE)
+if(NOT MINIINFER_LLAMACPP)
+  set(_lc_why "MINIINFER_LLAMACPP is OFF")
+else()
+  find_package(llama 0.4.0 CONFIG QUIET)
+  if(llama_FOUND AND llama_VERSION VERSION_LESS 0.5)
+    set(MINIINFER_LLAMACPP_FOUND ON)
+    target_link_libraries(miniinfer_llama INTERFACE llama ggml::ggml ggml::ggml-base)
+    message(STATUS "miniinfer: llama.cpp: using the installed llama ${llama_VERSION} (${llama_DIR})")
+  elseif(_lc_stamp)
+    file(READ ${_lc_stamp} _lc_pinned)
+    file(READ ${PROJECT_SOURCE_DIR}/third_party.sha256 _lc_wanted)
+    if(NOT _lc_pinned STREQUAL _lc_wanted)
+      set(_lc_why "third_party/llama.cpp was fetched for other pins (run scripts/fetch-llamacpp)")
+    else()
+      set(MINIINFER_LLAMACPP_FOUND ON)
+      foreach(_lib llama:libllama.v0.4.0.so ggml:libggml.v0.4.0.so ggml-base:libggml-base.so)
+        string(REPLACE ":" ";" _pair ${_lib})
+        list(GET _pair 0 _name)
+        list(GET _pair 1 _file)
+        add_library(llamacpp::${_name} SHARED IMPORTED)
+        set_target_properties(llamacpp::${_name} PROPERTIES IMPORTED_LOCATION ${_lc_dir}/lib/${_file}
+                                                           IMPORTED_SONAME ${_file})
+      endforeach()
+      # SYSTEM: their headers are not held to our -Wpedantic -Werror.
+      target_include_directories(miniinfer_llama SYSTEM INTERFACE ${_lc_dir}/include ${_lc_dir}/ggml/include)
+      target_link_libraries(miniinfer_llama INTERFACE llamacpp::llama llamacpp::ggml llamacpp::ggml-base)
+      # The CPU backends are plugins (libggml-cpu-<isa>.so); ggml picks the best one at run time.
+      target_compile_definitions(miniinfer_llama INTERFACE MINIINFER_LLAMACPP_BACKEND_DIR="${_lc_dir}/lib")
+      file(READ ${_lc_dir}/VERSION _lc_version)
+      string(STRIP "${_lc_version}" _lc_version)
+      message(STATUS "miniinfer: llama.cpp: third_party/llama.cpp, ${_lc_version}")
+    endif()
+  else()
+    set(_lc_why "not found (scripts/fetch-llamacpp fetches it)")
+  endif()
+endif()
+
+if(NOT MINIINFER_LLAMACPP_FOUND)
+  set(_lc_line "llama.cpp ${_lc_why}: export-gguf, the LlamaCpp engine, its tests and bench_vs_llamacpp are skipped")
+  message(NOTICE "miniinfer: ${_lc_line}")
+  add_test(NAME llamacpp_skipped COMMAND ${CMAKE_COMMAND} -E echo "SKIPPED: ${_lc_line}")
+  set_tests_properties(llamacpp_skipped PROPERTIES LABELS llamacpp SKIP_REGULAR_EXPRESSION "SKIPPED: ")
+  return()
+endif()
+
+# The module: a library of src/llamacpp/*.cpp and one test binary of its *_test.cpp files,
+# labelled llamacpp (they need the libraries above; conformance_test compares with our engine).
+file(GLOB _lc_all CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/llamacpp/*.cpp)
+file(GLOB _lc_tests CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/llamacpp/*_test.cpp)
+list(REMOVE_ITEM _lc_all ${_lc_tests})
+add_library(miniinfer_llamacpp STATIC ${_lc_all})
+target_include_directories(miniinfer_llamacpp PUBLIC ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(miniinfer_llamacpp PUBLIC miniinfer_model miniinfer_base miniinfer_flags miniinfer_llama
+                                                fmt::fmt nlohmann_json::nlohmann_json)
+
+add_executable(miniinfer_llamacpp_tests ${_lc_tests} ${PROJECT_SOURCE_DIR}/src/base/test_main.cpp)
+target_link_libraries(miniinfer_llamacpp_tests PRIVATE miniinfer_llamacpp miniinfer_engine Catch2::Catch2)
+catch_discover_tests(miniinfer_llamacpp_tests PROPERTIES LABELS llamacpp)
+
+target_link_libraries(minigpt PRIVATE miniinfer_llamacpp)
+target_compile_definitions(minigpt PRIVATE MINIINFER_HAVE_LLAMACPP=1)
+

@@ -1,0 +1,107 @@
+// LlamaCpp: llama.cpp running a MiniGPT GGUF (gguf_export.h), behind the operations our Engine
+// has (engine/engine.h): sequences with cursors, chunks appended to several sequences in one
+// llama_batch, decode, truncate (llama_memory_seq_rm), fork (llama_memory_seq_cp), reset, and
+// full recompute. In llama.cpp there is no separate uncached path: recompute is a fresh memory
+// (a second llama_context, cleared) and one batch over the whole sequence. Not byte-identical
+// to our engine, and not to itself across batch shapes; see docs/benchmarks.md and
+// conformance_test.cpp for how far it is from ours.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"  // Chunk
+
+struct llama_model;
+struct llama_context;
+struct llama_batch;
+struct ggml_tensor;
+
+namespace miniinfer {
+
+enum class KvType { F16, F32 };
+const char* to_string(KvType type);
+
+struct LlamaCppOptions {
+  int threads = 1;
+  KvType kv_type = KvType::F16;  // llama.cpp's default
+  bool flash_attn = false;       // off: the plain softmax path (on CPU the FA kernel rounds Q to F16)
+  int n_seq = 1;                 // sequences the cache holds (our EngineOptions::batch)
+  int capacity = 0;              // positions per sequence; 0 = the model's context_length
+  int n_batch = 0;               // most tokens one llama_decode takes; 0 = n_seq * capacity
+  int n_ubatch = 0;              // rows of one physical pass; 0 = n_batch
+};
+
+// One per-layer tensor llama.cpp computed, copied out by its eval callback (cb_eval). Names are
+// llama.cpp's graph names: Qcur-l, Kcur-l, Vcur-l (each appears more than once per layer:
+// after the matmul, after the bias, and Qcur/Kcur after RoPE; the last one is the final value),
+// kq_soft_max-l (the attention probabilities; absent with flash attention), kqv_out-l (the
+// concatenated head outputs), l_out-l (the residual stream after the layer).
+struct LayerTensor {
+  std::string name;
+  std::array<int64_t, 4> ne{};  // ggml order: ne[0] is the fastest-varying dimension
+  std::vector<float> data;      // contiguous in ne order, converted to float
+};
+struct LlamaTrace {
+  std::vector<LayerTensor> tensors;  // in computation order, over every llama_decode call
+  const LayerTensor* last(const std::string& name) const;  // nullptr if absent
+  void clear() { tensors.clear(); }
+};
+
+class LlamaCpp {
+ public:
+  // Loads the GGUF; throws Error naming the file (with llama.cpp's last log line) on failure.
+  explicit LlamaCpp(const std::string& gguf_path, LlamaCppOptions options = {});
+  ~LlamaCpp();
+  LlamaCpp(const LlamaCpp&) = delete;
+  LlamaCpp& operator=(const LlamaCpp&) = delete;
+
+  const LlamaCppOptions& options() const { return options_; }
+  int vocab_size() const { return vocab_size_; }
+  int n_seq() const { return options_.n_seq; }
+  int capacity() const { return options_.capacity; }
+  int cursor(int seq) const;
+  void set_threads(int threads);
+
+  // Full recompute: a fresh memory and one batch at positions 0..T-1. logits: (T, V) if
+  // all_rows, else (V) for the last position.
+  std::vector<float> forward_uncached(std::span<const int> tokens, bool all_rows = false);
+  // Appends `tokens` to sequence `seq` at its cursor: (V) or, if all_rows, (n, V).
+  std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows = false);
+  // Several sequences in one llama_batch, each chunk at its own cursor. logits: the last row
+  // of each chunk, (chunks.size(), V); or every row of every chunk, in order, if all_rows.
+  void forward_batch(std::span<const Chunk> chunks, std::span<float> logits, bool all_rows = false);
+  // One token per listed sequence, one llama_batch. logits: (seqs.size(), V).
+  void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits);
+
+  void reset();          // every sequence empty
+  void reset(int seq);   // one sequence empty
+  void truncate(int seq, int p);                 // keep positions 0..p-1 (llama_memory_seq_rm)
+  void fork(int src, int dst, int prefix_len);   // dst = src's first prefix_len positions (llama_memory_seq_cp)
+
+  // While set, every llama_decode appends the per-layer tensors to `trace` (nullptr: off).
+  void set_trace(LlamaTrace* trace) { trace_ = trace; }
+
+ private:
+  static bool eval_callback(ggml_tensor* t, bool ask, void* self);
+  llama_context* make_context(int n_seq, int n_ctx, int n_batch, int n_ubatch);
+  void check_seq(int seq, const char* what) const;
+  void check_tokens(std::span<const int> tokens) const;
+  // Fills batch_ with the chunks, decodes on `ctx`, copies the requested rows' logits.
+  void run(llama_context* ctx, std::span<const Chunk> chunks, std::span<const int> pos0, float* logits,
+           bool all_rows);
+
+  LlamaCppOptions options_;
+  std::string path_;
+  llama_model* model_ = nullptr;
+  llama_context* ctx_ = nullptr;        // the cached path's memory: n_seq sequences
+  llama_context* recompute_ = nullptr;  // full recompute: one sequence, cleared before each call
+  llama_batch* batch_ = nullptr;        // (n_batch) tokens, reused by every call
+  int vocab_size_ = 0;
+  std::vector<int> cursors_;            // (n_seq) positions held per sequence
+  LlamaTrace* trace_ = nullptr;
+};
+
+}  // namespace miniinfer

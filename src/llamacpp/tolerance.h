@@ -1,0 +1,35 @@
+// How far llama.cpp's logits may be from ours for the same model, derived from where it rounds
+// to F16 and from the model's weights, before any measurement (conformance_test.cpp checks it).
+//
+// llama.cpp (CPU, flash attention off) computes the same forward in F32 except at:
+//  * GELU: GGML_GELU_FP16 looks the activation up in a 64K table indexed by the F16 of its
+//    input and returns the F16 of the tanh-GELU: two F16 roundings per layer;
+//  * the F16 KV cache (its default): K and V are stored as F16, and the K.Q product converts Q
+//    to F16 as well (ggml-cpu converts src1 to the vec_dot_type of an F16 src0): three more.
+// So n_r = 5 F16 roundings per layer with an F16 cache, 2 with an F32 cache, each a relative
+// error of at most u = 2^-11 on the rounded vector. First order, and assuming each passes to
+// the final normalized hidden state h = LN_f(x) with gain at most 1 (LayerNorm renormalizes;
+// the residual stream adds branch outputs), ||dh|| <= n_r * L * u * ||h||. A logit is
+// z_v = h . e_v (tied head), so |dz_v| <= ||dh|| * ||e_v||, and since the normalized x has
+// norm sqrt(D), ||h|| <= max|w_f| * sqrt(D) + ||b_f||. Hence one absolute bound per model:
+//   tol = n_r * L * u * (max|w_f| * sqrt(D) + ||b_f||) * max_v ||e_v||.
+// F32 matmul reassociation (llama.cpp's SIMD sums, FMA) is ~1e-7 relative: negligible here.
+// A typical error is far below the bound: roundings add in quadrature, not linearly, and a
+// random dh projects on e_v with ||e_v|| / sqrt(D), not ||e_v||.
+#pragma once
+#include "llamacpp/llamacpp_engine.h"
+#include "model/model.h"
+
+namespace miniinfer {
+
+struct LogitTolerance {
+  int roundings_per_layer = 0;  // n_r
+  double unit_roundoff = 0.0;   // u = 2^-11
+  double h_norm_bound = 0.0;    // max|w_f| * sqrt(D) + ||b_f||
+  double max_emb_norm = 0.0;    // max_v ||e_v||
+  double tol = 0.0;             // the bound on |dz| for every logit
+};
+
+LogitTolerance logit_tolerance(const Model& model, KvType kv_type);
+
+}  // namespace miniinfer

@@ -74,3 +74,7 @@ catch_discover_tests(miniinfer_llamacpp_tests PROPERTIES LABELS llamacpp)
 target_link_libraries(minigpt PRIVATE miniinfer_llamacpp)
 target_compile_definitions(minigpt PRIVATE MINIINFER_HAVE_LLAMACPP=1)
 
+# Ours against llama.cpp, side by side in one run (docs/benchmarks.md); built, never run by the tests.
+add_executable(bench_vs_llamacpp ${PROJECT_SOURCE_DIR}/bench/llamacpp/bench_vs_llamacpp.cpp)
+target_link_libraries(bench_vs_llamacpp PRIVATE miniinfer_llamacpp miniinfer_engine)
+set_target_properties(bench_vs_llamacpp PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bench)

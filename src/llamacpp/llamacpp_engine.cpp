@@ -98,7 +98,7 @@ const LayerTensor* LlamaTrace::last(const std::string& name) const {
 
 bool LlamaCpp::eval_callback(ggml_tensor* t, bool ask, void* self) {
   auto* engine = static_cast<LlamaCpp*>(self);
-  if (!engine->trace_) return !ask;  // ask: "do you want this one?" -- no; else: keep going
+  if (!engine->trace_) return !ask;  // ask: "do you want this one?" no; else: keep going
   const bool want = traced(t->name) && (t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16);
   if (ask) return want;
   if (want) {
@@ -115,33 +115,80 @@ LlamaCpp::LlamaCpp(const std::string& gguf_path, LlamaCppOptions options) : opti
   init_backend();
   if (options_.n_seq < 1) fail("llama.cpp engine: n_seq must be at least 1, got {}", options_.n_seq);
   if (options_.threads < 1) fail("llama.cpp engine: threads must be at least 1, got {}", options_.threads);
-  llama_model_params mp = llama_model_default_params();
-  mp.n_gpu_layers = 0;
-  model_ = llama_model_load_from_file(gguf_path.c_str(), mp);
-  if (!model_) fail("{}: llama.cpp cannot load it ({})", gguf_path, last_log());
-  vocab_size_ = llama_vocab_n_tokens(llama_model_get_vocab(model_));
-  const int trained = llama_model_n_ctx_train(model_);
-  if (options_.capacity == 0) options_.capacity = trained;
-  if (options_.capacity < 1 || options_.capacity > trained)
-    fail("llama.cpp engine: capacity {} outside 1..{} (the model's context_length)", options_.capacity, trained);
-  const int total = options_.n_seq * options_.capacity;
-  if (options_.n_batch == 0) options_.n_batch = total;
-  if (options_.n_ubatch == 0) options_.n_ubatch = options_.n_batch;
-  ctx_ = make_context(options_.n_seq, total, options_.n_batch, options_.n_ubatch);
-  recompute_ = make_context(1, options_.capacity, std::max(options_.n_batch, options_.capacity),
-                            std::min(options_.n_ubatch, options_.capacity));
-  batch_ = new llama_batch(llama_batch_init(std::max(options_.n_batch, options_.capacity), 0, 1));
-  cursors_.assign(static_cast<size_t>(options_.n_seq), 0);
+  if (options_.poll < -1 || options_.poll > 100) fail("llama.cpp engine: poll {} outside -1..100", options_.poll);
+  try {
+    llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    model_ = llama_model_load_from_file(gguf_path.c_str(), mp);
+    if (!model_) fail("{}: llama.cpp cannot load it ({})", gguf_path, last_log());
+    vocab_size_ = llama_vocab_n_tokens(llama_model_get_vocab(model_));
+    const int trained = llama_model_n_ctx_train(model_);
+    if (options_.capacity == 0) options_.capacity = trained;
+    if (options_.capacity < 1 || options_.capacity > trained)
+      fail("llama.cpp engine: capacity {} outside 1..{} (the model's context_length)", options_.capacity, trained);
+    const int total = options_.n_seq * options_.capacity;
+    if (options_.n_batch == 0) options_.n_batch = total;
+    if (options_.n_ubatch == 0) options_.n_ubatch = options_.n_batch;
+    ctx_ = make_context(options_.n_seq, total, options_.n_batch, options_.n_ubatch);
+    recompute_ = make_context(1, options_.capacity, std::max(options_.n_batch, options_.capacity),
+                              std::min(options_.n_ubatch, options_.capacity));
+    batch_ = std::make_unique<llama_batch>(llama_batch_init(std::max(options_.n_batch, options_.capacity), 0, 1));
+    cursors_.assign(static_cast<size_t>(options_.n_seq), 0);
+    attach_threadpool();
+  } catch (...) {
+    release();
+    throw;
+  }
 }
 
-LlamaCpp::~LlamaCpp() {
+LlamaCpp::~LlamaCpp() { release(); }
+
+void LlamaCpp::release() {
   if (batch_) {
     llama_batch_free(*batch_);
-    delete batch_;
+    batch_.reset();
   }
   if (recompute_) llama_free(recompute_);
   if (ctx_) llama_free(ctx_);
+  recompute_ = ctx_ = nullptr;
+  free_threadpool();
   if (model_) llama_model_free(model_);
+  model_ = nullptr;
+}
+
+// The CPU backend is a plugin (libggml-cpu-<isa>.so), so its threadpool functions are reached
+// through the backend registry, not linked.
+namespace {
+template <typename F>
+F cpu_proc(const char* name) {
+  ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+  void* f = reg ? ggml_backend_reg_get_proc_address(reg, name) : nullptr;
+  if (!f) fail("llama.cpp engine: the CPU backend has no {}", name);
+  return reinterpret_cast<F>(f);
+}
+}  // namespace
+
+void LlamaCpp::attach_threadpool() {
+  if (options_.poll < 0) return;
+  if (threadpool_) {
+    llama_detach_threadpool(ctx_);
+    llama_detach_threadpool(recompute_);
+    free_threadpool();
+  }
+  ggml_threadpool_params params = ggml_threadpool_params_default(options_.threads);
+  params.poll = static_cast<uint32_t>(options_.poll);
+  using New = ggml_threadpool_t (*)(ggml_threadpool_params*);
+  threadpool_ = cpu_proc<New>("ggml_threadpool_new")(&params);
+  if (!threadpool_) fail("llama.cpp engine: ggml_threadpool_new failed for {} threads", options_.threads);
+  llama_attach_threadpool(ctx_, threadpool_, threadpool_);
+  llama_attach_threadpool(recompute_, threadpool_, threadpool_);
+}
+
+void LlamaCpp::free_threadpool() {
+  if (!threadpool_) return;
+  using Free = void (*)(ggml_threadpool_t);
+  cpu_proc<Free>("ggml_threadpool_free")(threadpool_);
+  threadpool_ = nullptr;
 }
 
 llama_context* LlamaCpp::make_context(int n_seq, int n_ctx, int n_batch, int n_ubatch) {
@@ -155,8 +202,10 @@ llama_context* LlamaCpp::make_context(int n_seq, int n_ctx, int n_batch, int n_u
   cp.type_k = cp.type_v = options_.kv_type == KvType::F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
   cp.kv_unified = true;
   cp.no_perf = true;
-  cp.cb_eval = &LlamaCpp::eval_callback;
-  cp.cb_eval_user_data = this;
+  if (options_.eval_callback) {
+    cp.cb_eval = &LlamaCpp::eval_callback;
+    cp.cb_eval_user_data = this;
+  }
   llama_context* ctx = llama_init_from_model(model_, cp);
   if (!ctx) fail("{}: llama.cpp cannot make a context ({})", path_, last_log());
   return ctx;
@@ -167,11 +216,17 @@ int LlamaCpp::cursor(int seq) const {
   return cursors_[static_cast<size_t>(seq)];
 }
 
+void LlamaCpp::set_trace(LlamaTrace* trace) {
+  if (trace && !options_.eval_callback) fail("llama.cpp engine: tracing needs the eval callback (options.eval_callback)");
+  trace_ = trace;
+}
+
 void LlamaCpp::set_threads(int threads) {
   if (threads < 1) fail("llama.cpp engine: threads must be at least 1, got {}", threads);
   options_.threads = threads;
   llama_set_n_threads(ctx_, threads, threads);
   llama_set_n_threads(recompute_, threads, threads);
+  attach_threadpool();
 }
 
 void LlamaCpp::check_seq(int seq, const char* what) const {

@@ -206,3 +206,32 @@ TEST_CASE("layer 0's K after RoPE is our engine's K, up to F32 rounding and RoPE
 
 }  // namespace
 }  // namespace miniinfer
+
+namespace miniinfer {
+namespace {
+
+TEST_CASE("threads, our sleeping threadpool and the KV type change speed and rounding, not the model", "[llamacpp]") {
+  LlamaCpp base(shipped_gguf());
+  const std::vector<float> want = base.forward_uncached(kPrompt, true);
+  LlamaCpp pooled(shipped_gguf(), {.threads = 2, .poll = 0});
+  double d = max_abs_diff(pooled.forward_uncached(kPrompt, true), want);
+  pooled.set_threads(1);  // re-creates our threadpool
+  d = std::max(d, max_abs_diff(pooled.forward_cached(0, kPrompt, true), want));
+  LlamaCpp f32(shipped_gguf(), {.kv_type = KvType::F32, .n_batch = 8, .n_ubatch = 4});
+  std::vector<float> got = f32.forward_cached(0, std::span(kPrompt).first(8), true);
+  const std::vector<float> last = f32.forward_cached(0, std::span(kPrompt).subspan(8), true);
+  got.insert(got.end(), last.begin(), last.end());
+  d = std::max(d, max_abs_diff(got, want));
+  // Each is within its bound of the exact model, so of each other within the sum of the bounds.
+  const double both = tol() + logit_tolerance(shipped_model(), KvType::F32).tol;
+  std::printf("  %-58s max|d| %.3g (tolerance %.3g)\n", "2 threads poll 0, 1 thread, F32 KV with ubatch 4 vs default", d, both);
+  CHECK(d <= both);
+  CHECK_THROWS_WITH(f32.forward_cached(0, std::vector<int>(9, 1)), Catch::Contains("n_batch 8"));
+  LlamaCpp untraced(shipped_gguf(), {.eval_callback = false});
+  LlamaTrace trace;
+  CHECK_THROWS_WITH(untraced.set_trace(&trace), Catch::Contains("eval callback"));
+  CHECK_THROWS_WITH(LlamaCpp(shipped_gguf(), {.poll = 101}), Catch::Contains("poll 101"));
+}
+
+}  // namespace
+}  // namespace miniinfer

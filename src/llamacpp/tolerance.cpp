@@ -6,11 +6,14 @@
 
 namespace miniinfer {
 
-LogitTolerance logit_tolerance(const Model& model, KvType kv_type) {
+namespace {
+
+LogitTolerance bound(const Model& model, int per_layer, int extra, double unit) {
   const Config& c = model.config;
   LogitTolerance t;
-  t.roundings_per_layer = kv_type == KvType::F16 ? 5 : 2;
-  t.unit_roundoff = std::ldexp(1.0, -11);
+  t.roundings_per_layer = per_layer;
+  t.extra_roundings = extra;
+  t.unit_roundoff = unit;
   double max_w = 0.0, b2 = 0.0;
   for (float w : model.weights.lnf_w) max_w = std::max(max_w, std::fabs(static_cast<double>(w)));
   for (float b : model.weights.lnf_b) b2 += static_cast<double>(b) * b;
@@ -23,8 +26,19 @@ LogitTolerance logit_tolerance(const Model& model, KvType kv_type) {
     }
     t.max_emb_norm = std::max(t.max_emb_norm, std::sqrt(e2));
   }
-  t.tol = t.roundings_per_layer * c.n_layer * t.unit_roundoff * t.h_norm_bound * t.max_emb_norm;
+  t.tol = (per_layer * c.n_layer + extra) * unit * t.h_norm_bound * t.max_emb_norm;
   return t;
+}
+
+}  // namespace
+
+LogitTolerance logit_tolerance(const Model& model, KvType kv_type) {
+  return bound(model, kv_type == KvType::F16 ? 5 : 2, 0, std::ldexp(1.0, -11));
+}
+
+LogitTolerance self_tolerance(const Model& model, int max_context) {
+  const int n = std::max({model.config.d_model, model.config.d_ff, max_context});
+  return bound(model, 8, 1, n * std::ldexp(1.0, -24));
 }
 
 }  // namespace miniinfer

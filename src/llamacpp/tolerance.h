@@ -16,6 +16,15 @@
 // F32 matmul reassociation (llama.cpp's SIMD sums, FMA) is ~1e-7 relative: negligible here.
 // A typical error is far below the bound: roundings add in quadrature, not linearly, and a
 // random dh projects on e_v with ||e_v|| / sqrt(D), not ||e_v||.
+//
+// Within llama.cpp (cached path against its own recompute, a batch against one sequence
+// alone) the F16 roundings are the same ones; what differs is the order of F32 sums, since
+// the batch shape picks the kernel and its blocking. The standard bound for an n-term F32 dot
+// product is gamma_n ~ n * 2^-24 of sum |a b|; with n the longest sum (max of D, F and the
+// context) and 8 matmuls per layer (q, k, v, o, fc_in, fc_out, K.Q, P.V) plus the head, the
+// same propagation gives self_tol = (8 L + 1) * n * 2^-24 * ||h|| bound * max ||e_v||. A
+// reassociation can flip an F16 rounding, but a flip moves an element by an F16 ulp only with
+// probability ~ (perturbation / ulp), so on average it adds no more than the perturbation.
 #pragma once
 #include "llamacpp/llamacpp_engine.h"
 #include "model/model.h"
@@ -25,11 +34,16 @@ namespace miniinfer {
 struct LogitTolerance {
   int roundings_per_layer = 0;  // n_r
   double unit_roundoff = 0.0;   // u = 2^-11
+  int extra_roundings = 0;      // outside the layers (the head, for self_tolerance)
   double h_norm_bound = 0.0;    // max|w_f| * sqrt(D) + ||b_f||
   double max_emb_norm = 0.0;    // max_v ||e_v||
-  double tol = 0.0;             // the bound on |dz| for every logit
+  double tol = 0.0;             // the bound on |dz| for every logit:
+                                // (n_r * L + extra) * u * h_norm_bound * max_emb_norm
 };
 
 LogitTolerance logit_tolerance(const Model& model, KvType kv_type);
+// Between two llama.cpp computations of the same tokens (contexts up to max_context).
+// roundings_per_layer is then the matmul count, unit_roundoff n * 2^-24.
+LogitTolerance self_tolerance(const Model& model, int max_context);
 
 }  // namespace miniinfer

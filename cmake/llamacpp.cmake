@@ -67,12 +67,18 @@ target_include_directories(miniinfer_llamacpp PUBLIC ${PROJECT_SOURCE_DIR}/src)
 target_link_libraries(miniinfer_llamacpp PUBLIC miniinfer_model miniinfer_base miniinfer_flags miniinfer_llama
                                                 fmt::fmt nlohmann_json::nlohmann_json)
 
-add_executable(miniinfer_llamacpp_tests ${_lc_tests} ${PROJECT_SOURCE_DIR}/src/base/test_main.cpp)
-target_link_libraries(miniinfer_llamacpp_tests PRIVATE miniinfer_llamacpp miniinfer_engine Catch2::Catch2)
+add_executable(miniinfer_llamacpp_tests ${_lc_tests})
+target_link_libraries(miniinfer_llamacpp_tests PRIVATE miniinfer_llamacpp miniinfer_engine miniinfer_test_main
+                                                       Catch2::Catch2)
 catch_discover_tests(miniinfer_llamacpp_tests PROPERTIES LABELS llamacpp)
 
 target_link_libraries(minigpt PRIVATE miniinfer_llamacpp)
 target_compile_definitions(minigpt PRIVATE MINIINFER_HAVE_LLAMACPP=1)
+# `minigpt export-gguf` on bad input: one line, status 1, no file left.
+add_test(NAME export_gguf_bad_input
+         COMMAND ${PROJECT_SOURCE_DIR}/src/llamacpp/export_gguf_bad_input.sh $<TARGET_FILE:minigpt>
+                 ${PROJECT_BINARY_DIR}/export-gguf-bad-input)
+set_tests_properties(export_gguf_bad_input PROPERTIES LABELS llamacpp TIMEOUT 300)
 
 # Ours against llama.cpp, side by side in one run (docs/benchmarks.md); built, never run by the tests.
 add_executable(bench_vs_llamacpp ${PROJECT_SOURCE_DIR}/bench/llamacpp/bench_vs_llamacpp.cpp)

@@ -75,11 +75,14 @@ void copy_out(const ggml_tensor* t, std::vector<float>& out) {
         }
 }
 
-// The per-layer tensors a trace keeps (the name before "-layer").
+// The per-layer tensors a trace keeps: "NAME-LAYER" exactly (not the views ggml derives from
+// them, such as "Qcur-0 (reshaped)").
 bool traced(const char* name) {
   static const char* const kNames[] = {"Qcur", "Kcur", "Vcur", "kq_soft_max", "kqv_out", "l_out"};
   const char* dash = std::strrchr(name, '-');
-  if (!dash) return false;
+  if (!dash || dash[1] == '\0') return false;
+  for (const char* p = dash + 1; *p; ++p)
+    if (*p < '0' || *p > '9') return false;
   const size_t len = static_cast<size_t>(dash - name);
   for (const char* k : kNames)
     if (std::strlen(k) == len && std::strncmp(name, k, len) == 0) return true;
@@ -288,6 +291,7 @@ std::vector<float> LlamaCpp::forward_cached(int seq, std::span<const int> tokens
 }
 
 void LlamaCpp::forward_batch(std::span<const Chunk> chunks, std::span<float> logits, bool all_rows) {
+  if (chunks.empty()) fail("llama.cpp engine: a batch of no chunks");
   std::vector<int> pos0;
   size_t rows = 0, total = 0;
   for (const Chunk& c : chunks) {

@@ -163,6 +163,8 @@ TEST_CASE("the trace holds Qcur, Kcur, Vcur, kq_soft_max, kqv_out and l_out of e
     REQUIRE(trace.last("l_out" + s) != nullptr);
     CHECK(trace.last("l_out" + s)->ne[0] == c.d_model);
   }
+  // Only the named tensors, not ggml's views of them ("Qcur-0 (reshaped)").
+  for (const LayerTensor& t : trace.tensors) CHECK(t.name.find(' ') == std::string::npos);
   // Each softmax row sums to 1 over the keys.
   const LayerTensor& p = *trace.last("kq_soft_max-0");
   for (int64_t r = 0; r < p.ne[1] * p.ne[2]; ++r) {

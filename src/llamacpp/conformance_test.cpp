@@ -60,7 +60,7 @@ struct Diff {
   }
 };
 
-void conformance(KvType kv_type) {
+void conformance(KvType kv_type, bool flash_attn = false) {
   const Model& model = shipped_model();
   const int V = model.config.vocab_size;
   const size_t Vs = static_cast<size_t>(V);
@@ -70,7 +70,7 @@ void conformance(KvType kv_type) {
   const auto start = std::chrono::steady_clock::now();
 
   Engine ours(model);
-  LlamaCpp llama(shipped_gguf(), {.kv_type = kv_type});
+  LlamaCpp llama(shipped_gguf(), {.kv_type = kv_type, .flash_attn = flash_attn});
   Diff full, cached;
   double logit_scale = 0.0;
   int agree = 0, near_ties = 0, clear_margin = 0;
@@ -115,22 +115,26 @@ void conformance(KvType kv_type) {
       std::printf("  prompt %2zu: greedy diverges at step %zu (ours %d, llama.cpp %d); our top-2 gap %.3g\n", p, s,
                   *mismatch.first, *mismatch.second, gap);
       INFO("prompt " << p << " step " << s << ": a divergence at a top-2 gap above 2 tol is not a near tie");
-      CHECK(gap <= 2 * tol.tol);
+      if (!flash_attn) CHECK(gap <= 2 * tol.tol);
       ++(gap <= 2 * tol.tol ? near_ties : clear_margin);
     }
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf(
-      "conformance, llama.cpp KV cache %s, flash attention off, 50 lab prompts x 64 greedy tokens (%.1f s):\n"
+      "conformance, llama.cpp KV cache %s, flash attention %s, 50 lab prompts x 64 greedy tokens (%.1f s):\n"
       "  tolerance %.3g = %d roundings/layer x %d layers x 2^-11 x ||h|| bound %.3g x max ||e_v|| %.3g\n"
       "  full recompute, %zu logits: max |d| %.3g (%.2g of tol), mean |d| %.3g; largest |logit| %.3g\n"
       "  cached path,    %zu logits: max |d| %.3g (%.2g of tol), mean |d| %.3g\n"
       "  greedy tokens: %d of 50 prompts agree over all 64 steps; %d diverge at a near tie (top-2 gap <= 2 tol), "
       "%d at a clear margin\n",
-      to_string(kv_type), secs, tol.tol, tol.roundings_per_layer, model.config.n_layer, tol.h_norm_bound,
+      to_string(kv_type), flash_attn ? "on" : "off", secs, tol.tol, tol.roundings_per_layer, model.config.n_layer, tol.h_norm_bound,
       tol.max_emb_norm, full.n, full.max, full.max / tol.tol, full.sum / static_cast<double>(full.n), logit_scale,
       cached.n, cached.max, cached.max / tol.tol, cached.sum / static_cast<double>(cached.n), agree, near_ties,
       clear_margin);
+  if (flash_attn) {
+    std::printf("  (flash attention: measured, not checked; see the test case)\n");
+    return;
+  }
   CHECK(full.max <= tol.tol);
   CHECK(cached.max <= tol.tol);
 }
@@ -143,6 +147,21 @@ TEST_CASE("llama.cpp (F16 KV cache) agrees with our engine on the lab's 50 promp
 TEST_CASE("llama.cpp (F32 KV cache) agrees with our engine on the lab's 50 prompts within the derived tolerance",
           "[llamacpp][conformance]") {
   conformance(KvType::F32);
+}
+
+}  // namespace
+}  // namespace miniinfer
+
+namespace miniinfer {
+namespace {
+
+// With flash attention, ggml's CPU kernel (F16 V) accumulates the softmax-weighted sum of V in
+// an F16 accumulator, rounding at each of the T keys: T more roundings per layer, so the same
+// derivation gives (5 + T) * L * u * ... = 11 at T = 95, which bounds nothing at logits of 20.
+// So this run is a measurement, printed, not a check.
+TEST_CASE("llama.cpp with flash attention, measured against our engine on the lab's 50 prompts",
+          "[llamacpp][conformance]") {
+  conformance(KvType::F16, true);
 }
 
 }  // namespace

@@ -34,7 +34,8 @@ double g_min_time = 0.2;
 int g_reps = 5;
 
 // Seconds per call of `op`, median over repetitions; `setup` runs untimed before each block.
-double time_per_call(const std::function<void()>& op, const std::function<void()>& setup = [] {}) {
+double time_per_call(
+    const std::function<void()>& op, const std::function<void()>& setup = [] {}) {
   std::vector<double> per_call;
   for (int r = 0; r < g_reps; ++r) {
     setup();
@@ -102,9 +103,9 @@ std::vector<double> measure(E& e, int V) {
   }
   const std::vector<int> p64 = tokens(64, V, 5);
   out.push_back(1e3 * time_per_call([&] {
-    e.reset();
-    e.forward_cached(0, p64);
-  }));  // ms
+                  e.reset();
+                  e.forward_cached(0, p64);
+                }));  // ms
   return out;
 }
 
@@ -119,10 +120,14 @@ int run(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) fail("flag {} needs a value (flags: --model F, --min-time S, --reps N)", a);
-    if (a == "--model") model_path = argv[++i];
-    else if (a == "--min-time") g_min_time = std::atof(argv[++i]);
-    else if (a == "--reps") g_reps = std::max(1, std::atoi(argv[++i]));
-    else fail("unknown flag {} (flags: --model F, --min-time S, --reps N)", a);
+    if (a == "--model")
+      model_path = argv[++i];
+    else if (a == "--min-time")
+      g_min_time = std::atof(argv[++i]);
+    else if (a == "--reps")
+      g_reps = std::max(1, std::atoi(argv[++i]));
+    else
+      fail("unknown flag {} (flags: --model F, --min-time S, --reps N)", a);
   }
   const Model model = read_model(model_path);
   const int V = model.config.vocab_size;
@@ -136,7 +141,8 @@ int run(int argc, char** argv) {
     const char* name;
     int threads, poll;
   };
-  const Setting settings[] = {{"llama.cpp, 1 thread", 1, -1}, {"llama.cpp, 2 threads", 2, -1},
+  const Setting settings[] = {{"llama.cpp, 1 thread", 1, -1},
+                              {"llama.cpp, 2 threads", 2, -1},
                               {"llama.cpp, 2 threads, poll 0", 2, 0}};
   std::vector<std::vector<double>> theirs;
   int n_batch = 0;
@@ -149,8 +155,9 @@ int run(int argc, char** argv) {
   const char* names[] = {"cached decode, batch 1", "cached decode, batch 4", "uncached step, context 64",
                          "uncached step, context 256", "prefill, 64 tokens"};
   const char* units[] = {"tokens/s", "tokens/s", "ms", "ms", "ms"};
-  std::printf("model %s (V=%d, D=%d, L=%d); llama.cpp: F16 KV cache, flash attention off, n_batch = n_ubatch = %d\n",
-              model_path.c_str(), V, model.config.d_model, model.config.n_layer, n_batch);
+  std::printf(
+      "model %s (V=%d, D=%d, L=%d); llama.cpp: F16 KV cache, flash attention off, n_batch = n_ubatch = %d\n",
+      model_path.c_str(), V, model.config.d_model, model.config.n_layer, n_batch);
   std::printf("llama.cpp system info: %s\n", llama_print_system_info());
   std::printf("median of %d repetitions of >= %.2f s each\n\n", g_reps, g_min_time);
   std::printf("| figure | unit | ours (1 thread) |");

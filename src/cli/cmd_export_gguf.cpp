@@ -33,7 +33,8 @@ int run_export_gguf(const std::vector<std::string>& argv) {
               model.config.n_layer, model.config.d_model, model.config.vocab_size);
   return 0;
 #else
-  fail("this build has no llama.cpp/ggml (run scripts/fetch-llamacpp, then re-run cmake); {} not written", out);
+  fail("this build has no llama.cpp/ggml (run scripts/fetch-llamacpp, then re-run cmake); {} not written",
+       out);
 #endif
 }
 

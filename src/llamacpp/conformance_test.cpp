@@ -7,10 +7,9 @@
 //    diverges, our top-2 gap at that step must be within 2 tol (a near tie the tolerance
 //    allows to flip). A divergence at a clear margin fails.
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
-
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "base/atomic_file.h"
@@ -112,8 +111,8 @@ void conformance(KvType kv_type, bool flash_attn = false) {
     } else {
       const size_t s = static_cast<size_t>(mismatch.first - gen.begin());
       const double gap = top2_gap(std::span(step_logits).subspan(s * Vs, Vs));
-      std::printf("  prompt %2zu: greedy diverges at step %zu (ours %d, llama.cpp %d); our top-2 gap %.3g\n", p, s,
-                  *mismatch.first, *mismatch.second, gap);
+      std::printf("  prompt %2zu: greedy diverges at step %zu (ours %d, llama.cpp %d); our top-2 gap %.3g\n",
+                  p, s, *mismatch.first, *mismatch.second, gap);
       INFO("prompt " << p << " step " << s << ": a divergence at a top-2 gap above 2 tol is not a near tie");
       if (!flash_attn) CHECK(gap <= 2 * tol.tol);
       ++(gap <= 2 * tol.tol ? near_ties : clear_margin);
@@ -125,12 +124,13 @@ void conformance(KvType kv_type, bool flash_attn = false) {
       "  tolerance %.3g = %d roundings/layer x %d layers x 2^-11 x ||h|| bound %.3g x max ||e_v|| %.3g\n"
       "  full recompute, %zu logits: max |d| %.3g (%.2g of tol), mean |d| %.3g; largest |logit| %.3g\n"
       "  cached path,    %zu logits: max |d| %.3g (%.2g of tol), mean |d| %.3g\n"
-      "  greedy tokens: %d of 50 prompts agree over all 64 steps; %d diverge at a near tie (top-2 gap <= 2 tol), "
+      "  greedy tokens: %d of 50 prompts agree over all 64 steps; %d diverge at a near tie (top-2 gap <= 2 "
+      "tol), "
       "%d at a clear margin\n",
-      to_string(kv_type), flash_attn ? "on" : "off", secs, tol.tol, tol.roundings_per_layer, model.config.n_layer, tol.h_norm_bound,
-      tol.max_emb_norm, full.n, full.max, full.max / tol.tol, full.sum / static_cast<double>(full.n), logit_scale,
-      cached.n, cached.max, cached.max / tol.tol, cached.sum / static_cast<double>(cached.n), agree, near_ties,
-      clear_margin);
+      to_string(kv_type), flash_attn ? "on" : "off", secs, tol.tol, tol.roundings_per_layer,
+      model.config.n_layer, tol.h_norm_bound, tol.max_emb_norm, full.n, full.max, full.max / tol.tol,
+      full.sum / static_cast<double>(full.n), logit_scale, cached.n, cached.max, cached.max / tol.tol,
+      cached.sum / static_cast<double>(cached.n), agree, near_ties, clear_margin);
   if (flash_attn) {
     std::printf("  (flash attention: measured, not checked; see the test case)\n");
     return;
@@ -139,13 +139,15 @@ void conformance(KvType kv_type, bool flash_attn = false) {
   CHECK(cached.max <= tol.tol);
 }
 
-TEST_CASE("llama.cpp (F16 KV cache) agrees with our engine on the lab's 50 prompts within the derived tolerance",
-          "[llamacpp][conformance]") {
+TEST_CASE(
+    "llama.cpp (F16 KV cache) agrees with our engine on the lab's 50 prompts within the derived tolerance",
+    "[llamacpp][conformance]") {
   conformance(KvType::F16);
 }
 
-TEST_CASE("llama.cpp (F32 KV cache) agrees with our engine on the lab's 50 prompts within the derived tolerance",
-          "[llamacpp][conformance]") {
+TEST_CASE(
+    "llama.cpp (F32 KV cache) agrees with our engine on the lab's 50 prompts within the derived tolerance",
+    "[llamacpp][conformance]") {
   conformance(KvType::F32);
 }
 

@@ -2,13 +2,13 @@
 // type and ne, and every hyperparameter, against the safetensors file it came from.
 #include "llamacpp/gguf_export.h"
 
+#include <ggml.h>
+#include <gguf.h>
+
+#include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
 #include <memory>
-
-#include <catch2/catch.hpp>
-#include <ggml.h>
-#include <gguf.h>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
@@ -18,7 +18,8 @@
 namespace miniinfer {
 namespace {
 
-const std::string kShipped = std::string(MINIINFER_SOURCE_DIR) + "/experiments/17-minigpt/minigpt.safetensors";
+const std::string kShipped =
+    std::string(MINIINFER_SOURCE_DIR) + "/experiments/17-minigpt/minigpt.safetensors";
 
 struct Gguf {
   gguf_context* g = nullptr;
@@ -65,7 +66,8 @@ TEST_CASE("our tensor names map to llama.cpp's starcoder2 names", "[gguf]") {
   CHECK_THROWS_WITH(gguf_tensor_name("blocks.0.mystery.weight"), Catch::Contains("blocks.0.mystery.weight"));
 }
 
-TEST_CASE("the shipped model exported to GGUF reads back with every tensor byte and hyperparameter", "[gguf]") {
+TEST_CASE("the shipped model exported to GGUF reads back with every tensor byte and hyperparameter",
+          "[gguf]") {
   const SafetensorsFile file = read_safetensors(kShipped);
   const Model model = read_model(kShipped);
   const Config& c = model.config;
@@ -83,7 +85,8 @@ TEST_CASE("the shipped model exported to GGUF reads back with every tensor byte 
     REQUIRE(t != nullptr);
     REQUIRE(t->type == GGML_TYPE_F32);
     REQUIRE(ggml_n_dims(t) == static_cast<int>(tensor.shape.size()));
-    for (size_t d = 0; d < tensor.shape.size(); ++d) CHECK(t->ne[d] == tensor.shape[tensor.shape.size() - 1 - d]);
+    for (size_t d = 0; d < tensor.shape.size(); ++d)
+      CHECK(t->ne[d] == tensor.shape[tensor.shape.size() - 1 - d]);
     REQUIRE(ggml_nbytes(t) == tensor.data.size() * sizeof(float));
     CHECK(std::memcmp(t->data, tensor.data.data(), ggml_nbytes(t)) == 0);
   }

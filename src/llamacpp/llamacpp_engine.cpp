@@ -4,15 +4,15 @@
 // full recompute. llama.cpp logs through one global callback; we keep its last line for errors.
 #include "llamacpp/llamacpp_engine.h"
 
+#include <ggml-backend.h>
+#include <ggml.h>
+#include <llama.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-
-#include <ggml-backend.h>
-#include <ggml.h>
-#include <llama.h>
 
 #include "base/error.h"
 
@@ -114,11 +114,13 @@ bool LlamaCpp::eval_callback(ggml_tensor* t, bool ask, void* self) {
   return true;
 }
 
-LlamaCpp::LlamaCpp(const std::string& gguf_path, LlamaCppOptions options) : options_(options), path_(gguf_path) {
+LlamaCpp::LlamaCpp(const std::string& gguf_path, LlamaCppOptions options)
+    : options_(options), path_(gguf_path) {
   init_backend();
   if (options_.n_seq < 1) fail("llama.cpp engine: n_seq must be at least 1, got {}", options_.n_seq);
   if (options_.threads < 1) fail("llama.cpp engine: threads must be at least 1, got {}", options_.threads);
-  if (options_.poll < -1 || options_.poll > 100) fail("llama.cpp engine: poll {} outside -1..100", options_.poll);
+  if (options_.poll < -1 || options_.poll > 100)
+    fail("llama.cpp engine: poll {} outside -1..100", options_.poll);
   try {
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
@@ -128,14 +130,16 @@ LlamaCpp::LlamaCpp(const std::string& gguf_path, LlamaCppOptions options) : opti
     const int trained = llama_model_n_ctx_train(model_);
     if (options_.capacity == 0) options_.capacity = trained;
     if (options_.capacity < 1 || options_.capacity > trained)
-      fail("llama.cpp engine: capacity {} outside 1..{} (the model's context_length)", options_.capacity, trained);
+      fail("llama.cpp engine: capacity {} outside 1..{} (the model's context_length)", options_.capacity,
+           trained);
     const int total = options_.n_seq * options_.capacity;
     if (options_.n_batch == 0) options_.n_batch = total;
     if (options_.n_ubatch == 0) options_.n_ubatch = options_.n_batch;
     ctx_ = make_context(options_.n_seq, total, options_.n_batch, options_.n_ubatch);
     recompute_ = make_context(1, options_.capacity, std::max(options_.n_batch, options_.capacity),
                               std::min(options_.n_ubatch, options_.capacity));
-    batch_ = std::make_unique<llama_batch>(llama_batch_init(std::max(options_.n_batch, options_.capacity), 0, 1));
+    batch_ =
+        std::make_unique<llama_batch>(llama_batch_init(std::max(options_.n_batch, options_.capacity), 0, 1));
     cursors_.assign(static_cast<size_t>(options_.n_seq), 0);
     attach_threadpool();
   } catch (...) {
@@ -220,7 +224,8 @@ int LlamaCpp::cursor(int seq) const {
 }
 
 void LlamaCpp::set_trace(LlamaTrace* trace) {
-  if (trace && !options_.eval_callback) fail("llama.cpp engine: tracing needs the eval callback (options.eval_callback)");
+  if (trace && !options_.eval_callback)
+    fail("llama.cpp engine: tracing needs the eval callback (options.eval_callback)");
   trace_ = trace;
 }
 
@@ -243,8 +248,8 @@ void LlamaCpp::check_tokens(std::span<const int> tokens) const {
     if (t < 0 || t >= vocab_size_) fail("llama.cpp engine: token id {} outside 0..{}", t, vocab_size_ - 1);
 }
 
-void LlamaCpp::run(llama_context* ctx, std::span<const Chunk> chunks, std::span<const int> pos0, float* logits,
-                   bool all_rows) {
+void LlamaCpp::run(llama_context* ctx, std::span<const Chunk> chunks, std::span<const int> pos0,
+                   float* logits, bool all_rows) {
   llama_batch& b = *batch_;
   b.n_tokens = 0;
   for (size_t c = 0; c < chunks.size(); ++c) {
@@ -317,7 +322,8 @@ void LlamaCpp::forward_batch(std::span<const Chunk> chunks, std::span<float> log
 }
 
 void LlamaCpp::decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) {
-  if (seqs.size() != tokens.size()) fail("llama.cpp engine decode: {} sequences, {} tokens", seqs.size(), tokens.size());
+  if (seqs.size() != tokens.size())
+    fail("llama.cpp engine decode: {} sequences, {} tokens", seqs.size(), tokens.size());
   std::vector<Chunk> chunks;
   for (size_t i = 0; i < seqs.size(); ++i) chunks.push_back({seqs[i], tokens.subspan(i, 1)});
   forward_batch(chunks, logits, false);
@@ -333,7 +339,8 @@ void LlamaCpp::reset(int seq) { truncate(seq, 0); }
 void LlamaCpp::truncate(int seq, int p) {
   check_seq(seq, "truncate");
   int& cur = cursors_[static_cast<size_t>(seq)];
-  if (p < 0 || p > cur) fail("llama.cpp engine truncate: position {} outside 0..{} of sequence {}", p, cur, seq);
+  if (p < 0 || p > cur)
+    fail("llama.cpp engine truncate: position {} outside 0..{} of sequence {}", p, cur, seq);
   if (!llama_memory_seq_rm(llama_get_memory(ctx_), seq, p, -1))
     fail("llama.cpp engine truncate: llama_memory_seq_rm refused sequence {} at {}", seq, p);
   cur = p;

@@ -85,10 +85,11 @@ class LlamaCpp {
   // One token per listed sequence, one llama_batch. logits: (seqs.size(), V).
   void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits);
 
-  void reset();          // every sequence empty
-  void reset(int seq);   // one sequence empty
-  void truncate(int seq, int p);                 // keep positions 0..p-1 (llama_memory_seq_rm)
-  void fork(int src, int dst, int prefix_len);   // dst = src's first prefix_len positions (llama_memory_seq_cp)
+  void reset();                   // every sequence empty
+  void reset(int seq);            // one sequence empty
+  void truncate(int seq, int p);  // keep positions 0..p-1 (llama_memory_seq_rm)
+  void fork(int src, int dst,
+            int prefix_len);  // dst = src's first prefix_len positions (llama_memory_seq_cp)
 
   // While set, every llama_decode appends the per-layer tensors to `trace` (nullptr: off).
   // Needs options().eval_callback.
@@ -109,12 +110,12 @@ class LlamaCpp {
   LlamaCppOptions options_;
   std::string path_;
   llama_model* model_ = nullptr;
-  llama_context* ctx_ = nullptr;        // the cached path's memory: n_seq sequences
-  llama_context* recompute_ = nullptr;  // full recompute: one sequence, cleared before each call
-  std::unique_ptr<llama_batch> batch_;  // (n_batch) tokens, reused by every call
+  llama_context* ctx_ = nullptr;           // the cached path's memory: n_seq sequences
+  llama_context* recompute_ = nullptr;     // full recompute: one sequence, cleared before each call
+  std::unique_ptr<llama_batch> batch_;     // (n_batch) tokens, reused by every call
   ggml_threadpool* threadpool_ = nullptr;  // ours, if options_.poll >= 0
   int vocab_size_ = 0;
-  std::vector<int> cursors_;            // (n_seq) positions held per sequence
+  std::vector<int> cursors_;  // (n_seq) positions held per sequence
   LlamaTrace* trace_ = nullptr;
 };
 

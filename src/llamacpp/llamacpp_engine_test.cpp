@@ -4,11 +4,10 @@
 // F32 reassociation only, the same F16 roundings); each test prints the largest difference.
 #include "llamacpp/llamacpp_engine.h"
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-
-#include <catch2/catch.hpp>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
@@ -23,15 +22,19 @@ using testing::max_abs_diff;
 using testing::shipped_gguf;
 using testing::shipped_model;
 
-const std::vector<int> kPrompt = {542, 778, 731, 1, 381, 64, 777, 12, 40};  // "normalmente ustedes tienen . ..."
+const std::vector<int> kPrompt = {542, 778, 731, 1, 381,
+                                  64,  777, 12,  40};  // "normalmente ustedes tienen . ..."
 
 std::vector<float> rows(const std::vector<float>& logits, size_t first, size_t n, int V) {
-  return {logits.begin() + static_cast<ptrdiff_t>(first * V), logits.begin() + static_cast<ptrdiff_t>((first + n) * V)};
+  return {logits.begin() + static_cast<ptrdiff_t>(first * V),
+          logits.begin() + static_cast<ptrdiff_t>((first + n) * V)};
 }
 
 double tol() { return self_tolerance(shipped_model(), shipped_model().config.max_seq_len).tol; }
 
-void report(const char* what, double d) { std::printf("  %-58s max|d| %.3g (tolerance %.3g)\n", what, d, tol()); }
+void report(const char* what, double d) {
+  std::printf("  %-58s max|d| %.3g (tolerance %.3g)\n", what, d, tol());
+}
 
 TEST_CASE("llama.cpp loads the exported GGUF with our vocabulary size and context length", "[llamacpp]") {
   LlamaCpp llama(shipped_gguf());
@@ -55,7 +58,8 @@ TEST_CASE("cached prefill plus decode steps agree with full recompute of every r
   const std::vector<float> prefill = llama.forward_cached(0, std::span(kPrompt).first(4), true);
   double d = max_abs_diff(prefill, rows(full, 0, 4, V));
   for (size_t i = 4; i < kPrompt.size(); ++i)
-    d = std::max(d, max_abs_diff(llama.forward_cached(0, std::span(kPrompt).subspan(i, 1)), rows(full, i, 1, V)));
+    d = std::max(
+        d, max_abs_diff(llama.forward_cached(0, std::span(kPrompt).subspan(i, 1)), rows(full, i, 1, V)));
   CHECK(llama.cursor(0) == static_cast<int>(kPrompt.size()));
   report("cached (prefill 4 + 5 decode steps) vs recompute", d);
   CHECK(d <= tol());
@@ -123,7 +127,8 @@ TEST_CASE("several sequences in one batch agree with each sequence alone", "[lla
   const std::vector<int> seqs = {0, 1, 2}, next = {9, 10, 11};
   llama.decode(seqs, next, logits);
   const std::vector<std::vector<int>> whole = {{542, 778, 9}, {12, 40, 731, 1, 381, 10}, {64, 11}};
-  for (size_t i = 0; i < whole.size(); ++i) d = std::max(d, max_abs_diff(rows(logits, i, 1, V), llama.forward_uncached(whole[i])));
+  for (size_t i = 0; i < whole.size(); ++i)
+    d = std::max(d, max_abs_diff(rows(logits, i, 1, V), llama.forward_uncached(whole[i])));
   report("ragged batch of 3 + batched decode vs each alone", d);
   CHECK(d <= tol());
   const std::vector<Chunk> twice = {{0, a}, {0, c}};
@@ -212,7 +217,8 @@ TEST_CASE("layer 0's K after RoPE is our engine's K, up to F32 rounding and RoPE
 namespace miniinfer {
 namespace {
 
-TEST_CASE("threads, our sleeping threadpool and the KV type change speed and rounding, not the model", "[llamacpp]") {
+TEST_CASE("threads, our sleeping threadpool and the KV type change speed and rounding, not the model",
+          "[llamacpp]") {
   LlamaCpp base(shipped_gguf());
   const std::vector<float> want = base.forward_uncached(kPrompt, true);
   LlamaCpp pooled(shipped_gguf(), {.threads = 2, .poll = 0});
@@ -227,7 +233,8 @@ TEST_CASE("threads, our sleeping threadpool and the KV type change speed and rou
   // Each is within its bound of the exact model, so of each other within the sum of the bounds.
   const double both =
       logit_tolerance(shipped_model(), KvType::F16).tol + logit_tolerance(shipped_model(), KvType::F32).tol;
-  std::printf("  %-58s max|d| %.3g (tolerance %.3g)\n", "2 threads poll 0, 1 thread, F32 KV with ubatch 4 vs default", d, both);
+  std::printf("  %-58s max|d| %.3g (tolerance %.3g)\n",
+              "2 threads poll 0, 1 thread, F32 KV with ubatch 4 vs default", d, both);
   CHECK(d <= both);
   CHECK_THROWS_WITH(f32.forward_cached(0, std::vector<int>(9, 1)), Catch::Contains("n_batch 8"));
   LlamaCpp untraced(shipped_gguf(), {.eval_callback = false});

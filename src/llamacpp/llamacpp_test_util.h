@@ -10,7 +10,8 @@
 namespace miniinfer::testing {
 
 inline const std::string& shipped_model_path() {
-  static const std::string path = std::string(MINIINFER_SOURCE_DIR) + "/experiments/17-minigpt/minigpt.safetensors";
+  static const std::string path =
+      std::string(MINIINFER_SOURCE_DIR) + "/experiments/17-minigpt/minigpt.safetensors";
   return path;
 }
 

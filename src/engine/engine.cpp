@@ -167,6 +167,9 @@ void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvCache& s
       int pos = s.pos0 + i;
       if (fault_ == Fault::RopeDecodePhase && s.pass == Pass::Decode) pos -= 1;  // fault: rope-decode-phase
       if (fault_ == Fault::ResumeOffset && s.pass == Pass::Resume) pos = i;      // fault: resume-offset
+      if (fault_ == Fault::RaggedPosition && s.pass != Pass::Uncached && segs.size() > 1 &&
+          segs[0].pos0 + i < config_.max_seq_len)
+        pos = segs[0].pos0 + i;  // fault: ragged-position
       const size_t r = static_cast<size_t>(s.row0 + i);
       rope_forward(q_.data() + r * uD, rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
       rope_forward(k_rows_[r], rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
@@ -180,10 +183,16 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store) 
   const Config& c = config_;
   const int D = c.d_model, H = c.n_head, dh = c.d_head();
   const size_t uD = static_cast<size_t>(D);
+  const Segment* chunk = nullptr;  // the first multi-row segment of the call, if any
+  for (const Segment& s : segs)
+    if (!chunk && s.n > 1) chunk = &s;
   for (const Segment& s : segs) {
     const bool decode = s.pass == Pass::Decode;
+    // fault: continuous-batch-mask, a decode row next to a prefill chunk reads that chunk's sequence.
+    const bool mixed = fault_ == Fault::ContinuousBatchMask && decode && chunk;
     const int read_layer = (fault_ == Fault::LayerAlias && decode) ? 0 : l;  // fault: layer-alias
-    const int read_seq = (fault_ == Fault::BatchStride && decode) ? 0 : s.seq;  // fault: batch-stride
+    int read_seq = (fault_ == Fault::BatchStride && decode) ? 0 : s.seq;  // fault: batch-stride
+    if (mixed) read_seq = chunk->seq;
     const float* kb = store.k_slab(read_layer, read_seq);
     const float* vb = store.v_slab(read_layer, read_seq);
     // fault: softmax-scale, fp64-decode.
@@ -196,6 +205,7 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store) 
         int n_slots = pos + 1;
         if (fault_ == Fault::SelfExcluded && decode) n_slots = pos;  // fault: self-excluded
         if (fault_ == Fault::DecodeMask && decode) n_slots = 1;      // fault: decode-mask
+        if (mixed) n_slots = std::min(n_slots, chunk->pos0 + chunk->n);
         const size_t r = static_cast<size_t>(s.row0 + i);
         float* out = att_.data() + r * uD + off;
         const float* q = q_.data() + r * uD + off;
@@ -371,6 +381,31 @@ void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logit
       rows += chunks[last++].tokens.size();
     run_cached(chunks.subspan(first, last - first), logits.data() + first * V, false);
     first = last;
+  }
+}
+
+void Engine::truncate(int seq, int p) {
+  const int before = cache_.cursor(seq);
+  cache_.truncate(seq, p);
+  if (fault_ == Fault::TruncateStale && p < before) cache_.advance(seq, 1);  // fault: truncate-stale
+}
+
+void Engine::fork(int src, int dst, int prefix_len) {
+  if (fault_ != Fault::ForkShallow) return cache_.fork(src, dst, prefix_len);
+  // fault: fork-shallow, the upper half of the layers keep dst's old rows.
+  cache_.cursor(dst);  // a bad dst throws here, before anything is read
+  const size_t n = static_cast<size_t>(std::clamp(prefix_len, 0, capacity())) * config_.d_model;
+  std::vector<std::vector<float>> kept;
+  for (int l = config_.n_layer / 2; l < config_.n_layer; ++l) {
+    kept.emplace_back(cache_.k_slab(l, dst), cache_.k_slab(l, dst) + n);
+    kept.emplace_back(cache_.v_slab(l, dst), cache_.v_slab(l, dst) + n);
+  }
+  cache_.fork(src, dst, prefix_len);
+  size_t i = 0;
+  for (int l = config_.n_layer / 2; l < config_.n_layer; ++l) {
+    std::copy(kept[i].begin(), kept[i].end(), cache_.k_slab(l, dst));
+    std::copy(kept[i + 1].begin(), kept[i + 1].end(), cache_.v_slab(l, dst));
+    i += 2;
   }
 }
 

@@ -94,8 +94,8 @@ class Engine {
   int cursor(int seq) const { return cache_.cursor(seq); }
   void reset() { cache_.reset(); }  // a reset engine behaves like a fresh one
   void reset(int seq) { cache_.reset(seq); }
-  void truncate(int seq, int p) { cache_.truncate(seq, p); }
-  void fork(int src, int dst, int prefix_len) { cache_.fork(src, dst, prefix_len); }
+  void truncate(int seq, int p);
+  void fork(int src, int dst, int prefix_len);
 
  private:
   // A projection: the file's (OC, C) weight, its packed copy and its bias.

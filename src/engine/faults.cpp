@@ -39,6 +39,13 @@ constexpr std::array kFaults = {
               "decode uses Eigen's product while prefill uses the invariant kernel"},
     FaultInfo{Fault::SoftmaxScale, "softmax-scale",
               "decode scales attention scores by 1/d_head instead of 1/sqrt(d_head)"},
+    FaultInfo{Fault::ForkShallow, "fork-shallow",
+              "fork copies the lower half of the layers only; the upper layers keep the target's old rows"},
+    FaultInfo{Fault::TruncateStale, "truncate-stale", "truncation to p leaves the cursor at p + 1"},
+    FaultInfo{Fault::RaggedPosition, "ragged-position",
+              "a batched call rotates every sequence's rows at the first sequence's positions"},
+    FaultInfo{Fault::ContinuousBatchMask, "continuous-batch-mask",
+              "in a call mixing prefill chunks and decode rows, a decode row attends to a prefill chunk's sequence"},
 };
 constexpr std::array<Fault, kFaults.size()> kAll = [] {
   std::array<Fault, kFaults.size()> all{};

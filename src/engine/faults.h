@@ -23,6 +23,11 @@ enum class Fault {
   ResumeOffset,     // a q_len>1 chunk on a non-empty cache takes RoPE positions from 0
   LibraryGemv,      // decode uses Eigen's product while prefill uses the invariant kernel
   SoftmaxScale,     // decode scales scores by 1/d_head instead of 1/sqrt(d_head)
+  // Faults only histories show (several sequences, forks, rollbacks, mixed calls):
+  ForkShallow,          // fork copies the lower half of the layers only
+  TruncateStale,        // truncation leaves the cursor one past p
+  RaggedPosition,       // a batched call rotates every sequence at the first sequence's positions
+  ContinuousBatchMask,  // a decode row attends to another sequence's prefill chunk
 };
 
 // Every fault, None first, in declaration order.

@@ -58,13 +58,28 @@ std::string first_detection(const Model& model, Fault fault) {
   const auto resumed = engine.forward_cached(0, std::span(tokens).subspan(5), true);
   const auto full = engine.forward_uncached(tokens, true);
   if (!same_bytes(resumed, std::span(full).subspan(5 * static_cast<size_t>(c.vocab_size)))) return "a resumed chunk's logits";
+  // A history: fork sequence 0 into 1, roll 1 back, then one call that resumes 1 with a chunk
+  // while sequence 0 decodes a token (continuous batching).
+  engine.reset();
+  engine.forward_cached(0, std::span(tokens).first(5));
+  engine.fork(0, 1, 5);
+  engine.truncate(1, 3);
+  const Chunk mixed[] = {{1, std::span(tokens).subspan(5, 4)}, {0, std::span(tokens).subspan(9, 1)}};
+  const size_t V = static_cast<size_t>(c.vocab_size);
+  std::vector<float> got(2 * V);
+  engine.forward_batch(mixed, got);
+  std::vector<int> one(tokens.begin(), tokens.begin() + 3), zero(tokens.begin(), tokens.begin() + 5);
+  one.insert(one.end(), tokens.begin() + 5, tokens.begin() + 9);
+  zero.push_back(tokens[9]);
+  if (!same_bytes(std::span(got).first(V), engine.forward_uncached(one))) return "a forked, rolled back and resumed sequence";
+  if (!same_bytes(std::span(got).subspan(V), engine.forward_uncached(zero))) return "a decode row next to a prefill chunk";
   return "";
 }
 
 }  // namespace
 
 TEST_CASE("fault names round-trip, each has a description, and an unknown name lists the known ones") {
-  CHECK(all_faults().size() == 13);
+  CHECK(all_faults().size() == 17);
   for (Fault f : all_faults()) {
     CHECK(fault_from_name(to_string(f)) == f);
     CHECK(std::string(describe(f)).size() > 10);

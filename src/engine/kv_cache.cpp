@@ -100,12 +100,12 @@ bool KvCache::guards_intact() const {
   return intact(storage_.data()) && intact(k_ + size_) && intact(v_ + size_);
 }
 
-void KvCache::poison_unused(int seq) {
+void KvCache::poison_unused(int seq, float value) {
   const size_t from = static_cast<size_t>(cursor(seq)) * d_model();
   const size_t to = static_cast<size_t>(capacity_) * d_model();
   for (int l = 0; l < n_layer_; ++l) {
-    std::fill(k_slab(l, seq) + from, k_slab(l, seq) + to, std::numeric_limits<float>::quiet_NaN());
-    std::fill(v_slab(l, seq) + from, v_slab(l, seq) + to, std::numeric_limits<float>::quiet_NaN());
+    std::fill(k_slab(l, seq) + from, k_slab(l, seq) + to, value);
+    std::fill(v_slab(l, seq) + from, v_slab(l, seq) + to, value);
   }
 }
 

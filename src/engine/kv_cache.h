@@ -3,6 +3,7 @@
 // no write ever lands outside them. Forward writes K and V straight into their slots.
 #pragma once
 #include <cstddef>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -57,9 +58,9 @@ class KvCache {
 
   // True while every guard float still holds kGuardValue.
   bool guards_intact() const;
-  // Test aid: NaN into every slot at or past the cursor of `seq`, so a read past the cursor
-  // would poison the logits.
-  void poison_unused(int seq);
+  // Test aid: `value` (NaN by default) into every slot at or past the cursor of `seq`, so a
+  // read past the cursor would poison the logits, and a reset cache holds nothing of its past.
+  void poison_unused(int seq, float value = std::numeric_limits<float>::quiet_NaN());
 
  private:
   size_t offset(int layer, int seq) const {

@@ -167,7 +167,7 @@ std::optional<std::string> check_chunked(Engine& e, Case& c) {
   const auto& prompt = c.prompts[0];
   e.set_backend(context().backend);
   e.set_fault(context().fault);
-  e.reset();
+  clean_slate(e);
   const auto one_shot = e.forward_cached(1, prompt, true);
   int from = 0;
   std::vector<int> ends(c.cuts);
@@ -244,9 +244,9 @@ std::optional<std::string> check_case(Case& c) {
   Engine& e = *t.engine;
   e.set_backend(context().backend);
   e.set_fault(context().fault);
-  // Each case starts from an empty cache, so a case's outcome never depends on the one before
+  // Each case starts from a clean slate, so a case's outcome never depends on the one before
   // (shrinking and replay need that); faults between requests show within one case (p3, p9).
-  e.reset();
+  clean_slate(e);
   const std::string& p = c.property;
   if (p == "p1" || p == "p2") return check_cached_equals_uncached(e, c, false);
   if (p == "p6") return check_cached_equals_uncached(e, c, true);
@@ -332,7 +332,7 @@ Failure report_case(const Case& c, const std::string& headline) {
   for (const Scenario& sc : scenarios_for(c)) {
     t.engine->set_backend(context().backend);
     t.engine->set_fault(context().fault);
-    t.engine->reset();
+    clean_slate(*t.engine);
     try {
       f = diagnose(*t.engine, sc, c.property, headline, context().model.vocab);
     } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 #include "props/context.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -7,6 +8,7 @@
 #include "base/sha256.h"
 #include "corpus/grammar.h"
 #include "model/model_file.h"
+#include "props/history.h"
 
 namespace miniinfer::props {
 
@@ -41,6 +43,9 @@ void load_context(const RunConfig& given) {
   eo.backend = ctx.backend;
   eo.batch = kBatch;
   ctx.engine = std::make_unique<Engine>(ctx.model, eo);
+  eo.batch = kHistorySequences;
+  eo.capacity = std::min(kHistoryCapacity, ctx.model.config.max_seq_len);
+  ctx.history_engine = std::make_unique<Engine>(ctx.model, eo);
   set_run_config(config);
   const auto& c = ctx.model.config;
   std::printf("props: model %s (V=%d D=%d L=%d H=%d F=%d), backend %s, fault %s\n",

@@ -20,6 +20,7 @@ struct Context {
   std::string model_sha256;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Engine> engine;
+  std::unique_ptr<Engine> history_engine;  // p11's: kHistorySequences small sequences
   Backend backend = Backend::Invariant;
   Fault fault = Fault::None;
 };

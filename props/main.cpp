@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc), catch_args{argv[0]};
   std::string rc_params = std::getenv("RC_PARAMS") ? std::getenv("RC_PARAMS") : "";
   props::RunConfig config;
+  config.program = argv[0];
   std::string replay, value, summary;
   bool reproducing = false;
   try {
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
       } else if (take_value(a, "--rc-max-success", catch_args, i, args, value)) {
         check_number("--rc-max-success", value);
         rc_params += " max_success=" + value;
+        config.shaping_flags.push_back("--rc-max-success=" + value);
       } else if (a == "--rc-noshrink") {
         rc_params += " noshrink=1";
       } else if (take_value(a, "--rc-reproduce", catch_args, i, args, value)) {
@@ -119,12 +121,16 @@ int main(int argc, char** argv) {
         reproducing = true;
       } else if (take_value(a, "--replay", catch_args, i, args, replay)) {
       } else if (take_value(a, "--model", catch_args, i, args, config.model_path)) {
+        config.shaping_flags.insert(config.shaping_flags.end(), {"--model", config.model_path});
       } else if (take_value(a, "--backend", catch_args, i, args, config.backend)) {
+        config.shaping_flags.insert(config.shaping_flags.end(), {"--backend", config.backend});
       } else if (take_value(a, "--inject", catch_args, i, args, config.inject)) {
+        config.shaping_flags.insert(config.shaping_flags.end(), {"--inject", config.inject});
       } else if (take_value(a, "--report-dir", catch_args, i, args, config.report_dir)) {
       } else if (take_value(a, "--summary", catch_args, i, args, summary)) {
       } else if (a == "--full") {
         config.full = true;
+        config.shaping_flags.push_back("--full");
       } else if (a.rfind("--rc-", 0) == 0) {
         fail("unknown flag {} (see props --help)", a);
       } else {
@@ -133,6 +139,11 @@ int main(int argc, char** argv) {
     }
     if (rc_params.find("reproduce=") != std::string::npos && !reproducing)
       std::fprintf(stderr, "props: warning: RC_PARAMS holds reproduce=: only the property it names runs; the others are skipped, not passed\n");
+    if (config.inject == "list") {
+      for (Fault f : all_faults())
+        if (f != Fault::None) std::printf("%-22s %s\n", to_string(f), describe(f));
+      return 0;
+    }
     check_writable_dir("--report-dir " + config.report_dir, config.report_dir);
     if (!summary.empty()) {
       const std::filesystem::path parent = std::filesystem::path(summary).parent_path();
@@ -164,7 +175,18 @@ int main(int argc, char** argv) {
   }
   if (const int rc = session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data())) return rc;
   const auto start = std::chrono::steady_clock::now();
-  const int status = session.run();
+  int status = session.run();
+  // A reproduce run must reproduce: one whose property never ran (filtered out, or no such id)
+  // would otherwise end "All tests passed".
+  for (const auto& [id, reproduce] : rc::detail::configuration().reproduce) {
+    bool ran = false;
+    for (const auto& o : props::outcomes()) ran = ran || (o.id == id && o.status != "skipped");
+    if (!ran) {
+      std::fprintf(stderr, "props: the reproduce string names property %s, which this run did not run "
+                   "(a test filter excludes it, or no property has that id)\n", id.c_str());
+      status = status ? status : 2;
+    }
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   int failed = 0, passed = 0, skipped = 0;
   for (const auto& o : props::outcomes()) {

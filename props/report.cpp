@@ -165,6 +165,101 @@ int total_draws(const Script& s) {
 
 }  // namespace
 
+static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int call, int seq, const std::vector<int>& positions,
+               int shift, int L, int H, std::string& text, nlohmann::json& j, std::vector<std::vector<Stat>>& cells) {
+  const Index ref = index_records(ref_trace, -1, ref_trace.records.empty() ? 0 : ref_trace.records[0].seq);
+  const Index got = index_records(cached_trace, call, seq);
+  auto wanted = [&](int p) { return std::find(positions.begin(), positions.end(), p) != positions.end(); };
+  std::vector<std::vector<std::array<Stat, kKinds>>> stats(
+      static_cast<size_t>(L), std::vector<std::array<Stat, kKinds>>(static_cast<size_t>(H) + 1));
+  for (const auto& [key, data] : got) {
+    const auto [layer, head, kind, pos] = key;
+    const int ki = kind_index(kind);
+    if (ki < 0 || layer < 0 || layer >= L) continue;
+    const bool read = kind == TraceKind::KRead || kind == TraceKind::VRead;
+    TraceKind ref_kind = kind == TraceKind::KRead ? TraceKind::K : kind == TraceKind::VRead ? TraceKind::V : kind;
+    if (!read && !wanted(pos - shift)) continue;
+    const int ref_pos = read ? pos : pos - shift;
+    auto it = ref.find({layer, head, ref_kind, ref_pos});
+    if (it == ref.end()) continue;
+    stats[static_cast<size_t>(layer)][static_cast<size_t>(head + 1)][static_cast<size_t>(ki)].add(*data, *it->second, ref_pos);
+  }
+  // The first parting site: layer by layer, in dataflow order, head by head (each over every
+  // traced row, so a chunk's first wrong row is found wherever it sits in the chunk).
+  std::string first;
+  nlohmann::json first_json;
+  bool first_drift = false;
+  if (shift != 0) {
+    const int p = positions.front();
+    first = fmt::format("layer 0, all heads, position: the token sits at slot {} instead of {}", p + shift, p);
+    first_json = {{"layer", 0}, {"head", -1}, {"component", "position"}, {"slot", p + shift}, {"position", p}};
+  }
+  for (int l = 0; l < L && first.empty(); ++l)
+    for (int k = 0; k < kKinds && first.empty(); ++k)
+      for (int h = -1; h < H && first.empty(); ++h) {
+        const Stat& s = stats[static_cast<size_t>(l)][static_cast<size_t>(h + 1)][static_cast<size_t>(k)];
+        if (s.differ == 0) continue;
+        const bool read = kOrder[k] == TraceKind::KRead || kOrder[k] == TraceKind::VRead;
+        first = fmt::format("layer {}, {}{}, {} {} (max |d| {:.3g}, {}/{} elements differ, max {} ULP)", l,
+                            h < 0 ? "all heads" : "head ", h < 0 ? "" : std::to_string(h), kColumn[k],
+                            read ? fmt::format("slot {}", s.first_pos) : fmt::format("at position {}", s.first_pos),
+                            s.max_abs, s.differ, s.total, ulp_text(s.max_ulp));
+        first_json = {{"layer", l}, {"head", h}, {"component", kColumn[k]},
+                      {read ? "slot" : "position", s.first_pos}, {"max_abs", s.max_abs},
+                      {"max_ulp", s.max_ulp}, {"differing", s.differ}, {"total", s.total}};
+        first_drift = s.max_ulp != UINT64_MAX && s.max_abs <= kDriftRelative * s.scale;
+      }
+  if (first.empty()) {
+    text += "  no traced component differs at that step: the difference enters after the last block (final LayerNorm or head)\n";
+  } else {
+    const bool drift = first_drift;
+    text += fmt::format("  first parting: {}\n", first);
+    text += fmt::format("  verdict: {} starting at layer {} {}\n",
+                        drift ? "ULP-level drift (rounding, not a wrong value)" : "gross error",
+                        first_json["layer"].get<int>(), first_json["component"].get<std::string>());
+    j["first_parting"] = first_json;
+    j["verdict"] = drift ? "ulp-drift" : "gross";
+  }
+  // The table: per (layer, head), per component, differing elements / max ULP.
+  text += fmt::format("  {:<12}", "layer/head");
+  for (const char* col : kColumn) text += fmt::format("{:>14}", col);
+  text += "\n";
+  nlohmann::json table = nlohmann::json::array();
+  for (int l = 0; l < L; ++l)
+    for (int h = -1; h < H; ++h) {
+      const auto& row = stats[static_cast<size_t>(l)][static_cast<size_t>(h + 1)];
+      bool any = false;
+      for (const auto& s : row) any = any || s.total > 0;
+      if (!any) continue;
+      text += fmt::format("  {:<12}", h < 0 ? fmt::format("L{} (all)", l) : fmt::format("L{} H{}", l, h));
+      nlohmann::json cols;
+      for (int k = 0; k < kKinds; ++k) {
+        const Stat& s = row[static_cast<size_t>(k)];
+        text += fmt::format("{:>14}", s.total == 0 ? "-" : s.differ == 0 ? "0" : fmt::format("{}/{}", s.differ, ulp_text(s.max_ulp)));
+        cols[kColumn[k]] = {{"differing", s.differ}, {"total", s.total}, {"max_ulp", s.max_ulp}, {"max_abs", s.max_abs}};
+        if (h >= 0 && kOrder[k] != TraceKind::BlockOut) {
+          Stat& cell = cells[static_cast<size_t>(l)][static_cast<size_t>(h)];
+          cell.differ += s.differ;
+          cell.total += s.total;
+        }
+      }
+      text += "\n";
+      table.push_back({{"layer", l}, {"head", h}, {"components", cols}});
+    }
+  text += "  (cells: differing elements / max ULP; '0' identical; '-' not traced)\n";
+  j["table"] = table;
+}
+
+CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
+                          const std::vector<int>& positions, int shift, int L, int H, const std::string& title) {
+  CallDiff d;
+  d.json = nlohmann::json::object();
+  std::vector<std::vector<Stat>> cells(static_cast<size_t>(L), std::vector<Stat>(static_cast<size_t>(H)));
+  diff_call(reference, cached, call, seq, positions, shift, L, H, d.text, d.json, cells);
+  d.svg = heatmap_svg(cells, L, H, title);
+  return d;
+}
+
 uint64_t ulp_distance(float a, float b) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : UINT64_MAX - 1;
   auto ordered = [](float x) {
@@ -225,7 +320,7 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
     engine.set_trace(&ref_trace);
     engine.forward_uncached(std::span<const int>(uncached.tokens).first(static_cast<size_t>(p) + 1));
     engine.set_trace(nullptr);
-    engine.reset();  // each re-run starts where the first did: an empty cache
+    clean_slate(engine);  // each re-run starts where the first did: a clean cache
     cached_run(&cached_trace, step);
     // The cached call to compare: the one that computed position p; failing that (a cursor
     // that went astray), the last call traced, whose last row is the token in question.
@@ -246,89 +341,12 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
                           cached_pos, p);
       j["cached_position"] = cached_pos;
     }
-    const Index ref = index_records(ref_trace, -1, ref_trace.records.empty() ? 0 : ref_trace.records[0].seq);
-    const Index got = index_records(cached_trace, call, sc.seq);
-
-    std::vector<std::vector<std::array<Stat, kKinds>>> stats(
-        static_cast<size_t>(L), std::vector<std::array<Stat, kKinds>>(static_cast<size_t>(H) + 1));
-    for (const auto& [key, data] : got) {
-      const auto [layer, head, kind, pos] = key;
-      const int ki = kind_index(kind);
-      if (ki < 0 || layer < 0 || layer >= L) continue;
-      const bool read = kind == TraceKind::KRead || kind == TraceKind::VRead;
-      TraceKind ref_kind = kind == TraceKind::KRead ? TraceKind::K : kind == TraceKind::VRead ? TraceKind::V : kind;
-      if (!read && pos != cached_pos) continue;
-      auto it = ref.find({layer, head, ref_kind, read ? pos : p});
-      if (it == ref.end()) continue;
-      stats[static_cast<size_t>(layer)][static_cast<size_t>(head + 1)][static_cast<size_t>(ki)].add(*data, *it->second, pos);
-    }
-    // The first parting site: layer by layer, in dataflow order, head by head.
-    std::string first;
-    nlohmann::json first_json;
-    bool first_drift = false;
-    if (shift != 0) {
-      first = fmt::format("layer 0, all heads, position: the token sits at slot {} instead of {}", cached_pos, p);
-      first_json = {{"layer", 0}, {"head", -1}, {"component", "position"}, {"slot", cached_pos}, {"position", p}};
-    }
-    for (int l = 0; l < L && first.empty(); ++l)
-      for (int k = 0; k < kKinds && first.empty(); ++k)
-        for (int h = -1; h < H && first.empty(); ++h) {
-          const Stat& s = stats[static_cast<size_t>(l)][static_cast<size_t>(h + 1)][static_cast<size_t>(k)];
-          if (s.differ == 0) continue;
-          const bool read = kOrder[k] == TraceKind::KRead || kOrder[k] == TraceKind::VRead;
-          first = fmt::format("layer {}, {}{}, {} {} (max |d| {:.3g}, {}/{} elements differ, max {} ULP)", l,
-                              h < 0 ? "all heads" : "head ", h < 0 ? "" : std::to_string(h), kColumn[k],
-                              read ? fmt::format("slot {}", s.first_pos) : fmt::format("at position {}", p),
-                              s.max_abs, s.differ, s.total, ulp_text(s.max_ulp));
-          first_json = {{"layer", l}, {"head", h}, {"component", kColumn[k]},
-                        {read ? "slot" : "position", read ? s.first_pos : p}, {"max_abs", s.max_abs},
-                        {"max_ulp", s.max_ulp}, {"differing", s.differ}, {"total", s.total}};
-          first_drift = s.max_ulp != UINT64_MAX && s.max_abs <= kDriftRelative * s.scale;
-        }
-    if (first.empty()) {
-      text += "  no traced component differs at that step: the difference enters after the last block (final LayerNorm or head)\n";
-    } else {
-      const bool drift = first_drift;
-      text += fmt::format("  first parting: {}\n", first);
-      text += fmt::format("  verdict: {} starting at layer {} {}\n",
-                          drift ? "ULP-level drift (rounding, not a wrong value)" : "gross error",
-                          first_json["layer"].get<int>(), first_json["component"].get<std::string>());
-      j["first_parting"] = first_json;
-      j["verdict"] = drift ? "ulp-drift" : "gross";
-    }
-    // The table: per (layer, head), per component, differing elements / max ULP.
-    text += fmt::format("  {:<12}", "layer/head");
-    for (const char* col : kColumn) text += fmt::format("{:>14}", col);
-    text += "\n";
-    nlohmann::json table = nlohmann::json::array();
-    for (int l = 0; l < L; ++l)
-      for (int h = -1; h < H; ++h) {
-        const auto& row = stats[static_cast<size_t>(l)][static_cast<size_t>(h + 1)];
-        bool any = false;
-        for (const auto& s : row) any = any || s.total > 0;
-        if (!any) continue;
-        text += fmt::format("  {:<12}", h < 0 ? fmt::format("L{} (all)", l) : fmt::format("L{} H{}", l, h));
-        nlohmann::json cols;
-        for (int k = 0; k < kKinds; ++k) {
-          const Stat& s = row[static_cast<size_t>(k)];
-          text += fmt::format("{:>14}", s.total == 0 ? "-" : s.differ == 0 ? "0" : fmt::format("{}/{}", s.differ, ulp_text(s.max_ulp)));
-          cols[kColumn[k]] = {{"differing", s.differ}, {"total", s.total}, {"max_ulp", s.max_ulp}, {"max_abs", s.max_abs}};
-          if (h >= 0 && kOrder[k] != TraceKind::BlockOut) {
-            Stat& cell = cells[static_cast<size_t>(l)][static_cast<size_t>(h)];
-            cell.differ += s.differ;
-            cell.total += s.total;
-          }
-        }
-        text += "\n";
-        table.push_back({{"layer", l}, {"head", h}, {"components", cols}});
-      }
-    text += "  (cells: differing elements / max ULP; '0' identical; '-' not traced)\n";
-    j["table"] = table;
+    diff_call(ref_trace, cached_trace, call, sc.seq, {p}, shift, L, H, text, j, cells);
   }
 
   // Every cache slot that differs from what full recompute computes for the same tokens.
   {
-    engine.reset();
+    clean_slate(engine);
     if (batch) run_batch(engine, sc, draws, nullptr); else cached_run(nullptr, -1);
     // The last drawn token is never fed back, so the cache holds one slot less than the sequence.
     const int expected = static_cast<int>(cached.tokens.size()) - (draws > 0 ? 1 : 0);

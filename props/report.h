@@ -41,6 +41,17 @@ struct Failure {
 Failure diagnose(Engine& engine, const Scenario& scenario, const std::string& property,
                  const std::string& headline, const std::vector<std::string>& vocab);
 
+// One traced cached call against a traced full recompute: the rows of sequence `seq` in call
+// `call` at reference positions `positions` (the cached path put them `shift` slots later),
+// diffed component by component: the first parting, a verdict and the (layer, head) table.
+struct CallDiff {
+  std::string text;
+  nlohmann::json json;  // first_parting, verdict, table
+  std::string svg;
+};
+CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
+                          const std::vector<int>& positions, int shift, int L, int H, const std::string& title);
+
 // Distance in units in the last place between two floats (0 when bit-identical; NaNs far).
 uint64_t ulp_distance(float a, float b);
 

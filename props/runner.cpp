@@ -14,6 +14,7 @@
 #include <rapidcheck/detail/TestListenerAdapter.h>
 
 #include "base/atomic_file.h"
+#include "base/rng.h"
 #include "props/report.h"
 
 // Declared in RapidCheck's private headers; the Debian package ships the definitions.
@@ -111,6 +112,28 @@ void set_run_config(RunConfig config) { mutable_config() = std::move(config); }
 
 void record_failure(std::function<Failure()> make) { last_failure().make = std::move(make); }
 
+uint64_t property_seed(uint64_t run_seed, const std::string& id) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a of the id
+  for (unsigned char ch : id) h = (h ^ ch) * 0x100000001b3ULL;
+  return mix64(run_seed ^ mix64(h));
+}
+
+std::string shell_quote(const std::string& arg) {
+  const bool plain = !arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                           "0123456789-_=./:,+@%") == std::string::npos;
+  if (plain) return arg;
+  std::string out = "'";
+  for (char ch : arg) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
+std::string reproduce_command(uint64_t run_seed, const std::string& reproduce) {
+  const RunConfig& c = run_config();
+  std::string cmd = shell_quote(c.program) + fmt::format(" --rc-seed={}", run_seed);
+  for (const auto& flag : c.shaping_flags) cmd += " " + shell_quote(flag);
+  return cmd + " " + shell_quote("--rc-reproduce=" + reproduce);
+}
+
 bool check_property(const std::string& id, const std::string& sentence, int cases,
                     const std::function<void()>& body) {
   const auto& rc_config = rc::detail::configuration();
@@ -120,6 +143,7 @@ bool check_property(const std::string& id, const std::string& sentence, int case
     return true;
   }
   rc::detail::TestParams params = rc_config.testParams;
+  params.seed = property_seed(rc_config.testParams.seed, id);
   // The default max_success (100) means "each property's own case count"; any other value
   // scales every property by max_success / 100 (the nightly run uses 2000: 20 times).
   params.maxSuccess = std::max(1, static_cast<int>(static_cast<long long>(cases) * params.maxSuccess / 100));
@@ -148,10 +172,10 @@ bool check_property(const std::string& id, const std::string& sentence, int case
   mutable_outcomes().push_back({id, sentence, "failed", 0, seconds, message.str()});
   if (result.is<rc::detail::FailureResult>()) {
     const auto* failure = &result.get<rc::detail::FailureResult>();
-    std::printf("Shrunk in %d steps. Reproduce with:\n  props --rc-seed=%llu --rc-reproduce=%s\n",
-                listener.shrinks(), static_cast<unsigned long long>(params.seed),
-                rc::detail::reproduceMapToString(
-                    std::unordered_map<std::string, rc::detail::Reproduce>{{id, failure->reproduce}}).c_str());
+    const std::string reproduce = rc::detail::reproduceMapToString(
+        std::unordered_map<std::string, rc::detail::Reproduce>{{id, failure->reproduce}});
+    std::printf("Shrunk in %d steps. Reproduce with:\n  %s\n", listener.shrinks(),
+                reproduce_command(rc_config.testParams.seed, reproduce).c_str());
     if (last_failure().make) {
       const Failure report = last_failure().make();
       publish_failure(id, report);

@@ -17,6 +17,10 @@ struct RunConfig {
   std::string report_dir = "props-report";
   bool full = false;        // nightly scale for the long properties
   bool verbose = false;
+  // How this run was started, for the printed reproduce command: the program as invoked and
+  // every flag that shapes a case (--model, --backend, --inject, --full, ...), shell-quoted.
+  std::string program = "props";
+  std::vector<std::string> shaping_flags;
 };
 // One line of the run's summary (props --summary FILE writes them as JSON).
 struct PropertyOutcome {
@@ -26,6 +30,14 @@ struct PropertyOutcome {
   std::string counterexample;        // the shrunk case, when failed
 };
 const std::vector<PropertyOutcome>& outcomes();
+
+// The seed property `id` draws its cases from: a mix of the run's seed and the id, so that
+// properties cover different prompts while one --rc-seed still fixes them all.
+uint64_t property_seed(uint64_t run_seed, const std::string& id);
+// The command that reproduces property `id`'s failure, verbatim for a shell.
+std::string reproduce_command(uint64_t run_seed, const std::string& reproduce);
+// Quotes `arg` for a POSIX shell when it needs it.
+std::string shell_quote(const std::string& arg);
 
 const RunConfig& run_config();
 void set_run_config(RunConfig config);

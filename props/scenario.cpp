@@ -5,6 +5,11 @@
 
 namespace miniinfer::props {
 
+void clean_slate(Engine& engine) {
+  engine.reset();
+  for (int seq = 0; seq < engine.batch(); ++seq) engine.cache().poison_unused(seq, kPoison);
+}
+
 ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq, Trace* trace,
                      int traced_draw) {
   ScriptRun run;

@@ -30,6 +30,14 @@ struct Script {
   uint64_t stream = 0;
 };
 
+// Every cursor to 0 and every slot of every sequence overwritten with kPoison: what a case
+// reads from its cache is then what the case itself wrote, never what an earlier case left
+// (KvCache::reset only moves the cursors). A fresh engine would do the same at a higher cost
+// (measured in props/README: repacking every weight per case). The value is finite so that
+// a read of an unwritten slot gives wrong numbers, not NaNs the sampler would have to refuse.
+constexpr float kPoison = 1024.0f;
+void clean_slate(Engine& engine);
+
 // One path's run of a script.
 struct ScriptRun {
   std::vector<int> tokens;                      // the whole sequence at the end

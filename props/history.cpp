@@ -1,0 +1,674 @@
+#include "props/history.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <rapidcheck.h>
+#include <rapidcheck/state.h>
+
+#include "base/error.h"
+#include "base/rng.h"
+#include "generators/prompts.h"
+#include "props/context.h"
+#include "props/runner.h"
+#include "props/scenario.h"
+
+namespace miniinfer::props {
+namespace {
+
+Engine& engine() { return *context().history_engine; }
+
+std::string words(const std::vector<int>& ids) { return context().tokenizer->decode(ids); }
+
+// ---- the oracle: full recompute of a sequence's tokens, memoized by the tokens ---------------
+
+struct Reference {
+  std::vector<float> logits;  // (V) the last position's
+  KvRows kv;                  // every K and V row
+};
+
+std::map<std::vector<int>, Reference>& memo() {
+  static std::map<std::vector<int>, Reference> m;
+  return m;
+}
+
+// A pure function of the tokens (and the run's backend), so caching it changes nothing.
+const Reference& reference(const std::vector<int>& tokens) {
+  auto& m = memo();
+  if (auto it = m.find(tokens); it != m.end()) return it->second;
+  Engine& e = engine();
+  Trace* const traced = e.trace();
+  e.set_trace(nullptr);
+  Reference r;
+  r.logits = e.forward_uncached(tokens, false, &r.kv);
+  e.set_trace(traced);
+  return m.emplace(tokens, std::move(r)).first->second;
+}
+
+bool same_bytes(std::span<const float> a, std::span<const float> b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
+}
+
+// ---- the model: what each engine call of a step does to the histories -----------------------
+
+struct Call {
+  std::vector<std::pair<int, std::vector<int>>> rows;  // a forward: (sequence, tokens appended)
+  Histories after;                                     // the histories after the call
+  bool refused = false;                                // the engine must refuse it
+};
+
+size_t len(const Histories& h, int seq) { return h.tokens[static_cast<size_t>(seq)].size(); }
+
+std::vector<Call> plan(const Histories& before, const Step& s) {
+  const size_t cap = kHistoryCapacity;
+  std::vector<Call> calls;
+  Histories h = before;
+  auto& t = h.tokens;
+  auto forward = [&](std::vector<std::pair<int, std::vector<int>>> rows) {
+    Call c{std::move(rows), h, false};
+    for (const auto& [seq, toks] : c.rows) c.refused = c.refused || len(h, seq) + toks.size() > cap;
+    if (!c.refused)
+      for (const auto& [seq, toks] : c.rows) {
+        auto& dst = t[static_cast<size_t>(seq)];
+        dst.insert(dst.end(), toks.begin(), toks.end());
+      }
+    c.after = h;
+    calls.push_back(std::move(c));
+    return !calls.back().refused;
+  };
+  switch (s.kind) {
+    case Step::Append:
+      forward({{s.seqs[0], s.tokens[0]}});
+      break;
+    case Step::Mixed: {
+      std::vector<std::pair<int, std::vector<int>>> rows;
+      for (size_t j = 0; j < s.seqs.size(); ++j) rows.push_back({s.seqs[j], s.tokens[j]});
+      forward(std::move(rows));
+      break;
+    }
+    case Step::Decode: {
+      std::vector<int> in;
+      std::vector<Rng> coins;
+      for (size_t j = 0; j < s.seqs.size(); ++j) {
+        in.push_back(s.tokens[j][0]);
+        coins.push_back(Rng::stream(s.seed, static_cast<uint64_t>(s.seqs[j])));
+      }
+      for (int call = 0; call < s.n; ++call) {
+        std::vector<std::pair<int, std::vector<int>>> rows;
+        for (size_t j = 0; j < s.seqs.size(); ++j) rows.push_back({s.seqs[j], {in[j]}});
+        if (!forward(std::move(rows))) break;
+        for (size_t j = 0; j < s.seqs.size(); ++j)
+          in[j] = sample(reference(t[static_cast<size_t>(s.seqs[j])]).logits, s.sampler, coins[j].uniform());
+      }
+      break;
+    }
+    case Step::Truncate: {
+      Call c{{}, h, static_cast<size_t>(s.n) > len(h, s.seqs[0])};
+      if (!c.refused) t[static_cast<size_t>(s.seqs[0])].resize(static_cast<size_t>(s.n));
+      c.after = h;
+      calls.push_back(std::move(c));
+      break;
+    }
+    case Step::Fork: {
+      const int src = s.seqs[0], dst = s.seqs[1];
+      Call c{{}, h, src == dst || static_cast<size_t>(s.n) > len(h, src)};
+      if (!c.refused) {
+        const auto& from = t[static_cast<size_t>(src)];
+        t[static_cast<size_t>(dst)].assign(from.begin(), from.begin() + s.n);
+      }
+      c.after = h;
+      calls.push_back(std::move(c));
+      break;
+    }
+    case Step::Reset:
+      t[static_cast<size_t>(s.seqs[0])].clear();
+      calls.push_back(Call{{}, h, false});
+      break;
+  }
+  return calls;
+}
+
+Histories after(const Histories& before, const Step& s) { return plan(before, s).back().after; }
+
+// ---- the system: the engine, one call at a time, checked after each ----------------------------
+
+// Every K and V float of every sequence, and the cursors: what "left everything unchanged" means.
+struct Snapshot {
+  std::vector<std::vector<float>> slabs;  // (sequence) its K then V slabs of every layer, every slot
+  std::vector<int> cursors;
+  explicit Snapshot(Engine& e) {
+    const size_t n = static_cast<size_t>(e.capacity()) * e.config().d_model;
+    for (int q = 0; q < e.batch(); ++q) {
+      std::vector<float> all;
+      for (int l = 0; l < e.config().n_layer; ++l) {
+        all.insert(all.end(), e.cache().k_slab(l, q), e.cache().k_slab(l, q) + n);
+        all.insert(all.end(), e.cache().v_slab(l, q), e.cache().v_slab(l, q) + n);
+      }
+      slabs.push_back(std::move(all));
+      cursors.push_back(e.cursor(q));
+    }
+  }
+};
+
+struct Parting {
+  int call = 0;
+  int seq = -1;
+  std::string what;
+  bool logits = false;  // the call's logits differ (the reporter traces that call)
+  bool cursor = false;  // the cursor differs from the history's length
+};
+
+// The first (layer, head, slot) row of `seq` that differs from full recompute of `tokens`.
+struct RowDiff {
+  int layer = -1, head = -1, slot = -1;
+  bool k = false, v = false;
+  int count = 0;
+  std::string listed;
+  nlohmann::json rows = nlohmann::json::array();
+};
+
+RowDiff diff_rows(Engine& e, int seq, const std::vector<int>& tokens) {
+  RowDiff d;
+  if (tokens.empty()) return d;
+  const Reference& ref = reference(tokens);
+  const Config& c = e.config();
+  const int n = std::min(e.cursor(seq), static_cast<int>(tokens.size()));
+  for (int l = 0; l < c.n_layer; ++l)
+    for (int h = 0; h < c.n_head; ++h)
+      for (int s = 0; s < n; ++s) {
+        const bool dk = !same_bytes(e.cache().k_row(l, seq, h, s), ref.kv.k_row(l, h, s));
+        const bool dv = !same_bytes(e.cache().v_row(l, seq, h, s), ref.kv.v_row(l, h, s));
+        if (!dk && !dv) continue;
+        if (d.count == 0) d = RowDiff{l, h, s, dk, dv, 0, "", nlohmann::json::array()};
+        ++d.count;
+        d.rows.push_back({{"layer", l}, {"head", h}, {"slot", s}, {"k", dk}, {"v", dv}});
+        if (d.count <= 12)
+          d.listed += fmt::format("{}L{} H{} slot {} ({})", d.listed.empty() ? "" : ", ", l, h, s,
+                                  dk && dv ? "K,V" : dk ? "K" : "V");
+      }
+  return d;
+}
+
+std::set<int> touched(const Step& s, const Call& c) {
+  std::set<int> out;
+  for (const auto& [seq, toks] : c.rows) out.insert(seq);
+  if (s.kind == Step::Truncate || s.kind == Step::Reset) out.insert(s.seqs[0]);
+  if (s.kind == Step::Fork) out.insert(s.seqs[1]);
+  return out;
+}
+
+// Runs step `s` on the engine, whose sequences hold `before`; checks every call against the
+// model. With a trace, call `traced_call` is traced and the step stops after it.
+std::optional<Parting> run_step(Engine& e, const Histories& before, const Step& s, Trace* trace = nullptr,
+                                int traced_call = -1) {
+  const std::vector<Call> calls = plan(before, s);
+  const size_t V = static_cast<size_t>(e.vocab_size());
+  std::vector<int> in;  // Decode: this call's input per sequence, drawn from the engine's logits
+  std::vector<Rng> coins;
+  for (size_t j = 0; s.kind == Step::Decode && j < s.seqs.size(); ++j) {
+    in.push_back(s.tokens[j][0]);
+    coins.push_back(Rng::stream(s.seed, static_cast<uint64_t>(s.seqs[j])));
+  }
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const Call& call = calls[i];
+    const int ci = static_cast<int>(i);
+    const Snapshot snap(e);
+    std::vector<float> logits(std::max<size_t>(1, call.rows.size()) * V);
+    std::string error;
+    if (trace && ci == traced_call) e.set_trace(trace);
+    try {
+      switch (s.kind) {
+        case Step::Append: e.forward_cached(s.seqs[0], s.tokens[0], logits); break;
+        case Step::Decode: e.decode(s.seqs, in, logits); break;
+        case Step::Mixed: {
+          std::vector<Chunk> chunks;
+          for (size_t j = 0; j < s.seqs.size(); ++j) chunks.push_back({s.seqs[j], s.tokens[j]});
+          e.forward_batch(chunks, logits);
+          break;
+        }
+        case Step::Truncate: e.truncate(s.seqs[0], s.n); break;
+        case Step::Fork: e.fork(s.seqs[0], s.seqs[1], s.n); break;
+        case Step::Reset: e.reset(s.seqs[0]); break;
+      }
+    } catch (const Error& err) {
+      error = err.what();
+    }
+    e.set_trace(nullptr);
+    if (trace && ci == traced_call) return std::nullopt;
+    if (call.refused) {
+      if (error.empty()) return Parting{ci, s.seqs[0], "the engine accepted a call the histories say must fail"};
+      if (error.find('\n') != std::string::npos)
+        return Parting{ci, s.seqs[0], "the engine's error is not one line: " + error};
+      const Snapshot now(e);
+      for (int q = 0; q < e.batch(); ++q)
+        if (now.cursors[static_cast<size_t>(q)] != snap.cursors[static_cast<size_t>(q)] ||
+            now.slabs[static_cast<size_t>(q)] != snap.slabs[static_cast<size_t>(q)])
+          return Parting{ci, q, fmt::format("a refused call (\"{}\") changed sequence {}", error, q)};
+      continue;
+    }
+    if (!error.empty()) return Parting{ci, s.seqs[0], "the engine refused a valid call: " + error};
+    for (size_t j = 0; j < call.rows.size(); ++j) {
+      const int seq = call.rows[j].first;
+      const auto& want = reference(call.after.tokens[static_cast<size_t>(seq)]).logits;
+      const std::span<const float> got(logits.data() + j * V, V);
+      if (!same_bytes(got, want)) {
+        Parting p{ci, seq, fmt::format("the logits of sequence {} differ from full recompute", seq), true};
+        if (e.cursor(seq) != static_cast<int>(len(call.after, seq))) p.cursor = true;
+        return p;
+      }
+    }
+    if (s.kind == Step::Decode)
+      for (size_t j = 0; j < s.seqs.size(); ++j)
+        in[j] = sample(std::span<const float>(logits.data() + j * V, V), s.sampler, coins[j].uniform());
+    for (int q = 0; q < e.batch(); ++q) {
+      const int want = static_cast<int>(len(call.after, q));
+      if (e.cursor(q) != want) {
+        Parting p{ci, q, fmt::format("sequence {} holds {} slots where its history holds {} tokens", q, e.cursor(q), want)};
+        p.cursor = true;
+        return p;
+      }
+    }
+    const std::set<int> mine = touched(s, call);
+    const Snapshot now(e);
+    for (int q = 0; q < e.batch(); ++q) {
+      if (mine.count(q)) {
+        const RowDiff d = diff_rows(e, q, call.after.tokens[static_cast<size_t>(q)]);
+        if (d.count > 0)
+          return Parting{ci, q, fmt::format("cache row of sequence {} differs from full recompute at layer {}, head {}, slot {}",
+                                            q, d.layer, d.head, d.slot)};
+      } else if (now.slabs[static_cast<size_t>(q)] != snap.slabs[static_cast<size_t>(q)]) {
+        return Parting{ci, q, fmt::format("sequence {} changed, which the call did not touch", q)};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// ---- generators: one command type per operation ---------------------------------------------
+
+int kind_count[6] = {};
+int programs = 0;
+
+std::vector<int> ids_of(const gen::Prompt& p) { return context().tokenizer->encode_words(p.words()); }
+
+std::vector<int> chunk_of(const gen::Prompt& p, int min_len, int max_len) {
+  std::vector<int> ids = ids_of(p);
+  const int hi = std::min(max_len, static_cast<int>(ids.size()));
+  ids.resize(static_cast<size_t>(*rc::gen::inRange(std::min(min_len, hi), hi + 1)));
+  return ids;
+}
+
+using Cmd = rc::state::Command<Histories, Engine>;
+
+struct StepCommand : Cmd {
+  Step step;
+  void checkPreconditions(const Histories& h) const override {
+    for (int q : step.seqs) RC_PRE(q < h.batch);
+  }
+  void apply(Histories& h) const override { h = after(h, step); }
+  void show(std::ostream& os) const override { os << step; }
+};
+
+int draw_seq(const Histories& h) { return *rc::gen::inRange(0, h.batch); }
+
+struct AppendCommand : StepCommand {
+  explicit AppendCommand(const Histories& h) {
+    step.kind = Step::Append;
+    step.seqs = {draw_seq(h)};
+    step.tokens = {chunk_of(*gen::genPrompt(), 1, 6)};
+  }
+};
+
+struct DecodeCommand : StepCommand {
+  explicit DecodeCommand(const Histories& h) {
+    step.kind = Step::Decode;
+    const auto set = *rc::gen::nonEmpty(rc::gen::container<std::set<int>>(rc::gen::inRange(0, h.batch)));
+    step.seqs.assign(set.begin(), set.end());
+    for (size_t j = 0; j < step.seqs.size(); ++j) step.tokens.push_back(chunk_of(*gen::genPrompt(), 1, 1));
+    step.n = *rc::gen::inRange(1, 5);
+    const gen::RunParams r = *gen::genRunParams(1);
+    step.sampler = {r.temperature, r.top_k, r.top_p};
+    step.seed = r.seed;
+  }
+};
+
+struct MixedCommand : StepCommand {
+  explicit MixedCommand(const Histories& h) {
+    step.kind = Step::Mixed;
+    const auto set = *rc::gen::container<std::set<int>>(rc::gen::inRange(0, h.batch));
+    RC_PRE(set.size() >= 2u);
+    step.seqs.assign(set.begin(), set.end());
+    const int chunks = *rc::gen::inRange(1, static_cast<int>(set.size()));
+    for (size_t j = 0; j < step.seqs.size(); ++j)
+      step.tokens.push_back(static_cast<int>(j) < chunks ? chunk_of(*gen::genPartialPrompt(), 2, 6)
+                                                         : chunk_of(*gen::genPrompt(), 1, 1));
+  }
+};
+
+struct TruncateCommand : StepCommand {
+  explicit TruncateCommand(const Histories& h) {
+    step.kind = Step::Truncate;
+    step.seqs = {draw_seq(h)};
+    step.n = *rc::gen::inRange(0, static_cast<int>(len(h, step.seqs[0])) + 2);
+  }
+};
+
+struct ForkCommand : StepCommand {
+  explicit ForkCommand(const Histories& h) {
+    step.kind = Step::Fork;
+    step.seqs = {draw_seq(h), draw_seq(h)};
+    step.n = *rc::gen::inRange(0, static_cast<int>(len(h, step.seqs[0])) + 2);
+  }
+};
+
+struct ResetCommand : StepCommand {
+  explicit ResetCommand(const Histories& h) {
+    step.kind = Step::Reset;
+    step.seqs = {draw_seq(h)};
+  }
+};
+
+const char* kind_name(Step::Kind k) {
+  static const char* names[] = {"append", "decode", "mixed", "truncate", "fork", "reset"};
+  return names[k];
+}
+
+void prepare(Engine& e) {
+  e.set_backend(context().backend);
+  e.set_fault(context().fault);
+  e.set_trace(nullptr);
+  if (memo().size() > 4000) memo().clear();
+  clean_slate(e);
+}
+
+std::string step_text(const Program& p, size_t i) {
+  std::ostringstream os;
+  os << p.steps[i];
+  return os.str();
+}
+
+}  // namespace
+
+std::ostream& operator<<(std::ostream& os, const Step& s) {
+  switch (s.kind) {
+    case Step::Append:
+      return os << "append \"" << words(s.tokens[0]) << "\" to s" << s.seqs[0];
+    case Step::Decode: {
+      os << "decode";
+      for (size_t j = 0; j < s.seqs.size(); ++j) os << (j ? ", s" : " s") << s.seqs[j] << " from \"" << words(s.tokens[j]) << '"';
+      os << " for " << s.n << (s.n == 1 ? " step" : " steps");
+      if (s.sampler.temperature == 0.0f) return os << ", greedy";
+      return os << fmt::format(", T={} top-k {} top-p {} seed {}", s.sampler.temperature, s.sampler.top_k,
+                               s.sampler.top_p, s.seed);
+    }
+    case Step::Mixed:
+      os << "one call:";
+      for (size_t j = 0; j < s.seqs.size(); ++j)
+        os << (j ? "," : "") << " s" << s.seqs[j] << (s.tokens[j].size() > 1 ? " += chunk \"" : " decodes \"")
+           << words(s.tokens[j]) << '"';
+      return os;
+    case Step::Truncate:
+      return os << "truncate s" << s.seqs[0] << " to " << s.n;
+    case Step::Fork:
+      return os << "fork s" << s.seqs[0] << " into s" << s.seqs[1] << " at " << s.n;
+    case Step::Reset:
+      return os << "reset s" << s.seqs[0];
+  }
+  return os;
+}
+
+std::optional<std::string> check_program(Program& p) {
+  Engine& e = engine();
+  prepare(e);
+  Histories h{p.batch, std::vector<std::vector<int>>(kHistorySequences)};
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    std::optional<Parting> parting;
+    try {
+      parting = run_step(e, h, p.steps[i]);
+    } catch (const std::exception& err) {
+      parting = Parting{0, -1, std::string("the run stopped with an error: ") + err.what()};
+    }
+    if (parting) {
+      p.failing = static_cast<int>(i);
+      return fmt::format("command {} ({}), call {}: {}", i, step_text(p, i), parting->call, parting->what);
+    }
+    h = after(h, p.steps[i]);
+  }
+  p.failing = -1;
+  return std::nullopt;
+}
+
+Failure report_program(const Program& p, const std::string& headline) {
+  Engine& e = engine();
+  const Config& c = e.config();
+  Failure f;
+  f.property = "p11";
+  f.headline = headline;
+  nlohmann::json j = {{"property", "p11"}, {"headline", headline}, {"command", p.failing}};
+  std::string text = fmt::format("  {}\n  the program (B={}, capacity {}):\n", headline, p.batch, kHistoryCapacity);
+  nlohmann::json listing = nlohmann::json::array();
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    text += fmt::format("  {} {:>2}. {}\n", static_cast<int>(i) == p.failing ? ">" : " ", i, step_text(p, i));
+    listing.push_back(step_text(p, i));
+  }
+  j["program"] = listing;
+  if (p.failing < 0) {
+    f.text = text + "  every command agrees with the histories now\n";
+    f.json = j;
+    f.case_json = program_to_json(p);
+    return f;
+  }
+  // Re-run up to the failing command, then find its parting call.
+  auto replay_to_failing = [&](Histories& h) {
+    prepare(e);
+    h = Histories{p.batch, std::vector<std::vector<int>>(kHistorySequences)};
+    for (int i = 0; i < p.failing; ++i) {
+      run_step(e, h, p.steps[static_cast<size_t>(i)]);
+      h = after(h, p.steps[static_cast<size_t>(i)]);
+    }
+  };
+  Histories h;
+  replay_to_failing(h);
+  const Step& step = p.steps[static_cast<size_t>(p.failing)];
+  std::optional<Parting> parting;
+  try {
+    parting = run_step(e, h, step);
+  } catch (const std::exception& err) {
+    parting = Parting{0, -1, err.what()};
+  }
+  if (!parting || parting->seq < 0) {
+    f.text = text + "  the re-run did not part again\n";
+    f.json = j;
+    f.case_json = program_to_json(p);
+    f.located = parting.has_value();
+    return f;
+  }
+  const int seq = parting->seq;
+  const std::vector<Call> calls = plan(h, step);
+  const Call& call = calls[static_cast<size_t>(parting->call)];
+  const Histories& before_call = parting->call == 0 ? h : calls[static_cast<size_t>(parting->call) - 1].after;
+  const auto& want = call.after.tokens[static_cast<size_t>(seq)];
+  j["call"] = parting->call;
+  j["sequence"] = seq;
+  j["history"] = want;
+  text += fmt::format("  sequence {} should hold \"{}\"\n", seq, words(want));
+  f.svg = "";
+  if (parting->logits && !want.empty()) {
+    // Trace the parting call and full recompute of what the sequence should hold.
+    replay_to_failing(h);
+    Trace cached;
+    run_step(e, h, step, &cached, parting->call);
+    const int cursor_before = static_cast<int>(len(before_call, seq));
+    int engine_before = cursor_before;
+    for (const auto& r : cached.records)
+      if (r.seq == seq && r.kind == TraceKind::Q) {
+        engine_before = r.pos;
+        break;
+      }
+    Trace ref;
+    ref.seq = seq;
+    e.set_trace(&ref);
+    e.forward_uncached(want);
+    e.set_trace(nullptr);
+    std::vector<int> positions;
+    for (int q = cursor_before; q < static_cast<int>(want.size()); ++q) positions.push_back(q);
+    const CallDiff d = diff_traced_call(ref, cached, 0, seq, positions, engine_before - cursor_before, c.n_layer,
+                                        c.n_head, fmt::format("p11: where command {} parts from full recompute", p.failing));
+    text += d.text;
+    for (const auto& [k, v] : d.json.items()) j[k] = v;
+    f.svg = d.svg;
+    f.located = true;
+  }
+  // The cache rows after the command (or after the parting call), against recompute.
+  replay_to_failing(h);
+  run_step(e, h, step);
+  if (parting->cursor || e.cursor(seq) != static_cast<int>(want.size())) {
+    text += fmt::format("  cursor: sequence {} holds {} slots where its history holds {} tokens\n", seq, e.cursor(seq),
+                        want.size());
+    if (!j.contains("first_parting")) {
+      j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", "cursor"}, {"slot", e.cursor(seq)},
+                            {"position", want.size()}};
+      j["verdict"] = "gross";
+      text += fmt::format("  first parting: the cursor of sequence {} ({} slots, {} tokens)\n  verdict: gross error at the cursor\n",
+                          seq, e.cursor(seq), want.size());
+    }
+  }
+  const RowDiff d = diff_rows(e, seq, want);
+  j["differing_cache_rows"] = d.rows;
+  text += d.count == 0 ? fmt::format("  cache: every row of sequence {} equals full recompute\n", seq)
+                       : fmt::format("  cache rows of sequence {} that differ from full recompute ({}): {}{}\n", seq,
+                                     d.count, d.listed, d.count > 12 ? ", ..." : "");
+  if (!j.contains("first_parting") && d.count > 0) {
+    const Reference& ref = reference(want);
+    const auto a = d.k ? e.cache().k_row(d.layer, seq, d.head, d.slot) : e.cache().v_row(d.layer, seq, d.head, d.slot);
+    const auto b = d.k ? ref.kv.k_row(d.layer, d.head, d.slot) : ref.kv.v_row(d.layer, d.head, d.slot);
+    double max_abs = 0.0, scale = 0.0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      max_abs = std::max(max_abs, std::fabs(static_cast<double>(a[i]) - b[i]));
+      scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
+    }
+    const bool drift = max_abs <= 1e-4 * scale;
+    j["first_parting"] = {{"layer", d.layer}, {"head", d.head}, {"component", "cache"}, {"slot", d.slot},
+                          {"max_abs", max_abs}};
+    j["verdict"] = drift ? "ulp-drift" : "gross";
+    text += fmt::format("  first parting: layer {}, head {}, cache {} row at slot {} (max |d| {:.3g})\n  verdict: {} starting at layer {} cache\n",
+                        d.layer, d.head, d.k ? "K" : "V", d.slot, max_abs,
+                        drift ? "ULP-level drift (rounding, not a wrong value)" : "gross error", d.layer);
+  }
+  f.located = true;
+  f.text = text;
+  f.json = j;
+  f.case_json = program_to_json(p);
+  return f;
+}
+
+void check_histories() {
+  Engine& e = engine();
+  prepare(e);
+  const int batch = *rc::gen::inRange(2, kHistorySequences + 1);
+  const Histories initial{batch, std::vector<std::vector<int>>(kHistorySequences)};
+  const auto commands = *rc::gen::scale(
+      0.2, rc::state::gen::commands(initial, rc::state::gen::execOneOfWithArgs<AppendCommand, AppendCommand, DecodeCommand,
+                                                                                DecodeCommand, MixedCommand, MixedCommand,
+                                                                                TruncateCommand, ForkCommand, ResetCommand>()));
+  Program p;
+  p.batch = batch;
+  bool fork = false, full = false, refused = false, sampled = false;
+  Histories h = initial;
+  for (const auto& c : commands) {
+    const Step& s = static_cast<const StepCommand&>(*c).step;
+    p.steps.push_back(s);
+    ++kind_count[s.kind];
+    for (const Call& call : plan(h, s)) {
+      refused = refused || call.refused;
+      for (const auto& t : call.after.tokens) full = full || t.size() == static_cast<size_t>(kHistoryCapacity);
+      fork = fork || (s.kind == Step::Fork && !call.refused);
+    }
+    sampled = sampled || (s.kind == Step::Decode && s.sampler.temperature > 0.0f);
+    h = after(h, s);
+  }
+  ++programs;
+  RC_TAG(batch <= 3 ? "B 2-3" : "B 4-8");
+  if (fork) RC_TAG("forked");
+  if (full) RC_TAG("filled a sequence");
+  if (refused) RC_TAG("refused a command");
+  if (sampled) RC_TAG("sampled");
+  if (auto what = check_program(p)) {
+    const std::string headline = *what;
+    record_failure([p, headline] { return report_program(p, headline); });
+    RC_FAIL(headline);
+  }
+}
+
+std::string history_mix() {
+  int total = 0;
+  for (int n : kind_count) total += n;
+  std::string out = fmt::format("      {} programs, {} commands:", programs, total);
+  for (int k = 0; k < 6; ++k) out += fmt::format(" {} {}", kind_name(static_cast<Step::Kind>(k)), kind_count[k]);
+  return out;
+}
+
+nlohmann::json program_to_json(const Program& p) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (const Step& s : p.steps) {
+    nlohmann::json j = {{"kind", kind_name(s.kind)}, {"seqs", s.seqs}, {"tokens", s.tokens}, {"n", s.n}};
+    if (s.kind == Step::Decode)
+      j.update({{"temperature", s.sampler.temperature}, {"top_k", s.sampler.top_k}, {"top_p", s.sampler.top_p},
+                {"seed", s.seed}});
+    std::ostringstream os;
+    os << s;
+    j["text"] = os.str();
+    steps.push_back(j);
+  }
+  const Context& ctx = context();
+  return {{"property", "p11"}, {"batch", p.batch}, {"capacity", kHistoryCapacity}, {"program", steps},
+          {"failing_command", p.failing}, {"model", ctx.model_label}, {"model_sha256", ctx.model_sha256},
+          {"backend", to_string(ctx.backend)}, {"fault", to_string(ctx.fault)}};
+}
+
+Program program_from_json(const nlohmann::json& j) {
+  try {
+    Program p;
+    p.batch = j.at("batch").get<int>();
+    if (p.batch < 1 || p.batch > kHistorySequences) fail("case: batch {} outside 1..{}", p.batch, kHistorySequences);
+    if (j.at("capacity").get<int>() != kHistoryCapacity)
+      fail("case: saved with capacity {}, this props runs capacity {}", j.at("capacity").get<int>(), kHistoryCapacity);
+    for (const auto& o : j.at("program")) {
+      Step s;
+      const std::string kind = o.at("kind").get<std::string>();
+      int k = 0;
+      while (k < 6 && kind != kind_name(static_cast<Step::Kind>(k))) ++k;
+      if (k == 6) fail("case: unknown command kind '{}'", kind);
+      s.kind = static_cast<Step::Kind>(k);
+      s.seqs = o.at("seqs").get<std::vector<int>>();
+      s.tokens = o.at("tokens").get<std::vector<std::vector<int>>>();
+      s.n = o.at("n").get<int>();
+      if (s.kind == Step::Decode) {
+        s.sampler = {o.at("temperature").get<float>(), o.at("top_k").get<int>(), o.at("top_p").get<float>()};
+        s.seed = o.at("seed").get<uint64_t>();
+      }
+      const size_t need_seqs = s.kind == Step::Fork ? 2 : 1;
+      if (s.seqs.size() < need_seqs) fail("case: command '{}' names {} sequences", kind, s.seqs.size());
+      for (int q : s.seqs)
+        if (q < 0 || q >= p.batch) fail("case: command '{}' names sequence {} of {}", kind, q, p.batch);
+      const bool rows = s.kind == Step::Append || s.kind == Step::Decode || s.kind == Step::Mixed;
+      if (rows && (s.tokens.size() < s.seqs.size() || std::any_of(s.tokens.begin(), s.tokens.end(),
+                                                                   [](const auto& t) { return t.empty(); })))
+        fail("case: command '{}' needs a non-empty token list per sequence", kind);
+      p.steps.push_back(std::move(s));
+    }
+    p.failing = j.value("failing_command", -1);
+    return p;
+  } catch (const nlohmann::json::exception& e) {
+    std::string why = e.what();  // "[json.exception.out_of_range.403] key 'n' not found"
+    if (const auto p = why.find("] "); why.starts_with("[json.exception") && p != std::string::npos) why = why.substr(p + 2);
+    fail("case: {}", why);
+  }
+}
+
+}  // namespace miniinfer::props

@@ -1,0 +1,60 @@
+// The model-based property: random programs of engine commands over several sequences, as a
+// serving engine issues them (prefill and resume chunks, batched decode, continuous batching,
+// rollback, prefix forks, resets), checked with RapidCheck's rc::state against a model that is
+// nothing but the tokens each sequence holds. Full recompute of those tokens is the oracle.
+#pragma once
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "engine/sampling.h"
+#include "props/report.h"
+
+namespace miniinfer::props {
+
+constexpr int kHistorySequences = 8;  // the engine's sequences; a program uses the first `batch`
+constexpr int kHistoryCapacity = 12;  // slots per sequence: small, so programs fill sequences
+
+// One command of a program.
+struct Step {
+  enum Kind { Append, Decode, Mixed, Truncate, Fork, Reset } kind = Append;
+  std::vector<int> seqs;                 // Append, Truncate, Reset: {s}; Fork: {src, dst};
+                                         // Decode, Mixed: one per row of the batched call
+  std::vector<std::vector<int>> tokens;  // Append: {chunk}; Decode: the first input token per
+                                         // sequence; Mixed: a chunk per sequence (1 token: a decode row)
+  int n = 0;                             // Decode: calls (steps); Truncate, Fork: the prefix kept
+  SamplerOptions sampler;                // Decode: how each next input is drawn from the logits
+  uint64_t seed = 0;                     // Decode: coins from Rng::stream(seed, sequence)
+};
+std::ostream& operator<<(std::ostream& os, const Step& step);
+
+// The model: the tokens each sequence holds.
+struct Histories {
+  int batch = 2;                         // B: sequences 0..B-1 are in play
+  std::vector<std::vector<int>> tokens;  // (kHistorySequences) the rest stay empty
+};
+
+// A program and, once it failed, where.
+struct Program {
+  int batch = 2;
+  std::vector<Step> steps;
+  int failing = -1;  // the command where the engine and the model part
+};
+
+// The property body: draws a program, runs it, RC_FAILs with a report at the first parting.
+void check_histories();
+// Counts of the commands and cases run so far, printed after the property.
+std::string history_mix();
+
+// Runs a saved program (replay); returns what differed, or nothing.
+std::optional<std::string> check_program(Program& program);
+Failure report_program(const Program& program, const std::string& headline);
+nlohmann::json program_to_json(const Program& program);
+Program program_from_json(const nlohmann::json& j);  // throws Error naming the bad field
+
+}  // namespace miniinfer::props

@@ -319,16 +319,38 @@ int draw_seq(const Histories& h) { return *rc::gen::inRange(0, h.batch); }
 struct AppendCommand : StepCommand {
   explicit AppendCommand(const Histories& h) {
     step.kind = Step::Append;
-    step.seqs = {draw_seq(h)};
-    step.tokens = {chunk_of(*gen::genPrompt(), 1, 6)};
+    // Half of the appends go to s0 or s1, and a quarter take exactly the room left, so that
+    // programs fill sequences to the last slot (and past it).
+    const int seq = *rc::gen::inRange(0, 2) ? draw_seq(h) : *rc::gen::inRange(0, 2);
+    step.seqs = {seq};
+    const gen::Prompt p = *gen::genPrompt();
+    const int room = kHistoryCapacity - static_cast<int>(len(h, seq));
+    if (room >= 1 && *rc::gen::inRange(0, 4) == 0) {
+      std::vector<int> ids = ids_of(p);
+      while (static_cast<int>(ids.size()) < room) ids.push_back(ids[ids.size() % ids.size()]);
+      ids.resize(static_cast<size_t>(room));
+      step.tokens = {ids};
+    } else {
+      step.tokens = {chunk_of(p, 1, 6)};
+    }
   }
 };
+
+// A non-empty set of the sequences in play, as a bit mask (shrinks toward {s0}).
+std::vector<int> draw_set(const Histories& h, size_t at_least) {
+  const int mask = *rc::gen::inRange(1, 1 << h.batch);
+  std::vector<int> seqs;
+  for (int q = 0; q < h.batch; ++q)
+    if (mask & (1 << q)) seqs.push_back(q);
+  for (int q = 0; seqs.size() < at_least; ++q)
+    if (!(mask & (1 << q))) seqs.insert(std::upper_bound(seqs.begin(), seqs.end(), q), q);
+  return seqs;
+}
 
 struct DecodeCommand : StepCommand {
   explicit DecodeCommand(const Histories& h) {
     step.kind = Step::Decode;
-    const auto set = *rc::gen::nonEmpty(rc::gen::container<std::set<int>>(rc::gen::inRange(0, h.batch)));
-    step.seqs.assign(set.begin(), set.end());
+    step.seqs = draw_set(h, 1);
     for (size_t j = 0; j < step.seqs.size(); ++j) step.tokens.push_back(chunk_of(*gen::genPrompt(), 1, 1));
     step.n = *rc::gen::inRange(1, 5);
     const gen::RunParams r = *gen::genRunParams(1);
@@ -340,10 +362,8 @@ struct DecodeCommand : StepCommand {
 struct MixedCommand : StepCommand {
   explicit MixedCommand(const Histories& h) {
     step.kind = Step::Mixed;
-    const auto set = *rc::gen::container<std::set<int>>(rc::gen::inRange(0, h.batch));
-    RC_PRE(set.size() >= 2u);
-    step.seqs.assign(set.begin(), set.end());
-    const int chunks = *rc::gen::inRange(1, static_cast<int>(set.size()));
+    step.seqs = draw_set(h, 2);
+    const int chunks = *rc::gen::inRange(1, static_cast<int>(step.seqs.size()));
     for (size_t j = 0; j < step.seqs.size(); ++j)
       step.tokens.push_back(static_cast<int>(j) < chunks ? chunk_of(*gen::genPartialPrompt(), 2, 6)
                                                          : chunk_of(*gen::genPrompt(), 1, 1));
@@ -361,8 +381,13 @@ struct TruncateCommand : StepCommand {
 struct ForkCommand : StepCommand {
   explicit ForkCommand(const Histories& h) {
     step.kind = Step::Fork;
-    step.seqs = {draw_seq(h), draw_seq(h)};
-    step.n = *rc::gen::inRange(0, static_cast<int>(len(h, step.seqs[0])) + 2);
+    // Mostly a fork another sequence can take; one in eight onto itself or past the source's end.
+    const int src = draw_seq(h);
+    const bool bad = *rc::gen::inRange(0, 8) == 0;
+    const int dst = bad && *rc::gen::arbitrary<bool>() ? src : (src + *rc::gen::inRange(1, h.batch)) % h.batch;
+    step.seqs = {src, dst};
+    const int n = static_cast<int>(len(h, src));
+    step.n = bad && src != dst ? n + 1 : *rc::gen::inRange(0, n + 1);
   }
 };
 
@@ -572,10 +597,12 @@ void check_histories() {
   prepare(e);
   const int batch = *rc::gen::inRange(2, kHistorySequences + 1);
   const Histories initial{batch, std::vector<std::vector<int>>(kHistorySequences)};
+  // Programs of up to ~40 commands; appends weigh most, so that sequences fill up.
   const auto commands = *rc::gen::scale(
-      0.2, rc::state::gen::commands(initial, rc::state::gen::execOneOfWithArgs<AppendCommand, AppendCommand, DecodeCommand,
-                                                                                DecodeCommand, MixedCommand, MixedCommand,
-                                                                                TruncateCommand, ForkCommand, ResetCommand>()));
+      0.4, rc::state::gen::commands(initial, rc::state::gen::execOneOfWithArgs<AppendCommand, AppendCommand, AppendCommand,
+                                                                                DecodeCommand, DecodeCommand, MixedCommand,
+                                                                                MixedCommand, TruncateCommand, ForkCommand,
+                                                                                ForkCommand, ResetCommand>()));
   Program p;
   p.batch = batch;
   bool fork = false, full = false, refused = false, sampled = false;

@@ -38,6 +38,7 @@ struct Site {
   int layer;
   std::vector<std::string> components;  // the first is the one the docs name
   std::string verdict;                  // "gross" or "ulp-drift"
+  int max_prompt = 0;                   // prompt tokens a shrunk gross case may keep (0: the default)
 };
 
 const std::vector<Site>& documented_sites() {
@@ -67,6 +68,16 @@ const std::vector<Site>& documented_sites() {
       {Fault::LibraryGemv, 0, {"q", "k", "v"}, "ulp-drift"},
       // Scores are scaled wrong, so the probabilities are the first wrong value.
       {Fault::SoftmaxScale, 0, {"probs"}, "gross"},
+      // The history faults: p11's programs. A fork that skips the upper half of the layers
+      // leaves rows at layer L/2 (2 of 4) that full recompute does not have.
+      {Fault::ForkShallow, 2, {"cache"}, "gross"},
+      // The cursor stays one past the truncation point: the first wrong thing is the cursor.
+      {Fault::TruncateStale, 0, {"cursor", "position"}, "gross"},
+      // Two sequences at different cursors (1 + 2 tokens) in one decode call: the second's q
+      // is rotated at the first's position.
+      {Fault::RaggedPosition, 0, {"q"}, "gross", 3},
+      // The decode row reads the chunk's sequence's keys from slot 0 on.
+      {Fault::ContinuousBatchMask, 0, {"k-read"}, "gross"},
   };
   return sites;
 }
@@ -90,6 +101,7 @@ struct Options {
   int seeds = 10;
   double budget_s = 2.0;
   int max_gross_prompt = 2, max_gross_new = 2;
+  int max_gross_commands = 2;  // p11: a gross history fault shrinks to two commands
   bool control = true;
   std::vector<Fault> faults;
 };
@@ -117,6 +129,7 @@ struct FaultResult {
   std::string prompt_text;
   int prompts = 0, prompt_tokens = 0, new_tokens = 0;
   int layer = -2, head = -2;
+  int commands = 0;  // p11: the shrunk program's length
   std::string component, verdict, headline;
   std::vector<SeedRun> seeds;
   std::set<std::string> models;  // every model label and sha256 props reported, to catch a
@@ -151,6 +164,24 @@ PropsOutput run_props(std::vector<std::string> args, const std::string& dir, Pro
 void read_default_report(const nlohmann::json& j, FaultResult& r) {
   const auto& c = j.at("case");
   std::string text;
+  if (c.contains("program")) {  // p11: a program of commands (props/history.h)
+    for (const auto& step : c.at("program")) {
+      text += fmt::format("{}{}", text.empty() ? "" : "; ", step.at("text").get<std::string>());
+      for (const auto& t : step.at("tokens")) r.prompt_tokens += static_cast<int>(t.size());
+      if (step.at("kind") == "decode") r.new_tokens += step.at("n").get<int>();
+      ++r.commands;
+    }
+    r.prompts = r.commands;
+    r.prompt_text = text;
+    r.headline = j.value("headline", "");
+    if (j.contains("first_parting")) {
+      r.layer = j.at("first_parting").at("layer").get<int>();
+      r.head = j.at("first_parting").value("head", -2);
+      r.component = j.at("first_parting").at("component").get<std::string>();
+    }
+    r.verdict = j.value("verdict", "");
+    return;
+  }
   for (const auto& p : c.at("prompts")) {
     text += fmt::format("{}\"{}\"", text.empty() ? "" : " | ", p.at("text").get<std::string>());
     r.prompt_tokens += static_cast<int>(p.at("ids").size());
@@ -249,11 +280,15 @@ void check(const Options& o, FaultResult& r) {
                                        site_text(site->layer, site->components.front(), r.n_layer)));
     if (!r.component.empty() && r.verdict != site->verdict)
       r.failures.push_back(fmt::format("verdict '{}', documented '{}'", r.verdict, site->verdict));
-    if (site->verdict == "gross" && (r.prompt_tokens > o.max_gross_prompt || r.new_tokens > o.max_gross_new))
+    const int max_prompt = site->max_prompt ? site->max_prompt : o.max_gross_prompt;
+    if (site->verdict == "gross" && r.commands > 0 && r.commands > o.max_gross_commands)
+      r.failures.push_back(fmt::format("shrunk program has {} commands; a gross fault must come down to <= {}",
+                                       r.commands, o.max_gross_commands));
+    else if (site->verdict == "gross" && r.commands == 0 && (r.prompt_tokens > max_prompt || r.new_tokens > o.max_gross_new))
       r.failures.push_back(
           fmt::format("shrunk counterexample is {} prompt tokens and {} new tokens; a gross fault "
                       "must come down to <= {} and <= {}",
-                      r.prompt_tokens, r.new_tokens, o.max_gross_prompt, o.max_gross_new));
+                      r.prompt_tokens, r.new_tokens, max_prompt, o.max_gross_new));
   }
   for (const auto& s : r.seeds) {
     if (!s.detected) r.failures.push_back(fmt::format("not detected at --rc-seed={}", s.seed));
@@ -297,6 +332,7 @@ nlohmann::json to_json(const FaultResult& r) {
           {"prompts", r.prompts},
           {"prompt_tokens", r.prompt_tokens},
           {"new_tokens", r.new_tokens},
+          {"commands", r.commands},
           {"layer", r.layer},
           {"head", r.head},
           {"component", r.component},

@@ -163,6 +163,54 @@ Compare resume(Engine& e, const Variant& v, const std::vector<std::vector<int>>&
   return c;
 }
 
+// history: prompt 0 prefilled in sequence 0, forked into sequence 1 and rolled back two tokens;
+// one call then resumes 1 with a 3-token chunk while 0 decodes (continuous batching); then 8
+// batched decode steps of both. Every row against full recompute of that sequence.
+Compare history(Engine& e, const Variant& v, const std::vector<std::vector<int>>& prompts) {
+  const size_t V = static_cast<size_t>(e.vocab_size());
+  e.set_backend(v.backend);
+  e.set_fault(v.fault);
+  e.reset();
+  std::vector<std::vector<int>> seqs = {prompts[0], prompts[0]};
+  const int n = static_cast<int>(prompts[0].size());
+  std::vector<std::vector<float>> logits_a(2), logits_b(2);
+  std::vector<std::vector<int>> drawn_a(2), drawn_b(2);
+  const std::vector<float> first = e.forward_cached(0, seqs[0]);
+  e.fork(0, 1, n);
+  e.truncate(1, n - 2);
+  seqs[1].resize(static_cast<size_t>(n - 2));
+  const std::vector<int> chunk(prompts[1].begin(), prompts[1].begin() + 3);
+  seqs[0].push_back(sample(first, SamplerOptions{}, 0.0f));
+  seqs[1].insert(seqs[1].end(), chunk.begin(), chunk.end());
+  std::vector<float> out(2 * V);
+  const Chunk mixed[] = {{1, chunk}, {0, std::span<const int>(&seqs[0].back(), 1)}};
+  e.forward_batch(mixed, out);
+  const int order[] = {1, 0};  // row r of `out` is sequence order[r]
+  std::vector<int> next(2);
+  auto compare_rows = [&](const int* seq_of_row) {
+    for (int r = 0; r < 2; ++r) {
+      const size_t b = static_cast<size_t>(seq_of_row[r]);
+      const std::span<const float> got(out.data() + static_cast<size_t>(r) * V, V);
+      const std::vector<float> ref = e.forward_uncached(seqs[b]);
+      logits_a[b].insert(logits_a[b].end(), got.begin(), got.end());
+      logits_b[b].insert(logits_b[b].end(), ref.begin(), ref.end());
+      next[b] = sample(got, SamplerOptions{}, 0.0f);
+      drawn_a[b].push_back(next[b]);
+      drawn_b[b].push_back(sample(ref, SamplerOptions{}, 0.0f));
+    }
+  };
+  compare_rows(order);
+  const int both[] = {0, 1};
+  for (int i = 0; i < 8; ++i) {
+    for (size_t b = 0; b < 2; ++b) seqs[b].push_back(next[b]);
+    e.decode(both, next, out);
+    compare_rows(both);
+  }
+  Compare c;
+  for (size_t b = 0; b < 2; ++b) c.add(logits_a[b], logits_b[b], drawn_a[b], drawn_b[b], V);
+  return c;
+}
+
 Model load_model(const std::string& given, std::string& label) {
   const std::string shipped =
       std::string(MINIINFER_SOURCE_DIR) + "/experiments/17-minigpt/minigpt.safetensors";
@@ -244,7 +292,7 @@ int main(int argc, char** argv) {
       std::string where;
       nlohmann::json per = nlohmann::json::object();
       const std::pair<const char*, Compare (*)(Engine&, const Variant&, const std::vector<std::vector<int>>&)>
-          scenarios[] = {{"solo", solo}, {"batch", batch}, {"twice", twice}, {"resume", resume}};
+          scenarios[] = {{"solo", solo}, {"batch", batch}, {"twice", twice}, {"resume", resume}, {"history", history}};
       for (const auto& [name, run] : scenarios) {
         const Compare c = run(engine, v, prompts);
         all.merge(c);

@@ -247,8 +247,23 @@ rc::Gen<int> genCount(int n) {
 
 rc::Gen<std::vector<int>> genChunkBoundaries(int length) {
   if (length <= 1) return rc::gen::just(std::vector<int>{});
-  return rc::gen::map(rc::gen::container<std::set<int>>(rc::gen::inRange(1, length)),
+  return rc::gen::map(rc::gen::nonEmpty(rc::gen::container<std::set<int>>(rc::gen::inRange(1, length))),
                       [](const std::set<int>& cuts) { return std::vector<int>(cuts.begin(), cuts.end()); });
+}
+
+rc::Gen<int> genBatchSize(int max) { return rc::gen::inRange(2, std::max(2, max) + 1); }
+
+rc::Gen<std::vector<int>> genPermutation(int n) {
+  return rc::gen::exec([n] {
+    std::vector<int> order(static_cast<size_t>(std::max(0, n)));
+    for (int i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+    // Fisher-Yates from the front; each draw shrinks toward "leave it in place"...
+    for (int i = 0; i + 1 < n; ++i)
+      std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(*rc::gen::inRange(i, n))]);
+    // ...and the identity, which reorders nothing, becomes a swap of the first two.
+    if (n >= 2 && std::is_sorted(order.begin(), order.end())) std::swap(order[0], order[1]);
+    return order;
+  });
 }
 
 }  // namespace miniinfer::gen

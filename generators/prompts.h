@@ -66,8 +66,15 @@ rc::Gen<RunParams> genRunParams(int max_new_tokens);
 // n, shrinking toward 1.
 rc::Gen<int> genCount(int n);
 
-// Sorted, distinct cut points strictly inside (0, length): where a chunked prefill or a
-// resume splits the prompt. Shrinks toward fewer cuts.
+// Sorted, distinct cut points strictly inside (0, length), at least one when length >= 2:
+// where a chunked prefill or a resume splits the prompt. Shrinks toward a single cut.
 rc::Gen<std::vector<int>> genChunkBoundaries(int length);
+
+// The size of a batch: 2..max (a batch of 1 would compare a run with itself), shrinking to 2.
+rc::Gen<int> genBatchSize(int max);
+
+// A permutation of 0..n-1 that moves something when n >= 2 (a reorder that is a real one),
+// shrinking toward swapping the first two.
+rc::Gen<std::vector<int>> genPermutation(int n);
 
 }  // namespace miniinfer::gen

@@ -4,6 +4,7 @@
 #include <rapidcheck.h>
 #include <rapidcheck/detail/TestListenerAdapter.h>
 
+#include <algorithm>
 #include <sstream>
 
 using namespace miniinfer;
@@ -126,10 +127,11 @@ TEST_CASE("run parameters shrink toward greedy, seed 0 and one new token") {
   CHECK(r.get<rc::detail::FailureResult>().counterExample[0].second == want.str());
 }
 
-TEST_CASE("chunk boundaries are sorted and strictly inside the prompt") {
+TEST_CASE("chunk boundaries are sorted, strictly inside the prompt, and at least one") {
   auto r = run("chunks", [] {
     const int length = *rc::gen::inRange(1, 33);
     const auto cuts = *genChunkBoundaries(length);
+    RC_ASSERT(cuts.size() >= (length >= 2 ? 1u : 0u));
     for (size_t i = 0; i < cuts.size(); ++i) {
       RC_ASSERT(cuts[i] > 0);
       RC_ASSERT(cuts[i] < length);
@@ -137,4 +139,29 @@ TEST_CASE("chunk boundaries are sorted and strictly inside the prompt") {
     }
   });
   CHECK(r.is<rc::detail::SuccessResult>());
+}
+
+TEST_CASE("batch sizes are 2 or more, and shrink to 2") {
+  auto r = run("batch", [] {
+    const int max = *rc::gen::inRange(1, 9);
+    const int n = *genBatchSize(max);
+    RC_ASSERT(n >= 2);
+    RC_ASSERT(n <= std::max(2, max));
+    RC_ASSERT(false);  // planted: the minimum is the smallest batch
+  });
+  REQUIRE(r.is<rc::detail::FailureResult>());
+  CHECK(r.get<rc::detail::FailureResult>().counterExample.back().second == "2");
+}
+
+TEST_CASE("a generated permutation is one, and moves something") {
+  auto r = run("permutation", [] {
+    const int n = *rc::gen::inRange(2, 9);
+    auto order = *genPermutation(n);
+    RC_ASSERT(static_cast<int>(order.size()) == n);
+    RC_ASSERT(!std::is_sorted(order.begin(), order.end()));
+    std::sort(order.begin(), order.end());
+    for (int i = 0; i < n; ++i) RC_ASSERT(order[static_cast<size_t>(i)] == i);
+  });
+  CHECK(r.is<rc::detail::SuccessResult>());
+  INFO(show(r));
 }

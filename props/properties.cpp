@@ -60,10 +60,11 @@ Case single(const char* id, int new_tokens) {
 
 std::vector<std::vector<int>> ragged_batch(int max) {
   const auto prompts = *rc::gen::container<std::vector<gen::Prompt>>(
-      static_cast<size_t>(*rc::gen::inRange(1, max + 1)), gen::genPrompt());
+      static_cast<size_t>(*gen::genBatchSize(max)), gen::genPrompt());
   std::vector<std::vector<int>> out;
   tag(prompts.front());  // one prompt's tags per case, so the shares add up to 100%
   for (const auto& p : prompts) out.push_back(ids_of(p));
+  if (out.size() >= 2) RC_TAG("batched");
   return out;
 }
 
@@ -94,9 +95,10 @@ PROPERTY(p7, "every cached K and V row equals full recompute's, for every layer,
 
 PROPERTY(p4, "resuming with a multi-token chunk on a non-empty cache equals full recompute", 50) {
   Case c = single("p4", 16);
-  c.k = *rc::gen::inRange(0, 9);
+  c.k = *rc::gen::inRange(1, 9);  // at least one decoded token: k = 0 would be one prefill
   const gen::Prompt chunk = *gen::genPartialPrompt();
   c.chunk = ids_of(chunk);
+  if (c.k >= 1 && c.chunk.size() >= 2) RC_TAG("resumed");
   verify(c);
 }
 
@@ -107,6 +109,7 @@ PROPERTY(p5, "chunked prefill at any boundaries equals one-shot prefill in logit
   tag(p);
   c.prompts = {ids_of(p)};
   c.cuts = *gen::genChunkBoundaries(static_cast<int>(c.prompts[0].size()));
+  if (!c.cuts.empty()) RC_TAG("cut");
   c.params = *gen::genRunParams(4);
   verify(c);
 }
@@ -128,7 +131,9 @@ TEST_CASE("over random programs of appends, batched and continuous decodes, trun
 
 PROPERTY(p8, "truncating to position p and regenerating equals a fresh run from that prefix", 50) {
   Case c = single("p8", 12);
-  c.k = *rc::gen::inRange(0, c.params.max_new_tokens + 1);
+  // The rollback point lies before the last drawn token, so the truncation removes something.
+  c.k = *rc::gen::inRange(0, c.params.max_new_tokens);
+  if (c.k < c.params.max_new_tokens) RC_TAG("truncated");
   verify(c);
 }
 
@@ -137,9 +142,8 @@ PROPERTY(p9, "the same seed twice gives the same bytes, and batch order does not
   c.property = "p9";
   c.prompts = ragged_batch(4);
   c.params = *gen::genRunParams(16);
-  c.order.resize(c.prompts.size());
-  std::iota(c.order.begin(), c.order.end(), 0);
-  std::reverse(c.order.begin(), c.order.end());
+  c.order = *gen::genPermutation(static_cast<int>(c.prompts.size()));
+  if (!std::is_sorted(c.order.begin(), c.order.end())) RC_TAG("reordered");
   verify(c);
 }
 

@@ -17,10 +17,11 @@ namespace miniinfer::props {
 namespace {
 
 // Dataflow order inside a layer: the first kind that differs is where the paths parted.
-constexpr TraceKind kOrder[] = {TraceKind::Q,     TraceKind::K,       TraceKind::V,       TraceKind::KRead,
-                                TraceKind::VRead, TraceKind::Probs,   TraceKind::AttnOut, TraceKind::BlockOut};
-constexpr const char* kColumn[] = {"q", "k", "v", "k-read", "v-read", "probs", "attn", "block"};
-constexpr int kKinds = 8;
+constexpr TraceKind kOrder[] = {TraceKind::Ln1,   TraceKind::Q,     TraceKind::K,       TraceKind::V,
+                                TraceKind::KRead, TraceKind::VRead, TraceKind::Probs,   TraceKind::AttnOut,
+                                TraceKind::Ln2,   TraceKind::Mlp,   TraceKind::BlockOut};
+constexpr const char* kColumn[] = {"ln1", "q", "k", "v", "k-read", "v-read", "probs", "attn", "ln2", "mlp", "block"};
+constexpr int kKinds = 11;
 // At the first parting site, a difference below this fraction of the compared values' scale
 // reads as rounding drift (a few ULPs of the largest element), anything above as a wrong value.
 // ULPs alone mislead here: an element near zero is thousands of ULPs off after one rounding.
@@ -148,6 +149,7 @@ ScriptRun run_batch(Engine& engine, const Scenario& sc, int max_new_tokens, Trac
   const size_t V = static_cast<size_t>(engine.vocab_size());
   for (int i = 0; i < max_new_tokens; ++i) {
     run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
+    run.contexts.push_back(run.tokens);
     const auto& all = g.logits[static_cast<size_t>(sc.seq)];
     run.logits.emplace_back(all.begin() + static_cast<long>(i * V), all.begin() + static_cast<long>((i + 1) * V));
     const int t = g.tokens[static_cast<size_t>(sc.seq)][static_cast<size_t>(i)];
@@ -222,7 +224,7 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
   }
   // The table: per (layer, head), per component, differing elements / max ULP.
   text += fmt::format("  {:<12}", "layer/head");
-  for (const char* col : kColumn) text += fmt::format("{:>14}", col);
+  for (const char* col : kColumn) text += fmt::format("{:>11}", col);
   text += "\n";
   nlohmann::json table = nlohmann::json::array();
   for (int l = 0; l < L; ++l)
@@ -235,9 +237,9 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
       nlohmann::json cols;
       for (int k = 0; k < kKinds; ++k) {
         const Stat& s = row[static_cast<size_t>(k)];
-        text += fmt::format("{:>14}", s.total == 0 ? "-" : s.differ == 0 ? "0" : fmt::format("{}/{}", s.differ, ulp_text(s.max_ulp)));
+        text += fmt::format("{:>11}", s.total == 0 ? "-" : s.differ == 0 ? "0" : fmt::format("{}/{}", s.differ, ulp_text(s.max_ulp)));
         cols[kColumn[k]] = {{"differing", s.differ}, {"total", s.total}, {"max_ulp", s.max_ulp}, {"max_abs", s.max_abs}};
-        if (h >= 0 && kOrder[k] != TraceKind::BlockOut) {
+        if (h >= 0) {
           Stat& cell = cells[static_cast<size_t>(l)][static_cast<size_t>(h)];
           cell.differ += s.differ;
           cell.total += s.total;
@@ -309,8 +311,10 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
     const int p = uncached.logit_positions[static_cast<size_t>(step)];
     j["first_logit_step"] = step;
     j["position"] = p;
+    // The history as it stood at that step: a rollback may have rewritten the final one.
+    const std::vector<int>& history = uncached.contexts[static_cast<size_t>(step)];
     text += fmt::format("  first logits difference: step {} (position {}, predicting after \"{}\")\n", step, p,
-                        words_of(uncached.tokens, vocab, 0, static_cast<size_t>(p) + 1));
+                        words_of(history, vocab, 0, static_cast<size_t>(p) + 1));
     text += token_step < 0 ? "  tokens: identical (the difference stayed below the sampler's resolution)\n"
                            : fmt::format("  first token difference: step {}: cached \"{}\", full recompute \"{}\"\n",
                                          token_step, words_of(cached.generated, vocab, token_step, token_step + 1),
@@ -318,7 +322,7 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
     // Trace both paths at that step.
     Trace ref_trace, cached_trace;
     engine.set_trace(&ref_trace);
-    engine.forward_uncached(std::span<const int>(uncached.tokens).first(static_cast<size_t>(p) + 1));
+    engine.forward_uncached(std::span<const int>(history).first(static_cast<size_t>(p) + 1));
     engine.set_trace(nullptr);
     clean_slate(engine);  // each re-run starts where the first did: a clean cache
     cached_run(&cached_trace, step);
@@ -341,7 +345,15 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
                           cached_pos, p);
       j["cached_position"] = cached_pos;
     }
-    diff_call(ref_trace, cached_trace, call, sc.seq, {p}, shift, L, H, text, j, cells);
+    // Every row of that call, not only its last: a chunk row that went wrong in layer 0 is
+    // found there, not where the last row reads its K at layer 1.
+    std::vector<int> rows;
+    for (const auto& r : cached_trace.records)
+      if (r.call == call && r.seq == sc.seq && r.kind == TraceKind::Q && r.layer == 0 && r.head == 0 &&
+          r.pos - shift >= 0 && r.pos - shift <= p)
+        rows.push_back(r.pos - shift);
+    if (rows.empty()) rows.push_back(p);
+    diff_call(ref_trace, cached_trace, call, sc.seq, rows, shift, L, H, text, j, cells);
   }
 
   // Every cache slot that differs from what full recompute computes for the same tokens.

@@ -49,6 +49,7 @@ ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq,
           engine.set_trace(nullptr);
           const int token = sample(logits, script.sampler, coins.uniform());
           run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
+          run.contexts.push_back(run.tokens);
           run.logits.push_back(std::move(logits));
           run.tokens.push_back(token);
           run.generated.push_back(token);

@@ -43,6 +43,8 @@ struct ScriptRun {
   std::vector<int> tokens;                      // the whole sequence at the end
   std::vector<int> generated;                   // the drawn tokens, in order
   std::vector<int> logit_positions;             // the position each logits row was computed at
+  std::vector<std::vector<int>> contexts;       // the tokens each logits row was computed from
+                                                // (the history at that step, not the final one)
   std::vector<std::vector<float>> logits;       // (sampling points, V)
 };
 

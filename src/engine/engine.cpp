@@ -40,6 +40,9 @@ const char* to_string(TraceKind kind) {
     case TraceKind::BlockOut: return "block_out";
     case TraceKind::KRead: return "k_read";
     case TraceKind::VRead: return "v_read";
+    case TraceKind::Ln1: return "ln1";
+    case TraceKind::Ln2: return "ln2";
+    case TraceKind::Mlp: return "mlp";
   }
   return "?";
 }
@@ -136,6 +139,13 @@ void Engine::record(TraceKind kind, const Segment& seg, int layer, int head, int
   trace_->records.push_back(TraceRecord{trace_->step, trace_->calls, seg.pass,
                                         seg.pass == Pass::Uncached ? trace_->seq : seg.seq, layer, head, pos,
                                         kind, std::vector<float>(data, data + n)});
+}
+
+void Engine::record_rows(TraceKind kind, std::span<const Segment> segs, int layer, const float* rows, int width) {
+  for (const Segment& s : segs)
+    for (int i = 0; i < s.n; ++i)
+      if (trace_->wants(s.pos0 + i))
+        record(kind, s, layer, -1, s.pos0 + i, rows + static_cast<size_t>(s.row0 + i) * width, width);
 }
 
 // q into q_; K and V straight into their slots of `store` (rows of segment s at positions
@@ -253,15 +263,18 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvCach
     const LayerWeights& lw = model_.weights.layers[static_cast<size_t>(l)];
     const Layer& w = layers_[static_cast<size_t>(l)];
     layernorm_forward(ln_.data(), x_.data(), lw.ln1_w.data(), lw.ln1_b.data(), static_cast<float>(c.ln_eps), N, D);
+    if (trace_) record_rows(TraceKind::Ln1, segs, l, ln_.data(), D);
     project_qkv(l, segs, N, store, library);
     attend(l, segs, store);
     linear(y_.data(), att_.data(), w.o, N, library);
     residual_forward(x_.data(), x_.data(), y_.data(), N * D);
 
     layernorm_forward(ln_.data(), x_.data(), lw.ln2_w.data(), lw.ln2_b.data(), static_cast<float>(c.ln_eps), N, D);
+    if (trace_) record_rows(TraceKind::Ln2, segs, l, ln_.data(), D);
     linear(h_.data(), ln_.data(), w.fc_in, N, library);
     gelu_forward(h_.data(), h_.data(), N * F);
     linear(y_.data(), h_.data(), w.fc_out, N, library);
+    if (trace_) record_rows(TraceKind::Mlp, segs, l, y_.data(), D);
     residual_forward(x_.data(), x_.data(), y_.data(), N * D);
 
     if (trace_) {

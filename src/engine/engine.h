@@ -126,6 +126,8 @@ class Engine {
   void attend(int layer, std::span<const Segment> segs, const KvCache& store);
   void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows);
   void record(TraceKind kind, const Segment& seg, int layer, int head, int pos, const float* data, int n);
+  // One record per traced row of `segs`: rows is (N, width), head -1.
+  void record_rows(TraceKind kind, std::span<const Segment> segs, int layer, const float* rows, int width);
 
   Config config_;
   Model model_;          // the file's layout: embeddings, LayerNorms, biases, eigen weights

@@ -22,6 +22,9 @@ enum class TraceKind {
   BlockOut,  // the residual stream after the block: (d_model); head = -1
   KRead,     // a key row as attention read it from the cache (pos = slot): (d_head)
   VRead,     // a value row as attention read it from the cache (pos = slot): (d_head)
+  Ln1,       // the first LayerNorm's output, attention's input: (d_model); head = -1
+  Ln2,       // the second LayerNorm's output, the MLP's input: (d_model); head = -1
+  Mlp,       // the MLP's output before the residual add: (d_model); head = -1
 };
 const char* to_string(TraceKind kind);
 

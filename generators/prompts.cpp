@@ -73,11 +73,17 @@ Prompt draw_adverbial(Rng& rng) {
   return Prompt{Family::AdverbialPronoun, {SentenceSpec{Tense::PastSimple, 0, 0, 0}}, 2};
 }
 
+// A strict prefix of one sentence (what a user types before finishing it): 4-8 words, and
+// never reaching the sentence's end.
 Prompt draw_partial(Rng& rng) {
   const int length = 4 + static_cast<int>(rng.below(5));
-  Prompt p{Family::Partial, {}, length};
-  while (total_words(p.sentences) < length) p.sentences.push_back(grammar().sample_spec(rng));
-  return p;
+  SentenceSpec longest = grammar().sample_spec(rng);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const SentenceSpec spec = grammar().sample_spec(rng);
+    if (total_words({spec}) > length) return Prompt{Family::Partial, {spec}, length};
+    if (total_words({spec}) > total_words({longest})) longest = spec;
+  }
+  return Prompt{Family::Partial, {longest}, std::max(1, total_words({longest}) - 1)};
 }
 
 Prompt draw_mixed(Rng& rng) {
@@ -157,12 +163,22 @@ std::vector<Prompt> shrink_prompt(const Prompt& p) {
       if (seen.words() == words) return;
     out.push_back(std::move(q));
   };
+  // A structural cut (a sentence, an adverbial) either keeps the length, so later words move
+  // in, or drops the cut words from the count, so the words after the cut stay the prompt's
+  // end: "Yesterday I" becomes "I", not only "I worked". Both stay valid prefixes.
+  const int all = total_words(p.sentences);
+  auto propose_cut = [&](const Prompt& q) {
+    propose(q);
+    Prompt shorter = q;
+    shorter.length = p.length - (all - total_words(q.sentences));
+    if (shorter.length >= 1 && shorter.length < q.length) propose(shorter);
+  };
   // Fewer sentences.
   if (p.sentences.size() > 1) {
     for (size_t i = 0; i < p.sentences.size(); ++i) {
       Prompt q = p;
       q.sentences.erase(q.sentences.begin() + static_cast<long>(i));
-      propose(q);
+      propose_cut(q);
     }
   }
   // Shorter prefixes: 1, 2, half, one less.
@@ -187,7 +203,10 @@ std::vector<Prompt> shrink_prompt(const Prompt& p) {
     for (const auto& v : variants) {
       Prompt q = p;
       q.sentences[i] = v;
-      propose(q);
+      if (v.adverbial < 0 && s.adverbial >= 0)
+        propose_cut(q);  // dropping the adverbial: also drop its words from the count
+      else
+        propose(q);
     }
   }
   return out;

@@ -165,3 +165,41 @@ TEST_CASE("a generated permutation is one, and moves something") {
   CHECK(r.is<rc::detail::SuccessResult>());
   INFO(show(r));
 }
+
+TEST_CASE("a partial prompt stays inside one sentence and stops before its end") {
+  auto r = run("partial", [] {
+    const Prompt p = *genPartialPrompt();
+    RC_ASSERT(p.sentences.size() == 1u);
+    RC_ASSERT(p.words().size() < Grammar::builtin().render(p.sentences[0]).words.size());
+  });
+  CHECK(r.is<rc::detail::SuccessResult>());
+  INFO(show(r));
+}
+
+TEST_CASE("the shrinker drops leading words: a planted 'ends in a pronoun' bug shrinks to one pronoun") {
+  // "Yesterday I" fails, and so does "I"; "I worked" (the adverbial dropped, the length kept)
+  // does not. The true minimum is reachable only by dropping the adverbial's words too.
+  auto r = run("leading", [] {
+    const Prompt p = *genAdverbialPrompt();
+    const auto words = p.words();
+    const auto& s = p.sentences.back();
+    const auto& pronoun = Grammar::builtin().pronouns(language_of(s.tense))[static_cast<size_t>(s.pronoun)].word;
+    RC_ASSERT(words.back() != pronoun);
+  });
+  REQUIRE(r.is<rc::detail::FailureResult>());
+  const auto& text = r.get<rc::detail::FailureResult>().counterExample[0].second;
+  INFO(text);
+  CHECK(text.starts_with("\"I\" ("));
+}
+
+TEST_CASE("the shrinker drops a leading sentence: a planted 'contains he' bug shrinks to \"he\"") {
+  auto r = run("sentence", [] {
+    const Prompt p = *genMixedTensePrompt();
+    const auto words = p.words();
+    RC_ASSERT(std::find(words.begin(), words.end(), "he") == words.end());
+  });
+  REQUIRE(r.is<rc::detail::FailureResult>());
+  const auto& text = r.get<rc::detail::FailureResult>().counterExample[0].second;
+  INFO(text);
+  CHECK(text.starts_with("\"he\" ("));
+}

@@ -78,6 +78,9 @@ const std::vector<Site>& documented_sites() {
       {Fault::RaggedPosition, 0, {"q"}, "gross", 3},
       // The decode row reads the chunk's sequence's keys from slot 0 on.
       {Fault::ContinuousBatchMask, 0, {"k-read"}, "gross"},
+      // The prompt's first row sees the second in layer 0: the reporter compares every row of
+      // the prefill, so it names that row's probabilities, not the last row's layer-1 K read.
+      {Fault::ChunkMask, 0, {"probs"}, "gross"},
   };
   return sites;
 }

@@ -216,6 +216,7 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store) 
         if (fault_ == Fault::SelfExcluded && decode) n_slots = pos;  // fault: self-excluded
         if (fault_ == Fault::DecodeMask && decode) n_slots = 1;      // fault: decode-mask
         if (mixed) n_slots = std::min(n_slots, chunk->pos0 + chunk->n);
+        if (fault_ == Fault::ChunkMask && s.pass != Pass::Uncached && s.n > 1) n_slots = s.pos0 + s.n;  // fault: chunk-mask
         const size_t r = static_cast<size_t>(s.row0 + i);
         float* out = att_.data() + r * uD + off;
         const float* q = q_.data() + r * uD + off;

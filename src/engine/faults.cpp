@@ -46,6 +46,8 @@ constexpr std::array kFaults = {
               "a batched call rotates every sequence's rows at the first sequence's positions"},
     FaultInfo{Fault::ContinuousBatchMask, "continuous-batch-mask",
               "in a call mixing prefill chunks and decode rows, a decode row attends to a prefill chunk's sequence"},
+    FaultInfo{Fault::ChunkMask, "chunk-mask",
+              "a multi-token cached chunk (prefill or resume) has no causal mask: every row sees the whole chunk"},
 };
 constexpr std::array<Fault, kFaults.size()> kAll = [] {
   std::array<Fault, kFaults.size()> all{};

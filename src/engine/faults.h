@@ -28,6 +28,7 @@ enum class Fault {
   TruncateStale,        // truncation leaves the cursor one past p
   RaggedPosition,       // a batched call rotates every sequence at the first sequence's positions
   ContinuousBatchMask,  // a decode row attends to another sequence's prefill chunk
+  ChunkMask,            // a multi-token cached chunk has no causal mask inside it
 };
 
 // Every fault, None first, in declaration order.

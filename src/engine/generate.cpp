@@ -16,13 +16,16 @@ struct Sampling {
   SamplerOptions options;
   std::vector<Rng> streams;  // one per sequence
   SamplerScratch scratch;
-  // One coin per generated token, greedy or not, so both paths consume streams identically.
+  const CoinSource* source = nullptr;
+  // The only way either loop turns logits into a token. One coin per generated token, greedy
+  // or not, so both paths consume streams identically.
   int draw(int step, size_t seq, std::span<const float> logits) {
-    const float coin = streams[seq].uniform();
+    float coin = streams[seq].uniform();
     for (size_t i = 0; i < logits.size(); ++i)
       if (!std::isfinite(logits[i]))
         fail("generate: step {}, sequence {}: the logit of token {} is {} (no token can be drawn)", step, seq, i,
              logits[i]);
+    if (source && *source) coin = (*source)(step, seq, logits, coin);
     return sample(logits, options, coin, scratch);
   }
 };
@@ -122,7 +125,7 @@ GenerateResult generate(Engine& engine, const std::vector<std::vector<int>>& pro
     result.logits.resize(prompts.size());
     for (auto& l : result.logits) l.reserve(static_cast<size_t>(o.max_new_tokens) * engine.vocab_size());
   }
-  Sampling sampling{sampler, {}, {}};
+  Sampling sampling{sampler, {}, {}, &o.coins};
   for (size_t b = 0; b < prompts.size(); ++b) sampling.streams.push_back(Rng::stream(o.seed, o.first_stream + b));
 
   if (o.max_new_tokens > 0) {

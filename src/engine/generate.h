@@ -4,12 +4,19 @@
 // coin per generated token from the sequence's own stream Rng::stream(seed, index).
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <vector>
 
 #include "engine/engine.h"
 #include "engine/sampling.h"
 
 namespace miniinfer {
+
+// Where each draw's coin comes from. Both loops call it for every token, with the step, the
+// sequence, the logits the token is drawn from and the stream's coin, and draw with the coin it
+// returns: a property can put coins next to the sampler's edges (sample_edges).
+using CoinSource = std::function<float(int step, size_t seq, std::span<const float> logits, float coin)>;
 
 struct GenerateOptions {
   int max_new_tokens = 64;
@@ -24,6 +31,7 @@ struct GenerateOptions {
   bool return_logits = false;
   Trace* trace = nullptr;    // null = off; records get step = the generation step
   Fault fault = Fault::None;
+  CoinSource coins;          // empty: the stream's coin, as is
 };
 
 struct GenerateResult {

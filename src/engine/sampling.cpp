@@ -25,20 +25,15 @@ int sample(std::span<const float> logits, const SamplerOptions& options, float c
   return sample(logits, options, coin, scratch);
 }
 
-int sample(std::span<const float> logits, const SamplerOptions& o, float coin, SamplerScratch& scratch) {
-  const int V = static_cast<int>(logits.size());
-  if (V == 0) fail("sampling: no logits");
-  for (int i = 0; i < V; ++i)
-    if (!std::isfinite(logits[static_cast<size_t>(i)]))
-      fail("sampling: the logit of token {} is {}", i, logits[static_cast<size_t>(i)]);
-  if (o.temperature == 0.0f) {
-    int best = 0;
-    for (int i = 1; i < V; ++i)
-      if (logits[static_cast<size_t>(i)] > logits[static_cast<size_t>(best)]) best = i;
-    return best;
-  }
-  auto z = [&](int i) { return logits[static_cast<size_t>(i)] / o.temperature; };
+namespace {
 
+// Step 2: z_i = logits_i / temperature (a divide, never a multiply by 1/T: the two round apart).
+float z_of(std::span<const float> logits, int i, float temperature) { return logits[static_cast<size_t>(i)] / temperature; }
+
+// Step 3: the candidates, in increasing id order, into scratch.kept.
+void keep_candidates(std::span<const float> logits, const SamplerOptions& o, SamplerScratch& scratch) {
+  const int V = static_cast<int>(logits.size());
+  auto z = [&](int i) { return z_of(logits, i, o.temperature); };
   std::vector<int>& kept = scratch.kept;
   kept.clear();
   const bool top_k = o.top_k > 0 && o.top_k < V;
@@ -70,19 +65,63 @@ int sample(std::span<const float> logits, const SamplerOptions& o, float coin, S
   } else {
     for (int i = 0; i < V; ++i) kept.push_back(i);
   }
+}
 
-  float m = z(kept[0]);
-  for (int i : kept) m = std::max(m, z(i));
+// Step 4 up to the draw: m over the candidates and the total of e_i = exp_f(z_i - m).
+float max_z(std::span<const float> logits, const SamplerOptions& o, const std::vector<int>& kept) {
+  float m = z_of(logits, kept[0], o.temperature);
+  for (int i : kept) m = std::max(m, z_of(logits, i, o.temperature));
   if (!std::isfinite(m)) fail("sampling: a logit divided by the temperature {} overflows", o.temperature);
+  return m;
+}
+
+void check_logits(std::span<const float> logits) {
+  if (logits.empty()) fail("sampling: no logits");
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (!std::isfinite(logits[i])) fail("sampling: the logit of token {} is {}", i, logits[i]);
+}
+
+}  // namespace
+
+int sample(std::span<const float> logits, const SamplerOptions& o, float coin, SamplerScratch& scratch) {
+  const int V = static_cast<int>(logits.size());
+  check_logits(logits);
+  if (o.temperature == 0.0f) {
+    int best = 0;
+    for (int i = 1; i < V; ++i)
+      if (logits[static_cast<size_t>(i)] > logits[static_cast<size_t>(best)]) best = i;
+    return best;
+  }
+  keep_candidates(logits, o, scratch);
+  const std::vector<int>& kept = scratch.kept;
+  const float m = max_z(logits, o, kept);
   float total = 0.0f;
-  for (int i : kept) total += exp_f(z(i) - m);
+  for (int i : kept) total += exp_f(z_of(logits, i, o.temperature) - m);
   const float target = coin * total;
   float running = 0.0f;
   for (int i : kept) {
-    running += exp_f(z(i) - m);
+    running += exp_f(z_of(logits, i, o.temperature) - m);
     if (running > target) return i;
   }
   return kept.back();
+}
+
+std::vector<float> sample_edges(std::span<const float> logits, const SamplerOptions& o) {
+  check_logits(logits);
+  if (o.temperature == 0.0f) return {};
+  SamplerScratch scratch;
+  keep_candidates(logits, o, scratch);
+  const std::vector<int>& kept = scratch.kept;
+  const float m = max_z(logits, o, kept);
+  float total = 0.0f;
+  for (int i : kept) total += exp_f(z_of(logits, i, o.temperature) - m);
+  std::vector<float> edges;
+  float running = 0.0f;
+  for (size_t j = 0; j + 1 < kept.size(); ++j) {
+    running += exp_f(z_of(logits, kept[j], o.temperature) - m);
+    edges.push_back(running / total);
+  }
+  return edges;
 }
 
 }  // namespace miniinfer

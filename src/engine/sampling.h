@@ -45,4 +45,11 @@ struct SamplerScratch {
 int sample(std::span<const float> logits, const SamplerOptions& options, float coin);
 int sample(std::span<const float> logits, const SamplerOptions& options, float coin, SamplerScratch& scratch);
 
+// Where the draw is fragile: the coins at which sample() moves from one candidate to the next
+// (running sum / total after each candidate but the last, in step 4's order); empty when
+// greedy. A coin a few ULP to either side of an edge draws a different token, so any other
+// rounding on the way from logits to a token (a multiply by 1/T instead of a divide, another
+// summation order) flips the draw there.
+std::vector<float> sample_edges(std::span<const float> logits, const SamplerOptions& options);
+
 }  // namespace miniinfer

@@ -122,3 +122,59 @@ TEST_CASE("temperatures below the floor are refused, and non-finite logits are n
   const std::vector<float> huge = {3e38f, -3e38f, 1.0f};
   CHECK_THROWS_WITH(sample(huge, opts(0.5f), 0.5f), "sampling: a logit divided by the temperature 0.5 overflows");
 }
+
+namespace {
+// The coin `ulps` steps of float from `edge`, kept in [0, 1).
+float beside(float edge, int ulps) {
+  float c = edge;
+  for (int i = 0; i < std::abs(ulps); ++i) c = std::nextafter(c, ulps < 0 ? 0.0f : 1.0f);
+  return std::min(c, std::nextafter(1.0f, 0.0f));
+}
+}  // namespace
+
+TEST_CASE("sample_edges are where the draw moves to the next candidate, a few ULP either side") {
+  Rng rng(11);
+  for (const SamplerOptions& o : {opts(0.7f), opts(1.6f, 5), opts(0.5f, 0, 0.8f), opts(1.3f, 7, 0.9f)}) {
+    std::vector<float> logits(24);
+    for (float& x : logits) x = 3.0f * rng.normal();
+    const auto edges = sample_edges(logits, o);
+    REQUIRE(!edges.empty());
+    for (float e : edges) {
+      INFO("edge " << e << " temperature " << o.temperature);
+      CHECK(sample(logits, o, beside(e, -4)) < sample(logits, o, beside(e, 4)));
+    }
+  }
+  CHECK(sample_edges(std::vector<float>{1.0f, 2.0f}, opts(0.0f)).empty());  // greedy ignores the coin
+}
+
+TEST_CASE("both loops draw every token through sample(): at coins beside its edges, each token is sample()'s") {
+  const Config c = make_config(40, 16, 2, 2, 32);
+  const Model model = random_model(c, 9);
+  GenerateOptions o;
+  o.max_new_tokens = 12;
+  o.seed = 5;
+  o.temperature = 0.7f;  // not 1: a multiply by 1/T rounds apart from the divide
+  o.top_p = 0.95f;
+  o.return_logits = true;
+  struct Draw {
+    std::vector<float> logits;
+    float coin;
+  };
+  for (bool cache : {true, false}) {
+    std::vector<Draw> draws;
+    Rng pick(77);
+    o.cache = cache;
+    o.coins = [&](int, size_t, std::span<const float> logits, float coin) {
+      const auto edges = sample_edges(logits, {o.temperature, o.top_k, o.top_p});
+      if (!edges.empty()) coin = beside(edges[pick.below(static_cast<uint32_t>(edges.size()))], static_cast<int>(pick.below(7)) - 3);
+      draws.push_back({std::vector<float>(logits.begin(), logits.end()), coin});
+      return coin;
+    };
+    const GenerateResult r = generate(model, {{1, 2, 3}, {4}}, o);
+    INFO((cache ? "cached loop" : "uncached loop"));
+    REQUIRE(draws.size() == 2u * static_cast<size_t>(o.max_new_tokens));
+    // Draw i of the loop is step i / 2 of sequence i % 2 (both loops interleave sequences).
+    for (size_t i = 0; i < draws.size(); ++i)
+      CHECK(r.tokens[i % 2][i / 2] == sample(draws[i].logits, {o.temperature, o.top_k, o.top_p}, draws[i].coin));
+  }
+}

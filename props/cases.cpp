@@ -1,5 +1,6 @@
 #include "props/cases.h"
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <ostream>
@@ -7,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "base/rng.h"
 #include "model/model_file.h"
 #include "props/context.h"
 
@@ -131,6 +133,39 @@ std::optional<std::string> check_cached_equals_uncached(Engine& e, Case& c, bool
   if (a.tokens[0] != b.tokens[0]) return diff_tokens("cached vs uncached", a.tokens[0], b.tokens[0]);
   if (logits && !same_bytes(a.logits[0], b.logits[0]))
     return diff_logits("cached vs uncached", a.logits[0], b.logits[0], e.vocab_size());
+  return std::nullopt;
+}
+
+// p12's coins: for draw (step, seq), a coin within 3 ULP of one of the sampler's edges for
+// those logits (sample_edges), chosen by (coin_seed, step, seq) alone, so both loops, and a
+// replay, put the same coin beside the same edge whenever they see the same logits.
+CoinSource boundary_coins(const Case& c) {
+  const SamplerOptions o{c.params.temperature, c.params.top_k, c.params.top_p};
+  const uint64_t seed = c.coin_seed;
+  return [o, seed](int step, size_t seq, std::span<const float> logits, float coin) {
+    const auto edges = sample_edges(logits, o);
+    if (edges.empty()) return coin;
+    Rng pick = Rng::stream(seed, (static_cast<uint64_t>(step) << 16) + seq);
+    float c = edges[pick.below(static_cast<uint32_t>(edges.size()))];
+    const int ulps = static_cast<int>(pick.below(7)) - 3;
+    for (int i = 0; i < std::abs(ulps); ++i) c = std::nextafter(c, ulps < 0 ? 0.0f : 1.0f);
+    return std::min(c, std::nextafter(1.0f, 0.0f));
+  };
+}
+
+std::optional<std::string> check_boundary(Engine& e, Case& c) {
+  GenerateOptions cached = options_for(c, true), uncached = options_for(c, false);
+  cached.return_logits = uncached.return_logits = true;
+  cached.coins = uncached.coins = boundary_coins(c);
+  const auto a = generate(e, c.prompts, cached);
+  const auto b = generate(e, c.prompts, uncached);
+  if (a.tokens[0] != b.tokens[0]) {
+    const std::string tokens = diff_tokens("coins beside the sampler's edges, cached vs uncached", a.tokens[0], b.tokens[0]);
+    if (same_bytes(a.logits[0], b.logits[0])) return tokens + " from identical logits: the two loops draw differently";
+    return tokens;
+  }
+  if (!same_bytes(a.logits[0], b.logits[0]))
+    return diff_logits("coins beside the sampler's edges, cached vs uncached", a.logits[0], b.logits[0], e.vocab_size());
   return std::nullopt;
 }
 
@@ -261,6 +296,7 @@ std::optional<std::string> check_case(Case& c) {
     return check_slots(e, 0, all);
   }
   if (p == "p8") return check_rollback(e, c);
+  if (p == "p12") return check_boundary(e, c);
   if (p == "p9") return check_repeat_and_order(e, c);
   if (p == "p10") {
     if (auto f = check_cached_equals_uncached(e, c, true)) return "random architecture: " + *f;
@@ -329,6 +365,19 @@ std::vector<Scenario> scenarios_for(const Case& c) {
 Failure report_case(const Case& c, const std::string& headline) {
   Target t = target_for(c);
   Failure f;
+  if (c.property == "p12" && headline.ends_with("the two loops draw differently")) {
+    // Nothing to trace: the logits agree bit for bit; the loops part in the sampler.
+    f.property = c.property;
+    f.headline = headline;
+    f.text = fmt::format("  {}\n  the logits of every step agree bit for bit; the cached and the uncached loop turned\n"
+                         "  them into different tokens with the same coin: the difference is on the way from\n"
+                         "  logits to a token (generate.cpp's Sampling::draw must be the only way there)\n", headline);
+    f.json = {{"property", c.property}, {"headline", headline},
+              {"first_parting", {{"layer", -1}, {"head", -1}, {"component", "sampler"}}}, {"verdict", "gross"}};
+    f.located = true;
+    f.case_json = case_to_json(c);
+    return f;
+  }
   for (const Scenario& sc : scenarios_for(c)) {
     t.engine->set_backend(context().backend);
     t.engine->set_fault(context().fault);
@@ -359,6 +408,7 @@ std::ostream& operator<<(std::ostream& os, const Case& c) {
     for (int cut : c.cuts) os << ' ' << cut;
   }
   if (c.property == "p8") os << " roll back to prompt+" << c.k;
+  if (c.property == "p12") os << " coins beside the sampler's edges, seed " << c.coin_seed;
   if (c.arch)
     os << " arch L=" << c.arch->n_layer << " H=" << c.arch->n_head << " d_head=" << c.arch->d_head()
        << " F=" << c.arch->d_ff << " weights seed " << c.arch_seed;
@@ -379,7 +429,7 @@ nlohmann::json case_to_json(const Case& c) {
       {"model", ctx.model_label}, {"model_sha256", ctx.model_sha256},
       {"backend", to_string(ctx.backend)}, {"fault", to_string(ctx.fault)},
       {"arch", c.arch ? nlohmann::json::parse(config_to_json(*c.arch)) : nlohmann::json(nullptr)},
-      {"arch_seed", c.arch_seed}};
+      {"arch_seed", c.arch_seed}, {"coin_seed", c.coin_seed}};
   return j;
 }
 
@@ -399,6 +449,7 @@ Case case_from_json(const nlohmann::json& j) {
     c.twice = j.value("twice", false);
     if (!j.at("arch").is_null()) c.arch = config_from_json(j.at("arch").dump());
     c.arch_seed = j.value("arch_seed", uint64_t{0});
+    c.coin_seed = j.value("coin_seed", uint64_t{0});
     if (c.prompts.empty()) fail("case: no prompts");
     return c;
   } catch (const nlohmann::json::exception& e) {

@@ -24,6 +24,7 @@ struct Case {
   std::vector<int> order;     // p9: the batch order of the second run
   std::optional<Config> arch; // p10: a random architecture...
   uint64_t arch_seed = 0;     // ...with weights from this seed
+  uint64_t coin_seed = 0;     // p12: which sampler edge each draw's coin sits beside, and how near
   // Filled in by the check when it fails:
   int seq = 0;                // the sequence that diverged
   bool twice = false;         // p9: the second run on one engine diverged

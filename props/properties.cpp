@@ -147,6 +147,15 @@ PROPERTY(p9, "the same seed twice gives the same bytes, and batch order does not
   verify(c);
 }
 
+PROPERTY(p12, "with every coin a few ULP from a sampler edge, at temperatures other than 1, cached and uncached generation draw the same tokens", 40) {
+  Case c = single("p12", 16);
+  // Temperatures other than 1, where dividing by T and multiplying by 1/T round apart.
+  c.params.temperature = *rc::gen::element(0.5f, 0.7f, 1.5f, 2.0f);
+  c.coin_seed = *rc::gen::inRange<uint64_t>(0, 1000000);
+  RC_TAG("beside an edge");
+  verify(c);
+}
+
 PROPERTY(p10, "on random architectures, cached equals uncached, batches equal solo runs, and cache rows equal recompute", 30) {
   Case c;
   c.property = "p10";

@@ -316,6 +316,9 @@ struct StepCommand : Cmd {
 
 int draw_seq(const Histories& h) { return *rc::gen::inRange(0, h.batch); }
 
+// True one time in seven, at any size (inRange leans to its low end while the size is small).
+bool draw_bad() { return *rc::gen::weightedElement<bool>({{6, false}, {1, true}}); }
+
 struct AppendCommand : StepCommand {
   explicit AppendCommand(const Histories& h) {
     step.kind = Step::Append;
@@ -374,16 +377,18 @@ struct TruncateCommand : StepCommand {
   explicit TruncateCommand(const Histories& h) {
     step.kind = Step::Truncate;
     step.seqs = {draw_seq(h)};
-    step.n = *rc::gen::inRange(0, static_cast<int>(len(h, step.seqs[0])) + 2);
+    // One in seven past the cursor, which the engine must refuse.
+    const int n = static_cast<int>(len(h, step.seqs[0]));
+    step.n = draw_bad() ? n + 1 : *rc::gen::inRange(0, n + 1);
   }
 };
 
 struct ForkCommand : StepCommand {
   explicit ForkCommand(const Histories& h) {
     step.kind = Step::Fork;
-    // Mostly a fork another sequence can take; one in eight onto itself or past the source's end.
+    // Mostly a fork another sequence can take; one in seven onto itself or past the source's end.
     const int src = draw_seq(h);
-    const bool bad = *rc::gen::inRange(0, 8) == 0;
+    const bool bad = draw_bad();
     const int dst = bad && *rc::gen::arbitrary<bool>() ? src : (src + *rc::gen::inRange(1, h.batch)) % h.batch;
     step.seqs = {src, dst};
     const int n = static_cast<int>(len(h, src));
@@ -605,14 +610,18 @@ void check_histories() {
                                                                                 ForkCommand, ResetCommand>()));
   Program p;
   p.batch = batch;
-  bool fork = false, full = false, refused = false, sampled = false;
+  bool fork = false, full = false, sampled = false;
+  std::set<std::string> refused;  // the kinds of command the engine had to refuse
   Histories h = initial;
   for (const auto& c : commands) {
     const Step& s = static_cast<const StepCommand&>(*c).step;
     p.steps.push_back(s);
     ++kind_count[s.kind];
     for (const Call& call : plan(h, s)) {
-      refused = refused || call.refused;
+      if (call.refused)
+        refused.insert(s.kind == Step::Truncate ? "refused: truncate past the end"
+                       : s.kind == Step::Fork   ? "refused: bad fork"
+                                                : "refused: over capacity");
       for (const auto& t : call.after.tokens) full = full || t.size() == static_cast<size_t>(kHistoryCapacity);
       fork = fork || (s.kind == Step::Fork && !call.refused);
     }
@@ -623,7 +632,7 @@ void check_histories() {
   RC_TAG(batch <= 3 ? "B 2-3" : "B 4-8");
   if (fork) RC_TAG("forked");
   if (full) RC_TAG("filled a sequence");
-  if (refused) RC_TAG("refused a command");
+  for (const auto& r : refused) RC_TAG(r);
   if (sampled) RC_TAG("sampled");
   if (auto what = check_program(p)) {
     const std::string headline = *what;

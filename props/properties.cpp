@@ -72,6 +72,12 @@ int scaled(int fast, int full) { return run_config().full ? full : fast; }
 
 }  // namespace
 
+// The scripted properties stay beside p11, the model-based one: each is a sharper, cheaper
+// special case (p6 fails a decode fault on its first one-token case and shrinks to 2 new tokens),
+// or checks what p11 cannot: p1/p2 run 64 and 256 tokens where p11's sequences hold 12, p3 and
+// p9 compare generate() batches with solo runs and with a second request, p10 varies the
+// architecture, p12 the sampler's edges. p11 covers what they cannot: interleaved sequences,
+// forks, rollbacks, continuous batching and the calls an engine must refuse.
 // Catch2 runs properties in this order: the cheap, sharp ones first (p6 compares logits, so
 // a decode fault fails its first case with a one-token prompt), the 64- and 256-token runs
 // last, so an injected fault is found and shrunk within a second or two.

@@ -316,8 +316,17 @@ struct StepCommand : Cmd {
 
 int draw_seq(const Histories& h) { return *rc::gen::inRange(0, h.batch); }
 
-// True one time in seven, at any size (inRange leans to its low end while the size is small).
-bool draw_bad() { return *rc::gen::weightedElement<bool>({{6, false}, {1, true}}); }
+// True one time in n at any size (inRange narrows its range while the size is small), and
+// shrinking toward false.
+bool one_in(int n) {
+  return *rc::Gen<bool>([n](const rc::Random& random, int) {
+    rc::Random r = random;
+    return rc::shrinkable::shrinkRecur(r.next() % static_cast<uint64_t>(n) == 0,
+                                       [](bool b) { return b ? rc::seq::just(false) : rc::Seq<bool>(); });
+  });
+}
+
+bool draw_bad() { return one_in(7); }
 
 struct AppendCommand : StepCommand {
   explicit AppendCommand(const Histories& h) {
@@ -328,7 +337,7 @@ struct AppendCommand : StepCommand {
     step.seqs = {seq};
     const gen::Prompt p = *gen::genPrompt();
     const int room = kHistoryCapacity - static_cast<int>(len(h, seq));
-    if (room >= 1 && *rc::gen::inRange(0, 4) == 0) {
+    if (room >= 1 && one_in(4)) {
       std::vector<int> ids = ids_of(p);
       while (static_cast<int>(ids.size()) < room) ids.push_back(ids[ids.size() % ids.size()]);
       ids.resize(static_cast<size_t>(room));

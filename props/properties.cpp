@@ -130,7 +130,7 @@ PROPERTY(p3, "in a ragged batch of 4 each sequence equals its own solo run, with
 
 // p11 is the model-based property: not a PROPERTY, because it prints its command mix after.
 TEST_CASE("over random programs of appends, batched and continuous decodes, truncations, forks and resets on up to 8 sequences, every call's logits and every cache row equal full recompute", "[p11]") {
-  const bool ok = check_property("p11", "over random programs on up to 8 sequences, logits and cache rows equal full recompute, and refused commands change nothing", 100, check_histories);
+  const bool ok = check_property("p11", "over random programs on up to 8 sequences, logits and cache rows equal full recompute, and refused commands change nothing", 200, check_histories);
   std::printf("%s\n", history_mix().c_str());
   REQUIRE(ok);
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <memory>
 #include <ostream>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -433,6 +434,72 @@ nlohmann::json case_to_json(const Case& c) {
   return j;
 }
 
+// What a saved case must satisfy before any property indexes with it: a hand-edited or damaged
+// file gets a one-line Error, never an out-of-range read (the fuzz target case_file_fuzz holds
+// this to account). Token ids and lengths are the engine's to check, against the model.
+void check_case_shape(const Case& c) {
+  static const std::set<std::string> known = {"p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10", "p12"};
+  if (!known.count(c.property)) fail("case: unknown property '{}'", printable_name(c.property));
+  if (c.prompts.empty()) fail("case: no prompts");
+  if (c.prompts.size() > static_cast<size_t>(kBatch)) fail("case: {} prompts, more than {}", c.prompts.size(), kBatch);
+  for (size_t i = 0; i < c.prompts.size(); ++i)
+    if (c.prompts[i].empty()) fail("case: prompt {} is empty", i);
+  constexpr int kMaxNew = 4096;
+  if (c.params.max_new_tokens < 0 || c.params.max_new_tokens > kMaxNew)
+    fail("case: max_new_tokens {} outside 0..{}", c.params.max_new_tokens, kMaxNew);
+  if (c.k < 0 || c.k > kMaxNew) fail("case: k {} outside 0..{}", c.k, kMaxNew);
+  if (c.property == "p8" && c.k > c.params.max_new_tokens)
+    fail("case: p8 rolls back to prompt+{}, past the {} tokens it generates", c.k, c.params.max_new_tokens);
+  if (c.property == "p4" && c.chunk.empty()) fail("case: p4 resumes with an empty chunk");
+  const int len = static_cast<int>(c.prompts[0].size());
+  for (size_t i = 0; i < c.cuts.size(); ++i)
+    if (c.cuts[i] <= (i ? c.cuts[i - 1] : 0) || c.cuts[i] >= len)
+      fail("case: cuts must rise strictly inside the prompt's 1..{}, got {} at {}", len - 1, c.cuts[i], i);
+  if (!c.order.empty()) {
+    std::vector<int> sorted(c.order);
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t i = 0; i < sorted.size(); ++i)
+      if (sorted.size() != c.prompts.size() || sorted[i] != static_cast<int>(i))
+        fail("case: order is not a permutation of the {} prompts", c.prompts.size());
+  }
+  if (c.seq < 0 || c.seq >= static_cast<int>(c.prompts.size()))
+    fail("case: seq {} outside 0..{}", c.seq, c.prompts.size() - 1);
+  if (c.arch) {  // as p10 draws them, with room: a file cannot ask for a huge model
+    c.arch->validate();
+    if (c.arch->n_layer > 8 || c.arch->d_model > 1024 || c.arch->d_ff > 4096 || c.arch->max_seq_len > 1024)
+      fail("case: arch {} is larger than p10 draws (n_layer <= 8, d_model <= 1024, d_ff <= 4096, max_seq_len <= 1024)",
+           config_to_json(*c.arch));
+    if (context().tokenizer && c.arch->vocab_size != static_cast<int>(context().model.vocab.size()))
+      fail("case: arch vocab_size {} is not the model's {}", c.arch->vocab_size, context().model.vocab.size());
+  }
+}
+
+namespace {
+std::string json_why(const nlohmann::json::exception& e) {
+  std::string why = e.what();  // "[json.exception.out_of_range.403] key 'k' not found"
+  if (const auto p = why.find("] "); why.starts_with("[json.exception") && p != std::string::npos) why = why.substr(p + 2);
+  return why;
+}
+}  // namespace
+
+SavedCase saved_case_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) fail("case: must be a JSON object, got {}", j.type_name());
+  try {
+    SavedCase s;
+    s.is_program = j.contains("property") && j.at("property") == "p11";
+    if (s.is_program)
+      s.program = program_from_json(j);
+    else
+      s.c = case_from_json(j);
+    s.backend = j.value("backend", std::string("invariant"));
+    s.fault = j.value("fault", std::string("none"));
+    s.model_sha256 = j.value("model_sha256", std::string());
+    return s;
+  } catch (const nlohmann::json::exception& e) {
+    fail("case: {}", json_why(e));
+  }
+}
+
 Case case_from_json(const nlohmann::json& j) {
   try {
     Case c;
@@ -450,12 +517,10 @@ Case case_from_json(const nlohmann::json& j) {
     if (!j.at("arch").is_null()) c.arch = config_from_json(j.at("arch").dump());
     c.arch_seed = j.value("arch_seed", uint64_t{0});
     c.coin_seed = j.value("coin_seed", uint64_t{0});
-    if (c.prompts.empty()) fail("case: no prompts");
+    check_case_shape(c);
     return c;
   } catch (const nlohmann::json::exception& e) {
-    std::string why = e.what();  // "[json.exception.out_of_range.403] key 'k' not found"
-    if (const auto p = why.find("] "); why.starts_with("[json.exception") && p != std::string::npos) why = why.substr(p + 2);
-    fail("case: {}", why);
+    fail("case: {}", json_why(e));
   }
 }
 

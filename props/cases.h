@@ -10,6 +10,7 @@
 
 #include "generators/prompts.h"
 #include "model/model.h"
+#include "props/history.h"
 #include "props/report.h"
 
 namespace miniinfer::props {
@@ -39,5 +40,19 @@ Failure report_case(const Case& c, const std::string& headline);
 
 nlohmann::json case_to_json(const Case& c);
 Case case_from_json(const nlohmann::json& j);  // throws Error naming the bad field
+// A saved counterexample file as --replay reads it: a case or, for p11, a program, with the
+// settings it was found under. Throws Error naming the problem, and no other exception,
+// whatever the JSON holds (the fuzz target case_file_fuzz checks that).
+struct SavedCase {
+  bool is_program = false;
+  Case c;
+  Program program;
+  std::string backend = "invariant", fault = "none", model_sha256;
+};
+SavedCase saved_case_from_json(const nlohmann::json& j);
+
+// Throws Error unless the case's fields fit together (known property, prompts, cuts inside the
+// prompt, order a permutation, bounded sizes); case_from_json calls it.
+void check_case_shape(const Case& c);
 
 }  // namespace miniinfer::props

@@ -201,25 +201,23 @@ int replay_case(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail("replay {}: not valid JSON ({})", path, e.what());
   }
-  const bool is_program = j.is_object() && j.value("property", "") == "p11";
-  Case c;
-  Program program;
+  SavedCase saved;
   try {
-    if (is_program)
-      program = program_from_json(j);
-    else
-      c = case_from_json(j);
+    saved = saved_case_from_json(j);
   } catch (const Error& e) {
     fail("replay {}: {}", path, e.what());
   }
+  const bool is_program = saved.is_program;
+  Case& c = saved.c;
+  Program& program = saved.program;
   // The case runs as it was saved: its backend and fault, unless this run names others.
   Context& ctx = context();
-  if (ctx.backend == Backend::Invariant) ctx.backend = backend_from_name(j.value("backend", "invariant"));
-  if (ctx.fault == Fault::None) ctx.fault = fault_from_name(j.value("fault", "none"));
+  if (ctx.backend == Backend::Invariant) ctx.backend = backend_from_name(saved.backend);
+  if (ctx.fault == Fault::None) ctx.fault = fault_from_name(saved.fault);
   // A case replays only on the model that found it: other weights make other bytes.
-  if (j.value("model_sha256", "") != context().model_sha256)
+  if (saved.model_sha256 != context().model_sha256)
     fail("replay {}: saved against model sha256 {}, but this run's model ({}) is {}; pass --model", path,
-         j.value("model_sha256", "?"), context().model_label, context().model_sha256);
+         saved.model_sha256.empty() ? "(none)" : saved.model_sha256, context().model_label, context().model_sha256);
   if (is_program) {
     std::printf("replay %s: p11, a program of %zu commands on %d sequences\n", path.c_str(), program.steps.size(),
                 program.batch);

@@ -32,8 +32,10 @@ struct Script {
 
 // Every cursor to 0 and every slot of every sequence overwritten with kPoison: what a case
 // reads from its cache is then what the case itself wrote, never what an earlier case left
-// (KvCache::reset only moves the cursors). A fresh engine would do the same at a higher cost
-// (measured in props/README: repacking every weight per case). The value is finite so that
+// (KvCache::reset only moves the cursors). A fresh engine would do the same at a higher cost:
+// measured on the shipped model with a batch of 4, building an engine (repacking every
+// weight) takes 1.13 ms and clean_slate 0.06 ms, so about 1 s against 0.05 s over the default
+// run's cases (a throwaway timing program, 200 repetitions each). The value is finite so that
 // a read of an unwritten slot gives wrong numbers, not NaNs the sampler would have to refuse.
 constexpr float kPoison = 1024.0f;
 void clean_slate(Engine& engine);

@@ -91,6 +91,10 @@ echo "${valid_case/SHA/000000000000000000000000000000000000000000000000000000000
 check "replay: from another model" 2 "replay other-model\.case\.json: saved against model sha256 0000" -- "$props" --replay other-model.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/no-such-fault/' >unknown-fault.case.json
 check "replay: unknown fault" 2 "unknown fault 'no-such-fault'" -- "$props" --model tiny.safetensors --replay unknown-fault.case.json
+echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s/"property":"p6"/"property":"p5"/; s/"ids":\[5\]/"ids":[5,6,7]/; s/"cuts":\[\]/"cuts":[2,9]/' >bad-cuts.case.json
+check "replay: cuts outside the prompt" 2 "replay bad-cuts\.case\.json: case: cuts must rise strictly inside the prompt's 1\.\.2, got 9 at 1" -- "$props" --replay bad-cuts.case.json
+echo '{"property": 6, "prompts": []}' >wrong-type.case.json
+check "replay: a field of the wrong type" 2 "replay wrong-type\.case\.json: case: " -- "$props" --replay wrong-type.case.json
 echo '{"property":"p99"}' >bad-field.case.json
 check "replay: missing field" 2 "replay bad-field\.case\.json: case: " -- "$props" --replay bad-field.case.json
 

@@ -336,16 +336,13 @@ std::vector<float> Engine::forward_uncached(std::span<const int> tokens, bool al
   return logits;
 }
 
+// The chunks were checked (check_chunks) by the caller, before any group of them ran.
 void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows) {
   segs_.clear();
   int N = 0;
   for (const Chunk& ch : chunks) {
-    check_tokens(ch.tokens);
     const int cursor = cache_.cursor(ch.seq);
     const int n = static_cast<int>(ch.tokens.size());
-    cache_.check_room(ch.seq, n);
-    for (const Segment& s : segs_)
-      if (s.seq == ch.seq) fail("forward: sequence {} appears twice in one batch", ch.seq);
     const Pass pass = cursor == 0 ? Pass::Prefill : (n == 1 ? Pass::Decode : Pass::Resume);
     segs_.push_back(Segment{ch.seq, cursor, n, N, pass});
     std::copy(ch.tokens.begin(), ch.tokens.end(), tokens_.begin() + N);
@@ -359,6 +356,7 @@ void Engine::forward_cached(int seq, std::span<const int> tokens, std::span<floa
   const size_t need = (all_rows ? tokens.size() : 1) * static_cast<size_t>(config_.vocab_size);
   if (logits.size() < need) fail("forward: logits buffer holds {} floats, needs {}", logits.size(), need);
   const Chunk chunk{seq, tokens};
+  check_chunks({&chunk, 1});
   run_cached({&chunk, 1}, logits.data(), all_rows);
 }
 

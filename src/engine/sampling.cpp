@@ -75,6 +75,14 @@ float max_z(std::span<const float> logits, const SamplerOptions& o, const std::v
   return m;
 }
 
+// Step 4's total: the sum of e_i = exp_f(z_i - m) over the candidates, in increasing id order.
+// sample() and sample_edges() both use it, so the edges are the draw's own cumulative sums.
+float total_e(std::span<const float> logits, const SamplerOptions& o, const std::vector<int>& kept, float m) {
+  float total = 0.0f;
+  for (int i : kept) total += exp_f(z_of(logits, i, o.temperature) - m);
+  return total;
+}
+
 void check_logits(std::span<const float> logits) {
   if (logits.empty()) fail("sampling: no logits");
   for (size_t i = 0; i < logits.size(); ++i)
@@ -95,9 +103,7 @@ int sample(std::span<const float> logits, const SamplerOptions& o, float coin, S
   keep_candidates(logits, o, scratch);
   const std::vector<int>& kept = scratch.kept;
   const float m = max_z(logits, o, kept);
-  float total = 0.0f;
-  for (int i : kept) total += exp_f(z_of(logits, i, o.temperature) - m);
-  const float target = coin * total;
+  const float target = coin * total_e(logits, o, kept, m);
   float running = 0.0f;
   for (int i : kept) {
     running += exp_f(z_of(logits, i, o.temperature) - m);
@@ -113,8 +119,7 @@ std::vector<float> sample_edges(std::span<const float> logits, const SamplerOpti
   keep_candidates(logits, o, scratch);
   const std::vector<int>& kept = scratch.kept;
   const float m = max_z(logits, o, kept);
-  float total = 0.0f;
-  for (int i : kept) total += exp_f(z_of(logits, i, o.temperature) - m);
+  const float total = total_e(logits, o, kept, m);
   std::vector<float> edges;
   float running = 0.0f;
   for (size_t j = 0; j + 1 < kept.size(); ++j) {

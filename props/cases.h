@@ -10,6 +10,7 @@
 
 #include "generators/prompts.h"
 #include "model/model.h"
+#include "props/engines.h"
 #include "props/history.h"
 #include "props/report.h"
 
@@ -48,6 +49,9 @@ struct SavedCase {
   Case c;
   Program program;
   std::string backend = "invariant", fault = "none", model_sha256;
+  std::string engine = "miniinfer";  // and, for llamacpp, its settings
+  LlamaSettings llama;
+  std::string level = "bits";
 };
 SavedCase saved_case_from_json(const nlohmann::json& j);
 

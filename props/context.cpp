@@ -4,11 +4,14 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "base/error.h"
 #include "base/sha256.h"
 #include "corpus/grammar.h"
 #include "model/model_file.h"
 #include "props/history.h"
+#include "props/level.h"
 
 namespace miniinfer::props {
 
@@ -24,7 +27,7 @@ void load_context(const RunConfig& given) {
   if (config.model_path.empty() && std::filesystem::exists(shipped)) config.model_path = shipped;
   if (!config.model_path.empty()) {
     ctx.model = read_model(config.model_path);
-    ctx.model_label = config.model_path;
+    ctx.model_label = source_relative_path(config.model_path);
     ctx.model_sha256 = file_sha256(config.model_path);
   } else {
     // Until trained weights ship, the properties run on what `minigpt init --seed 1` writes.
@@ -46,11 +49,66 @@ void load_context(const RunConfig& given) {
   eo.batch = kHistorySequences;
   eo.capacity = std::min(kHistoryCapacity, ctx.model.config.max_seq_len);
   ctx.history_engine = std::make_unique<Engine>(ctx.model, eo);
+  set_run_level(level_from_name(config.level));
+  if (config.engine != "miniinfer" && config.engine != "llamacpp")
+    fail("--engine: '{}' is not an engine (miniinfer or llamacpp)", config.engine);
+  if (config.engine == "llamacpp") {
+    if (config.gguf.empty()) fail("--engine llamacpp needs --gguf FILE (minigpt export-gguf writes one)");
+    if (!config.inject.empty()) fail("--inject {}: faults are our engine's; llamacpp has none", config.inject);
+    if (config.backend != "invariant") fail("--backend {}: backends are our engine's; llamacpp has its own", config.backend);
+    nlohmann::json settings = {{"gguf", config.gguf}, {"kv", config.llama_kv}, {"threads", config.llama_threads},
+                               {"flash", config.llama_flash}, {"ubatch", config.llama_ubatch}};
+    if (config.llama_kv != "f16" && config.llama_kv != "f32")
+      fail("--llama-kv: '{}' is not f16 or f32", config.llama_kv);
+    if (config.llama_flash != "on" && config.llama_flash != "off")
+      fail("--llama-flash: '{}' is not on or off", config.llama_flash);
+    if (config.llama_threads < 1 || config.llama_threads > 256)
+      fail("--llama-threads: {} is outside 1..256", config.llama_threads);
+    if (config.llama_ubatch > 65536) fail("--llama-ubatch: {} is more than 65536", config.llama_ubatch);
+    if (!std::filesystem::is_regular_file(config.gguf)) fail("--gguf {}: no such file", config.gguf);
+    settings["gguf"] = source_relative_path(config.gguf);
+    ctx.llama = LlamaSettings::from_json(settings);
+    ctx.llama.gguf_sha256 = file_sha256(config.gguf);
+  } else if (!config.gguf.empty()) {
+    fail("--gguf {}: only --engine llamacpp reads a GGUF", config.gguf);
+  }
   set_run_config(config);
+  make_subject(config.engine);
   const auto& c = ctx.model.config;
-  std::printf("props: model %s (V=%d D=%d L=%d H=%d F=%d), backend %s, fault %s\n",
-              ctx.model_label.c_str(), c.vocab_size, c.d_model, c.n_layer, c.n_head, c.d_ff,
-              to_string(ctx.backend), to_string(ctx.fault));
+  std::printf("props: model %s (V=%d D=%d L=%d H=%d F=%d)\nprops: engine %s; level %s\n", ctx.model_label.c_str(),
+              c.vocab_size, c.d_model, c.n_layer, c.n_head, c.d_ff, ctx.subject->describe().c_str(),
+              to_string(run_level()).c_str());
+}
+
+void make_subject(const std::string& engine_name) {
+  Context& ctx = context();
+  ctx.subject.reset();
+  if (engine_name == "llamacpp") {
+    ctx.subject = make_llamacpp(ctx.llama, ctx.model, kBatch, ctx.model.config.max_seq_len);
+  } else {
+    ctx.subject = wrap_engine(*ctx.engine, ctx.backend, ctx.fault);
+  }
+}
+
+std::string skip_reason(const std::string& id) {
+  std::vector<Capability> needs;
+  if (id == "p7") needs = {Capability::KvRows};
+  if (id == "p10") needs = {Capability::Architectures, Capability::KvRows};
+  if (id == "p11") needs = {Capability::KvRows};  // it compares cache rows after every command
+  std::string missing;
+  for (Capability c : needs)
+    if (!context().subject->has(c)) missing += (missing.empty() ? "" : ", ") + std::string(to_string(c));
+  if (!missing.empty()) return fmt::format("engine {} has no {}", context().subject->name(), missing);
+  if (id == "p11" && run_level().kind != Level::Bits)
+    return "p11 checks at the bits level only (its model compares logits and rows byte for byte)";
+  return "";
+}
+
+std::string unchecked(const std::string& id) {
+  if (id == "p5" && !context().subject->has(Capability::KvRows))
+    return fmt::format("the cache bytes of chunked and one-shot prefill (engine {} has no {})",
+                       context().subject->name(), to_string(Capability::KvRows));
+  return "";
 }
 
 GenerateOptions base_options() {

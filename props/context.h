@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "model/model.h"
+#include "props/engines.h"
 #include "props/runner.h"
 
 namespace miniinfer::props {
@@ -19,8 +20,11 @@ struct Context {
   std::string model_label;  // the path, or how the stand-in model was made
   std::string model_sha256;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Engine> engine;          // ours (also the reference for p10's architectures)
   std::unique_ptr<Engine> history_engine;  // p11's: kHistorySequences small sequences
+  // The engine under test: ours (wrapping `engine`) or an outside one (--engine llamacpp).
+  std::unique_ptr<EngineUnderTest> subject;
+  LlamaSettings llama;                     // --engine llamacpp: its settings
   Backend backend = Backend::Invariant;
   Fault fault = Fault::None;
 };
@@ -32,6 +36,14 @@ void load_context(const RunConfig& config);
 
 // Options for generate() from the run: backend and fault, plus the case's parameters.
 GenerateOptions base_options();
+
+// (Re)builds context().subject from the run config (replay switches engine, backend, fault).
+void make_subject(const std::string& engine_name);
+
+// Why property `id` cannot run on the engine under test (a capability it lacks), or "".
+std::string skip_reason(const std::string& id);
+// What property `id` leaves unchecked on the engine under test, or "" (p5's cache bytes).
+std::string unchecked(const std::string& id);
 
 // Re-runs a saved counterexample; returns 1 if it still fails (with its report), 0 if not.
 int replay_case(const std::string& path);

@@ -673,7 +673,8 @@ nlohmann::json program_to_json(const Program& p) {
   const Context& ctx = context();
   return {{"property", "p11"}, {"batch", p.batch}, {"capacity", kHistoryCapacity}, {"program", steps},
           {"failing_command", p.failing}, {"model", ctx.model_label}, {"model_sha256", ctx.model_sha256},
-          {"backend", to_string(ctx.backend)}, {"fault", to_string(ctx.fault)}};
+          {"backend", to_string(ctx.backend)}, {"fault", to_string(ctx.fault)},
+          {"engine", "miniinfer"}, {"level", "bits"}};
 }
 
 Program program_from_json(const nlohmann::json& j) {

@@ -27,7 +27,7 @@
 
 namespace {
 
-constexpr const char* kHelp = R"(props: checks that MiniGPT's KV-cached path is byte-identical to full recompute.
+constexpr const char* kHelp = R"(props: checks that an engine's KV-cached path equals its own full recompute, bit for bit.
 
 usage: props [flags] [Catch2 test filters and flags]
 
@@ -37,14 +37,26 @@ usage: props [flags] [Catch2 test filters and flags]
   --rc-reproduce=S      replay the failure a reproduce string names (other properties skip)
   --replay FILE         re-run a saved counterexample (report-dir/*.case.json) and report
   --model FILE          model weights (default: the shipped experiments/17-minigpt model)
-  --backend NAME        invariant (default) or eigen (library GEMMs: known to break bitwise)
-  --inject FAULT        inject a cache fault from the catalogue (docs/faults.md); 'list' lists
+  --engine NAME         the engine under test: miniinfer (ours, the default) or llamacpp
+  --level LEVEL         what must be equal: bits (default: logits and K/V byte for byte),
+                        ulp:N (every logit within N ULP, tokens equal) or tokens (token ids);
+                        every report also says at which finer level a case parted
+  --backend NAME        miniinfer: invariant (default) or eigen (library GEMMs: known to break bitwise)
+  --inject FAULT        miniinfer: inject a cache fault (docs/faults.md); 'list' lists them
+  --gguf FILE           llamacpp: the model as GGUF (minigpt export-gguf MODEL FILE); --model
+                        must name the same model (it gives the tokenizer and the case files' sha256)
+  --llama-kv f16|f32    llamacpp: the KV cache's type (default f16, llama.cpp's default)
+  --llama-threads N     llamacpp: threads (default 1)
+  --llama-flash on|off  llamacpp: flash attention (default off)
+  --llama-ubatch N      llamacpp: rows of one physical batch (default 0: the whole batch)
   --report-dir DIR      where failure reports go (default: props-report)
   --full                random architectures at full size (d_model up to 512, batches of 4)
   --summary FILE        also write the run's outcome per property as JSON
   --help                this text; Catch2's own flags: props --help-catch
 
 RC_PARAMS works as in RapidCheck; the flags above are appended to it and win.
+A property that needs what the engine lacks (K/V rows, random architectures) is skipped, by
+name, and counted as skipped. Docs: docs/llamacpp.md (the llama.cpp engine), docs/faults.md.
 Exit status: 0 when every property holds (or a replayed case passes); 1 when a property fails
 (or a replayed case still fails); 2 when a flag, the model, a replay file or an output folder
 is refused, with one line on stderr naming it.
@@ -126,12 +138,30 @@ int main(int argc, char** argv) {
         config.shaping_flags.insert(config.shaping_flags.end(), {"--backend", config.backend});
       } else if (take_value(a, "--inject", catch_args, i, args, config.inject)) {
         config.shaping_flags.insert(config.shaping_flags.end(), {"--inject", config.inject});
+      } else if (take_value(a, "--engine", catch_args, i, args, config.engine)) {
+        config.shaping_flags.insert(config.shaping_flags.end(), {"--engine", config.engine});
+      } else if (take_value(a, "--level", catch_args, i, args, config.level)) {
+        config.shaping_flags.insert(config.shaping_flags.end(), {"--level", config.level});
+      } else if (take_value(a, "--gguf", catch_args, i, args, config.gguf)) {
+        config.shaping_flags.insert(config.shaping_flags.end(), {"--gguf", config.gguf});
+      } else if (take_value(a, "--llama-kv", catch_args, i, args, config.llama_kv)) {
+        config.shaping_flags.insert(config.shaping_flags.end(), {"--llama-kv", config.llama_kv});
+      } else if (take_value(a, "--llama-flash", catch_args, i, args, config.llama_flash)) {
+        config.shaping_flags.insert(config.shaping_flags.end(), {"--llama-flash", config.llama_flash});
+      } else if (take_value(a, "--llama-threads", catch_args, i, args, value)) {
+        check_number("--llama-threads", value);
+        config.llama_threads = std::stoi(value.substr(0, 9));
+        config.shaping_flags.push_back("--llama-threads=" + value);
+      } else if (take_value(a, "--llama-ubatch", catch_args, i, args, value)) {
+        check_number("--llama-ubatch", value);
+        config.llama_ubatch = std::stoi(value.substr(0, 9));
+        config.shaping_flags.push_back("--llama-ubatch=" + value);
       } else if (take_value(a, "--report-dir", catch_args, i, args, config.report_dir)) {
       } else if (take_value(a, "--summary", catch_args, i, args, summary)) {
       } else if (a == "--full") {
         config.full = true;
         config.shaping_flags.push_back("--full");
-      } else if (a.rfind("--rc-", 0) == 0) {
+      } else if (a.rfind("--rc-", 0) == 0 || a.rfind("--llama-", 0) == 0) {
         fail("unknown flag {} (see props --help)", a);
       } else {
         catch_args.push_back(a);
@@ -200,6 +230,9 @@ int main(int argc, char** argv) {
     nlohmann::json j = {{"seed", rc::detail::configuration().testParams.seed},
                         {"model", props::context().model_label},
                         {"model_sha256", props::context().model_sha256},
+                        {"engine", props::context().subject->name()},
+                        {"engine_settings", props::context().subject->settings()},
+                        {"level", config.level},
                         {"backend", config.backend},
                         {"fault", config.inject.empty() ? "none" : config.inject},
                         {"seconds", seconds},
@@ -207,7 +240,8 @@ int main(int argc, char** argv) {
                         {"properties", nlohmann::json::array()}};
     for (const auto& o : props::outcomes())
       j["properties"].push_back({{"id", o.id}, {"property", o.sentence}, {"status", o.status}, {"cases", o.cases},
-                                 {"seconds", o.seconds}, {"counterexample", o.counterexample}});
+                                 {"seconds", o.seconds}, {"counterexample", o.counterexample},
+                                 {"finer_levels", o.levels}});
     try {
       write_file_atomic(summary, j.dump(2) + "\n");
     } catch (const Error& e) {

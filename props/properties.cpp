@@ -10,12 +10,16 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/sha256.h"
+
+#include <filesystem>
 
 #include "corpus/grammar.h"
 #include "generators/prompts.h"
 #include "props/cases.h"
 #include "props/context.h"
 #include "props/history.h"
+#include "props/level.h"
 #include "props/runner.h"
 
 using namespace miniinfer;
@@ -210,10 +214,30 @@ int replay_case(const std::string& path) {
   const bool is_program = saved.is_program;
   Case& c = saved.c;
   Program& program = saved.program;
-  // The case runs as it was saved: its backend and fault, unless this run names others.
+  // The case runs as it was saved: its engine (and settings), level, backend and fault, unless
+  // this run names others.
   Context& ctx = context();
+  const RunConfig& run = run_config();
   if (ctx.backend == Backend::Invariant) ctx.backend = backend_from_name(saved.backend);
   if (ctx.fault == Fault::None) ctx.fault = fault_from_name(saved.fault);
+  // The engine: the saved one, with its saved settings; --gguf may say where its GGUF is now.
+  if (run.engine != "miniinfer" && saved.engine != run.engine)
+    fail("replay {}: the case was found on engine {}, not {}", path, saved.engine, run.engine);
+  const std::string engine = saved.engine;
+  if (engine == "llamacpp") {
+    const std::string gguf = run.gguf.empty() ? saved.llama.gguf : ctx.llama.gguf;
+    ctx.llama = saved.llama;
+    ctx.llama.gguf = gguf;
+    if (!std::filesystem::is_regular_file(gguf_open_path(gguf)))
+      fail("replay {}: its engine's GGUF {} is not there; pass --gguf FILE", path, gguf);
+    if (!saved.llama.gguf_sha256.empty() && file_sha256(gguf_open_path(gguf)) != saved.llama.gguf_sha256)
+      fail("replay {}: saved against a GGUF with sha256 {}, but {} is another file", path, saved.llama.gguf_sha256,
+           gguf);
+  }
+  if (run.level == "bits" && saved.level != "bits") set_run_level(level_from_name(saved.level));
+  make_subject(engine);
+  std::printf("replay %s: engine %s; level %s\n", path.c_str(), ctx.subject->describe().c_str(),
+              to_string(run_level()).c_str());
   // A case replays only on the model that found it: other weights make other bytes.
   if (saved.model_sha256 != context().model_sha256)
     fail("replay {}: saved against model sha256 {}, but this run's model ({}) is {}; pass --model", path,

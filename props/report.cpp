@@ -410,8 +410,9 @@ void publish_failure(const std::string& id, const Failure& f) {
     write_file_atomic(base + ".report.json", report.dump(2) + "\n");
     write_file_atomic(base + ".heatmap.svg", f.svg);
     write_file_atomic(base + ".case.json", f.case_json.dump(2) + "\n");
-    std::printf("  written: %s.report.json, %s.heatmap.svg, %s.case.json\n  replay:  props --replay %s.case.json\n",
-                base.c_str(), base.c_str(), base.c_str(), base.c_str());
+    write_file_atomic(base + ".report.txt", f.text);
+    std::printf("  written: %s.report.json, .report.txt, .heatmap.svg, .case.json\n  replay:  props --replay %s.case.json\n",
+                base.c_str(), base.c_str());
   } catch (const std::exception& e) {
     std::printf("  could not write the report into %s: %s\n", dir.c_str(), e.what());
   }

@@ -41,6 +41,12 @@ struct Failure {
 Failure diagnose(Engine& engine, const Scenario& scenario, const std::string& property,
                  const std::string& headline, const std::vector<std::string>& vocab);
 
+// The same for an engine that is not ours (EngineUnderTest without a Trace): the first draw
+// whose logits or token part, and, through llama.cpp's eval-callback tensors when the engine
+// has them, the first tensor that differs, per layer and head (report_outside.cpp).
+Failure diagnose_outside(EngineUnderTest& engine, const Scenario& scenario, const std::string& property,
+                         const std::string& headline, const std::vector<std::string>& vocab);
+
 // One traced cached call against a traced full recompute: the rows of sequence `seq` in call
 // `call` at reference positions `positions` (the cached path put them `shift` slots later),
 // diffed component by component: the first parting, a verdict and the (layer, head) table.

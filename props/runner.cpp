@@ -15,6 +15,8 @@
 
 #include "base/atomic_file.h"
 #include "base/rng.h"
+#include "props/context.h"
+#include "props/level.h"
 #include "props/report.h"
 
 // Declared in RapidCheck's private headers; the Debian package ships the definitions.
@@ -99,6 +101,12 @@ void print_distribution(const rc::detail::Distribution& distribution, int total)
   std::printf("%s\n", line.c_str());
 }
 
+// What the cases showed at levels finer than the run's, and what the engine left unchecked.
+void print_levels(const std::string& id) {
+  if (const std::string line = observed_summary(); !line.empty()) std::printf("      %s\n", line.c_str());
+  if (const std::string u = unchecked(id); !u.empty()) std::printf("      not checked: %s\n", u.c_str());
+}
+
 }  // namespace
 
 std::vector<PropertyOutcome>& mutable_outcomes() {
@@ -139,9 +147,15 @@ bool check_property(const std::string& id, const std::string& sentence, int case
   const auto& rc_config = rc::detail::configuration();
   if (!rc_config.reproduce.empty() && !rc_config.reproduce.count(id)) {
     std::printf("SKIP  %-4s %s  (reproducing another property)\n", id.c_str(), sentence.c_str());
-    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, ""});
+    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", ""});
     return true;
   }
+  if (const std::string why = skip_reason(id); !why.empty()) {
+    std::printf("SKIP  %-4s %s  (%s)\n", id.c_str(), sentence.c_str(), why.c_str());
+    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", ""});
+    return true;
+  }
+  begin_observing(id);
   rc::detail::TestParams params = rc_config.testParams;
   params.seed = property_seed(rc_config.testParams.seed, id);
   // The default max_success (100) means "each property's own case count"; any other value
@@ -161,7 +175,8 @@ bool check_property(const std::string& id, const std::string& sentence, int case
     const auto* ok = &result.get<rc::detail::SuccessResult>();
     std::printf("ok    %-4s %-78s %5d cases %6.2f s\n", id.c_str(), sentence.c_str(), ok->numSuccess, seconds);
     print_distribution(ok->distribution, ok->numSuccess);
-    mutable_outcomes().push_back({id, sentence, "passed", ok->numSuccess, seconds, ""});
+    print_levels(id);
+    mutable_outcomes().push_back({id, sentence, "passed", ok->numSuccess, seconds, "", observed_summary()});
     std::fflush(stdout);
     return true;
   }
@@ -169,7 +184,7 @@ bool check_property(const std::string& id, const std::string& sentence, int case
   std::ostringstream message;
   rc::detail::printResultMessage(result, message);
   std::printf("%s\n", message.str().c_str());
-  mutable_outcomes().push_back({id, sentence, "failed", 0, seconds, message.str()});
+  mutable_outcomes().push_back({id, sentence, "failed", 0, seconds, message.str(), ""});
   if (result.is<rc::detail::FailureResult>()) {
     const auto* failure = &result.get<rc::detail::FailureResult>();
     const std::string reproduce = rc::detail::reproduceMapToString(

@@ -15,6 +15,10 @@ struct RunConfig {
   std::string backend = "invariant";
   std::string inject;       // a fault name, or empty
   std::string report_dir = "props-report";
+  std::string engine = "miniinfer";  // or "llamacpp" (with gguf and the llama_* settings)
+  std::string gguf, llama_kv = "f16", llama_flash = "off";
+  int llama_threads = 1, llama_ubatch = 0;
+  std::string level = "bits";        // bits | ulp:N | tokens (props/level.h)
   bool full = false;        // nightly scale for the long properties
   bool verbose = false;
   // How this run was started, for the printed reproduce command: the program as invoked and
@@ -28,6 +32,7 @@ struct PropertyOutcome {
   int cases = 0;
   double seconds = 0.0;
   std::string counterexample;        // the shrunk case, when failed
+  std::string levels;                // passed: what the cases showed at finer levels (level.h)
 };
 const std::vector<PropertyOutcome>& outcomes();
 

@@ -10,8 +10,14 @@ void clean_slate(Engine& engine) {
   for (int seq = 0; seq < engine.batch(); ++seq) engine.cache().poison_unused(seq, kPoison);
 }
 
-ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq, Trace* trace,
-                     int traced_draw) {
+ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq, Trace* trace, int traced_draw) {
+  const auto subject = wrap_engine(engine, engine.backend(), engine.fault());
+  return run_script(*subject, script, cached, seq, trace, traced_draw);
+}
+
+ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached, int seq, Trace* trace,
+                     int traced_draw, LlamaTrace* llama_trace) {
+  if (trace && !engine.native()) fail("scenario: engine {} has no {}", engine.name(), to_string(Capability::Trace));
   ScriptRun run;
   Rng coins = Rng::stream(script.seed, script.stream);
   size_t pending = 0;  // tokens[pending..] are not yet in the cache (cached path only)
@@ -40,13 +46,16 @@ ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq,
         break;
       case Op::Generate:
         for (int i = 0; i < op.n; ++i) {
-          const bool traced = trace && static_cast<int>(run.generated.size()) == traced_draw;
-          if (traced) {
+          const bool here = static_cast<int>(run.generated.size()) == traced_draw;
+          const bool traced = here && (trace || llama_trace);
+          if (here && trace) {
             trace->seq = seq;
-            engine.set_trace(trace);
+            engine.native()->set_trace(trace);
           }
+          if (here && llama_trace && !engine.trace_call(llama_trace, 0))
+            fail("scenario: engine {} cannot trace a call", engine.name());
           auto logits = logits_now();
-          engine.set_trace(nullptr);
+          if (here && trace) engine.native()->set_trace(nullptr);
           const int token = sample(logits, script.sampler, coins.uniform());
           run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
           run.contexts.push_back(run.tokens);

@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "engine/sampling.h"
+#include "props/engines.h"
 
 namespace miniinfer::props {
 
@@ -53,8 +54,11 @@ struct ScriptRun {
 // cached: the script on sequence `seq` of `engine`'s cache (reset first). With a trace, only
 // the forward call that computes the logits of draw number `traced_draw` is traced, and the
 // run stops after that draw (the reporter's view of one step).
-ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq = 0,
-                     Trace* trace = nullptr, int traced_draw = -1);
+// An outside engine traces that call with its own tensors instead (llama_trace).
+ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached, int seq = 0,
+                     Trace* trace = nullptr, int traced_draw = -1, LlamaTrace* llama_trace = nullptr);
+ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq = 0, Trace* trace = nullptr,
+                     int traced_draw = -1);
 
 nlohmann::json to_json(const Script& script);
 Script script_from_json(const nlohmann::json& j);  // throws Error naming the bad field

@@ -97,6 +97,32 @@ echo '{"property": 6, "prompts": []}' >wrong-type.case.json
 check "replay: a field of the wrong type" 2 "replay wrong-type\.case\.json: case: " -- "$props" --replay wrong-type.case.json
 echo '{"property":"p99"}' >bad-field.case.json
 check "replay: missing field" 2 "replay bad-field\.case\.json: case: " -- "$props" --replay bad-field.case.json
+echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s/"arch":null/"engine":"vllm","arch":null/' >unknown-engine.case.json
+check "replay: unknown engine" 2 "replay unknown-engine\.case\.json: case: engine 'vllm' is not miniinfer or llamacpp" -- "$props" --model tiny.safetensors --replay unknown-engine.case.json
+echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s|"arch":null|"engine":"llamacpp","engine_settings":{"gguf":"/no/such.gguf","kv":"f16","threads":1,"flash":"off","ubatch":0},"arch":null|' >gone-gguf.case.json
+check "replay: llamacpp case, GGUF gone" 2 "replay gone-gguf\.case\.json: its engine's GGUF /no/such\.gguf is not there" -- "$props" --model tiny.safetensors --replay gone-gguf.case.json
+
+# ---- props: engines and levels -------------------------------------------------------------------
+check "props: unknown engine" 2 "--engine: 'vllm' is not an engine" -- "$props" --engine vllm
+check "props: llamacpp without --gguf" 2 "--engine llamacpp needs --gguf FILE" -- "$props" --engine llamacpp
+check "props: --gguf missing file" 2 "--gguf no-such\.gguf: no such file" -- "$props" --engine llamacpp --gguf no-such.gguf
+check "props: --gguf without llamacpp" 2 "--gguf x\.gguf: only --engine llamacpp reads a GGUF" -- "$props" --gguf x.gguf
+check "props: --llama-kv f8" 2 "--llama-kv: 'f8' is not f16 or f32" -- "$props" --engine llamacpp --gguf regular_file --llama-kv f8
+check "props: --llama-threads 0" 2 "--llama-threads: 0 is outside 1\.\.256" -- "$props" --engine llamacpp --gguf regular_file --llama-threads 0
+check "props: --llama-threads abc" 2 "--llama-threads: 'abc' is not a valid number" -- "$props" --llama-threads abc
+check "props: --llama-flash maybe" 2 "--llama-flash: 'maybe' is not on or off" -- "$props" --engine llamacpp --gguf regular_file --llama-flash maybe
+check "props: --inject on llamacpp" 2 "--inject stale-cache: faults are our engine's" -- "$props" --engine llamacpp --gguf regular_file --inject stale-cache
+check "props: unknown --llama- flag" 2 "unknown flag --llama-kvv" -- "$props" --llama-kvv=f16
+# A GGUF of another model with the shipped model's vocabulary and context: only its logits tell.
+"$minigpt" init --seed 2 --out other.safetensors --config '{"d_model": 8, "n_head": 2, "n_layer": 1}' >/dev/null &&
+if "$minigpt" export-gguf --model other.safetensors --out other.gguf >/dev/null 2>&1; then  # a build with llama.cpp
+  check "props: --gguf not a GGUF" 2 "regular_file: llama.cpp cannot load it" -- "$props" --engine llamacpp --gguf regular_file "[p0]"
+  check "props: --gguf of another model" 2 "--gguf [^ ]*other\.gguf: its logits differ from the model's by up to" -- "$props" --engine llamacpp --gguf other.gguf "[p0]"
+  "$minigpt" export-gguf --model tiny.safetensors --out tiny.gguf >/dev/null
+  check "props: --gguf with a short context" 2 "--gguf [^ ]*tiny\.gguf: .*capacity 512" -- "$props" --engine llamacpp --gguf tiny.gguf "[p0]"
+fi
+check "props: --level bogus" 2 "--level: 'bits2' is not a level" -- "$props" --level bits2
+check "props: --level ulp:" 2 "--level: 'ulp:' is not a level" -- "$props" --level ulp:
 
 echo "bad-input matrix: $cases cases, $failures failed"
 [ "$failures" -eq 0 ]

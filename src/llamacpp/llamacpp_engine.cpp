@@ -78,7 +78,8 @@ void copy_out(const ggml_tensor* t, std::vector<float>& out) {
 // The per-layer tensors a trace keeps: "NAME-LAYER" exactly (not the views ggml derives from
 // them, such as "Qcur-0 (reshaped)").
 bool traced(const char* name) {
-  static const char* const kNames[] = {"Qcur", "Kcur", "Vcur", "kq_soft_max", "kqv_out", "l_out"};
+  static const char* const kNames[] = {"attn_norm", "Qcur",     "Kcur",    "Vcur",  "kq_soft_max",
+                                       "kqv_out",   "ffn_norm", "ffn_out", "l_out"};
   const char* dash = std::strrchr(name, '-');
   if (!dash || dash[1] == '\0') return false;
   for (const char* p = dash + 1; *p; ++p)

@@ -47,7 +47,8 @@ struct LlamaCppOptions {
 // llama.cpp's graph names: Qcur-l, Kcur-l, Vcur-l (each appears more than once per layer:
 // after the matmul, after the bias, and Qcur/Kcur after RoPE; the last one is the final value),
 // kq_soft_max-l (the attention probabilities; absent with flash attention), kqv_out-l (the
-// concatenated head outputs), l_out-l (the residual stream after the layer).
+// concatenated head outputs), l_out-l (the residual stream after the layer), and around them
+// attn_norm-l, ffn_norm-l (the two LayerNorms' outputs) and ffn_out-l (the MLP's output).
 struct LayerTensor {
   std::string name;
   std::array<int64_t, 4> ne{};  // ggml order: ne[0] is the fastest-varying dimension

@@ -1,0 +1,111 @@
+// generate()'s two loops, over any engine with Engine's calls: vocab_size(), forward_batch(chunks,
+// logits), decode(seqs, tokens, logits) and forward_uncached(tokens, logits). generate.cpp runs
+// them on our Engine; props runs them on an outside engine (props/engines.h), so both
+// engines are driven by the very same loops and sampler.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "base/error.h"
+#include "base/rng.h"
+#include "engine/generate.h"
+
+namespace miniinfer {
+
+namespace detail {
+
+// generate()'s checks of a request, before anything runs: sampler options, prompt count
+// against the engine's `batch`, each prompt's length plus new tokens against `limit` positions.
+inline void check_request(const std::vector<std::vector<int>>& prompts, const GenerateOptions& o, int batch,
+                          int limit) {
+  validate(SamplerOptions{o.temperature, o.top_k, o.top_p});
+  if (o.max_new_tokens < 0) fail("generate: max_new_tokens must be >= 0, got {}", o.max_new_tokens);
+  if (prompts.empty()) fail("generate: no prompts");
+  if (prompts.size() > static_cast<size_t>(batch))
+    fail("generate: {} prompts for an engine of batch size {}", prompts.size(), batch);
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    const int len = static_cast<int>(prompts[b].size());
+    if (len == 0) fail("generate: prompt {} is empty", b);
+    const int needed = len + std::max(o.max_new_tokens - 1, 0);
+    if (needed > limit)
+      fail("generate: prompt {} has {} tokens; with {} new tokens it needs {} positions, more than {}", b, len,
+           o.max_new_tokens, needed, limit);
+  }
+}
+
+struct Sampling {
+  SamplerOptions options;
+  std::vector<Rng> streams;  // one per sequence
+  SamplerScratch scratch;
+  const CoinSource* source = nullptr;
+  // The only way either loop turns logits into a token. One coin per generated token, greedy
+  // or not, so both paths consume streams identically.
+  int draw(int step, size_t seq, std::span<const float> logits) {
+    float coin = streams[seq].uniform();
+    for (size_t i = 0; i < logits.size(); ++i)
+      if (!std::isfinite(logits[i]))
+        fail("generate: step {}, sequence {}: the logit of token {} is {} (no token can be drawn)", step, seq, i,
+             logits[i]);
+    if (source && *source) coin = (*source)(step, seq, logits, coin);
+    return sample(logits, options, coin, scratch);
+  }
+};
+
+inline void keep_logits(GenerateResult& result, size_t seq, std::span<const float> row, bool wanted) {
+  if (wanted) result.logits[seq].insert(result.logits[seq].end(), row.begin(), row.end());
+}
+
+template <class E>
+void generate_cached(E& engine, const std::vector<std::vector<int>>& prompts, const GenerateOptions& o,
+                     Sampling& sampling, GenerateResult& result) {
+  const size_t B = prompts.size(), V = static_cast<size_t>(engine.vocab_size());
+  std::vector<float> logits(B * V);
+  std::vector<Chunk> chunks(B);
+  std::vector<int> seqs(B), last(B);
+  for (size_t b = 0; b < B; ++b) {
+    chunks[b] = Chunk{static_cast<int>(b), prompts[b]};
+    seqs[b] = static_cast<int>(b);
+  }
+  if (o.trace) o.trace->step = 0;
+  engine.forward_batch(chunks, logits);
+  for (int step = 0; step < o.max_new_tokens; ++step) {
+    if (step > 0) {
+      if (o.trace) o.trace->step = step;
+      engine.decode(seqs, last, logits);
+    }
+    for (size_t b = 0; b < B; ++b) {
+      const std::span<const float> row(logits.data() + b * V, V);
+      last[b] = sampling.draw(step, b, row);
+      result.tokens[b].push_back(last[b]);
+      keep_logits(result, b, row, o.return_logits);
+    }
+  }
+}
+
+template <class E>
+void generate_uncached(E& engine, const std::vector<std::vector<int>>& prompts, const GenerateOptions& o,
+                       Sampling& sampling, GenerateResult& result) {
+  const size_t B = prompts.size(), V = static_cast<size_t>(engine.vocab_size());
+  std::vector<float> logits(V);
+  std::vector<std::vector<int>> sequences(prompts);
+  for (auto& s : sequences) s.reserve(s.size() + static_cast<size_t>(o.max_new_tokens));
+  for (int step = 0; step < o.max_new_tokens; ++step) {
+    for (size_t b = 0; b < B; ++b) {
+      if (o.trace) {
+        o.trace->step = step;
+        o.trace->seq = static_cast<int>(b);
+      }
+      engine.forward_uncached(sequences[b], logits);  // the whole sequence so far, from scratch
+      const int token = sampling.draw(step, b, logits);
+      sequences[b].push_back(token);
+      result.tokens[b].push_back(token);
+      keep_logits(result, b, logits, o.return_logits);
+    }
+  }
+}
+
+}  // namespace detail
+
+}  // namespace miniinfer

@@ -1,8 +1,9 @@
 # props on llama.cpp (CTest label llamacpp): a short run at the level experiments/23-llamacpp-cache
-# found to hold there (tokens: the logits differ in the last bits, the tokens do not), which must
-# pass and name the properties it skips; then a replay of the committed counterexample of that
-# experiment, which must fail again with the same report.
-# Run as: cmake -DPROPS=... -DMINIGPT=... -DSOURCE_DIR=... -DGGUF=... -DWORK=... -P llamacpp.cmake
+# found to hold there for the lab's runs (tokens: the logits differ in their last bits, the
+# tokens do not), whose outcome must be what the experiment found: every property passes but
+# p12, whose coins sit a few ULP from the sampler's edges, where a few-ULP difference in the
+# logits does change a token; p7, p10 and p11 are skipped by name. Then a replay of the
+# experiment's committed counterexample, which must fail again with the same report.
 file(REMOVE_RECURSE ${WORK})
 execute_process(COMMAND ${MINIGPT} export-gguf --out ${GGUF} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(NOT rc EQUAL 0)
@@ -13,8 +14,12 @@ execute_process(COMMAND ${PROPS} --rc-seed=1 --rc-max-success=10 --engine llamac
                         --report-dir ${WORK}/short
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 message(STATUS "${out}")
-if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "props --engine llamacpp --level tokens failed (exit ${rc})")
+string(REGEX MATCHALL "\nFAIL  p[0-9]+" failed "${out}")
+string(REGEX MATCHALL "\nok    p[0-9]+" passed "${out}")
+list(LENGTH passed n_passed)
+if(NOT rc EQUAL 1 OR NOT failed STREQUAL "\nFAIL  p12" OR NOT n_passed EQUAL 9)
+  message(FATAL_ERROR "props --engine llamacpp --level tokens: exit ${rc}, failed [${failed}], ${n_passed} passed; "
+                      "the experiment found: exit 1, only p12 fails, 9 pass (p7, p10, p11 skipped)")
 endif()
 foreach(skipped p7 p10 p11)
   if(NOT out MATCHES "SKIP  ${skipped} [^\n]*engine llamacpp has no")
@@ -34,19 +39,16 @@ if(NOT rc EQUAL 1)
   message(FATAL_ERROR "the replay of ${saved}/p6.case.json exited ${rc}; it must fail again (1)")
 endif()
 # The same report, but for where this build keeps its GGUF.
-foreach(which saved replayed)
-  if(which STREQUAL "saved")
-    file(READ ${saved}/p6.report.json json)
-  else()
-    file(READ ${WORK}/replay/p6.report.json json)
-  endif()
-  string(JSON json REMOVE "${json}" engine_settings gguf)
-  string(JSON json REMOVE "${json}" case engine_settings gguf)
-  set(${which} "${json}")
+file(READ ${saved}/p6.report.json committed_json)
+file(READ ${WORK}/replay/p6.report.json replayed_json)
+foreach(name committed_json replayed_json)
+  string(JSON ${name} REMOVE "${${name}}" engine_settings gguf)
+  string(JSON ${name} REMOVE "${${name}}" case engine_settings gguf)
 endforeach()
-if(NOT saved STREQUAL replayed)
+if(NOT committed_json STREQUAL replayed_json)
   message(FATAL_ERROR "the replay's report differs from the committed one: diff "
                       "${SOURCE_DIR}/experiments/23-llamacpp-cache/counterexamples/defaults/p6.report.json "
                       "${WORK}/replay/p6.report.json")
 endif()
-message(STATUS "llama.cpp: props passes at the tokens level; the committed counterexample fails again with the same report")
+message(STATUS "llama.cpp: at the tokens level only p12 fails, as the experiment found; the committed counterexample "
+               "fails again with the same report")

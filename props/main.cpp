@@ -43,7 +43,7 @@ usage: props [flags] [Catch2 test filters and flags]
                         every report also says at which finer level a case parted
   --backend NAME        miniinfer: invariant (default) or eigen (library GEMMs: known to break bitwise)
   --inject FAULT        miniinfer: inject a cache fault (docs/faults.md); 'list' lists them
-  --gguf FILE           llamacpp: the model as GGUF (minigpt export-gguf MODEL FILE); --model
+  --gguf FILE           llamacpp: the model as GGUF (minigpt export-gguf --out FILE); --model
                         must name the same model (it gives the tokenizer and the case files' sha256)
   --llama-kv f16|f32    llamacpp: the KV cache's type (default f16, llama.cpp's default)
   --llama-threads N     llamacpp: threads (default 1)

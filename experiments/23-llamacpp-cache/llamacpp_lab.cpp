@@ -41,7 +41,7 @@ usage: llamacpp_lab --gguf FILE [--model FILE] [--out DIR] [--config NAME]
                  must be the one experiments/22-cache-correctness/results.json names
   --out DIR      where results.json and manifest.json go (default: experiments/23-llamacpp-cache)
   --config NAME  run one configuration only, and write nothing (defaults, f32-kv, threads-2,
-                 flash-on)
+                 flash-on, ubatch-1)
 )";
 
 struct Configuration {
@@ -63,6 +63,10 @@ std::vector<Configuration> configurations(const std::string& gguf) {
   s = base;
   s.flash = true;
   out.push_back({"flash-on", "F16 KV cache, 1 thread, flash attention on", s});
+  // Every physical batch one row: full recompute then computes each row as a decode does.
+  s = base;
+  s.ubatch = 1;
+  out.push_back({"ubatch-1", "F16 KV cache, 1 thread, flash attention off, n_ubatch = 1", s});
   return out;
 }
 

@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
 # Regenerates experiments/23-llamacpp-cache (called by scripts/regen-experiments): exports the
 # model to GGUF in the build folder, runs llamacpp_lab (results.json, manifest.json), then props
-# per configuration at the bits level on p6, whose shrunk counterexample, report and heatmap go
-# to counterexamples/CONFIG/ (an empty folder when p6 holds there).
+# per configuration: at the bits level on p6, whose shrunk counterexample, report and heatmap go
+# to counterexamples/CONFIG/ (an empty folder when p6 holds there); then every property at the
+# tokens level (what the lab's runs hold), whose failures go to counterexamples/CONFIG/tokens/.
 #
-# usage: experiments/23-llamacpp-cache/regen.sh BUILD_DIR MODEL
+# usage: experiments/23-llamacpp-cache/regen.sh BUILD_DIR MODEL [--props-only]
+#   --props-only  keep results.json and manifest.json; rerun the props part only
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -eq 2 ] || { echo "usage: experiments/23-llamacpp-cache/regen.sh BUILD_DIR MODEL" >&2; exit 2; }
-build=$1 model=$2
+[ $# -eq 2 ] || [ "${3:-}" = --props-only ] || {
+  echo "usage: experiments/23-llamacpp-cache/regen.sh BUILD_DIR MODEL [--props-only]" >&2
+  exit 2
+}
+build=$1 model=$2 props_only=${3:-}
 dir=experiments/23-llamacpp-cache
 work=$build/$dir
 mkdir -p "$work"
 gguf=$work/minigpt.gguf
 "$build/minigpt" export-gguf --out "$gguf" --model "$model" >/dev/null
-"$build/$dir/llamacpp_lab" --gguf "$gguf" --model "$model"
-for config in defaults f32-kv threads-2 flash-on; do
+[ -n "$props_only" ] || "$build/$dir/llamacpp_lab" --gguf "$gguf" --model "$model"
+for config in defaults f32-kv threads-2 flash-on ubatch-1; do
   case $config in
     defaults) flags=() ;;
     f32-kv) flags=(--llama-kv f32) ;;
     threads-2) flags=(--llama-threads 2) ;;
     flash-on) flags=(--llama-flash on) ;;
+    ubatch-1) flags=(--llama-ubatch 1) ;;
   esac
   out=$dir/counterexamples/$config
   rm -rf "$out"
@@ -33,5 +39,14 @@ for config in defaults f32-kv threads-2 flash-on; do
     cat "$work/$config.log" >&2
     exit 1
   fi
-  echo "regen: 23-llamacpp-cache $config: p6 $([ "$status" -eq 0 ] && echo holds || echo "fails: $out")"
+  echo "regen: 23-llamacpp-cache $config: p6 at bits $([ "$status" -eq 0 ] && echo holds || echo "fails: $out")"
+  status=0
+  "$build/props" --rc-seed=1 --model "$model" --engine llamacpp --gguf "$gguf" "${flags[@]}" --level tokens \
+    --report-dir "$out/tokens" --summary "$work/$config-tokens.json" >"$work/$config-tokens.log" 2>&1 || status=$?
+  if [ "$status" -gt 1 ]; then
+    cat "$work/$config-tokens.log" >&2
+    exit 1
+  fi
+  echo "regen: 23-llamacpp-cache $config: at tokens: $(grep -E '^(ok|FAIL|SKIP) ' "$work/$config-tokens.log" |
+    awk '{printf "%s %s, ", $2, $1}')"
 done

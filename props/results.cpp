@@ -1,0 +1,108 @@
+#include "props/results.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "base/error.h"
+
+namespace miniinfer::props {
+namespace {
+
+std::string read_all(int fd, const std::string& path) {
+  std::string bytes;
+  char buf[1 << 16];
+  for (off_t at = 0;;) {
+    const ssize_t n = pread(fd, buf, sizeof buf, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("--results {}: cannot read it: {}", path, std::strerror(errno));
+    if (n == 0) return bytes;
+    bytes.append(buf, static_cast<size_t>(n));
+    at += n;
+  }
+}
+
+void write_all(int fd, const std::string& path, const std::string& bytes) {
+  for (size_t done = 0; done < bytes.size();) {
+    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("--results {}: cannot append to it: {}", path, std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+  if (fsync(fd) != 0) fail("--results {}: cannot fsync it: {}", path, std::strerror(errno));
+}
+
+// A new file's folder entry is made durable too, or a crash could lose the whole file.
+void fsync_parent(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const int dir = open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    fsync(dir);
+    close(dir);
+  }
+}
+
+}  // namespace
+
+ResultsFile::ResultsFile(std::string path, const nlohmann::json& header) : path_(std::move(path)) {
+  struct stat st {};
+  const bool existed = stat(path_.c_str(), &st) == 0;
+  if (existed && !S_ISREG(st.st_mode)) fail("--results {}: not a regular file", path_);
+  fd_ = open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("--results {}: cannot open it for appending: {}", path_, std::strerror(errno));
+  try {
+    if (flock(fd_, LOCK_EX | LOCK_NB) != 0)
+      fail("--results {}: another props run is appending to it", path_);
+    const std::string bytes = read_all(fd_, path_);
+    // Complete lines end with '\n'. Whatever follows the last one is a torn write; so is a last
+    // complete line that is not JSON (a crash between data and length reaching the disk).
+    size_t good = 0, line_no = 0;
+    std::vector<nlohmann::json> lines;
+    for (size_t at = 0; at < bytes.size();) {
+      const size_t nl = bytes.find('\n', at);
+      if (nl == std::string::npos) break;
+      ++line_no;
+      nlohmann::json j = nlohmann::json::parse(bytes.begin() + at, bytes.begin() + nl, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        if (nl + 1 < bytes.size())
+          fail("--results {}: line {} is not a JSON object, and lines follow it: the file is damaged "
+               "(move it aside to start this shard again)", path_, line_no);
+        break;
+      }
+      lines.push_back(std::move(j));
+      at = good = nl + 1;
+    }
+    dropped_ = bytes.size() - good;
+    if (dropped_ > 0 && ftruncate(fd_, static_cast<off_t>(good)) != 0)
+      fail("--results {}: cannot drop its torn last line: {}", path_, std::strerror(errno));
+    if (lines.empty()) {
+      write_all(fd_, path_, header.dump() + "\n");
+      if (!existed) fsync_parent(path_);
+      return;
+    }
+    if (lines.front() != header)
+      fail("--results {}: written by another run ({}), not by this one ({}); pass another file or remove it",
+           path_, lines.front().dump(), header.dump());
+    existing_.assign(std::make_move_iterator(lines.begin() + 1), std::make_move_iterator(lines.end()));
+  } catch (...) {
+    close(fd_);
+    fd_ = -1;
+    // A file this run created and could not use is not left behind.
+    std::error_code ec;
+    if (!existed) std::filesystem::remove(path_, ec);
+    throw;
+  }
+}
+
+ResultsFile::~ResultsFile() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void ResultsFile::append(const nlohmann::json& line) { write_all(fd_, path_, line.dump() + "\n"); }
+
+}  // namespace miniinfer::props

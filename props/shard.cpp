@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <iostream>
+#include <sstream>
 #include <memory>
 #include <optional>
 #include <set>
@@ -164,7 +166,21 @@ void start_sliced_run(ShardSpec spec, const std::string& results) {
   SlicedRun run;
   run.spec = spec;
   if (!results.empty()) {
-    run.results = std::make_unique<ResultsFile>(results, results_header(spec));
+    // The header needs RapidCheck's configuration, whose first use prints "Using configuration:
+    // seed=..." on stderr. A refused file must be one line on stderr: hold that line back
+    // until the file is accepted.
+    std::ostringstream held;
+    std::streambuf* cerr_buf = std::cerr.rdbuf(held.rdbuf());
+    nlohmann::json header;
+    try {
+      header = results_header(spec);
+    } catch (...) {
+      std::cerr.rdbuf(cerr_buf);
+      throw;
+    }
+    std::cerr.rdbuf(cerr_buf);
+    run.results = std::make_unique<ResultsFile>(results, header);
+    std::cerr << held.str() << std::flush;
     if (run.results->dropped_bytes() > 0)
       std::fprintf(stderr, "props: --results %s: dropped a torn last line (%zu bytes); its batch runs again\n",
                    results.c_str(), run.results->dropped_bytes());

@@ -49,6 +49,28 @@ void fsync_parent(const std::string& path) {
 
 }  // namespace
 
+ParsedResults parse_results(std::string_view bytes, const std::string& path) {
+  // Complete lines end with '\n'. Whatever follows the last one is a torn write; so is a last
+  // complete line that is not JSON (a crash between data and length reaching the disk).
+  ParsedResults out;
+  size_t line_no = 0;
+  for (size_t at = 0; at < bytes.size();) {
+    const size_t nl = bytes.find('\n', at);
+    if (nl == std::string_view::npos) break;
+    ++line_no;
+    nlohmann::json j = nlohmann::json::parse(bytes.begin() + at, bytes.begin() + nl, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      if (nl + 1 < bytes.size())
+        fail("--results {}: line {} is not a JSON object, and lines follow it: the file is damaged "
+             "(move it aside to start this shard again)", path, line_no);
+      break;
+    }
+    out.lines.push_back(std::move(j));
+    at = out.good_bytes = nl + 1;
+  }
+  return out;
+}
+
 ResultsFile::ResultsFile(std::string path, const nlohmann::json& header) : path_(std::move(path)) {
   struct stat st {};
   const bool existed = stat(path_.c_str(), &st) == 0;
@@ -59,24 +81,7 @@ ResultsFile::ResultsFile(std::string path, const nlohmann::json& header) : path_
     if (flock(fd_, LOCK_EX | LOCK_NB) != 0)
       fail("--results {}: another props run is appending to it", path_);
     const std::string bytes = read_all(fd_, path_);
-    // Complete lines end with '\n'. Whatever follows the last one is a torn write; so is a last
-    // complete line that is not JSON (a crash between data and length reaching the disk).
-    size_t good = 0, line_no = 0;
-    std::vector<nlohmann::json> lines;
-    for (size_t at = 0; at < bytes.size();) {
-      const size_t nl = bytes.find('\n', at);
-      if (nl == std::string::npos) break;
-      ++line_no;
-      nlohmann::json j = nlohmann::json::parse(bytes.begin() + at, bytes.begin() + nl, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) {
-        if (nl + 1 < bytes.size())
-          fail("--results {}: line {} is not a JSON object, and lines follow it: the file is damaged "
-               "(move it aside to start this shard again)", path_, line_no);
-        break;
-      }
-      lines.push_back(std::move(j));
-      at = good = nl + 1;
-    }
+    auto [lines, good] = parse_results(bytes, path_);
     dropped_ = bytes.size() - good;
     if (dropped_ > 0 && ftruncate(fd_, static_cast<off_t>(good)) != 0)
       fail("--results {}: cannot drop its torn last line: {}", path_, std::strerror(errno));

@@ -4,11 +4,21 @@
 // runs again) and keeps everything before it.
 #pragma once
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace miniinfer::props {
+
+// What a results file's bytes hold: its whole lines, each a JSON object, and the bytes they
+// span; what follows is a torn tail to drop (a last line without its newline, or a last line
+// that is not a JSON object). Throws Error naming `path` when a bad line has lines after it.
+struct ParsedResults {
+  std::vector<nlohmann::json> lines;
+  size_t good_bytes = 0;
+};
+ParsedResults parse_results(std::string_view bytes, const std::string& path);
 
 class ResultsFile {
  public:

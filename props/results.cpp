@@ -47,6 +47,18 @@ void fsync_parent(const std::string& path) {
   }
 }
 
+// A line after the header is a plan ({"plan": id, ...}) or a finished batch; a batch line's
+// fields are read without further checks, so they are checked here, once.
+bool well_formed(const nlohmann::json& j) {
+  if (j.contains("plan")) return j["plan"].is_string();
+  const auto has = [&](const char* key, bool (nlohmann::json::*is)() const noexcept) {
+    return j.contains(key) && (j[key].*is)();
+  };
+  return has("property", &nlohmann::json::is_string) && has("batch", &nlohmann::json::is_number_integer) &&
+         has("case_seed", &nlohmann::json::is_number_unsigned) && has("cases", &nlohmann::json::is_number_integer) &&
+         has("status", &nlohmann::json::is_string) && has("seconds", &nlohmann::json::is_number);
+}
+
 }  // namespace
 
 ParsedResults parse_results(std::string_view bytes, const std::string& path) {
@@ -93,6 +105,9 @@ ResultsFile::ResultsFile(std::string path, const nlohmann::json& header) : path_
     if (lines.front() != header)
       fail("--results {}: written by another run ({}), not by this one ({}); pass another file or remove it",
            path_, lines.front().dump(), header.dump());
+    for (size_t i = 1; i < lines.size(); ++i)
+      if (!well_formed(lines[i]))
+        fail("--results {}: line {} is neither a plan nor a finished batch: {}", path_, i + 1, lines[i].dump());
     existing_.assign(std::make_move_iterator(lines.begin() + 1), std::make_move_iterator(lines.end()));
   } catch (...) {
     close(fd_);

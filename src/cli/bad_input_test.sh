@@ -92,6 +92,8 @@ check "props: results is a folder" 2 "--results \.: not a regular file" -- "$pro
 printf '{"props_results":1,"seed":99}\n' >other-run.jsonl
 check "props: results of another run" 2 "--results other-run\.jsonl: written by another run" -- "$props" --rc-seed=1 --results other-run.jsonl "[p0]"
 printf '{"props_results":1}\nnot json\n{"batch":0}\n' >damaged.jsonl
+printf '{"batch_cases":10,"max_success":100,"props_results":1,"seed":1,"shaping_flags":[],"shard":"1/1"}\n{"property":"p0","batch":"x"}\n' >odd-line.jsonl
+check "props: results line of the wrong shape" 2 "--results odd-line\.jsonl: line 2 is neither a plan nor a finished batch" -- "$props" --rc-seed=1 --results odd-line.jsonl "[p0]"
 check "props: results damaged mid-file" 2 "--results damaged\.jsonl: line 2 is not a JSON object" -- "$props" --results damaged.jsonl "[p0]"
 echo '{"property": "p6", "prompts": [' >malformed.case.json
 check "replay: malformed" 2 "replay malformed\.case\.json: not valid JSON" -- "$props" --replay malformed.case.json

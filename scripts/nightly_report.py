@@ -288,7 +288,7 @@ def page(s):
              + ("" if not s["missing_phases"] else f'; phases that did not finish: {esc(", ".join(s["missing_phases"]))}')
              + '</p>')
     o.append('<h2>Properties</h2><table id="properties"><tr><th>engine</th><th>id</th><th>property</th>'
-             '<th>status</th><th>cases</th><th>failures</th><th>time (s)</th></tr>')
+             '<th>status</th><th>cases</th><th>failures</th><th>time (s, all shards)</th></tr>')
     for p in s["properties"]:
         o.append(f'<tr id="prop-{esc(p["engine"])}-{esc(p["id"])}"><td>{esc(p["engine"])}</td><td>{esc(p["id"])}</td>'
                  f'<td>{esc(p["property"])}</td><td class="status {p["status"]}">{p["status"]}</td>'
@@ -315,7 +315,10 @@ def page(s):
              '<tr><th>fault</th><th>what it breaks</th></tr>')
     for f in s["faults"]:
         o.append(f'<tr><td>{esc(f["name"])}</td><td>{esc(f["description"])}</td></tr>')
-    o.append('</table><table id="tests"><tr><th>nightly test</th><th>status</th><th>time (s)</th></tr>')
+    if not s["fault_tests"]:
+        o.append('</table><p id="tests">The mutation suite and the nightly-only tests did not run tonight.</p><table>')
+    else:
+        o.append('</table><table id="tests"><tr><th>nightly test</th><th>status</th><th>time (s)</th></tr>')
     for t in s["fault_tests"]:
         o.append(f'<tr><td>{esc(t["name"])}</td><td class="{ "passed" if t["status"] == "passed" else "failed"}">'
                  f'{esc(t["status"])}</td><td class="num">{t["seconds"]:.1f}</td></tr>')

@@ -214,6 +214,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (const int rc = session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data())) return rc;
+  props::set_property_count(static_cast<int>(
+      Catch::filterTests(Catch::getAllTestCasesSorted(session.config()), session.config().testSpec(), session.config())
+          .size()));
   const auto start = std::chrono::steady_clock::now();
   int status = session.run();
   // A reproduce run must reproduce: one whose property never ran (filtered out, or no such id)

@@ -8,7 +8,6 @@
 #include <optional>
 #include <set>
 
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <rapidcheck.h>
 
@@ -38,8 +37,8 @@ std::string duration_text(double seconds) {
 // take as long as the finished ones did on average: properties differ, so it is rough.
 class Progress {
  public:
+  void set_properties(int n) { properties_ = n; }
   void start_property(const std::string& id, int shard_cases, int already) {
-    if (properties_ == 0) properties_ = count_properties();
     id_ = id;
     shard_cases_ = shard_cases;
     done_ = already;
@@ -65,13 +64,6 @@ class Progress {
  private:
   static double seconds(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
-  }
-  // The properties Catch2 will run in this process (its test filters applied).
-  static int count_properties() {
-    const auto config = Catch::getCurrentContext().getConfig();
-    if (!config) return 0;
-    return static_cast<int>(
-        Catch::filterTests(Catch::getAllTestCasesSorted(*config), config->testSpec(), *config).size());
   }
   std::string line(Clock::time_point now) const {
     const double in_property = seconds(property_start_, now), in_run = seconds(run_start_, now);
@@ -191,6 +183,10 @@ void start_sliced_run(ShardSpec spec, const std::string& results) {
 }
 
 bool sliced_run() { return sliced().has_value(); }
+
+void set_property_count(int n) {
+  if (sliced_run()) sliced()->progress.set_properties(n);
+}
 
 bool check_sliced(const std::string& id, const std::string& sentence, uint64_t property_seed, int total,
                   const std::function<void()>& body) {

@@ -38,6 +38,8 @@ BatchRange shard_range(int count, ShardSpec spec);
 // results file (resuming from it); throws Error naming it if it cannot be used.
 void start_sliced_run(ShardSpec spec, const std::string& results);
 bool sliced_run();
+// How many properties this process will run (Catch2's filters applied), for the progress ETA.
+void set_property_count(int n);
 
 // check_property's sliced path: runs this shard's batches of property `id` (`total` cases
 // from `property_seed`), skipping those the results file holds, and prints and records the

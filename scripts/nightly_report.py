@@ -43,7 +43,17 @@ def read_json(path, default=None):
 
 def engine_of(header):
     flags = header.get("shaping_flags", [])
-    return flags[flags.index("--engine") + 1] if "--engine" in flags[:-1] else "minigpt"
+    return flags[flags.index("--engine") + 1] if "--engine" in flags[:-1] else "miniinfer"
+
+
+def engine_flags(out):
+    """Per engine, the flags that shaped its cases (from the results files' headers)."""
+    flags = {}
+    for path in sorted(glob.glob(os.path.join(out, "shards", "results-*.jsonl"))):
+        header, _, _ = read_results(path)
+        if header:
+            flags.setdefault(engine_of(header), header.get("shaping_flags", []))
+    return flags
 
 
 def read_results(path):
@@ -193,9 +203,11 @@ def summarize(out, seconds):
         pass
     tests = parse_ctest(os.path.join(out, "ctest.log"))
     engines = sorted({p["engine"] for p in props})
+    engine_settings = engine_flags(out)
     if "llamacpp" not in engines:
         llama = phases.get("llamacpp", {}).get("exit_status")
-        engines_note = "llama.cpp: not run (props has no --engine yet)" if llama == "skipped" else "llama.cpp: not run"
+        engines_note = ("llama.cpp: not run (build-nightly/ has no llama.cpp)" if llama == "skipped"
+                        else "llama.cpp: not run")
     else:
         engines_note = ""
     cases = sum(p["cases"] for p in props)
@@ -214,7 +226,8 @@ def summarize(out, seconds):
                   all(p["status"] == "passed" for p in props),
         "complete": complete, "missing_phases": missing_phases,
         "replay": f"build-nightly/props --rc-seed={run['seed']} --rc-max-success=2000 --full",
-        "engines": [{"engine": e, "backend": "invariant"} for e in engines], "engines_note": engines_note,
+        "engines": [{"engine": e, "settings": engine_settings.get(e, [])} for e in engines],
+        "engines_note": engines_note,
         "properties": props, "counterexamples": counterexamples, "coverage": coverage,
         "phases": phases, "faults": faults, "fault_tests": tests,
     }
@@ -308,7 +321,8 @@ def page(s):
                  f'<div class="svg">{inline_svg(c["heatmap_svg"]) if c["heatmap_svg"] else "(no heatmap)"}</div></div>')
     o.append('<h2>Engines and faults</h2><ul id="engines">')
     for e in s["engines"]:
-        o.append(f'<li>{esc(e["engine"])} ({esc(e["backend"])} kernels)</li>')
+        shown = " ".join(e["settings"]) or "default settings"
+        o.append(f'<li>{esc(e["engine"])}: <code>{esc(shown)}</code></li>')
     if s["engines_note"]:
         o.append(f'<li>{esc(s["engines_note"])}</li>')
     o.append('</ul><p>The fault catalogue (docs/faults.md), each checked by the mutation suite:</p><table id="faults">'

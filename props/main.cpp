@@ -24,6 +24,7 @@
 #include "base/error.h"
 #include "props/context.h"
 #include "props/runner.h"
+#include "props/shard.h"
 
 namespace {
 
@@ -52,6 +53,10 @@ usage: props [flags] [Catch2 test filters and flags]
   --report-dir DIR      where failure reports go (default: props-report)
   --full                random architectures at full size (d_model up to 512, batches of 4)
   --summary FILE        also write the run's outcome per property as JSON
+  --shard K/N           run the K-th of N disjoint slices of every property's cases (batches
+                        of 10 with their own seeds; N shards run exactly the 1/1 run's cases)
+  --results FILE        append one fsync'd JSON line per finished batch; run again with the
+                        same flags, it skips the batches FILE holds (docs/nightly.md)
   --help                this text; Catch2's own flags: props --help-catch
 
 RC_PARAMS works as in RapidCheck; the flags above are appended to it and win.
@@ -109,7 +114,7 @@ int main(int argc, char** argv) {
   std::string rc_params = std::getenv("RC_PARAMS") ? std::getenv("RC_PARAMS") : "";
   props::RunConfig config;
   config.program = argv[0];
-  std::string replay, value, summary;
+  std::string replay, value, summary, shard, results;
   bool reproducing = false;
   try {
     for (size_t i = 0; i < args.size(); ++i) {
@@ -158,6 +163,9 @@ int main(int argc, char** argv) {
         config.shaping_flags.push_back("--llama-ubatch=" + value);
       } else if (take_value(a, "--report-dir", catch_args, i, args, config.report_dir)) {
       } else if (take_value(a, "--summary", catch_args, i, args, summary)) {
+      } else if (take_value(a, "--shard", catch_args, i, args, shard)) {
+        props::parse_shard(shard);
+      } else if (take_value(a, "--results", catch_args, i, args, results)) {
       } else if (a == "--full") {
         config.full = true;
         config.shaping_flags.push_back("--full");
@@ -186,6 +194,8 @@ int main(int argc, char** argv) {
     setenv("RC_PARAMS", rc_params.c_str(), 1);
     props::load_context(config);
     if (!replay.empty()) return props::replay_case(replay);
+    if (!shard.empty() || !results.empty())
+      props::start_sliced_run(shard.empty() ? props::ShardSpec{} : props::parse_shard(shard), results);
   } catch (const Error& e) {
     std::fprintf(stderr, "props: %s\n", e.what());
     return 2;
@@ -204,6 +214,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (const int rc = session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data())) return rc;
+  props::set_property_count(static_cast<int>(
+      Catch::filterTests(Catch::getAllTestCasesSorted(session.config()), session.config().testSpec(), session.config())
+          .size()));
   const auto start = std::chrono::steady_clock::now();
   int status = session.run();
   // A reproduce run must reproduce: one whose property never ran (filtered out, or no such id)

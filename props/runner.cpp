@@ -18,6 +18,7 @@
 #include "props/context.h"
 #include "props/level.h"
 #include "props/report.h"
+#include "props/shard.h"
 
 // Declared in RapidCheck's private headers; the Debian package ships the definitions.
 namespace rc::detail {
@@ -79,16 +80,19 @@ class ProgressListener : public rc::detail::TestListenerAdapter {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_ = start_;
 };
 
-void print_distribution(const rc::detail::Distribution& distribution, int total) {
-  if (distribution.empty() || total == 0) return;
-  // Tags are printed one by one, each with its share: the families, languages, tense mixes
-  // and length buckets the cases covered.
+// Tags are counted one by one: the families, languages, tense mixes and length buckets.
+std::map<std::string, int> tag_counts(const rc::detail::Distribution& distribution) {
   std::map<std::string, int> counts;
   for (const auto& [tags, n] : distribution)
     for (auto tag : tags) {
       if (tag.size() >= 2 && tag.front() == '"' && tag.back() == '"') tag = tag.substr(1, tag.size() - 2);
       counts[tag] += n;
     }
+  return counts;
+}
+
+void print_distribution(const std::map<std::string, int>& counts, int total) {
+  if (counts.empty() || total == 0) return;
   std::string line = "      ";
   for (const auto& [tag, n] : counts) {
     const std::string item = fmt::format("{} {}%  ", tag, (100 * n + total / 2) / total);
@@ -114,6 +118,7 @@ std::vector<PropertyOutcome>& mutable_outcomes() {
   return all;
 }
 const std::vector<PropertyOutcome>& outcomes() { return mutable_outcomes(); }
+void record_outcome(PropertyOutcome outcome) { mutable_outcomes().push_back(std::move(outcome)); }
 
 const RunConfig& run_config() { return mutable_config(); }
 void set_run_config(RunConfig config) { mutable_config() = std::move(config); }
@@ -142,6 +147,60 @@ std::string reproduce_command(uint64_t run_seed, const std::string& reproduce) {
   return cmd + " " + shell_quote("--rc-reproduce=" + reproduce);
 }
 
+void print_passed(const std::string& id, const std::string& sentence, int cases, double seconds,
+                  const std::map<std::string, int>& tags) {
+  std::printf("ok    %-4s %-78s %5d cases %6.2f s\n", id.c_str(), sentence.c_str(), cases, seconds);
+  print_distribution(tags, cases);
+  print_levels(id);
+  std::fflush(stdout);
+}
+
+CheckResult check_once(const std::string& id, const std::string& sentence, uint64_t seed, int cases,
+                       const std::function<void()>& body) {
+  const auto& rc_config = rc::detail::configuration();
+  rc::detail::TestParams params = rc_config.testParams;
+  params.seed = seed;
+  params.maxSuccess = cases;
+  params.maxSize = std::min(params.maxSize, 100);  // above 100, RapidCheck's BitStream is UB
+  last_failure().make = nullptr;
+
+  ProgressListener listener(id, params.maxSuccess);
+  const auto start = std::chrono::steady_clock::now();
+  const auto result = rc::detail::checkTestable(body, rc::detail::TestMetadata{id, sentence}, params,
+                                                listener, rc_config.reproduce);
+  CheckResult out;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  listener.clear();
+
+  if (result.is<rc::detail::SuccessResult>()) {
+    const auto& ok = result.get<rc::detail::SuccessResult>();
+    out.passed = true;
+    out.cases = ok.numSuccess;
+    out.tags = tag_counts(ok.distribution);
+    return out;
+  }
+  std::printf("FAIL  %-4s %-78s %6.2f s\n", id.c_str(), sentence.c_str(), out.seconds);
+  std::ostringstream message;
+  rc::detail::printResultMessage(result, message);
+  std::printf("%s\n", message.str().c_str());
+  out.counterexample = message.str();
+  if (result.is<rc::detail::FailureResult>()) {
+    const auto* failure = &result.get<rc::detail::FailureResult>();
+    const std::string reproduce = rc::detail::reproduceMapToString(
+        std::unordered_map<std::string, rc::detail::Reproduce>{{id, failure->reproduce}});
+    out.reproduce = reproduce_command(rc_config.testParams.seed, reproduce);
+    std::printf("Shrunk in %d steps. Reproduce with:\n  %s\n", listener.shrinks(), out.reproduce.c_str());
+    if (last_failure().make) {
+      const Failure report = last_failure().make();
+      publish_failure(id, report);
+      const std::string case_file = run_config().report_dir + "/" + id + ".case.json";
+      if (std::filesystem::exists(case_file)) out.case_file = case_file;
+    }
+  }
+  std::fflush(stdout);
+  return out;
+}
+
 bool check_property(const std::string& id, const std::string& sentence, int cases,
                     const std::function<void()>& body) {
   const auto& rc_config = rc::detail::configuration();
@@ -156,48 +215,18 @@ bool check_property(const std::string& id, const std::string& sentence, int case
     return true;
   }
   begin_observing(id);
-  rc::detail::TestParams params = rc_config.testParams;
-  params.seed = property_seed(rc_config.testParams.seed, id);
   // The default max_success (100) means "each property's own case count"; any other value
   // scales every property by max_success / 100 (the nightly run uses 2000: 20 times).
-  params.maxSuccess = std::max(1, static_cast<int>(static_cast<long long>(cases) * params.maxSuccess / 100));
-  params.maxSize = std::min(params.maxSize, 100);  // above 100, RapidCheck's BitStream is UB
-  last_failure().make = nullptr;
+  const int total = std::max(1, static_cast<int>(static_cast<long long>(cases) * rc_config.testParams.maxSuccess / 100));
+  const uint64_t seed = property_seed(rc_config.testParams.seed, id);
+  // --shard / --results: the property runs as batches, each its own check (props/shard.h).
+  if (sliced_run() && rc_config.reproduce.empty()) return check_sliced(id, sentence, seed, total, body);
 
-  ProgressListener listener(id, params.maxSuccess);
-  const auto start = std::chrono::steady_clock::now();
-  const auto result = rc::detail::checkTestable(body, rc::detail::TestMetadata{id, sentence}, params,
-                                                listener, rc_config.reproduce);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  listener.clear();
-
-  if (result.is<rc::detail::SuccessResult>()) {
-    const auto* ok = &result.get<rc::detail::SuccessResult>();
-    std::printf("ok    %-4s %-78s %5d cases %6.2f s\n", id.c_str(), sentence.c_str(), ok->numSuccess, seconds);
-    print_distribution(ok->distribution, ok->numSuccess);
-    print_levels(id);
-    mutable_outcomes().push_back({id, sentence, "passed", ok->numSuccess, seconds, "", observed_summary()});
-    std::fflush(stdout);
-    return true;
-  }
-  std::printf("FAIL  %-4s %-78s %6.2f s\n", id.c_str(), sentence.c_str(), seconds);
-  std::ostringstream message;
-  rc::detail::printResultMessage(result, message);
-  std::printf("%s\n", message.str().c_str());
-  mutable_outcomes().push_back({id, sentence, "failed", 0, seconds, message.str(), ""});
-  if (result.is<rc::detail::FailureResult>()) {
-    const auto* failure = &result.get<rc::detail::FailureResult>();
-    const std::string reproduce = rc::detail::reproduceMapToString(
-        std::unordered_map<std::string, rc::detail::Reproduce>{{id, failure->reproduce}});
-    std::printf("Shrunk in %d steps. Reproduce with:\n  %s\n", listener.shrinks(),
-                reproduce_command(rc_config.testParams.seed, reproduce).c_str());
-    if (last_failure().make) {
-      const Failure report = last_failure().make();
-      publish_failure(id, report);
-    }
-  }
-  std::fflush(stdout);
-  return false;
+  const CheckResult r = check_once(id, sentence, seed, total, body);
+  if (r.passed) print_passed(id, sentence, r.cases, r.seconds, r.tags);
+  mutable_outcomes().push_back({id, sentence, r.passed ? "passed" : "failed", r.cases, r.seconds, r.counterexample,
+                                r.passed ? observed_summary() : ""});
+  return r.passed;
 }
 
 }  // namespace miniinfer::props

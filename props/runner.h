@@ -3,6 +3,7 @@
 // string, saved case and report. RapidCheck is not thread-safe; props runs one at a time.
 #pragma once
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@ struct PropertyOutcome {
   std::string levels;                // passed: what the cases showed at finer levels (level.h)
 };
 const std::vector<PropertyOutcome>& outcomes();
+void record_outcome(PropertyOutcome outcome);
 
 // The seed property `id` draws its cases from: a mix of the run's seed and the id, so that
 // properties cover different prompts while one --rc-seed still fixes them all.
@@ -53,6 +55,25 @@ void set_run_config(RunConfig config);
 // shrunk counterexample and the reproduce string. Returns true on success.
 bool check_property(const std::string& id, const std::string& sentence, int cases,
                     const std::function<void()>& body);
+
+// One RapidCheck check of `body` as property `id`: `cases` cases drawn from `seed`. A pass
+// prints nothing (print_passed does); a failure prints the FAIL line, the shrunk
+// counterexample, the reproduce command and the report. check_property runs one per
+// property; the sliced run (props/shard.h) one per batch.
+struct CheckResult {
+  bool passed = false;
+  int cases = 0;
+  double seconds = 0.0;
+  std::map<std::string, int> tags;  // tag -> cases that carried it
+  std::string counterexample;       // RapidCheck's message, when failed
+  std::string reproduce;            // the reproduce command, when failed
+  std::string case_file;            // the saved case (for --replay), when failed and saved
+};
+CheckResult check_once(const std::string& id, const std::string& sentence, uint64_t seed, int cases,
+                       const std::function<void()>& body);
+// The property's "ok" line and its tag distribution.
+void print_passed(const std::string& id, const std::string& sentence, int cases, double seconds,
+                  const std::map<std::string, int>& tags);
 
 struct Failure;  // props/report.h
 // Called by a property on each failing case with a closure that builds the full report. The

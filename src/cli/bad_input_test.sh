@@ -83,6 +83,18 @@ check "props: flag without value" 2 "flag --model needs a value" -- "$props" --m
 check "props: unknown flag" 2 "unknown flag --bogus" -- "$props" --bogus
 check "props: report dir unwritable" 2 "--report-dir regular_file/reports: " -- "$props" --report-dir regular_file/reports "[p0]"
 check "props: summary unwritable" 2 "--summary regular_file/s.json: " --out regular_file/s.json -- "$props" --summary regular_file/s.json "[p0]"
+check "props: shard past N" 2 "--shard '3/2': K must be between 1 and N" -- "$props" --shard 3/2 "[p0]"
+check "props: shard not K/N" 2 "--shard 'x': expected K/N" -- "$props" --shard x "[p0]"
+check "props: shard of zero" 2 "--shard '0/0': K must be between 1 and N" -- "$props" --shard 0/0 "[p0]"
+check "props: shard not numbers" 2 "--shard 'a/b': expected K/N with whole numbers" -- "$props" --shard a/b "[p0]"
+check "props: results unwritable" 2 "--results regular_file/r.jsonl: cannot open it" --out regular_file/r.jsonl -- "$props" --results regular_file/r.jsonl "[p0]"
+check "props: results is a folder" 2 "--results \.: not a regular file" -- "$props" --results . "[p0]"
+printf '{"props_results":1,"seed":99}\n' >other-run.jsonl
+check "props: results of another run" 2 "--results other-run\.jsonl: written by another run" -- "$props" --rc-seed=1 --results other-run.jsonl "[p0]"
+printf '{"props_results":1}\nnot json\n{"batch":0}\n' >damaged.jsonl
+printf '{"batch_cases":10,"max_success":100,"props_results":1,"seed":1,"shaping_flags":[],"shard":"1/1"}\n{"property":"p0","batch":"x"}\n' >odd-line.jsonl
+check "props: results line of the wrong shape" 2 "--results odd-line\.jsonl: line 2 is neither a plan nor a finished batch" -- "$props" --rc-seed=1 --results odd-line.jsonl "[p0]"
+check "props: results damaged mid-file" 2 "--results damaged\.jsonl: line 2 is not a JSON object" -- "$props" --results damaged.jsonl "[p0]"
 echo '{"property": "p6", "prompts": [' >malformed.case.json
 check "replay: malformed" 2 "replay malformed\.case\.json: not valid JSON" -- "$props" --replay malformed.case.json
 check "replay: missing file" 2 "missing\.case\.json" -- "$props" --replay missing.case.json

@@ -1,0 +1,49 @@
+// The append-only results file (props --results FILE): a header line naming the run, then one
+// JSON line per finished batch, each written with one write() and fsync'd before the next batch
+// starts. A kill can tear only the last line; opening the file again drops that line (its batch
+// runs again) and keeps everything before it.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace miniinfer::props {
+
+// What a results file's bytes hold: its whole lines, each a JSON object, and the bytes they
+// span; what follows is a torn tail to drop (a last line without its newline, or a last line
+// that is not a JSON object). Throws Error naming `path` when a bad line has lines after it.
+struct ParsedResults {
+  std::vector<nlohmann::json> lines;
+  size_t good_bytes = 0;
+};
+ParsedResults parse_results(std::string_view bytes, const std::string& path);
+
+class ResultsFile {
+ public:
+  // Opens `path` for appending, creating it with `header` as its first line. An existing file
+  // must start with the same header (the same seed, scale, shard and shaping flags). Takes an
+  // exclusive lock: two runs never append to one file. Throws Error naming the path.
+  ResultsFile(std::string path, const nlohmann::json& header);
+  ~ResultsFile();
+  ResultsFile(const ResultsFile&) = delete;
+  ResultsFile& operator=(const ResultsFile&) = delete;
+
+  // The lines after the header that were in the file when it was opened, in order.
+  const std::vector<nlohmann::json>& existing() const { return existing_; }
+  // Bytes of a torn last line dropped at open (0: none).
+  size_t dropped_bytes() const { return dropped_; }
+  const std::string& path() const { return path_; }
+
+  // Appends `line` and a newline in one write, then fsyncs. Throws Error naming the path.
+  void append(const nlohmann::json& line);
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::vector<nlohmann::json> existing_;
+  size_t dropped_ = 0;
+};
+
+}  // namespace miniinfer::props

@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""Merges a nightly run (nightly/DATE/) into summary.json and writes index.html.
+
+Reads what the run left: run.json, each shard's results-K.jsonl (a header, a plan line per
+property, a line per finished batch), the shards' failure reports, phases/*.json, faults.txt,
+ctest.log, and earlier nights' summary.json beside this one for the trend. Writes both files
+whole (temp file, then rename). The page is static: inline CSS and SVG, no script.
+Exit status: 0 when the night passed, 1 when anything failed or is missing, 2 on bad input.
+
+usage: nightly_report.py OUT [--seconds S]
+"""
+import glob
+import html
+import json
+import os
+import re
+import sys
+
+TREND_NIGHTS = 30
+
+
+def fail(msg, status=2):
+    print(f"nightly-merge: {msg}", file=sys.stderr)
+    sys.exit(status)
+
+
+def write_whole(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path, default=None):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def engine_of(header):
+    flags = header.get("shaping_flags", [])
+    return flags[flags.index("--engine") + 1] if "--engine" in flags[:-1] else "miniinfer"
+
+
+def engine_flags(out):
+    """Per engine, the flags that shaped its cases (from the results files' headers)."""
+    flags = {}
+    for path in sorted(glob.glob(os.path.join(out, "shards", "results-*.jsonl"))):
+        header, _, _ = read_results(path)
+        if header:
+            flags.setdefault(engine_of(header), header.get("shaping_flags", []))
+    return flags
+
+
+def read_results(path):
+    """The header, and the complete lines; a torn last line is counted, not used."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    parts = text.split("\n")
+    torn = 1 if parts[-1] else 0
+    lines = []
+    for i, part in enumerate(parts[:-1]):
+        try:
+            lines.append(json.loads(part))
+        except ValueError:
+            if i == len(parts) - 2:
+                torn += 1
+            else:
+                fail(f"{path}: line {i + 1} is not JSON: the file is damaged")
+    if not lines or "props_results" not in lines[0]:
+        return None, [], torn
+    return lines[0], lines[1:], torn
+
+
+def shrunk_prompt(case):
+    if not case:
+        return ""
+    if case.get("property") == "p11" or "program" in case:
+        return json.dumps(case.get("program", case), separators=(",", ":"))[:2000]
+    return " | ".join(p.get("text", "") for p in case.get("prompts", []))
+
+
+def merge_props(out, shards):
+    """Per (engine, property): cases, failures, time, coverage; and the counterexamples."""
+    props, counterexamples = {}, []
+    coverage = {"duplicates": 0, "missing_batches": 0, "torn_lines": 0, "results_files": 0}
+    seen = {}
+    shard_files = sorted(glob.glob(os.path.join(out, "shards", "results-*.jsonl")))
+    for path in shard_files:
+        header, lines, torn = read_results(path)
+        coverage["torn_lines"] += torn
+        if header is None:
+            continue
+        coverage["results_files"] += 1
+        engine = engine_of(header)
+        shard = header.get("shard", "1/1")
+        for j in lines:
+            if "plan" in j:
+                key = (engine, j["plan"])
+                p = props.setdefault(key, {"engine": engine, "id": j["plan"], "property": j.get("sentence", ""),
+                                           "planned_cases": j["cases"], "batches": j["batches"], "cases": 0,
+                                           "failures": 0, "seconds": 0.0, "owned": set(), "done": set(),
+                                           "stopped": set()})
+                p["owned"].update(range(j["first"], j["end"]))
+                continue
+            if "batch" not in j:
+                continue
+            key = (engine, j["property"])
+            p = props.get(key)
+            if p is None:
+                continue
+            bkey = (engine, j["property"], j["batch"])
+            if bkey in seen:
+                coverage["duplicates"] += 1
+                continue
+            seen[bkey] = True
+            p["done"].add(j["batch"])
+            p["seconds"] += j.get("seconds", 0.0)
+            if j["status"] == "passed":
+                p["cases"] += j["cases"]
+                continue
+            p["failures"] += 1
+            p["stopped"].add(shard)
+            case_file = j.get("counterexample", "")
+            report_file = case_file.replace(".case.json", ".report.json") if case_file else ""
+            svg_file = case_file.replace(".case.json", ".heatmap.svg") if case_file else ""
+            report = read_json(report_file, {}) if report_file else {}
+            case = read_json(case_file, {}) if case_file else {}
+            counterexamples.append({
+                "engine": engine, "id": j["property"], "shard": shard, "batch": j["batch"],
+                "case_seed": j["case_seed"],
+                "headline": report.get("headline", "") or j.get("message", "").split("\n")[0],
+                "verdict": report.get("verdict", ""),
+                "prompt": shrunk_prompt(case),
+                "reproduce": j.get("reproduce", ""),
+                "replay": f"build-nightly/props --replay {case_file}" if case_file else "",
+                "case_file": case_file,
+                "heatmap_svg": svg_file if svg_file and os.path.exists(svg_file) else "",
+            })
+    rows = []
+    for (engine, pid), p in sorted(props.items(), key=lambda kv: (kv[0][0], int(kv[0][1][1:] or 0))):
+        all_batches = set(range(p["batches"]))
+        missing = all_batches - p["done"]
+        unowned = all_batches - p["owned"]
+        # A shard stops a property at its first failure: its later batches are not missing.
+        if p["failures"] == 0:
+            coverage["missing_batches"] += len(missing)
+        status = "failed" if p["failures"] else ("passed" if not missing and not unowned else "incomplete")
+        rows.append({"engine": engine, "id": pid, "property": p["property"], "status": status,
+                     "planned_cases": p["planned_cases"], "cases": p["cases"], "failures": p["failures"],
+                     "seconds": round(p["seconds"], 2), "batches": p["batches"],
+                     "batches_done": len(p["done"]), "batches_unowned": len(unowned)})
+    return rows, counterexamples, coverage
+
+
+def parse_ctest(path):
+    tests = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                m = re.search(r"Test\s+#\d+: (\S+) \.*\s*(\*\*\*)?(Passed|Failed|Not Run|Timeout|Skipped|Exception\S*)"
+                              r".*?([\d.]+) sec", line)
+                if m:
+                    tests.append({"name": m.group(1), "status": m.group(3).lower(), "seconds": float(m.group(4))})
+    except OSError:
+        pass
+    return tests
+
+
+def earlier_nights(out, date):
+    nights = []
+    for path in glob.glob(os.path.join(os.path.dirname(os.path.abspath(out)), "*", "summary.json")):
+        s = read_json(path)
+        if not s or s.get("date", "") >= date:
+            continue
+        nights.append({"date": s["date"], "cases": s.get("cases", 0), "failures": s.get("failures", 0),
+                       "seconds": s.get("seconds", 0), "passed": s.get("passed", False)})
+    return sorted(nights, key=lambda n: n["date"])[-(TREND_NIGHTS - 1):]
+
+
+def summarize(out, seconds):
+    run = read_json(os.path.join(out, "run.json"))
+    if run is None:
+        fail(f"{out}/run.json is missing or not JSON: {out} is not a nightly run's folder")
+    props, counterexamples, coverage = merge_props(out, run.get("shards", 1))
+    phases = {}
+    for path in sorted(glob.glob(os.path.join(out, "phases", "*.json"))):
+        ph = read_json(path, {})
+        if ph:
+            phases[ph["phase"]] = {"exit_status": ph["exit_status"], "seconds": ph["seconds"], "log": ph["log"]}
+    faults = []
+    try:
+        with open(os.path.join(out, "faults.txt"), encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    name, _, what = line.strip().partition(" ")
+                    faults.append({"name": name, "description": what.strip()})
+    except OSError:
+        pass
+    tests = parse_ctest(os.path.join(out, "ctest.log"))
+    engines = sorted({p["engine"] for p in props})
+    engine_settings = engine_flags(out)
+    if "llamacpp" not in engines:
+        llama = phases.get("llamacpp", {}).get("exit_status")
+        engines_note = ("llama.cpp: not run (build-nightly/ has no llama.cpp)" if llama == "skipped"
+                        else "llama.cpp: not run")
+    else:
+        engines_note = ""
+    cases = sum(p["cases"] for p in props)
+    failures = sum(p["failures"] for p in props)
+    expected = set(run.get("phases", "").split())
+    ran_phase_ok = all(ph["exit_status"] in (0, "skipped") for ph in phases.values())
+    complete = (coverage["missing_batches"] == 0 and coverage["duplicates"] == 0 and
+                all(p["batches_unowned"] == 0 for p in props) and
+                ("props" not in expected or coverage["results_files"] >= run.get("shards", 1)))
+    missing_phases = sorted(expected - set(phases))
+    summary = {
+        "date": run["date"], "seed": run["seed"], "shards": run.get("shards", 1),
+        "seconds": seconds if seconds is not None else run.get("seconds", 0),
+        "cases": cases, "failures": failures,
+        "passed": failures == 0 and complete and ran_phase_ok and not missing_phases and
+                  all(p["status"] == "passed" for p in props),
+        "complete": complete, "missing_phases": missing_phases,
+        "replay": f"build-nightly/props --rc-seed={run['seed']} --rc-max-success=2000 --full",
+        "engines": [{"engine": e, "settings": engine_settings.get(e, [])} for e in engines],
+        "engines_note": engines_note,
+        "properties": props, "counterexamples": counterexamples, "coverage": coverage,
+        "phases": phases, "faults": faults, "fault_tests": tests,
+    }
+    summary["trend"] = earlier_nights(out, run["date"]) + [
+        {"date": run["date"], "cases": cases, "failures": failures, "seconds": summary["seconds"],
+         "passed": summary["passed"]}]
+    return summary
+
+
+# ---- the page ----------------------------------------------------------------------------------
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222}
+h1{font-size:22px} h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.passed{color:#176b1d;font-weight:bold} .failed,.incomplete{color:#b00020;font-weight:bold}
+.verdict{font-size:18px;padding:8px 12px;display:inline-block;border-radius:4px}
+.verdict.passed{background:#e3f4e4} .verdict.failed{background:#fbe3e6}
+code,pre{background:#f5f5f5;padding:2px 4px;font-size:12px;white-space:pre-wrap;word-break:break-all}
+.cx{border:1px solid #ddd;padding:8px 12px;margin:12px 0} .svg svg{max-width:100%;height:auto}
+"""
+
+
+def esc(x):
+    return html.escape(str(x))
+
+
+def trend_svg(trend):
+    w, h, pad = 720, 160, 30
+    if not trend:
+        return ""
+    top = max(1, max(n["cases"] for n in trend))
+    step = (w - 2 * pad) / max(1, len(trend))
+    bars = []
+    for i, n in enumerate(trend):
+        bh = (h - 2 * pad) * n["cases"] / top
+        x = pad + i * step
+        color = "#4caf50" if n["passed"] else "#e53935"
+        bars.append(f'<rect x="{x:.1f}" y="{h - pad - bh:.1f}" width="{step * 0.8:.1f}" height="{bh:.1f}" '
+                    f'fill="{color}"><title>{esc(n["date"])}: {n["cases"]} cases, {n["failures"]} failures</title></rect>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
+            f'role="img" aria-label="cases per night">'
+            f'<text x="{pad}" y="16" font-size="12">cases per night (green: passed, red: failed); most: {top}</text>'
+            + "".join(bars) +
+            f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>'
+            f'<text x="{pad}" y="{h - 10}" font-size="11">{esc(trend[0]["date"])}</text>'
+            f'<text x="{w - pad}" y="{h - 10}" font-size="11" text-anchor="end">{esc(trend[-1]["date"])}</text></svg>')
+
+
+def inline_svg(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            svg = f.read()
+    except OSError:
+        return "<p>(heatmap missing)</p>"
+    return re.sub(r"^<\?xml[^>]*\?>\s*", "", svg)
+
+
+def page(s):
+    verdict = "passed" if s["passed"] else "failed"
+    o = [f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>nightly {esc(s["date"])}: '
+         f'{verdict}</title><style>{CSS}</style></head><body>',
+         f'<h1>props nightly, {esc(s["date"])}</h1>',
+         f'<p class="verdict {verdict}" id="verdict">{verdict.upper()}: {s["cases"]} cases, '
+         f'{s["failures"]} failures, {s["shards"]} shards, {s["seconds"]} s</p>',
+         f'<p>seed {s["seed"]}; rerun the properties with <code>{esc(s["replay"])}</code></p>']
+    cov = s["coverage"]
+    o.append(f'<p id="coverage">coverage: {cov["results_files"]} results files, {cov["duplicates"]} duplicate '
+             f'batches, {cov["missing_batches"]} missing batches, {cov["torn_lines"]} torn lines'
+             + ("" if not s["missing_phases"] else f'; phases that did not finish: {esc(", ".join(s["missing_phases"]))}')
+             + '</p>')
+    o.append('<h2>Properties</h2><table id="properties"><tr><th>engine</th><th>id</th><th>property</th>'
+             '<th>status</th><th>cases</th><th>failures</th><th>time (s, all shards)</th></tr>')
+    for p in s["properties"]:
+        o.append(f'<tr id="prop-{esc(p["engine"])}-{esc(p["id"])}"><td>{esc(p["engine"])}</td><td>{esc(p["id"])}</td>'
+                 f'<td>{esc(p["property"])}</td><td class="status {p["status"]}">{p["status"]}</td>'
+                 f'<td class="num cases">{p["cases"]}</td><td class="num failures">{p["failures"]}</td>'
+                 f'<td class="num seconds">{p["seconds"]:.2f}</td></tr>')
+    o.append('</table>')
+    o.append(f'<h2>Counterexamples ({len(s["counterexamples"])})</h2>')
+    if not s["counterexamples"]:
+        o.append('<p id="no-counterexamples">None tonight.</p>')
+    for i, c in enumerate(s["counterexamples"]):
+        o.append(f'<div class="cx" id="cx-{i}" data-property="{esc(c["id"])}"><h3>{esc(c["engine"])} {esc(c["id"])}, '
+                 f'shard {esc(c["shard"])}, batch {c["batch"]}</h3>'
+                 f'<p class="headline">{esc(c["headline"])}{(" (" + esc(c["verdict"]) + ")") if c["verdict"] else ""}</p>'
+                 f'<p>shrunk prompt: <code class="prompt">{esc(c["prompt"])}</code></p>'
+                 f'<p>reproduce: <code class="reproduce">{esc(c["reproduce"])}</code></p>'
+                 f'<p>replay: <code class="replay">{esc(c["replay"])}</code></p>'
+                 f'<div class="svg">{inline_svg(c["heatmap_svg"]) if c["heatmap_svg"] else "(no heatmap)"}</div></div>')
+    o.append('<h2>Engines and faults</h2><ul id="engines">')
+    for e in s["engines"]:
+        shown = " ".join(e["settings"]) or "default settings"
+        o.append(f'<li>{esc(e["engine"])}: <code>{esc(shown)}</code></li>')
+    if s["engines_note"]:
+        o.append(f'<li>{esc(s["engines_note"])}</li>')
+    o.append('</ul><p>The fault catalogue (docs/faults.md), each checked by the mutation suite:</p><table id="faults">'
+             '<tr><th>fault</th><th>what it breaks</th></tr>')
+    for f in s["faults"]:
+        o.append(f'<tr><td>{esc(f["name"])}</td><td>{esc(f["description"])}</td></tr>')
+    if not s["fault_tests"]:
+        o.append('</table><p id="tests">The mutation suite and the nightly-only tests did not run tonight.</p><table>')
+    else:
+        o.append('</table><table id="tests"><tr><th>nightly test</th><th>status</th><th>time (s)</th></tr>')
+    for t in s["fault_tests"]:
+        o.append(f'<tr><td>{esc(t["name"])}</td><td class="{ "passed" if t["status"] == "passed" else "failed"}">'
+                 f'{esc(t["status"])}</td><td class="num">{t["seconds"]:.1f}</td></tr>')
+    o.append('</table><h2>Phases</h2><table id="phases"><tr><th>phase</th><th>exit status</th><th>time (s)</th><th>log</th></tr>')
+    for name, ph in s["phases"].items():
+        cls = "passed" if ph["exit_status"] in (0, "skipped") else "failed"
+        o.append(f'<tr><td>{esc(name)}</td><td class="{cls}">{esc(ph["exit_status"])}</td>'
+                 f'<td class="num">{ph["seconds"]}</td><td>{esc(ph["log"])}</td></tr>')
+    o.append(f'</table><h2>The last {len(s["trend"])} nights</h2><div class="svg">{trend_svg(s["trend"])}</div>'
+             '<table id="trend"><tr><th>date</th><th>cases</th><th>failures</th><th>time (s)</th><th>result</th></tr>')
+    for n in reversed(s["trend"]):
+        r = "passed" if n["passed"] else "failed"
+        o.append(f'<tr><td>{esc(n["date"])}</td><td class="num">{n["cases"]}</td><td class="num">{n["failures"]}</td>'
+                 f'<td class="num">{n["seconds"]}</td><td class="{r}">{r}</td></tr>')
+    o.append('</table></body></html>\n')
+    return "\n".join(o)
+
+
+def main(argv):
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--seconds"):
+        fail("usage: nightly_report.py OUT [--seconds S]")
+    out = argv[0]
+    seconds = None
+    if len(argv) == 3:
+        if not argv[2].isdigit():
+            fail(f"--seconds '{argv[2]}': expected a whole number")
+        seconds = int(argv[2])
+    if not os.path.isdir(out):
+        fail(f"{out}: not a folder")
+    s = summarize(out, seconds)
+    write_whole(os.path.join(out, "summary.json"), json.dumps(s, indent=2) + "\n")
+    write_whole(os.path.join(out, "index.html"), page(s))
+    print(f"nightly: {s['cases']} cases, {s['failures']} failures, "
+          f"{'passed' if s['passed'] else 'FAILED'}; {out}/summary.json, {out}/index.html")
+    return 0 if s["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -71,9 +71,8 @@ double PropsOutput::seconds_before(const std::string& id) const {
 }
 
 PropsOutput read_props_run(const std::string& text, const std::string& summary_path) {
-  // props: model NAME (V=.. D=.. L=4 H=.. F=..), backend B, fault F
-  static const std::regex header(
-      R"(^props: model .* \(V=\d+ D=\d+ L=(\d+) H=\d+ F=\d+\), backend \S+, fault \S+)");
+  // props: model NAME (V=.. D=.. L=4 H=.. F=..)   (the next line names the engine and level)
+  static const std::regex header(R"(^props: model .* \(V=\d+ D=\d+ L=(\d+) H=\d+ F=\d+\))");
   static const std::regex falsified(R"(Falsifiable after (\d+) tests)");
   PropsOutput out;
   std::istringstream in(text);
@@ -85,7 +84,7 @@ PropsOutput read_props_run(const std::string& text, const std::string& summary_p
       break;
     }
   if (out.n_layer < 0)
-    fail("props output has no 'props: model ... (.. L=N ..), backend .., fault ..' header line");
+    fail("props output has no 'props: model ... (.. L=N ..)' header line");
 
   std::ifstream file(summary_path);
   if (!file) fail("props wrote no summary {} (see its log)", summary_path);

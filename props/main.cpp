@@ -218,7 +218,8 @@ int main(int argc, char** argv) {
       Catch::filterTests(Catch::getAllTestCasesSorted(session.config()), session.config().testSpec(), session.config())
           .size()));
   const auto start = std::chrono::steady_clock::now();
-  int status = session.run();
+  // Catch2 returns the number of failed test cases; props' status is 1 for any (2 is a refusal).
+  int status = session.run() ? 1 : 0;
   // A reproduce run must reproduce: one whose property never ran (filtered out, or no such id)
   // would otherwise end "All tests passed".
   for (const auto& [id, reproduce] : rc::detail::configuration().reproduce) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates experiments/23-llamacpp-cache (called by scripts/regen-experiments): exports the
 # model to GGUF in the build folder, runs llamacpp_lab (results.json, manifest.json), then props
-# per configuration: at the bits level on p6, whose shrunk counterexample, report and heatmap go
-# to counterexamples/CONFIG/ (an empty folder when p6 holds there); then every property at the
+# per configuration: at the bits level on p6 and p3, whose shrunk counterexamples, reports and
+# heatmaps go to counterexamples/CONFIG/ (none when they hold there); then every property at the
 # tokens level (what the lab's runs hold), whose failures go to counterexamples/CONFIG/tokens/.
 #
 # usage: experiments/23-llamacpp-cache/regen.sh BUILD_DIR MODEL [--props-only]
@@ -33,13 +33,14 @@ for config in defaults f32-kv threads-2 flash-on ubatch-1; do
   mkdir -p "$out"
   status=0
   "$build/props" --rc-seed=1 --model "$model" --engine llamacpp --gguf "$gguf" "${flags[@]}" --report-dir "$out" \
-    '[p6]' >"$work/$config.log" 2>&1 || status=$?
+    '[p6],[p3]' >"$work/$config.log" 2>&1 || status=$?
   # 0: p6 holds (no counterexample), 1: it failed and the files are written; else a refusal.
   if [ "$status" -gt 1 ]; then
     cat "$work/$config.log" >&2
     exit 1
   fi
-  echo "regen: 23-llamacpp-cache $config: p6 at bits $([ "$status" -eq 0 ] && echo holds || echo "fails: $out")"
+  echo "regen: 23-llamacpp-cache $config: at bits: $(grep -E '^(ok|FAIL) ' "$work/$config.log" |
+    awk '{printf "%s %s, ", $2, $1}')"
   status=0
   "$build/props" --rc-seed=1 --model "$model" --engine llamacpp --gguf "$gguf" "${flags[@]}" --level tokens \
     --report-dir "$out/tokens" --summary "$work/$config-tokens.json" >"$work/$config-tokens.log" 2>&1 || status=$?

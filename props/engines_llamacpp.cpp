@@ -66,19 +66,8 @@ class LlamaSubject final : public EngineUnderTest {
     detail::check_request(prompts, o, batch(), capacity());
     if (o.trace) fail("llama.cpp: generate takes no Trace of ours (its tracing is llama())");
     e_.reset();
-    GenerateResult result;
-    result.tokens.resize(prompts.size());
-    if (o.return_logits) result.logits.resize(prompts.size());
-    detail::Sampling sampling{{o.temperature, o.top_k, o.top_p}, {}, {}, &o.coins};
-    for (size_t b = 0; b < prompts.size(); ++b) sampling.streams.push_back(Rng::stream(o.seed, o.first_stream + b));
     EngineUnderTest& self = *this;  // the loops call the base's forward_uncached(tokens, logits)
-    if (o.max_new_tokens > 0) {
-      if (o.cache)
-        detail::generate_cached(self, prompts, o, sampling, result);
-      else
-        detail::generate_uncached(self, prompts, o, sampling, result);
-    }
-    return result;
+    return detail::run_loops(self, prompts, o);
   }
 
  private:

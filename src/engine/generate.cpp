@@ -12,7 +12,6 @@
 namespace miniinfer {
 
 GenerateResult generate(Engine& engine, const std::vector<std::vector<int>>& prompts, const GenerateOptions& o) {
-  const SamplerOptions sampler{o.temperature, o.top_k, o.top_p};
   detail::check_request(prompts, o, engine.batch(), o.cache ? engine.capacity() : engine.config().max_seq_len);
 
   // The backend, fault and trace belong to this call only: however it ends, the engine gets
@@ -33,23 +32,7 @@ GenerateResult generate(Engine& engine, const std::vector<std::vector<int>>& pro
   engine.set_trace(o.trace);
   if (o.fault != Fault::StaleCache) engine.reset();  // fault: stale-cache skips this reset
 
-  GenerateResult result;
-  result.tokens.resize(prompts.size());
-  for (auto& t : result.tokens) t.reserve(static_cast<size_t>(o.max_new_tokens));
-  if (o.return_logits) {
-    result.logits.resize(prompts.size());
-    for (auto& l : result.logits) l.reserve(static_cast<size_t>(o.max_new_tokens) * engine.vocab_size());
-  }
-  detail::Sampling sampling{sampler, {}, {}, &o.coins};
-  for (size_t b = 0; b < prompts.size(); ++b) sampling.streams.push_back(Rng::stream(o.seed, o.first_stream + b));
-
-  if (o.max_new_tokens > 0) {
-    if (o.cache)
-      detail::generate_cached(engine, prompts, o, sampling, result);
-    else
-      detail::generate_uncached(engine, prompts, o, sampling, result);
-  }
-  return result;
+  return detail::run_loops(engine, prompts, o);
 }
 
 GenerateResult generate(const Model& model, const std::vector<std::vector<int>>& prompts, const GenerateOptions& o) {

@@ -106,6 +106,28 @@ void generate_uncached(E& engine, const std::vector<std::vector<int>>& prompts, 
   }
 }
 
+// The result's buffers, one coin stream per prompt (Rng::stream(seed, first_stream + i)), and
+// the cached or the uncached loop: what generate() does once the engine is set up and reset.
+template <class E>
+GenerateResult run_loops(E& engine, const std::vector<std::vector<int>>& prompts, const GenerateOptions& o) {
+  GenerateResult result;
+  result.tokens.resize(prompts.size());
+  for (auto& t : result.tokens) t.reserve(static_cast<size_t>(o.max_new_tokens));
+  if (o.return_logits) {
+    result.logits.resize(prompts.size());
+    for (auto& l : result.logits) l.reserve(static_cast<size_t>(o.max_new_tokens) * engine.vocab_size());
+  }
+  Sampling sampling{{o.temperature, o.top_k, o.top_p}, {}, {}, &o.coins};
+  for (size_t b = 0; b < prompts.size(); ++b) sampling.streams.push_back(Rng::stream(o.seed, o.first_stream + b));
+  if (o.max_new_tokens > 0) {
+    if (o.cache)
+      generate_cached(engine, prompts, o, sampling, result);
+    else
+      generate_uncached(engine, prompts, o, sampling, result);
+  }
+  return result;
+}
+
 }  // namespace detail
 
 }  // namespace miniinfer

@@ -205,15 +205,9 @@ std::optional<std::string> check_batch(EngineUnderTest& e, Case& c) {
   return std::nullopt;
 }
 
-std::vector<float> flat(const std::vector<std::vector<float>>& rows, size_t from = 0) {
-  std::vector<float> out;
-  for (size_t i = from; i < rows.size(); ++i) out.insert(out.end(), rows[i].begin(), rows[i].end());
-  return out;
-}
-
 std::optional<std::string> check_scripts(EngineUnderTest& e, const Script& s, const char* what) {
   const ScriptRun a = run_script(e, s, true), b = run_script(e, s, false);
-  return judge_runs(what, a.generated, b.generated, flat(a.logits), flat(b.logits), e.vocab_size());
+  return judge_runs(what, a.generated, b.generated, flat_logits(a.logits), flat_logits(b.logits), e.vocab_size());
 }
 
 std::optional<std::string> check_chunked(EngineUnderTest& subject, Case& c) {
@@ -264,8 +258,8 @@ std::optional<std::string> check_rollback(EngineUnderTest& e, Case& c) {
   const ScriptRun again = run_script(e, fresh, true);
   const size_t n = static_cast<size_t>(c.params.max_new_tokens);
   const std::vector<int> tail(rolled.generated.end() - static_cast<long>(n), rolled.generated.end());
-  if (auto f = judge_runs("truncate and regenerate vs fresh run", tail, again.generated, flat(rolled.logits, n),
-                          flat(again.logits), e.vocab_size()))
+  if (auto f = judge_runs("truncate and regenerate vs fresh run", tail, again.generated, flat_logits(rolled.logits, n),
+                          flat_logits(again.logits), e.vocab_size()))
     return f;
   return check_scripts(e, s, "truncate and regenerate vs uncached");
 }

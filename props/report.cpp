@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "base/atomic_file.h"
+#include "base/error.h"
 #include "props/runner.h"
 
 namespace miniinfer::props {
@@ -134,37 +135,6 @@ int first_token_diff(const ScriptRun& a, const ScriptRun& b) {
   return -1;
 }
 
-// The cached path of a batch scenario as a ScriptRun of its diverging sequence.
-ScriptRun run_batch(Engine& engine, const Scenario& sc, int max_new_tokens, Trace* trace) {
-  GenerateOptions o = sc.batch_options;
-  o.max_new_tokens = max_new_tokens;
-  o.return_logits = true;
-  o.cache = true;
-  if (sc.twice) generate(engine, sc.batch, o);
-  o.trace = trace;
-  const GenerateResult g = generate(engine, sc.batch, o);
-  ScriptRun run;
-  const auto& prompt = sc.batch[static_cast<size_t>(sc.seq)];
-  run.tokens = prompt;
-  const size_t V = static_cast<size_t>(engine.vocab_size());
-  for (int i = 0; i < max_new_tokens; ++i) {
-    run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
-    run.contexts.push_back(run.tokens);
-    const auto& all = g.logits[static_cast<size_t>(sc.seq)];
-    run.logits.emplace_back(all.begin() + static_cast<long>(i * V), all.begin() + static_cast<long>((i + 1) * V));
-    const int t = g.tokens[static_cast<size_t>(sc.seq)][static_cast<size_t>(i)];
-    run.tokens.push_back(t);
-    run.generated.push_back(t);
-  }
-  return run;
-}
-
-int total_draws(const Script& s) {
-  int n = 0;
-  for (const auto& op : s.ops) n += op.kind == Op::Generate ? op.n : 0;
-  return n;
-}
-
 }  // namespace
 
 static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int call, int seq, const std::vector<int>& positions,
@@ -262,6 +232,31 @@ CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call,
   return d;
 }
 
+ScriptRun run_batch(EngineUnderTest& engine, const Scenario& sc, int max_new_tokens, Trace* trace,
+                    LlamaTrace* llama_trace, int traced_draw) {
+  GenerateOptions o = sc.batch_options;
+  o.max_new_tokens = max_new_tokens;
+  o.return_logits = true;
+  o.cache = true;
+  if (sc.twice) engine.generate(sc.batch, o);
+  o.trace = trace;
+  if (llama_trace && !engine.trace_call(llama_trace, traced_draw))
+    fail("run_batch: engine {} cannot trace a call", engine.name());
+  const GenerateResult g = engine.generate(sc.batch, o);
+  ScriptRun run;
+  const size_t s = static_cast<size_t>(sc.seq), V = static_cast<size_t>(engine.vocab_size());
+  run.tokens = sc.batch[s];
+  for (int i = 0; i < max_new_tokens; ++i) {
+    run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
+    run.contexts.push_back(run.tokens);
+    run.logits.emplace_back(g.logits[s].begin() + static_cast<long>(i * V),
+                            g.logits[s].begin() + static_cast<long>((i + 1) * V));
+    run.tokens.push_back(g.tokens[s][static_cast<size_t>(i)]);
+    run.generated.push_back(g.tokens[s][static_cast<size_t>(i)]);
+  }
+  return run;
+}
+
 uint64_t ulp_distance(float a, float b) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : UINT64_MAX - 1;
   auto ordered = [](float x) {
@@ -275,9 +270,10 @@ uint64_t ulp_distance(float a, float b) {
 Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property, const std::string& headline,
                  const std::vector<std::string>& vocab) {
   const Config& c = engine.config();
+  const auto subject = wrap_engine(engine, engine.backend(), engine.fault());  // for run_batch
   const int L = c.n_layer, H = c.n_head;
   const bool batch = !sc.batch.empty();
-  const int draws = total_draws(sc.script);
+  const int draws = draws_in(sc.script);
 
   auto cached_run = [&](Trace* trace, int upto) {
     if (!sc.warmup.empty()) {
@@ -286,7 +282,7 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
       o.trace = nullptr;
       generate(engine, sc.warmup, o);
     }
-    if (batch) return run_batch(engine, sc, trace ? upto + 1 : draws, trace);
+    if (batch) return run_batch(*subject, sc, trace ? upto + 1 : draws, trace);
     if (sc.twice) run_script(engine, sc.script, true, sc.seq);
     return run_script(engine, sc.script, true, sc.seq, trace, upto);
   };
@@ -359,7 +355,7 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
   // Every cache slot that differs from what full recompute computes for the same tokens.
   {
     clean_slate(engine);
-    if (batch) run_batch(engine, sc, draws, nullptr); else cached_run(nullptr, -1);
+    if (batch) run_batch(*subject, sc, draws, nullptr); else cached_run(nullptr, -1);
     // The last drawn token is never fed back, so the cache holds one slot less than the sequence.
     const int expected = static_cast<int>(cached.tokens.size()) - (draws > 0 ? 1 : 0);
     const int cursor = engine.cursor(sc.seq);

@@ -47,6 +47,12 @@ Failure diagnose(Engine& engine, const Scenario& scenario, const std::string& pr
 Failure diagnose_outside(EngineUnderTest& engine, const Scenario& scenario, const std::string& property,
                          const std::string& headline, const std::vector<std::string>& vocab);
 
+// The cached path of a batch scenario (generate() on sc.batch) as the ScriptRun of sequence
+// sc.seq. Our trace goes to `trace`; an outside engine traces the call of draw `traced_draw`
+// (call k computes draw k) into `llama_trace`.
+ScriptRun run_batch(EngineUnderTest& engine, const Scenario& sc, int max_new_tokens, Trace* trace = nullptr,
+                    LlamaTrace* llama_trace = nullptr, int traced_draw = -1);
+
 // One traced cached call against a traced full recompute: the rows of sequence `seq` in call
 // `call` at reference positions `positions` (the cached path put them `shift` slots later),
 // diffed component by component: the first parting, a verdict and the (layer, head) table.

@@ -97,41 +97,6 @@ std::vector<int> iota_rows(int n) {
   return rows;
 }
 
-// A batch scenario's cached run on an outside engine, as the ScriptRun of sequence sc.seq; with
-// llama_trace, the call that computes draw `traced_draw` is traced (call k computes draw k).
-ScriptRun run_batch_outside(EngineUnderTest& e, const Scenario& sc, int draws, LlamaTrace* llama_trace, int traced_draw) {
-  GenerateOptions o = sc.batch_options;
-  o.max_new_tokens = draws;
-  o.return_logits = true;
-  o.cache = true;
-  if (sc.twice) e.generate(sc.batch, o);
-  if (llama_trace) e.trace_call(llama_trace, traced_draw);
-  const GenerateResult g = e.generate(sc.batch, o);
-  ScriptRun run;
-  const size_t s = static_cast<size_t>(sc.seq), V = static_cast<size_t>(e.vocab_size());
-  run.tokens = sc.batch[s];
-  for (int i = 0; i < draws; ++i) {
-    run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
-    run.contexts.push_back(run.tokens);
-    run.logits.emplace_back(g.logits[s].begin() + static_cast<long>(i * V), g.logits[s].begin() + static_cast<long>((i + 1) * V));
-    run.tokens.push_back(g.tokens[s][static_cast<size_t>(i)]);
-    run.generated.push_back(g.tokens[s][static_cast<size_t>(i)]);
-  }
-  return run;
-}
-
-int draws_of(const Script& s) {
-  int n = 0;
-  for (const auto& op : s.ops) n += op.kind == Op::Generate ? op.n : 0;
-  return n;
-}
-
-std::vector<float> flat(const std::vector<std::vector<float>>& rows) {
-  std::vector<float> out;
-  for (const auto& r : rows) out.insert(out.end(), r.begin(), r.end());
-  return out;
-}
-
 }  // namespace
 
 Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::string& property,
@@ -139,7 +104,7 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   const Config& cf = context().model.config;
   const int L = cf.n_layer, H = cf.n_head, D = cf.d_model, V = e.vocab_size();
   const bool batch = !sc.batch.empty();
-  const int draws = draws_of(sc.script);
+  const int draws = draws_in(sc.script);
   Failure f;
   f.property = property;
   f.headline = headline;
@@ -152,13 +117,13 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
       w.cache = true;
       e.generate(sc.warmup, w);
     }
-    if (batch) return run_batch_outside(e, sc, trace ? traced_draw + 1 : draws, trace, traced_draw);
+    if (batch) return run_batch(e, sc, trace ? traced_draw + 1 : draws, nullptr, trace, traced_draw);
     if (sc.twice) run_script(e, sc.script, true, sc.seq);
     return run_script(e, sc.script, true, sc.seq, nullptr, trace ? traced_draw : -1, trace);
   };
   const ScriptRun cached = cached_run(nullptr, -1);
   const ScriptRun uncached = run_script(e, sc.script, false);
-  const Closeness cl = compare_runs(cached.generated, uncached.generated, flat(cached.logits), flat(uncached.logits), V);
+  const Closeness cl = compare_runs(cached.generated, uncached.generated, flat_logits(cached.logits), flat_logits(uncached.logits), V);
   f.json["levels"] = cl.describe();
   if (cl.bit_identical()) {
     f.text = fmt::format("  {}\n  this scenario's cached run equals full recompute bit for bit\n", headline);

@@ -82,6 +82,18 @@ ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached,
   return run;
 }
 
+int draws_in(const Script& script) {
+  int n = 0;
+  for (const auto& op : script.ops) n += op.kind == Op::Generate ? op.n : 0;
+  return n;
+}
+
+std::vector<float> flat_logits(const std::vector<std::vector<float>>& rows, size_t from) {
+  std::vector<float> out;
+  for (size_t i = from; i < rows.size(); ++i) out.insert(out.end(), rows[i].begin(), rows[i].end());
+  return out;
+}
+
 nlohmann::json to_json(const Script& s) {
   nlohmann::json ops = nlohmann::json::array();
   for (const Op& op : s.ops) {

@@ -60,6 +60,11 @@ ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached,
 ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq = 0, Trace* trace = nullptr,
                      int traced_draw = -1);
 
+// The draws a script makes (its Generate ops' n, summed).
+int draws_in(const Script& script);
+// Logits rows [from, end) of a run, one after another: (rows, V).
+std::vector<float> flat_logits(const std::vector<std::vector<float>>& rows, size_t from = 0);
+
 nlohmann::json to_json(const Script& script);
 Script script_from_json(const nlohmann::json& j);  // throws Error naming the bad field
 

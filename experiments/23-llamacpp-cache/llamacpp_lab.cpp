@@ -181,10 +181,8 @@ Json run_configuration(const Configuration& cfg, const Model& model, const std::
              {Op::Generate, {}, 12, 0}};
     e->clean_slate();
     const ScriptRun a = run_script(*e, s, true), b = run_script(*e, s, false);
-    std::vector<float> la, lb;
-    for (const auto& r : a.logits) la.insert(la.end(), r.begin(), r.end());
-    for (const auto& r : b.logits) lb.insert(lb.end(), r.begin(), r.end());
-    resume.add(compare_runs(a.generated, b.generated, la, lb, e->vocab_size()), {{"index", i}});
+    resume.add(compare_runs(a.generated, b.generated, flat_logits(a.logits), flat_logits(b.logits), e->vocab_size()),
+               {{"index", i}});
   }
   const double seconds = seconds_since(t0);
   const std::string level = finest_level({&main, &longer, &batch, &resume});

@@ -37,7 +37,8 @@ Tense english_counterpart(Tense t) {
   }
 }
 
-// A spec moved to another tense keeps what still fits and starts over where it does not.
+// A spec moved to another tense keeps what still fits and starts over where it does not
+// (a stative verb has no continuous; another verb may take other complements).
 SentenceSpec retense(SentenceSpec spec, Tense tense) {
   const bool same_language = language_of(tense) == language_of(spec.tense);
   spec.tense = tense;
@@ -46,18 +47,14 @@ SentenceSpec retense(SentenceSpec spec, Tense tense) {
   if (!same_language) {
     spec.pronoun = 0;
     spec.verb = 0;
+    spec.complement = 0;
   }
-  return spec;
+  return grammar().fit(spec);
 }
 
-// True when the rendered sentence starts "<adverbial words> <pronoun>".
+// True when the sentence opens with its adverbial, right before the pronoun: "Yesterday I".
 bool adverbial_leads(const SentenceSpec& spec) {
-  if (spec.adverbial < 0) return false;
-  const auto& adverbial = grammar().adverbials(spec.tense)[static_cast<size_t>(spec.adverbial)];
-  const auto words = grammar().render(spec).words;
-  const auto& pronoun = grammar().pronouns(language_of(spec.tense))[static_cast<size_t>(spec.pronoun)].word;
-  return words.size() > adverbial.size() && std::equal(adverbial.begin(), adverbial.end(), words.begin()) &&
-         words[adverbial.size()] == pronoun;
+  return spec.adverbial >= 0 && grammar().adverbial_position(spec.tense, spec.adverbial) == Position::Front;
 }
 
 Prompt draw_adverbial(Rng& rng) {
@@ -67,7 +64,8 @@ Prompt draw_adverbial(Rng& rng) {
     if (n == 0) continue;
     if (spec.adverbial < 0) spec.adverbial = static_cast<int>(rng.below(static_cast<uint32_t>(n)));
     if (!adverbial_leads(spec)) continue;
-    const int length = static_cast<int>(grammar().adverbials(spec.tense)[static_cast<size_t>(spec.adverbial)].size()) + 1;
+    // The adverbial (in the form that agrees with the pronoun) and the pronoun.
+    const int length = static_cast<int>(grammar().render(spec).subject) + 1;
     return Prompt{Family::AdverbialPronoun, {spec}, length};
   }
   return Prompt{Family::AdverbialPronoun, {SentenceSpec{Tense::PastSimple, 0, 0, 0}}, 2};
@@ -193,14 +191,16 @@ std::vector<Prompt> shrink_prompt(const Prompt& p) {
   for (size_t i = 0; i < p.sentences.size(); ++i) {
     const SentenceSpec s = p.sentences[i];
     std::vector<SentenceSpec> variants;
-    if (s.adverbial >= 0) variants.push_back({s.tense, -1, s.pronoun, s.verb});
+    if (s.adverbial >= 0) variants.push_back({s.tense, -1, s.pronoun, s.verb, s.complement});
     if (english_counterpart(s.tense) != s.tense) variants.push_back(retense(s, english_counterpart(s.tense)));
     const Tense first = grammar().tenses(language_of(s.tense)).front();
     if (s.tense != first) variants.push_back(retense(s, first));
-    if (s.pronoun > 0) variants.push_back({s.tense, s.adverbial, 0, s.verb});
-    if (s.verb > 0) variants.push_back({s.tense, s.adverbial, s.pronoun, 0});
-    if (s.adverbial > 0) variants.push_back({s.tense, 0, s.pronoun, s.verb});
+    if (s.pronoun > 0) variants.push_back({s.tense, s.adverbial, 0, s.verb, s.complement});
+    if (s.verb > 0) variants.push_back({s.tense, s.adverbial, s.pronoun, 0, 0});
+    if (s.adverbial > 0) variants.push_back({s.tense, 0, s.pronoun, s.verb, s.complement});
+    if (s.complement > 0) variants.push_back({s.tense, s.adverbial, s.pronoun, s.verb, 0});
     for (const auto& v : variants) {
+      if (!grammar().misfit(v).empty()) continue;
       Prompt q = p;
       q.sentences[i] = v;
       if (v.adverbial < 0 && s.adverbial >= 0)

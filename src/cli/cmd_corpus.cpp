@@ -22,6 +22,7 @@ using WordSet = std::set<std::string>;
 struct LangStats {
   WordSet pronouns, adverbial_words, verb_forms, function_words, all;
   std::set<std::vector<std::string>> adverbial_phrases;  // distinct, whatever their tenses
+  std::set<std::vector<std::string>> complements;        // objects and predicates, distinct
   size_t lemmas = 0;
   uint64_t sentences = 0;
 };
@@ -55,22 +56,19 @@ int run_stats(const Grammar& grammar) {
         if (in_vocab.count(form)) s.verb_forms.insert(form);  // gerundios are never produced
     s.lemmas = grammar.verbs(lang).size();
     for (const std::string& word : grammar.function_words(lang)) s.function_words.insert(word);
-    for (const WordSet* set : {&s.pronouns, &s.adverbial_words, &s.verb_forms, &s.function_words})
-      s.all.insert(set->begin(), set->end());
+    for (int v = 0; v < static_cast<int>(grammar.verbs(lang).size()); ++v)
+      for (const auto& phrase : grammar.complements(lang, v)) s.complements.insert(phrase);
+    s.all.insert(grammar.words(lang).begin(), grammar.words(lang).end());
     s.all.insert(".");
     // Distinct sentences per tense and language, by brute-force enumeration (a check on the
     // recognizer's own count, which the total line reports).
     std::set<std::vector<std::string>> distinct;
-    for (Tense tense : grammar.tenses(lang)) {
-      const int n_adv = static_cast<int>(grammar.adverbials(tense).size());
-      for (int a = -1; a < n_adv; ++a)
-        for (int p = 0; p < static_cast<int>(grammar.pronouns(lang).size()); ++p)
-          for (int v = 0; v < static_cast<int>(grammar.verbs(lang).size()); ++v) {
-            std::vector<std::string> words = grammar.render({tense, a, p, v}).words;
-            distinct_by_tense[static_cast<int>(tense)].insert(words);
-            distinct.insert(std::move(words));
-          }
-    }
+    for (Tense tense : grammar.tenses(lang))
+      for (const SentenceSpec& spec : grammar.specs(tense))
+        for (std::vector<std::string>& words : grammar.wordings(spec)) {
+          distinct_by_tense[static_cast<int>(tense)].insert(words);
+          distinct.insert(std::move(words));
+        }
     s.sentences = distinct.size();
   }
   const LangStats& en = stats[0];
@@ -86,6 +84,8 @@ int run_stats(const Grammar& grammar) {
   print_row("adverbial words", en.adverbial_words.size(), es.adverbial_words.size(),
             union_size(en.adverbial_words, es.adverbial_words));
   print_row("verb lemmas", en.lemmas, es.lemmas, en.lemmas + es.lemmas);
+  print_row("objects and predicates", en.complements.size(), es.complements.size(),
+            en.complements.size() + es.complements.size());
   print_row("distinct verb forms", en.verb_forms.size(), es.verb_forms.size(),
             union_size(en.verb_forms, es.verb_forms));
   print_row("function words", en.function_words.size(), es.function_words.size(),
@@ -122,10 +122,18 @@ int run_stats(const Grammar& grammar) {
 }
 
 int run_corpus(const std::vector<std::string>& argv) {
-  const Args args(argv, {"sample", "seed"}, {"stats"});
+  const Args args(argv, {"sample", "seed", "words"}, {"stats"});
   const Grammar& grammar = Grammar::builtin();
-  if (args.has("stats") == args.has("sample"))
-    fail("give exactly one of --stats or --sample N (see minigpt corpus --help)");
+  if (int(args.has("stats")) + int(args.has("sample")) + int(args.has("words")) != 1)
+    fail("give exactly one of --stats, --sample N or --words LANG (see minigpt corpus --help)");
+  if (args.has("words")) {
+    if (args.has("seed")) fail("--seed goes with --sample, not --words");
+    const std::string lang = args.require("words");
+    if (lang != "en" && lang != "es") fail("flag --words: '{}' is not a language (en or es)", lang);
+    for (const std::string& word : grammar.words(lang == "en" ? Lang::En : Lang::Es))
+      fmt::print("{}\n", word);
+    return 0;
+  }
   if (args.has("stats")) {
     if (args.has("seed")) fail("--seed goes with --sample, not --stats");
     return run_stats(grammar);
@@ -155,14 +163,17 @@ int run_tokenize(const std::vector<std::string>& argv) {
 MINIGPT_COMMAND(
     "corpus", "statistics and samples of the verb-grammar corpus",
     "usage: minigpt corpus --stats\n"
-    "       minigpt corpus --sample N [--seed S]\n\n"
+    "       minigpt corpus --sample N [--seed S]\n"
+    "       minigpt corpus --words LANG\n\n"
     "  --stats      vocabulary counts by language and word class (pronouns,\n"
     "               adverbials by tense, verb lemmas and distinct forms, function\n"
     "               words) and the number of distinct sentences\n"
     "  --sample N   print N sentences drawn from the grammar, one per line, each\n"
     "               labelled with its language and tense:\n"
     "               en past-simple        yesterday I worked .\n"
-    "  --seed S     seed of the sample (default 0); the same seed prints the same lines\n\n"
+    "  --seed S     seed of the sample (default 0); the same seed prints the same lines\n"
+    "  --words LANG every word the sentences of LANG (en or es) use, one per line, sorted\n"
+    "               (what the spelling test checks against Hunspell's dictionaries)\n\n"
     "The grammar is built from corpus/*.tsv, embedded at build time (docs/corpus.md).",
     run_corpus);
 

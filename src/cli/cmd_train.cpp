@@ -31,7 +31,7 @@ constexpr const char* kUsage =
     "Trains MiniGPT on sentences sampled from the grammar (windows of train_ctx tokens, each\n"
     "starting at a sentence start) and validates on a held-out stream from another seed.\n"
     "Defaults are the shipped model's: 4 layers, 4 heads, d_model 64, d_ff 256, max_seq_len 512,\n"
-    "train_ctx 64, seed 17, 1000 steps of 32 windows, AdamW lr 6e-3 -> 3e-4 (cosine, 100 warm-up\n"
+    "train_ctx 64, seed 17, 2000 steps of 32 windows, AdamW lr 6e-3 -> 3e-4 (cosine, 100 warm-up\n"
     "steps), weight decay 0.1 on the projection matrices (not the tied embedding, biases or\n"
     "LayerNorm), gradient clipping at global norm 1.\n"
     "The same flags give byte-identical weights (fixed reduction order, any thread count).\n\n"

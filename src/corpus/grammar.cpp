@@ -1,6 +1,7 @@
 // The §A13 grammar: loads and validates corpus/*.tsv, renders and samples SentenceSpecs, and
 // recognizes sentences with a trie of every distinct sentence (built once by enumerating the
-// whole, finite grammar), so is_prefix is one hash lookup per word.
+// whole, finite grammar), so is_prefix is one hash lookup per word. Frames, agreement and
+// adverbial positions live in rendering only: the recognizer accepts what rendering produces.
 #include "corpus/grammar.h"
 
 #include <algorithm>
@@ -48,13 +49,18 @@ size_t lang_index(Lang lang) { return static_cast<size_t>(lang); }
 
 // The files and their header rows. English verb columns are the form names; a Spanish tense
 // column holds the six persons, and its forms are named "presente.1sg" .. "futuro.3pl".
-const std::vector<std::string> kPronounColumns = {"lang", "word", "person"};
-const std::vector<std::string> kAdverbialColumns = {"tenses", "adverbial"};
+const std::vector<std::string> kPronounColumns = {"lang", "word", "person", "gender"};
+const std::vector<std::string> kAdverbialColumns = {"tenses", "position", "adverbial"};
 const std::vector<std::string> kFunctionColumns = {"lang", "role", "person", "word"};
-const std::vector<std::string> kEnVerbColumns = {"base", "3sg", "past", "past_participle", "ing"};
+const std::vector<std::string> kComplementColumns = {"lang", "class", "phrase"};
+// The form columns come first; then the frame (and, in English, the aspect).
+const std::vector<std::string> kEnVerbColumns = {"base", "3sg",   "past",  "past_participle",
+                                                 "ing",  "frame", "aspect"};
+constexpr size_t kEnFormColumns = 5;
 const std::vector<std::string> kEsVerbColumns = {"infinitivo", "participio", "gerundio", "presente",
-                                                 "preterito",  "imperfecto", "futuro"};
+                                                 "preterito",  "imperfecto", "futuro",   "frame"};
 constexpr size_t kEsFiniteColumn = 3;  // first of the per-person columns
+constexpr size_t kEsFormColumns = 7;
 const std::map<std::string, std::vector<std::string>> kFunctionRoles = {
     {"en", {"be", "have", "will", "going", "to"}}, {"es", {"haber", "ir", "a"}}};
 
@@ -146,6 +152,68 @@ int parse_person(const std::string& file, int line, const std::string& text, boo
   return value;
 }
 
+// A phrase and, if it agrees with the subject, its other forms: 1 form (invariant), 2
+// (singular|plural) or 4 (masculine singular|feminine singular|masculine plural|feminine
+// plural), as the data write them: "de niño|de niña|de niños|de niñas".
+struct Phrase {
+  std::vector<std::vector<std::string>> forms;
+  const std::vector<std::string>& canonical() const { return forms.front(); }
+  const std::vector<std::string>& agreeing(int person, char gender) const {
+    const size_t plural = person >= 3 ? 1 : 0;
+    if (forms.size() == 2) return forms[plural];
+    if (forms.size() == 4) return forms[2 * plural + (gender == 'f' ? 1 : 0)];
+    return forms.front();
+  }
+  bool agrees_in_gender() const { return forms.size() == 4; }
+};
+
+Phrase parse_phrase(const std::string& file, int line, const std::string& text) {
+  Phrase phrase;
+  for (const std::string& form : split(text, '|')) {
+    std::vector<std::string> words;
+    for (const std::string& word : split(form, ' ')) {
+      if (word.empty()) continue;  // repeated spaces
+      check_word(file, line, word);
+      words.push_back(word);
+    }
+    if (words.empty()) fail("{}:{}: '{}' has an empty form", file, line, text);
+    phrase.forms.push_back(std::move(words));
+  }
+  const size_t n = phrase.forms.size();
+  if (n != 1 && n != 2 && n != 4)
+    fail(
+        "{}:{}: '{}' has {} forms; a phrase that agrees has 2 (singular|plural) or 4 "
+        "(m.sg|f.sg|m.pl|f.pl)",
+        file, line, text, n);
+  return phrase;
+}
+
+Position parse_position(const std::string& file, int line, const std::string& text) {
+  if (text == "front") return Position::Front;
+  if (text == "after-subject") return Position::AfterSubject;
+  if (text == "after-auxiliary") return Position::AfterAuxiliary;
+  fail("{}:{}: unknown position '{}' (expected front, after-subject or after-auxiliary)", file,
+       line, text);
+}
+
+Frame parse_frame(const std::string& file, int line, const std::string& text) {
+  if (text == "intransitive") return {};
+  const size_t colon = text.find(':');
+  const std::string kind = text.substr(0, colon);
+  Frame frame;
+  if (kind == "transitive" || kind == "transitive?" || kind == "copular") {
+    frame.kind = kind == "copular" ? Frame::Kind::Copular : Frame::Kind::Transitive;
+    frame.optional = kind == "transitive?";
+    frame.complement = colon == std::string::npos ? "" : text.substr(colon + 1);
+  }
+  if (frame.complement.empty())
+    fail(
+        "{}:{}: bad frame '{}' (expected intransitive, transitive:CLASS, transitive?:CLASS or "
+        "copular:CLASS)",
+        file, line, text);
+  return frame;
+}
+
 Tense parse_tense(const std::string& file, int line, const std::string& text) {
   for (const TenseInfo& info : kTenses)
     if (text == info.name) return info.tense;
@@ -161,13 +229,21 @@ const char* to_string(Tense tense) { return kTenses.at(tense_index(tense)).name;
 Lang language_of(Tense tense) { return kTenses.at(tense_index(tense)).lang; }
 
 struct Grammar::Impl {
+  struct Adverbial {
+    Phrase phrase;
+    Position position;
+  };
   std::array<std::vector<Pronoun>, 2> pronouns;
   std::array<std::vector<Verb>, 2> verbs;
-  std::array<std::vector<std::vector<std::string>>, kTenseCount> adverbials;
+  std::array<std::vector<Adverbial>, kTenseCount> adverbials;
+  std::array<std::vector<std::vector<std::string>>, kTenseCount> adverbial_words;  // canonical
+  std::map<std::pair<Lang, std::string>, std::vector<Phrase>> complements;
   std::map<std::pair<Lang, std::string>, std::array<std::string, kPersons>> function_words;
   std::array<std::vector<std::string>, 2> function_list;  // file order, each word once
+  std::array<std::vector<int>, kTenseCount> allowed_verbs;  // verbs each tense can take
 
   std::vector<std::string> vocabulary;
+  std::array<std::vector<std::string>, 2> words_by_lang;
   std::unordered_map<std::string, int> word_id;
   // The recognizer: a trie over word ids of every distinct sentence. Node 0 is the root;
   // edge (node, word) -> child is keyed as node << 32 | word. A node reached by "." ends a
@@ -180,9 +256,38 @@ struct Grammar::Impl {
   const std::string& function_word(Lang lang, const char* role, int person) const {
     return function_words.at({lang, role})[static_cast<size_t>(person)];
   }
+  const std::vector<Phrase>& complement_class(Lang lang, const Verb& verb) const {
+    static const std::vector<Phrase> none;
+    if (verb.frame.complement.empty()) return none;
+    return complements.at({lang, verb.frame.complement});
+  }
+  int complement_choices(Lang lang, const Verb& verb) const {
+    const int n = static_cast<int>(complement_class(lang, verb).size());
+    return n == 0 ? 1 : verb.frame.optional ? n + 1 : n;
+  }
+  // The phrase SentenceSpec::complement picks, or nullptr for none.
+  const Phrase* complement_of(Lang lang, const Verb& verb, int choice) const {
+    const auto& phrases = complement_class(lang, verb);
+    if (phrases.empty()) return nullptr;
+    if (verb.frame.optional) return choice == 0 ? nullptr : &phrases[static_cast<size_t>(choice - 1)];
+    return &phrases[static_cast<size_t>(choice)];
+  }
   void load(const std::map<std::string, std::string>& files);
   void build_recognizer();
-  std::vector<std::string> render_words(const SentenceSpec& spec) const;
+  std::string misfit(const SentenceSpec& spec) const;
+  // `feminine`: give a pronoun that does not mark gender (yo, ustedes) the feminine form of an
+  // adverbial that agrees in gender ("de niña yo ..."); rendering proper uses the masculine.
+  Sentence render(const SentenceSpec& spec, bool feminine = false) const;
+  std::vector<SentenceSpec> specs(Tense tense) const;
+  std::vector<std::vector<std::string>> wordings(const SentenceSpec& spec) const {
+    std::vector<std::vector<std::string>> out = {render(spec).words};
+    const Lang lang = language_of(spec.tense);
+    if (pronouns[lang_index(lang)][static_cast<size_t>(spec.pronoun)].gender == '-') {
+      std::vector<std::string> feminine = render(spec, true).words;
+      if (feminine != out.front()) out.push_back(std::move(feminine));
+    }
+    return out;
+  }
   int step(int node, const std::string& word) const {
     const auto id = word_id.find(word);
     if (id == word_id.end()) return -1;
@@ -203,8 +308,9 @@ struct Grammar::Impl {
 };
 
 void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
-  const std::vector<std::string> expected = {"adverbials.tsv", "function_words.tsv", "pronouns.tsv",
-                                             "verbs_en.tsv", "verbs_es.tsv"};
+  const std::vector<std::string> expected = {"adverbials.tsv",  "complements.tsv",
+                                             "function_words.tsv", "pronouns.tsv",
+                                             "verbs_en.tsv",    "verbs_es.tsv"};
   for (const auto& [name, text] : files)
     if (std::find(expected.begin(), expected.end(), name) == expected.end())
       fail("corpus file '{}' is not one the grammar reads (expected {})", name,
@@ -221,27 +327,27 @@ void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
     check_word("pronouns.tsv", row.line, row.cells[1]);
     if (!seen_pronouns.insert({lang, row.cells[1]}).second)
       fail("pronouns.tsv:{}: pronoun '{}' listed twice", row.line, row.cells[1]);
+    const std::string& gender = row.cells[3];
+    if (gender != "m" && gender != "f" && gender != "-")
+      fail("pronouns.tsv:{}: bad gender '{}' (expected m, f or - for unmarked)", row.line, gender);
     pronouns[lang_index(lang)].push_back(
-        {row.cells[1], parse_person("pronouns.tsv", row.line, row.cells[2], false)});
+        {row.cells[1], parse_person("pronouns.tsv", row.line, row.cells[2], false), gender[0]});
   }
 
   for (const Row& row : read_tsv("adverbials.tsv", file("adverbials.tsv"), kAdverbialColumns)) {
-    std::vector<std::string> words;
-    for (const std::string& word : split(row.cells[1], ' ')) {
-      if (word.empty()) continue;  // repeated spaces
-      check_word("adverbials.tsv", row.line, word);
-      words.push_back(word);
-    }
+    const Position position = parse_position("adverbials.tsv", row.line, row.cells[1]);
+    const Phrase phrase = parse_phrase("adverbials.tsv", row.line, row.cells[2]);
     const std::vector<std::string> names = split(row.cells[0], ',');
     for (const std::string& name : names) {
       const Tense tense = parse_tense("adverbials.tsv", row.line, name);
       // An adverbial belongs to one language; tagging both is a slip of the pen.
       if (language_of(tense) != language_of(parse_tense("adverbials.tsv", row.line, names[0])))
-        fail("adverbials.tsv:{}: '{}' mixes tenses of en and es", row.line, row.cells[1]);
-      auto& list = adverbials[tense_index(tense)];
-      if (std::find(list.begin(), list.end(), words) != list.end())
-        fail("adverbials.tsv:{}: '{}' is already listed for {}", row.line, row.cells[1], name);
-      list.push_back(words);
+        fail("adverbials.tsv:{}: '{}' mixes tenses of en and es", row.line, row.cells[2]);
+      auto& list = adverbial_words[tense_index(tense)];
+      if (std::find(list.begin(), list.end(), phrase.canonical()) != list.end())
+        fail("adverbials.tsv:{}: '{}' is already listed for {}", row.line, row.cells[2], name);
+      list.push_back(phrase.canonical());
+      adverbials[tense_index(tense)].push_back({phrase, position});
     }
   }
 
@@ -275,20 +381,52 @@ void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
                kPersonNames[static_cast<size_t>(p)]);
     }
 
+  std::map<std::pair<Lang, std::string>, int> class_line;  // first line of each class
+  for (const Row& row :
+       read_tsv("complements.tsv", file("complements.tsv"), kComplementColumns)) {
+    const Lang lang = parse_lang("complements.tsv", row.line, row.cells[0]);
+    const Phrase phrase = parse_phrase("complements.tsv", row.line, row.cells[2]);
+    auto& list = complements[{lang, row.cells[1]}];
+    for (const Phrase& other : list)
+      if (other.forms == phrase.forms)
+        fail("complements.tsv:{}: '{}' is already listed for {}", row.line, row.cells[2],
+             row.cells[1]);
+    list.push_back(phrase);
+    class_line.emplace(std::make_pair(lang, row.cells[1]), row.line);
+  }
+
+  std::set<std::pair<Lang, std::string>> used_classes;
+  // The frame of a verb on `line`: its class must exist in the verb's language.
+  const auto read_frame = [&](const char* file, int line, Lang lang, const std::string& text) {
+    Frame frame = parse_frame(file, line, text);
+    if (!complements.count({lang, frame.complement}) && !frame.complement.empty())
+      fail("{}:{}: complement class '{}' is not in complements.tsv for {}", file, line,
+           frame.complement, to_string(lang));
+    used_classes.insert({lang, frame.complement});
+    return frame;
+  };
+
   std::set<std::string> lemmas;
   for (const Row& row : read_tsv("verbs_en.tsv", file("verbs_en.tsv"), kEnVerbColumns)) {
-    Verb verb{row.cells[0], {}};
-    for (size_t c = 0; c < kEnVerbColumns.size(); ++c) {
+    Verb verb{row.cells[0], {}, {}, false};
+    for (size_t c = 0; c < kEnFormColumns; ++c) {
       check_word("verbs_en.tsv", row.line, row.cells[c]);
       verb.forms[kEnVerbColumns[c]] = row.cells[c];
     }
+    verb.frame = read_frame("verbs_en.tsv", row.line, Lang::En, row.cells[kEnFormColumns]);
+    const std::string& aspect = row.cells[kEnFormColumns + 1];
+    if (aspect != "stative" && aspect != "dynamic")
+      fail("verbs_en.tsv:{}: bad aspect '{}' (expected dynamic, or stative for a verb with no "
+           "continuous form)",
+           row.line, aspect);
+    verb.stative = aspect == "stative";
     if (!lemmas.insert("en:" + verb.lemma).second)
       fail("verbs_en.tsv:{}: verb '{}' listed twice", row.line, verb.lemma);
     verbs[lang_index(Lang::En)].push_back(std::move(verb));
   }
   for (const Row& row : read_tsv("verbs_es.tsv", file("verbs_es.tsv"), kEsVerbColumns)) {
-    Verb verb{row.cells[0], {}};
-    for (size_t c = 0; c < kEsVerbColumns.size(); ++c) {
+    Verb verb{row.cells[0], {}, {}, false};
+    for (size_t c = 0; c < kEsFormColumns; ++c) {
       if (c < kEsFiniteColumn) {
         check_word("verbs_es.tsv", row.line, row.cells[c]);
         verb.forms[kEsVerbColumns[c]] = row.cells[c];
@@ -309,120 +447,182 @@ void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
         verb.forms[kEsVerbColumns[c] + "." + kPersonNames[static_cast<size_t>(p)]] = form;
       }
     }
+    verb.frame = read_frame("verbs_es.tsv", row.line, Lang::Es, row.cells[kEsFormColumns]);
     if (!lemmas.insert("es:" + verb.lemma).second)
       fail("verbs_es.tsv:{}: verb '{}' listed twice", row.line, verb.lemma);
     verbs[lang_index(Lang::Es)].push_back(std::move(verb));
   }
+  for (const auto& [key, line] : class_line)
+    if (!used_classes.count(key))
+      fail("complements.tsv:{}: class '{}' is used by no {} verb's frame", line, key.second,
+           to_string(key.first));
 
   for (Lang lang : {Lang::En, Lang::Es}) {
     if (pronouns[lang_index(lang)].empty()) fail("pronouns.tsv: no {} pronouns", to_string(lang));
     if (verbs[lang_index(lang)].empty()) fail("verbs_{}.tsv: no verbs", to_string(lang));
   }
+  for (const TenseInfo& info : kTenses) {
+    const auto& vs = verbs[lang_index(info.lang)];
+    for (size_t v = 0; v < vs.size(); ++v)
+      if (!(vs[v].stative && info.tense == Tense::PresentContinuous))
+        allowed_verbs[tense_index(info.tense)].push_back(static_cast<int>(v));
+    if (allowed_verbs[tense_index(info.tense)].empty())
+      fail("verbs_{}.tsv: every verb is stative, so {} has none", to_string(info.lang),
+           info.name);
+  }
+  if (verbs[lang_index(Lang::En)].front().stative)
+    fail("verbs_en.tsv: the first verb (the canonical one) must not be stative");
 }
 
-std::vector<std::string> Grammar::Impl::render_words(const SentenceSpec& spec) const {
+std::string Grammar::Impl::misfit(const SentenceSpec& spec) const {
   const size_t t = tense_index(spec.tense);
-  if (t >= kTenseCount) fail("render: tense {} out of range", t);
+  if (t >= kTenseCount) return fmt::format("tense {} out of range", t);
   const Lang lang = language_of(spec.tense);
   const auto& advs = adverbials[t];
   const auto& prons = pronouns[lang_index(lang)];
   const auto& vs = verbs[lang_index(lang)];
   if (spec.adverbial < -1 || spec.adverbial >= static_cast<int>(advs.size()))
-    fail("render: adverbial {} out of range for {} ({} adverbials)", spec.adverbial,
-         to_string(spec.tense), advs.size());
+    return fmt::format("adverbial {} out of range for {} ({} adverbials)", spec.adverbial,
+                       to_string(spec.tense), advs.size());
   if (spec.pronoun < 0 || spec.pronoun >= static_cast<int>(prons.size()))
-    fail("render: pronoun {} out of range for {} ({} pronouns)", spec.pronoun, to_string(lang),
-         prons.size());
+    return fmt::format("pronoun {} out of range for {} ({} pronouns)", spec.pronoun,
+                       to_string(lang), prons.size());
   if (spec.verb < 0 || spec.verb >= static_cast<int>(vs.size()))
-    fail("render: verb {} out of range for {} ({} verbs)", spec.verb, to_string(lang), vs.size());
+    return fmt::format("verb {} out of range for {} ({} verbs)", spec.verb, to_string(lang),
+                       vs.size());
+  const Verb& verb = vs[static_cast<size_t>(spec.verb)];
+  const int choices = complement_choices(lang, verb);
+  if (spec.complement < 0 || spec.complement >= choices)
+    return fmt::format("complement {} out of range for '{}' ({} choices)", spec.complement,
+                       verb.lemma, choices);
+  if (verb.stative && spec.tense == Tense::PresentContinuous)
+    return fmt::format("'{}' is stative and has no {}", verb.lemma, to_string(spec.tense));
+  return "";
+}
 
-  const Pronoun& pronoun = prons[static_cast<size_t>(spec.pronoun)];
+Sentence Grammar::Impl::render(const SentenceSpec& spec, bool feminine) const {
+  if (const std::string why = misfit(spec); !why.empty()) fail("render: {}", why);
+  const Lang lang = language_of(spec.tense);
+  const Pronoun& pronoun = pronouns[lang_index(lang)][static_cast<size_t>(spec.pronoun)];
   const int p = pronoun.person;
-  const auto& forms = vs[static_cast<size_t>(spec.verb)].forms;
-  const auto form = [&](const std::string& name) -> const std::string& { return forms.at(name); };
+  const char gender = pronoun.gender == '-' && feminine ? 'f' : pronoun.gender;
+  const Verb& verb = verbs[lang_index(lang)][static_cast<size_t>(spec.verb)];
+  const auto form = [&](const std::string& name) -> const std::string& {
+    return verb.forms.at(name);
+  };
   const auto finite = [&](const char* tense) -> const std::string& {
     return form(std::string(tense) + "." + kPersonNames[static_cast<size_t>(p)]);
   };
-  const std::vector<std::string> none;
-  const std::vector<std::string>& adverbial =
-      spec.adverbial < 0 ? none : advs[static_cast<size_t>(spec.adverbial)];
 
-  // English present-perfect adverbials sit between have/has and the participle
-  // ("I have already worked ."); every other adverbial opens the sentence.
-  std::vector<std::string> words;
-  if (spec.tense != Tense::PresentPerfect) words = adverbial;
-  words.push_back(pronoun.word);
-  const auto add = [&](const std::string& word) { words.push_back(word); };
+  // The verb phrase, and how many of its words are the auxiliary an after-auxiliary adverbial
+  // follows ("have" in "have already worked"; 0 when the tense has no auxiliary).
+  std::vector<std::string> phrase;
+  size_t auxiliary = 0;
+  const auto add = [&](const std::string& word) { phrase.push_back(word); };
   switch (spec.tense) {
-    case Tense::PastSimple:
-      add(form("past"));
-      break;
-    case Tense::PresentSimple:
-      add(form(p == 2 ? "3sg" : "base"));
-      break;
+    case Tense::PastSimple: add(form("past")); break;
+    case Tense::PresentSimple: add(form(p == 2 ? "3sg" : "base")); break;
     case Tense::PresentContinuous:
       add(function_word(lang, "be", p));
       add(form("ing"));
+      auxiliary = 1;
       break;
     case Tense::WillFuture:
       add(function_word(lang, "will", p));
       add(form("base"));
+      auxiliary = 1;
       break;
     case Tense::GoingToFuture:
       add(function_word(lang, "be", p));
       add(function_word(lang, "going", p));
       add(function_word(lang, "to", p));
       add(form("base"));
+      auxiliary = 1;
       break;
     case Tense::PresentPerfect:
       add(function_word(lang, "have", p));
-      words.insert(words.end(), adverbial.begin(), adverbial.end());
       add(form("past_participle"));
+      auxiliary = 1;
       break;
-    case Tense::Presente:
-      add(finite("presente"));
-      break;
-    case Tense::Preterito:
-      add(finite("preterito"));
-      break;
-    case Tense::Imperfecto:
-      add(finite("imperfecto"));
-      break;
-    case Tense::Futuro:
-      add(finite("futuro"));
-      break;
+    case Tense::Presente: add(finite("presente")); break;
+    case Tense::Preterito: add(finite("preterito")); break;
+    case Tense::Imperfecto: add(finite("imperfecto")); break;
+    case Tense::Futuro: add(finite("futuro")); break;
     case Tense::Perfecto:
       add(function_word(lang, "haber", p));
       add(form("participio"));
+      auxiliary = 1;
       break;
     case Tense::IrA:
       add(function_word(lang, "ir", p));
       add(function_word(lang, "a", p));
       add(form("infinitivo"));
+      auxiliary = 1;
       break;
   }
-  add(".");
-  return words;
+
+  Sentence out{spec, {}, 0};
+  std::vector<std::string>& words = out.words;
+  const auto append = [&](const std::vector<std::string>& more) {
+    words.insert(words.end(), more.begin(), more.end());
+  };
+  const Adverbial* adverbial =
+      spec.adverbial < 0 ? nullptr
+                         : &adverbials[tense_index(spec.tense)][static_cast<size_t>(spec.adverbial)];
+  const std::vector<std::string> none;
+  const std::vector<std::string>& adverbial_words =
+      adverbial ? adverbial->phrase.agreeing(p, gender) : none;
+  const Position position = adverbial ? adverbial->position : Position::Front;
+  if (position == Position::Front) append(adverbial_words);
+  out.subject = words.size();
+  words.push_back(pronoun.word);
+  if (position == Position::AfterSubject) append(adverbial_words);
+  words.insert(words.end(), phrase.begin(), phrase.begin() + static_cast<long>(auxiliary));
+  if (position == Position::AfterAuxiliary) append(adverbial_words);
+  words.insert(words.end(), phrase.begin() + static_cast<long>(auxiliary), phrase.end());
+  if (const Phrase* complement = complement_of(lang, verb, spec.complement))
+    append(complement->agreeing(p, gender));
+  words.push_back(".");
+  return out;
+}
+
+std::vector<SentenceSpec> Grammar::Impl::specs(Tense tense) const {
+  std::vector<SentenceSpec> out;
+  const Lang lang = language_of(tense);
+  const int n_adv = static_cast<int>(adverbials[tense_index(tense)].size());
+  const int n_pron = static_cast<int>(pronouns[lang_index(lang)].size());
+  for (int a = -1; a < n_adv; ++a)
+    for (int p = 0; p < n_pron; ++p)
+      for (int v : allowed_verbs[tense_index(tense)]) {
+        const int n_comp = complement_choices(lang, verbs[lang_index(lang)][static_cast<size_t>(v)]);
+        for (int c = 0; c < n_comp; ++c) out.push_back({tense, a, p, v, c});
+      }
+  return out;
 }
 
 void Grammar::Impl::build_recognizer() {
   // Enumerate every spec once: the words seen make the vocabulary, the word lists the trie.
+  // A pronoun that does not mark gender is also rendered with the feminine form of a phrase
+  // that agrees in gender: "de niña yo hablaba ." is as good as "de niño yo hablaba .".
   std::vector<std::pair<Tense, std::vector<std::string>>> all;
-  std::set<std::string> words;
-  for (const TenseInfo& info : kTenses) {
-    const int n_adv = static_cast<int>(adverbials[tense_index(info.tense)].size());
-    const int n_pron = static_cast<int>(pronouns[lang_index(info.lang)].size());
-    const int n_verb = static_cast<int>(verbs[lang_index(info.lang)].size());
-    for (int a = -1; a < n_adv; ++a)
-      for (int p = 0; p < n_pron; ++p)
-        for (int v = 0; v < n_verb; ++v) {
-          all.emplace_back(info.tense, render_words({info.tense, a, p, v}));
-          words.insert(all.back().second.begin(), all.back().second.end());
-        }
-  }
+  std::array<std::set<std::string>, 2> lang_words;
+  for (const TenseInfo& info : kTenses)
+    for (const SentenceSpec& spec : specs(info.tense)) {
+      for (auto& sentence : wordings(spec)) {
+        lang_words[lang_index(info.lang)].insert(sentence.begin(), sentence.end());
+        all.emplace_back(info.tense, std::move(sentence));
+      }
+    }
   // Vocabulary order: "<bos>", ".", then every other word sorted by its UTF-8 bytes
   // (std::string compares as unsigned char), so "I" precedes the lower-case words.
-  words.erase(".");
+  std::set<std::string> words;
+  for (auto& set : lang_words) {
+    set.erase(".");
+    words.insert(set.begin(), set.end());
+  }
+  for (Lang lang : {Lang::En, Lang::Es})
+    words_by_lang[lang_index(lang)].assign(lang_words[lang_index(lang)].begin(),
+                                           lang_words[lang_index(lang)].end());
   vocabulary = {"<bos>", "."};
   vocabulary.insert(vocabulary.end(), words.begin(), words.end());
   for (size_t id = 0; id < vocabulary.size(); ++id)
@@ -468,7 +668,11 @@ std::vector<Tense> Grammar::tenses(Lang lang) const {
 }
 
 const std::vector<std::vector<std::string>>& Grammar::adverbials(Tense tense) const {
-  return impl_->adverbials.at(tense_index(tense));
+  return impl_->adverbial_words.at(tense_index(tense));
+}
+
+Position Grammar::adverbial_position(Tense tense, int adverbial) const {
+  return impl_->adverbials.at(tense_index(tense)).at(static_cast<size_t>(adverbial)).position;
 }
 
 const std::vector<Pronoun>& Grammar::pronouns(Lang lang) const {
@@ -483,21 +687,72 @@ std::vector<std::string> Grammar::function_words(Lang lang) const {
   return impl_->function_list.at(lang_index(lang));
 }
 
-Sentence Grammar::render(const SentenceSpec& spec) const {
-  return Sentence{spec, impl_->render_words(spec)};
+std::vector<std::vector<std::string>> Grammar::complements(Lang lang, int verb) const {
+  std::vector<std::vector<std::string>> out;
+  for (const Phrase& phrase : impl_->complement_class(lang, verbs(lang).at(static_cast<size_t>(verb))))
+    out.push_back(phrase.canonical());
+  return out;
+}
+
+int Grammar::complement_choices(Lang lang, int verb) const {
+  return impl_->complement_choices(lang, verbs(lang).at(static_cast<size_t>(verb)));
+}
+
+bool Grammar::allows(Tense tense, int verb) const {
+  const auto& allowed = impl_->allowed_verbs.at(tense_index(tense));
+  return std::find(allowed.begin(), allowed.end(), verb) != allowed.end();
+}
+
+std::string Grammar::misfit(const SentenceSpec& spec) const { return impl_->misfit(spec); }
+
+SentenceSpec Grammar::fit(SentenceSpec spec) const {
+  const Lang lang = language_of(spec.tense);
+  if (spec.verb >= 0 && spec.verb < static_cast<int>(verbs(lang).size()) &&
+      !allows(spec.tense, spec.verb))
+    spec.verb = 0;
+  if (spec.verb >= 0 && spec.verb < static_cast<int>(verbs(lang).size()) &&
+      (spec.complement < 0 || spec.complement >= complement_choices(lang, spec.verb)))
+    spec.complement = 0;
+  return spec;
+}
+
+Sentence Grammar::render(const SentenceSpec& spec) const { return impl_->render(spec); }
+
+std::vector<std::vector<std::string>> Grammar::wordings(const SentenceSpec& spec) const {
+  return impl_->wordings(spec);
 }
 
 SentenceSpec Grammar::sample_spec(Rng& rng) const {
   // Tense first (every tense equally likely, so both languages get half), then each slot
-  // uniformly; "no adverbial" is one more choice beside the tense's adverbials.
+  // uniformly: "no adverbial" is one more choice beside the tense's adverbials, the verb is
+  // one the tense allows, the complement one of the verb's choices.
   SentenceSpec spec;
   spec.tense = kTenses[rng.below(kTenseCount)].tense;
   const Lang lang = language_of(spec.tense);
   spec.adverbial =
       static_cast<int>(rng.below(static_cast<uint32_t>(adverbials(spec.tense).size() + 1))) - 1;
   spec.pronoun = static_cast<int>(rng.below(static_cast<uint32_t>(pronouns(lang).size())));
-  spec.verb = static_cast<int>(rng.below(static_cast<uint32_t>(verbs(lang).size())));
+  const auto& allowed = impl_->allowed_verbs[tense_index(spec.tense)];
+  spec.verb = allowed[rng.below(static_cast<uint32_t>(allowed.size()))];
+  spec.complement = static_cast<int>(
+      rng.below(static_cast<uint32_t>(complement_choices(lang, spec.verb))));
   return spec;
+}
+
+std::vector<SentenceSpec> Grammar::specs(Tense tense) const { return impl_->specs(tense); }
+
+double Grammar::probability(const SentenceSpec& spec) const {
+  if (!misfit(spec).empty()) return 0.0;
+  const Lang lang = language_of(spec.tense);
+  return 1.0 / static_cast<double>(kTenseCount) /
+         static_cast<double>(adverbials(spec.tense).size() + 1) /
+         static_cast<double>(pronouns(lang).size()) /
+         static_cast<double>(impl_->allowed_verbs[tense_index(spec.tense)].size()) /
+         static_cast<double>(complement_choices(lang, spec.verb));
+}
+
+const std::vector<std::string>& Grammar::words(Lang lang) const {
+  return impl_->words_by_lang.at(lang_index(lang));
 }
 
 bool Grammar::is_complete(std::span<const std::string> words) const {

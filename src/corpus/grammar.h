@@ -1,6 +1,7 @@
 // The §A13 verb grammar: English and Spanish sentences of the form
-// [time adverbial] pronoun verb-phrase "." whose verb form agrees with the adverbial's tense
-// and the pronoun's person. It samples sentences from a seed, renders a SentenceSpec (a point
+// [time adverbial] pronoun verb-phrase [object or predicate] "." whose verb form agrees with
+// the adverbial's tense and the pronoun's person, whose verb takes the complement its frame
+// asks for, and whose adverbial stands where a speaker puts it. It samples sentences from a seed, renders a SentenceSpec (a point
 // of the grammar, which is what generators shrink), and recognizes complete sentences and
 // valid prefixes. Data come from corpus/*.tsv, embedded in the binary at build time.
 #pragma once
@@ -29,7 +30,7 @@ enum class Tense : uint8_t {
   Preterito,          // ayer yo trabajé .
   Imperfecto,         // antes yo trabajaba .
   Futuro,             // mañana ella trabajará .
-  Perfecto,           // ya yo he trabajado .
+  Perfecto,           // yo ya he trabajado .
   IrA,                // mañana yo voy a trabajar .
 };
 
@@ -44,24 +45,43 @@ struct SentenceSpec {
   int adverbial = -1;  // index into adverbials(tense); -1 means no adverbial
   int pronoun = 0;     // index into pronouns(language_of(tense))
   int verb = 0;        // index into verbs(language_of(tense))
+  // Which complement (object or predicate) the verb takes, 0..complement_choices()-1. 0 is
+  // canonical: nothing for a verb that takes nothing or whose object is optional, else the
+  // first phrase of the verb's class; an optional object's phrases are 1..n.
+  int complement = 0;
   bool operator==(const SentenceSpec&) const = default;
 };
 
 struct Sentence {
   SentenceSpec spec;
   std::vector<std::string> words;  // canonical spelling, ending with "."
+  size_t subject = 0;              // index of the pronoun in words
   Lang lang() const { return language_of(spec.tense); }
 };
 
 struct Pronoun {
   std::string word;  // "I", "he", "yo", "ellos"
   int person;        // 0..5: 1sg 2sg 3sg 1pl 2pl 3pl
+  char gender;       // 'm' or 'f' where the pronoun marks it, '-' where it does not
+};
+
+// What a verb takes after it (verbs_*.tsv's frame column).
+struct Frame {
+  enum class Kind : uint8_t { Intransitive, Transitive, Copular };
+  Kind kind = Kind::Intransitive;
+  bool optional = false;       // transitive?:CLASS: the object may be left out
+  std::string complement;      // the class in complements.tsv; empty when intransitive
 };
 
 struct Verb {
   std::string lemma;                          // "work", "trabajar"
   std::map<std::string, std::string> forms;   // form name -> word; names listed in docs/corpus.md
+  Frame frame;
+  bool stative = false;  // no continuous form ("now they are knowing" is not English)
 };
+
+// Where an adverbial stands (adverbials.tsv's position column).
+enum class Position : uint8_t { Front, AfterSubject, AfterAuxiliary };
 
 class Grammar {
  public:
@@ -76,17 +96,43 @@ class Grammar {
   const std::vector<std::string>& vocabulary() const;
 
   std::vector<Tense> tenses(Lang lang) const;
-  const std::vector<std::vector<std::string>>& adverbials(Tense tense) const;  // each a word list
+  // Each a word list, in its canonical form (masculine singular where it agrees).
+  const std::vector<std::vector<std::string>>& adverbials(Tense tense) const;
+  Position adverbial_position(Tense tense, int adverbial) const;
   const std::vector<Pronoun>& pronouns(Lang lang) const;
   const std::vector<Verb>& verbs(Lang lang) const;
   // The auxiliaries and particles the tense templates use (am, will, going, he, voy, a, ...),
   // in file order, each once. "." is not among them.
   std::vector<std::string> function_words(Lang lang) const;
 
-  // Throws Error if an index is out of range.
+  // The phrases verb `verb` of `lang` can take, each in its canonical form (singular where
+  // it agrees); empty for an intransitive verb.
+  std::vector<std::vector<std::string>> complements(Lang lang, int verb) const;
+  // How many values SentenceSpec::complement has for this verb: 1 (nothing) if intransitive,
+  // n if its complement is required, n + 1 if optional.
+  int complement_choices(Lang lang, int verb) const;
+  // False for a stative verb in the present continuous.
+  bool allows(Tense tense, int verb) const;
+  // Why spec is not a sentence of the grammar (an index out of range, a stative verb in the
+  // continuous), or "" if it is one.
+  std::string misfit(const SentenceSpec& spec) const;
+  // spec made renderable with the fewest changes: an out-of-range complement becomes 0, a
+  // verb the tense does not allow becomes verb 0. Other indices must be in range.
+  SentenceSpec fit(SentenceSpec spec) const;
+
+  // Throws Error (misfit's reason) if spec is not a sentence of the grammar.
   Sentence render(const SentenceSpec& spec) const;
+  // Every wording the recognizer accepts for spec: its rendering, then, for a pronoun that
+  // does not mark gender (yo, ustedes), the wording with the feminine form of an adverbial
+  // that agrees in gender ("de niña yo hablaba ."), which rendering never produces.
+  std::vector<std::vector<std::string>> wordings(const SentenceSpec& spec) const;
   SentenceSpec sample_spec(Rng& rng) const;
   Sentence sample(Rng& rng) const { return render(sample_spec(rng)); }
+  // Every spec of a tense, in index order, and the probability sample_spec draws each one.
+  std::vector<SentenceSpec> specs(Tense tense) const;
+  double probability(const SentenceSpec& spec) const;
+  // Every word the sentences of `lang` use, sorted, without ".".
+  const std::vector<std::string>& words(Lang lang) const;
 
   // Recognition takes words in canonical spelling ("." is a word; Tokenizer::words gives
   // them), so "Yesterday" is not "yesterday" here. One or more complete sentences, nothing else.

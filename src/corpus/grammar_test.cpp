@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <set>
 
 #include "base/error.h"
@@ -66,11 +65,20 @@ TEST_CASE(
       REQUIRE_FALSE(g.is_complete(prefix));
     }
     REQUIRE(contains(g.parse_tenses(s.words), spec.tense));
+    REQUIRE(s.words.at(s.subject) ==
+            g.pronouns(s.lang()).at(static_cast<size_t>(spec.pronoun)).word);
     if (spec.adverbial >= 0) {
-      // The adverbial is the one adverbials(tense) lists, and it appears in the sentence.
+      // The adverbial is the one adverbials(tense) lists (its first word: "de niño" agrees
+      // as "de niña"), and it stands where its position says.
       const auto& adverbial = g.adverbials(spec.tense).at(static_cast<size_t>(spec.adverbial));
-      REQUIRE(std::search(s.words.begin(), s.words.end(), adverbial.begin(), adverbial.end()) !=
-              s.words.end());
+      const Position position = g.adverbial_position(spec.tense, spec.adverbial);
+      const size_t at = position == Position::Front          ? 0
+                        : position == Position::AfterSubject ? s.subject + 1
+                        : s.words.at(s.subject + 1) == adverbial.front()
+                            ? s.subject + 1   // no auxiliary in this tense
+                            : s.subject + 2;  // after the one-word auxiliary
+      REQUIRE(s.words.at(at) == adverbial.front());
+      if (position == Position::Front) REQUIRE(s.subject == adverbial.size());
     }
   }
 }
@@ -119,7 +127,7 @@ TEST_CASE("wrong forms and misplaced words are rejected") {
       "tomorrow I am working .",
       "I have already went .",
       "yesterday I goed .",
-      "he goes to .",
+      "he goes to work .",
       "ayer yo trabajo .",
       "ayer yo trabajaré .",
       "mañana yo trabajé .",
@@ -128,7 +136,7 @@ TEST_CASE("wrong forms and misplaced words are rejected") {
       "yo ha trabajado .",
       "yo voy trabajar .",
       "yo voy a trabajado .",
-      "ya yo he trabajar .",
+      "yo ya he trabajar .",
       "antes yo trabajé .",
       "todos los días yo trabajaba .",
       "tú he trabajado .",
@@ -140,7 +148,7 @@ TEST_CASE("wrong forms and misplaced words are rejected") {
       "nosotros trabajáis .",
       "yo voy a a trabajar .",
       "mañana yo va a trabajar .",
-      "ya yo trabajé .",
+      "yo ya trabajé .",
   };
   for (const std::string& text : wrong) {
     INFO("'" << text << "'");
@@ -171,15 +179,16 @@ TEST_CASE("right forms in both languages are accepted with the tense they show")
       {"next week I am going to work .", Tense::GoingToFuture},
       {"I have already worked .", Tense::PresentPerfect},
       {"he has eaten .", Tense::PresentPerfect},
-      {"last night they went .", Tense::PastSimple},
+      {"last night they went home .", Tense::PastSimple},
       {"todos los días él trabaja .", Tense::Presente},
       {"ayer yo trabajé .", Tense::Preterito},
       {"antes yo trabajaba .", Tense::Imperfecto},
       {"mañana ella trabajará .", Tense::Futuro},
-      {"ya yo he trabajado .", Tense::Perfecto},
+      {"yo ya he trabajado .", Tense::Perfecto},
       {"mañana yo voy a trabajar .", Tense::IrA},
-      {"la semana pasada nosotros fuimos .", Tense::Preterito},
-      {"vosotros habéis hecho .", Tense::Perfecto},
+      {"la semana pasada nosotros fuimos a la playa .", Tense::Preterito},
+      {"la semana pasada nosotros fuimos felices .", Tense::Preterito},
+      {"vosotros habéis hecho la tarea .", Tense::Perfecto},
   };
   for (const auto& [text, tense] : right) {
     INFO("'" << text << "'");
@@ -187,7 +196,7 @@ TEST_CASE("right forms in both languages are accepted with the tense they show")
     CHECK(contains(g.parse_tenses(words_of(text)), tense));
   }
   // Syncretic forms parse as every tense they can be: "put" is base and past.
-  const std::vector<Tense> put = g.parse_tenses(words_of("I put ."));
+  const std::vector<Tense> put = g.parse_tenses(words_of("I put the book on the table ."));
   CHECK(put == std::vector<Tense>{Tense::PastSimple, Tense::PresentSimple});
   const std::vector<Tense> fuimos = g.parse_tenses(words_of("nosotros trabajamos ."));
   CHECK(fuimos == std::vector<Tense>{Tense::Presente, Tense::Preterito});
@@ -239,7 +248,8 @@ TEST_CASE("the lab's prompts are valid prefixes") {
   const Grammar& g = Grammar::builtin();
   const Tokenizer tokenizer(g.vocabulary());
   for (const char* prompt : {"Yesterday I", "Tomorrow he", "Now you", "I am going to", "Ayer yo",
-                             "Mañana él", "Yesterday I worked", "I have already", "Ya yo he"}) {
+                             "Mañana él", "Yesterday I worked", "I have already", "Yo ya he",
+                             "ayer ella hizo la", "I opened the"}) {
     INFO("'" << prompt << "'");
     const std::vector<std::string> words = tokenizer.words(tokenizer.encode(prompt));
     CHECK(g.is_prefix(words));
@@ -280,13 +290,9 @@ TEST_CASE("the vocabulary is <bos>, '.', then every produced word sorted by byte
   CHECK(std::adjacent_find(vocab.begin() + 2, vocab.end()) == vocab.end());
   const std::set<std::string> in_vocab(vocab.begin(), vocab.end());
   std::set<std::string> produced;
-  for (Tense tense : kAllTenses) {
-    const Lang lang = language_of(tense);
-    for (int a = -1; a < static_cast<int>(g.adverbials(tense).size()); ++a)
-      for (int p = 0; p < static_cast<int>(g.pronouns(lang).size()); ++p)
-        for (int v = 0; v < static_cast<int>(g.verbs(lang).size()); ++v)
-          for (const std::string& w : g.render({tense, a, p, v}).words) produced.insert(w);
-  }
+  for (Tense tense : kAllTenses)
+    for (const SentenceSpec& spec : g.specs(tense))
+      for (const auto& wording : g.wordings(spec)) produced.insert(wording.begin(), wording.end());
   produced.insert("<bos>");
   CHECK(produced == in_vocab);
   CHECK(Grammar::from_files(embedded_corpus_files()).vocabulary() == vocab);
@@ -311,15 +317,149 @@ TEST_CASE("count_sentences is the number of distinct rendered word sequences") {
   const Grammar& g = Grammar::builtin();
   std::set<std::vector<std::string>> distinct;
   uint64_t specs = 0;
-  for (Tense tense : kAllTenses) {
-    const Lang lang = language_of(tense);
-    for (int a = -1; a < static_cast<int>(g.adverbials(tense).size()); ++a)
-      for (int p = 0; p < static_cast<int>(g.pronouns(lang).size()); ++p)
-        for (int v = 0; v < static_cast<int>(g.verbs(lang).size()); ++v, ++specs)
-          distinct.insert(g.render({tense, a, p, v}).words);
-  }
+  for (Tense tense : kAllTenses)
+    for (const SentenceSpec& spec : g.specs(tense)) {
+      ++specs;
+      for (const auto& wording : g.wordings(spec)) distinct.insert(wording);
+    }
   CHECK(g.count_sentences() == distinct.size());
-  CHECK(distinct.size() < specs);  // some specs coincide ("I put ."), and count once
+  // Some specs coincide ("I put the book on the table ." in past and present) and count once.
+  std::set<std::vector<std::string>> rendered;
+  for (Tense tense : kAllTenses)
+    for (const SentenceSpec& spec : g.specs(tense)) rendered.insert(g.render(spec).words);
+  CHECK(rendered.size() < specs);
+  // "de niña yo hablaba ." is accepted though rendering says "de niño yo hablaba .".
+  CHECK(distinct.size() > rendered.size());
+}
+
+// Every sentence generated for a verb shows the verb's frame: nothing after an intransitive
+// verb, one of its class's phrases after a transitive or copular one (optional objects may be
+// left out), and no stative verb in the continuous. Each phrase of the class shows up.
+TEST_CASE("every verb's frame matches the sentences generated for it") {
+  const Grammar& g = Grammar::builtin();
+  for (Lang lang : {Lang::En, Lang::Es})
+    for (int v = 0; v < static_cast<int>(g.verbs(lang).size()); ++v) {
+      const Verb& verb = g.verbs(lang)[static_cast<size_t>(v)];
+      INFO(to_string(lang) << " verb '" << verb.lemma << "'");
+      std::set<std::string> forms;
+      for (const auto& [name, form] : verb.forms) forms.insert(form);
+      const auto phrases = g.complements(lang, v);
+      CHECK(phrases.empty() == (verb.frame.kind == Frame::Kind::Intransitive));
+      CHECK_FALSE((verb.frame.kind == Frame::Kind::Copular && verb.frame.optional));
+      std::set<std::vector<std::string>> seen;
+      int sentences = 0, bare = 0;
+      for (Tense tense : g.tenses(lang)) {
+        if (verb.stative && tense == Tense::PresentContinuous) {
+          CHECK_FALSE(g.allows(tense, v));
+          CHECK_THROWS_WITH(g.render({tense, -1, 0, v}),
+                            Catch::Matchers::Contains("is stative and has no present-continuous"));
+          continue;
+        }
+        for (const SentenceSpec& spec : g.specs(tense)) {
+          if (spec.verb != v) continue;
+          const std::vector<std::string> words = g.render(spec).words;
+          INFO("'" << joined(words) << "'");
+          ++sentences;
+          // Where the verb's own form is: the last word that is one of its forms, before a
+          // (possibly empty) tail that must be a phrase of its class.
+          size_t at = words.size() - 1;
+          while (at > 0 && !forms.count(words[at - 1])) --at;
+          REQUIRE(at > 0);
+          const std::vector<std::string> tail(words.begin() + static_cast<long>(at), words.end() - 1);
+          if (tail.empty()) {
+            ++bare;
+            CHECK((verb.frame.kind == Frame::Kind::Intransitive || verb.frame.optional));
+            continue;
+          }
+          REQUIRE(verb.frame.kind != Frame::Kind::Intransitive);
+          // The canonical (singular) phrase, or its plural: same length, same first letters.
+          bool found = false;
+          for (const auto& phrase : phrases)
+            if (phrase == tail || (phrase.size() == tail.size() &&
+                                   g.pronouns(lang)[static_cast<size_t>(spec.pronoun)].person >= 3 &&
+                                   tail.back().rfind(phrase.back().substr(0, 3), 0) == 0)) {
+              seen.insert(phrase);
+              found = true;
+            }
+          CHECK(found);
+        }
+      }
+      CHECK(sentences > 0);
+      CHECK(seen.size() == phrases.size());
+      if (verb.frame.kind == Frame::Kind::Intransitive) CHECK(bare == sentences);
+      else if (verb.frame.optional) CHECK((bare > 0 && bare < sentences));
+      else CHECK(bare == 0);
+    }
+}
+
+TEST_CASE("predicates and adverbials agree with the subject in number and gender") {
+  const Grammar& g = Grammar::builtin();
+  const std::vector<std::pair<std::string, bool>> cases = {
+      {"vosotros sois felices .", true},         {"vosotros sois feliz .", false},
+      {"yo soy feliz .", true},                  {"yo soy felices .", false},
+      {"ustedes son amables .", true},           {"usted es amable .", true},
+      {"de niña ella hablaba .", true},          {"de niño ella hablaba .", false},
+      {"de niño él hablaba .", true},            {"de niña él hablaba .", false},
+      {"de niños ellos hablaban .", true},       {"de niño ellos hablaban .", false},
+      {"de niñas ellas hablaban .", true},       {"de niños ellas hablaban .", false},
+      {"de niño yo hablaba .", true},            {"de niña yo hablaba .", true},
+      {"de niños ustedes hablaban .", true},     {"de niñas ustedes hablaban .", true},
+      {"de niñas nosotras hablábamos .", true},  {"de niña nosotras hablábamos .", false},
+  };
+  for (const auto& [text, ok] : cases) {
+    INFO("'" << text << "'");
+    CHECK(g.is_complete(words_of(text)) == ok);
+  }
+  // Rendering gives a pronoun that does not mark gender the masculine form.
+  const Sentence s = g.render({Tense::Imperfecto, 1, 0, 1, 0});
+  CHECK(joined(s.words) == "de niño yo hablaba .");
+  CHECK(g.wordings(s.spec).size() == 2);
+}
+
+// Sentences a speaker would reject, each for a reason the grammar once let through (the
+// first 24 are what a sentence-by-sentence review found in the old corpus). The recognizer
+// must reject every one, so neither the model's training data nor a shrunk prompt has them.
+TEST_CASE("known-bad sentences are rejected") {
+  const Grammar& g = Grammar::builtin();
+  const std::vector<std::string> bad = {
+      // A transitive verb with no object.
+      "it put .", "we have already made .", "todos los días usted hace .", "yesterday I took .",
+      "ayer él dijo .", "every day she buys .", "mañana yo abriré .", "they have seen .",
+      // ser and estar with no predicate.
+      "mañana tú serás .", "ayer ella estuvo .", "nosotros somos .",
+      // "de niño" that does not agree with its subject.
+      "de niño ella hablaba .", "de niño nosotras trabajábamos .", "de niña ellos corrían .",
+      // A stative verb in the continuous.
+      "now they are knowing the answer .", "right now I am having a dog .",
+      "at the moment she is seeing the sea .",
+      // Incomplete: a verb that needs something after it.
+      "I have .", "he does .", "yo tengo .", "ellas están .", "yo puedo .", "they live .",
+      // Marginal word order: a frequency adverb before the subject, or the perfect's
+      // adverb outside the auxiliary.
+      "ya ellas han aprendido .", "siempre ella habla .", "often you study .",
+      "usually we work .", "already I have worked .", "I already have worked .",
+      // Objects in the wrong place or of the wrong class.
+      "I the door opened .", "I opened .", "I ate the door .", "yo bebí la puerta .",
+      "she drinks a car .", "él es en casa .", "yo estoy la puerta .",
+      // An object after an intransitive verb, and agreement of the predicate.
+      "I slept the book .", "ellos corren la cena .", "ellas son feliz .", "tú eres felices .",
+  };
+  CHECK(bad.size() == 40);
+  for (const std::string& text : bad) {
+    INFO("'" << text << "'");
+    CHECK_FALSE(g.is_complete(words_of(text)));
+    CHECK(g.parse_tenses(words_of(text)).empty());
+  }
+  // ...and what a speaker says instead is accepted.
+  for (const char* text :
+       {"I put the keys in the box .", "we have already made a cake .",
+        "todos los días usted hace la tarea .", "mañana tú serás feliz .",
+        "de niña ella hablaba .", "every day they know the answer .", "I have a dog .",
+        "ellas ya han aprendido .", "ella siempre habla .", "you often study .",
+        "I have already worked .", "yo tengo hambre .", "yo puedo venir ."}) {
+    INFO("'" << text << "'");
+    CHECK(g.is_complete(words_of(text)));
+  }
 }
 
 TEST_CASE("render rejects out-of-range indices with an Error") {
@@ -330,9 +470,12 @@ TEST_CASE("render rejects out-of-range indices with an Error") {
   CHECK_THROWS_AS(g.render({Tense::Presente, 0, 0, -1}), Error);
   CHECK_THROWS_WITH(g.render({Tense::Presente, 0, 0, 1000}),
                     Catch::Matchers::StartsWith("render: verb 1000 out of range for es"));
+  CHECK_THROWS_WITH(g.render({Tense::PastSimple, 0, 0, 0, 1}),
+                    Catch::Matchers::StartsWith("render: complement 1 out of range for 'work'"));
+  CHECK_THROWS_AS(g.render({Tense::PastSimple, 0, 0, 0, -1}), Error);
 }
 
-TEST_CASE("is_prefix takes microseconds on 32 words") {
+TEST_CASE("is_prefix accepts 32-word cuts of sampled sentence streams") {
   const Grammar& g = Grammar::builtin();
   std::vector<std::vector<std::string>> inputs;
   Rng rng(7);
@@ -345,17 +488,11 @@ TEST_CASE("is_prefix takes microseconds on 32 words") {
     words.resize(32);
     inputs.push_back(std::move(words));
   }
-  const int rounds = 50;
+  // (Its speed, one hash lookup per word, is not asserted here: speed is measured, not
+  // asserted in unit tests.)
   size_t accepted = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (int r = 0; r < rounds; ++r)
-    for (const auto& words : inputs) accepted += g.is_prefix(words);
-  const double us =
-      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() /
-      (rounds * static_cast<double>(inputs.size()));
-  WARN("is_prefix on 32 words: " << us << " us per call");
-  CHECK(accepted == rounds * inputs.size());
-  CHECK(us < 50.0);  // generous: a shared, loaded 2-core machine
+  for (const auto& words : inputs) accepted += g.is_prefix(words);
+  CHECK(accepted == inputs.size());
 }
 
 // ---- Bad data ---------------------------------------------------------------------------
@@ -396,39 +533,64 @@ TEST_CASE("bad data rows give one-line errors naming file and line") {
     const char* message;  // after "file:line: "
   };
   const std::vector<Case> cases = {
-      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumping", "expected 5 tab-separated columns"},
-      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\tjumpy",
-       "expected 5 tab-separated columns"},
-      {"verbs_en.tsv", "jump\tjumps\t\tjumped\tjumping", "column 'past' is empty"},
-      {"verbs_en.tsv", "work\tworks\tworked\tworked\tworking", "verb 'work' listed twice"},
-      {"verbs_en.tsv", "Jump\tjumps\tjumped\tjumped\tjumping", "'Jump' must be lower case"},
-      {"verbs_en.tsv", "jump\tjumps\tjumped.\tjumped\tjumping", "'jumped.' is not a single word"},
+      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumping\tintransitive\tdynamic",
+       "expected 7 tab-separated columns"},
+      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\tintransitive\tdynamic\tjumpy",
+       "expected 7 tab-separated columns"},
+      {"verbs_en.tsv", "jump\tjumps\t\tjumped\tjumping\tintransitive\tdynamic", "column 'past' is empty"},
+      {"verbs_en.tsv", "work\tworks\tworked\tworked\tworking\tintransitive\tdynamic", "verb 'work' listed twice"},
+      {"verbs_en.tsv", "Jump\tjumps\tjumped\tjumped\tjumping\tintransitive\tdynamic", "'Jump' must be lower case"},
+      {"verbs_en.tsv", "jump\tjumps\tjumped.\tjumped\tjumping\tintransitive\tdynamic",
+       "'jumped.' is not a single word"},
+      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\ttransitive\tdynamic",
+       "bad frame 'transitive' (expected intransitive, transitive:CLASS, transitive?:CLASS or "
+       "copular:CLASS)"},
+      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\tditransitive:en-food\tdynamic",
+       "bad frame 'ditransitive:en-food'"},
+      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\ttransitive:en-fence\tdynamic",
+       "complement class 'en-fence' is not in complements.tsv for en"},
+      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\ttransitive:es-lugar\tdynamic",
+       "complement class 'es-lugar' is not in complements.tsv for en"},
+      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\tintransitive\tstill",
+       "bad aspect 'still'"},
+      {"complements.tsv", "en\ten-fence\ta fence", "class 'en-fence' is used by no en verb's frame"},
+      {"complements.tsv", "en\ten-food\tan apple", "'an apple' is already listed for en-food"},
+      {"complements.tsv", "es\tes-cualidad\talto|alta|altos",
+       "'alto|alta|altos' has 3 forms; a phrase that agrees has 2 (singular|plural) or 4"},
+      {"complements.tsv", "es\tes-cualidad\talto|", "'alto|' has an empty form"},
+      {"complements.tsv", "de\tes-cualidad\tgut", "unknown language 'de'"},
       {"verbs_es.tsv",
        "nadar\tnadado\tnadando\tnado,nadas,nada,nadamos,nadan\tnadé,nadaste,nadó,"
        "nadamos,nadasteis,nadaron\tnadaba,nadabas,nadaba,nadábamos,nadabais,"
-       "nadaban\tnadaré,nadarás,nadará,nadaremos,nadaréis,nadarán",
+       "nadaban\tnadaré,nadarás,nadará,nadaremos,nadaréis,nadarán\tintransitive",
        "column 'presente' needs 6 comma-separated forms"},
       {"verbs_es.tsv",
        "nadar\tnadado\tnadando\tnado,nadas,,nadamos,nadáis,nadan\tnadé,nadaste,"
        "nadó,nadamos,nadasteis,nadaron\tnadaba,nadabas,nadaba,nadábamos,nadabais,"
-       "nadaban\tnadaré,nadarás,nadará,nadaremos,nadaréis,nadarán",
+       "nadaban\tnadaré,nadarás,nadará,nadaremos,nadaréis,nadarán\tintransitive",
        "column 'presente' is missing the 3sg form"},
       {"verbs_es.tsv",
        "nadar\tnadado\tnadando\tnado,nadas,nada,nadamos,nadáis,nadan\tnadé,nadaste,"
        "nadó,nadamos,nadasteis,nadaron,nadó\tnadaba,nadabas,nadaba,nadábamos,"
-       "nadabais,nadaban\tnadaré,nadarás,nadará,nadaremos,nadaréis,nadarán",
+       "nadabais,nadaban\tnadaré,nadarás,nadará,nadaremos,nadaréis,nadarán\tintransitive",
        "column 'preterito' needs 6 comma-separated forms"},
-      {"adverbials.tsv", "past\tthe day before", "unknown tense 'past'"},
-      {"adverbials.tsv", "past-simple,presente\tback then",
+      {"adverbials.tsv", "past\tfront\tthe day before", "unknown tense 'past'"},
+      {"adverbials.tsv", "past-simple,presente\tfront\tback then",
        "'back then' mixes tenses of en and es"},
-      {"adverbials.tsv", "past-simple", "expected 2 tab-separated columns"},
-      {"adverbials.tsv", "past-simple\tyesterday", "'yesterday' is already listed for past-simple"},
-      {"pronouns.tsv", "en\tthou\t7", "bad person '7'"},
-      {"pronouns.tsv", "en\tthou\tx", "bad person 'x'"},
-      {"pronouns.tsv", "en\tthou\t*", "bad person '*'"},
-      {"pronouns.tsv", "en\tthou\t-1", "bad person '-1'"},
-      {"pronouns.tsv", "fr\tje\t0", "unknown language 'fr'"},
-      {"pronouns.tsv", "es\tÉl\t2", "'Él' must be lower case"},
+      {"adverbials.tsv", "past-simple\tfront", "expected 3 tab-separated columns"},
+      {"adverbials.tsv", "past-simple\tfront\tyesterday",
+       "'yesterday' is already listed for past-simple"},
+      {"adverbials.tsv", "past-simple\tlast\tback then",
+       "unknown position 'last' (expected front, after-subject or after-auxiliary)"},
+      {"adverbials.tsv", "imperfecto\tfront\tde joven|de jóvenes|de joven",
+       "'de joven|de jóvenes|de joven' has 3 forms"},
+      {"pronouns.tsv", "en\tthou\t7\t-", "bad person '7'"},
+      {"pronouns.tsv", "en\tthou\tx\t-", "bad person 'x'"},
+      {"pronouns.tsv", "en\tthou\t*\t-", "bad person '*'"},
+      {"pronouns.tsv", "en\tthou\t-1\t-", "bad person '-1'"},
+      {"pronouns.tsv", "fr\tje\t0\t-", "unknown language 'fr'"},
+      {"pronouns.tsv", "es\tÉl\t2\tm", "'Él' must be lower case"},
+      {"pronouns.tsv", "es\télla\t2\tx", "bad gender 'x' (expected m, f or - for unmarked)"},
       {"function_words.tsv", "en\tshall\t*\tshall", "unknown role 'shall'"},
       {"function_words.tsv", "en\tbe\t0\tbe", "en role 'be' already has a word for person 0"},
   };
@@ -445,12 +607,12 @@ TEST_CASE("bad data rows give one-line errors naming file and line") {
   require_error(files, "corpus file 'extra.tsv' is not one the grammar reads");
   files = embedded_corpus_files();
   files["pronouns.tsv"] = "# comment\nlang\tword\n";
-  require_error(files, "pronouns.tsv:2: header must be 'lang<TAB>word<TAB>person'");
+  require_error(files, "pronouns.tsv:2: header must be 'lang<TAB>word<TAB>person<TAB>gender'");
   files = embedded_corpus_files();
   files["function_words.tsv"] = "lang\trole\tperson\tword\nen\tbe\t0\tam\n";
   require_error(files, "function_words.tsv: en role 'be' has no word for person 1 (2sg)");
   files = embedded_corpus_files();
-  files["pronouns.tsv"] = "lang\tword\tperson\nen\tI\t0\nen\tbad\xC3\t1\n";
+  files["pronouns.tsv"] = "lang\tword\tperson\tgender\nen\tI\t0\t-\nen\tbad\xC3\t1\t-\n";
   require_error(files, "pronouns.tsv:3: invalid UTF-8 at byte 6 of the line");
 }
 

@@ -23,23 +23,14 @@ GrammarEntropy grammar_entropy(const Grammar& grammar) {
   // same words ("I put ." in past and present) pool their probability.
   std::map<std::vector<std::string>, double> p;
   GrammarEntropy e;
-  size_t n_tenses = 0;
-  for (Lang lang : {Lang::En, Lang::Es}) n_tenses += grammar.tenses(lang).size();
-  for (Lang lang : {Lang::En, Lang::Es}) {
-    const int np = static_cast<int>(grammar.pronouns(lang).size()),
-              nv = static_cast<int>(grammar.verbs(lang).size());
-    for (Tense tense : grammar.tenses(lang)) {
-      const int na = static_cast<int>(grammar.adverbials(tense).size()) + 1;
-      const double share = 1.0 / static_cast<double>(n_tenses) / na / np / nv;
-      for (int a = -1; a < na - 1; ++a)
-        for (int q = 0; q < np; ++q)
-          for (int v = 0; v < nv; ++v) {
-            const Sentence s = grammar.render(SentenceSpec{tense, a, q, v});
-            p[s.words] += share;
-            e.mean_tokens += share * static_cast<double>(s.words.size());
-          }
-    }
-  }
+  for (Lang lang : {Lang::En, Lang::Es})
+    for (Tense tense : grammar.tenses(lang))
+      for (const SentenceSpec& spec : grammar.specs(tense)) {
+        const double share = grammar.probability(spec);
+        const Sentence s = grammar.render(spec);
+        p[s.words] += share;
+        e.mean_tokens += share * static_cast<double>(s.words.size());
+      }
   for (const auto& [words, q] : p) e.per_sentence -= q * std::log(q);
   e.per_token = e.per_sentence / e.mean_tokens;
   e.distinct = p.size();

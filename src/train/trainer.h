@@ -17,7 +17,7 @@ namespace miniinfer::train {
 struct TrainOptions {
   Config config;       // vocab_size is set from the vocabulary
   uint64_t seed = 17;  // weights from stream 0, training data 1, validation data 2
-  int steps = 1000;
+  int steps = 2000;
   int batch = 32;        // windows per step, each config.train_ctx tokens
   double lr = 6e-3;      // peak learning rate
   double min_lr = 3e-4;  // at the last step

@@ -114,6 +114,47 @@ TEST_CASE("the shrinker heads for English: a planted 'any Spanish word' bug shri
   CHECK(text.find("1 words") != std::string::npos);
 }
 
+TEST_CASE("partial prompts reach into objects: 'ayer ella hizo la'") {
+  // Of 300 partial prompts, some must end inside or right after an object (a word that is
+  // no verb form, pronoun, adverbial or function word: "la", "the", "door").
+  int into_object = 0;
+  auto r = run("objects", [&into_object] {
+    const Prompt p = *genPartialPrompt();
+    const SentenceSpec& s = p.sentences.front();
+    const Lang lang = language_of(s.tense);
+    const auto full = grammar().render(s).words;
+    const auto phrases = grammar().complements(lang, s.verb);
+    if (s.complement == 0 && grammar().verbs(lang)[static_cast<size_t>(s.verb)].frame.optional) return;
+    if (phrases.empty()) return;
+    // The object starts where one of the verb's phrases ends the sentence (before ".");
+    // an agreeing predicate ("felices") may differ from the canonical phrase, so it does not count.
+    const size_t n = p.words().size();
+    size_t object_start = full.size() - 1;
+    for (const auto& phrase : phrases)
+      if (phrase.size() < full.size() &&
+          std::equal(phrase.begin(), phrase.end(), full.end() - 1 - static_cast<long>(phrase.size())))
+        object_start = full.size() - 1 - phrase.size();
+    if (n > object_start) ++into_object;
+    RC_ASSERT(full.size() > n);
+  });
+  CHECK(r.is<rc::detail::SuccessResult>());
+  INFO(into_object << " of 300 partial prompts reach into an object");
+  CHECK(into_object >= 10);
+}
+
+TEST_CASE("the shrinker keeps an object when the failure needs one: a planted 'contains door' bug") {
+  auto r = run("door", [] {
+    const Prompt p = *genPrompt();
+    const auto words = p.words();
+    RC_ASSERT(std::find(words.begin(), words.end(), "door") == words.end());
+  });
+  REQUIRE(r.is<rc::detail::FailureResult>());
+  const auto& text = r.get<rc::detail::FailureResult>().counterExample[0].second;
+  INFO(text);
+  // Only "open" takes "the door": first tense, no adverbial, first pronoun, cut after "door".
+  CHECK(text.rfind("\"I opened the door\"", 0) == 0);
+}
+
 TEST_CASE("run parameters shrink toward greedy, seed 0 and one new token") {
   auto r = run("params", [] {
     const RunParams p = *genRunParams(64);

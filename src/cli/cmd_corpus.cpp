@@ -25,6 +25,7 @@ struct LangStats {
   std::set<std::vector<std::string>> complements;        // objects and predicates, distinct
   size_t lemmas = 0;
   uint64_t sentences = 0;
+  uint64_t specs = 0;  // points of the grammar (SentenceSpecs) sampling can draw
 };
 
 void print_row(const char* label, size_t en, size_t es, size_t both) {
@@ -64,11 +65,13 @@ int run_stats(const Grammar& grammar) {
     // recognizer's own count, which the total line reports).
     std::set<std::vector<std::string>> distinct;
     for (Tense tense : grammar.tenses(lang))
-      for (const SentenceSpec& spec : grammar.specs(tense))
+      for (const SentenceSpec& spec : grammar.specs(tense)) {
+        ++s.specs;
         for (std::vector<std::string>& words : grammar.wordings(spec)) {
           distinct_by_tense[static_cast<int>(tense)].insert(words);
           distinct.insert(std::move(words));
         }
+      }
     s.sentences = distinct.size();
   }
   const LangStats& en = stats[0];
@@ -115,6 +118,7 @@ int run_stats(const Grammar& grammar) {
                  distinct_by_tense[static_cast<int>(tense)].size());
   fmt::print("  en total{:>21}\n  es total{:>21}\n  all{:>26}\n", en.sentences, es.sentences,
              grammar.count_sentences());
+  fmt::print("  (from {} English and {} Spanish specs)\n", en.specs, es.specs);
   if (en.sentences + es.sentences != grammar.count_sentences())
     fail("internal check: enumeration finds {} sentences, the recognizer counts {}",
          en.sentences + es.sentences, grammar.count_sentences());

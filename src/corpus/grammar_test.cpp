@@ -189,6 +189,26 @@ TEST_CASE("right forms in both languages are accepted with the tense they show")
       {"la semana pasada nosotros fuimos a la playa .", Tense::Preterito},
       {"la semana pasada nosotros fuimos felices .", Tense::Preterito},
       {"vosotros habéis hecho la tarea .", Tense::Perfecto},
+      // docs/corpus.md's examples.
+      {"every day he takes the bus .", Tense::PresentSimple},
+      {"now you are opening the door .", Tense::PresentContinuous},
+      {"next week I am going to make a cake .", Tense::GoingToFuture},
+      {"I have already eaten an apple .", Tense::PresentPerfect},
+      {"ayer ella hizo la tarea .", Tense::Preterito},
+      {"de niña ella vivía en una casa .", Tense::Imperfecto},
+      {"mañana tú serás feliz .", Tense::Futuro},
+      {"ellas ya han aprendido .", Tense::Perfecto},
+      {"mañana yo voy a ir a la playa .", Tense::IrA},
+      {"it put the keys in the box .", Tense::PastSimple},
+      {"todos los días usted hace la tarea .", Tense::Presente},
+      {"I ate .", Tense::PastSimple},
+      {"I ate an apple .", Tense::PastSimple},
+      {"vosotros sois felices .", Tense::Presente},
+      {"usted es amable .", Tense::Presente},
+      {"you often study .", Tense::PresentSimple},
+      {"ella siempre habla .", Tense::Presente},
+      {"she has just eaten .", Tense::PresentPerfect},
+      {"yo puedo venir .", Tense::Presente},
   };
   for (const auto& [text, tense] : right) {
     INFO("'" << text << "'");

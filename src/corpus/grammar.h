@@ -142,8 +142,9 @@ class Grammar {
   // The tense(s) a complete sentence can be parsed as; empty if it is not one sentence.
   std::vector<Tense> parse_tenses(std::span<const std::string> sentence) const;
 
-  // How many distinct single sentences the grammar can produce: distinct word sequences, so
-  // two specs that render the same words ("I put ." in past and present) count once.
+  // How many distinct single sentences the grammar accepts: distinct word sequences, so two
+  // specs that render the same words ("I put the book on the table ." in past and present)
+  // count once, and the feminine wordings of wordings() count too.
   uint64_t count_sentences() const;
 
  private:

@@ -20,7 +20,7 @@ SentenceSource grammar_sentences(const Grammar& grammar, const Tokenizer& tokeni
 
 GrammarEntropy grammar_entropy(const Grammar& grammar) {
   // Enumerates every spec with the probability sample_spec gives it; specs that render the
-  // same words ("I put ." in past and present) pool their probability.
+  // same words ("I put the book on the table ." in past and present) pool their probability.
   std::map<std::vector<std::string>, double> p;
   GrammarEntropy e;
   for (Lang lang : {Lang::En, Lang::Es})

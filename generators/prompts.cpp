@@ -27,13 +27,20 @@ int total_words(const std::vector<SentenceSpec>& sentences) {
 // Where shrinking sends a Spanish tense: its English counterpart ("English before Spanish").
 Tense english_counterpart(Tense t) {
   switch (t) {
-    case Tense::Presente: return Tense::PresentSimple;
-    case Tense::Preterito: return Tense::PastSimple;
-    case Tense::Imperfecto: return Tense::PastSimple;
-    case Tense::Futuro: return Tense::WillFuture;
-    case Tense::Perfecto: return Tense::PresentPerfect;
-    case Tense::IrA: return Tense::GoingToFuture;
-    default: return t;
+    case Tense::Presente:
+      return Tense::PresentSimple;
+    case Tense::Preterito:
+      return Tense::PastSimple;
+    case Tense::Imperfecto:
+      return Tense::PastSimple;
+    case Tense::Futuro:
+      return Tense::WillFuture;
+    case Tense::Perfecto:
+      return Tense::PresentPerfect;
+    case Tense::IrA:
+      return Tense::GoingToFuture;
+    default:
+      return t;
   }
 }
 
@@ -128,9 +135,12 @@ std::string join(const std::vector<std::string>& words) {
 
 const char* to_string(Family family) {
   switch (family) {
-    case Family::AdverbialPronoun: return "adverbial+pronoun";
-    case Family::Partial: return "partial";
-    case Family::MixedTense: return "mixed-tense";
+    case Family::AdverbialPronoun:
+      return "adverbial+pronoun";
+    case Family::Partial:
+      return "partial";
+    case Family::MixedTense:
+      return "mixed-tense";
   }
   return "?";
 }
@@ -227,8 +237,13 @@ std::vector<std::string> tags_of(const Prompt& p) {
   return {
       to_string(p.family),
       langs.size() > 1 ? "en+es" : to_string(*langs.begin()),
-      tenses.size() == 1 ? "1 tense" : tenses.size() == 2 ? "2 tenses" : "3+ tenses",
-      n <= 3 ? "1-3 words" : n <= 8 ? "4-8 words" : n <= 16 ? "9-16 words" : "17+ words",
+      tenses.size() == 1   ? "1 tense"
+      : tenses.size() == 2 ? "2 tenses"
+                           : "3+ tenses",
+      n <= 3    ? "1-3 words"
+      : n <= 8  ? "4-8 words"
+      : n <= 16 ? "9-16 words"
+                : "17+ words",
   };
 }
 

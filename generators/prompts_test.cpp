@@ -1,10 +1,10 @@
 #include "generators/prompts.h"
 
-#include <catch2/catch.hpp>
 #include <rapidcheck.h>
 #include <rapidcheck/detail/TestListenerAdapter.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <sstream>
 
 using namespace miniinfer;
@@ -224,7 +224,8 @@ TEST_CASE("the shrinker drops leading words: a planted 'ends in a pronoun' bug s
     const Prompt p = *genAdverbialPrompt();
     const auto words = p.words();
     const auto& s = p.sentences.back();
-    const auto& pronoun = Grammar::builtin().pronouns(language_of(s.tense))[static_cast<size_t>(s.pronoun)].word;
+    const auto& pronoun =
+        Grammar::builtin().pronouns(language_of(s.tense))[static_cast<size_t>(s.pronoun)].word;
     RC_ASSERT(words.back() != pronoun);
   });
   REQUIRE(r.is<rc::detail::FailureResult>());

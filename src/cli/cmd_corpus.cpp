@@ -77,11 +77,9 @@ int run_stats(const Grammar& grammar) {
   const LangStats& en = stats[0];
   const LangStats& es = stats[1];
 
-  fmt::print("vocabulary: {} tokens (\"<bos>\", \".\" and {} words)\n\n", vocab.size(),
-             vocab.size() - 2);
+  fmt::print("vocabulary: {} tokens (\"<bos>\", \".\" and {} words)\n\n", vocab.size(), vocab.size() - 2);
   fmt::print("  {:<26}{:>8}{:>8}{:>8}\n", "word class", "en", "es", "all");
-  print_row("pronouns", en.pronouns.size(), es.pronouns.size(),
-            union_size(en.pronouns, es.pronouns));
+  print_row("pronouns", en.pronouns.size(), es.pronouns.size(), union_size(en.pronouns, es.pronouns));
   print_row("adverbial phrases", en.adverbial_phrases.size(), es.adverbial_phrases.size(),
             en.adverbial_phrases.size() + es.adverbial_phrases.size());
   print_row("adverbial words", en.adverbial_words.size(), es.adverbial_words.size(),
@@ -164,22 +162,21 @@ int run_tokenize(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-MINIGPT_COMMAND(
-    "corpus", "statistics and samples of the verb-grammar corpus",
-    "usage: minigpt corpus --stats\n"
-    "       minigpt corpus --sample N [--seed S]\n"
-    "       minigpt corpus --words LANG\n\n"
-    "  --stats      vocabulary counts by language and word class (pronouns,\n"
-    "               adverbials by tense, verb lemmas and distinct forms, function\n"
-    "               words) and the number of distinct sentences\n"
-    "  --sample N   print N sentences drawn from the grammar, one per line, each\n"
-    "               labelled with its language and tense:\n"
-    "               en past-simple        yesterday I worked .\n"
-    "  --seed S     seed of the sample (default 0); the same seed prints the same lines\n"
-    "  --words LANG every word the sentences of LANG (en or es) use, one per line, sorted\n"
-    "               (what the spelling test checks against Hunspell's dictionaries)\n\n"
-    "The grammar is built from corpus/*.tsv, embedded at build time (docs/corpus.md).",
-    run_corpus);
+MINIGPT_COMMAND("corpus", "statistics and samples of the verb-grammar corpus",
+                "usage: minigpt corpus --stats\n"
+                "       minigpt corpus --sample N [--seed S]\n"
+                "       minigpt corpus --words LANG\n\n"
+                "  --stats      vocabulary counts by language and word class (pronouns,\n"
+                "               adverbials by tense, verb lemmas and distinct forms, function\n"
+                "               words) and the number of distinct sentences\n"
+                "  --sample N   print N sentences drawn from the grammar, one per line, each\n"
+                "               labelled with its language and tense:\n"
+                "               en past-simple        yesterday I worked .\n"
+                "  --seed S     seed of the sample (default 0); the same seed prints the same lines\n"
+                "  --words LANG every word the sentences of LANG (en or es) use, one per line, sorted\n"
+                "               (what the spelling test checks against Hunspell's dictionaries)\n\n"
+                "The grammar is built from corpus/*.tsv, embedded at build time (docs/corpus.md).",
+                run_corpus);
 
 MINIGPT_COMMAND("tokenize", "print the token ids of a prompt",
                 "usage: minigpt tokenize --prompt TEXT\n\n"

@@ -21,8 +21,7 @@ namespace {
 
 constexpr size_t kTenseCount = 12;
 constexpr int kPersons = 6;
-constexpr std::array<const char*, kPersons> kPersonNames = {"1sg", "2sg", "3sg",
-                                                            "1pl", "2pl", "3pl"};
+constexpr std::array<const char*, kPersons> kPersonNames = {"1sg", "2sg", "3sg", "1pl", "2pl", "3pl"};
 
 struct TenseInfo {
   Tense tense;
@@ -111,8 +110,8 @@ std::vector<Row> read_tsv(const std::string& file, const std::string& text,
     std::vector<std::string> cells = split(raw, '\t');
     if (!header_seen) {
       if (cells != columns)
-        fail("{}:{}: header must be '{}' (tab-separated), got '{}'", file, line,
-             join(columns, "<TAB>"), join(cells, "<TAB>"));
+        fail("{}:{}: header must be '{}' (tab-separated), got '{}'", file, line, join(columns, "<TAB>"),
+             join(cells, "<TAB>"));
       header_seen = true;
       continue;
     }
@@ -192,8 +191,7 @@ Position parse_position(const std::string& file, int line, const std::string& te
   if (text == "front") return Position::Front;
   if (text == "after-subject") return Position::AfterSubject;
   if (text == "after-auxiliary") return Position::AfterAuxiliary;
-  fail("{}:{}: unknown position '{}' (expected front, after-subject or after-auxiliary)", file,
-       line, text);
+  fail("{}:{}: unknown position '{}' (expected front, after-subject or after-auxiliary)", file, line, text);
 }
 
 Frame parse_frame(const std::string& file, int line, const std::string& text) {
@@ -239,7 +237,7 @@ struct Grammar::Impl {
   std::array<std::vector<std::vector<std::string>>, kTenseCount> adverbial_words;  // canonical
   std::map<std::pair<Lang, std::string>, std::vector<Phrase>> complements;
   std::map<std::pair<Lang, std::string>, std::array<std::string, kPersons>> function_words;
-  std::array<std::vector<std::string>, 2> function_list;  // file order, each word once
+  std::array<std::vector<std::string>, 2> function_list;    // file order, each word once
   std::array<std::vector<int>, kTenseCount> allowed_verbs;  // verbs each tense can take
 
   std::vector<std::string> vocabulary;
@@ -291,8 +289,7 @@ struct Grammar::Impl {
   int step(int node, const std::string& word) const {
     const auto id = word_id.find(word);
     if (id == word_id.end()) return -1;
-    const auto child =
-        edges.find(static_cast<uint64_t>(node) << 32 | static_cast<uint32_t>(id->second));
+    const auto child = edges.find(static_cast<uint64_t>(node) << 32 | static_cast<uint32_t>(id->second));
     return child == edges.end() ? -1 : child->second;
   }
   // Walks whole sentences; returns the node reached (0 after a complete sentence), or -1.
@@ -308,13 +305,11 @@ struct Grammar::Impl {
 };
 
 void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
-  const std::vector<std::string> expected = {"adverbials.tsv",  "complements.tsv",
-                                             "function_words.tsv", "pronouns.tsv",
-                                             "verbs_en.tsv",    "verbs_es.tsv"};
+  const std::vector<std::string> expected = {"adverbials.tsv", "complements.tsv", "function_words.tsv",
+                                             "pronouns.tsv",   "verbs_en.tsv",    "verbs_es.tsv"};
   for (const auto& [name, text] : files)
     if (std::find(expected.begin(), expected.end(), name) == expected.end())
-      fail("corpus file '{}' is not one the grammar reads (expected {})", name,
-           join(expected, ", "));
+      fail("corpus file '{}' is not one the grammar reads (expected {})", name, join(expected, ", "));
   const auto file = [&](const std::string& name) -> const std::string& {
     const auto it = files.find(name);
     if (it == files.end()) fail("corpus file '{}' is missing", name);
@@ -351,8 +346,7 @@ void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
     }
   }
 
-  for (const Row& row :
-       read_tsv("function_words.tsv", file("function_words.tsv"), kFunctionColumns)) {
+  for (const Row& row : read_tsv("function_words.tsv", file("function_words.tsv"), kFunctionColumns)) {
     const Lang lang = parse_lang("function_words.tsv", row.line, row.cells[0]);
     const auto& roles = kFunctionRoles.at(to_string(lang));
     if (std::find(roles.begin(), roles.end(), row.cells[1]) == roles.end())
@@ -369,8 +363,7 @@ void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
       slots[static_cast<size_t>(p)] = row.cells[3];
     }
     auto& list = function_list[lang_index(lang)];
-    if (std::find(list.begin(), list.end(), row.cells[3]) == list.end())
-      list.push_back(row.cells[3]);
+    if (std::find(list.begin(), list.end(), row.cells[3]) == list.end()) list.push_back(row.cells[3]);
   }
   for (const auto& [lang, roles] : kFunctionRoles)
     for (const std::string& role : roles) {
@@ -382,15 +375,13 @@ void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
     }
 
   std::map<std::pair<Lang, std::string>, int> class_line;  // first line of each class
-  for (const Row& row :
-       read_tsv("complements.tsv", file("complements.tsv"), kComplementColumns)) {
+  for (const Row& row : read_tsv("complements.tsv", file("complements.tsv"), kComplementColumns)) {
     const Lang lang = parse_lang("complements.tsv", row.line, row.cells[0]);
     const Phrase phrase = parse_phrase("complements.tsv", row.line, row.cells[2]);
     auto& list = complements[{lang, row.cells[1]}];
     for (const Phrase& other : list)
       if (other.forms == phrase.forms)
-        fail("complements.tsv:{}: '{}' is already listed for {}", row.line, row.cells[2],
-             row.cells[1]);
+        fail("complements.tsv:{}: '{}' is already listed for {}", row.line, row.cells[2], row.cells[1]);
     list.push_back(phrase);
     class_line.emplace(std::make_pair(lang, row.cells[1]), row.line);
   }
@@ -400,8 +391,8 @@ void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
   const auto read_frame = [&](const char* file, int line, Lang lang, const std::string& text) {
     Frame frame = parse_frame(file, line, text);
     if (!complements.count({lang, frame.complement}) && !frame.complement.empty())
-      fail("{}:{}: complement class '{}' is not in complements.tsv for {}", file, line,
-           frame.complement, to_string(lang));
+      fail("{}:{}: complement class '{}' is not in complements.tsv for {}", file, line, frame.complement,
+           to_string(lang));
     used_classes.insert({lang, frame.complement});
     return frame;
   };
@@ -416,9 +407,10 @@ void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
     verb.frame = read_frame("verbs_en.tsv", row.line, Lang::En, row.cells[kEnFormColumns]);
     const std::string& aspect = row.cells[kEnFormColumns + 1];
     if (aspect != "stative" && aspect != "dynamic")
-      fail("verbs_en.tsv:{}: bad aspect '{}' (expected dynamic, or stative for a verb with no "
-           "continuous form)",
-           row.line, aspect);
+      fail(
+          "verbs_en.tsv:{}: bad aspect '{}' (expected dynamic, or stative for a verb with no "
+          "continuous form)",
+          row.line, aspect);
     verb.stative = aspect == "stative";
     if (!lemmas.insert("en:" + verb.lemma).second)
       fail("verbs_en.tsv:{}: verb '{}' listed twice", row.line, verb.lemma);
@@ -467,8 +459,7 @@ void Grammar::Impl::load(const std::map<std::string, std::string>& files) {
       if (!(vs[v].stative && info.tense == Tense::PresentContinuous))
         allowed_verbs[tense_index(info.tense)].push_back(static_cast<int>(v));
     if (allowed_verbs[tense_index(info.tense)].empty())
-      fail("verbs_{}.tsv: every verb is stative, so {} has none", to_string(info.lang),
-           info.name);
+      fail("verbs_{}.tsv: every verb is stative, so {} has none", to_string(info.lang), info.name);
   }
   if (verbs[lang_index(Lang::En)].front().stative)
     fail("verbs_en.tsv: the first verb (the canonical one) must not be stative");
@@ -485,16 +476,15 @@ std::string Grammar::Impl::misfit(const SentenceSpec& spec) const {
     return fmt::format("adverbial {} out of range for {} ({} adverbials)", spec.adverbial,
                        to_string(spec.tense), advs.size());
   if (spec.pronoun < 0 || spec.pronoun >= static_cast<int>(prons.size()))
-    return fmt::format("pronoun {} out of range for {} ({} pronouns)", spec.pronoun,
-                       to_string(lang), prons.size());
+    return fmt::format("pronoun {} out of range for {} ({} pronouns)", spec.pronoun, to_string(lang),
+                       prons.size());
   if (spec.verb < 0 || spec.verb >= static_cast<int>(vs.size()))
-    return fmt::format("verb {} out of range for {} ({} verbs)", spec.verb, to_string(lang),
-                       vs.size());
+    return fmt::format("verb {} out of range for {} ({} verbs)", spec.verb, to_string(lang), vs.size());
   const Verb& verb = vs[static_cast<size_t>(spec.verb)];
   const int choices = complement_choices(lang, verb);
   if (spec.complement < 0 || spec.complement >= choices)
-    return fmt::format("complement {} out of range for '{}' ({} choices)", spec.complement,
-                       verb.lemma, choices);
+    return fmt::format("complement {} out of range for '{}' ({} choices)", spec.complement, verb.lemma,
+                       choices);
   if (verb.stative && spec.tense == Tense::PresentContinuous)
     return fmt::format("'{}' is stative and has no {}", verb.lemma, to_string(spec.tense));
   return "";
@@ -507,9 +497,7 @@ Sentence Grammar::Impl::render(const SentenceSpec& spec, bool feminine) const {
   const int p = pronoun.person;
   const char gender = pronoun.gender == '-' && feminine ? 'f' : pronoun.gender;
   const Verb& verb = verbs[lang_index(lang)][static_cast<size_t>(spec.verb)];
-  const auto form = [&](const std::string& name) -> const std::string& {
-    return verb.forms.at(name);
-  };
+  const auto form = [&](const std::string& name) -> const std::string& { return verb.forms.at(name); };
   const auto finite = [&](const char* tense) -> const std::string& {
     return form(std::string(tense) + "." + kPersonNames[static_cast<size_t>(p)]);
   };
@@ -520,8 +508,12 @@ Sentence Grammar::Impl::render(const SentenceSpec& spec, bool feminine) const {
   size_t auxiliary = 0;
   const auto add = [&](const std::string& word) { phrase.push_back(word); };
   switch (spec.tense) {
-    case Tense::PastSimple: add(form("past")); break;
-    case Tense::PresentSimple: add(form(p == 2 ? "3sg" : "base")); break;
+    case Tense::PastSimple:
+      add(form("past"));
+      break;
+    case Tense::PresentSimple:
+      add(form(p == 2 ? "3sg" : "base"));
+      break;
     case Tense::PresentContinuous:
       add(function_word(lang, "be", p));
       add(form("ing"));
@@ -544,10 +536,18 @@ Sentence Grammar::Impl::render(const SentenceSpec& spec, bool feminine) const {
       add(form("past_participle"));
       auxiliary = 1;
       break;
-    case Tense::Presente: add(finite("presente")); break;
-    case Tense::Preterito: add(finite("preterito")); break;
-    case Tense::Imperfecto: add(finite("imperfecto")); break;
-    case Tense::Futuro: add(finite("futuro")); break;
+    case Tense::Presente:
+      add(finite("presente"));
+      break;
+    case Tense::Preterito:
+      add(finite("preterito"));
+      break;
+    case Tense::Imperfecto:
+      add(finite("imperfecto"));
+      break;
+    case Tense::Futuro:
+      add(finite("futuro"));
+      break;
     case Tense::Perfecto:
       add(function_word(lang, "haber", p));
       add(form("participio"));
@@ -570,8 +570,7 @@ Sentence Grammar::Impl::render(const SentenceSpec& spec, bool feminine) const {
       spec.adverbial < 0 ? nullptr
                          : &adverbials[tense_index(spec.tense)][static_cast<size_t>(spec.adverbial)];
   const std::vector<std::string> none;
-  const std::vector<std::string>& adverbial_words =
-      adverbial ? adverbial->phrase.agreeing(p, gender) : none;
+  const std::vector<std::string>& adverbial_words = adverbial ? adverbial->phrase.agreeing(p, gender) : none;
   const Position position = adverbial ? adverbial->position : Position::Front;
   if (position == Position::Front) append(adverbial_words);
   out.subject = words.size();
@@ -625,16 +624,14 @@ void Grammar::Impl::build_recognizer() {
                                            lang_words[lang_index(lang)].end());
   vocabulary = {"<bos>", "."};
   vocabulary.insert(vocabulary.end(), words.begin(), words.end());
-  for (size_t id = 0; id < vocabulary.size(); ++id)
-    word_id.emplace(vocabulary[id], static_cast<int>(id));
+  for (size_t id = 0; id < vocabulary.size(); ++id) word_id.emplace(vocabulary[id], static_cast<int>(id));
   Tokenizer check(vocabulary);  // throws if two words differ only in case
 
   ends.assign(1, 0);
   for (const auto& [tense, sentence] : all) {
     int node = 0;
     for (const std::string& word : sentence) {
-      const uint64_t key =
-          static_cast<uint64_t>(node) << 32 | static_cast<uint32_t>(word_id.at(word));
+      const uint64_t key = static_cast<uint64_t>(node) << 32 | static_cast<uint32_t>(word_id.at(word));
       const auto [it, inserted] = edges.emplace(key, static_cast<int>(ends.size()));
       if (inserted) ends.push_back(0);
       node = it->second;
@@ -679,9 +676,7 @@ const std::vector<Pronoun>& Grammar::pronouns(Lang lang) const {
   return impl_->pronouns.at(lang_index(lang));
 }
 
-const std::vector<Verb>& Grammar::verbs(Lang lang) const {
-  return impl_->verbs.at(lang_index(lang));
-}
+const std::vector<Verb>& Grammar::verbs(Lang lang) const { return impl_->verbs.at(lang_index(lang)); }
 
 std::vector<std::string> Grammar::function_words(Lang lang) const {
   return impl_->function_list.at(lang_index(lang));
@@ -707,8 +702,7 @@ std::string Grammar::misfit(const SentenceSpec& spec) const { return impl_->misf
 
 SentenceSpec Grammar::fit(SentenceSpec spec) const {
   const Lang lang = language_of(spec.tense);
-  if (spec.verb >= 0 && spec.verb < static_cast<int>(verbs(lang).size()) &&
-      !allows(spec.tense, spec.verb))
+  if (spec.verb >= 0 && spec.verb < static_cast<int>(verbs(lang).size()) && !allows(spec.tense, spec.verb))
     spec.verb = 0;
   if (spec.verb >= 0 && spec.verb < static_cast<int>(verbs(lang).size()) &&
       (spec.complement < 0 || spec.complement >= complement_choices(lang, spec.verb)))
@@ -729,13 +723,11 @@ SentenceSpec Grammar::sample_spec(Rng& rng) const {
   SentenceSpec spec;
   spec.tense = kTenses[rng.below(kTenseCount)].tense;
   const Lang lang = language_of(spec.tense);
-  spec.adverbial =
-      static_cast<int>(rng.below(static_cast<uint32_t>(adverbials(spec.tense).size() + 1))) - 1;
+  spec.adverbial = static_cast<int>(rng.below(static_cast<uint32_t>(adverbials(spec.tense).size() + 1))) - 1;
   spec.pronoun = static_cast<int>(rng.below(static_cast<uint32_t>(pronouns(lang).size())));
   const auto& allowed = impl_->allowed_verbs[tense_index(spec.tense)];
   spec.verb = allowed[rng.below(static_cast<uint32_t>(allowed.size()))];
-  spec.complement = static_cast<int>(
-      rng.below(static_cast<uint32_t>(complement_choices(lang, spec.verb))));
+  spec.complement = static_cast<int>(rng.below(static_cast<uint32_t>(complement_choices(lang, spec.verb))));
   return spec;
 }
 
@@ -744,8 +736,7 @@ std::vector<SentenceSpec> Grammar::specs(Tense tense) const { return impl_->spec
 double Grammar::probability(const SentenceSpec& spec) const {
   if (!misfit(spec).empty()) return 0.0;
   const Lang lang = language_of(spec.tense);
-  return 1.0 / static_cast<double>(kTenseCount) /
-         static_cast<double>(adverbials(spec.tense).size() + 1) /
+  return 1.0 / static_cast<double>(kTenseCount) / static_cast<double>(adverbials(spec.tense).size() + 1) /
          static_cast<double>(pronouns(lang).size()) /
          static_cast<double>(impl_->allowed_verbs[tense_index(spec.tense)].size()) /
          static_cast<double>(complement_choices(lang, spec.verb));
@@ -759,9 +750,7 @@ bool Grammar::is_complete(std::span<const std::string> words) const {
   return !words.empty() && impl_->walk(words) == 0;
 }
 
-bool Grammar::is_prefix(std::span<const std::string> words) const {
-  return impl_->walk(words) >= 0;
-}
+bool Grammar::is_prefix(std::span<const std::string> words) const { return impl_->walk(words) >= 0; }
 
 std::vector<Tense> Grammar::parse_tenses(std::span<const std::string> sentence) const {
   int node = 0;

@@ -1,9 +1,9 @@
 // The §A13 verb grammar: English and Spanish sentences of the form
 // [time adverbial] pronoun verb-phrase [object or predicate] "." whose verb form agrees with
 // the adverbial's tense and the pronoun's person, whose verb takes the complement its frame
-// asks for, and whose adverbial stands where a speaker puts it. It samples sentences from a seed, renders a SentenceSpec (a point
-// of the grammar, which is what generators shrink), and recognizes complete sentences and
-// valid prefixes. Data come from corpus/*.tsv, embedded in the binary at build time.
+// asks for, and whose adverbial stands where a speaker puts it. It samples sentences from a seed, renders a
+// SentenceSpec (a point of the grammar, which is what generators shrink), and recognizes complete sentences
+// and valid prefixes. Data come from corpus/*.tsv, embedded in the binary at build time.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -69,13 +69,13 @@ struct Pronoun {
 struct Frame {
   enum class Kind : uint8_t { Intransitive, Transitive, Copular };
   Kind kind = Kind::Intransitive;
-  bool optional = false;       // transitive?:CLASS: the object may be left out
-  std::string complement;      // the class in complements.tsv; empty when intransitive
+  bool optional = false;   // transitive?:CLASS: the object may be left out
+  std::string complement;  // the class in complements.tsv; empty when intransitive
 };
 
 struct Verb {
-  std::string lemma;                          // "work", "trabajar"
-  std::map<std::string, std::string> forms;   // form name -> word; names listed in docs/corpus.md
+  std::string lemma;                         // "work", "trabajar"
+  std::map<std::string, std::string> forms;  // form name -> word; names listed in docs/corpus.md
   Frame frame;
   bool stative = false;  // no continuous form ("now they are knowing" is not English)
 };

@@ -42,15 +42,14 @@ bool contains(const std::vector<Tense>& tenses, Tense tense) {
   return std::find(tenses.begin(), tenses.end(), tense) != tenses.end();
 }
 
-const std::vector<Tense> kAllTenses = {
-    Tense::PastSimple,    Tense::PresentSimple,  Tense::PresentContinuous, Tense::WillFuture,
-    Tense::GoingToFuture, Tense::PresentPerfect, Tense::Presente,          Tense::Preterito,
-    Tense::Imperfecto,    Tense::Futuro,         Tense::Perfecto,          Tense::IrA};
+const std::vector<Tense> kAllTenses = {Tense::PastSimple, Tense::PresentSimple, Tense::PresentContinuous,
+                                       Tense::WillFuture, Tense::GoingToFuture, Tense::PresentPerfect,
+                                       Tense::Presente,   Tense::Preterito,     Tense::Imperfecto,
+                                       Tense::Futuro,     Tense::Perfecto,      Tense::IrA};
 
 }  // namespace
 
-TEST_CASE(
-    "every sampled sentence is complete, its prefixes are prefixes, and it parses as its tense") {
+TEST_CASE("every sampled sentence is complete, its prefixes are prefixes, and it parses as its tense") {
   const Grammar& g = Grammar::builtin();
   for (uint64_t seed = 0; seed < kSeeds; ++seed) {
     Rng rng(seed);
@@ -65,8 +64,7 @@ TEST_CASE(
       REQUIRE_FALSE(g.is_complete(prefix));
     }
     REQUIRE(contains(g.parse_tenses(s.words), spec.tense));
-    REQUIRE(s.words.at(s.subject) ==
-            g.pronouns(s.lang()).at(static_cast<size_t>(spec.pronoun)).word);
+    REQUIRE(s.words.at(s.subject) == g.pronouns(s.lang()).at(static_cast<size_t>(spec.pronoun)).word);
     if (spec.adverbial >= 0) {
       // The adverbial is the one adverbials(tense) lists (its first word: "de niño" agrees
       // as "de niña"), and it stands where its position says.
@@ -235,8 +233,7 @@ TEST_CASE("an adverbial of one tense never completes a sentence of another") {
           std::vector<std::string> words = adverbial;
           const std::vector<std::string> bare = g.render({other, -1, 0, 0}).words;
           words.insert(words.end(), bare.begin(), bare.end());
-          INFO(to_string(own) << " adverbial in " << to_string(other) << ": '" << joined(words)
-                              << "'");
+          INFO(to_string(own) << " adverbial in " << to_string(other) << ": '" << joined(words) << "'");
           CHECK_FALSE(g.is_complete(words));
           ++checked;
         }
@@ -267,9 +264,9 @@ TEST_CASE("sequences of sentences are complete and their prefixes are prefixes")
 TEST_CASE("the lab's prompts are valid prefixes") {
   const Grammar& g = Grammar::builtin();
   const Tokenizer tokenizer(g.vocabulary());
-  for (const char* prompt : {"Yesterday I", "Tomorrow he", "Now you", "I am going to", "Ayer yo",
-                             "Mañana él", "Yesterday I worked", "I have already", "Yo ya he",
-                             "ayer ella hizo la", "I opened the"}) {
+  for (const char* prompt :
+       {"Yesterday I", "Tomorrow he", "Now you", "I am going to", "Ayer yo", "Mañana él",
+        "Yesterday I worked", "I have already", "Yo ya he", "ayer ella hizo la", "I opened the"}) {
     INFO("'" << prompt << "'");
     const std::vector<std::string> words = tokenizer.words(tokenizer.encode(prompt));
     CHECK(g.is_prefix(words));
@@ -406,25 +403,38 @@ TEST_CASE("every verb's frame matches the sentences generated for it") {
       }
       CHECK(sentences > 0);
       CHECK(seen.size() == phrases.size());
-      if (verb.frame.kind == Frame::Kind::Intransitive) CHECK(bare == sentences);
-      else if (verb.frame.optional) CHECK((bare > 0 && bare < sentences));
-      else CHECK(bare == 0);
+      if (verb.frame.kind == Frame::Kind::Intransitive)
+        CHECK(bare == sentences);
+      else if (verb.frame.optional)
+        CHECK((bare > 0 && bare < sentences));
+      else
+        CHECK(bare == 0);
     }
 }
 
 TEST_CASE("predicates and adverbials agree with the subject in number and gender") {
   const Grammar& g = Grammar::builtin();
   const std::vector<std::pair<std::string, bool>> cases = {
-      {"vosotros sois felices .", true},         {"vosotros sois feliz .", false},
-      {"yo soy feliz .", true},                  {"yo soy felices .", false},
-      {"ustedes son amables .", true},           {"usted es amable .", true},
-      {"de niña ella hablaba .", true},          {"de niño ella hablaba .", false},
-      {"de niño él hablaba .", true},            {"de niña él hablaba .", false},
-      {"de niños ellos hablaban .", true},       {"de niño ellos hablaban .", false},
-      {"de niñas ellas hablaban .", true},       {"de niños ellas hablaban .", false},
-      {"de niño yo hablaba .", true},            {"de niña yo hablaba .", true},
-      {"de niños ustedes hablaban .", true},     {"de niñas ustedes hablaban .", true},
-      {"de niñas nosotras hablábamos .", true},  {"de niña nosotras hablábamos .", false},
+      {"vosotros sois felices .", true},
+      {"vosotros sois feliz .", false},
+      {"yo soy feliz .", true},
+      {"yo soy felices .", false},
+      {"ustedes son amables .", true},
+      {"usted es amable .", true},
+      {"de niña ella hablaba .", true},
+      {"de niño ella hablaba .", false},
+      {"de niño él hablaba .", true},
+      {"de niña él hablaba .", false},
+      {"de niños ellos hablaban .", true},
+      {"de niño ellos hablaban .", false},
+      {"de niñas ellas hablaban .", true},
+      {"de niños ellas hablaban .", false},
+      {"de niño yo hablaba .", true},
+      {"de niña yo hablaba .", true},
+      {"de niños ustedes hablaban .", true},
+      {"de niñas ustedes hablaban .", true},
+      {"de niñas nosotras hablábamos .", true},
+      {"de niña nosotras hablábamos .", false},
   };
   for (const auto& [text, ok] : cases) {
     INFO("'" << text << "'");
@@ -443,26 +453,54 @@ TEST_CASE("known-bad sentences are rejected") {
   const Grammar& g = Grammar::builtin();
   const std::vector<std::string> bad = {
       // A transitive verb with no object.
-      "it put .", "we have already made .", "todos los días usted hace .", "yesterday I took .",
-      "ayer él dijo .", "every day she buys .", "mañana yo abriré .", "they have seen .",
+      "it put .",
+      "we have already made .",
+      "todos los días usted hace .",
+      "yesterday I took .",
+      "ayer él dijo .",
+      "every day she buys .",
+      "mañana yo abriré .",
+      "they have seen .",
       // ser and estar with no predicate.
-      "mañana tú serás .", "ayer ella estuvo .", "nosotros somos .",
+      "mañana tú serás .",
+      "ayer ella estuvo .",
+      "nosotros somos .",
       // "de niño" that does not agree with its subject.
-      "de niño ella hablaba .", "de niño nosotras trabajábamos .", "de niña ellos corrían .",
+      "de niño ella hablaba .",
+      "de niño nosotras trabajábamos .",
+      "de niña ellos corrían .",
       // A stative verb in the continuous.
-      "now they are knowing the answer .", "right now I am having a dog .",
+      "now they are knowing the answer .",
+      "right now I am having a dog .",
       "at the moment she is seeing the sea .",
       // Incomplete: a verb that needs something after it.
-      "I have .", "he does .", "yo tengo .", "ellas están .", "yo puedo .", "they live .",
+      "I have .",
+      "he does .",
+      "yo tengo .",
+      "ellas están .",
+      "yo puedo .",
+      "they live .",
       // Marginal word order: a frequency adverb before the subject, or the perfect's
       // adverb outside the auxiliary.
-      "ya ellas han aprendido .", "siempre ella habla .", "often you study .",
-      "usually we work .", "already I have worked .", "I already have worked .",
+      "ya ellas han aprendido .",
+      "siempre ella habla .",
+      "often you study .",
+      "usually we work .",
+      "already I have worked .",
+      "I already have worked .",
       // Objects in the wrong place or of the wrong class.
-      "I the door opened .", "I opened .", "I ate the door .", "yo bebí la puerta .",
-      "she drinks a car .", "él es en casa .", "yo estoy la puerta .",
+      "I the door opened .",
+      "I opened .",
+      "I ate the door .",
+      "yo bebí la puerta .",
+      "she drinks a car .",
+      "él es en casa .",
+      "yo estoy la puerta .",
       // An object after an intransitive verb, and agreement of the predicate.
-      "I slept the book .", "ellos corren la cena .", "ellas son feliz .", "tú eres felices .",
+      "I slept the book .",
+      "ellos corren la cena .",
+      "ellas son feliz .",
+      "tú eres felices .",
   };
   CHECK(bad.size() == 40);
   for (const std::string& text : bad) {
@@ -471,12 +509,11 @@ TEST_CASE("known-bad sentences are rejected") {
     CHECK(g.parse_tenses(words_of(text)).empty());
   }
   // ...and what a speaker says instead is accepted.
-  for (const char* text :
-       {"I put the keys in the box .", "we have already made a cake .",
-        "todos los días usted hace la tarea .", "mañana tú serás feliz .",
-        "de niña ella hablaba .", "every day they know the answer .", "I have a dog .",
-        "ellas ya han aprendido .", "ella siempre habla .", "you often study .",
-        "I have already worked .", "yo tengo hambre .", "yo puedo venir ."}) {
+  for (const char* text : {"I put the keys in the box .", "we have already made a cake .",
+                           "todos los días usted hace la tarea .", "mañana tú serás feliz .",
+                           "de niña ella hablaba .", "every day they know the answer .", "I have a dog .",
+                           "ellas ya han aprendido .", "ella siempre habla .", "you often study .",
+                           "I have already worked .", "yo tengo hambre .", "yo puedo venir ."}) {
     INFO("'" << text << "'");
     CHECK(g.is_complete(words_of(text)));
   }
@@ -520,8 +557,7 @@ TEST_CASE("is_prefix accepts 32-word cuts of sampled sentence streams") {
 namespace {
 
 // The embedded files with `row` appended to `file`; returns the line number it lands on.
-std::map<std::string, std::string> with_row(const std::string& file, const std::string& row,
-                                            int* line) {
+std::map<std::string, std::string> with_row(const std::string& file, const std::string& row, int* line) {
   std::map<std::string, std::string> files = embedded_corpus_files();
   std::string& text = files.at(file);
   if (!text.empty() && text.back() != '\n') text += '\n';
@@ -558,8 +594,10 @@ TEST_CASE("bad data rows give one-line errors naming file and line") {
       {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\tintransitive\tdynamic\tjumpy",
        "expected 7 tab-separated columns"},
       {"verbs_en.tsv", "jump\tjumps\t\tjumped\tjumping\tintransitive\tdynamic", "column 'past' is empty"},
-      {"verbs_en.tsv", "work\tworks\tworked\tworked\tworking\tintransitive\tdynamic", "verb 'work' listed twice"},
-      {"verbs_en.tsv", "Jump\tjumps\tjumped\tjumped\tjumping\tintransitive\tdynamic", "'Jump' must be lower case"},
+      {"verbs_en.tsv", "work\tworks\tworked\tworked\tworking\tintransitive\tdynamic",
+       "verb 'work' listed twice"},
+      {"verbs_en.tsv", "Jump\tjumps\tjumped\tjumped\tjumping\tintransitive\tdynamic",
+       "'Jump' must be lower case"},
       {"verbs_en.tsv", "jump\tjumps\tjumped.\tjumped\tjumping\tintransitive\tdynamic",
        "'jumped.' is not a single word"},
       {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\ttransitive\tdynamic",
@@ -571,8 +609,7 @@ TEST_CASE("bad data rows give one-line errors naming file and line") {
        "complement class 'en-fence' is not in complements.tsv for en"},
       {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\ttransitive:es-lugar\tdynamic",
        "complement class 'es-lugar' is not in complements.tsv for en"},
-      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\tintransitive\tstill",
-       "bad aspect 'still'"},
+      {"verbs_en.tsv", "jump\tjumps\tjumped\tjumped\tjumping\tintransitive\tstill", "bad aspect 'still'"},
       {"complements.tsv", "en\ten-fence\ta fence", "class 'en-fence' is used by no en verb's frame"},
       {"complements.tsv", "en\ten-food\tan apple", "'an apple' is already listed for en-food"},
       {"complements.tsv", "es\tes-cualidad\talto|alta|altos",
@@ -595,11 +632,9 @@ TEST_CASE("bad data rows give one-line errors naming file and line") {
        "nadabais,nadaban\tnadaré,nadarás,nadará,nadaremos,nadaréis,nadarán\tintransitive",
        "column 'preterito' needs 6 comma-separated forms"},
       {"adverbials.tsv", "past\tfront\tthe day before", "unknown tense 'past'"},
-      {"adverbials.tsv", "past-simple,presente\tfront\tback then",
-       "'back then' mixes tenses of en and es"},
+      {"adverbials.tsv", "past-simple,presente\tfront\tback then", "'back then' mixes tenses of en and es"},
       {"adverbials.tsv", "past-simple\tfront", "expected 3 tab-separated columns"},
-      {"adverbials.tsv", "past-simple\tfront\tyesterday",
-       "'yesterday' is already listed for past-simple"},
+      {"adverbials.tsv", "past-simple\tfront\tyesterday", "'yesterday' is already listed for past-simple"},
       {"adverbials.tsv", "past-simple\tlast\tback then",
        "unknown position 'last' (expected front, after-subject or after-auxiliary)"},
       {"adverbials.tsv", "imperfecto\tfront\tde joven|de jóvenes|de joven",
@@ -639,8 +674,7 @@ TEST_CASE("bad data rows give one-line errors naming file and line") {
 TEST_CASE("blank lines, comments and CRLF line ends in the data are accepted") {
   auto files = embedded_corpus_files();
   std::string crlf;
-  for (char c : files.at("pronouns.tsv"))
-    crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+  for (char c : files.at("pronouns.tsv")) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
   files["pronouns.tsv"] = "\n# a comment\n\n" + crlf;
   const Grammar g = Grammar::from_files(files);
   CHECK(g.vocabulary() == Grammar::builtin().vocabulary());

@@ -94,6 +94,7 @@ Engine::Engine(const Model& model, EngineOptions options)
   for (auto* buf : {&x_, &ln_, &q_, &att_, &y_, &eigen_out_}) buf->assign(R * D, 0.0f);
   h_.assign(R * F, 0.0f);
   probs_.assign(static_cast<size_t>(c.max_seq_len), 0.0f);
+  causal_.assign(kernels::attention_causal_scratch(c.max_seq_len, c.d_head()), 0.0f);
   k_rows_.assign(R, nullptr);
   v_rows_.assign(R, nullptr);
   tokens_.assign(R, 0);
@@ -187,6 +188,9 @@ void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvCache& s
   }
 }
 
+// Segments of fewer rows go one row at a time: packing the keys would cost more than it saves.
+constexpr int kMinCausalBlock = 8;
+
 // Causal attention of every row of every segment, head by head, against the slots of its
 // sequence in `store`: row i of segment s (position pos0 + i) reads slots 0..pos0 + i.
 void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store) {
@@ -208,7 +212,18 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store) 
     // fault: softmax-scale, fp64-decode.
     const float scale = (fault_ == Fault::SoftmaxScale && decode) ? 1.0f / static_cast<float>(dh) : scale_;
     const bool fp64 = fault_ == Fault::Fp64Decode && decode;
-    for (int h = 0; h < H; ++h) {
+    // Many rows at consecutive positions, each reading slots 0..its position (an uncached pass
+    // or a prefill chunk, no fault changing the mask, no trace): rows in blocks, with the bytes
+    // of one row at a time (kernels_test checks this).
+    const bool causal_block = s.n >= kMinCausalBlock && !decode && !mixed && !trace_ &&
+                              !(fault_ == Fault::ChunkMask && s.pass != Pass::Uncached);
+    for (int h = 0; h < H && causal_block; ++h) {
+      const size_t off = static_cast<size_t>(h) * dh;
+      const size_t r0 = static_cast<size_t>(s.row0);
+      kernels::attention_forward_causal(att_.data() + r0 * uD + off, D, causal_.data(), q_.data() + r0 * uD + off, D,
+                                        kb + off, vb + off, s.pos0, s.n, dh, D, scale);
+    }
+    for (int h = 0; h < H && !causal_block; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
       for (int i = 0; i < s.n; ++i) {
         const int pos = s.pos0 + i;

@@ -80,7 +80,7 @@ double slope(const std::vector<Point>& pts, const std::string& path, int from) {
 
 // Log-log plot: decades on the time axis, powers of two on the context axis.
 std::string svg(const std::vector<Point>& pts, const std::vector<std::pair<std::string, std::string>>& paths) {
-  const double W = 720, H = 440, left = 80, right = 170, top = 40, bottom = 60;
+  const double W = 720, H = 440, left = 80, right = 215, top = 40, bottom = 60;
   double xlo = 1e300, xhi = 0, ylo = 1e300, yhi = 0;
   for (const Point& p : pts) {
     xlo = std::min(xlo, double(p.context)), xhi = std::max(xhi, double(p.context));
@@ -131,7 +131,7 @@ std::string svg(const std::vector<Point>& pts, const std::vector<std::pair<std::
     const double ly = top + 20 + 22 * row++;
     s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"2\"/>\n", W - right + 12,
                      ly, W - right + 36, color);
-    s += fmt::format("<text x=\"{}\" y=\"{}\">{} (slope {:.2f})</text>\n", W - right + 42, ly + 4, path,
+    s += fmt::format("<text x=\"{}\" y=\"{}\">{}: slope {:.2f} (128..512)</text>\n", W - right + 42, ly + 4, path,
                      slope(pts, path, 128));
   }
   s += "</svg>\n";

@@ -445,6 +445,58 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
   weighted_sum_row(out, probs, v, n, d_head, ld);
 }
 
+namespace {
+
+// The weighted sums of all heads of one query row at once: vector column c covers elements
+// 8c..8c+7 of the (H * d_head) row, which lie in head 8c / d_head (d_head a multiple of 8), and
+// accumulates fma(p_hj, v_j, acc) over j in order from 0: per element the chain of
+// weighted_sum for its head alone. G columns side by side, so that decode's short rows
+// (d_head 16: two vectors per head) still have enough independent chains to hide the latency.
+template <int G>
+inline void weighted_sum_heads(float* out, const float* probs, int probs_ld, const float* v, int n, int ld, int c0,
+                               int d_head) {
+  v8 acc[G] = {};
+  const float* p[G];
+  for (int g = 0; g < G; ++g) p[g] = probs + static_cast<size_t>((c0 + g) * 8 / d_head) * probs_ld;
+  for (int j = 0; j < n; ++j) {
+    const float* vj = v + static_cast<size_t>(j) * ld + 8 * c0;
+    for (int g = 0; g < G; ++g) acc[g] = fma8(splat(p[g][j]), load8(vj + 8 * g), acc[g]);
+  }
+  for (int g = 0; g < G; ++g) std::memcpy(out + 8 * (c0 + g), &acc[g], sizeof acc[g]);
+}
+
+}  // namespace
+
+void attention_forward_heads(float* out, float* probs, int probs_ld, const float* q, const float* k, const float* v,
+                             int n, int H, int d_head, int ld, float scale) {
+  for (int h = 0; h < H; ++h) {
+    const size_t off = static_cast<size_t>(h) * d_head;
+    float* ph = probs + static_cast<size_t>(h) * probs_ld;
+    attention_scores(ph, q + off, k + off, n, d_head, ld, scale);
+    softmax_row(ph, n);
+  }
+  if (d_head % 8 != 0) {
+    for (int h = 0; h < H; ++h) {
+      const size_t off = static_cast<size_t>(h) * d_head;
+      weighted_sum_row(out + off, probs + static_cast<size_t>(h) * probs_ld, v + off, n, d_head, ld);
+    }
+    return;
+  }
+  const int cols = H * d_head / 8;
+  for (int c0 = 0; c0 < cols; c0 += 8) {
+    switch (std::min(8, cols - c0)) {
+      case 8: weighted_sum_heads<8>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 7: weighted_sum_heads<7>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 6: weighted_sum_heads<6>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 5: weighted_sum_heads<5>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 4: weighted_sum_heads<4>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 3: weighted_sum_heads<3>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 2: weighted_sum_heads<2>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      default: weighted_sum_heads<1>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+    }
+  }
+}
+
 size_t attention_causal_scratch(int n_slots, int d_head) {
   return packed_size(d_head, n_slots) + static_cast<size_t>(kCausalRows) * n_slots;
 }

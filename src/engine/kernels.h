@@ -73,6 +73,11 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
                        int d_head, int ld, float scale);
 // Its first step alone: scores[j] = s_j for j < n.
 void attention_scores(float* scores, const float* q, const float* k, int n, int d_head, int ld, float scale);
+// One query row, all H heads (head h at offset h*d_head of q, k, v and out): for each head the
+// bytes of attention_forward alone; the weighted sums of all heads run side by side.
+// probs: (H, probs_ld), head h's n probabilities at h*probs_ld.
+void attention_forward_heads(float* out, float* probs, int probs_ld, const float* q, const float* k, const float* v,
+                             int n, int H, int d_head, int ld, float scale);
 // Causal attention of `rows` consecutive query rows of one head: row i (position p0 + i) reads
 // slots 0..p0+i and gets exactly the bytes attention_forward gives it alone (same score chain,
 // same softmax_row, same weighted-sum chain); rows are only processed kCausalRows at a time

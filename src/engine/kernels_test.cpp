@@ -227,6 +227,34 @@ TEST_CASE("causal attention over a block of rows gives each row the bytes of att
   WARN("causal attention: " << checked << " rows equal their one-row call byte for byte");
 }
 
+TEST_CASE("attention over all heads of a row at once gives each head the bytes of attention_forward alone") {
+  Rng rng(13);
+  int checked = 0;
+  for (int H : {1, 2, 3, 4, 8}) {
+    for (int d_head : {2, 6, 8, 16, 24, 64}) {
+      const int n = 1 + static_cast<int>(rng.below(90));
+      const int D = H * d_head, ld = D + 8 * static_cast<int>(rng.below(2));
+      const auto q = random_floats(rng, static_cast<size_t>(D));
+      const auto k = random_floats(rng, static_cast<size_t>(n) * ld);
+      const auto v = random_floats(rng, static_cast<size_t>(n) * ld);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
+      const int probs_ld = n + 3;
+      std::vector<float> out(static_cast<size_t>(D)), probs(static_cast<size_t>(H) * probs_ld);
+      attention_forward_heads(out.data(), probs.data(), probs_ld, q.data(), k.data(), v.data(), n, H, d_head, ld, scale);
+      std::vector<float> one(static_cast<size_t>(d_head)), p(static_cast<size_t>(n));
+      for (int h = 0; h < H; ++h) {
+        const size_t off = static_cast<size_t>(h) * d_head;
+        attention_forward(one.data(), p.data(), q.data() + off, k.data() + off, v.data() + off, n, d_head, ld, scale);
+        INFO("H " << H << " d_head " << d_head << " n " << n << " head " << h);
+        CHECK(same_bytes(one, std::span(out).subspan(off, static_cast<size_t>(d_head))));
+        CHECK(same_bytes(p, std::span(probs).subspan(static_cast<size_t>(h) * probs_ld, static_cast<size_t>(n))));
+        ++checked;
+      }
+    }
+  }
+  WARN("attention over heads: " << checked << " heads equal their one-head call byte for byte");
+}
+
 TEST_CASE("layernorm is within (2C+16)u of the reference, scaled by |w|(|xhat|+1)+|b|, and rows are independent") {
   // Mean and variance are C-term sums (error up to C u each, relative to the row's scale), then
   // sqrt, a division and three pointwise ops: (2C + 16) u covers it.

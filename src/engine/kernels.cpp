@@ -347,7 +347,8 @@ inline void weighted_sum(float* out, const float* probs, const float* v, int n, 
 
 void attention_scores(float* scores, const float* q, const float* k, int n, int d_head, int ld, float scale) {
   int j = 0;
-  for (; j + 32 <= n; j += 32) score_blocks<4>(scores, q, k, j, d_head, ld, scale);
+  // One block of 8 slots at a time: with FMA, 4 blocks side by side (32 accumulator, key and
+  // shuffle registers) spilled and ran at half the speed; successive blocks still overlap.
   for (; j + 8 <= n; j += 8) score_blocks<1>(scores, q, k, j, d_head, ld, scale);
   // Leftover slots: the same multiply and add, one lane at a time.
   for (; j < n; ++j) {

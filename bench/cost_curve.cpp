@@ -80,7 +80,7 @@ double slope(const std::vector<Point>& pts, const std::string& path, int from) {
 
 // Log-log plot: decades on the time axis, powers of two on the context axis.
 std::string svg(const std::vector<Point>& pts, const std::vector<std::pair<std::string, std::string>>& paths) {
-  const double W = 720, H = 440, left = 80, right = 215, top = 40, bottom = 60;
+  const double W = 800, H = 440, left = 80, right = 250, top = 40, bottom = 60;
   double xlo = 1e300, xhi = 0, ylo = 1e300, yhi = 0;
   for (const Point& p : pts) {
     xlo = std::min(xlo, double(p.context)), xhi = std::max(xhi, double(p.context));
@@ -131,9 +131,28 @@ std::string svg(const std::vector<Point>& pts, const std::vector<std::pair<std::
     const double ly = top + 20 + 22 * row++;
     s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"2\"/>\n", W - right + 12,
                      ly, W - right + 36, color);
-    s += fmt::format("<text x=\"{}\" y=\"{}\">{}: slope {:.2f} (128..512)</text>\n", W - right + 42, ly + 4, path,
+    s += fmt::format("<text x=\"{}\" y=\"{}\">{}, slope {:.2f}</text>\n", W - right + 42, ly + 4, path,
                      slope(pts, path, 128));
   }
+  // Reference slopes 1 (O(T)) and 2 (O(T^2)) through each path's last point, dashed.
+  for (const auto& [path, color] : paths) {
+    const Point* last = nullptr;
+    for (const Point& p : pts)
+      if (p.path == path) last = &p;
+    const double ref = path == "cached" ? 1.0 : 2.0;
+    // From the left edge, or from where the line leaves the bottom of the plot.
+    const double c0 = std::max(xlo, last->context * std::pow(std::pow(10.0, ly0) / last->median, 1.0 / ref));
+    const double t0 = last->median * std::pow(c0 / last->context, ref);
+    s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-dasharray=\"4 4\" "
+                     "stroke-opacity=\"0.5\"/>\n",
+                     X(c0), Y(t0), X(last->context), Y(last->median), color);
+  }
+  const double ly = top + 20 + 22 * row;
+  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">slopes: least squares over</text>\n", W - right + 12, ly + 4);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">contexts 128..{}</text>\n", W - right + 12, ly + 20, xhi);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">dashed: slope 1 (cached) and</text>\n", W - right + 12, ly + 44);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">slope 2 (uncached) through</text>\n", W - right + 12, ly + 60);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">the last point</text>\n", W - right + 12, ly + 76);
   s += "</svg>\n";
   return s;
 }

@@ -79,7 +79,8 @@ double slope(const std::vector<Point>& pts, const std::string& path, int from) {
 }
 
 // Log-log plot: decades on the time axis, powers of two on the context axis.
-std::string svg(const std::vector<Point>& pts, const std::vector<std::pair<std::string, std::string>>& paths) {
+std::string svg(const std::vector<Point>& pts,
+                const std::vector<std::pair<std::string, std::string>>& paths) {
   const double W = 800, H = 440, left = 80, right = 250, top = 40, bottom = 60;
   double xlo = 1e300, xhi = 0, ylo = 1e300, yhi = 0;
   for (const Point& p : pts) {
@@ -94,43 +95,52 @@ std::string svg(const std::vector<Point>& pts, const std::vector<std::pair<std::
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n",
       W, H);
-  s += fmt::format("<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">Time per generated token against "
-                   "context (log-log)</text>\n",
-                   (left + W - right) / 2);
+  s += fmt::format(
+      "<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">Time per generated token against "
+      "context (log-log)</text>\n",
+      (left + W - right) / 2);
   for (double c = xlo; c <= xhi * 1.0001; c *= 2) {
-    s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#ddd\"/>\n", X(c), top, H - bottom);
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", X(c), H - bottom + 18, c);
+    s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#ddd\"/>\n", X(c),
+                     top, H - bottom);
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", X(c), H - bottom + 18,
+                     c);
   }
   for (double e = ly0; e <= ly1; ++e) {
     const double t = std::pow(10.0, e);
     for (int m = 2; m < 10 && e < ly1; ++m)
-      s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#f0f0f0\"/>\n", left, Y(m * t),
-                       W - right, Y(m * t));
-    s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#bbb\"/>\n", left, Y(t), W - right, Y(t));
+      s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#f0f0f0\"/>\n", left,
+                       Y(m * t), W - right, Y(m * t));
+    s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#bbb\"/>\n", left, Y(t),
+                     W - right, Y(t));
     const std::string label = t >= 1e-3 ? fmt::format("{:g} ms", t * 1e3) : fmt::format("{:g} µs", t * 1e6);
-    s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 6, Y(t) + 4, label);
+    s +=
+        fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 6, Y(t) + 4, label);
   }
-  s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>\n", left, top,
-                   W - left - right, H - top - bottom);
-  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">context (tokens)</text>\n", (left + W - right) / 2,
-                   H - 18);
-  s += fmt::format("<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">time per token "
-                   "(median; bars: min to max)</text>\n",
-                   (top + H - bottom) / 2);
+  s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>\n",
+                   left, top, W - left - right, H - top - bottom);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">context (tokens)</text>\n",
+                   (left + W - right) / 2, H - 18);
+  s += fmt::format(
+      "<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">time per token "
+      "(median; bars: min to max)</text>\n",
+      (top + H - bottom) / 2);
   int row = 0;
   for (const auto& [path, color] : paths) {
     std::string line;
     for (const Point& p : pts) {
       if (p.path != path) continue;
       line += fmt::format("{:.1f},{:.1f} ", X(p.context), Y(p.median));
-      s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\" stroke=\"{3}\"/>\n", X(p.context),
-                       Y(p.min), Y(p.max), color);
-      s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", X(p.context), Y(p.median), color);
+      s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\" stroke=\"{3}\"/>\n",
+                       X(p.context), Y(p.min), Y(p.max), color);
+      s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", X(p.context),
+                       Y(p.median), color);
     }
-    s += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", line, color);
+    s += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", line,
+                     color);
     const double ly = top + 20 + 22 * row++;
-    s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"2\"/>\n", W - right + 12,
-                     ly, W - right + 36, color);
+    s +=
+        fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"2\"/>\n",
+                    W - right + 12, ly, W - right + 36, color);
     s += fmt::format("<text x=\"{}\" y=\"{}\">{}, slope {:.2f}</text>\n", W - right + 42, ly + 4, path,
                      slope(pts, path, 128));
   }
@@ -143,15 +153,21 @@ std::string svg(const std::vector<Point>& pts, const std::vector<std::pair<std::
     // From the left edge, or from where the line leaves the bottom of the plot.
     const double c0 = std::max(xlo, last->context * std::pow(std::pow(10.0, ly0) / last->median, 1.0 / ref));
     const double t0 = last->median * std::pow(c0 / last->context, ref);
-    s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-dasharray=\"4 4\" "
-                     "stroke-opacity=\"0.5\"/>\n",
-                     X(c0), Y(t0), X(last->context), Y(last->median), color);
+    s += fmt::format(
+        "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-dasharray=\"4 "
+        "4\" "
+        "stroke-opacity=\"0.5\"/>\n",
+        X(c0), Y(t0), X(last->context), Y(last->median), color);
   }
   const double ly = top + 20 + 22 * row;
-  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">slopes: least squares over</text>\n", W - right + 12, ly + 4);
-  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">contexts 128..{}</text>\n", W - right + 12, ly + 20, xhi);
-  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">dashed: slope 1 (cached) and</text>\n", W - right + 12, ly + 44);
-  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">slope 2 (uncached) through</text>\n", W - right + 12, ly + 60);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">slopes: least squares over</text>\n",
+                   W - right + 12, ly + 4);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">contexts 128..{}</text>\n", W - right + 12, ly + 20,
+                   xhi);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">dashed: slope 1 (cached) and</text>\n",
+                   W - right + 12, ly + 44);
+  s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">slope 2 (uncached) through</text>\n",
+                   W - right + 12, ly + 60);
   s += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"#555\">the last point</text>\n", W - right + 12, ly + 76);
   s += "</svg>\n";
   return s;
@@ -165,11 +181,16 @@ int main(int argc, char** argv) {
   double min_time = 0.2;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--csv") csv_path = v;
-    else if (a == "--svg") svg_path = v;
-    else if (a == "--reps") reps = std::stoi(v);
-    else if (a == "--min-time") min_time = std::stod(v);
-    else if (a == "--max-context") max_context = std::stoi(v);
+    if (a == "--csv")
+      csv_path = v;
+    else if (a == "--svg")
+      svg_path = v;
+    else if (a == "--reps")
+      reps = std::stoi(v);
+    else if (a == "--min-time")
+      min_time = std::stod(v);
+    else if (a == "--max-context")
+      max_context = std::stoi(v);
     else {
       std::fprintf(stderr, "cost_curve: unknown option %s\n", a.c_str());
       return 2;
@@ -197,18 +218,19 @@ int main(int argc, char** argv) {
     for (auto* v : {&c, &u}) std::sort(v->begin(), v->end());
     pts.push_back({T, "cached", c.front(), c[c.size() / 2], c.back()});
     pts.push_back({T, "uncached", u.front(), u[u.size() / 2], u.back()});
-    std::fprintf(stderr, "context %3d: cached %8.2f us, uncached %9.2f us (medians)\n", T, c[c.size() / 2] * 1e6,
-                 u[u.size() / 2] * 1e6);
+    std::fprintf(stderr, "context %3d: cached %8.2f us, uncached %9.2f us (medians)\n", T,
+                 c[c.size() / 2] * 1e6, u[u.size() / 2] * 1e6);
   }
   std::ofstream csv(csv_path);
   csv << "context,path,min_us,median_us,max_us\n";
   for (const Point& p : pts)
-    csv << fmt::format("{},{},{:.3f},{:.3f},{:.3f}\n", p.context, p.path, p.min * 1e6, p.median * 1e6, p.max * 1e6);
+    csv << fmt::format("{},{},{:.3f},{:.3f},{:.3f}\n", p.context, p.path, p.min * 1e6, p.median * 1e6,
+                       p.max * 1e6);
   std::ofstream svg_file(svg_path);
   svg_file << svg(pts, {{"uncached", "#d62728"}, {"cached", "#1f77b4"}});
   for (const char* path : {"cached", "uncached"})
-    std::printf("%s: slope %.2f over contexts 16..%d, %.2f over 128..%d\n", path, slope(pts, path, 16), max_context,
-                slope(pts, path, 128), max_context);
+    std::printf("%s: slope %.2f over contexts 16..%d, %.2f over 128..%d\n", path, slope(pts, path, 16),
+                max_context, slope(pts, path, 128), max_context);
   if (!csv || !svg_file) {
     std::fprintf(stderr, "cost_curve: could not write %s or %s\n", csv_path.c_str(), svg_path.c_str());
     return 1;

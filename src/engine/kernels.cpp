@@ -301,36 +301,28 @@ inline void transpose8(v8 r[8]) {
   }
 }
 
-// Scores of slots [j, j + 8*B), one slot per lane: 8x8 blocks of keys are transposed in
-// registers so lane l of block b holds slot j+8b+l, and each lane sums over d in order. B
-// blocks run side by side only so that their add chains overlap.
-template <int B>
-inline void score_blocks(float* scores, const float* q, const float* k, int j, int d_head, int ld, float scale) {
-  v8 acc[B] = {};
+// Scores of slots [j, j + 8), one slot per lane: 8x8 blocks of keys are transposed in registers
+// so lane l holds slot j+l, and each lane takes fma(q[d], k[d], acc) over d in order.
+inline void score_block(float* scores, const float* q, const float* k, int j, int d_head, int ld, float scale) {
+  v8 acc = {};
   int d0 = 0;
   for (; d0 + 8 <= d_head; d0 += 8) {
-    for (int b = 0; b < B; ++b) {
-      const float* kb = k + static_cast<size_t>(j + 8 * b) * ld + d0;
-      v8 r[8];
-      for (int l = 0; l < 8; ++l) r[l] = load8(kb + static_cast<size_t>(l) * ld);
-      transpose8(r);
-      for (int i = 0; i < 8; ++i) acc[b] = fma8(splat(q[d0 + i]), r[i], acc[b]);
-    }
+    const float* kb = k + static_cast<size_t>(j) * ld + d0;
+    v8 r[8];
+    for (int l = 0; l < 8; ++l) r[l] = load8(kb + static_cast<size_t>(l) * ld);
+    transpose8(r);
+    for (int i = 0; i < 8; ++i) acc = fma8(splat(q[d0 + i]), r[i], acc);
   }
   for (int d = d0; d < d_head; ++d) {
-    for (int b = 0; b < B; ++b) {
-      v8 column;
-      for (int l = 0; l < 8; ++l) column[l] = k[static_cast<size_t>(j + 8 * b + l) * ld + d];
-      acc[b] = fma8(splat(q[d]), column, acc[b]);
-    }
+    v8 column;
+    for (int l = 0; l < 8; ++l) column[l] = k[static_cast<size_t>(j + l) * ld + d];
+    acc = fma8(splat(q[d]), column, acc);
   }
-  for (int b = 0; b < B; ++b) {
-    const v8 y = acc[b] * scale;
-    std::memcpy(scores + j + 8 * b, &y, sizeof y);
-  }
+  const v8 y = acc * scale;
+  std::memcpy(scores + j, &y, sizeof y);
 }
 
-// out[0 .. 8*NV) = sum_j p_j * v_j[...] over slots in order from 0; NV vectors of 8 output
+// out[0 .. 8*NV) = (acc = fma(p_j, v_j[...], acc) over slots in order from 0); NV vectors of 8 output
 // elements side by side, each its own chain.
 template <int NV>
 inline void weighted_sum(float* out, const float* probs, const float* v, int n, int ld) {
@@ -347,10 +339,10 @@ inline void weighted_sum(float* out, const float* probs, const float* v, int n, 
 
 void attention_scores(float* scores, const float* q, const float* k, int n, int d_head, int ld, float scale) {
   int j = 0;
-  // One block of 8 slots at a time: with FMA, 4 blocks side by side (32 accumulator, key and
-  // shuffle registers) spilled and ran at half the speed; successive blocks still overlap.
-  for (; j + 8 <= n; j += 8) score_blocks<1>(scores, q, k, j, d_head, ld, scale);
-  // Leftover slots: the same multiply and add, one lane at a time.
+  // One block of 8 slots at a time: with FMA, 4 blocks side by side (their accumulators, keys
+  // and shuffles) spilled registers and ran at half the speed; successive blocks still overlap.
+  for (; j + 8 <= n; j += 8) score_block(scores, q, k, j, d_head, ld, scale);
+  // Leftover slots: the same fma chain, one lane at a time (std::fma).
   for (; j < n; ++j) {
     const float* kj = k + static_cast<size_t>(j) * ld;
     float acc = 0.0f;
@@ -506,7 +498,7 @@ void attention_forward_causal(float* out, int ld_out, float* scratch, const floa
                               const float* v, int p0, int rows, int d_head, int ld, float scale) {
   const int N = p0 + rows;  // slots the last row reads
   // This head's keys as a packed (d_head, N) matrix: then scores are the matmul q * K^T, whose
-  // element (i, j) is fma(q[d], k_j[d], acc) for d = 0.. in order from 0, as in score_blocks.
+  // element (i, j) is fma(q[d], k_j[d], acc) for d = 0.. in order from 0, as in score_block.
   float* kp = scratch;
   float* sc = scratch + packed_size(d_head, N);
   const int panels = (N + kPanel - 1) / kPanel;

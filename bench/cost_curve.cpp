@@ -1,12 +1,15 @@
 // The cost of generating one token as the context grows, cached and uncached, as a CSV and a
 // log-log SVG plot (docs/benchmarks.md shows it). A whole-program timer, not Google Benchmark:
 // each point is the min, median and max over repetitions of the mean time of as many calls as
-// fit in --min-time seconds. Random model of the shipped shape (V=900, D=64, L=4, H=4, F=256,
-// max_seq_len 512).
-//   cached at context T:   one Engine::decode step with T-1 tokens already in the cache;
+// fit in --min-time seconds, every path of every engine in turn at each repetition. Random model
+// of the shipped shape (V=900, D=64, L=4, H=4, F=256, max_seq_len 512), or --model FILE.
+//   cached at context T:   one decode step with T-1 tokens already in the cache;
 //   uncached at context T: one forward_uncached of T tokens (the last position's logits), what
 //                          generate(cache = false) does for every token.
+// Built as cost_curve_llamacpp where llama.cpp is found: --llamacpp adds llama.cpp's two paths
+// on the same model (exported to GGUF), 1 thread, flash attention off and on.
 //   cost_curve [--csv FILE] [--svg FILE] [--reps N] [--min-time S] [--max-context T]
+//              [--model F.safetensors] [--llamacpp]
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -17,8 +20,18 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+#include <memory>
+
+#include "base/error.h"
 #include "base/rng.h"
 #include "engine/engine.h"
+#include "model/model_file.h"
+#ifdef MINIINFER_HAVE_LLAMACPP
+#include "base/temp_dir.h"
+#include "llamacpp/gguf_export.h"
+#include "llamacpp/llamacpp_engine.h"
+#endif
 
 namespace {
 
@@ -38,11 +51,44 @@ Model shipped_shape_model() {
   return init_model(c, vocab, 1);
 }
 
-std::vector<int> tokens(int n, uint64_t seed) {
+std::vector<int> tokens(int n, int V, uint64_t seed) {
   Rng rng(seed);
   std::vector<int> t(static_cast<size_t>(n));
-  for (int& x : t) x = static_cast<int>(rng.below(900));
+  for (int& x : t) x = static_cast<int>(rng.below(static_cast<uint32_t>(V)));
   return t;
+}
+
+// One engine's two paths, behind the operations our Engine and LlamaCpp both have.
+struct Paths {
+  std::string name;  // "ours", "llama.cpp", "llama.cpp flash"
+  std::function<void(const std::vector<int>&)> prepare;  // the cache holds all but the last token
+  std::function<void()> decode, full;
+};
+
+template <typename E>
+Paths paths_of(std::string name, std::shared_ptr<E> cached, std::shared_ptr<E> uncached, int V) {
+  struct State {
+    std::vector<int> t;
+    std::vector<float> logits;
+    int seq = 0, next = 0, keep = 0;
+  };
+  auto st = std::make_shared<State>();
+  st->logits.resize(static_cast<size_t>(V));
+  Paths p;
+  p.name = std::move(name);
+  p.prepare = [=](const std::vector<int>& t) {
+    st->t = t;
+    st->keep = static_cast<int>(t.size()) - 1;
+    st->next = t.back();
+    cached->reset();
+    cached->forward_cached(0, std::span(t).first(static_cast<size_t>(st->keep)));
+  };
+  p.decode = [=] {
+    cached->decode({&st->seq, 1}, {&st->next, 1}, st->logits);
+    cached->truncate(0, st->keep);
+  };
+  p.full = [=] { st->logits = uncached->forward_uncached(st->t); };
+  return p;
 }
 
 // Seconds per call of f, averaged over as many calls as fit in min_time.
@@ -81,7 +127,7 @@ double slope(const std::vector<Point>& pts, const std::string& path, int from) {
 // Log-log plot: decades on the time axis, powers of two on the context axis.
 std::string svg(const std::vector<Point>& pts,
                 const std::vector<std::pair<std::string, std::string>>& paths) {
-  const double W = 800, H = 440, left = 80, right = 250, top = 40, bottom = 60;
+  const double W = 840, H = 440, left = 80, right = 290, top = 40, bottom = 60;
   double xlo = 1e300, xhi = 0, ylo = 1e300, yhi = 0;
   for (const Point& p : pts) {
     xlo = std::min(xlo, double(p.context)), xhi = std::max(xhi, double(p.context));
@@ -146,10 +192,12 @@ std::string svg(const std::vector<Point>& pts,
   }
   // Reference slopes 1 (O(T)) and 2 (O(T^2)) through each path's last point, dashed.
   for (const auto& [path, color] : paths) {
+    if (path != "ours cached" && path != "ours uncached") continue;
     const Point* last = nullptr;
     for (const Point& p : pts)
       if (p.path == path) last = &p;
-    const double ref = path == "cached" ? 1.0 : 2.0;
+    if (!last) continue;
+    const double ref = path == "ours cached" ? 1.0 : 2.0;
     // From the left edge, or from where the line leaves the bottom of the plot.
     const double c0 = std::max(xlo, last->context * std::pow(std::pow(10.0, ly0) / last->median, 1.0 / ref));
     const double t0 = last->median * std::pow(c0 / last->context, ref);
@@ -173,14 +221,22 @@ std::string svg(const std::vector<Point>& pts,
   return s;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::string csv_path = "cost_curve.csv", svg_path = "cost_curve.svg";
+int run(int argc, char** argv) {
+  std::string csv_path = "cost_curve.csv", svg_path = "cost_curve.svg", model_path;
   int reps = 5, max_context = 512;
   double min_time = 0.2;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
+  bool llamacpp = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--llamacpp") {
+#ifndef MINIINFER_HAVE_LLAMACPP
+      fail("--llamacpp: this cost_curve was built without llama.cpp (use cost_curve_llamacpp)");
+#endif
+      llamacpp = true;
+      continue;
+    }
+    if (i + 1 >= argc) fail("option {} needs a value", a);
+    const std::string v = argv[++i];
     if (a == "--csv")
       csv_path = v;
     else if (a == "--svg")
@@ -191,49 +247,77 @@ int main(int argc, char** argv) {
       min_time = std::stod(v);
     else if (a == "--max-context")
       max_context = std::stoi(v);
-    else {
-      std::fprintf(stderr, "cost_curve: unknown option %s\n", a.c_str());
-      return 2;
+    else if (a == "--model")
+      model_path = v;
+    else
+      fail("unknown option {}", a);
+  }
+  const Model model = model_path.empty() ? shipped_shape_model() : read_model(model_path);
+  const int V = model.config.vocab_size;
+  std::vector<Paths> engines;
+  engines.push_back(paths_of("ours", std::make_shared<Engine>(model), std::make_shared<Engine>(model), V));
+#ifdef MINIINFER_HAVE_LLAMACPP
+  TempDir dir("cost_curve");
+  const std::string gguf = dir.file("model.gguf");
+  if (llamacpp) {
+    write_gguf(gguf, model);
+    for (bool flash : {false, true}) {
+      const LlamaCppOptions o{.threads = 1, .flash_attn = flash, .eval_callback = false};
+      engines.push_back(paths_of(flash ? "llama.cpp flash" : "llama.cpp", std::make_shared<LlamaCpp>(gguf, o),
+                                 std::make_shared<LlamaCpp>(gguf, o), V));
     }
   }
-  const Model model = shipped_shape_model();
-  Engine cached(model), uncached(model);
-  std::vector<float> logits(900);
+#endif
+  auto label = [](const Paths& e, const char* path) { return e.name + " " + path; };
   std::vector<Point> pts;
   for (int T = 16; T <= std::min(max_context, model.config.max_seq_len); T *= 2) {
-    const std::vector<int> t = tokens(T, static_cast<uint64_t>(T));
-    cached.reset();
-    cached.forward_cached(0, std::span(t).first(static_cast<size_t>(T - 1)), logits);
-    const int seq = 0, next = t.back();
-    auto decode = [&] {
-      cached.decode({&seq, 1}, {&next, 1}, logits);
-      cached.truncate(0, T - 1);
-    };
-    auto full = [&] { uncached.forward_uncached(t, logits); };
-    std::vector<double> c, u;
-    for (int r = 0; r < reps; ++r) {  // interleaved, so a burst of load hits both paths
-      c.push_back(time_per_call(decode, min_time));
-      u.push_back(time_per_call(full, min_time));
+    const std::vector<int> t = tokens(T, V, static_cast<uint64_t>(T));
+    for (Paths& e : engines) e.prepare(t);
+    std::vector<std::vector<double>> c(engines.size()), u(engines.size());
+    for (int r = 0; r < reps; ++r)  // interleaved, so a burst of load hits every path
+      for (size_t i = 0; i < engines.size(); ++i) {
+        c[i].push_back(time_per_call(engines[i].decode, min_time));
+        u[i].push_back(time_per_call(engines[i].full, min_time));
+      }
+    for (size_t i = 0; i < engines.size(); ++i) {
+      for (auto* v : {&c[i], &u[i]}) std::sort(v->begin(), v->end());
+      const size_t m = c[i].size() / 2;
+      pts.push_back({T, label(engines[i], "cached"), c[i].front(), c[i][m], c[i].back()});
+      pts.push_back({T, label(engines[i], "uncached"), u[i].front(), u[i][m], u[i].back()});
+      std::fprintf(stderr, "context %3d: %s cached %8.2f us, uncached %9.2f us (medians)\n", T,
+                   engines[i].name.c_str(), c[i][m] * 1e6, u[i][m] * 1e6);
     }
-    for (auto* v : {&c, &u}) std::sort(v->begin(), v->end());
-    pts.push_back({T, "cached", c.front(), c[c.size() / 2], c.back()});
-    pts.push_back({T, "uncached", u.front(), u[u.size() / 2], u.back()});
-    std::fprintf(stderr, "context %3d: cached %8.2f us, uncached %9.2f us (medians)\n", T,
-                 c[c.size() / 2] * 1e6, u[u.size() / 2] * 1e6);
   }
   std::ofstream csv(csv_path);
   csv << "context,path,min_us,median_us,max_us\n";
   for (const Point& p : pts)
     csv << fmt::format("{},{},{:.3f},{:.3f},{:.3f}\n", p.context, p.path, p.min * 1e6, p.median * 1e6,
                        p.max * 1e6);
+  std::vector<std::pair<std::string, std::string>> lines = {{"ours uncached", "#d62728"}, {"ours cached", "#1f77b4"}};
+  if (llamacpp)
+    lines.insert(lines.end(), {{"llama.cpp uncached", "#ff9896"},
+                               {"llama.cpp flash uncached", "#ffbb78"},
+                               {"llama.cpp cached", "#aec7e8"},
+                               {"llama.cpp flash cached", "#98df8a"}});
   std::ofstream svg_file(svg_path);
-  svg_file << svg(pts, {{"uncached", "#d62728"}, {"cached", "#1f77b4"}});
-  for (const char* path : {"cached", "uncached"})
-    std::printf("%s: slope %.2f over contexts 16..%d, %.2f over 128..%d\n", path, slope(pts, path, 16),
+  svg_file << svg(pts, lines);
+  for (const auto& [path, color] : lines)
+    std::printf("%s: slope %.2f over contexts 16..%d, %.2f over 128..%d\n", path.c_str(), slope(pts, path, 16),
                 max_context, slope(pts, path, 128), max_context);
-  if (!csv || !svg_file) {
-    std::fprintf(stderr, "cost_curve: could not write %s or %s\n", csv_path.c_str(), svg_path.c_str());
+  if (!csv || !svg_file) fail("could not write {} or {}", csv_path, svg_path);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const miniinfer::Error& e) {
+    std::fprintf(stderr, "cost_curve: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cost_curve: %s\n", e.what());
     return 1;
   }
-  return 0;
 }

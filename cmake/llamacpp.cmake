@@ -84,3 +84,8 @@ set_tests_properties(export_gguf_bad_input PROPERTIES LABELS llamacpp TIMEOUT 30
 add_executable(bench_vs_llamacpp ${PROJECT_SOURCE_DIR}/bench/llamacpp/bench_vs_llamacpp.cpp)
 target_link_libraries(bench_vs_llamacpp PRIVATE miniinfer_llamacpp miniinfer_engine)
 set_target_properties(bench_vs_llamacpp PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bench)
+# The cost curves with llama.cpp's lines added (cost_curve --llamacpp).
+add_executable(cost_curve_llamacpp ${PROJECT_SOURCE_DIR}/bench/cost_curve.cpp)
+target_link_libraries(cost_curve_llamacpp PRIVATE miniinfer_llamacpp miniinfer_engine)
+target_compile_definitions(cost_curve_llamacpp PRIVATE MINIINFER_HAVE_LLAMACPP=1)
+set_target_properties(cost_curve_llamacpp PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bench)

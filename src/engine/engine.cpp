@@ -93,7 +93,8 @@ Engine::Engine(const Model& model, EngineOptions options)
   const size_t R = static_cast<size_t>(rows_);
   for (auto* buf : {&x_, &ln_, &q_, &att_, &y_, &eigen_out_}) buf->assign(R * D, 0.0f);
   h_.assign(R * F, 0.0f);
-  probs_.assign(static_cast<size_t>(c.max_seq_len), 0.0f);
+  probs_.assign(static_cast<size_t>(c.n_head) * c.max_seq_len, 0.0f);
+  causal_.assign(kernels::attention_causal_scratch(c.max_seq_len, c.d_head()), 0.0f);
   k_rows_.assign(R, nullptr);
   v_rows_.assign(R, nullptr);
   tokens_.assign(R, 0);
@@ -187,6 +188,9 @@ void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvCache& s
   }
 }
 
+// Segments of fewer rows go one row at a time: packing the keys would cost more than it saves.
+constexpr int kMinCausalBlock = 8;
+
 // Causal attention of every row of every segment, head by head, against the slots of its
 // sequence in `store`: row i of segment s (position pos0 + i) reads slots 0..pos0 + i.
 void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store) {
@@ -208,15 +212,45 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store) 
     // fault: softmax-scale, fp64-decode.
     const float scale = (fault_ == Fault::SoftmaxScale && decode) ? 1.0f / static_cast<float>(dh) : scale_;
     const bool fp64 = fault_ == Fault::Fp64Decode && decode;
-    for (int h = 0; h < H; ++h) {
+    // The slots a row at position pos reads: 0..pos, unless a fault says otherwise.
+    auto slots_of = [&](int pos) {
+      int n_slots = pos + 1;
+      if (fault_ == Fault::SelfExcluded && decode) n_slots = pos;  // fault: self-excluded
+      if (fault_ == Fault::DecodeMask && decode) n_slots = 1;      // fault: decode-mask
+      if (mixed) n_slots = std::min(n_slots, chunk->pos0 + chunk->n);
+      if (fault_ == Fault::ChunkMask && s.pass != Pass::Uncached && s.n > 1) n_slots = s.pos0 + s.n;  // fault: chunk-mask
+      return n_slots;
+    };
+    // Many rows at consecutive positions, each reading slots 0..its position (an uncached pass
+    // or a prefill chunk, no fault changing the mask, no trace): rows in blocks, with the bytes
+    // of one row at a time (kernels_test checks this).
+    const bool causal_block = s.n >= kMinCausalBlock && !decode && !mixed && !trace_ &&
+                              !(fault_ == Fault::ChunkMask && s.pass != Pass::Uncached);
+    for (int h = 0; h < H && causal_block; ++h) {
+      const size_t off = static_cast<size_t>(h) * dh;
+      const size_t r0 = static_cast<size_t>(s.row0);
+      kernels::attention_forward_causal(att_.data() + r0 * uD + off, D, causal_.data(), q_.data() + r0 * uD + off, D,
+                                        kb + off, vb + off, s.pos0, s.n, dh, D, scale);
+    }
+    // Otherwise row by row; all heads of a row at once unless a trace or the fp64 fault wants
+    // them one at a time (the same bytes, kernels_test checks it).
+    const bool heads_together = !causal_block && !fp64 && !trace_;
+    for (int i = 0; i < s.n && heads_together; ++i) {
+      const int pos = s.pos0 + i;
+      const int n_slots = slots_of(pos);
+      const size_t r = static_cast<size_t>(s.row0 + i);
+      float* out = att_.data() + r * uD;
+      if (n_slots == 0)
+        std::fill_n(out, D, 0.0f);
+      else
+        kernels::attention_forward_heads(out, probs_.data(), c.max_seq_len, q_.data() + r * uD, kb, vb, n_slots, H, dh,
+                                         D, scale);
+    }
+    for (int h = 0; h < H && !causal_block && !heads_together; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
       for (int i = 0; i < s.n; ++i) {
         const int pos = s.pos0 + i;
-        int n_slots = pos + 1;
-        if (fault_ == Fault::SelfExcluded && decode) n_slots = pos;  // fault: self-excluded
-        if (fault_ == Fault::DecodeMask && decode) n_slots = 1;      // fault: decode-mask
-        if (mixed) n_slots = std::min(n_slots, chunk->pos0 + chunk->n);
-        if (fault_ == Fault::ChunkMask && s.pass != Pass::Uncached && s.n > 1) n_slots = s.pos0 + s.n;  // fault: chunk-mask
+        const int n_slots = slots_of(pos);
         const size_t r = static_cast<size_t>(s.row0 + i);
         float* out = att_.data() + r * uD + off;
         const float* q = q_.data() + r * uD + off;

@@ -149,7 +149,8 @@ class Engine {
   std::vector<float> att_;          // (R, D) concatenated head outputs
   std::vector<float> y_;            // (R, D) projection output before the residual add
   std::vector<float> h_;            // (R, F) MLP hidden
-  std::vector<float> probs_;        // (max_seq_len) one row's attention probabilities
+  std::vector<float> probs_;        // (H, max_seq_len) one row's attention probabilities, head by head
+  std::vector<float> causal_;       // kernels::attention_causal_scratch(max_seq_len, d_head)
   std::vector<float> eigen_out_;    // (R, D) eigen backend: rows before scattering to the cache
   std::vector<float*> k_rows_;      // (R) where row r's K goes: its cache slot
   std::vector<float*> v_rows_;      // (R) where row r's V goes

@@ -1,14 +1,20 @@
 // The invariant kernels. The matmul is the only one with a hand-shaped inner loop: a tile of
 // R rows x NV panels of 8 columns keeps R*NV accumulators in registers and walks k in order,
-// so every element sees exactly `acc = acc + x[k]*w[k]` for k = 0..C-1 whatever the tile shape.
-// The vector type is GCC's vector extension: lane-wise IEEE mul and add, never contracted
-// (-ffp-contract=off), so a lane computes what a scalar loop would.
+// so every element sees exactly `acc = fma(x[k], w[k], acc)` for k = 0..C-1 whatever the tile
+// shape. Every multiply-add of the products (matmul, attention scores, weighted sum of V) is an
+// explicit fused multiply-add, one correctly rounded operation: `fma8` in a vector lane,
+// `std::fma` in a scalar tail, so a lane and a tail compute the same bytes. Everything else is
+// lane-wise IEEE mul and add, never contracted (-ffp-contract=off).
 // The 8-float vector type passes by value between inlined helpers; on an ISA without AVX
 // (-march=x86-64) GCC notes that such a signature's ABI differs. Nothing here is exported.
 #pragma GCC diagnostic ignored "-Wpsabi"
 #include "engine/kernels.h"
 
 #include "base/error.h"
+
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -21,6 +27,22 @@ namespace {
 
 using v8 = f32x8;
 static_assert(sizeof(v8) == kPanel * sizeof(float));
+
+// Lane-wise fma(a, b, c) = a*b + c rounded once. With FMA hardware (x86-64-v3 and up) one
+// vfmadd instruction; without it (x86-64 baseline) std::fma per lane, which glibc computes
+// correctly rounded in software: the same bytes, slower.
+inline v8 fma8(v8 a, v8 b, v8 c) {
+#if defined(__FMA__)
+  return _mm256_fmadd_ps(a, b, c);
+#else
+  v8 r;
+  for (int l = 0; l < 8; ++l) r[l] = std::fma(a[l], b[l], c[l]);
+  return r;
+#endif
+}
+
+// x in all 8 lanes, bit for bit (x + v8{} would turn -0 into +0).
+inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }
 
 inline v8 load8(const float* p) {
   v8 v;
@@ -64,9 +86,9 @@ void tile(float* const* out_rows, const float* const* x_rows, const float* weigh
     for (int j = 0; j < NV; ++j) wk[j] = load8(w + j * panel_stride + static_cast<size_t>(k) * kPanel);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const float xk = x_rows[r][k];
+      const v8 xk = splat(x_rows[r][k]);
 #pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) acc[r][j] = acc[r][j] + xk * wk[j];
+      for (int j = 0; j < NV; ++j) acc[r][j] = fma8(xk, wk[j], acc[r][j]);
     }
   }
 #pragma GCC unroll 8
@@ -256,6 +278,8 @@ void rope_reference(double* x, int pos, int H, int d_head, double theta) {
   }
 }
 
+namespace {
+
 // r[0..7] (8 rows of 8) becomes its transpose: r[i][l] = old r[l][i].
 inline void transpose8(v8 r[8]) {
   // __builtin_shufflevector (GCC >= 12 and clang) takes the lane indices as constants: lanes
@@ -277,36 +301,28 @@ inline void transpose8(v8 r[8]) {
   }
 }
 
-// Scores of slots [j, j + 8*B), one slot per lane: 8x8 blocks of keys are transposed in
-// registers so lane l of block b holds slot j+8b+l, and each lane sums over d in order. B
-// blocks run side by side only so that their add chains overlap.
-template <int B>
-inline void score_blocks(float* scores, const float* q, const float* k, int j, int d_head, int ld, float scale) {
-  v8 acc[B] = {};
+// Scores of slots [j, j + 8), one slot per lane: 8x8 blocks of keys are transposed in registers
+// so lane l holds slot j+l, and each lane takes fma(q[d], k[d], acc) over d in order.
+inline void score_block(float* scores, const float* q, const float* k, int j, int d_head, int ld, float scale) {
+  v8 acc = {};
   int d0 = 0;
   for (; d0 + 8 <= d_head; d0 += 8) {
-    for (int b = 0; b < B; ++b) {
-      const float* kb = k + static_cast<size_t>(j + 8 * b) * ld + d0;
-      v8 r[8];
-      for (int l = 0; l < 8; ++l) r[l] = load8(kb + static_cast<size_t>(l) * ld);
-      transpose8(r);
-      for (int i = 0; i < 8; ++i) acc[b] = acc[b] + q[d0 + i] * r[i];
-    }
+    const float* kb = k + static_cast<size_t>(j) * ld + d0;
+    v8 r[8];
+    for (int l = 0; l < 8; ++l) r[l] = load8(kb + static_cast<size_t>(l) * ld);
+    transpose8(r);
+    for (int i = 0; i < 8; ++i) acc = fma8(splat(q[d0 + i]), r[i], acc);
   }
   for (int d = d0; d < d_head; ++d) {
-    for (int b = 0; b < B; ++b) {
-      v8 column;
-      for (int l = 0; l < 8; ++l) column[l] = k[static_cast<size_t>(j + 8 * b + l) * ld + d];
-      acc[b] = acc[b] + q[d] * column;
-    }
+    v8 column;
+    for (int l = 0; l < 8; ++l) column[l] = k[static_cast<size_t>(j + l) * ld + d];
+    acc = fma8(splat(q[d]), column, acc);
   }
-  for (int b = 0; b < B; ++b) {
-    const v8 y = acc[b] * scale;
-    std::memcpy(scores + j + 8 * b, &y, sizeof y);
-  }
+  const v8 y = acc * scale;
+  std::memcpy(scores + j, &y, sizeof y);
 }
 
-// out[0 .. 8*NV) = sum_j p_j * v_j[...] over slots in order from 0; NV vectors of 8 output
+// out[0 .. 8*NV) = (acc = fma(p_j, v_j[...], acc) over slots in order from 0); NV vectors of 8 output
 // elements side by side, each its own chain.
 template <int NV>
 inline void weighted_sum(float* out, const float* probs, const float* v, int n, int ld) {
@@ -314,28 +330,35 @@ inline void weighted_sum(float* out, const float* probs, const float* v, int n, 
   for (int j = 0; j < n; ++j) {
     const float p = probs[j];
     const float* vj = v + static_cast<size_t>(j) * ld;
-    for (int c = 0; c < NV; ++c) acc[c] = acc[c] + p * load8(vj + 8 * c);
+    for (int c = 0; c < NV; ++c) acc[c] = fma8(splat(p), load8(vj + 8 * c), acc[c]);
   }
   for (int c = 0; c < NV; ++c) std::memcpy(out + 8 * c, &acc[c], sizeof acc[c]);
 }
 
+}  // namespace
+
 void attention_scores(float* scores, const float* q, const float* k, int n, int d_head, int ld, float scale) {
   int j = 0;
-  for (; j + 32 <= n; j += 32) score_blocks<4>(scores, q, k, j, d_head, ld, scale);
-  for (; j + 8 <= n; j += 8) score_blocks<1>(scores, q, k, j, d_head, ld, scale);
-  // Leftover slots: the same multiply and add, one lane at a time.
+  // One block of 8 slots at a time: with FMA, 4 blocks side by side (their accumulators, keys
+  // and shuffles) spilled registers and ran at half the speed; successive blocks still overlap.
+  for (; j + 8 <= n; j += 8) score_block(scores, q, k, j, d_head, ld, scale);
+  // Leftover slots: the same fma chain, one lane at a time (std::fma).
   for (; j < n; ++j) {
     const float* kj = k + static_cast<size_t>(j) * ld;
     float acc = 0.0f;
-    for (int d = 0; d < d_head; ++d) acc = acc + q[d] * kj[d];
+    for (int d = 0; d < d_head; ++d) acc = std::fma(q[d], kj[d], acc);
     scores[j] = acc * scale;
   }
 }
 
-void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, int n,
-                       int d_head, int ld, float scale) {
-  attention_scores(probs, q, k, n, d_head, ld, scale);
-  // The max is exact in any order, so it may be taken 8 lanes at a time.
+namespace {
+
+// In place over one row's n scaled scores: p_j = exp_f(s_j - max) / sum. The max is exact in
+// any order. The sum is a fixed function of n: lane l of a vector adds e_j for j = l, l+8, ...
+// over the whole blocks of 8, the 8 lanes are combined pairwise ((0+1)+(2+3))+((4+5)+(6+7)),
+// then the leftover e_j are added in slot order. Every caller of a row with n slots, alone or
+// in a block of rows, runs this same function.
+void softmax_row(float* probs, int n) {
   float max = probs[0];
   int i = 0;
   if (n >= 8) {
@@ -349,9 +372,17 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
   for (; i < n; ++i) max = probs[i] > max ? probs[i] : max;
   for (int j = 0; j < n; ++j) probs[j] = probs[j] - max;
   exp_forward(probs, probs, n);
-  float sum = 0.0f;
-  for (int j = 0; j < n; ++j) sum += probs[j];
-  for (int j = 0; j < n; ++j) probs[j] = probs[j] / sum;
+  v8 lanes = {};
+  int j = 0;
+  for (; j + 8 <= n; j += 8) lanes = lanes + load8(probs + j);
+  float sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  for (; j < n; ++j) sum = sum + probs[j];
+  for (int t = 0; t < n; ++t) probs[t] = probs[t] / sum;
+}
+
+// out[d] for d in [0, d_head), of one row: the vector chunks of weighted_sum, then the
+// leftover d one by one with std::fma in slot order, the same chain as a lane.
+void weighted_sum_row(float* out, const float* probs, const float* v, int n, int d_head, int ld) {
   int d0 = 0;
   while (d0 + 8 <= d_head) {
     const int nv = std::min(4, (d_head - d0) / 8);
@@ -365,8 +396,164 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
   }
   for (int d = d0; d < d_head; ++d) {
     float acc = 0.0f;
-    for (int j = 0; j < n; ++j) acc = acc + probs[j] * v[static_cast<size_t>(j) * ld + d];
+    for (int j = 0; j < n; ++j) acc = std::fma(probs[j], v[static_cast<size_t>(j) * ld + d], acc);
     out[d] = acc;
+  }
+}
+
+// R rows side by side: row r sums slots 0..n[r]-1 (n ascending), so the slots every row
+// reads are loaded once for all R. Each accumulator still sees its own row's chain
+// fma(p_j, v_j, acc) for j = 0, 1, ... in order: the bytes of weighted_sum for that row alone.
+template <int R, int NV>
+inline void weighted_sum_block(float* const* out, const float* const* probs, const float* v, const int* n, int ld) {
+  v8 acc[R][NV] = {};
+  int j = 0;
+  for (; j < n[0]; ++j) {
+    const float* vj = v + static_cast<size_t>(j) * ld;
+    v8 vv[NV];
+    for (int c = 0; c < NV; ++c) vv[c] = load8(vj + 8 * c);
+    for (int r = 0; r < R; ++r) {
+      const v8 p = splat(probs[r][j]);
+      for (int c = 0; c < NV; ++c) acc[r][c] = fma8(p, vv[c], acc[r][c]);
+    }
+  }
+  for (; j < n[R - 1]; ++j) {
+    const float* vj = v + static_cast<size_t>(j) * ld;
+    for (int r = 1; r < R; ++r) {
+      if (j >= n[r]) continue;
+      const v8 p = splat(probs[r][j]);
+      for (int c = 0; c < NV; ++c) acc[r][c] = fma8(p, load8(vj + 8 * c), acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < NV; ++c) std::memcpy(out[r] + 8 * c, &acc[r][c], sizeof acc[r][c]);
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, int n,
+                       int d_head, int ld, float scale) {
+  attention_scores(probs, q, k, n, d_head, ld, scale);
+  softmax_row(probs, n);
+  weighted_sum_row(out, probs, v, n, d_head, ld);
+}
+
+namespace {
+
+// The weighted sums of all heads of one query row at once: vector column c covers elements
+// 8c..8c+7 of the (H * d_head) row, which lie in head 8c / d_head (d_head a multiple of 8), and
+// accumulates fma(p_hj, v_j, acc) over j in order from 0: per element the chain of
+// weighted_sum for its head alone. G columns side by side, so that decode's short rows
+// (d_head 16: two vectors per head) still have enough independent chains to hide the latency.
+template <int G>
+inline void weighted_sum_heads(float* out, const float* probs, int probs_ld, const float* v, int n, int ld, int c0,
+                               int d_head) {
+  v8 acc[G] = {};
+  const float* p[G];
+  for (int g = 0; g < G; ++g) p[g] = probs + static_cast<size_t>((c0 + g) * 8 / d_head) * probs_ld;
+  for (int j = 0; j < n; ++j) {
+    const float* vj = v + static_cast<size_t>(j) * ld + 8 * c0;
+    for (int g = 0; g < G; ++g) acc[g] = fma8(splat(p[g][j]), load8(vj + 8 * g), acc[g]);
+  }
+  for (int g = 0; g < G; ++g) std::memcpy(out + 8 * (c0 + g), &acc[g], sizeof acc[g]);
+}
+
+}  // namespace
+
+void attention_forward_heads(float* out, float* probs, int probs_ld, const float* q, const float* k, const float* v,
+                             int n, int H, int d_head, int ld, float scale) {
+  for (int h = 0; h < H; ++h) {
+    const size_t off = static_cast<size_t>(h) * d_head;
+    float* ph = probs + static_cast<size_t>(h) * probs_ld;
+    attention_scores(ph, q + off, k + off, n, d_head, ld, scale);
+    softmax_row(ph, n);
+  }
+  if (d_head % 8 != 0) {
+    for (int h = 0; h < H; ++h) {
+      const size_t off = static_cast<size_t>(h) * d_head;
+      weighted_sum_row(out + off, probs + static_cast<size_t>(h) * probs_ld, v + off, n, d_head, ld);
+    }
+    return;
+  }
+  const int cols = H * d_head / 8;
+  for (int c0 = 0; c0 < cols; c0 += 8) {
+    switch (std::min(8, cols - c0)) {
+      case 8: weighted_sum_heads<8>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 7: weighted_sum_heads<7>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 6: weighted_sum_heads<6>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 5: weighted_sum_heads<5>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 4: weighted_sum_heads<4>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 3: weighted_sum_heads<3>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 2: weighted_sum_heads<2>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      default: weighted_sum_heads<1>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+    }
+  }
+}
+
+size_t attention_causal_scratch(int n_slots, int d_head) {
+  return packed_size(d_head, n_slots) + static_cast<size_t>(kCausalRows) * n_slots;
+}
+
+void attention_forward_causal(float* out, int ld_out, float* scratch, const float* q, int ld_q, const float* k,
+                              const float* v, int p0, int rows, int d_head, int ld, float scale) {
+  const int N = p0 + rows;  // slots the last row reads
+  // This head's keys as a packed (d_head, N) matrix: then scores are the matmul q * K^T, whose
+  // element (i, j) is fma(q[d], k_j[d], acc) for d = 0.. in order from 0, as in score_block.
+  float* kp = scratch;
+  float* sc = scratch + packed_size(d_head, N);
+  const int panels = (N + kPanel - 1) / kPanel;
+  for (int p = 0; p < panels; ++p)
+    for (int l = 0; l < kPanel; ++l) {
+      const int j = p * kPanel + l;
+      float* dst = kp + static_cast<size_t>(p) * d_head * kPanel + l;
+      if (j < N) {
+        const float* kj = k + static_cast<size_t>(j) * ld;
+        for (int d = 0; d < d_head; ++d) dst[static_cast<size_t>(d) * kPanel] = kj[d];
+      } else {
+        for (int d = 0; d < d_head; ++d) dst[static_cast<size_t>(d) * kPanel] = 0.0f;
+      }
+    }
+  for (int i0 = 0; i0 < rows; i0 += kCausalRows) {
+    const int R = std::min(kCausalRows, rows - i0);
+    const int n_max = p0 + i0 + R;  // slots of the block's last row
+    float* s_rows[kCausalRows];
+    const float* q_rows[kCausalRows];
+    float* o_rows[kCausalRows];
+    int n[kCausalRows];
+    for (int r = 0; r < R; ++r) {
+      s_rows[r] = sc + static_cast<size_t>(r) * N;
+      q_rows[r] = q + static_cast<size_t>(i0 + r) * ld_q;
+      o_rows[r] = out + static_cast<size_t>(i0 + r) * ld_out;
+      n[r] = p0 + i0 + r + 1;
+    }
+    // Every row gets scores up to the block's last slot; row r uses its first n[r].
+    matmul_rows(s_rows, q_rows, kp, nullptr, R, d_head, n_max);
+    for (int r = 0; r < R; ++r) {
+      float* s = s_rows[r];
+      for (int j = 0; j < n[r]; ++j) s[j] = s[j] * scale;
+      softmax_row(s, n[r]);
+    }
+    if (R < kCausalRows) {
+      for (int r = 0; r < R; ++r) weighted_sum_row(o_rows[r], s_rows[r], v, n[r], d_head, ld);
+      continue;
+    }
+    int d0 = 0;
+    for (; d0 + 16 <= d_head; d0 += 16) {
+      float* o[kCausalRows];
+      for (int r = 0; r < R; ++r) o[r] = o_rows[r] + d0;
+      weighted_sum_block<kCausalRows, 2>(o, s_rows, v + d0, n, ld);
+    }
+    for (; d0 + 8 <= d_head; d0 += 8) {
+      float* o[kCausalRows];
+      for (int r = 0; r < R; ++r) o[r] = o_rows[r] + d0;
+      weighted_sum_block<kCausalRows, 1>(o, s_rows, v + d0, n, ld);
+    }
+    for (int r = 0; r < R; ++r)
+      for (int d = d0; d < d_head; ++d) {
+        float acc = 0.0f;
+        for (int j = 0; j < n[r]; ++j) acc = std::fma(s_rows[r][j], v[static_cast<size_t>(j) * ld + d], acc);
+        o_rows[r][d] = acc;
+      }
   }
 }
 

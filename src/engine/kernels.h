@@ -24,7 +24,7 @@ void pack_weight(float* packed, const float* weight, int C, int OC);
 std::vector<float> pack_weight(const std::vector<float>& weight, int C, int OC);
 
 // out[t][n] = bias[n] + sum_k inp[t][k] * W[k][n], accumulated starting from bias[n] (0 when
-// bias is null) in increasing k, one IEEE mul and one add per term.
+// bias is null) in increasing k, one fused multiply-add per term: acc = fma(x[k], W[k][n], acc).
 // out: (T, OC); inp: (T, C); weight: packed (C, OC); bias: (OC) or null.
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T,
                     int C, int OC);
@@ -63,14 +63,31 @@ void rope_reference(double* x, int pos, int H, int d_head, double theta);
 
 // ---- attention ------------------------------------------------------------------------------
 // One query row of one head against slots 0..n-1:
-//   s_j = (sum_d q[d]*k_j[d] in d order, from 0) * scale;  p_j = exp_f(s_j - max_j s_j) /
-//   (sum_j e_j in slot order);  out[d] = sum_j p_j * v_j[d] in slot order, from 0.
+//   s_j = (acc = fma(q[d], k_j[d], acc) for d in order, from 0) * scale;
+//   p_j = exp_f(s_j - max_j s_j) / sum, the sum of the e_j in a fixed order that depends on n
+//   only (8 lane-strided partial sums, combined pairwise, then the leftover slots in order);
+//   out[d] = (acc = fma(p_j, v_j[d], acc) for j in slot order, from 0).
 // out: (d_head); probs: (n), written (the trace reads it); q: (d_head); k, v: (n, ld) rows
 // whose first d_head floats are this head's; scale: 1/sqrt(d_head) as float.
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, int n,
                        int d_head, int ld, float scale);
 // Its first step alone: scores[j] = s_j for j < n.
 void attention_scores(float* scores, const float* q, const float* k, int n, int d_head, int ld, float scale);
+// One query row, all H heads (head h at offset h*d_head of q, k, v and out): for each head the
+// bytes of attention_forward alone; the weighted sums of all heads run side by side.
+// probs: (H, probs_ld), head h's n probabilities at h*probs_ld.
+void attention_forward_heads(float* out, float* probs, int probs_ld, const float* q, const float* k, const float* v,
+                             int n, int H, int d_head, int ld, float scale);
+// Causal attention of `rows` consecutive query rows of one head: row i (position p0 + i) reads
+// slots 0..p0+i and gets exactly the bytes attention_forward gives it alone (same score chain,
+// same softmax_row, same weighted-sum chain); rows are only processed kCausalRows at a time
+// so that each key and value row is loaded once per block. out: rows of ld_out floats;
+// q: rows of ld_q; k, v as in attention_forward, at least p0 + rows slots;
+// scratch: attention_causal_scratch(p0 + rows, d_head) floats.
+inline constexpr int kCausalRows = 4;
+size_t attention_causal_scratch(int n_slots, int d_head);
+void attention_forward_causal(float* out, int ld_out, float* scratch, const float* q, int ld_q, const float* k,
+                              const float* v, int p0, int rows, int d_head, int ld, float scale);
 // The same in double throughout, rounded once at the end: the fp64-decode fault's kernel.
 void attention_forward_f64(float* out, float* probs, const float* q, const float* k, const float* v,
                            int n, int d_head, int ld, float scale);

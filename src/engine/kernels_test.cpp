@@ -39,6 +39,46 @@ struct Shifted {
 
 const int kSizes[] = {1, 2, 3, 7, 8, 9, 16, 17, 63, 64, 65};
 
+// The documented sequence, written plainly: one scalar std::fma per term, k in order from the
+// bias. The kernel must give these bytes for every element, whether it falls in a vector lane
+// or a tail, in a tile of 4, 3, 2 or 1 rows, in any panel group: that is what makes an element's
+// bytes independent of M.
+void matmul_plain(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC) {
+  for (int t = 0; t < T; ++t)
+    for (int n = 0; n < OC; ++n) {
+      float acc = bias ? bias[n] : 0.0f;
+      for (int k = 0; k < C; ++k)
+        acc = std::fma(inp[static_cast<size_t>(t) * C + k], weight[static_cast<size_t>(n) * C + k], acc);
+      out[static_cast<size_t>(t) * OC + n] = acc;
+    }
+}
+
+// attention_forward's documented sequence, scalar: fma chains for scores and the weighted sum,
+// the softmax sum as 8 lane-strided partial sums combined pairwise, then the tail in order.
+void attention_plain(float* out, float* probs, const float* q, const float* k, const float* v, int n, int d_head,
+                     int ld, float scale) {
+  for (int j = 0; j < n; ++j) {
+    float acc = 0.0f;
+    for (int d = 0; d < d_head; ++d) acc = std::fma(q[d], k[static_cast<size_t>(j) * ld + d], acc);
+    probs[j] = acc * scale;
+  }
+  float max = probs[0];
+  for (int j = 1; j < n; ++j) max = std::max(max, probs[j]);
+  for (int j = 0; j < n; ++j) probs[j] = exp_f(probs[j] - max);
+  float lane[8] = {};
+  const int n8 = n / 8 * 8;
+  for (int j = 0; j < n8; ++j) lane[j % 8] = lane[j % 8] + probs[j];
+  float sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (int j = n8; j < n; ++j) sum = sum + probs[j];
+  for (int j = 0; j < n; ++j) probs[j] = probs[j] / sum;
+  for (int d = 0; d < d_head; ++d) {
+    float acc = 0.0f;
+    for (int j = 0; j < n; ++j) acc = std::fma(probs[j], v[static_cast<size_t>(j) * ld + d], acc);
+    out[d] = acc;
+  }
+}
+
+
 }  // namespace
 
 TEST_CASE("matmul is within gamma(C+1) * sum|terms| of the double reference") {
@@ -108,6 +148,111 @@ TEST_CASE("matmul rows give the same bytes alone, in any subset, at any offset, 
     for (int t = 0; t < T; ++t)
       CHECK(same_bytes({rows[static_cast<size_t>(t)], static_cast<size_t>(OC)}, std::span(all).subspan(static_cast<size_t>(t) * OC, static_cast<size_t>(OC))));
   }
+}
+
+TEST_CASE("matmul gives the plain scalar fma chain's bytes for every M from 1 to 19 and every column tail") {
+  Rng rng(11);
+  int checked = 0;
+  for (int C : {1, 3, 8, 17, 64}) {
+    for (int OC : {1, 5, 8, 13, 24, 31, 64, 100}) {
+      const int T = 19;
+      const auto x = random_floats(rng, static_cast<size_t>(T) * C);
+      const auto w = random_floats(rng, static_cast<size_t>(OC) * C);
+      const auto b = random_floats(rng, static_cast<size_t>(OC));
+      const auto packed = pack_weight(w, C, OC);
+      std::vector<float> plain(static_cast<size_t>(T) * OC);
+      matmul_plain(plain.data(), x.data(), w.data(), b.data(), T, C, OC);
+      for (int M = 1; M <= T; ++M) {
+        std::vector<float> out(static_cast<size_t>(M) * OC);
+        matmul_forward(out.data(), x.data(), packed.data(), b.data(), M, C, OC);
+        INFO("M=" << M << " C=" << C << " OC=" << OC);
+        CHECK(same_bytes(out, std::span(plain).first(out.size())));
+        ++checked;
+      }
+    }
+  }
+  WARN("matmul: " << checked << " (M, C, OC) shapes equal the scalar fma chain byte for byte");
+}
+
+TEST_CASE("attention gives the plain scalar sequence's bytes, for slot counts and head sizes with and without tails") {
+  Rng rng(12);
+  int checked = 0;
+  for (int d_head : {2, 6, 8, 16, 24, 40, 64}) {
+    for (int n : {1, 2, 7, 8, 9, 15, 16, 31, 32, 33, 40, 77}) {
+      const int ld = d_head + 8;
+      const auto q = random_floats(rng, static_cast<size_t>(d_head));
+      const auto k = random_floats(rng, static_cast<size_t>(n) * ld);
+      const auto v = random_floats(rng, static_cast<size_t>(n) * ld);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
+      std::vector<float> out(static_cast<size_t>(d_head)), probs(static_cast<size_t>(n));
+      std::vector<float> pout(out.size()), pprobs(probs.size());
+      attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), n, d_head, ld, scale);
+      attention_plain(pout.data(), pprobs.data(), q.data(), k.data(), v.data(), n, d_head, ld, scale);
+      INFO("d_head " << d_head << " n " << n);
+      CHECK(same_bytes(probs, pprobs));
+      CHECK(same_bytes(out, pout));
+      ++checked;
+    }
+  }
+  WARN("attention: " << checked << " (d_head, n) shapes equal the scalar sequence byte for byte");
+}
+
+TEST_CASE("causal attention over a block of rows gives each row the bytes of attention_forward alone") {
+  int checked = 0;
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    Rng rng(seed);
+    const int d_head = 2 * (1 + static_cast<int>(rng.below(32)));
+    const int p0 = rng.below(3) == 0 ? 0 : static_cast<int>(rng.below(70));
+    const int rows = 1 + static_cast<int>(rng.below(40));
+    const int N = p0 + rows;
+    const int ld = d_head * (1 + static_cast<int>(rng.below(3)));
+    const int ld_out = d_head + static_cast<int>(rng.below(5));
+    const auto q = random_floats(rng, static_cast<size_t>(rows) * ld);
+    const auto k = random_floats(rng, static_cast<size_t>(N) * ld);
+    const auto v = random_floats(rng, static_cast<size_t>(N) * ld);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
+    std::vector<float> scratch(attention_causal_scratch(N, d_head), std::numeric_limits<float>::quiet_NaN());
+    std::vector<float> out(static_cast<size_t>(rows) * ld_out, 0.0f);
+    attention_forward_causal(out.data(), ld_out, scratch.data(), q.data(), ld, k.data(), v.data(), p0, rows, d_head,
+                             ld, scale);
+    std::vector<float> one(static_cast<size_t>(d_head)), probs(static_cast<size_t>(N));
+    for (int i = 0; i < rows; ++i) {
+      attention_forward(one.data(), probs.data(), q.data() + static_cast<size_t>(i) * ld, k.data(), v.data(), p0 + i + 1,
+                        d_head, ld, scale);
+      INFO("seed " << seed << " d_head " << d_head << " p0 " << p0 << " rows " << rows << " row " << i);
+      CHECK(same_bytes(one, std::span(out).subspan(static_cast<size_t>(i) * ld_out, static_cast<size_t>(d_head))));
+      ++checked;
+    }
+  }
+  WARN("causal attention: " << checked << " rows equal their one-row call byte for byte");
+}
+
+TEST_CASE("attention over all heads of a row at once gives each head the bytes of attention_forward alone") {
+  Rng rng(13);
+  int checked = 0;
+  for (int H : {1, 2, 3, 4, 8}) {
+    for (int d_head : {2, 6, 8, 16, 24, 64}) {
+      const int n = 1 + static_cast<int>(rng.below(90));
+      const int D = H * d_head, ld = D + 8 * static_cast<int>(rng.below(2));
+      const auto q = random_floats(rng, static_cast<size_t>(D));
+      const auto k = random_floats(rng, static_cast<size_t>(n) * ld);
+      const auto v = random_floats(rng, static_cast<size_t>(n) * ld);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
+      const int probs_ld = n + 3;
+      std::vector<float> out(static_cast<size_t>(D)), probs(static_cast<size_t>(H) * probs_ld);
+      attention_forward_heads(out.data(), probs.data(), probs_ld, q.data(), k.data(), v.data(), n, H, d_head, ld, scale);
+      std::vector<float> one(static_cast<size_t>(d_head)), p(static_cast<size_t>(n));
+      for (int h = 0; h < H; ++h) {
+        const size_t off = static_cast<size_t>(h) * d_head;
+        attention_forward(one.data(), p.data(), q.data() + off, k.data() + off, v.data() + off, n, d_head, ld, scale);
+        INFO("H " << H << " d_head " << d_head << " n " << n << " head " << h);
+        CHECK(same_bytes(one, std::span(out).subspan(off, static_cast<size_t>(d_head))));
+        CHECK(same_bytes(p, std::span(probs).subspan(static_cast<size_t>(h) * probs_ld, static_cast<size_t>(n))));
+        ++checked;
+      }
+    }
+  }
+  WARN("attention over heads: " << checked << " heads equal their one-head call byte for byte");
 }
 
 TEST_CASE("layernorm is within (2C+16)u of the reference, scaled by |w|(|xhat|+1)+|b|, and rows are independent") {

@@ -6,24 +6,15 @@
 
 #include "base/rng.h"
 #include "engine/engine.h"
+#include "shipped_shape.h"
 
 namespace {
 
 using namespace miniinfer;
 
-const Model& shipped_shape_model() {
-  static const Model model = [] {
-    Config c;
-    c.vocab_size = 900;
-    c.d_model = 64;
-    c.n_layer = 4;
-    c.n_head = 4;
-    c.d_ff = 256;
-    c.max_seq_len = 512;
-    std::vector<std::string> vocab;
-    for (int i = 0; i < c.vocab_size; ++i) vocab.push_back("w" + std::to_string(i));
-    return init_model(c, vocab, 1);
-  }();
+// Built once: every benchmark below times the same weights.
+const Model& model_of_shipped_shape() {
+  static const Model model = shipped_shape_model();
   return model;
 }
 
@@ -36,7 +27,7 @@ std::vector<int> tokens(int n, uint64_t seed) {
 
 void BM_cached_decode(benchmark::State& state) {
   const int B = static_cast<int>(state.range(0)), prompt = 16, steps = 64;
-  const Model& model = shipped_shape_model();
+  const Model& model = model_of_shipped_shape();
   Engine engine(model, {Backend::Invariant, B, 0, Fault::None});
   std::vector<int> seqs(static_cast<size_t>(B)), next(static_cast<size_t>(B));
   std::vector<float> logits(static_cast<size_t>(B) * 900);
@@ -62,7 +53,7 @@ void BM_cached_decode(benchmark::State& state) {
 
 void BM_uncached_step(benchmark::State& state) {
   const int T = static_cast<int>(state.range(0));
-  Engine engine(shipped_shape_model());
+  Engine engine(model_of_shipped_shape());
   const std::vector<int> t = tokens(T, 7);
   std::vector<float> logits(900);
   for (auto _ : state) {
@@ -74,7 +65,7 @@ void BM_uncached_step(benchmark::State& state) {
 
 void BM_prefill(benchmark::State& state) {
   const int T = static_cast<int>(state.range(0));
-  Engine engine(shipped_shape_model());
+  Engine engine(model_of_shipped_shape());
   const std::vector<int> t = tokens(T, 7);
   std::vector<float> logits(900);
   for (auto _ : state) {

@@ -16,17 +16,18 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <functional>
 #include <memory>
 
+#include "base/atomic_file.h"
 #include "base/error.h"
 #include "base/rng.h"
 #include "engine/engine.h"
 #include "model/model_file.h"
+#include "shipped_shape.h"
 #ifdef MINIINFER_HAVE_LLAMACPP
 #include "base/temp_dir.h"
 #include "llamacpp/gguf_export.h"
@@ -37,19 +38,6 @@ namespace {
 
 using namespace miniinfer;
 using Clock = std::chrono::steady_clock;
-
-Model shipped_shape_model() {
-  Config c;
-  c.vocab_size = 900;
-  c.d_model = 64;
-  c.n_layer = 4;
-  c.n_head = 4;
-  c.d_ff = 256;
-  c.max_seq_len = 512;
-  std::vector<std::string> vocab;
-  for (int i = 0; i < c.vocab_size; ++i) vocab.push_back("w" + std::to_string(i));
-  return init_model(c, vocab, 1);
-}
 
 std::vector<int> tokens(int n, int V, uint64_t seed) {
   Rng rng(seed);
@@ -288,10 +276,9 @@ int run(int argc, char** argv) {
                    engines[i].name.c_str(), c[i][m] * 1e6, u[i][m] * 1e6);
     }
   }
-  std::ofstream csv(csv_path);
-  csv << "context,path,min_us,median_us,max_us\n";
+  std::string csv = "context,path,min_us,median_us,max_us\n";
   for (const Point& p : pts)
-    csv << fmt::format("{},{},{:.3f},{:.3f},{:.3f}\n", p.context, p.path, p.min * 1e6, p.median * 1e6,
+    csv += fmt::format("{},{},{:.3f},{:.3f},{:.3f}\n", p.context, p.path, p.min * 1e6, p.median * 1e6,
                        p.max * 1e6);
   std::vector<std::pair<std::string, std::string>> lines = {{"ours uncached", "#d62728"}, {"ours cached", "#1f77b4"}};
   if (llamacpp)
@@ -299,12 +286,15 @@ int run(int argc, char** argv) {
                                {"llama.cpp flash uncached", "#ffbb78"},
                                {"llama.cpp cached", "#aec7e8"},
                                {"llama.cpp flash cached", "#98df8a"}});
-  std::ofstream svg_file(svg_path);
-  svg_file << svg(pts, lines);
-  for (const auto& [path, color] : lines)
-    std::printf("%s: slope %.2f over contexts 16..%d, %.2f over 128..%d\n", path.c_str(), slope(pts, path, 16),
-                max_context, slope(pts, path, 128), max_context);
-  if (!csv || !svg_file) fail("could not write {} or {}", csv_path, svg_path);
+  // Whole files or nothing: a failed write leaves neither half a CSV nor half a plot.
+  write_file_atomic(csv_path, csv);
+  write_file_atomic(svg_path, svg(pts, lines));
+  for (const auto& [path, color] : lines) {
+    std::printf("%s: slope %.2f over contexts 16..%d", path.c_str(), slope(pts, path, 16), max_context);
+    // The long-context slope needs at least two points from 128 on.
+    if (max_context >= 256) std::printf(", %.2f over 128..%d", slope(pts, path, 128), max_context);
+    std::printf("\n");
+  }
   return 0;
 }
 

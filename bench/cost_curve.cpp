@@ -16,11 +16,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <string>
-#include <vector>
-
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
@@ -48,7 +47,7 @@ std::vector<int> tokens(int n, int V, uint64_t seed) {
 
 // One engine's two paths, behind the operations our Engine and LlamaCpp both have.
 struct Paths {
-  std::string name;  // "ours", "llama.cpp", "llama.cpp flash"
+  std::string name;                                      // "ours", "llama.cpp", "llama.cpp flash"
   std::function<void(const std::vector<int>&)> prepare;  // the cache holds all but the last token
   std::function<void()> decode, full;
 };
@@ -280,7 +279,8 @@ int run(int argc, char** argv) {
   for (const Point& p : pts)
     csv += fmt::format("{},{},{:.3f},{:.3f},{:.3f}\n", p.context, p.path, p.min * 1e6, p.median * 1e6,
                        p.max * 1e6);
-  std::vector<std::pair<std::string, std::string>> lines = {{"ours uncached", "#d62728"}, {"ours cached", "#1f77b4"}};
+  std::vector<std::pair<std::string, std::string>> lines = {{"ours uncached", "#d62728"},
+                                                            {"ours cached", "#1f77b4"}};
   if (llamacpp)
     lines.insert(lines.end(), {{"llama.cpp uncached", "#ff9896"},
                                {"llama.cpp flash uncached", "#ffbb78"},
@@ -303,10 +303,7 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
-  } catch (const miniinfer::Error& e) {
-    std::fprintf(stderr, "cost_curve: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // miniinfer::Error and the library's own
     std::fprintf(stderr, "cost_curve: %s\n", e.what());
     return 1;
   }

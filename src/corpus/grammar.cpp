@@ -163,7 +163,6 @@ struct Phrase {
     if (forms.size() == 4) return forms[2 * plural + (gender == 'f' ? 1 : 0)];
     return forms.front();
   }
-  bool agrees_in_gender() const { return forms.size() == 4; }
 };
 
 Phrase parse_phrase(const std::string& file, int line, const std::string& text) {
@@ -570,14 +569,14 @@ Sentence Grammar::Impl::render(const SentenceSpec& spec, bool feminine) const {
       spec.adverbial < 0 ? nullptr
                          : &adverbials[tense_index(spec.tense)][static_cast<size_t>(spec.adverbial)];
   const std::vector<std::string> none;
-  const std::vector<std::string>& adverbial_words = adverbial ? adverbial->phrase.agreeing(p, gender) : none;
+  const std::vector<std::string>& adverbial_text = adverbial ? adverbial->phrase.agreeing(p, gender) : none;
   const Position position = adverbial ? adverbial->position : Position::Front;
-  if (position == Position::Front) append(adverbial_words);
+  if (position == Position::Front) append(adverbial_text);
   out.subject = words.size();
   words.push_back(pronoun.word);
-  if (position == Position::AfterSubject) append(adverbial_words);
+  if (position == Position::AfterSubject) append(adverbial_text);
   words.insert(words.end(), phrase.begin(), phrase.begin() + static_cast<long>(auxiliary));
-  if (position == Position::AfterAuxiliary) append(adverbial_words);
+  if (position == Position::AfterAuxiliary) append(adverbial_text);
   words.insert(words.end(), phrase.begin() + static_cast<long>(auxiliary), phrase.end());
   if (const Phrase* complement = complement_of(lang, verb, spec.complement))
     append(complement->agreeing(p, gender));
@@ -702,11 +701,9 @@ std::string Grammar::misfit(const SentenceSpec& spec) const { return impl_->misf
 
 SentenceSpec Grammar::fit(SentenceSpec spec) const {
   const Lang lang = language_of(spec.tense);
-  if (spec.verb >= 0 && spec.verb < static_cast<int>(verbs(lang).size()) && !allows(spec.tense, spec.verb))
-    spec.verb = 0;
-  if (spec.verb >= 0 && spec.verb < static_cast<int>(verbs(lang).size()) &&
-      (spec.complement < 0 || spec.complement >= complement_choices(lang, spec.verb)))
-    spec.complement = 0;
+  if (spec.verb < 0 || spec.verb >= static_cast<int>(verbs(lang).size())) return spec;  // render says why
+  if (!allows(spec.tense, spec.verb)) spec.verb = 0;
+  if (spec.complement < 0 || spec.complement >= complement_choices(lang, spec.verb)) spec.complement = 0;
   return spec;
 }
 

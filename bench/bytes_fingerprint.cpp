@@ -1,16 +1,30 @@
 // Not a timing: prints a hash of every byte a forward computes (all logits and K/V rows of a
 // 300-token full recompute, plus 40 cached-generation steps' logits and tokens) and whether
-// cached equals uncached, so builds for different -march or flags can be compared.
-// docs/invariance.md has the commands and the results.
+// cached equals uncached, so builds for different -march or flags, and the matmul's 8- and
+// 16-lane tiles, can be compared. docs/invariance.md has the commands and the results.
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <string>
 
 #include "base/rng.h"
+#include "base/error.h"
 #include "engine/generate.h"
+#include "engine/kernels.h"
 
 using namespace miniinfer;
 
-int main() {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: bytes_fingerprint [--matmul-width 8|16]\n"
+    "Prints a hash of every byte a forward computes on a fixed random model (300-token full\n"
+    "recompute: logits, K and V; 40 cached generation steps: logits and tokens) and whether\n"
+    "cached equals uncached; exit status 1 if they differ.\n"
+    "  --matmul-width N  run the matmul's N-lane tiles (default: the widest this build and CPU\n"
+    "                    run; 16 needs AVX-512F). The line printed names the width used.\n";
+
+int fingerprint() {
   Config c;
   c.vocab_size = 900;
   std::vector<std::string> vocab;
@@ -49,5 +63,31 @@ int main() {
   std::printf("fingerprint %016llx; cached vs uncached: %zu of %zu logits differ, tokens %s\n",
               static_cast<unsigned long long>(h), differ, cached.logits[0].size(),
               cached.tokens == uncached.tokens ? "equal" : "DIFFER");
+  std::fprintf(stderr, "matmul width %d (widest here %d)\n", kernels::matmul_width(), kernels::matmul_widest());
   return differ == 0 && cached.tokens == uncached.tokens ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--help" || a == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      }
+      if (a == "--matmul-width" && i + 1 < argc) {
+        const std::string v = argv[++i];
+        if (v != "8" && v != "16") fail("--matmul-width: '{}' is not 8 or 16", v);
+        kernels::set_matmul_width(std::stoi(v));
+      } else {
+        fail("{}: unknown argument (see --help)", a);
+      }
+    }
+    return fingerprint();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bytes_fingerprint: %s\n", e.what());
+    return 2;
+  }
 }

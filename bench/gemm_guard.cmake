@@ -1,8 +1,9 @@
 # The speed guard (CTest label bench, registered only with -DMINIINFER_BENCH_TESTS=ON): runs
 # bench_gemm briefly at the model's shapes (K, N in {64x64, 64x256, 256x64, 64x900}, M 1..512),
-# the invariant kernel and Eigen interleaved at random in one run, and fails if the invariant
-# kernel's speed falls below MIN_RATIO x Eigen's at any shape: a ratio measured in one run on
-# one machine, never an absolute time.
+# the invariant kernel (at the widest width this CPU runs, and held to 8 lanes) and Eigen
+# interleaved at random in one run, and fails if either invariant run's speed falls below
+# MIN_RATIO x Eigen's at any shape: a ratio measured in one run on one machine, never an
+# absolute time.
 # Run as: cmake -DBENCH_GEMM=... -DMIN_RATIO=0.9 [-DREPS=5] [-DMIN_TIME=0.05] -P gemm_guard.cmake
 if(NOT EXISTS "${BENCH_GEMM}")
   message(FATAL_ERROR "gemm guard: ${BENCH_GEMM} does not exist (build bench_gemm first)")
@@ -37,8 +38,8 @@ foreach(i RANGE ${last})
   endif()
   string(JSON t GET "${json}" benchmarks ${i} cpu_time)
   string(REGEX REPLACE "_median$" "" name "${name}")
-  string(REGEX MATCH "^BM_[a-z]+" kernel "${name}")
-  string(REGEX REPLACE "^BM_[a-z]+/" "" shape "${name}")
+  string(REGEX MATCH "^BM_[a-z0-9_]+" kernel "${name}")
+  string(REGEX REPLACE "^BM_[a-z0-9_]+/" "" shape "${name}")
   set(time_${kernel}_${shape} ${t})
   list(APPEND shapes ${shape})
 endforeach()
@@ -72,9 +73,13 @@ parse_number("${MIN_RATIO}" min_m min_e)
 math(EXPR min_milli "${min_m} / 1000")
 
 set(failed "")
+foreach(kernel BM_invariant BM_invariant_8lanes)
 foreach(shape ${shapes})
-  set(inv ${time_BM_invariant_${shape}})
+  set(inv ${time_${kernel}_${shape}})
   set(eig ${time_BM_eigen_${shape}})
+  if(NOT inv OR NOT eig)
+    message(FATAL_ERROR "gemm guard: bench_gemm reported no median for ${kernel} or BM_eigen at ${shape}")
+  endif()
   # speed ratio = Eigen's time / ours, in thousandths.
   parse_number("${inv}" inv_m inv_e)
   parse_number("${eig}" eig_m eig_e)
@@ -101,11 +106,12 @@ foreach(shape ${shapes})
   set(status "ok")
   if(milli LESS min_milli)
     set(status "BELOW ${MIN_RATIO}")
-    list(APPEND failed ${shape})
+    list(APPEND failed "${kernel}/${shape}")
   endif()
-  message(STATUS "gemm ${shape}: invariant ${inv} ns, Eigen ${eig} ns, speed ${whole}.${frac}x Eigen: ${status}")
+  message(STATUS "gemm ${kernel}/${shape}: invariant ${inv} ns, Eigen ${eig} ns, speed ${whole}.${frac}x Eigen: ${status}")
+endforeach()
 endforeach()
 if(failed)
   message(FATAL_ERROR "gemm guard: the invariant kernel is below ${MIN_RATIO}x Eigen's speed at ${failed}")
 endif()
-message(STATUS "gemm guard: the invariant kernel is at least ${MIN_RATIO}x Eigen's speed at all ${n_shapes} model shapes")
+message(STATUS "gemm guard: the invariant kernel, at its widest and at 8 lanes, is at least ${MIN_RATIO}x Eigen's speed at all ${n_shapes} model shapes")

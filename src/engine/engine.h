@@ -101,7 +101,7 @@ class Engine {
   // A projection: the file's (OC, C) weight, its packed copy and its bias.
   struct Linear {
     int C = 0, OC = 0;
-    std::vector<float> packed;  // (ceil(OC/8), C, 8), see kernels::pack_weight
+    kernels::PackedWeight packed;  // (ceil(OC/64), C, 64), see kernels::pack_weight
     const float* weight = nullptr;  // (OC, C), into model_, for the eigen backend
     const float* bias = nullptr;    // (OC) or null, into model_
   };
@@ -150,7 +150,7 @@ class Engine {
   std::vector<float> y_;            // (R, D) projection output before the residual add
   std::vector<float> h_;            // (R, F) MLP hidden
   std::vector<float> probs_;        // (H, max_seq_len) one row's attention probabilities, head by head
-  std::vector<float> causal_;       // kernels::attention_causal_scratch(max_seq_len, d_head)
+  kernels::PackedWeight causal_;    // kernels::attention_causal_scratch(max_seq_len, d_head)
   std::vector<float> eigen_out_;    // (R, D) eigen backend: rows before scattering to the cache
   std::vector<float*> k_rows_;      // (R) where row r's K goes: its cache slot
   std::vector<float*> v_rows_;      // (R) where row r's V goes

@@ -1,9 +1,10 @@
 // The invariant kernels. The matmul is the only one with a hand-shaped inner loop: a tile of
-// R rows x NV panels of 8 columns keeps R*NV accumulators in registers and walks k in order,
-// so every element sees exactly `acc = fma(x[k], w[k], acc)` for k = 0..C-1 whatever the tile
-// shape. Every multiply-add of the products (matmul, attention scores, weighted sum of V) is an
-// explicit fused multiply-add, one correctly rounded operation: `fma8` in a vector lane,
-// `std::fma` in a scalar tail, so a lane and a tail compute the same bytes. Everything else is
+// R rows x NV vectors of 8 or 16 columns keeps R*NV accumulators in registers and walks k in
+// order, so every element sees exactly `acc = fma(x[k], w[k], acc)` for k = 0..C-1 whatever the
+// tile shape and width (matmul_tiles.inc). Every multiply-add of the products (matmul,
+// attention scores, weighted sum of V) is an explicit fused multiply-add, one correctly rounded
+// operation: `fma8` or `_mm512_fmadd_ps` in a vector lane, `std::fma` in a scalar tail, so a
+// lane and a tail compute the same bytes. Everything else is
 // lane-wise IEEE mul and add, never contracted (-ffp-contract=off).
 // The 8-float vector type passes by value between inlined helpers; on an ISA without AVX
 // (-march=x86-64) GCC notes that such a signature's ABI differs. Nothing here is exported.
@@ -15,8 +16,16 @@
 #if defined(__FMA__)
 #include <immintrin.h>
 #endif
+// The 16-lane matmul tiles: compiled where the build has FMA (x86-64-v3 and up) on x86-64 with
+// GCC or clang, run only where the CPU has AVX-512F (matmul_width).
+#if defined(__FMA__) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MINIINFER_AVX512_TILES 1
+#else
+#define MINIINFER_AVX512_TILES 0
+#endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -26,7 +35,7 @@ namespace miniinfer::kernels {
 namespace {
 
 using v8 = f32x8;
-static_assert(sizeof(v8) == kPanel * sizeof(float));
+static_assert(sizeof(v8) == 8 * sizeof(float));
 
 // Lane-wise fma(a, b, c) = a*b + c rounded once. With FMA hardware (x86-64-v3 and up) one
 // vfmadd instruction; without it (x86-64 baseline) std::fma per lane, which glibc computes
@@ -50,114 +59,125 @@ inline v8 load8(const float* p) {
   return v;
 }
 
-// Columns [n0, n0 + kPanel) of bias (zero when null), reading only the columns < OC.
+// Columns [n0, n0 + 8) of bias (zero when null), reading only the columns < OC.
 inline v8 bias8(const float* bias, int n0, int OC) {
   v8 b = {};
   if (bias == nullptr) return b;
-  if (n0 + kPanel <= OC) return load8(bias + n0);
+  if (n0 + 8 <= OC) return load8(bias + n0);
   for (int i = 0; n0 + i < OC; ++i) b[i] = bias[n0 + i];
   return b;
 }
 
 inline void store8(float* out, v8 v, int n0, int OC) {
-  if (n0 + kPanel <= OC) {
+  if (n0 + 8 <= OC) {
     std::memcpy(out + n0, &v, sizeof v);
   } else {
     for (int i = 0; n0 + i < OC; ++i) out[n0 + i] = v[i];
   }
 }
 
-// R rows x NV panels starting at panel p0. x_rows[r] is row r's input (C floats).
-template <int R, int NV>
-void tile(float* const* out_rows, const float* const* x_rows, const float* weight, const float* bias,
-          int p0, int C, int OC) {
-  const size_t panel_stride = static_cast<size_t>(C) * kPanel;
-  const float* w = weight + static_cast<size_t>(p0) * panel_stride;
-  v8 acc[R][NV];
-#pragma GCC unroll 8
-  for (int j = 0; j < NV; ++j) {
-    const v8 b = bias8(bias, (p0 + j) * kPanel, OC);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) acc[r][j] = b;
+// The matmul's lane types: what matmul_tiles.inc needs of a vector of kWidth floats.
+struct Lanes8 {
+  static constexpr int kWidth = 8;
+  static constexpr int kRowVecs = 3;  // vectors per tile of 4 rows: 12 accumulators + 3 + 1 = 16 registers
+  using V = v8;
+  static V load(const float* p) { return load8(p); }
+  static V splat(float x) { return miniinfer::kernels::splat(x); }
+  static V fma(V a, V b, V c) { return fma8(a, b, c); }
+  static V bias(const float* bias, int n0, int OC) { return bias8(bias, n0, OC); }
+  static void store(float* out, V v, int n0, int OC) { store8(out, v, n0, OC); }
+};
+
+namespace lanes8 {
+using L = Lanes8;
+#define TILE_TARGET
+#include "engine/matmul_tiles.inc"
+#undef TILE_TARGET
+}  // namespace lanes8
+
+#if MINIINFER_AVX512_TILES
+// 16 lanes, AVX-512F, for CPUs that have it (chosen at run time: matmul_width). Every function
+// that touches a 512-bit register carries the target attribute; nothing else in the program does.
+#define TILE_TARGET __attribute__((target("avx512f")))
+struct Lanes16 {
+  static constexpr int kWidth = 16;
+  static constexpr int kRowVecs = 4;  // 16 accumulators + 4 + 1 of 32 registers
+  using V = __m512;
+  TILE_TARGET static V load(const float* p) { return _mm512_loadu_ps(p); }
+  TILE_TARGET static V splat(float x) { return _mm512_set1_ps(x); }
+  TILE_TARGET static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // The columns of [n0, n0 + 16) below OC, by mask: a masked load reads, and a masked store
+  // writes, nothing past OC.
+  TILE_TARGET static __mmask16 below(int n0, int OC) {
+    const int n = std::min(16, OC - n0);
+    return static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
   }
-  for (int k = 0; k < C; ++k) {
-    v8 wk[NV];
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) wk[j] = load8(w + j * panel_stride + static_cast<size_t>(k) * kPanel);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const v8 xk = splat(x_rows[r][k]);
-#pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) acc[r][j] = fma8(xk, wk[j], acc[r][j]);
-    }
+  TILE_TARGET static V bias(const float* bias, int n0, int OC) {
+    if (bias == nullptr) return _mm512_setzero_ps();
+    return _mm512_maskz_loadu_ps(below(n0, OC), bias + n0);
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) store8(out_rows[r], acc[r][j], (p0 + j) * kPanel, OC);
-  }
+  TILE_TARGET static void store(float* out, V v, int n0, int OC) { _mm512_mask_storeu_ps(out + n0, below(n0, OC), v); }
+};
+
+namespace lanes16 {
+using L = Lanes16;
+#include "engine/matmul_tiles.inc"
+}  // namespace lanes16
+#undef TILE_TARGET
+#endif
+
+// The widest tiles this build and this CPU can run.
+int widest_matmul() {
+#if MINIINFER_AVX512_TILES
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 16;
+#endif
+  return 8;
 }
 
-// The last `left` (< NV) panels in one tile, so they too get several accumulators.
-template <int R, int NV>
-void leftover(int left, float* const* out_rows, const float* const* x_rows, const float* weight,
-              const float* bias, int p0, int C, int OC) {
-  if (left == NV) {
-    tile<R, NV>(out_rows, x_rows, weight, bias, p0, C, OC);
-  } else if constexpr (NV > 1) {
-    leftover<R, NV - 1>(left, out_rows, x_rows, weight, bias, p0, C, OC);
-  }
+std::atomic<int>& matmul_width_setting() {
+  static std::atomic<int> width{widest_matmul()};
+  return width;
 }
 
-// All panels for one block of R rows: NV panels at a time, then the leftover panels.
-template <int R, int NV>
-void row_block(float* const* out_rows, const float* const* x_rows, const float* weight,
-               const float* bias, int C, int OC) {
-  const int panels = (OC + kPanel - 1) / kPanel;
-  int p = 0;
-  for (; p + NV <= panels; p += NV) tile<R, NV>(out_rows, x_rows, weight, bias, p, C, OC);
-  if constexpr (NV > 1) {
-    if (p < panels) leftover<R, NV - 1>(panels - p, out_rows, x_rows, weight, bias, p, C, OC);
+void matmul_rows(float* const* out_rows, const float* const* x_rows, const float* weight, const float* bias, int T,
+                 int C, int OC) {
+#if MINIINFER_AVX512_TILES
+  if (matmul_width_setting().load(std::memory_order_relaxed) == 16) {
+    lanes16::matmul_rows(out_rows, x_rows, weight, bias, T, C, OC);
+    return;
   }
-}
-
-// Rows in blocks of 4 (4 x 3 panels = 12 accumulators); a single row (decode) takes 8 panels
-// at once so that enough independent add chains hide the add latency.
-void matmul_rows(float* const* out_rows, const float* const* x_rows, const float* weight,
-                 const float* bias, int T, int C, int OC) {
-  int t = 0;
-  for (; t + 4 <= T; t += 4) row_block<4, 3>(out_rows + t, x_rows + t, weight, bias, C, OC);
-  switch (T - t) {
-    case 3: row_block<3, 4>(out_rows + t, x_rows + t, weight, bias, C, OC); break;
-    case 2: row_block<2, 4>(out_rows + t, x_rows + t, weight, bias, C, OC); break;
-    case 1: row_block<1, 8>(out_rows + t, x_rows + t, weight, bias, C, OC); break;
-    default: break;
-  }
+#endif
+  lanes8::matmul_rows(out_rows, x_rows, weight, bias, T, C, OC);
 }
 
 }  // namespace
 
+int matmul_width() { return matmul_width_setting().load(std::memory_order_relaxed); }
+int matmul_widest() { return widest_matmul(); }
+void set_matmul_width(int width) {
+  if (width != 8 && width != widest_matmul() && width != 0)
+    fail("matmul width {}: this build and CPU run 8{}", width, widest_matmul() == 16 ? " or 16" : "");
+  matmul_width_setting().store(width == 0 ? widest_matmul() : width, std::memory_order_relaxed);
+}
+
 size_t packed_size(int C, int OC) {
-  return static_cast<size_t>((OC + kPanel - 1) / kPanel) * static_cast<size_t>(C) * kPanel;
+  return static_cast<size_t>(C) * static_cast<size_t>((OC + kGroup - 1) / kGroup * kGroup);
 }
 
 void pack_weight(float* packed, const float* weight, int C, int OC) {
-  const int panels = (OC + kPanel - 1) / kPanel;
-  for (int p = 0; p < panels; ++p) {
-    for (int k = 0; k < C; ++k) {
-      float* dst = packed + (static_cast<size_t>(p) * C + k) * kPanel;
-      for (int i = 0; i < kPanel; ++i) {
-        const int n = p * kPanel + i;
-        dst[i] = n < OC ? weight[static_cast<size_t>(n) * C + k] : 0.0f;
-      }
-    }
+  for (int n0 = 0; n0 < OC; n0 += kGroup) {
+    float* group = packed + static_cast<size_t>(n0) * C;
+    for (int k = 0; k < C; ++k)
+      for (int i = 0; i < kGroup; ++i)
+        group[static_cast<size_t>(k) * kGroup + i] = n0 + i < OC ? weight[static_cast<size_t>(n0 + i) * C + k] : 0.0f;
   }
 }
 
-std::vector<float> pack_weight(const std::vector<float>& weight, int C, int OC) {
+PackedWeight pack_weight(const std::vector<float>& weight, int C, int OC) {
   if (C <= 0 || OC <= 0 || weight.size() != static_cast<size_t>(C) * OC)
     fail("pack_weight: a ({} x {}) weight needs {} floats, got {}", OC, C, static_cast<size_t>(C) * OC, weight.size());
-  std::vector<float> packed(packed_size(C, OC));
+  PackedWeight packed(packed_size(C, OC));
   pack_weight(packed.data(), weight.data(), C, OC);
   return packed;
 }
@@ -501,18 +521,15 @@ void attention_forward_causal(float* out, int ld_out, float* scratch, const floa
   // element (i, j) is fma(q[d], k_j[d], acc) for d = 0.. in order from 0, as in score_block.
   float* kp = scratch;
   float* sc = scratch + packed_size(d_head, N);
-  const int panels = (N + kPanel - 1) / kPanel;
-  for (int p = 0; p < panels; ++p)
-    for (int l = 0; l < kPanel; ++l) {
-      const int j = p * kPanel + l;
-      float* dst = kp + static_cast<size_t>(p) * d_head * kPanel + l;
-      if (j < N) {
-        const float* kj = k + static_cast<size_t>(j) * ld;
-        for (int d = 0; d < d_head; ++d) dst[static_cast<size_t>(d) * kPanel] = kj[d];
-      } else {
-        for (int d = 0; d < d_head; ++d) dst[static_cast<size_t>(d) * kPanel] = 0.0f;
-      }
+  for (int j = 0; j < (N + kGroup - 1) / kGroup * kGroup; ++j) {
+    float* dst = kp + static_cast<size_t>(j / kGroup) * d_head * kGroup + j % kGroup;
+    if (j < N) {
+      const float* kj = k + static_cast<size_t>(j) * ld;
+      for (int d = 0; d < d_head; ++d) dst[static_cast<size_t>(d) * kGroup] = kj[d];
+    } else {
+      for (int d = 0; d < d_head; ++d) dst[static_cast<size_t>(d) * kGroup] = 0.0f;
     }
+  }
   for (int i0 = 0; i0 < rows; i0 += kCausalRows) {
     const int R = std::min(kCausalRows, rows - i0);
     const int n_max = p0 + i0 + R;  // slots of the block's last row

@@ -8,26 +8,52 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <type_traits>
 #include <vector>
 
 namespace miniinfer::kernels {
 
 // ---- matmul ---------------------------------------------------------------------------------
-// Weights are re-laid once, from PyTorch's (OC, C) into column panels of kPanel output columns:
-// panel p holds columns [p*kPanel, p*kPanel + kPanel) as a (C, kPanel) row-major block, the last
-// panel zero-padded. The inner loop then runs along output columns, one SIMD vector per panel.
-inline constexpr int kPanel = 8;
+// Weights are re-laid once, from PyTorch's (OC, C) into column groups of kGroup output columns:
+// group g holds columns [g*kGroup, g*kGroup + kGroup) as a (C, kGroup) row-major block, the last
+// group zero-padded. The inner loop runs along output columns, one SIMD vector per 8 or 16 of
+// them, and a one-row product streams each group's rows front to back. The layout does not
+// depend on the vector width, and a matrix packed with OC columns also serves its first OC' < OC.
+inline constexpr int kGroup = 64;
 size_t packed_size(int C, int OC);  // floats in a packed (C, OC) matrix
-// packed: (ceil(OC/kPanel), C, kPanel)  <-  weight: (OC, C), PyTorch nn.Linear layout
+// packed: (ceil(OC/kGroup), C, kGroup)  <-  weight: (OC, C), PyTorch nn.Linear layout
 void pack_weight(float* packed, const float* weight, int C, int OC);
-std::vector<float> pack_weight(const std::vector<float>& weight, int C, int OC);
+
+// Storage on 64-byte boundaries: then every row of a group starts a cache line and a 16-lane
+// load never straddles two. Only speed depends on it; any offset gives the same bytes.
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  bool operator==(const CacheLineAllocator&) const = default;
+};
+using PackedWeight = std::vector<float, CacheLineAllocator<float>>;
+PackedWeight pack_weight(const std::vector<float>& weight, int C, int OC);
 
 // out[t][n] = bias[n] + sum_k inp[t][k] * W[k][n], accumulated starting from bias[n] (0 when
 // bias is null) in increasing k, one fused multiply-add per term: acc = fma(x[k], W[k][n], acc).
-// out: (T, OC); inp: (T, C); weight: packed (C, OC); bias: (OC) or null.
+// out: (T, OC); inp: (T, C); weight: packed (C, OC); bias: (OC) or null. out must not overlap
+// inp: with several tiles to a column group, partial sums are stored in out between blocks of k.
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T,
                     int C, int OC);
+// The matmul's vector width: 16 lanes (AVX-512F) where this build (FMA, x86-64-v3 and up) and
+// the CPU allow it, otherwise 8. Each lane runs the same fma chain, so the width changes no byte
+// (kernels_test and the bytes_fingerprint CTest check it); set_matmul_width(8) forces the 8-lane
+// tiles, set_matmul_width(0) restores the widest. Set it before starting work, not during.
+int matmul_width();
+int matmul_widest();
+void set_matmul_width(int width);
 // The same, but row t goes to out_rows[t] (OC floats each): lets forward write K and V rows
 // straight into their cache slots when the rows belong to different sequences.
 void matmul_forward_rows(float* const* out_rows, const float* inp, const float* weight,

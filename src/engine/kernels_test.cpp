@@ -39,9 +39,20 @@ struct Shifted {
 
 const int kSizes[] = {1, 2, 3, 7, 8, 9, 16, 17, 63, 64, 65};
 
+// The matmul widths this CPU runs: 8 lanes, and 16 where the build and CPU have AVX-512F. A
+// test that loops over them restores the widest when it ends, passing or not.
+std::vector<int> matmul_widths() {
+  if (matmul_widest() == 16) return {8, 16};
+  WARN("this CPU or build runs only the 8-lane matmul tiles: the 16-lane ones go unchecked here");
+  return {8};
+}
+struct RestoreMatmulWidth {
+  ~RestoreMatmulWidth() { set_matmul_width(0); }
+};
+
 // The documented sequence, written plainly: one scalar std::fma per term, k in order from the
 // bias. The kernel must give these bytes for every element, whether it falls in a vector lane
-// or a tail, in a tile of 4, 3, 2 or 1 rows, in any panel group: that is what makes an element's
+// or a tail, in a tile of 4, 3, 2 or 1 rows, in any column group, at 8 or 16 lanes: that is what makes an element's
 // bytes independent of M.
 void matmul_plain(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC) {
   for (int t = 0; t < T; ++t)
@@ -112,13 +123,16 @@ TEST_CASE("matmul is within gamma(C+1) * sum|terms| of the double reference") {
 }
 
 TEST_CASE("matmul rows give the same bytes alone, in any subset, at any offset, scattered or not") {
+  RestoreMatmulWidth restore;
+  for (const int width : matmul_widths())
   for (uint64_t seed = 1; seed <= 40; ++seed) {
+    set_matmul_width(width);
     Rng rng(seed);
     const int T = kSizes[rng.below(std::size(kSizes))] + static_cast<int>(rng.below(5));
     const int C = kSizes[rng.below(std::size(kSizes))];
     const int OC = kSizes[rng.below(std::size(kSizes))] * (1 + static_cast<int>(rng.below(3)));
     const bool bias = rng.below(4) != 0;
-    INFO("seed " << seed << " T=" << T << " C=" << C << " OC=" << OC << " bias " << bias);
+    INFO("width " << width << " seed " << seed << " T=" << T << " C=" << C << " OC=" << OC << " bias " << bias);
     const auto x = random_floats(rng, static_cast<size_t>(T) * C);
     const auto w = random_floats(rng, static_cast<size_t>(OC) * C);
     const auto b = random_floats(rng, static_cast<size_t>(OC));
@@ -151,10 +165,16 @@ TEST_CASE("matmul rows give the same bytes alone, in any subset, at any offset, 
 }
 
 TEST_CASE("matmul gives the plain scalar fma chain's bytes for every M from 1 to 19 and every column tail") {
-  Rng rng(11);
+  RestoreMatmulWidth restore;
   int checked = 0;
-  for (int C : {1, 3, 8, 17, 64}) {
-    for (int OC : {1, 5, 8, 13, 24, 31, 64, 100}) {
+  for (const int width : matmul_widths()) {
+  set_matmul_width(width);
+  Rng rng(11);
+  // Column counts cover every tail of an 8- and a 16-lane vector and of a 64-column group, and
+  // one, two and three whole groups; C = 129 and 300 run k in blocks of 64 (a group with
+  // several tiles carries its partial sums over in out).
+  for (int C : {1, 3, 8, 17, 64, 129, 300}) {
+    for (int OC : {1, 5, 8, 13, 24, 31, 64, 100, 128, 137, 192}) {
       const int T = 19;
       const auto x = random_floats(rng, static_cast<size_t>(T) * C);
       const auto w = random_floats(rng, static_cast<size_t>(OC) * C);
@@ -165,11 +185,12 @@ TEST_CASE("matmul gives the plain scalar fma chain's bytes for every M from 1 to
       for (int M = 1; M <= T; ++M) {
         std::vector<float> out(static_cast<size_t>(M) * OC);
         matmul_forward(out.data(), x.data(), packed.data(), b.data(), M, C, OC);
-        INFO("M=" << M << " C=" << C << " OC=" << OC);
+        INFO("width " << width << " M=" << M << " C=" << C << " OC=" << OC);
         CHECK(same_bytes(out, std::span(plain).first(out.size())));
         ++checked;
       }
     }
+  }
   }
   WARN("matmul: " << checked << " (M, C, OC) shapes equal the scalar fma chain byte for byte");
 }
@@ -437,6 +458,17 @@ TEST_CASE("the gelu reference's x/(1+exp(-2u)) is the spec's 0.5x(1+tanh(u))") {
     INFO("x = " << x << " spec " << spec);
     CHECK(std::abs(ref - spec_f) <= 1e-12 * std::abs(xf) + 1e-300);
   }
+}
+
+TEST_CASE("set_matmul_width takes 8, the widest or 0 (the widest) and names anything else") {
+  RestoreMatmulWidth restore;
+  CHECK(matmul_width() == matmul_widest());
+  set_matmul_width(8);
+  CHECK(matmul_width() == 8);
+  set_matmul_width(0);
+  CHECK(matmul_width() == matmul_widest());
+  CHECK_THROWS_WITH(set_matmul_width(12), Catch::Matchers::StartsWith("matmul width 12: this build and CPU run 8"));
+  if (matmul_widest() == 8) CHECK_THROWS(set_matmul_width(16));
 }
 
 TEST_CASE("kernel size checks hold in Release: pack_weight's size, the fp64 attention's d_head") {

@@ -4,8 +4,11 @@
 // of the last-position logits) against context length 16..512.
 #include <benchmark/benchmark.h>
 
+#include <cstring>
+
 #include "base/rng.h"
 #include "engine/engine.h"
+#include "engine/kernels.h"
 #include "shipped_shape.h"
 
 namespace {
@@ -75,9 +78,58 @@ void BM_prefill(benchmark::State& state) {
   }
 }
 
+// A floor under a batch-1 decode step's products, not an engine timing: the time to read, once,
+// as many bytes as the step's weights (per layer Wq, Wk, Wv, Wo, W1, W2, then the head; each
+// C x OC floats, rounded up to a whole 256 bytes, in the same order, on 64-byte boundaries),
+// with vector adds into 8 independent sums and no multiplies. Any kernel that reads each weight once per token takes at least this
+// long on this machine; docs/benchmarks.md compares the decode step's matmul time with it.
+void BM_weight_stream_floor(benchmark::State& state) {
+  const Config& c = model_of_shipped_shape().config;
+  const int D = c.d_model, F = c.d_ff, V = c.vocab_size;
+  std::vector<kernels::PackedWeight> weights;
+  size_t bytes = 0;
+  auto add = [&](int C, int OC) {
+    const size_t n = (static_cast<size_t>(C) * OC + 63) / 64 * 64;
+    weights.emplace_back(n, 1.0f);
+    bytes += n * sizeof(float);
+  };
+  for (int l = 0; l < c.n_layer; ++l) {
+    for (int i = 0; i < 4; ++i) add(D, D);
+    add(D, F);
+    add(F, D);
+  }
+  add(D, V);
+  typedef float v8 __attribute__((vector_size(32)));
+  for (auto _ : state) {
+    v8 acc[8] = {};
+    for (const kernels::PackedWeight& w : weights) {
+      const float* p = w.data();
+      for (size_t i = 0; i + 64 <= w.size(); i += 64)
+        for (int j = 0; j < 8; ++j) {
+          v8 x;
+          std::memcpy(&x, p + i + 8 * j, sizeof x);
+          acc[j] += x;
+        }
+    }
+    benchmark::DoNotOptimize(acc);
+  }
+  state.counters["KiB"] = static_cast<double>(bytes) / 1024.0;
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * static_cast<double>(bytes),
+                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
 }  // namespace
 
+// The same with the matmul held to its 8-lane tiles (on a CPU with AVX-512F the others run 16).
+void BM_cached_decode_8lanes(benchmark::State& state) {
+  miniinfer::kernels::set_matmul_width(8);
+  BM_cached_decode(state);
+  miniinfer::kernels::set_matmul_width(0);
+}
+
 BENCHMARK(BM_cached_decode)->Arg(1)->Arg(4)->ArgName("batch");
+BENCHMARK(BM_cached_decode_8lanes)->Arg(1)->Arg(4)->ArgName("batch");
+BENCHMARK(BM_weight_stream_floor);
 BENCHMARK(BM_uncached_step)->RangeMultiplier(2)->Range(16, 512)->ArgName("context")->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_prefill)->Arg(16)->Arg(64)->ArgName("prompt")->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();

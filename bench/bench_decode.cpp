@@ -54,6 +54,13 @@ void BM_cached_decode(benchmark::State& state) {
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * B, benchmark::Counter::kIsRate);
 }
 
+// The same with the matmul held to its 8-lane tiles (on a CPU with AVX-512F the others run 16).
+void BM_cached_decode_8lanes(benchmark::State& state) {
+  kernels::set_matmul_width(8);
+  BM_cached_decode(state);
+  kernels::set_matmul_width(0);
+}
+
 void BM_uncached_step(benchmark::State& state) {
   const int T = static_cast<int>(state.range(0));
   Engine engine(model_of_shipped_shape());
@@ -81,8 +88,9 @@ void BM_prefill(benchmark::State& state) {
 // A floor under a batch-1 decode step's products, not an engine timing: the time to read, once,
 // as many bytes as the step's weights (per layer Wq, Wk, Wv, Wo, W1, W2, then the head; each
 // C x OC floats, rounded up to a whole 256 bytes, in the same order, on 64-byte boundaries),
-// with vector adds into 8 independent sums and no multiplies. Any kernel that reads each weight once per token takes at least this
-// long on this machine; docs/benchmarks.md compares the decode step's matmul time with it.
+// with vector adds into 8 independent sums and no multiplies. Any kernel that reads each weight
+// once per token takes at least this long on this machine; docs/benchmarks.md compares the
+// decode step's matmul time with it.
 void BM_weight_stream_floor(benchmark::State& state) {
   const Config& c = model_of_shipped_shape().config;
   const int D = c.d_model, F = c.d_ff, V = c.vocab_size;
@@ -114,18 +122,12 @@ void BM_weight_stream_floor(benchmark::State& state) {
     benchmark::DoNotOptimize(acc);
   }
   state.counters["KiB"] = static_cast<double>(bytes) / 1024.0;
-  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * static_cast<double>(bytes),
-                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.counters["GB/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * static_cast<double>(bytes),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
 
 }  // namespace
-
-// The same with the matmul held to its 8-lane tiles (on a CPU with AVX-512F the others run 16).
-void BM_cached_decode_8lanes(benchmark::State& state) {
-  miniinfer::kernels::set_matmul_width(8);
-  BM_cached_decode(state);
-  miniinfer::kernels::set_matmul_width(0);
-}
 
 BENCHMARK(BM_cached_decode)->Arg(1)->Arg(4)->ArgName("batch");
 BENCHMARK(BM_cached_decode_8lanes)->Arg(1)->Arg(4)->ArgName("batch");

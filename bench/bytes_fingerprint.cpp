@@ -7,8 +7,8 @@
 #include <exception>
 #include <string>
 
-#include "base/rng.h"
 #include "base/error.h"
+#include "base/rng.h"
 #include "engine/generate.h"
 #include "engine/kernels.h"
 
@@ -63,7 +63,8 @@ int fingerprint() {
   std::printf("fingerprint %016llx; cached vs uncached: %zu of %zu logits differ, tokens %s\n",
               static_cast<unsigned long long>(h), differ, cached.logits[0].size(),
               cached.tokens == uncached.tokens ? "equal" : "DIFFER");
-  std::fprintf(stderr, "matmul width %d (widest here %d)\n", kernels::matmul_width(), kernels::matmul_widest());
+  std::fprintf(stderr, "matmul width %d (widest here %d)\n", kernels::matmul_width(),
+               kernels::matmul_widest());
   return differ == 0 && cached.tokens == uncached.tokens ? 0 : 1;
 }
 

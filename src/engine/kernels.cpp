@@ -18,7 +18,7 @@
 #endif
 // The 16-lane matmul tiles: compiled where the build has FMA (x86-64-v3 and up) on x86-64 with
 // GCC or clang, run only where the CPU has AVX-512F (matmul_width).
-#if defined(__FMA__) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__FMA__) && defined(__x86_64__) && defined(__GNUC__)  // clang defines __GNUC__ too
 #define MINIINFER_AVX512_TILES 1
 #else
 #define MINIINFER_AVX512_TILES 0
@@ -116,7 +116,9 @@ struct Lanes16 {
     if (bias == nullptr) return _mm512_setzero_ps();
     return _mm512_maskz_loadu_ps(below(n0, OC), bias + n0);
   }
-  TILE_TARGET static void store(float* out, V v, int n0, int OC) { _mm512_mask_storeu_ps(out + n0, below(n0, OC), v); }
+  TILE_TARGET static void store(float* out, V v, int n0, int OC) {
+    _mm512_mask_storeu_ps(out + n0, below(n0, OC), v);
+  }
 };
 
 namespace lanes16 {
@@ -126,13 +128,16 @@ using L = Lanes16;
 #undef TILE_TARGET
 #endif
 
-// The widest tiles this build and this CPU can run.
+// The widest tiles this build and this CPU can run, asked of the CPU once.
 int widest_matmul() {
+  static const int widest = [] {
 #if MINIINFER_AVX512_TILES
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return 16;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return 16;
 #endif
-  return 8;
+    return 8;
+  }();
+  return widest;
 }
 
 std::atomic<int>& matmul_width_setting() {
@@ -140,8 +145,8 @@ std::atomic<int>& matmul_width_setting() {
   return width;
 }
 
-void matmul_rows(float* const* out_rows, const float* const* x_rows, const float* weight, const float* bias, int T,
-                 int C, int OC) {
+void matmul_rows(float* const* out_rows, const float* const* x_rows, const float* weight, const float* bias,
+                 int T, int C, int OC) {
 #if MINIINFER_AVX512_TILES
   if (matmul_width_setting().load(std::memory_order_relaxed) == 16) {
     lanes16::matmul_rows(out_rows, x_rows, weight, bias, T, C, OC);
@@ -156,22 +161,34 @@ void matmul_rows(float* const* out_rows, const float* const* x_rows, const float
 int matmul_width() { return matmul_width_setting().load(std::memory_order_relaxed); }
 int matmul_widest() { return widest_matmul(); }
 void set_matmul_width(int width) {
-  if (width != 8 && width != widest_matmul() && width != 0)
-    fail("matmul width {}: this build and CPU run 8{}", width, widest_matmul() == 16 ? " or 16" : "");
-  matmul_width_setting().store(width == 0 ? widest_matmul() : width, std::memory_order_relaxed);
+  const int widest = widest_matmul();
+  if (width != 8 && width != widest && width != 0)
+    fail("matmul width {}: this build and CPU run 8{}", width, widest == 16 ? " or 16" : "");
+  matmul_width_setting().store(width == 0 ? widest : width, std::memory_order_relaxed);
 }
 
 size_t packed_size(int C, int OC) {
   return static_cast<size_t>(C) * static_cast<size_t>((OC + kGroup - 1) / kGroup * kGroup);
 }
 
-void pack_weight(float* packed, const float* weight, int C, int OC) {
+namespace {
+
+// The packed layout, written once: column n of the packed (C, OC) matrix is row n of `rows`
+// (C floats, rows ld floats apart); the last group's columns past OC are zero.
+void pack_rows(float* packed, const float* rows, size_t ld, int C, int OC) {
   for (int n0 = 0; n0 < OC; n0 += kGroup) {
     float* group = packed + static_cast<size_t>(n0) * C;
     for (int k = 0; k < C; ++k)
       for (int i = 0; i < kGroup; ++i)
-        group[static_cast<size_t>(k) * kGroup + i] = n0 + i < OC ? weight[static_cast<size_t>(n0 + i) * C + k] : 0.0f;
+        group[static_cast<size_t>(k) * kGroup + i] =
+            n0 + i < OC ? rows[static_cast<size_t>(n0 + i) * ld + k] : 0.0f;
   }
+}
+
+}  // namespace
+
+void pack_weight(float* packed, const float* weight, int C, int OC) {
+  pack_rows(packed, weight, static_cast<size_t>(C), C, OC);
 }
 
 PackedWeight pack_weight(const std::vector<float>& weight, int C, int OC) {
@@ -521,15 +538,7 @@ void attention_forward_causal(float* out, int ld_out, float* scratch, const floa
   // element (i, j) is fma(q[d], k_j[d], acc) for d = 0.. in order from 0, as in score_block.
   float* kp = scratch;
   float* sc = scratch + packed_size(d_head, N);
-  for (int j = 0; j < (N + kGroup - 1) / kGroup * kGroup; ++j) {
-    float* dst = kp + static_cast<size_t>(j / kGroup) * d_head * kGroup + j % kGroup;
-    if (j < N) {
-      const float* kj = k + static_cast<size_t>(j) * ld;
-      for (int d = 0; d < d_head; ++d) dst[static_cast<size_t>(d) * kGroup] = kj[d];
-    } else {
-      for (int d = 0; d < d_head; ++d) dst[static_cast<size_t>(d) * kGroup] = 0.0f;
-    }
-  }
+  pack_rows(kp, k, static_cast<size_t>(ld), d_head, N);
   for (int i0 = 0; i0 < rows; i0 += kCausalRows) {
     const int R = std::min(kCausalRows, rows - i0);
     const int n_max = p0 + i0 + R;  // slots of the block's last row

@@ -52,8 +52,8 @@ struct RestoreMatmulWidth {
 
 // The documented sequence, written plainly: one scalar std::fma per term, k in order from the
 // bias. The kernel must give these bytes for every element, whether it falls in a vector lane
-// or a tail, in a tile of 4, 3, 2 or 1 rows, in any column group, at 8 or 16 lanes: that is what makes an element's
-// bytes independent of M.
+// or a tail, in a tile of 4, 3, 2 or 1 rows, in any column group, at 8 or 16 lanes: that is
+// what makes an element's bytes independent of M.
 void matmul_plain(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC) {
   for (int t = 0; t < T; ++t)
     for (int n = 0; n < OC; ++n) {
@@ -124,43 +124,49 @@ TEST_CASE("matmul is within gamma(C+1) * sum|terms| of the double reference") {
 
 TEST_CASE("matmul rows give the same bytes alone, in any subset, at any offset, scattered or not") {
   RestoreMatmulWidth restore;
-  for (const int width : matmul_widths())
-  for (uint64_t seed = 1; seed <= 40; ++seed) {
+  for (const int width : matmul_widths()) {
     set_matmul_width(width);
-    Rng rng(seed);
-    const int T = kSizes[rng.below(std::size(kSizes))] + static_cast<int>(rng.below(5));
-    const int C = kSizes[rng.below(std::size(kSizes))];
-    const int OC = kSizes[rng.below(std::size(kSizes))] * (1 + static_cast<int>(rng.below(3)));
-    const bool bias = rng.below(4) != 0;
-    INFO("width " << width << " seed " << seed << " T=" << T << " C=" << C << " OC=" << OC << " bias " << bias);
-    const auto x = random_floats(rng, static_cast<size_t>(T) * C);
-    const auto w = random_floats(rng, static_cast<size_t>(OC) * C);
-    const auto b = random_floats(rng, static_cast<size_t>(OC));
-    const auto packed = pack_weight(w, C, OC);
-    std::vector<float> all(static_cast<size_t>(T) * OC);
-    matmul_forward(all.data(), x.data(), packed.data(), bias ? b.data() : nullptr, T, C, OC);
+    for (uint64_t seed = 1; seed <= 40; ++seed) {
+      Rng rng(seed);
+      const int T = kSizes[rng.below(std::size(kSizes))] + static_cast<int>(rng.below(5));
+      const int C = kSizes[rng.below(std::size(kSizes))];
+      const int OC = kSizes[rng.below(std::size(kSizes))] * (1 + static_cast<int>(rng.below(3)));
+      const bool bias = rng.below(4) != 0;
+      INFO("width " << width << " seed " << seed << " T=" << T << " C=" << C << " OC=" << OC << " bias "
+                    << bias);
+      const auto x = random_floats(rng, static_cast<size_t>(T) * C);
+      const auto w = random_floats(rng, static_cast<size_t>(OC) * C);
+      const auto b = random_floats(rng, static_cast<size_t>(OC));
+      const auto packed = pack_weight(w, C, OC);
+      std::vector<float> all(static_cast<size_t>(T) * OC);
+      matmul_forward(all.data(), x.data(), packed.data(), bias ? b.data() : nullptr, T, C, OC);
 
-    // A random subset of rows, every buffer misaligned by its own offset.
-    const int i0 = static_cast<int>(rng.below(static_cast<uint32_t>(T)));
-    const int n = 1 + static_cast<int>(rng.below(static_cast<uint32_t>(T - i0)));
-    Shifted sx{std::span<const float>(x).subspan(static_cast<size_t>(i0) * C, static_cast<size_t>(n) * C), static_cast<int>(rng.below(8))};
-    Shifted sw(packed, static_cast<int>(rng.below(8)));
-    Shifted sb(b, static_cast<int>(rng.below(8)));
-    Shifted so(std::vector<float>(static_cast<size_t>(n) * OC), static_cast<int>(rng.below(8)));
-    matmul_forward(so.p, sx.p, sw.p, bias ? sb.p : nullptr, n, C, OC);
-    CHECK(same_bytes({so.p, static_cast<size_t>(n) * OC}, std::span(all).subspan(static_cast<size_t>(i0) * OC, static_cast<size_t>(n) * OC)));
+      // A random subset of rows, every buffer misaligned by its own offset.
+      const int i0 = static_cast<int>(rng.below(static_cast<uint32_t>(T)));
+      const int n = 1 + static_cast<int>(rng.below(static_cast<uint32_t>(T - i0)));
+      Shifted sx{std::span<const float>(x).subspan(static_cast<size_t>(i0) * C, static_cast<size_t>(n) * C),
+                 static_cast<int>(rng.below(8))};
+      Shifted sw(packed, static_cast<int>(rng.below(8)));
+      Shifted sb(b, static_cast<int>(rng.below(8)));
+      Shifted so(std::vector<float>(static_cast<size_t>(n) * OC), static_cast<int>(rng.below(8)));
+      matmul_forward(so.p, sx.p, sw.p, bias ? sb.p : nullptr, n, C, OC);
+      CHECK(same_bytes({so.p, static_cast<size_t>(n) * OC},
+                       std::span(all).subspan(static_cast<size_t>(i0) * OC, static_cast<size_t>(n) * OC)));
 
-    // Every row alone (the single-row tile) and rows scattered in reverse order.
-    std::vector<float> one(static_cast<size_t>(OC)), scattered(all.size());
-    std::vector<float*> rows(static_cast<size_t>(T));
-    for (int t = 0; t < T; ++t) {
-      matmul_forward(one.data(), x.data() + static_cast<size_t>(t) * C, packed.data(), bias ? b.data() : nullptr, 1, C, OC);
-      CHECK(same_bytes(one, std::span(all).subspan(static_cast<size_t>(t) * OC, static_cast<size_t>(OC))));
-      rows[static_cast<size_t>(t)] = scattered.data() + static_cast<size_t>(T - 1 - t) * OC;
+      // Every row alone (the single-row tile) and rows scattered in reverse order.
+      std::vector<float> one(static_cast<size_t>(OC)), scattered(all.size());
+      std::vector<float*> rows(static_cast<size_t>(T));
+      for (int t = 0; t < T; ++t) {
+        matmul_forward(one.data(), x.data() + static_cast<size_t>(t) * C, packed.data(),
+                       bias ? b.data() : nullptr, 1, C, OC);
+        CHECK(same_bytes(one, std::span(all).subspan(static_cast<size_t>(t) * OC, static_cast<size_t>(OC))));
+        rows[static_cast<size_t>(t)] = scattered.data() + static_cast<size_t>(T - 1 - t) * OC;
+      }
+      matmul_forward_rows(rows.data(), x.data(), packed.data(), bias ? b.data() : nullptr, T, C, OC);
+      for (int t = 0; t < T; ++t)
+        CHECK(same_bytes({rows[static_cast<size_t>(t)], static_cast<size_t>(OC)},
+                         std::span(all).subspan(static_cast<size_t>(t) * OC, static_cast<size_t>(OC))));
     }
-    matmul_forward_rows(rows.data(), x.data(), packed.data(), bias ? b.data() : nullptr, T, C, OC);
-    for (int t = 0; t < T; ++t)
-      CHECK(same_bytes({rows[static_cast<size_t>(t)], static_cast<size_t>(OC)}, std::span(all).subspan(static_cast<size_t>(t) * OC, static_cast<size_t>(OC))));
   }
 }
 
@@ -168,29 +174,29 @@ TEST_CASE("matmul gives the plain scalar fma chain's bytes for every M from 1 to
   RestoreMatmulWidth restore;
   int checked = 0;
   for (const int width : matmul_widths()) {
-  set_matmul_width(width);
-  Rng rng(11);
-  // Column counts cover every tail of an 8- and a 16-lane vector and of a 64-column group, and
-  // one, two and three whole groups; C = 129 and 300 run k in blocks of 64 (a group with
-  // several tiles carries its partial sums over in out).
-  for (int C : {1, 3, 8, 17, 64, 129, 300}) {
-    for (int OC : {1, 5, 8, 13, 24, 31, 64, 100, 128, 137, 192}) {
-      const int T = 19;
-      const auto x = random_floats(rng, static_cast<size_t>(T) * C);
-      const auto w = random_floats(rng, static_cast<size_t>(OC) * C);
-      const auto b = random_floats(rng, static_cast<size_t>(OC));
-      const auto packed = pack_weight(w, C, OC);
-      std::vector<float> plain(static_cast<size_t>(T) * OC);
-      matmul_plain(plain.data(), x.data(), w.data(), b.data(), T, C, OC);
-      for (int M = 1; M <= T; ++M) {
-        std::vector<float> out(static_cast<size_t>(M) * OC);
-        matmul_forward(out.data(), x.data(), packed.data(), b.data(), M, C, OC);
-        INFO("width " << width << " M=" << M << " C=" << C << " OC=" << OC);
-        CHECK(same_bytes(out, std::span(plain).first(out.size())));
-        ++checked;
+    set_matmul_width(width);
+    Rng rng(11);
+    // Column counts cover every tail of an 8- and a 16-lane vector and of a 64-column group, and
+    // one, two and three whole groups; C = 129 and 300 run k in blocks of 64 (a group with
+    // several tiles carries its partial sums over in out).
+    for (int C : {1, 3, 8, 17, 64, 129, 300}) {
+      for (int OC : {1, 5, 8, 13, 24, 31, 64, 100, 128, 137, 192}) {
+        const int T = 19;
+        const auto x = random_floats(rng, static_cast<size_t>(T) * C);
+        const auto w = random_floats(rng, static_cast<size_t>(OC) * C);
+        const auto b = random_floats(rng, static_cast<size_t>(OC));
+        const auto packed = pack_weight(w, C, OC);
+        std::vector<float> plain(static_cast<size_t>(T) * OC);
+        matmul_plain(plain.data(), x.data(), w.data(), b.data(), T, C, OC);
+        for (int M = 1; M <= T; ++M) {
+          std::vector<float> out(static_cast<size_t>(M) * OC);
+          matmul_forward(out.data(), x.data(), packed.data(), b.data(), M, C, OC);
+          INFO("width " << width << " M=" << M << " C=" << C << " OC=" << OC);
+          CHECK(same_bytes(out, std::span(plain).first(out.size())));
+          ++checked;
+        }
       }
     }
-  }
   }
   WARN("matmul: " << checked << " (M, C, OC) shapes equal the scalar fma chain byte for byte");
 }
@@ -467,7 +473,8 @@ TEST_CASE("set_matmul_width takes 8, the widest or 0 (the widest) and names anyt
   CHECK(matmul_width() == 8);
   set_matmul_width(0);
   CHECK(matmul_width() == matmul_widest());
-  CHECK_THROWS_WITH(set_matmul_width(12), Catch::Matchers::StartsWith("matmul width 12: this build and CPU run 8"));
+  CHECK_THROWS_WITH(set_matmul_width(12),
+                    Catch::Matchers::StartsWith("matmul width 12: this build and CPU run 8"));
   if (matmul_widest() == 8) CHECK_THROWS(set_matmul_width(16));
 }
 

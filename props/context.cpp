@@ -90,27 +90,6 @@ void make_subject(const std::string& engine_name) {
   }
 }
 
-std::string skip_reason(const std::string& id) {
-  std::vector<Capability> needs;
-  if (id == "p7") needs = {Capability::KvRows};
-  if (id == "p10") needs = {Capability::Architectures, Capability::KvRows};
-  if (id == "p11") needs = {Capability::KvRows};  // it compares cache rows after every command
-  std::string missing;
-  for (Capability c : needs)
-    if (!context().subject->has(c)) missing += (missing.empty() ? "" : ", ") + std::string(to_string(c));
-  if (!missing.empty()) return fmt::format("engine {} has no {}", context().subject->name(), missing);
-  if (id == "p11" && run_level().kind != Level::Bits)
-    return "p11 checks at the bits level only (its model compares logits and rows byte for byte)";
-  return "";
-}
-
-std::string unchecked(const std::string& id) {
-  if (id == "p5" && !context().subject->has(Capability::KvRows))
-    return fmt::format("the cache bytes of chunked and one-shot prefill (engine {} has no {})",
-                       context().subject->name(), to_string(Capability::KvRows));
-  return "";
-}
-
 GenerateOptions base_options() {
   GenerateOptions o;
   o.backend = context().backend;

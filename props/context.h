@@ -40,12 +40,4 @@ GenerateOptions base_options();
 // (Re)builds context().subject from the run config (replay switches engine, backend, fault).
 void make_subject(const std::string& engine_name);
 
-// Why property `id` cannot run on the engine under test (a capability it lacks), or "".
-std::string skip_reason(const std::string& id);
-// What property `id` leaves unchecked on the engine under test, or "" (p5's cache bytes).
-std::string unchecked(const std::string& id);
-
-// Re-runs a saved counterexample; returns 1 if it still fails (with its report), 0 if not.
-int replay_case(const std::string& path);
-
 }  // namespace miniinfer::props

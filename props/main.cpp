@@ -22,6 +22,7 @@
 #include "base/atomic_file.h"
 
 #include "base/error.h"
+#include "props/cases.h"
 #include "props/context.h"
 #include "props/runner.h"
 #include "props/shard.h"

@@ -17,6 +17,7 @@
 #include "base/rng.h"
 #include "props/context.h"
 #include "props/level.h"
+#include "props/property.h"
 #include "props/report.h"
 #include "props/shard.h"
 
@@ -108,7 +109,9 @@ void print_distribution(const std::map<std::string, int>& counts, int total) {
 // What the cases showed at levels finer than the run's, and what the engine left unchecked.
 void print_levels(const std::string& id) {
   if (const std::string line = observed_summary(); !line.empty()) std::printf("      %s\n", line.c_str());
-  if (const std::string u = unchecked(id); !u.empty()) std::printf("      not checked: %s\n", u.c_str());
+  const Property* p = find_property(id);
+  if (const std::string u = p ? p->unchecked(*context().subject) : ""; !u.empty())
+    std::printf("      not checked: %s\n", u.c_str());
 }
 
 }  // namespace
@@ -201,15 +204,17 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
   return out;
 }
 
-bool check_property(const std::string& id, const std::string& sentence, int cases,
-                    const std::function<void()>& body) {
+bool check_property(const Property& property) {
   const auto& rc_config = rc::detail::configuration();
+  const std::string id = property.id(), sentence = property.info().statement;
+  const int cases = property.info().cases;
+  const std::function<void()> body = [&property] { property.run_case(); };
   if (!rc_config.reproduce.empty() && !rc_config.reproduce.count(id)) {
     std::printf("SKIP  %-4s %s  (reproducing another property)\n", id.c_str(), sentence.c_str());
     mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", ""});
     return true;
   }
-  if (const std::string why = skip_reason(id); !why.empty()) {
+  if (const std::string why = property.skip_reason(*context().subject); !why.empty()) {
     std::printf("SKIP  %-4s %s  (%s)\n", id.c_str(), sentence.c_str(), why.c_str());
     mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", ""});
     return true;

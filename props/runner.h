@@ -49,12 +49,12 @@ std::string shell_quote(const std::string& arg);
 const RunConfig& run_config();
 void set_run_config(RunConfig config);
 
-// Checks `body` (which draws with *gen and asserts with RC_ASSERT/RC_FAIL) as property `id`.
-// `cases` is the default case count, scaled by --rc-max-success / RC_PARAMS max_success.
-// Prints one line with the case count and time, then the tag distribution; on failure, the
-// shrunk counterexample and the reproduce string. Returns true on success.
-bool check_property(const std::string& id, const std::string& sentence, int cases,
-                    const std::function<void()>& body);
+class Property;  // props/property.h
+// Checks the property: its cases (its default count, scaled by --rc-max-success / RC_PARAMS
+// max_success) drawn from its own seed. Prints one line with the case count and time, then the
+// tag distribution; on failure, the shrunk counterexample and the reproduce string. A property
+// the engine cannot run is skipped, by name. Returns true unless it failed.
+bool check_property(const Property& property);
 
 // One RapidCheck check of `body` as property `id`: `cases` cases drawn from `seed`. A pass
 // prints nothing (print_passed does); a failure prints the FAIL line, the shrunk
@@ -82,11 +82,3 @@ struct Failure;  // props/report.h
 void record_failure(std::function<Failure()> make_report);
 
 }  // namespace miniinfer::props
-
-// A property is a Catch2 test case named by its sentence, tagged with its id.
-#define PROPERTY(id, sentence, cases) \
-  static void id##_body();            \
-  TEST_CASE(sentence, "[" #id "]") {  \
-    REQUIRE(::miniinfer::props::check_property(#id, sentence, cases, id##_body)); \
-  }                                   \
-  static void id##_body()

@@ -1,0 +1,26 @@
+#include "props/property.h"
+
+#include <algorithm>
+
+#include "base/error.h"
+
+namespace miniinfer::props {
+
+const Property* find_property(std::string_view id) {
+  const auto all = all_properties();
+  const auto it = std::find_if(all.begin(), all.end(), [&](const Property* p) { return id == p->id(); });
+  return it == all.end() ? nullptr : *it;
+}
+
+std::string Property::skip_reason(const EngineUnderTest& engine) const {
+  std::string missing;
+  for (Capability c : info_.needs)
+    if (!engine.has(c)) missing += (missing.empty() ? "" : ", ") + std::string(to_string(c));
+  return missing.empty() ? "" : "engine " + engine.name() + " has no " + missing;
+}
+
+std::unique_ptr<LoadedCase> Property::load(const nlohmann::json& /*j*/) const {
+  fail("case: unknown property '{}'", id());
+}
+
+}  // namespace miniinfer::props

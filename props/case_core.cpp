@@ -11,6 +11,7 @@
 #include "model/model_file.h"
 #include "model/safetensors.h"
 #include "props/context.h"
+#include "props/json_fields.h"
 #include "props/level.h"
 
 namespace miniinfer::props {
@@ -82,19 +83,23 @@ CaseFields case_fields_from_json(const nlohmann::json& j) {
   CaseFields f;
   f.property = j.at("property").get<std::string>();
   CaseCore& c = f.core;
-  for (const auto& p : j.at("prompts")) c.prompts.push_back(p.at("ids").get<std::vector<int>>());
+  const auto& prompts = j.at("prompts");
+  if (!prompts.is_array()) fail("case: prompts: not an array");
+  for (size_t i = 0; i < prompts.size(); ++i)
+    c.prompts.push_back(json_ints(prompts[i].at("ids"), fmt::format("prompts[{}].ids", i)));
   const auto& r = j.at("params");
-  c.params = {r.at("seed").get<uint64_t>(), r.at("max_new_tokens").get<int>(), r.at("temperature").get<float>(),
-              r.at("top_k").get<int>(), r.at("top_p").get<float>()};
-  f.k = j.at("k").get<int>();
-  f.chunk = j.at("chunk").get<std::vector<int>>();
-  f.cuts = j.at("cuts").get<std::vector<int>>();
-  f.order = j.at("order").get<std::vector<int>>();
-  c.seq = j.value("seq", 0);
+  c.params = {json_u64(r.at("seed"), "params.seed"), json_int(r.at("max_new_tokens"), "params.max_new_tokens"),
+              json_float(r.at("temperature"), "params.temperature"), json_int(r.at("top_k"), "params.top_k"),
+              json_float(r.at("top_p"), "params.top_p")};
+  f.k = json_int(j.at("k"), "k");
+  f.chunk = json_ints(j.at("chunk"), "chunk");
+  f.cuts = json_ints(j.at("cuts"), "cuts");
+  f.order = json_ints(j.at("order"), "order");
+  c.seq = json_int(j.value("seq", nlohmann::json(0)), "seq");
   c.twice = j.value("twice", false);
   if (!j.at("arch").is_null()) f.arch = config_from_json(j.at("arch").dump());
-  f.arch_seed = j.value("arch_seed", uint64_t{0});
-  f.coin_seed = j.value("coin_seed", uint64_t{0});
+  f.arch_seed = json_u64(j.value("arch_seed", nlohmann::json(0)), "arch_seed");
+  f.coin_seed = json_u64(j.value("coin_seed", nlohmann::json(0)), "coin_seed");
   check_fields(f);
   return f;
 }

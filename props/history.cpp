@@ -15,6 +15,7 @@
 #include "base/rng.h"
 #include "generators/prompts.h"
 #include "props/context.h"
+#include "props/json_fields.h"
 #include "props/runner.h"
 #include "props/scenario.h"
 
@@ -680,23 +681,30 @@ nlohmann::json program_to_json(const Program& p) {
 Program program_from_json(const nlohmann::json& j) {
   try {
     Program p;
-    p.batch = j.at("batch").get<int>();
+    p.batch = json_int(j.at("batch"), "batch");
     if (p.batch < 1 || p.batch > kHistorySequences) fail("case: batch {} outside 1..{}", p.batch, kHistorySequences);
-    if (j.at("capacity").get<int>() != kHistoryCapacity)
-      fail("case: saved with capacity {}, this props runs capacity {}", j.at("capacity").get<int>(), kHistoryCapacity);
-    for (const auto& o : j.at("program")) {
+    if (const int capacity = json_int(j.at("capacity"), "capacity"); capacity != kHistoryCapacity)
+      fail("case: saved with capacity {}, this props runs capacity {}", capacity, kHistoryCapacity);
+    const auto& program = j.at("program");
+    if (!program.is_array()) fail("case: program: not an array");
+    for (size_t i = 0; i < program.size(); ++i) {
+      const auto& o = program[i];
+      const std::string at = fmt::format("program[{}].", i);
       Step s;
       const std::string kind = o.at("kind").get<std::string>();
       int k = 0;
       while (k < 6 && kind != kind_name(static_cast<Step::Kind>(k))) ++k;
       if (k == 6) fail("case: unknown command kind '{}'", kind);
       s.kind = static_cast<Step::Kind>(k);
-      s.seqs = o.at("seqs").get<std::vector<int>>();
-      s.tokens = o.at("tokens").get<std::vector<std::vector<int>>>();
-      s.n = o.at("n").get<int>();
+      s.seqs = json_ints(o.at("seqs"), at + "seqs");
+      const auto& tokens = o.at("tokens");
+      if (!tokens.is_array()) fail("case: {}tokens: not an array", at);
+      for (size_t t = 0; t < tokens.size(); ++t) s.tokens.push_back(json_ints(tokens[t], fmt::format("{}tokens[{}]", at, t)));
+      s.n = json_int(o.at("n"), at + "n");
       if (s.kind == Step::Decode) {
-        s.sampler = {o.at("temperature").get<float>(), o.at("top_k").get<int>(), o.at("top_p").get<float>()};
-        s.seed = o.at("seed").get<uint64_t>();
+        s.sampler = {json_float(o.at("temperature"), at + "temperature"), json_int(o.at("top_k"), at + "top_k"),
+                     json_float(o.at("top_p"), at + "top_p")};
+        s.seed = json_u64(o.at("seed"), at + "seed");
       }
       const size_t need_seqs = s.kind == Step::Fork ? 2 : 1;
       if (s.seqs.size() < need_seqs) fail("case: command '{}' names {} sequences", kind, s.seqs.size());
@@ -708,7 +716,7 @@ Program program_from_json(const nlohmann::json& j) {
         fail("case: command '{}' needs a non-empty token list per sequence", kind);
       p.steps.push_back(std::move(s));
     }
-    p.failing = j.value("failing_command", -1);
+    p.failing = json_int(j.value("failing_command", nlohmann::json(-1)), "failing_command");
     return p;
   } catch (const nlohmann::json::exception& e) {
     std::string why = e.what();  // "[json.exception.out_of_range.403] key 'n' not found"

@@ -109,6 +109,13 @@ echo '{"property": 6, "prompts": []}' >wrong-type.case.json
 check "replay: a field of the wrong type" 2 "replay wrong-type\.case\.json: case: " -- "$props" --replay wrong-type.case.json
 echo '{"property":"p99"}' >bad-field.case.json
 check "replay: missing field" 2 "replay bad-field\.case\.json: case: " -- "$props" --replay bad-field.case.json
+# Numbers are read as their own type: a token id past int wraps no more, a float count is no UB.
+echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s/"ids":\[5\]/"ids":[4294967298]/' >wide-id.case.json
+check "replay: token id past int" 2 "replay wide-id\.case\.json: case: prompts\[0\]\.ids\[0\]: 4294967298 is not an integer" -- "$props" --replay wide-id.case.json
+echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s/"max_new_tokens":2/"max_new_tokens":7.7e33/' >float-count.case.json
+check "replay: a count that is a float" 2 "replay float-count\.case\.json: case: params\.max_new_tokens: 7\.7e\+33 is not an integer" -- "$props" --replay float-count.case.json
+echo '{"property":"p11","batch":2,"capacity":12,"program":[{"kind":"truncate","seqs":[0],"tokens":[],"n":7.7e33}]}' >float-n.case.json
+check "replay: a p11 command's count that is a float" 2 "replay float-n\.case\.json: case: program\[0\]\.n: 7\.7e\+33 is not an integer" -- "$props" --replay float-n.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s/"arch":null/"engine":"vllm","arch":null/' >unknown-engine.case.json
 check "replay: unknown engine" 2 "replay unknown-engine\.case\.json: case: engine 'vllm' is not miniinfer or llamacpp" -- "$props" --model tiny.safetensors --replay unknown-engine.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s|"arch":null|"engine":"llamacpp","engine_settings":{"gguf":"/no/such.gguf","kv":"f16","threads":1,"flash":"off","ubatch":0},"arch":null|' >gone-gguf.case.json

@@ -12,6 +12,7 @@
 #include "model/model_file.h"
 #include "props/history.h"
 #include "props/level.h"
+#include "props/model_check.h"
 
 namespace miniinfer::props {
 
@@ -39,6 +40,7 @@ void load_context(const RunConfig& given) {
     ctx.model_sha256 = "";
   }
   config.model_sha256 = ctx.model_sha256;
+  check_model_serves_properties(ctx.model, ctx.model_label);
   ctx.tokenizer = std::make_unique<Tokenizer>(ctx.model.vocab);
   ctx.backend = backend_from_name(config.backend);
   ctx.fault = config.inject.empty() ? Fault::None : fault_from_name(config.inject);

@@ -49,6 +49,19 @@ cmp -s tiny.safetensors lying.safetensors && { echo "could not make lying.safete
 # The last float of the data section becomes a NaN.
 cp tiny.safetensors nan.safetensors
 printf '\x00\x00\xc0\x7f' | dd of=nan.safetensors bs=1 seek=$((size - 4)) conv=notrunc status=none
+# props needs a model that can hold its longest case: small has tiny's size and 512 positions.
+"$minigpt" init --seed 1 --out small.safetensors --config '{"d_model": 8, "n_head": 2, "n_layer": 1}' >/dev/null || exit 1
+"$minigpt" init --seed 1 --out one-position.safetensors \
+  --config '{"d_model": 8, "n_head": 2, "n_layer": 1, "max_seq_len": 1}' >/dev/null || exit 1
+# A vocabulary without 'trabajo' (the grammar uses it), and weights whose logits overflow: the
+# last 16 floats, ln_f's weight and bias, become FLT_MAX (finite, so the file itself is valid).
+perl -0pe 's/\\"trabajo\\"/\\"trabajX\\"/' small.safetensors >foreign.safetensors
+cmp -s small.safetensors foreign.safetensors && { echo "could not make foreign.safetensors"; exit 1; }
+cp small.safetensors overflow.safetensors
+small_size=$(stat -c %s small.safetensors)
+for i in $(seq 0 15); do
+  printf '\xff\xff\x7f\x7f' | dd of=overflow.safetensors bs=1 seek=$((small_size - 4 - 4 * i)) conv=notrunc status=none
+done
 long_prompt=$(for i in $(seq 40); do printf 'yo trabajo . '; done)
 echo "not a file of the grammar" >regular_file
 
@@ -75,6 +88,10 @@ check "init: bad --config" 1 "--config: " --out bad-config.safetensors -- "$mini
 # ---- props -------------------------------------------------------------------------------------
 check "props: weights truncated" 2 "truncated\.safetensors" -- "$props" --model truncated.safetensors
 check "props: weights NaN" 2 "value 7 is nan" -- "$props" --model nan.safetensors
+# A model the properties cannot run on is refused before any case, naming what is wrong.
+check "props: a foreign vocabulary" 2 "foreign\.safetensors: its vocabulary lacks 1 word the grammar's prompts use \('trabajo'\)" -- "$props" --model foreign.safetensors "[p0]"
+check "props: max_seq_len 1" 2 "one-position\.safetensors: max_seq_len 1 is shorter than the longest case" -- "$props" --model one-position.safetensors "[p0]"
+check "props: logits that overflow" 2 "overflow\.safetensors: its logits are not finite" -- "$props" --model overflow.safetensors "[p0]"
 check "props: unknown fault" 2 "unknown fault 'nope'" -- "$props" --inject nope
 check "props: unknown backend" 2 "unknown backend 'gpu'" -- "$props" --backend gpu
 check "props: unknown --rc- flag" 2 "unknown flag --rc-sed" -- "$props" --rc-sed=1
@@ -102,7 +119,7 @@ valid_case='{"property":"p6","prompts":[{"text":"I","ids":[5]}],"params":{"seed"
 echo "${valid_case/SHA/0000000000000000000000000000000000000000000000000000000000000000}" | sed 's/FAULT/none/' >other-model.case.json
 check "replay: from another model" 2 "replay other-model\.case\.json: saved against model sha256 0000" -- "$props" --replay other-model.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/no-such-fault/' >unknown-fault.case.json
-check "replay: unknown fault" 2 "unknown fault 'no-such-fault'" -- "$props" --model tiny.safetensors --replay unknown-fault.case.json
+check "replay: unknown fault" 2 "unknown fault 'no-such-fault'" -- "$props" --model small.safetensors --replay unknown-fault.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s/"property":"p6"/"property":"p5"/; s/"ids":\[5\]/"ids":[5,6,7]/; s/"cuts":\[\]/"cuts":[2,9]/' >bad-cuts.case.json
 check "replay: cuts outside the prompt" 2 "replay bad-cuts\.case\.json: case: cuts must rise strictly inside the prompt's 1\.\.2, got 9 at 1" -- "$props" --replay bad-cuts.case.json
 echo '{"property": 6, "prompts": []}' >wrong-type.case.json
@@ -117,9 +134,9 @@ check "replay: a count that is a float" 2 "replay float-count\.case\.json: case:
 echo '{"property":"p11","batch":2,"capacity":12,"program":[{"kind":"truncate","seqs":[0],"tokens":[],"n":7.7e33}]}' >float-n.case.json
 check "replay: a p11 command's count that is a float" 2 "replay float-n\.case\.json: case: program\[0\]\.n: 7\.7e\+33 is not an integer" -- "$props" --replay float-n.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s/"arch":null/"engine":"vllm","arch":null/' >unknown-engine.case.json
-check "replay: unknown engine" 2 "replay unknown-engine\.case\.json: case: engine 'vllm' is not miniinfer or llamacpp" -- "$props" --model tiny.safetensors --replay unknown-engine.case.json
+check "replay: unknown engine" 2 "replay unknown-engine\.case\.json: case: engine 'vllm' is not miniinfer or llamacpp" -- "$props" --model small.safetensors --replay unknown-engine.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s|"arch":null|"engine":"llamacpp","engine_settings":{"gguf":"/no/such.gguf","kv":"f16","threads":1,"flash":"off","ubatch":0},"arch":null|' >gone-gguf.case.json
-check "replay: llamacpp case, GGUF gone" 2 "replay gone-gguf\.case\.json: its engine's GGUF /no/such\.gguf is not there" -- "$props" --model tiny.safetensors --replay gone-gguf.case.json
+check "replay: llamacpp case, GGUF gone" 2 "replay gone-gguf\.case\.json: its engine's GGUF /no/such\.gguf is not there" -- "$props" --model small.safetensors --replay gone-gguf.case.json
 
 # ---- props: engines and levels -------------------------------------------------------------------
 check "props: unknown engine" 2 "--engine: 'vllm' is not an engine" -- "$props" --engine vllm

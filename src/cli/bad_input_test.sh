@@ -72,6 +72,7 @@ done
 check "weights: NaN" 1 "nan.safetensors.*tensor ln_f\.bias: value 7 is nan" -- "${gen[@]}" --model nan.safetensors
 check "weights: missing file" 1 "no-such\.safetensors" -- "${gen[@]}" --model no-such.safetensors
 check "prompt: unknown word" 1 "unknown word 'wrked'" -- "$minigpt" generate --model tiny.safetensors --prompt "I wrked"
+check "prompt: escape bytes are shown escaped" 1 "unknown word '\\\\x1b\\[31mwrked'" -- "$minigpt" generate --model tiny.safetensors --prompt $'I \x1b[31mwrked'
 check "prompt: bad UTF-8" 1 "invalid UTF-8 at byte 2" -- "$minigpt" generate --model tiny.safetensors --prompt $'I \xff\xfe'
 check "prompt: over-long" 1 "prompt 0 has 120 tokens.*more than 32" -- "$minigpt" generate --model tiny.safetensors --prompt "$long_prompt"
 check "tokenize: bad UTF-8" 1 "invalid UTF-8" -- "$minigpt" tokenize --prompt $'\xc3'
@@ -84,6 +85,7 @@ check "flag: unknown fault" 1 "unknown fault 'nope'" -- "$minigpt" generate --pr
 check "command: unknown" 2 "unknown command 'frobnicate'" -- "$minigpt" frobnicate
 check "init: output folder missing" 1 "no-dir/m\.safetensors" --out no-dir/m.safetensors -- "$minigpt" init --seed 1 --out no-dir/m.safetensors
 check "init: bad --config" 1 "--config: " --out bad-config.safetensors -- "$minigpt" init --seed 1 --out bad-config.safetensors --config '{"max_seq_len": 1e12}'
+check "export-gguf: empty --out" 1 "flag --out: empty file name" -- "$minigpt" export-gguf --out ""
 
 # ---- props -------------------------------------------------------------------------------------
 check "props: weights truncated" 2 "truncated\.safetensors" -- "$props" --model truncated.safetensors

@@ -25,6 +25,7 @@ constexpr const char* kUsage =
 int run_export_gguf(const std::vector<std::string>& argv) {
   const Args args(argv, {"model", "out"}, {});
   const std::string out = args.require("out");
+  if (out.empty()) fail("flag --out: empty file name");
   const std::string path = args.get("model", default_model_path());
 #ifdef MINIINFER_HAVE_LLAMACPP
   const Model model = read_model(path);

@@ -198,7 +198,7 @@ std::vector<int> Tokenizer::encode(std::string_view text) const {
       std::string nearest;
       for (size_t k = 0; k < shown; ++k)
         nearest += (k ? ", " : "") + vocab_[static_cast<size_t>(ranked[k].second)];
-      fail("unknown word '{}' (nearest: {})", word, nearest);
+      fail("unknown word '{}' (nearest: {})", printable_name(word), nearest);
     }
     ids.push_back(it->second);
   }

@@ -134,6 +134,8 @@ TEST_CASE("whitespace of any kind separates words") {
     INFO("separator bytes of length " << std::string(space).size());
     CHECK(tokenizer().encode(std::string("I") + space + "worked" + space + ".") == expected);
   }
+  // Control bytes are shown escaped, never sent to the terminal as they are.
+  CHECK(error_of("I \x1b[31mworked").rfind("unknown word '\\x1b[31mworked'", 0) == 0);
   // A zero-width space is not whitespace: the word is unknown, not split.
   CHECK(error_of("I\xE2\x80\x8Bworked").rfind("unknown word 'I\xE2\x80\x8Bworked'", 0) == 0);
 }

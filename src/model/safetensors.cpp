@@ -26,20 +26,6 @@ constexpr std::string_view kMetadataKey = "__metadata__";
 
 }  // namespace
 
-// Names come from the file: escape control bytes and cut long ones so an error stays one line.
-std::string printable_name(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 120)) {
-    if (c < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", c);
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  if (s.size() > 120) out += "...";
-  return out;
-}
-
 namespace {
 
 // "[64, 32]" for messages; the header itself uses compact JSON, "[64,32]".

@@ -43,10 +43,6 @@ std::string safetensors_bytes(const SafetensorsFile& file);
 // overlapping tensors; gaps between tensors or unused bytes at the end.
 SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& name);
 
-// A name read from a file, made safe for a one-line message: control bytes escaped as \xNN,
-// cut after 120 bytes.
-std::string printable_name(std::string_view name);
-
 // Atomic write (base/atomic_file.h) and read of a whole file.
 void write_safetensors(const std::string& path, const SafetensorsFile& file);
 SafetensorsFile read_safetensors(const std::string& path);

@@ -7,7 +7,6 @@
 #include "engine/engine.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include <Eigen/Core>
@@ -152,6 +151,7 @@ void Engine::record_rows(TraceKind kind, std::span<const Segment> segs, int laye
         record(kind, s, layer, -1, s.pos0 + i, rows + static_cast<size_t>(s.row0 + i) * width, width);
 }
 
+// The call's shape at layer l, which every row's site carries (the segment fields follow).
 RowSite Engine::call_site(std::span<const Segment> segs, int l) const {
   RowSite site;
   site.layer = l;

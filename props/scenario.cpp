@@ -23,7 +23,7 @@ ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached,
   size_t pending = 0;  // tokens[pending..] are not yet in the cache (cached path only)
   // A new request starts on an empty cache, exactly where generate() resets it (the
   // stale-cache fault lives in that reset, so the reporter sees what generate() would).
-  if (cached && engine.fault() != Fault::StaleCache) engine.reset(seq);
+  if (cached) engine.native() ? engine.native()->start_request(seq) : engine.reset(seq);
   auto logits_now = [&]() -> std::vector<float> {
     if (!cached) return engine.forward_uncached(run.tokens);
     if (pending == run.tokens.size()) {

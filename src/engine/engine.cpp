@@ -1,11 +1,12 @@
 // The forward pass. One routine, `run`, computes a set of row segments (each a run of positions
 // of one sequence); the uncached path calls it with one segment at position 0 over scratch K/V,
-// the cached path with chunks at each sequence's cursor over the cache. Faults act only here
-// and in generate.cpp, each at a line marked "fault:", and only on cached segments.
+// the cached path with chunks at each sequence's cursor over the cache. The few decisions a
+// cache bug can get wrong (positions, the cache write, the slots and layer read, attention's
+// numerics) are asked of a Variation (variation.h): the model's own for full recompute, the
+// active fault's for the cached path. No fault is named here.
 #include "engine/engine.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include <Eigen/Core>
@@ -66,7 +67,8 @@ Engine::Linear Engine::make_linear(const std::vector<float>& w, const std::vecto
 }
 
 Engine::Engine(const Model& model, EngineOptions options)
-    : config_(model.config), model_(model), backend_(options.backend), fault_(options.fault) {
+    : config_(model.config), model_(model), backend_(options.backend), fault_(options.fault),
+      variation_(&variation(options.fault)) {
   const Config& c = config_;
   c.validate();
   try {
@@ -85,7 +87,6 @@ Engine::Engine(const Model& model, EngineOptions options)
   }
   head_ = make_linear(model_.weights.tok_emb, nullptr, D, c.vocab_size);
   rope_ = kernels::make_rope_table(c.max_seq_len, c.d_head(), c.rope_theta);
-  scale_ = 1.0f / std::sqrt(static_cast<float>(c.d_head()));
   cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), capacity);
   scratch_kv_ = KvCache(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len);
 
@@ -97,6 +98,7 @@ Engine::Engine(const Model& model, EngineOptions options)
   causal_.assign(kernels::attention_causal_scratch(c.max_seq_len, c.d_head()), 0.0f);
   k_rows_.assign(R, nullptr);
   v_rows_.assign(R, nullptr);
+  reads_.assign(R, SlotsRead{});
   tokens_.assign(R, 0);
   segs_.reserve(static_cast<size_t>(options.batch));
   decode_chunks_.reserve(static_cast<size_t>(options.batch));
@@ -149,38 +151,62 @@ void Engine::record_rows(TraceKind kind, std::span<const Segment> segs, int laye
         record(kind, s, layer, -1, s.pos0 + i, rows + static_cast<size_t>(s.row0 + i) * width, width);
 }
 
+// The call's shape at layer l, which every row's site carries (the segment fields follow).
+RowSite Engine::call_site(std::span<const Segment> segs, int l) const {
+  RowSite site;
+  site.layer = l;
+  site.n_segs = static_cast<int>(segs.size());
+  site.first_pos0 = segs[0].pos0;
+  for (const Segment& other : segs) {
+    if (other.n <= 1) continue;
+    site.chunk_seq = other.seq;
+    site.chunk_pos0 = other.pos0;
+    site.chunk_n = other.n;
+    break;
+  }
+  site.n_layer = config_.n_layer;
+  site.d_head = config_.d_head();
+  site.max_seq_len = config_.max_seq_len;
+  return site;
+}
+
+// `call` with segment s's first row filled in.
+RowSite Engine::segment_site(RowSite call, const Segment& s) {
+  call.pass = s.pass;
+  call.seq = s.seq;
+  call.pos = call.seg_pos0 = s.pos0;
+  call.seg_n = s.n;
+  return call;
+}
+
 // q into q_; K and V straight into their slots of `store` (rows of segment s at positions
 // pos0.. of sequence s.seq); then RoPE on q and on the K rows where they lie.
-void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvCache& store, bool library) {
+void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvCache& store, bool library,
+                         const Variation& var) {
   const Config& c = config_;
-  const int H = c.n_head, dh = c.d_head(), L = c.n_layer;
+  const int H = c.n_head, dh = c.d_head();
   const size_t uD = static_cast<size_t>(c.d_model);
   const Layer& w = layers_[static_cast<size_t>(l)];
   linear(q_.data(), ln_.data(), w.q, N, library);
 
+  const RowSite call = call_site(segs, l);
   for (const Segment& s : segs) {
-    const bool decode = s.pass == Pass::Decode;
-    const int shift = (fault_ == Fault::CursorOffByOne && decode) ? 1 : 0;  // fault: cursor-off-by-one
-    const bool v_stale = fault_ == Fault::LastLayerStale && decode && l == L - 1;  // fault: last-layer-stale
+    const RowSite site = segment_site(call, s);
     for (int i = 0; i < s.n; ++i) {
-      const size_t slot = static_cast<size_t>(s.pos0 + i + shift);
-      k_rows_[static_cast<size_t>(s.row0 + i)] = store.k_slab(l, s.seq) + slot * uD;
-      // y_ is free until o_proj: a stale V row's computed value goes there and is never read.
-      v_rows_[static_cast<size_t>(s.row0 + i)] =
-          v_stale ? y_.data() + static_cast<size_t>(s.row0 + i) * uD : store.v_slab(l, s.seq) + slot * uD;
+      const CacheWrite to = var.cache_write(site.row(i));
+      const size_t r = static_cast<size_t>(s.row0 + i), slot = static_cast<size_t>(to.slot);
+      k_rows_[r] = store.k_slab(l, s.seq) + slot * uD;
+      // y_ is free until o_proj: a V row that does not land goes there and is never read.
+      v_rows_[r] = to.v_lands ? store.v_slab(l, s.seq) + slot * uD : y_.data() + r * uD;
     }
   }
   linear_rows(k_rows_.data(), ln_.data(), w.k, N, library);
   linear_rows(v_rows_.data(), ln_.data(), w.v, N, library);
 
   for (const Segment& s : segs) {
+    const RowSite site = segment_site(call, s);
     for (int i = 0; i < s.n; ++i) {
-      int pos = s.pos0 + i;
-      if (fault_ == Fault::RopeDecodePhase && s.pass == Pass::Decode) pos -= 1;  // fault: rope-decode-phase
-      if (fault_ == Fault::ResumeOffset && s.pass == Pass::Resume) pos = i;      // fault: resume-offset
-      if (fault_ == Fault::RaggedPosition && s.pass != Pass::Uncached && segs.size() > 1 &&
-          segs[0].pos0 + i < config_.max_seq_len)
-        pos = segs[0].pos0 + i;  // fault: ragged-position
+      const int pos = var.rope_position(site.row(i));
       const size_t r = static_cast<size_t>(s.row0 + i);
       rope_forward(q_.data() + r * uD, rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
       rope_forward(k_rows_[r], rope_.cos_at(pos), rope_.sin_at(pos), H, dh);
@@ -191,105 +217,99 @@ void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvCache& s
 // Segments of fewer rows go one row at a time: packing the keys would cost more than it saves.
 constexpr int kMinCausalBlock = 8;
 
-// Causal attention of every row of every segment, head by head, against the slots of its
-// sequence in `store`: row i of segment s (position pos0 + i) reads slots 0..pos0 + i.
-void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store) {
+// Attention of every row of every segment, head by head, against the slots `var` says it reads
+// (in the model: row i of segment s, at position pos0 + i, reads slots 0..pos0 + i of its own
+// layer and sequence in `store`).
+void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store, const Variation& var) {
   const Config& c = config_;
   const int D = c.d_model, H = c.n_head, dh = c.d_head();
   const size_t uD = static_cast<size_t>(D);
-  const Segment* chunk = nullptr;  // the first multi-row segment of the call, if any
-  for (const Segment& s : segs)
-    if (!chunk && s.n > 1) chunk = &s;
+  const RowSite call = call_site(segs, l);
   for (const Segment& s : segs) {
-    const bool decode = s.pass == Pass::Decode;
-    // fault: continuous-batch-mask, a decode row next to a prefill chunk reads that chunk's sequence.
-    const bool mixed = fault_ == Fault::ContinuousBatchMask && decode && chunk;
-    const int read_layer = (fault_ == Fault::LayerAlias && decode) ? 0 : l;  // fault: layer-alias
-    int read_seq = (fault_ == Fault::BatchStride && decode) ? 0 : s.seq;  // fault: batch-stride
-    if (mixed) read_seq = chunk->seq;
-    const float* kb = store.k_slab(read_layer, read_seq);
-    const float* vb = store.v_slab(read_layer, read_seq);
-    // fault: softmax-scale, fp64-decode.
-    const float scale = (fault_ == Fault::SoftmaxScale && decode) ? 1.0f / static_cast<float>(dh) : scale_;
-    const bool fp64 = fault_ == Fault::Fp64Decode && decode;
-    // The slots a row at position pos reads: 0..pos, unless a fault says otherwise.
-    auto slots_of = [&](int pos) {
-      int n_slots = pos + 1;
-      if (fault_ == Fault::SelfExcluded && decode) n_slots = pos;  // fault: self-excluded
-      if (fault_ == Fault::DecodeMask && decode) n_slots = 1;      // fault: decode-mask
-      if (mixed) n_slots = std::min(n_slots, chunk->pos0 + chunk->n);
-      if (fault_ == Fault::ChunkMask && s.pass != Pass::Uncached && s.n > 1) n_slots = s.pos0 + s.n;  // fault: chunk-mask
-      return n_slots;
-    };
-    // Many rows at consecutive positions, each reading slots 0..its position (an uncached pass
-    // or a prefill chunk, no fault changing the mask, no trace): rows in blocks, with the bytes
-    // of one row at a time (kernels_test checks this).
-    const bool causal_block = s.n >= kMinCausalBlock && !decode && !mixed && !trace_ &&
-                              !(fault_ == Fault::ChunkMask && s.pass != Pass::Uncached);
+    const RowSite site = segment_site(call, s);
+    bool causal = true;  // every row reads its own layer and sequence under the causal mask
+    for (int i = 0; i < s.n; ++i) {
+      const SlotsRead read = var.slots_read(site.row(i));
+      reads_[static_cast<size_t>(s.row0 + i)] = read;
+      causal = causal && read == SlotsRead{s.pos0 + i + 1, l, s.seq};
+    }
+    const Numerics num = var.attention_numerics(site);
+    // Many rows at consecutive positions under the causal mask, in float (an uncached pass or
+    // a prefill chunk, no trace): rows in blocks, with the bytes of one row at a time
+    // (kernels_test checks this).
+    const bool causal_block = s.n >= kMinCausalBlock && causal && !num.fp64 && !trace_;
     for (int h = 0; h < H && causal_block; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
       const size_t r0 = static_cast<size_t>(s.row0);
       kernels::attention_forward_causal(att_.data() + r0 * uD + off, D, causal_.data(), q_.data() + r0 * uD + off, D,
-                                        kb + off, vb + off, s.pos0, s.n, dh, D, scale);
+                                        store.k_slab(l, s.seq) + off, store.v_slab(l, s.seq) + off, s.pos0, s.n, dh,
+                                        D, num.scale);
     }
-    // Otherwise row by row; all heads of a row at once unless a trace or the fp64 fault wants
+    // Otherwise row by row; all heads of a row at once unless a trace or fp64 numerics want
     // them one at a time (the same bytes, kernels_test checks it).
-    const bool heads_together = !causal_block && !fp64 && !trace_;
+    const bool heads_together = !causal_block && !num.fp64 && !trace_;
     for (int i = 0; i < s.n && heads_together; ++i) {
-      const int pos = s.pos0 + i;
-      const int n_slots = slots_of(pos);
       const size_t r = static_cast<size_t>(s.row0 + i);
+      const SlotsRead& read = reads_[r];
       float* out = att_.data() + r * uD;
-      if (n_slots == 0)
+      if (read.n_slots == 0)
         std::fill_n(out, D, 0.0f);
       else
-        kernels::attention_forward_heads(out, probs_.data(), c.max_seq_len, q_.data() + r * uD, kb, vb, n_slots, H, dh,
-                                         D, scale);
+        kernels::attention_forward_heads(out, probs_.data(), c.max_seq_len, q_.data() + r * uD,
+                                         store.k_slab(read.layer, read.seq), store.v_slab(read.layer, read.seq),
+                                         read.n_slots, H, dh, D, num.scale);
     }
     for (int h = 0; h < H && !causal_block && !heads_together; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
       for (int i = 0; i < s.n; ++i) {
         const int pos = s.pos0 + i;
-        const int n_slots = slots_of(pos);
         const size_t r = static_cast<size_t>(s.row0 + i);
+        const SlotsRead& read = reads_[r];
+        const float* kb = store.k_slab(read.layer, read.seq) + off;
+        const float* vb = store.v_slab(read.layer, read.seq) + off;
         float* out = att_.data() + r * uD + off;
         const float* q = q_.data() + r * uD + off;
-        if (n_slots == 0)
+        if (read.n_slots == 0)
           std::fill_n(out, dh, 0.0f);
-        else if (fp64)
-          kernels::attention_forward_f64(out, probs_.data(), q, kb + off, vb + off, n_slots, dh, D, scale);
+        else if (num.fp64)
+          kernels::attention_forward_f64(out, probs_.data(), q, kb, vb, read.n_slots, dh, D, num.scale);
         else
-          attention_forward(out, probs_.data(), q, kb + off, vb + off, n_slots, dh, D, scale);
+          attention_forward(out, probs_.data(), q, kb, vb, read.n_slots, dh, D, num.scale);
         if (trace_ && trace_->wants(pos)) {
           record(TraceKind::Q, s, l, h, pos, q, dh);
           record(TraceKind::K, s, l, h, pos, k_rows_[r] + off, dh);
           record(TraceKind::V, s, l, h, pos, v_rows_[r] + off, dh);
-          record(TraceKind::Probs, s, l, h, pos, probs_.data(), n_slots);
+          record(TraceKind::Probs, s, l, h, pos, probs_.data(), read.n_slots);
           record(TraceKind::AttnOut, s, l, h, pos, out, dh);
         }
       }
     }
-    if (trace_ && trace_->cache_reads) {
-      for (int slot = 0; slot < s.pos0 + s.n; ++slot) {
-        if (!trace_->wants(slot)) continue;
-        for (int h = 0; h < H; ++h) {
-          const size_t off = static_cast<size_t>(slot) * uD + static_cast<size_t>(h) * dh;
-          record(TraceKind::KRead, s, l, h, slot, kb + off, dh);
-          record(TraceKind::VRead, s, l, h, slot, vb + off, dh);
-        }
-      }
+    if (trace_ && trace_->cache_reads) record_cache_reads(s, l, store, reads_[static_cast<size_t>(s.row0 + s.n - 1)]);
+  }
+}
+
+// The rows below the segment's end as attention found them in the slab its last row read.
+void Engine::record_cache_reads(const Segment& s, int l, const KvCache& store, const SlotsRead& read) {
+  const int H = config_.n_head, dh = config_.d_head();
+  const float* kb = store.k_slab(read.layer, read.seq);
+  const float* vb = store.v_slab(read.layer, read.seq);
+  for (int slot = 0; slot < s.pos0 + s.n; ++slot) {
+    if (!trace_->wants(slot)) continue;
+    for (int h = 0; h < H; ++h) {
+      const size_t off = static_cast<size_t>(slot) * config_.d_model + static_cast<size_t>(h) * dh;
+      record(TraceKind::KRead, s, l, h, slot, kb + off, dh);
+      record(TraceKind::VRead, s, l, h, slot, vb + off, dh);
     }
   }
 }
 
 void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits,
-                 bool all_rows) {
+                 bool all_rows, const Variation& var) {
   const Config& c = config_;
   const int D = c.d_model, F = c.d_ff, L = c.n_layer;
   const size_t uD = static_cast<size_t>(D);
   const bool all_decode = std::all_of(segs.begin(), segs.end(), [](const Segment& s) { return s.pass == Pass::Decode; });
-  // fault: library-gemv, decode runs every product through Eigen.
-  const bool library = backend_ == Backend::Eigen || (fault_ == Fault::LibraryGemv && all_decode);
+  const bool library = backend_ == Backend::Eigen || var.library_products(all_decode);
 
   for (int r = 0; r < N; ++r)
     std::memcpy(x_.data() + r * uD, model_.weights.tok_emb.data() + static_cast<size_t>(tokens[r]) * uD, sizeof(float) * uD);
@@ -299,8 +319,8 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvCach
     const Layer& w = layers_[static_cast<size_t>(l)];
     layernorm_forward(ln_.data(), x_.data(), lw.ln1_w.data(), lw.ln1_b.data(), static_cast<float>(c.ln_eps), N, D);
     if (trace_) record_rows(TraceKind::Ln1, segs, l, ln_.data(), D);
-    project_qkv(l, segs, N, store, library);
-    attend(l, segs, store);
+    project_qkv(l, segs, N, store, library, var);
+    attend(l, segs, store, var);
     linear(y_.data(), att_.data(), w.o, N, library);
     residual_forward(x_.data(), x_.data(), y_.data(), N * D);
 
@@ -346,7 +366,7 @@ void Engine::forward_uncached(std::span<const int> tokens, std::span<float> logi
   if (logits.size() < need) fail("forward: logits buffer holds {} floats, needs {}", logits.size(), need);
   // Nothing survives between calls: positions restart at 0 and only rows written now are read.
   const Segment seg{0, 0, T, 0, Pass::Uncached};
-  run({&seg, 1}, tokens.data(), T, scratch_kv_, logits.data(), all_rows);
+  run({&seg, 1}, tokens.data(), T, scratch_kv_, logits.data(), all_rows, model_variation());
   if (kv) {
     const Config& c = config_;
     const int H = c.n_head, dh = c.d_head();
@@ -382,7 +402,7 @@ void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_r
     std::copy(ch.tokens.begin(), ch.tokens.end(), tokens_.begin() + N);
     N += n;
   }
-  run(segs_, tokens_.data(), N, cache_, logits, all_rows);
+  run(segs_, tokens_.data(), N, cache_, logits, all_rows, *variation_);
   for (const Segment& s : segs_) cache_.advance(s.seq, s.n);
 }
 
@@ -430,29 +450,12 @@ void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logit
   }
 }
 
-void Engine::truncate(int seq, int p) {
-  const int before = cache_.cursor(seq);
-  cache_.truncate(seq, p);
-  if (fault_ == Fault::TruncateStale && p < before) cache_.advance(seq, 1);  // fault: truncate-stale
-}
+void Engine::truncate(int seq, int p) { variation_->truncate(cache_, seq, p); }
 
-void Engine::fork(int src, int dst, int prefix_len) {
-  if (fault_ != Fault::ForkShallow) return cache_.fork(src, dst, prefix_len);
-  // fault: fork-shallow, the upper half of the layers keep dst's old rows.
-  cache_.cursor(dst);  // a bad dst throws here, before anything is read
-  const size_t n = static_cast<size_t>(std::clamp(prefix_len, 0, capacity())) * config_.d_model;
-  std::vector<std::vector<float>> kept;
-  for (int l = config_.n_layer / 2; l < config_.n_layer; ++l) {
-    kept.emplace_back(cache_.k_slab(l, dst), cache_.k_slab(l, dst) + n);
-    kept.emplace_back(cache_.v_slab(l, dst), cache_.v_slab(l, dst) + n);
-  }
-  cache_.fork(src, dst, prefix_len);
-  size_t i = 0;
-  for (int l = config_.n_layer / 2; l < config_.n_layer; ++l) {
-    std::copy(kept[i].begin(), kept[i].end(), cache_.k_slab(l, dst));
-    std::copy(kept[i + 1].begin(), kept[i + 1].end(), cache_.v_slab(l, dst));
-    i += 2;
-  }
+void Engine::fork(int src, int dst, int prefix_len) { variation_->fork(cache_, src, dst, prefix_len); }
+
+void Engine::start_request() {
+  for (int seq = 0; seq < batch(); ++seq) variation_->start_request(cache_, seq);
 }
 
 void Engine::decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) {

@@ -66,7 +66,11 @@ class Engine {
   Backend backend() const { return backend_; }
   void set_backend(Backend backend) { backend_ = backend; }
   Fault fault() const { return fault_; }
-  void set_fault(Fault fault) { fault_ = fault; }
+  // The fault's variation points (faults.h) act on the cached path from the next call on.
+  void set_fault(Fault fault) {
+    fault_ = fault;
+    variation_ = &variation(fault);
+  }
   Trace* trace() const { return trace_; }
   void set_trace(Trace* trace) { trace_ = trace; }
 
@@ -94,6 +98,10 @@ class Engine {
   int cursor(int seq) const { return cache_.cursor(seq); }
   void reset() { cache_.reset(); }  // a reset engine behaves like a fresh one
   void reset(int seq) { cache_.reset(seq); }
+  // A new request on `seq` (or on every sequence): it starts on an empty cache, as a reset
+  // would, unless the active fault keeps the old rows.
+  void start_request(int seq) { variation_->start_request(cache_, seq); }
+  void start_request();
   void truncate(int seq, int p);
   void fork(int src, int dst, int prefix_len);
 
@@ -121,10 +129,16 @@ class Engine {
   void check_chunks(std::span<const Chunk> chunks) const;
   // The forward pass over `segs` (rows of `tokens`, concatenated); K/V go into and are read
   // from `store`. logits: (N, V) if all_rows else (segs.size(), V).
-  void run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits, bool all_rows);
-  void project_qkv(int layer, std::span<const Segment> segs, int N, KvCache& store, bool library);
-  void attend(int layer, std::span<const Segment> segs, const KvCache& store);
+  // `var` is model_variation() for full recompute, the active fault's for the cached path.
+  void run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits, bool all_rows,
+           const Variation& var);
+  // What the variation points are told: the call's shape at layer l, then a segment's first row.
+  RowSite call_site(std::span<const Segment> segs, int layer) const;
+  static RowSite segment_site(RowSite call, const Segment& s);
+  void project_qkv(int layer, std::span<const Segment> segs, int N, KvCache& store, bool library, const Variation& var);
+  void attend(int layer, std::span<const Segment> segs, const KvCache& store, const Variation& var);
   void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows);
+  void record_cache_reads(const Segment& s, int layer, const KvCache& store, const SlotsRead& read);
   void record(TraceKind kind, const Segment& seg, int layer, int head, int pos, const float* data, int n);
   // One record per traced row of `segs`: rows is (N, width), head -1.
   void record_rows(TraceKind kind, std::span<const Segment> segs, int layer, const float* rows, int width);
@@ -134,11 +148,11 @@ class Engine {
   std::vector<Layer> layers_;
   Linear head_;          // tok_emb as (V, D): the tied output head
   kernels::RopeTable rope_;
-  float scale_ = 0.0f;   // 1/sqrt(d_head) as float
   KvCache cache_;        // the cached path's K/V: (L, B, capacity, D)
   KvCache scratch_kv_;   // the uncached path's K/V for one call: (L, 1, max_seq_len, D)
   Backend backend_ = Backend::Invariant;
   Fault fault_ = Fault::None;
+  const Variation* variation_ = &model_variation();  // variation(fault_)
   Trace* trace_ = nullptr;
 
   // Scratch, sized once for R = max(max_seq_len, B) rows; nothing allocates per call.
@@ -154,6 +168,7 @@ class Engine {
   std::vector<float> eigen_out_;    // (R, D) eigen backend: rows before scattering to the cache
   std::vector<float*> k_rows_;      // (R) where row r's K goes: its cache slot
   std::vector<float*> v_rows_;      // (R) where row r's V goes
+  std::vector<SlotsRead> reads_;    // (R) what row r's attention reads
   std::vector<int> tokens_;         // (R) a call's tokens, concatenated
   std::vector<Segment> segs_;       // (B) a call's segments
   std::vector<Chunk> decode_chunks_;  // (B) decode's one-token chunks

@@ -1,53 +1,225 @@
-// The fault catalogue's names and descriptions; the faults themselves act in engine.cpp and
-// generate.cpp, each at one marked place.
+// The fault catalogue. Each fault is declared once, below, as a Variation that overrides the
+// one variation point it deviates at, with its name, the kind of real bug it imitates and its
+// one-line description (`props --inject list` prints that line; keep it stable). The forward
+// pass holds no fault: it asks the active Variation (variation.h).
 #include "engine/faults.h"
 
+#include <algorithm>
 #include <array>
+#include <vector>
 
 #include "base/error.h"
+#include "engine/kv_cache.h"
 
 namespace miniinfer {
 
 namespace {
+
+bool decode(const RowSite& r) { return r.pass == Pass::Decode; }
+
+struct CursorOffByOne final : Variation {
+  static constexpr const char* kName = "cursor-off-by-one";
+  static constexpr const char* kImitates = "a cache write slot computed from a cursor that is one ahead of the token's position";
+  static constexpr const char* kDescription = "decode writes K/V one slot past the cursor, leaving a hole at the cursor";
+  CacheWrite cache_write(const RowSite& r) const override {
+    return decode(r) ? CacheWrite{r.pos + 1, true} : Variation::cache_write(r);
+  }
+};
+
+struct SelfExcluded final : Variation {
+  static constexpr const char* kName = "self-excluded";
+  static constexpr const char* kImitates = "a decode step that appends the new K/V to the cache after attending to it";
+  static constexpr const char* kDescription = "decode attends only to past slots: the current K/V is appended after attention";
+  SlotsRead slots_read(const RowSite& r) const override {
+    return decode(r) ? SlotsRead{r.pos, r.layer, r.seq} : Variation::slots_read(r);
+  }
+};
+
+struct DecodeMask final : Variation {
+  static constexpr const char* kName = "decode-mask";
+  static constexpr const char* kImitates = "an is_causal mask built for q_len = 1 with the query at position 0, so decode sees slot 0 only";
+  static constexpr const char* kDescription = "the causal mask for q_len=1 is built as if the query sat at position 0";
+  SlotsRead slots_read(const RowSite& r) const override {
+    return decode(r) ? SlotsRead{1, r.layer, r.seq} : Variation::slots_read(r);
+  }
+};
+
+struct LayerAlias final : Variation {
+  static constexpr const char* kName = "layer-alias";
+  static constexpr const char* kImitates = "KV block indices resolved once and shared by every attention layer";
+  static constexpr const char* kDescription = "during decode every layer reads layer 0's cache";
+  SlotsRead slots_read(const RowSite& r) const override {
+    return decode(r) ? SlotsRead{r.pos + 1, 0, r.seq} : Variation::slots_read(r);
+  }
+};
+
+struct LastLayerStale final : Variation {
+  static constexpr const char* kName = "last-layer-stale";
+  static constexpr const char* kImitates = "a layer's KV copied out before that layer's computation finished";
+  static constexpr const char* kDescription = "the last layer's V is never written to the cache during decode";
+  CacheWrite cache_write(const RowSite& r) const override {
+    return decode(r) && r.layer == r.n_layer - 1 ? CacheWrite{r.pos, false} : Variation::cache_write(r);
+  }
+};
+
+struct Fp64Decode final : Variation {
+  static constexpr const char* kName = "fp64-decode";
+  static constexpr const char* kImitates = "a decode-only attention kernel that accumulates at another precision than prefill's";
+  static constexpr const char* kDescription = "decode accumulates attention in double while prefill uses float";
+  Numerics attention_numerics(const RowSite& r) const override {
+    Numerics n = Variation::attention_numerics(r);
+    n.fp64 = decode(r);
+    return n;
+  }
+};
+
+struct RopeDecodePhase final : Variation {
+  static constexpr const char* kName = "rope-decode-phase";
+  static constexpr const char* kImitates = "decode RoPE offset taken from a seen-token count updated too early or too late";
+  static constexpr const char* kDescription = "decode rotates q and k with position cursor-1";
+  int rope_position(const RowSite& r) const override { return decode(r) ? r.pos - 1 : r.pos; }
+};
+
+struct BatchStride final : Variation {
+  static constexpr const char* kName = "batch-stride";
+  static constexpr const char* kImitates = "a per-sequence cache offset read as one scalar shared by the whole batch";
+  static constexpr const char* kDescription = "in decode, sequence b reads the cache at sequence 0's offset (shows only with B>1)";
+  SlotsRead slots_read(const RowSite& r) const override {
+    return decode(r) ? SlotsRead{r.pos + 1, r.layer, 0} : Variation::slots_read(r);
+  }
+};
+
+struct StaleCache final : Variation {
+  static constexpr const char* kName = "stale-cache";
+  static constexpr const char* kImitates = "a server that keeps one request's KV cache for the next request";
+  static constexpr const char* kDescription = "the cache is not reset between two generate calls on one engine";
+  void start_request(KvCache&, int) const override {}
+};
+
+struct ResumeOffset final : Variation {
+  static constexpr const char* kName = "resume-offset";
+  static constexpr const char* kImitates = "chunked prefill that takes position ids from the chunk instead of the sequence";
+  static constexpr const char* kDescription = "a q_len>1 chunk on a non-empty cache takes RoPE positions from 0";
+  int rope_position(const RowSite& r) const override { return r.pass == Pass::Resume ? r.index : r.pos; }
+};
+
+struct LibraryGemv final : Variation {
+  static constexpr const char* kName = "library-gemv";
+  static constexpr const char* kImitates = "a GEMM library that picks its kernel by shape, so decode's low bits differ from prefill's";
+  static constexpr const char* kDescription = "decode uses Eigen's product while prefill uses the invariant kernel";
+  bool library_products(bool all_decode) const override { return all_decode; }
+};
+
+struct SoftmaxScale final : Variation {
+  static constexpr const char* kName = "softmax-scale";
+  static constexpr const char* kImitates = "one attention path (here the cached one) passed the wrong softmax scale";
+  static constexpr const char* kDescription = "decode scales attention scores by 1/d_head instead of 1/sqrt(d_head)";
+  Numerics attention_numerics(const RowSite& r) const override {
+    return decode(r) ? Numerics{1.0f / static_cast<float>(r.d_head), false} : Variation::attention_numerics(r);
+  }
+};
+
+struct ForkShallow final : Variation {
+  static constexpr const char* kName = "fork-shallow";
+  static constexpr const char* kImitates = "prefix sharing whose per-layer copy loop stops early";
+  static constexpr const char* kDescription = "fork copies the lower half of the layers only; the upper layers keep the target's old rows";
+  void fork(KvCache& cache, int src, int dst, int prefix_len) const override {
+    cache.cursor(dst);  // a bad dst throws here, before anything is read
+    const int L = cache.n_layer();
+    const size_t n = static_cast<size_t>(std::clamp(prefix_len, 0, cache.capacity())) * cache.d_model();
+    std::vector<std::vector<float>> kept;
+    for (int l = L / 2; l < L; ++l) {
+      kept.emplace_back(cache.k_slab(l, dst), cache.k_slab(l, dst) + n);
+      kept.emplace_back(cache.v_slab(l, dst), cache.v_slab(l, dst) + n);
+    }
+    cache.fork(src, dst, prefix_len);
+    size_t i = 0;
+    for (int l = L / 2; l < L; ++l, i += 2) {
+      std::copy(kept[i].begin(), kept[i].end(), cache.k_slab(l, dst));
+      std::copy(kept[i + 1].begin(), kept[i + 1].end(), cache.v_slab(l, dst));
+    }
+  }
+};
+
+struct TruncateStale final : Variation {
+  static constexpr const char* kName = "truncate-stale";
+  static constexpr const char* kImitates = "a rollback (speculative decoding, stop sequences) that keeps one rejected token counted";
+  static constexpr const char* kDescription = "truncation to p leaves the cursor at p + 1";
+  void truncate(KvCache& cache, int seq, int p) const override {
+    const int before = cache.cursor(seq);
+    cache.truncate(seq, p);
+    if (p < before) cache.advance(seq, 1);
+  }
+};
+
+struct RaggedPosition final : Variation {
+  static constexpr const char* kName = "ragged-position";
+  static constexpr const char* kImitates = "batched generation with one shared cache position used as every sequence's positions";
+  static constexpr const char* kDescription = "a batched call rotates every sequence's rows at the first sequence's positions";
+  int rope_position(const RowSite& r) const override {
+    const int shared = r.first_pos0 + r.index;
+    return r.pass != Pass::Uncached && r.n_segs > 1 && shared < r.max_seq_len ? shared : r.pos;
+  }
+};
+
+struct ContinuousBatchMask final : Variation {
+  static constexpr const char* kName = "continuous-batch-mask";
+  static constexpr const char* kImitates = "a flattened varlen batch whose decode rows' key offsets point into a prefill chunk";
+  static constexpr const char* kDescription =
+      "in a call mixing prefill chunks and decode rows, a decode row attends to a prefill chunk's sequence";
+  SlotsRead slots_read(const RowSite& r) const override {
+    if (!decode(r) || r.chunk_n == 0) return Variation::slots_read(r);
+    return {std::min(r.pos + 1, r.chunk_pos0 + r.chunk_n), r.layer, r.chunk_seq};
+  }
+};
+
+struct ChunkMask final : Variation {
+  static constexpr const char* kName = "chunk-mask";
+  static constexpr const char* kImitates = "prefill that drops the causal mask when a KV cache is attached";
+  static constexpr const char* kDescription =
+      "a multi-token cached chunk (prefill or resume) has no causal mask: every row sees the whole chunk";
+  SlotsRead slots_read(const RowSite& r) const override {
+    if (r.pass == Pass::Uncached || r.seg_n == 1) return Variation::slots_read(r);
+    return {r.seg_pos0 + r.seg_n, r.layer, r.seq};
+  }
+};
+
+// A catalogue row: the declaration's strings and its Variation (null for None: the model).
 struct FaultInfo {
   Fault fault;
   const char* name;
+  const char* imitates;
   const char* description;
+  const Variation* variation;
 };
+
+template <class V>
+constexpr V kInstance{};
+
+template <class V>
+constexpr FaultInfo declared(Fault fault) {
+  return {fault, V::kName, V::kImitates, V::kDescription, &kInstance<V>};
+}
+
 constexpr std::array kFaults = {
-    FaultInfo{Fault::None, "none", "no fault: the engine as written"},
-    FaultInfo{Fault::CursorOffByOne, "cursor-off-by-one",
-              "decode writes K/V one slot past the cursor, leaving a hole at the cursor"},
-    FaultInfo{Fault::SelfExcluded, "self-excluded",
-              "decode attends only to past slots: the current K/V is appended after attention"},
-    FaultInfo{Fault::DecodeMask, "decode-mask",
-              "the causal mask for q_len=1 is built as if the query sat at position 0"},
-    FaultInfo{Fault::LayerAlias, "layer-alias", "during decode every layer reads layer 0's cache"},
-    FaultInfo{Fault::LastLayerStale, "last-layer-stale",
-              "the last layer's V is never written to the cache during decode"},
-    FaultInfo{Fault::Fp64Decode, "fp64-decode",
-              "decode accumulates attention in double while prefill uses float"},
-    FaultInfo{Fault::RopeDecodePhase, "rope-decode-phase",
-              "decode rotates q and k with position cursor-1"},
-    FaultInfo{Fault::BatchStride, "batch-stride",
-              "in decode, sequence b reads the cache at sequence 0's offset (shows only with B>1)"},
-    FaultInfo{Fault::StaleCache, "stale-cache",
-              "the cache is not reset between two generate calls on one engine"},
-    FaultInfo{Fault::ResumeOffset, "resume-offset",
-              "a q_len>1 chunk on a non-empty cache takes RoPE positions from 0"},
-    FaultInfo{Fault::LibraryGemv, "library-gemv",
-              "decode uses Eigen's product while prefill uses the invariant kernel"},
-    FaultInfo{Fault::SoftmaxScale, "softmax-scale",
-              "decode scales attention scores by 1/d_head instead of 1/sqrt(d_head)"},
-    FaultInfo{Fault::ForkShallow, "fork-shallow",
-              "fork copies the lower half of the layers only; the upper layers keep the target's old rows"},
-    FaultInfo{Fault::TruncateStale, "truncate-stale", "truncation to p leaves the cursor at p + 1"},
-    FaultInfo{Fault::RaggedPosition, "ragged-position",
-              "a batched call rotates every sequence's rows at the first sequence's positions"},
-    FaultInfo{Fault::ContinuousBatchMask, "continuous-batch-mask",
-              "in a call mixing prefill chunks and decode rows, a decode row attends to a prefill chunk's sequence"},
-    FaultInfo{Fault::ChunkMask, "chunk-mask",
-              "a multi-token cached chunk (prefill or resume) has no causal mask: every row sees the whole chunk"},
+    FaultInfo{Fault::None, "none", "nothing: the engine as written", "no fault: the engine as written", nullptr},
+    declared<CursorOffByOne>(Fault::CursorOffByOne),
+    declared<SelfExcluded>(Fault::SelfExcluded),
+    declared<DecodeMask>(Fault::DecodeMask),
+    declared<LayerAlias>(Fault::LayerAlias),
+    declared<LastLayerStale>(Fault::LastLayerStale),
+    declared<Fp64Decode>(Fault::Fp64Decode),
+    declared<RopeDecodePhase>(Fault::RopeDecodePhase),
+    declared<BatchStride>(Fault::BatchStride),
+    declared<StaleCache>(Fault::StaleCache),
+    declared<ResumeOffset>(Fault::ResumeOffset),
+    declared<LibraryGemv>(Fault::LibraryGemv),
+    declared<SoftmaxScale>(Fault::SoftmaxScale),
+    declared<ForkShallow>(Fault::ForkShallow),
+    declared<TruncateStale>(Fault::TruncateStale),
+    declared<RaggedPosition>(Fault::RaggedPosition),
+    declared<ContinuousBatchMask>(Fault::ContinuousBatchMask),
+    declared<ChunkMask>(Fault::ChunkMask),
 };
 constexpr std::array<Fault, kFaults.size()> kAll = [] {
   std::array<Fault, kFaults.size()> all{};
@@ -65,6 +237,11 @@ const FaultInfo& info(Fault fault) {
 std::span<const Fault> all_faults() { return kAll; }
 const char* to_string(Fault fault) { return info(fault).name; }
 const char* describe(Fault fault) { return info(fault).description; }
+const char* imitates(Fault fault) { return info(fault).imitates; }
+const Variation& variation(Fault fault) {
+  const Variation* v = info(fault).variation;
+  return v ? *v : model_variation();
+}
 
 Fault fault_from_name(std::string_view name) {
   for (const auto& f : kFaults)

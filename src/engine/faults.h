@@ -1,11 +1,14 @@
-// Fault injection: small, realistic cache bugs the property checker must catch. Each acts
-// only on the cached path (or on the cache between calls); the uncached path never sees one.
-// Selected at runtime (Engine::set_fault, GenerateOptions::fault); None by default, and when
-// None the cost is a branch on a member outside the inner loops.
+// Fault injection: small, realistic cache bugs the property checker must catch. Each fault is
+// declared once, in faults.cpp: its name, the real bug it imitates, what it does, and a
+// Variation (variation.h) that overrides the one variation point it deviates at. The forward
+// pass asks the active Variation on the cached path only, so the uncached path never sees a
+// fault. Selected at runtime (Engine::set_fault, GenerateOptions::fault); None by default.
 #pragma once
 #include <span>
 #include <string>
 #include <string_view>
+
+#include "engine/variation.h"
 
 namespace miniinfer {
 
@@ -37,6 +40,10 @@ std::span<const Fault> all_faults();
 const char* to_string(Fault fault);
 // One line: what the bug does.
 const char* describe(Fault fault);
+// One line: the kind of real-world bug it imitates (docs/faults.md cites instances).
+const char* imitates(Fault fault);
+// The forward pass's variation points with this fault in them; model_variation() for None.
+const Variation& variation(Fault fault);
 // Throws Error "unknown fault 'x' (known: none, cursor-off-by-one, ...)".
 Fault fault_from_name(std::string_view name);
 

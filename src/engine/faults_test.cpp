@@ -5,6 +5,7 @@
 #include "engine/faults.h"
 
 #include <catch2/catch.hpp>
+#include <set>
 
 #include "base/error.h"
 #include "engine/engine_test_util.h"
@@ -76,6 +77,85 @@ std::string first_detection(const Model& model, Fault fault) {
   return "";
 }
 
+// The rows a variation point is asked about: a decode row of sequence 1 at the last layer next
+// to a 3-row chunk of sequence 0, and rows 0 and 1 of a prefill and of a resume chunk.
+std::vector<RowSite> probe_sites() {
+  RowSite base;
+  base.n_segs = 2;
+  base.chunk_n = 3;
+  base.n_layer = 3;
+  base.d_head = 8;
+  base.max_seq_len = 64;
+  std::vector<RowSite> sites;
+  RowSite decode = base;
+  decode.pass = Pass::Decode;
+  decode.layer = 2;
+  decode.seq = 1;
+  decode.seg_pos0 = 5;
+  decode.first_pos0 = 0;
+  sites.push_back(decode.row(0));
+  for (Pass pass : {Pass::Prefill, Pass::Resume}) {
+    RowSite chunk = base;
+    chunk.pass = pass;
+    chunk.layer = 1;
+    chunk.seg_pos0 = pass == Pass::Prefill ? 0 : 4;
+    chunk.seg_n = 3;
+    chunk.first_pos0 = 7;
+    for (int i : {0, 1}) sites.push_back(chunk.row(i));
+  }
+  return sites;
+}
+
+// A cache's cursors and bytes, to compare what two variations' cache operations did.
+std::vector<float> cache_state(const KvCache& cache) {
+  std::vector<float> state;
+  for (int seq = 0; seq < cache.batch(); ++seq) {
+    state.push_back(static_cast<float>(cache.cursor(seq)));
+    for (int l = 0; l < cache.n_layer(); ++l) {
+      const size_t n = static_cast<size_t>(cache.capacity()) * cache.d_model();
+      state.insert(state.end(), cache.k_slab(l, seq), cache.k_slab(l, seq) + n);
+      state.insert(state.end(), cache.v_slab(l, seq), cache.v_slab(l, seq) + n);
+    }
+  }
+  return state;
+}
+
+// Two sequences of 3 tokens with different rows in every layer; `op` runs on it.
+template <class Op>
+std::vector<float> after(Op op) {
+  KvCache cache(2, 2, 1, 2, 4);
+  for (int seq = 0; seq < 2; ++seq) {
+    cache.advance(seq, 3);
+    for (int l = 0; l < 2; ++l) {
+      std::fill_n(cache.k_slab(l, seq), 8, static_cast<float>(10 * seq + l));
+      std::fill_n(cache.v_slab(l, seq), 8, static_cast<float>(20 * seq + l));
+    }
+  }
+  op(cache);
+  return cache_state(cache);
+}
+
+// The variation points at which `v` answers differently from the model at the probe sites.
+std::vector<std::string> deviations(const Variation& v) {
+  const Variation& m = model_variation();
+  std::set<std::string> points;
+  for (const RowSite& r : probe_sites()) {
+    if (v.rope_position(r) != m.rope_position(r)) points.insert("positions");
+    const CacheWrite a = v.cache_write(r), b = m.cache_write(r);
+    if (a.slot != b.slot || a.v_lands != b.v_lands) points.insert("cache write");
+    if (!(v.slots_read(r) == m.slots_read(r))) points.insert("slots read");
+    const Numerics x = v.attention_numerics(r), y = m.attention_numerics(r);
+    if (x.fp64 != y.fp64 || !same_bytes(std::span(&x.scale, 1), std::span(&y.scale, 1))) points.insert("numerics");
+  }
+  for (bool all_decode : {false, true})
+    if (v.library_products(all_decode) != m.library_products(all_decode)) points.insert("library products");
+  auto differ = [&](auto op) { return after([&](KvCache& c) { op(v, c); }) != after([&](KvCache& c) { op(m, c); }); };
+  if (differ([](const Variation& x, KvCache& c) { x.start_request(c, 1); })) points.insert("start request");
+  if (differ([](const Variation& x, KvCache& c) { x.truncate(c, 1, 1); })) points.insert("truncate");
+  if (differ([](const Variation& x, KvCache& c) { x.fork(c, 0, 1, 3); })) points.insert("fork");
+  return {points.begin(), points.end()};
+}
+
 }  // namespace
 
 TEST_CASE("fault names round-trip, each has a description, and an unknown name lists the known ones") {
@@ -83,9 +163,37 @@ TEST_CASE("fault names round-trip, each has a description, and an unknown name l
   for (Fault f : all_faults()) {
     CHECK(fault_from_name(to_string(f)) == f);
     CHECK(std::string(describe(f)).size() > 10);
+    CHECK(std::string(imitates(f)).size() > 10);
   }
   CHECK_THROWS_WITH(fault_from_name("off-by-one"),
                     Catch::Matchers::StartsWith("unknown fault 'off-by-one' (known: none, cursor-off-by-one, "));
+}
+
+TEST_CASE("None is the model's variation, and every other fault deviates at exactly one variation point") {
+  CHECK(&variation(Fault::None) == &model_variation());
+  for (Fault f : all_faults()) {
+    const std::vector<std::string> points = deviations(variation(f));
+    std::string listed;
+    for (const std::string& p : points) listed += " " + p;
+    INFO("fault " << to_string(f) << " deviates at:" << listed);
+    CHECK(points.size() == (f == Fault::None ? 0u : 1u));
+  }
+}
+
+TEST_CASE("a new request starts on an empty cache unless the fault keeps the old rows") {
+  const Config c = make_config(20, 8, 1, 2, 16, 16);
+  const Model model = random_model(c, 4);
+  for (Fault f : {Fault::None, Fault::CursorOffByOne, Fault::StaleCache}) {
+    Engine engine(model, {Backend::Invariant, 2, 0, f});
+    engine.forward_cached(0, std::vector<int>{1, 2});
+    engine.forward_cached(1, std::vector<int>{3});
+    engine.start_request(1);
+    INFO("fault " << to_string(f));
+    CHECK(engine.cursor(0) == 2);
+    CHECK(engine.cursor(1) == (f == Fault::StaleCache ? 1 : 0));
+    engine.start_request();
+    CHECK(engine.cursor(0) == (f == Fault::StaleCache ? 2 : 0));
+  }
 }
 
 TEST_CASE("every fault is caught by comparing against full recompute, and Fault::None raises nothing") {

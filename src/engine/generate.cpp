@@ -30,7 +30,7 @@ GenerateResult generate(Engine& engine, const std::vector<std::vector<int>>& pro
   engine.set_backend(o.backend);
   engine.set_fault(o.fault);
   engine.set_trace(o.trace);
-  if (o.fault != Fault::StaleCache) engine.reset();  // fault: stale-cache skips this reset
+  engine.start_request();
 
   return detail::run_loops(engine, prompts, o);
 }

@@ -44,10 +44,10 @@ struct GenerateResult {
 GenerateResult generate(const Model& model, const std::vector<std::vector<int>>& prompts,
                         const GenerateOptions& options);
 // Reuses `engine` (the checker's hot loop): sets its backend, fault and trace from `options`
-// for this call (and restores the engine's own when it returns or throws), and resets its
-// cache first, so a reused engine behaves like a fresh one. Needs prompts.size() <=
-// engine.batch(); prompt i uses sequence i. Throws Error, naming the step and sequence, when
-// a step's logits hold a NaN or an infinity.
+// for this call (and restores the engine's own when it returns or throws), and starts a new
+// request on every sequence first (Engine::start_request: a reset, so a reused engine behaves
+// like a fresh one). Needs prompts.size() <= engine.batch(); prompt i uses sequence i.
+// Throws Error, naming the step and sequence, when a step's logits hold a NaN or an infinity.
 GenerateResult generate(Engine& engine, const std::vector<std::vector<int>>& prompts,
                         const GenerateOptions& options);
 

@@ -1,0 +1,77 @@
+// The forward pass's variation points: the few decisions about the KV cache that a real cache
+// bug gets wrong (positions, the cache write, the slots and layer read, attention's numerics,
+// the products' kernel, and the cache operations between calls). The defaults ARE the model;
+// a fault (faults.cpp) overrides exactly one of them. The engine asks them on the cached path
+// only: full recompute always runs the defaults, so it stays the reference.
+#pragma once
+#include "engine/trace.h"
+
+namespace miniinfer {
+
+class KvCache;
+
+// The row a variation point is asked about, and the call around it.
+struct RowSite {
+  Pass pass = Pass::Uncached;
+  int layer = 0, seq = 0;
+  int pos = 0;                      // the row's absolute position: seg_pos0 + index
+  int index = 0;                    // the row's place in its segment
+  int seg_pos0 = 0, seg_n = 1;      // its segment: positions seg_pos0.. seg_pos0 + seg_n - 1
+  int n_segs = 1, first_pos0 = 0;   // the call: segments, and the first segment's first position
+  int chunk_seq = 0, chunk_pos0 = 0, chunk_n = 0;  // the call's first multi-row segment (n = 0: none)
+  int n_layer = 0, d_head = 0, max_seq_len = 0;    // the model
+
+  RowSite row(int i) const {
+    RowSite r = *this;
+    r.index = i;
+    r.pos = seg_pos0 + i;
+    return r;
+  }
+};
+
+// Where a row's K and V go: slot `slot` of its own (layer, seq); V stays out of the cache
+// (computed, never stored) unless v_lands.
+struct CacheWrite {
+  int slot = 0;
+  bool v_lands = true;
+};
+
+// What a row's attention reads: slots [0, n_slots) of (layer, seq).
+struct SlotsRead {
+  int n_slots = 0, layer = 0, seq = 0;
+  bool operator==(const SlotsRead&) const = default;
+};
+
+// Attention's score scale and accumulator width for a segment.
+struct Numerics {
+  float scale = 0.0f;
+  bool fp64 = false;
+};
+
+// Variations are static, stateless objects that nothing deletes: no virtual destructor, so
+// each can be a constant (faults.cpp).
+class Variation {
+ public:
+  // Positions: the position a row's q and k are rotated at.
+  virtual int rope_position(const RowSite& r) const { return r.pos; }
+  // The cache write: K and V of the row at position pos go to slot pos.
+  virtual CacheWrite cache_write(const RowSite& r) const { return {r.pos, true}; }
+  // Slots read, layer read: a row at position pos attends to slots 0..pos of its own layer and
+  // sequence (the causal mask).
+  virtual SlotsRead slots_read(const RowSite& r) const { return {r.pos + 1, r.layer, r.seq}; }
+  // A segment's attention numerics (asked with its first row): float, scaled by 1/sqrt(d_head).
+  virtual Numerics attention_numerics(const RowSite& r) const;
+  // Whether a call's products go through a library GEMM instead of the invariant kernel.
+  virtual bool library_products(bool /*all_decode*/) const { return false; }
+
+  // Between calls: a new request on `seq` starts on an empty cache; truncate and fork as
+  // KvCache does them.
+  virtual void start_request(KvCache& cache, int seq) const;
+  virtual void truncate(KvCache& cache, int seq, int p) const;
+  virtual void fork(KvCache& cache, int src, int dst, int prefix_len) const;
+};
+
+// The model as written: every variation point at its default.
+const Variation& model_variation();
+
+}  // namespace miniinfer

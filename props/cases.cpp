@@ -403,10 +403,7 @@ Failure report_case(const Case& c, const std::string& headline) {
   for (const Scenario& sc : scenarios_for(c)) {
     t.engine->clean_slate();
     try {
-      if (Engine* ours = t.engine->native())
-        f = diagnose(*ours, sc, c.property, headline, context().model.vocab);
-      else
-        f = diagnose_outside(*t.engine, sc, c.property, headline, context().model.vocab);
+      f = diagnose(*t.engine, sc, c.property, headline, context().model.vocab);
     } catch (const std::exception& e) {
       f.property = c.property;
       f.headline = headline;
@@ -520,9 +517,9 @@ SavedCase saved_case_from_json(const nlohmann::json& j) {
     s.fault = j.value("fault", std::string("none"));
     s.model_sha256 = j.value("model_sha256", std::string());
     s.engine = j.value("engine", std::string("miniinfer"));
-    if (s.engine != "miniinfer" && s.engine != "llamacpp")
-      fail("case: engine '{}' is not miniinfer or llamacpp", printable_name(s.engine));
-    if (s.engine == "llamacpp") s.llama = LlamaSettings::from_json(j.at("engine_settings"));
+    const EngineDecl* engine = find_engine(s.engine);
+    if (!engine) fail("case: engine '{}' is not {}", printable_name(s.engine), engine_names());
+    if (engine->read_saved) s.engine_settings = engine->read_saved(j.at("engine_settings"));
     s.level = j.value("level", std::string("bits"));
     level_from_name(s.level);
     return s;

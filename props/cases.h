@@ -49,8 +49,8 @@ struct SavedCase {
   Case c;
   Program program;
   std::string backend = "invariant", fault = "none", model_sha256;
-  std::string engine = "miniinfer";  // and, for llamacpp, its settings
-  LlamaSettings llama;
+  std::string engine = "miniinfer";
+  nlohmann::json engine_settings;    // the engine's, checked by its read_saved (null for ours)
   std::string level = "bits";
 };
 SavedCase saved_case_from_json(const nlohmann::json& j);

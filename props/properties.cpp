@@ -224,18 +224,9 @@ int replay_case(const std::string& path) {
   if (run.engine != "miniinfer" && saved.engine != run.engine)
     fail("replay {}: the case was found on engine {}, not {}", path, saved.engine, run.engine);
   const std::string engine = saved.engine;
-  if (engine == "llamacpp") {
-    const std::string gguf = run.gguf.empty() ? saved.llama.gguf : ctx.llama.gguf;
-    ctx.llama = saved.llama;
-    ctx.llama.gguf = gguf;
-    if (!std::filesystem::is_regular_file(gguf_open_path(gguf)))
-      fail("replay {}: its engine's GGUF {} is not there; pass --gguf FILE", path, gguf);
-    if (!saved.llama.gguf_sha256.empty() && file_sha256(gguf_open_path(gguf)) != saved.llama.gguf_sha256)
-      fail("replay {}: saved against a GGUF with sha256 {}, but {} is another file", path, saved.llama.gguf_sha256,
-           gguf);
-  }
+  const nlohmann::json settings = find_engine(engine)->replay(path, saved.engine_settings, run);
   if (run.level == "bits" && saved.level != "bits") set_run_level(level_from_name(saved.level));
-  make_subject(engine);
+  make_subject(engine, settings);
   std::printf("replay %s: engine %s; level %s\n", path.c_str(), ctx.subject->describe().c_str(),
               to_string(run_level()).c_str());
   // A case replays only on the model that found it: other weights make other bytes.

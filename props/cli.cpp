@@ -44,11 +44,19 @@ void shaping(CommandLine& c, std::initializer_list<std::string> words) {
   c.config.shaping_flags.insert(c.config.shaping_flags.end(), words);
 }
 
+// An engine's flag: help says whose it is; the value goes where the declaration says.
 Flag engine_flag(const EngineDecl& engine, const EngineFlag& f) {
   return {f.name, f.arg, fmt::format("{}: {}", engine.name, f.help), [&f](CommandLine& c, const std::string& v) {
-            if (f.number) check_number(f.name, v);
-            if (f.number) shaping(c, {f.name + std::string("=") + v}); else shaping(c, {f.name, v});
-            if (f.field) c.config.*f.field = v; else c.config.engine_flags[f.name] = v;
+            if (f.number) {
+              check_number(f.name, v);
+              shaping(c, {f.name + std::string("=") + v});
+            } else {
+              shaping(c, {f.name, v});
+            }
+            if (f.field)
+              c.config.*f.field = v;
+            else
+              c.config.engine_flags[f.name] = v;
           }};
 }
 
@@ -61,55 +69,67 @@ std::string engine_help() {
   return "the engine under test: " + names;
 }
 
-// Every flag in help order.
+// The flags help lists before the engines' flags, and after them.
+std::vector<Flag> leading_flags() {
+  return {{"--rc-seed", "=N", "RapidCheck seed (printed in every run; default: RapidCheck's)",
+           [](CommandLine& c, const std::string& v) {
+             check_number("--rc-seed", v);
+             c.rc_params += " seed=" + v;
+           }},
+          {"--rc-max-success", "=N", "cases per property, scaled: 100 = each property's default",
+           [](CommandLine& c, const std::string& v) {
+             check_number("--rc-max-success", v);
+             c.rc_params += " max_success=" + v;
+             shaping(c, {"--rc-max-success=" + v});
+           }},
+          {"--rc-noshrink", "", "report the first failing case without shrinking it",
+           [](CommandLine& c, const std::string&) { c.rc_params += " noshrink=1"; }},
+          {"--rc-reproduce", "=S", "replay the failure a reproduce string names (other properties skip)",
+           [](CommandLine& c, const std::string& v) {
+             c.rc_params += " reproduce=" + v;
+             c.reproducing = true;
+           }},
+          {"--replay", " FILE", "re-run a saved counterexample (report-dir/*.case.json) and report",
+           [](CommandLine& c, const std::string& v) { c.replay = v; }},
+          {"--model", " FILE", "model weights (default: the shipped experiments/17-minigpt model)",
+           [](CommandLine& c, const std::string& v) { c.config.model_path = v, shaping(c, {"--model", v}); }},
+          {"--engine", " NAME", engine_help(),
+           [](CommandLine& c, const std::string& v) { c.config.engine = v, shaping(c, {"--engine", v}); }},
+          {"--level", " LEVEL",
+           "what must be equal: bits (default: logits and K/V byte for byte),\n"
+           "ulp:N (every logit within N ULP, tokens equal) or tokens (token ids);\n"
+           "every report also says at which finer level a case parted",
+           [](CommandLine& c, const std::string& v) { c.config.level = v, shaping(c, {"--level", v}); }}};
+}
+
+std::vector<Flag> trailing_flags() {
+  return {{"--report-dir", " DIR", "where failure reports go (default: props-report)",
+           [](CommandLine& c, const std::string& v) { c.config.report_dir = v; }},
+          {"--full", "", "random architectures at full size (d_model up to 512, batches of 4)",
+           [](CommandLine& c, const std::string&) { c.config.full = true, shaping(c, {"--full"}); }},
+          {"--summary", " FILE", "also write the run's outcome per property as JSON",
+           [](CommandLine& c, const std::string& v) { c.summary = v; }},
+          {"--shard", " K/N",
+           "run the K-th of N disjoint slices of every property's cases (batches\n"
+           "of 10 with their own seeds; N shards run exactly the 1/1 run's cases)",
+           [](CommandLine& c, const std::string& v) { c.shard = v, parse_shard(v); }},
+          {"--results", " FILE",
+           "append one fsync'd JSON line per finished batch; run again with the\n"
+           "same flags, it skips the batches FILE holds (docs/nightly.md)",
+           [](CommandLine& c, const std::string& v) { c.results = v; }},
+          {"--help", "", "this text; Catch2's own flags: props --help-catch",
+           [](CommandLine& c, const std::string&) { c.help = true; }},
+          {"-h", "", "", [](CommandLine& c, const std::string&) { c.help = true; }},
+          {"--help-catch", "", "", [](CommandLine& c, const std::string&) { c.catch_args.push_back("--help"); }}};
+}
+
+// Every flag, in help order: ours, each engine's, ours again.
 const std::vector<Flag>& flags() {
   static const std::vector<Flag> table = [] {
-    std::vector<Flag> t = {
-        {"--rc-seed", "=N", "RapidCheck seed (printed in every run; default: RapidCheck's)",
-         [](CommandLine& c, const std::string& v) { check_number("--rc-seed", v), c.rc_params += " seed=" + v; }},
-        {"--rc-max-success", "=N", "cases per property, scaled: 100 = each property's default",
-         [](CommandLine& c, const std::string& v) {
-           check_number("--rc-max-success", v);
-           c.rc_params += " max_success=" + v;
-           shaping(c, {"--rc-max-success=" + v});
-         }},
-        {"--rc-noshrink", "", "report the first failing case without shrinking it",
-         [](CommandLine& c, const std::string&) { c.rc_params += " noshrink=1"; }},
-        {"--rc-reproduce", "=S", "replay the failure a reproduce string names (other properties skip)",
-         [](CommandLine& c, const std::string& v) { c.rc_params += " reproduce=" + v, c.reproducing = true; }},
-        {"--replay", " FILE", "re-run a saved counterexample (report-dir/*.case.json) and report",
-         [](CommandLine& c, const std::string& v) { c.replay = v; }},
-        {"--model", " FILE", "model weights (default: the shipped experiments/17-minigpt model)",
-         [](CommandLine& c, const std::string& v) { c.config.model_path = v, shaping(c, {"--model", v}); }},
-        {"--engine", " NAME", engine_help(),
-         [](CommandLine& c, const std::string& v) { c.config.engine = v, shaping(c, {"--engine", v}); }},
-        {"--level", " LEVEL",
-         "what must be equal: bits (default: logits and K/V byte for byte),\n"
-         "ulp:N (every logit within N ULP, tokens equal) or tokens (token ids);\n"
-         "every report also says at which finer level a case parted",
-         [](CommandLine& c, const std::string& v) { c.config.level = v, shaping(c, {"--level", v}); }}};
+    std::vector<Flag> t = leading_flags();
     for (const EngineDecl* e : engines())
       for (const EngineFlag& f : e->flags) t.push_back(engine_flag(*e, f));
-    const std::vector<Flag> rest = {
-        {"--report-dir", " DIR", "where failure reports go (default: props-report)",
-         [](CommandLine& c, const std::string& v) { c.config.report_dir = v; }},
-        {"--full", "", "random architectures at full size (d_model up to 512, batches of 4)",
-         [](CommandLine& c, const std::string&) { c.config.full = true, shaping(c, {"--full"}); }},
-        {"--summary", " FILE", "also write the run's outcome per property as JSON",
-         [](CommandLine& c, const std::string& v) { c.summary = v; }},
-        {"--shard", " K/N",
-         "run the K-th of N disjoint slices of every property's cases (batches\n"
-         "of 10 with their own seeds; N shards run exactly the 1/1 run's cases)",
-         [](CommandLine& c, const std::string& v) { c.shard = v, parse_shard(v); }},
-        {"--results", " FILE",
-         "append one fsync'd JSON line per finished batch; run again with the\n"
-         "same flags, it skips the batches FILE holds (docs/nightly.md)",
-         [](CommandLine& c, const std::string& v) { c.results = v; }},
-        {"--help", "", "this text; Catch2's own flags: props --help-catch",
-         [](CommandLine& c, const std::string&) { c.help = true; }},
-        {"-h", "", "", [](CommandLine& c, const std::string&) { c.help = true; }},
-        {"--help-catch", "", "", [](CommandLine& c, const std::string&) { c.catch_args.push_back("--help"); }}};
-    t.insert(t.end(), rest.begin(), rest.end());
+    for (Flag& f : trailing_flags()) t.push_back(std::move(f));
     return t;
   }();
   return table;

@@ -32,4 +32,9 @@ std::string source_relative_path(const std::string& path) {
   return abs.string();
 }
 
+std::string open_path(const std::string& stored) {
+  const std::filesystem::path p(stored);
+  return p.is_absolute() ? stored : (std::filesystem::path(MINIINFER_SOURCE_DIR) / p).string();
+}
+
 }  // namespace miniinfer::props

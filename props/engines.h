@@ -91,7 +91,9 @@ class EngineUnderTest {
 std::unique_ptr<EngineUnderTest> wrap_engine(Engine& engine, Backend backend, Fault fault);
 
 // A path as case files and reports keep it: relative to the source tree when it lies inside it
-// (so a case or report made in one checkout reads the same in another), else absolute.
+// (so a case or report made in one checkout reads the same in another), else absolute; and a
+// path so kept back to a path to open.
 std::string source_relative_path(const std::string& path);
+std::string open_path(const std::string& stored);
 
 }  // namespace miniinfer::props

@@ -55,12 +55,6 @@ LlamaSettings LlamaSettings::from_json(const nlohmann::json& j) {
   }
 }
 
-// A GGUF path as the settings keep it (source_relative_path) back to a path to open.
-std::string gguf_open_path(const std::string& stored) {
-  const std::filesystem::path p(stored);
-  return p.is_absolute() ? stored : (std::filesystem::path(MINIINFER_SOURCE_DIR) / p).string();
-}
-
 #ifdef MINIINFER_HAVE_LLAMACPP
 
 // ---- the eval callback's tensors as our trace records ----------------------------------------
@@ -146,7 +140,7 @@ void append_trace(Trace& out, const LlamaTrace& lt, const std::vector<Row>& rows
 class LlamaSubject final : public EngineUnderTest {
  public:
   LlamaSubject(const LlamaSettings& s, const Config& config, int batch, int capacity)
-      : settings_(s), config_(config), e_(gguf_open_path(s.gguf), options(s, batch, capacity)) {}
+      : settings_(s), config_(config), e_(open_path(s.gguf), options(s, batch, capacity)) {}
 
   std::string name() const override { return "llamacpp"; }
   nlohmann::json settings() const override { return settings_.to_json(); }
@@ -284,7 +278,7 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json& j, const Model& mode
     subject = std::make_unique<LlamaSubject>(settings, model.config, batch, capacity);
   } catch (const Error& e) {
     std::string why = e.what();
-    const std::string path = gguf_open_path(settings.gguf) + ": ";
+    const std::string path = open_path(settings.gguf) + ": ";
     if (why.starts_with(path)) why = why.substr(path.size());
     fail("--gguf {}: {}", settings.gguf, why);
   }
@@ -338,9 +332,9 @@ nlohmann::json read_saved(const nlohmann::json& saved) { return LlamaSettings::f
 nlohmann::json replay(const std::string& path, const nlohmann::json& saved, const RunConfig& run) {
   LlamaSettings s = LlamaSettings::from_json(saved);
   if (!flag_value(run, "--gguf").empty()) s.gguf = run.engine_settings.at("gguf").get<std::string>();
-  if (!std::filesystem::is_regular_file(gguf_open_path(s.gguf)))
+  if (!std::filesystem::is_regular_file(open_path(s.gguf)))
     fail("replay {}: its engine's GGUF {} is not there; pass --gguf FILE", path, s.gguf);
-  if (!s.gguf_sha256.empty() && file_sha256(gguf_open_path(s.gguf)) != s.gguf_sha256)
+  if (!s.gguf_sha256.empty() && file_sha256(open_path(s.gguf)) != s.gguf_sha256)
     fail("replay {}: saved against a GGUF with sha256 {}, but {} is another file", path, s.gguf_sha256, s.gguf);
   return s.to_json();
 }

@@ -60,12 +60,15 @@ Flag engine_flag(const EngineDecl& engine, const EngineFlag& f) {
           }};
 }
 
+// "the engine under test: miniinfer (ours, the default) or llamacpp"
 std::string engine_help() {
   std::string names;
   const auto& list = engines();
-  for (size_t i = 0; i < list.size(); ++i)
-    names += fmt::format("{}{}{}", i == 0 ? "" : i + 1 == list.size() ? " or " : ", ", list[i]->name,
-                         *list[i]->note ? fmt::format(" ({})", list[i]->note) : "");
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (i > 0) names += i + 1 == list.size() ? " or " : ", ";
+    names += list[i]->name;
+    if (*list[i]->note) names += fmt::format(" ({})", list[i]->note);
+  }
   return "the engine under test: " + names;
 }
 
@@ -92,27 +95,42 @@ std::vector<Flag> leading_flags() {
           {"--replay", " FILE", "re-run a saved counterexample (report-dir/*.case.json) and report",
            [](CommandLine& c, const std::string& v) { c.replay = v; }},
           {"--model", " FILE", "model weights (default: the shipped experiments/17-minigpt model)",
-           [](CommandLine& c, const std::string& v) { c.config.model_path = v, shaping(c, {"--model", v}); }},
+           [](CommandLine& c, const std::string& v) {
+             c.config.model_path = v;
+             shaping(c, {"--model", v});
+           }},
           {"--engine", " NAME", engine_help(),
-           [](CommandLine& c, const std::string& v) { c.config.engine = v, shaping(c, {"--engine", v}); }},
+           [](CommandLine& c, const std::string& v) {
+             c.config.engine = v;
+             shaping(c, {"--engine", v});
+           }},
           {"--level", " LEVEL",
            "what must be equal: bits (default: logits and K/V byte for byte),\n"
            "ulp:N (every logit within N ULP, tokens equal) or tokens (token ids);\n"
            "every report also says at which finer level a case parted",
-           [](CommandLine& c, const std::string& v) { c.config.level = v, shaping(c, {"--level", v}); }}};
+           [](CommandLine& c, const std::string& v) {
+             c.config.level = v;
+             shaping(c, {"--level", v});
+           }}};
 }
 
 std::vector<Flag> trailing_flags() {
   return {{"--report-dir", " DIR", "where failure reports go (default: props-report)",
            [](CommandLine& c, const std::string& v) { c.config.report_dir = v; }},
           {"--full", "", "random architectures at full size (d_model up to 512, batches of 4)",
-           [](CommandLine& c, const std::string&) { c.config.full = true, shaping(c, {"--full"}); }},
+           [](CommandLine& c, const std::string&) {
+             c.config.full = true;
+             shaping(c, {"--full"});
+           }},
           {"--summary", " FILE", "also write the run's outcome per property as JSON",
            [](CommandLine& c, const std::string& v) { c.summary = v; }},
           {"--shard", " K/N",
            "run the K-th of N disjoint slices of every property's cases (batches\n"
            "of 10 with their own seeds; N shards run exactly the 1/1 run's cases)",
-           [](CommandLine& c, const std::string& v) { c.shard = v, parse_shard(v); }},
+           [](CommandLine& c, const std::string& v) {
+             parse_shard(v);  // refused here, before anything runs
+             c.shard = v;
+           }},
           {"--results", " FILE",
            "append one fsync'd JSON line per finished batch; run again with the\n"
            "same flags, it skips the batches FILE holds (docs/nightly.md)",

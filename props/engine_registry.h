@@ -55,6 +55,10 @@ struct EngineDecl {
 extern const EngineDecl kMiniInfer;  // engine_miniinfer.cpp
 extern const EngineDecl kLlamaCpp;   // engines_llamacpp.cpp
 
+// Ours on an Engine the adapter borrows, with the given backend and fault (p10's engines for a
+// random architecture; the reporter's own runs).
+std::unique_ptr<EngineUnderTest> wrap_engine(Engine& engine, Backend backend, Fault fault);
+
 // Every engine, the default first.
 const std::vector<const EngineDecl*>& engines();
 const EngineDecl* find_engine(const std::string& name);  // nullptr if none has that name

@@ -86,10 +86,6 @@ class EngineUnderTest {
   virtual Engine* native() { return nullptr; }
 };
 
-// Ours on an Engine the adapter borrows, with the run's backend and fault (p10's engines for a
-// random architecture).
-std::unique_ptr<EngineUnderTest> wrap_engine(Engine& engine, Backend backend, Fault fault);
-
 // A path as case files and reports keep it: relative to the source tree when it lies inside it
 // (so a case or report made in one checkout reads the same in another), else absolute; and a
 // path so kept back to a path to open.

@@ -2,6 +2,7 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "props/engine_registry.h"
 
 namespace miniinfer::props {
 

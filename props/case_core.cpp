@@ -170,20 +170,19 @@ std::optional<std::string> judge_runs(const std::string& what, const std::vector
 }
 
 std::optional<std::string> check_slots(EngineUnderTest& subject, int seq, const std::vector<int>& tokens) {
-  Engine* native = subject.native();
-  if (!native) fail("engine {} has no {}", subject.name(), to_string(Capability::KvRows));
-  Engine& e = *native;
-  const int n = e.cursor(seq);
-  KvRows kv;
-  e.forward_uncached(std::span<const int>(tokens).first(static_cast<size_t>(n)), false, &kv);
-  const Config& cf = e.config();
+  const int n = subject.cursor(seq);
+  if (n > static_cast<int>(tokens.size()))
+    return fmt::format("sequence {}'s cursor is {}, past the {} tokens it was given", seq, n, tokens.size());
+  const auto held = subject.cache_rows(seq);
+  const auto ref = subject.recompute_rows(std::span<const int>(tokens).first(static_cast<size_t>(n)));
+  if (!held || !ref) fail("engine {} has no {}", subject.name(), to_string(Capability::KvRows));
+  const Config& cf = subject.config();
   for (int s = 0; s < n; ++s)
     for (int l = 0; l < cf.n_layer; ++l)
       for (int h = 0; h < cf.n_head; ++h) {
-        const auto ck = e.cache().k_row(l, seq, h, s), cv = e.cache().v_row(l, seq, h, s);
-        if (!rows_within(ck, kv.k_row(l, h, s)))
+        if (!rows_within(held->k_row(l, h, s), ref->k_row(l, h, s)))
           return fmt::format("cache K row differs from full recompute at layer {}, head {}, slot {}", l, h, s);
-        if (!rows_within(cv, kv.v_row(l, h, s)))
+        if (!rows_within(held->v_row(l, h, s), ref->v_row(l, h, s)))
           return fmt::format("cache V row differs from full recompute at layer {}, head {}, slot {}", l, h, s);
       }
   return std::nullopt;
@@ -266,10 +265,7 @@ Failure report_scenarios(EngineUnderTest& engine, const std::vector<Scenario>& s
   for (const Scenario& sc : scenarios) {
     engine.clean_slate();
     try {
-      if (Engine* ours = engine.native())
-        f = diagnose(*ours, sc, property, headline, context().model.vocab);
-      else
-        f = diagnose_outside(engine, sc, property, headline, context().model.vocab);
+      f = diagnose(engine, sc, property, headline, context().model.vocab);
     } catch (const std::exception& e) {
       f.property = property;
       f.headline = headline;

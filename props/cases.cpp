@@ -1,13 +1,11 @@
 #include "props/cases.h"
 
 #include <cstdio>
-#include <filesystem>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
-#include "base/sha256.h"
-#include "model/safetensors.h"
 #include "props/context.h"
+#include "props/engine_registry.h"
 #include "props/level.h"
 
 namespace miniinfer::props {
@@ -20,7 +18,7 @@ std::string json_why(const nlohmann::json::exception& e) {
 }
 
 // The case runs as it was saved: its engine (and settings), level, backend and fault, unless
-// this run names others. --gguf may say where a llama.cpp case's GGUF is now.
+// this run names others; the engine says how its saved settings meet this run's flags.
 void adopt_saved_settings(const std::string& path, const SavedCase& saved) {
   Context& ctx = context();
   const RunConfig& run = run_config();
@@ -28,18 +26,9 @@ void adopt_saved_settings(const std::string& path, const SavedCase& saved) {
   if (ctx.fault == Fault::None) ctx.fault = fault_from_name(saved.fault);
   if (run.engine != "miniinfer" && saved.engine != run.engine)
     fail("replay {}: the case was found on engine {}, not {}", path, saved.engine, run.engine);
-  if (saved.engine == "llamacpp") {
-    const std::string gguf = run.gguf.empty() ? saved.llama.gguf : ctx.llama.gguf;
-    ctx.llama = saved.llama;
-    ctx.llama.gguf = gguf;
-    if (!std::filesystem::is_regular_file(gguf_open_path(gguf)))
-      fail("replay {}: its engine's GGUF {} is not there; pass --gguf FILE", path, gguf);
-    if (!saved.llama.gguf_sha256.empty() && file_sha256(gguf_open_path(gguf)) != saved.llama.gguf_sha256)
-      fail("replay {}: saved against a GGUF with sha256 {}, but {} is another file", path, saved.llama.gguf_sha256,
-           gguf);
-  }
+  const nlohmann::json settings = find_engine(saved.engine)->replay(path, saved.engine_settings, run);
   if (run.level == "bits" && saved.level != "bits") set_run_level(level_from_name(saved.level));
-  make_subject(saved.engine);
+  make_subject(saved.engine, settings);
 }
 
 }  // namespace
@@ -56,9 +45,9 @@ SavedCase saved_case_from_json(const nlohmann::json& j) {
     s.fault = j.value("fault", std::string("none"));
     s.model_sha256 = j.value("model_sha256", std::string());
     s.engine = j.value("engine", std::string("miniinfer"));
-    if (s.engine != "miniinfer" && s.engine != "llamacpp")
-      fail("case: engine '{}' is not miniinfer or llamacpp", printable_name(s.engine));
-    if (s.engine == "llamacpp") s.llama = LlamaSettings::from_json(j.at("engine_settings"));
+    const EngineDecl* engine = find_engine(s.engine);
+    if (!engine) fail("case: engine '{}' is not {}", printable_name(s.engine), engine_names());
+    if (engine->read_saved) s.engine_settings = engine->read_saved(j.at("engine_settings"));
     s.level = j.value("level", std::string("bits"));
     level_from_name(s.level);
     return s;

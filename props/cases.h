@@ -15,8 +15,8 @@ struct SavedCase {
   const Property* property = nullptr;
   std::unique_ptr<LoadedCase> loaded;
   std::string backend = "invariant", fault = "none", model_sha256;
-  std::string engine = "miniinfer";  // and, for llamacpp, its settings
-  LlamaSettings llama;
+  std::string engine = "miniinfer";
+  nlohmann::json engine_settings;    // the engine's, checked by its read_saved (null for ours)
   std::string level = "bits";
 };
 // Throws Error naming the problem, and no other exception, whatever the JSON holds (the fuzz

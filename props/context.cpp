@@ -10,6 +10,7 @@
 #include "base/sha256.h"
 #include "corpus/grammar.h"
 #include "model/model_file.h"
+#include "props/engine_registry.h"
 #include "props/history.h"
 #include "props/level.h"
 #include "props/model_check.h"
@@ -46,50 +47,25 @@ void load_context(const RunConfig& given) {
   ctx.fault = config.inject.empty() ? Fault::None : fault_from_name(config.inject);
   EngineOptions eo;
   eo.backend = ctx.backend;
-  eo.batch = kBatch;
-  ctx.engine = std::make_unique<Engine>(ctx.model, eo);
   eo.batch = kHistorySequences;
   eo.capacity = std::min(kHistoryCapacity, ctx.model.config.max_seq_len);
   ctx.history_engine = std::make_unique<Engine>(ctx.model, eo);
   set_run_level(level_from_name(config.level));
-  if (config.engine != "miniinfer" && config.engine != "llamacpp")
-    fail("--engine: '{}' is not an engine (miniinfer or llamacpp)", config.engine);
-  if (config.engine == "llamacpp") {
-    if (config.gguf.empty()) fail("--engine llamacpp needs --gguf FILE (minigpt export-gguf writes one)");
-    if (!config.inject.empty()) fail("--inject {}: faults are our engine's; llamacpp has none", config.inject);
-    if (config.backend != "invariant") fail("--backend {}: backends are our engine's; llamacpp has its own", config.backend);
-    nlohmann::json settings = {{"gguf", config.gguf}, {"kv", config.llama_kv}, {"threads", config.llama_threads},
-                               {"flash", config.llama_flash}, {"ubatch", config.llama_ubatch}};
-    if (config.llama_kv != "f16" && config.llama_kv != "f32")
-      fail("--llama-kv: '{}' is not f16 or f32", config.llama_kv);
-    if (config.llama_flash != "on" && config.llama_flash != "off")
-      fail("--llama-flash: '{}' is not on or off", config.llama_flash);
-    if (config.llama_threads < 1 || config.llama_threads > 256)
-      fail("--llama-threads: {} is outside 1..256", config.llama_threads);
-    if (config.llama_ubatch > 65536) fail("--llama-ubatch: {} is more than 65536", config.llama_ubatch);
-    if (!std::filesystem::is_regular_file(config.gguf)) fail("--gguf {}: no such file", config.gguf);
-    settings["gguf"] = source_relative_path(config.gguf);
-    ctx.llama = LlamaSettings::from_json(settings);
-    ctx.llama.gguf_sha256 = file_sha256(config.gguf);
-  } else if (!config.gguf.empty()) {
-    fail("--gguf {}: only --engine llamacpp reads a GGUF", config.gguf);
-  }
+  const EngineDecl* engine = find_engine(config.engine);
+  if (!engine) fail("--engine: '{}' is not an engine ({})", config.engine, engine_names());
+  config.engine_settings = settings_from_flags(*engine, config);
   set_run_config(config);
-  make_subject(config.engine);
+  make_subject(config.engine, config.engine_settings);
   const auto& c = ctx.model.config;
   std::printf("props: model %s (V=%d D=%d L=%d H=%d F=%d)\nprops: engine %s; level %s\n", ctx.model_label.c_str(),
               c.vocab_size, c.d_model, c.n_layer, c.n_head, c.d_ff, ctx.subject->describe().c_str(),
               to_string(run_level()).c_str());
 }
 
-void make_subject(const std::string& engine_name) {
+void make_subject(const std::string& name, const nlohmann::json& settings) {
   Context& ctx = context();
   ctx.subject.reset();
-  if (engine_name == "llamacpp") {
-    ctx.subject = make_llamacpp(ctx.llama, ctx.model, kBatch, ctx.model.config.max_seq_len);
-  } else {
-    ctx.subject = wrap_engine(*ctx.engine, ctx.backend, ctx.fault);
-  }
+  ctx.subject = find_engine(name)->make(settings, ctx.model, kBatch, ctx.model.config.max_seq_len);
 }
 
 GenerateOptions base_options() {

@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "model/model.h"
+#include "props/engine_registry.h"
 #include "props/engines.h"
 #include "props/runner.h"
 
@@ -20,11 +21,9 @@ struct Context {
   std::string model_label;  // the path, or how the stand-in model was made
   std::string model_sha256;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<Engine> engine;          // ours (also the reference for p10's architectures)
   std::unique_ptr<Engine> history_engine;  // p11's: kHistorySequences small sequences
-  // The engine under test: ours (wrapping `engine`) or an outside one (--engine llamacpp).
+  // The engine under test (--engine, props/engine_registry.h), made from its settings.
   std::unique_ptr<EngineUnderTest> subject;
-  LlamaSettings llama;                     // --engine llamacpp: its settings
   Backend backend = Backend::Invariant;
   Fault fault = Fault::None;
 };
@@ -37,7 +36,7 @@ void load_context(const RunConfig& config);
 // Options for generate() from the run: backend and fault, plus the case's parameters.
 GenerateOptions base_options();
 
-// (Re)builds context().subject from the run config (replay switches engine, backend, fault).
-void make_subject(const std::string& engine_name);
+// (Re)builds context().subject: engine `name` with `settings` (replay switches engine and settings).
+void make_subject(const std::string& name, const nlohmann::json& settings);
 
 }  // namespace miniinfer::props

@@ -1,11 +1,13 @@
 // The engine props checks, behind one interface, so the properties run on any engine: ours
-// (invariant or eigen backend, with injectable faults) or an outside one (llama.cpp). The
-// operations every engine offers are what the properties need: chunks appended to several
-// sequences in one call, batched decode, truncate, fork, reset and full recompute of a token
-// list. The rest are capabilities an engine may lack; a property that needs one the engine
-// lacks is skipped, and the run names the property and the capability.
+// (invariant or eigen backend, with injectable faults) or an outside one. The operations every
+// engine offers are what the properties need: chunks appended to several sequences in one call,
+// batched decode, truncate, fork, reset and full recompute of a token list. The rest are
+// capabilities an engine may lack; a property that needs one the engine lacks is skipped, and
+// the run names the property and the capability. No engine is named here: each declares itself
+// in its own file (props/engine_registry.h).
 #pragma once
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -14,17 +16,13 @@
 
 #include "engine/engine.h"
 #include "engine/generate.h"
-
-namespace miniinfer {
-class LlamaCpp;
-struct LlamaTrace;
-}  // namespace miniinfer
+#include "engine/trace.h"
 
 namespace miniinfer::props {
 
 enum class Capability {
   KvRows,         // K and V rows per layer, head and slot, next to full recompute's
-  Trace,          // our per-(layer, head) trace for the reporter
+  Trace,          // a per-(layer, head) trace of a forward call for the reporter
   Faults,         // the fault catalogue can be injected
   Architectures,  // an engine can be built for a random architecture (p10)
 };
@@ -34,10 +32,11 @@ class EngineUnderTest {
  public:
   virtual ~EngineUnderTest() = default;
 
-  virtual std::string name() const = 0;              // "miniinfer", "llamacpp"
+  virtual std::string name() const = 0;              // as --engine names it
   virtual nlohmann::json settings() const = 0;       // recorded in every counterexample
   virtual std::string describe() const = 0;          // one line for the run's banner
   virtual bool has(Capability c) const = 0;
+  virtual const Config& config() const = 0;          // the model's shape: layers, heads, widths
 
   virtual int vocab_size() const = 0;
   virtual int batch() const = 0;     // sequences
@@ -64,42 +63,33 @@ class EngineUnderTest {
   // the engine lets us, every cache slot overwritten (scenario.h, kPoison).
   virtual void clean_slate() = 0;
 
-  // generate() with `options` (cache on or off), the same loops for every engine.
+  // generate() with `options` (cache on or off), the same loops for every engine. An engine
+  // that cannot trace every call of a run refuses options.trace with an Error.
   virtual GenerateResult generate(const std::vector<std::vector<int>>& prompts, const GenerateOptions& options) = 0;
 
   // The active fault (Fault::None on an engine without the capability).
   virtual Fault fault() const { return Fault::None; }
 
-  // Capabilities KvRows, Trace, Faults, Architectures: our Engine underneath, or nullptr.
-  virtual Engine* native() { return nullptr; }
-  // An outside engine's own tracing (llama.cpp's eval callback): records the tensors of the
-  // nth forward call from now (0: the next one) into `trace`. False: the engine cannot.
-  virtual bool trace_call(LlamaTrace* /*trace*/, int /*nth*/) { return false; }
+  // Capability Trace: records the nth forward call from now (0: the next one, counting
+  // generate()'s calls too) into `trace`: call = trace->calls, then ++trace->calls. Each row
+  // is labelled with its sequence and absolute position (full recompute's rows: trace->seq,
+  // positions 0..T-1); rows outside trace->positions (when not empty) are left out. False:
+  // the engine cannot trace.
+  virtual bool trace_call(Trace* /*trace*/, int /*nth*/) { return false; }
+  // Capability KvRows: the K and V rows the cache holds for `seq`, slots 0..cursor(seq)-1, as
+  // (L, H, T = cursor, d_head); and full recompute's rows for `tokens` (a forward call).
+  virtual std::optional<KvRows> cache_rows(int /*seq*/) { return std::nullopt; }
+  virtual std::optional<KvRows> recompute_rows(std::span<const int> /*tokens*/) { return std::nullopt; }
+
+  // A new request on `seq` starts where generate() starts one: on an empty sequence (ours asks
+  // the active fault, so stale-cache keeps the old rows there too).
+  virtual void start_request(int seq) { reset(seq); }
 };
 
-// Ours: an Engine the adapter borrows (the context owns it), with the run's backend and fault.
-std::unique_ptr<EngineUnderTest> wrap_engine(Engine& engine, Backend backend, Fault fault);
-
-// llama.cpp, when the build has it (otherwise: an Error saying so).
-struct LlamaSettings {
-  std::string gguf;         // relative to the source tree when it lies inside it, else absolute
-  std::string gguf_sha256;  // of that file, so a replay runs on the same one
-  std::string kv = "f16";  // f16 | f32
-  int threads = 1;
-  bool flash = false;
-  int ubatch = 0;          // 0 = llama.cpp's n_ubatch = n_batch
-  nlohmann::json to_json() const;
-  static LlamaSettings from_json(const nlohmann::json& j);  // throws Error naming the field
-};
 // A path as case files and reports keep it: relative to the source tree when it lies inside it
 // (so a case or report made in one checkout reads the same in another), else absolute; and a
-// GGUF path so kept back to a path to open.
+// path so kept back to a path to open.
 std::string source_relative_path(const std::string& path);
-std::string gguf_open_path(const std::string& stored);
-bool have_llamacpp();
-// Loads the GGUF and checks that it is `model`'s: its logits for a short token list must lie
-// within the derived bound of ours (src/llamacpp/tolerance.h), or an Error says they do not.
-std::unique_ptr<EngineUnderTest> make_llamacpp(const LlamaSettings& settings, const Model& model, int batch,
-                                               int capacity);
+std::string open_path(const std::string& stored);
 
 }  // namespace miniinfer::props

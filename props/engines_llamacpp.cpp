@@ -1,23 +1,146 @@
 // llama.cpp behind EngineUnderTest: LlamaCpp (src/llamacpp/) running the model exported to GGUF.
-// It has no K/V rows we can read, no fault catalogue and no random architectures; the reporter
-// traces it through its eval callback (llama()).
+// It has no K/V rows we can read, no fault catalogue and no random architectures; it traces a
+// call through its eval callback, whose tensors this file turns into our trace records. The
+// declaration (flags, settings) is always built; the engine itself only when the build has
+// llama.cpp.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <map>
 
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "base/sha256.h"
 #include "engine/generate_loops.h"
 #include "llamacpp/llamacpp_engine.h"
 #include "llamacpp/tolerance.h"
-#include "props/engines.h"
+#include "props/engine_registry.h"
 
 namespace miniinfer::props {
 namespace {
 
+struct LlamaSettings {
+  std::string gguf;         // relative to the source tree when it lies inside it, else absolute
+  std::string gguf_sha256;  // of that file, so a replay runs on the same one
+  std::string kv = "f16";  // f16 | f32
+  int threads = 1;
+  bool flash = false;
+  int ubatch = 0;          // 0 = llama.cpp's n_ubatch = n_batch
+  nlohmann::json to_json() const {
+    return {{"gguf", gguf}, {"gguf_sha256", gguf_sha256}, {"kv", kv}, {"threads", threads},
+            {"flash", flash ? "on" : "off"}, {"ubatch", ubatch}};
+  }
+  static LlamaSettings from_json(const nlohmann::json& j);  // throws Error naming the field
+};
+
+LlamaSettings LlamaSettings::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) fail("engine settings: must be an object");
+  try {
+    LlamaSettings s;
+    s.gguf = j.at("gguf").get<std::string>();
+    s.gguf_sha256 = j.value("gguf_sha256", std::string());
+    s.kv = j.at("kv").get<std::string>();
+    s.threads = j.at("threads").get<int>();
+    const std::string flash = j.at("flash").get<std::string>();
+    if (flash != "on" && flash != "off") fail("engine settings: flash must be on or off, got '{}'", flash);
+    s.flash = flash == "on";
+    s.ubatch = j.at("ubatch").get<int>();
+    if (s.kv != "f16" && s.kv != "f32") fail("engine settings: kv must be f16 or f32, got '{}'", s.kv);
+    if (s.threads < 1 || s.threads > 256) fail("engine settings: threads {} outside 1..256", s.threads);
+    if (s.ubatch < 0 || s.ubatch > 65536) fail("engine settings: ubatch {} outside 0..65536", s.ubatch);
+    return s;
+  } catch (const nlohmann::json::exception& e) {
+    fail("engine settings: {}", e.what());
+  }
+}
+
+#ifdef MINIINFER_HAVE_LLAMACPP
+
+// ---- the eval callback's tensors as our trace records ----------------------------------------
+
+// llama.cpp's name for a traced tensor -> our kind; Probs is handled apart.
+bool kind_of(const std::string& base, TraceKind& kind) {
+  static const std::map<std::string, TraceKind> kinds = {
+      {"attn_norm", TraceKind::Ln1}, {"Qcur", TraceKind::Q},        {"Kcur", TraceKind::K},
+      {"Vcur", TraceKind::V},        {"kqv_out", TraceKind::AttnOut}, {"ffn_norm", TraceKind::Ln2},
+      {"ffn_out", TraceKind::Mlp},   {"l_out", TraceKind::BlockOut},  {"kq_soft_max", TraceKind::Probs}};
+  const auto it = kinds.find(base);
+  if (it == kinds.end()) return false;
+  kind = it->second;
+  return true;
+}
+
+struct Row {
+  int seq, pos;  // the sequence and absolute position of one row of a call, in submission order
+};
+
+// One llama_decode call's tensors appended to `out` as records of call out.calls. A call of
+// several ubatches traces each layer once per ubatch: the last tensor of a name within a
+// ubatch is the final one (Qcur after the bias and RoPE), and ubatches are concatenated in
+// order. Probabilities are kept only when `cells_are_positions` (cell i holds position i of
+// the row's sequence).
+void append_trace(Trace& out, const LlamaTrace& lt, const std::vector<Row>& rows, Pass pass, const Config& c,
+                  bool cells_are_positions) {
+  const int L = c.n_layer, H = c.n_head, D = c.d_model, dh = D / H;
+  std::vector<std::map<std::string, const LayerTensor*>> ubatches(1);
+  const std::string last_layer = fmt::format("l_out-{}", L - 1);
+  for (const LayerTensor& t : lt.tensors) {
+    ubatches.back()[t.name] = &t;
+    if (t.name == last_layer) ubatches.emplace_back();
+  }
+  auto row_at = [&](int64_t r) { return r < static_cast<int64_t>(rows.size()) ? rows[static_cast<size_t>(r)] : Row{-1, -1}; };
+  auto keep = [&](int seq, int layer, int head, int pos, TraceKind kind, const float* p, size_t n) {
+    out.records.push_back({out.step, out.calls, pass, seq, layer, head, pos, kind, std::vector<float>(p, p + n)});
+  };
+  int row0 = 0;
+  for (const auto& ub : ubatches) {
+    int n = 0;
+    for (const auto& [name, t] : ub) {
+      const size_t dash = name.rfind('-');
+      TraceKind kind;
+      if (dash == std::string::npos || !kind_of(name.substr(0, dash), kind)) continue;
+      const int layer = std::stoi(name.substr(dash + 1));
+      if (kind == TraceKind::Probs) {
+        // ne: (n_kv, n_rows, H)
+        const int64_t n_kv = t->ne[0], n_rows = t->ne[1];
+        if (!cells_are_positions || t->ne[2] != H) continue;
+        for (int64_t r = 0; r < n_rows; ++r) {
+          const Row row = row_at(row0 + r);
+          if (row.pos < 0 || row.pos >= n_kv || !out.wants(row.pos)) continue;
+          for (int h = 0; h < H; ++h)
+            keep(row.seq, layer, h, row.pos, kind, t->data.data() + (static_cast<size_t>(h) * n_rows + r) * n_kv,
+                 static_cast<size_t>(row.pos) + 1);
+        }
+        continue;
+      }
+      if (t->data.size() % static_cast<size_t>(D) != 0) continue;
+      const int rows_here = static_cast<int>(t->data.size() / static_cast<size_t>(D));
+      n = std::max(n, rows_here);
+      const bool per_head = kind == TraceKind::Q || kind == TraceKind::K || kind == TraceKind::V ||
+                            kind == TraceKind::AttnOut;
+      for (int r = 0; r < rows_here; ++r) {
+        const Row row = row_at(row0 + r);
+        if (row.pos < 0 || !out.wants(row.pos)) continue;
+        const float* x = t->data.data() + static_cast<size_t>(r) * D;
+        if (!per_head) {
+          keep(row.seq, layer, -1, row.pos, kind, x, static_cast<size_t>(D));
+          continue;
+        }
+        for (int h = 0; h < H; ++h) keep(row.seq, layer, h, row.pos, kind, x + h * dh, static_cast<size_t>(dh));
+      }
+    }
+    row0 += n;
+  }
+  ++out.calls;
+}
+
+// ---- the engine -------------------------------------------------------------------------------
+
 class LlamaSubject final : public EngineUnderTest {
  public:
-  LlamaSubject(const LlamaSettings& s, int batch, int capacity) : settings_(s), e_(gguf_open_path(s.gguf), options(s, batch, capacity)) {}
+  LlamaSubject(const LlamaSettings& s, const Config& config, int batch, int capacity)
+      : settings_(s), config_(config), e_(open_path(s.gguf), options(s, batch, capacity)) {}
 
   std::string name() const override { return "llamacpp"; }
   nlohmann::json settings() const override { return settings_.to_json(); }
@@ -26,7 +149,8 @@ class LlamaSubject final : public EngineUnderTest {
                        settings_.threads, settings_.threads == 1 ? "" : "s", settings_.flash ? "on" : "off",
                        settings_.ubatch ? std::to_string(settings_.ubatch) : std::string("= batch"));
   }
-  bool has(Capability) const override { return false; }
+  bool has(Capability c) const override { return c == Capability::Trace; }
+  const Config& config() const override { return config_; }
 
   int vocab_size() const override { return e_.vocab_size(); }
   int batch() const override { return e_.n_seq(); }
@@ -36,36 +160,59 @@ class LlamaSubject final : public EngineUnderTest {
 
   void forward_batch(std::span<const Chunk> chunks, std::span<float> logits) override {
     Call call(*this);
+    for (const Chunk& c : chunks) call.rows_from(c.seq, e_.cursor(c.seq), static_cast<int>(c.tokens.size()));
+    several_sequences();
     e_.forward_batch(chunks, logits, false);
+    call.done(Pass::Decode, false);
   }
   void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) override {
     Call call(*this);
+    for (int s : seqs) call.rows_from(s, e_.cursor(s), 1);
+    several_sequences();
     e_.decode(seqs, tokens, logits);
+    call.done(Pass::Decode, false);
   }
   std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows) override {
     Call call(*this);
-    return e_.forward_cached(seq, tokens, all_rows);
+    call.rows_from(seq, e_.cursor(seq), static_cast<int>(tokens.size()));
+    const bool alone = only_seq_ == kNone || only_seq_ == seq;
+    only_seq_ = alone ? seq : kSeveral;
+    auto logits = e_.forward_cached(seq, tokens, all_rows);
+    call.done(Pass::Decode, alone);
+    return logits;
   }
   std::vector<float> forward_uncached(std::span<const int> tokens, bool all_rows) override {
     Call call(*this);
-    return e_.forward_uncached(tokens, all_rows);
+    if (trace_) call.rows_from(trace_->seq, 0, static_cast<int>(tokens.size()));
+    auto logits = e_.forward_uncached(tokens, all_rows);
+    call.done(Pass::Uncached, true);  // a fresh memory: cell i holds position i
+    return logits;
   }
-  bool trace_call(LlamaTrace* trace, int nth) override {
+  bool trace_call(Trace* trace, int nth) override {
     trace_ = trace;
     countdown_ = nth;
     return true;
   }
   void truncate(int seq, int p) override { e_.truncate(seq, p); }
-  void fork(int src, int dst, int prefix_len) override { e_.fork(src, dst, prefix_len); }
-  void reset() override { e_.reset(); }
+  void fork(int src, int dst, int prefix_len) override {
+    e_.fork(src, dst, prefix_len);
+    several_sequences();
+  }
+  void reset() override {
+    e_.reset();
+    only_seq_ = kNone;
+  }
   void reset(int seq) override { e_.reset(seq); }
   // llama_memory_clear(data = true) zeroes the KV buffers: nothing of an earlier case is left.
-  void clean_slate() override { e_.reset(); }
+  void clean_slate() override {
+    reset();
+    trace_ = nullptr;  // a trace_call whose call never came (an Error on the way) is void
+  }
 
   GenerateResult generate(const std::vector<std::vector<int>>& prompts, const GenerateOptions& o) override {
     detail::check_request(prompts, o, batch(), capacity());
-    if (o.trace) fail("llama.cpp: generate takes no Trace of ours (its tracing is llama())");
-    e_.reset();
+    if (o.trace) fail("llama.cpp: generate traces no whole run (trace_call traces one of its calls)");
+    reset();
     EngineUnderTest& self = *this;  // the loops call the base's forward_uncached(tokens, logits)
     return detail::run_loops(self, prompts, o);
   }
@@ -81,12 +228,19 @@ class LlamaSubject final : public EngineUnderTest {
     o.n_ubatch = s.ubatch;
     return o;
   }
+  // Whether the cache's cells are positions of one sequence (attention probabilities are then
+  // comparable with full recompute's): only one sequence written through forward_cached since
+  // the cache was last cleared. A batch call or a fork counts as several.
+  static constexpr int kNone = -1, kSeveral = -2;
+  void several_sequences() { only_seq_ = kSeveral; }
+
   // Every forward call counts down to the traced one, which runs with the eval callback's
-  // trace attached (and only that one).
+  // trace attached (and only that one); done() turns its tensors into records.
   struct Call {
     explicit Call(LlamaSubject& s) : s_(s) {
       if (s_.trace_ && s_.countdown_-- == 0) {
-        s_.e_.set_trace(s_.trace_);
+        s_.tensors_.clear();
+        s_.e_.set_trace(&s_.tensors_);
         armed_ = true;
       }
     }
@@ -95,27 +249,36 @@ class LlamaSubject final : public EngineUnderTest {
       s_.e_.set_trace(nullptr);
       s_.trace_ = nullptr;
     }
+    void rows_from(int seq, int pos0, int n) {
+      if (!armed_) return;
+      for (int i = 0; i < n; ++i) rows_.push_back({seq, pos0 + i});
+    }
+    void done(Pass pass, bool cells_are_positions) {
+      if (armed_) append_trace(*s_.trace_, s_.tensors_, rows_, pass, s_.config_, cells_are_positions);
+    }
     LlamaSubject& s_;
     bool armed_ = false;
+    std::vector<Row> rows_;
   };
   LlamaSettings settings_;
+  Config config_;
   LlamaCpp e_;
-  LlamaTrace* trace_ = nullptr;
+  Trace* trace_ = nullptr;
   int countdown_ = 0;
+  LlamaTrace tensors_;  // the traced call's
+  int only_seq_ = kNone;
 };
 
-}  // namespace
-
-bool have_llamacpp() { return true; }
-
-std::unique_ptr<EngineUnderTest> make_llamacpp(const LlamaSettings& settings, const Model& model, int batch,
-                                               int capacity) {
+// Loads the GGUF and checks that it is `model`'s: its logits for a short token list must lie
+// within the derived bound of ours (src/llamacpp/tolerance.h), or an Error says they do not.
+std::unique_ptr<EngineUnderTest> make(const nlohmann::json& j, const Model& model, int batch, int capacity) {
+  const LlamaSettings settings = LlamaSettings::from_json(j);
   std::unique_ptr<EngineUnderTest> subject;
   try {
-    subject = std::make_unique<LlamaSubject>(settings, batch, capacity);
+    subject = std::make_unique<LlamaSubject>(settings, model.config, batch, capacity);
   } catch (const Error& e) {
     std::string why = e.what();
-    const std::string path = gguf_open_path(settings.gguf) + ": ";
+    const std::string path = open_path(settings.gguf) + ": ";
     if (why.starts_with(path)) why = why.substr(path.size());
     fail("--gguf {}: {}", settings.gguf, why);
   }
@@ -136,5 +299,74 @@ std::unique_ptr<EngineUnderTest> make_llamacpp(const LlamaSettings& settings, co
   subject->reset();
   return subject;
 }
+
+#else
+
+std::unique_ptr<EngineUnderTest> make(const nlohmann::json&, const Model&, int, int) {
+  fail("--engine llamacpp: this build has no llama.cpp (run scripts/fetch-llamacpp, then cmake again)");
+}
+
+#endif
+
+// ---- the declaration ---------------------------------------------------------------------------
+
+nlohmann::json settings(const RunConfig& run) {
+  const std::string gguf = flag_value(run, "--gguf"), kv = flag_value(run, "--llama-kv");
+  const std::string flash = flag_value(run, "--llama-flash");
+  const int threads = std::stoi(flag_value(run, "--llama-threads").substr(0, 9));
+  const int ubatch = std::stoi(flag_value(run, "--llama-ubatch").substr(0, 9));
+  if (kv != "f16" && kv != "f32") fail("--llama-kv: '{}' is not f16 or f32", kv);
+  if (flash != "on" && flash != "off") fail("--llama-flash: '{}' is not on or off", flash);
+  if (threads < 1 || threads > 256) fail("--llama-threads: {} is outside 1..256", threads);
+  if (ubatch > 65536) fail("--llama-ubatch: {} is more than 65536", ubatch);
+  if (!std::filesystem::is_regular_file(gguf)) fail("--gguf {}: no such file", gguf);
+  LlamaSettings s = LlamaSettings::from_json(
+      {{"gguf", source_relative_path(gguf)}, {"kv", kv}, {"threads", threads}, {"flash", flash}, {"ubatch", ubatch}});
+  s.gguf_sha256 = file_sha256(gguf);
+  return s.to_json();
+}
+
+nlohmann::json read_saved(const nlohmann::json& saved) { return LlamaSettings::from_json(saved).to_json(); }
+
+// The saved settings, with the GGUF this run's --gguf names (if any): the same file by sha256.
+nlohmann::json replay(const std::string& path, const nlohmann::json& saved, const RunConfig& run) {
+  LlamaSettings s = LlamaSettings::from_json(saved);
+  if (!flag_value(run, "--gguf").empty()) s.gguf = run.engine_settings.at("gguf").get<std::string>();
+  if (!std::filesystem::is_regular_file(open_path(s.gguf)))
+    fail("replay {}: its engine's GGUF {} is not there; pass --gguf FILE", path, s.gguf);
+  if (!s.gguf_sha256.empty() && file_sha256(open_path(s.gguf)) != s.gguf_sha256)
+    fail("replay {}: saved against a GGUF with sha256 {}, but {} is another file", path, s.gguf_sha256, s.gguf);
+  return s.to_json();
+}
+
+}  // namespace
+
+const EngineDecl kLlamaCpp = {
+    .name = "llamacpp",
+    .note = "",
+    .flags = {{.name = "--gguf",
+               .arg = " FILE",
+               .help = "the model as GGUF (minigpt export-gguf --out FILE); --model\n"
+                       "must name the same model (it gives the tokenizer and the case files' sha256)",
+               .fallback = "",
+               .elsewhere = "only --engine llamacpp reads a GGUF",
+               .required = "minigpt export-gguf writes one"},
+              {.name = "--llama-kv",
+               .arg = " f16|f32",
+               .help = "the KV cache's type (default f16, llama.cpp's default)",
+               .fallback = "f16"},
+              {.name = "--llama-threads", .arg = " N", .help = "threads (default 1)", .fallback = "1", .number = true},
+              {.name = "--llama-flash", .arg = " on|off", .help = "flash attention (default off)", .fallback = "off"},
+              {.name = "--llama-ubatch",
+               .arg = " N",
+               .help = "rows of one physical batch (default 0: the whole batch)",
+               .fallback = "0",
+               .number = true}},
+    .flag_prefix = "--llama-",
+    .settings = settings,
+    .read_saved = read_saved,
+    .replay = replay,
+    .make = make,
+};
 
 }  // namespace miniinfer::props

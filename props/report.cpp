@@ -233,15 +233,17 @@ CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call,
 }
 
 ScriptRun run_batch(EngineUnderTest& engine, const Scenario& sc, int max_new_tokens, Trace* trace,
-                    LlamaTrace* llama_trace, int traced_draw) {
+                    int traced_draw) {
   GenerateOptions o = sc.batch_options;
   o.max_new_tokens = max_new_tokens;
   o.return_logits = true;
   o.cache = true;
   if (sc.twice) engine.generate(sc.batch, o);
-  o.trace = trace;
-  if (llama_trace && !engine.trace_call(llama_trace, traced_draw))
-    fail("run_batch: engine {} cannot trace a call", engine.name());
+  if (trace && traced_draw < 0) o.trace = trace;
+  if (trace && traced_draw >= 0) {
+    trace->seq = sc.seq;
+    if (!engine.trace_call(trace, traced_draw)) fail("run_batch: engine {} cannot trace a call", engine.name());
+  }
   const GenerateResult g = engine.generate(sc.batch, o);
   ScriptRun run;
   const size_t s = static_cast<size_t>(sc.seq), V = static_cast<size_t>(engine.vocab_size());
@@ -267,10 +269,10 @@ uint64_t ulp_distance(float a, float b) {
   return static_cast<uint64_t>(d < 0 ? -d : d);
 }
 
-Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property, const std::string& headline,
+Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string& property, const std::string& headline,
                  const std::vector<std::string>& vocab) {
+  if (!engine.has(Capability::KvRows)) return diagnose_outside(engine, sc, property, headline, vocab);
   const Config& c = engine.config();
-  const auto subject = wrap_engine(engine, engine.backend(), engine.fault());  // for run_batch
   const int L = c.n_layer, H = c.n_head;
   const bool batch = !sc.batch.empty();
   const int draws = draws_in(sc.script);
@@ -280,9 +282,9 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
       GenerateOptions o = sc.batch_options;
       o.cache = true;
       o.trace = nullptr;
-      generate(engine, sc.warmup, o);
+      engine.generate(sc.warmup, o);
     }
-    if (batch) return run_batch(*subject, sc, trace ? upto + 1 : draws, trace);
+    if (batch) return run_batch(engine, sc, trace ? upto + 1 : draws, trace);
     if (sc.twice) run_script(engine, sc.script, true, sc.seq);
     return run_script(engine, sc.script, true, sc.seq, trace, upto);
   };
@@ -317,10 +319,9 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
                                          words_of(uncached.generated, vocab, token_step, token_step + 1));
     // Trace both paths at that step.
     Trace ref_trace, cached_trace;
-    engine.set_trace(&ref_trace);
+    engine.trace_call(&ref_trace, 0);
     engine.forward_uncached(std::span<const int>(history).first(static_cast<size_t>(p) + 1));
-    engine.set_trace(nullptr);
-    clean_slate(engine);  // each re-run starts where the first did: a clean cache
+    engine.clean_slate();  // each re-run starts where the first did: a clean cache
     cached_run(&cached_trace, step);
     // The cached call to compare: the one that computed position p; failing that (a cursor
     // that went astray), the last call traced, whose last row is the token in question.
@@ -354,8 +355,8 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
 
   // Every cache slot that differs from what full recompute computes for the same tokens.
   {
-    clean_slate(engine);
-    if (batch) run_batch(*subject, sc, draws, nullptr); else cached_run(nullptr, -1);
+    engine.clean_slate();
+    if (batch) run_batch(engine, sc, draws, nullptr); else cached_run(nullptr, -1);
     // The last drawn token is never fed back, so the cache holds one slot less than the sequence.
     const int expected = static_cast<int>(cached.tokens.size()) - (draws > 0 ? 1 : 0);
     const int cursor = engine.cursor(sc.seq);
@@ -363,16 +364,18 @@ Failure diagnose(Engine& engine, const Scenario& sc, const std::string& property
     if (cursor != expected)
       text += fmt::format("  cursor: {} slots in use where the sequence needs {}\n", cursor, expected);
     f.located = f.located || cursor != expected;
-    KvRows kv;
-    if (n > 0) engine.forward_uncached(std::span<const int>(cached.tokens).first(static_cast<size_t>(n)), false, &kv);
+    const std::optional<KvRows> held = engine.cache_rows(sc.seq);
+    std::optional<KvRows> kv;
+    if (n > 0) kv = engine.recompute_rows(std::span<const int>(cached.tokens).first(static_cast<size_t>(n)));
+    if (!held || (n > 0 && !kv)) fail("diagnose: engine {} has no {}", engine.name(), to_string(Capability::KvRows));
     nlohmann::json slots = nlohmann::json::array();
     std::string listed;
     int count = 0;
     for (int s = 0; s < n; ++s)
       for (int l = 0; l < L; ++l)
         for (int h = 0; h < H; ++h) {
-          const auto ck = engine.cache().k_row(l, sc.seq, h, s), cv = engine.cache().v_row(l, sc.seq, h, s);
-          const auto rk = kv.k_row(l, h, s), rv = kv.v_row(l, h, s);
+          const auto ck = held->k_row(l, h, s), cv = held->v_row(l, h, s);
+          const auto rk = kv->k_row(l, h, s), rv = kv->v_row(l, h, s);
           const bool dk = std::memcmp(ck.data(), rk.data(), ck.size_bytes()) != 0;
           const bool dv = std::memcmp(cv.data(), rv.data(), cv.size_bytes()) != 0;
           if (!dk && !dv) continue;

@@ -37,21 +37,24 @@ struct Failure {
   bool located = false;      // the scenario showed a difference (logits or cache rows)
 };
 
-// Runs the scenario on `engine` and diagnoses it. `headline` is the property's own finding.
-Failure diagnose(Engine& engine, const Scenario& scenario, const std::string& property,
+// Runs the scenario on `engine` and diagnoses it. `headline` is the property's own finding. An
+// engine with K/V rows (ours) gets the full report: every traced component of the parting call
+// and every cache slot against full recompute; any other engine the outside one.
+Failure diagnose(EngineUnderTest& engine, const Scenario& scenario, const std::string& property,
                  const std::string& headline, const std::vector<std::string>& vocab);
 
-// The same for an engine that is not ours (EngineUnderTest without a Trace): the first draw
-// whose logits or token part, and, through llama.cpp's eval-callback tensors when the engine
-// has them, the first tensor that differs, per layer and head (report_outside.cpp).
+// The report for an engine without K/V rows: the first draw whose logits or token part and,
+// when the engine traces its calls, the first tensor that differs, per layer and head, and
+// whether a kernel depends on the batch size (report_outside.cpp).
 Failure diagnose_outside(EngineUnderTest& engine, const Scenario& scenario, const std::string& property,
                          const std::string& headline, const std::vector<std::string>& vocab);
 
 // The cached path of a batch scenario (generate() on sc.batch) as the ScriptRun of sequence
-// sc.seq. Our trace goes to `trace`; an outside engine traces the call of draw `traced_draw`
-// (call k computes draw k) into `llama_trace`.
+// sc.seq. With a trace: traced_draw < 0, every call of the run (GenerateOptions::trace, steps
+// stamped); otherwise only the call of draw `traced_draw` (call k computes draw k), through
+// the engine's trace_call.
 ScriptRun run_batch(EngineUnderTest& engine, const Scenario& sc, int max_new_tokens, Trace* trace = nullptr,
-                    LlamaTrace* llama_trace = nullptr, int traced_draw = -1);
+                    int traced_draw = -1);
 
 // One traced cached call against a traced full recompute: the rows of sequence `seq` in call
 // `call` at reference positions `positions` (the cached path put them `shift` slots later),

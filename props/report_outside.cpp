@@ -1,17 +1,16 @@
-// The reporter on an engine that is not ours. It finds the first draw where the cached path and
-// full recompute part, then traces both with the engine's own tensors (llama.cpp's eval
-// callback: attn_norm, Qcur, Kcur, Vcur, kq_soft_max, kqv_out, ffn_norm, ffn_out, l_out per
-// layer), turns them into our trace records and diffs them with the same table, verdict and
-// heatmap as for our engine. A third trace shows whether a kernel depends on the batch size: the
-// same row computed by two full recomputes of different lengths (no cache involved).
+// The reporter on an engine that is not ours (no K/V rows). It finds the first draw where the
+// cached path and full recompute part, then traces both through the engine's trace_call
+// (llama.cpp: its eval callback's tensors, as our trace records) and diffs them with the same
+// table, verdict and heatmap as for our engine. A third trace shows whether a kernel depends on
+// the batch size: the same row computed by two full recomputes of different lengths (no cache
+// involved).
 #include <algorithm>
-#include <cstring>
-#include <map>
+#include <set>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include "base/error.h"
-#include "llamacpp/llamacpp_engine.h"
 #include "props/context.h"
 #include "props/level.h"
 #include "props/report.h"
@@ -19,76 +18,12 @@
 namespace miniinfer::props {
 namespace {
 
-// llama.cpp's name for a traced tensor -> our kind; Probs is handled apart.
-bool kind_of(const std::string& base, TraceKind& kind) {
-  static const std::map<std::string, TraceKind> kinds = {
-      {"attn_norm", TraceKind::Ln1}, {"Qcur", TraceKind::Q},        {"Kcur", TraceKind::K},
-      {"Vcur", TraceKind::V},        {"kqv_out", TraceKind::AttnOut}, {"ffn_norm", TraceKind::Ln2},
-      {"ffn_out", TraceKind::Mlp},   {"l_out", TraceKind::BlockOut},  {"kq_soft_max", TraceKind::Probs}};
-  const auto it = kinds.find(base);
-  if (it == kinds.end()) return false;
-  kind = it->second;
-  return true;
-}
-
-// One llama_decode call's tensors as our records. rows[r] is the position of the call's row r
-// in the sequence under report, or -1 for another sequence's row. A call of several ubatches
-// traces each layer once per ubatch: the last tensor of a name within a ubatch is the final one
-// (Qcur after the bias and RoPE), and ubatches are concatenated in order. Probabilities are kept
-// only when `cells_are_positions` (one sequence on a cleared cache: cell i holds position i).
-Trace to_trace(const LlamaTrace& lt, const std::vector<int>& rows, int seq, Pass pass, int L, int H, int D,
-               bool cells_are_positions) {
-  std::vector<std::map<std::string, const LayerTensor*>> ubatches(1);
-  const std::string last_layer = fmt::format("l_out-{}", L - 1);
-  for (const LayerTensor& t : lt.tensors) {
-    ubatches.back()[t.name] = &t;
-    if (t.name == last_layer) ubatches.emplace_back();
-  }
-  Trace out;
-  const int dh = D / H;
-  int row0 = 0;
-  for (const auto& ub : ubatches) {
-    int n = 0;
-    for (const auto& [name, t] : ub) {
-      const size_t dash = name.rfind('-');
-      TraceKind kind;
-      if (dash == std::string::npos || !kind_of(name.substr(0, dash), kind)) continue;
-      const int layer = std::stoi(name.substr(dash + 1));
-      if (kind == TraceKind::Probs) {
-        // ne: (n_kv, n_rows, H)
-        const int64_t n_kv = t->ne[0], n_rows = t->ne[1];
-        if (!cells_are_positions || t->ne[2] != H) continue;
-        for (int64_t r = 0; r < n_rows; ++r) {
-          const int pos = row0 + r < static_cast<int64_t>(rows.size()) ? rows[static_cast<size_t>(row0 + r)] : -1;
-          if (pos < 0 || pos >= n_kv) continue;
-          for (int h = 0; h < H; ++h) {
-            const float* p = t->data.data() + (static_cast<size_t>(h) * n_rows + r) * n_kv;
-            out.records.push_back({0, 0, pass, seq, layer, h, pos, kind, std::vector<float>(p, p + pos + 1)});
-          }
-        }
-        continue;
-      }
-      if (t->data.size() % static_cast<size_t>(D) != 0) continue;
-      const int rows_here = static_cast<int>(t->data.size() / static_cast<size_t>(D));
-      n = std::max(n, rows_here);
-      for (int r = 0; r < rows_here; ++r) {
-        const int pos = row0 + r < static_cast<int>(rows.size()) ? rows[static_cast<size_t>(row0 + r)] : -1;
-        if (pos < 0) continue;
-        const float* row = t->data.data() + static_cast<size_t>(r) * D;
-        const bool per_head = kind == TraceKind::Q || kind == TraceKind::K || kind == TraceKind::V ||
-                              kind == TraceKind::AttnOut;
-        if (!per_head) {
-          out.records.push_back({0, 0, pass, seq, layer, -1, pos, kind, std::vector<float>(row, row + D)});
-          continue;
-        }
-        for (int h = 0; h < H; ++h)
-          out.records.push_back({0, 0, pass, seq, layer, h, pos, kind,
-                                 std::vector<float>(row + h * dh, row + (h + 1) * dh)});
-      }
-    }
-    row0 += n;
-  }
-  return out;
+// The rows of call 0 of `trace`, as (sequence, position), sorted: one layer-0 block output each.
+std::vector<std::pair<int, int>> rows_of(const Trace& trace) {
+  std::set<std::pair<int, int>> rows;
+  for (const TraceRecord& r : trace.records)
+    if (r.call == 0 && r.layer == 0 && r.kind == TraceKind::BlockOut) rows.insert({r.seq, r.pos});
+  return {rows.begin(), rows.end()};
 }
 
 std::vector<int> iota_rows(int n) {
@@ -101,8 +36,8 @@ std::vector<int> iota_rows(int n) {
 
 Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::string& property,
                          const std::string& headline, const std::vector<std::string>& vocab) {
-  const Config& cf = context().model.config;
-  const int L = cf.n_layer, H = cf.n_head, D = cf.d_model, V = e.vocab_size();
+  const Config& cf = e.config();
+  const int L = cf.n_layer, H = cf.n_head, V = e.vocab_size();
   const bool batch = !sc.batch.empty();
   const int draws = draws_in(sc.script);
   Failure f;
@@ -110,16 +45,16 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   f.headline = headline;
   f.json = {{"property", property}, {"headline", headline}, {"engine", e.name()}, {"engine_settings", e.settings()}};
 
-  auto cached_run = [&](LlamaTrace* trace, int traced_draw) {
+  auto cached_run = [&](Trace* trace, int traced_draw) {
     e.clean_slate();
     if (!sc.warmup.empty()) {
       GenerateOptions w = sc.batch_options;
       w.cache = true;
       e.generate(sc.warmup, w);
     }
-    if (batch) return run_batch(e, sc, trace ? traced_draw + 1 : draws, nullptr, trace, traced_draw);
+    if (batch) return run_batch(e, sc, trace ? traced_draw + 1 : draws, trace, trace ? traced_draw : -1);
     if (sc.twice) run_script(e, sc.script, true, sc.seq);
-    return run_script(e, sc.script, true, sc.seq, nullptr, trace ? traced_draw : -1, trace);
+    return run_script(e, sc.script, true, sc.seq, trace, trace ? traced_draw : -1);
   };
   const ScriptRun cached = cached_run(nullptr, -1);
   const ScriptRun uncached = run_script(e, sc.script, false);
@@ -143,9 +78,11 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   f.json["position"] = p;
 
   // Traces: the cached call of draw d, full recompute of positions 0..p, and (batch-size check)
-  // full recompute of 0..p+1, whose row p must be the same under causal attention.
-  LlamaTrace cached_lt, ref_lt, longer_lt;
-  if (!e.trace_call(&ref_lt, 0)) {
+  // full recompute of 0..p+1, whose row p must be the same under causal attention. Every
+  // trace's full-recompute rows are labelled sequence sc.seq.
+  Trace ref, got, longer_trace;
+  ref.seq = got.seq = longer_trace.seq = sc.seq;
+  if (!e.trace_call(&ref, 0)) {
     text += "  the engine cannot trace its calls: no per-layer table\n";
     f.text = text;
     return f;
@@ -153,38 +90,18 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   e.forward_uncached(std::span<const int>(history).first(static_cast<size_t>(p) + 1));
   std::vector<int> longer(history.begin(), history.begin() + p + 1);
   longer.push_back(uncached.generated[static_cast<size_t>(d)]);
-  e.trace_call(&longer_lt, 0);
+  e.trace_call(&longer_trace, 0);
   e.forward_uncached(longer);
-  const ScriptRun traced = cached_run(&cached_lt, d);
+  const ScriptRun traced = cached_run(&got, d);
   (void)traced;
 
-  // Which rows of the traced cached call belong to the sequence under report, at what position.
-  std::vector<int> rows;
-  if (batch) {
-    const size_t s = static_cast<size_t>(sc.seq);
-    if (d == 0) {
-      for (size_t b = 0; b < sc.batch.size(); ++b)
-        for (size_t i = 0; i < sc.batch[b].size(); ++i) rows.push_back(b == s ? static_cast<int>(i) : -1);
-    } else {
-      for (size_t b = 0; b < sc.batch.size(); ++b) rows.push_back(b == s ? p : -1);
-    }
-  } else {
-    // The call appended rows p-n+1..p; n from the first per-row tensor.
-    int n = 1;
-    for (const auto& t : cached_lt.tensors)
-      if (t.name == "l_out-0") {
-        n = static_cast<int>(t.data.size() / static_cast<size_t>(D));
-        break;
-      }
-    for (int i = 0; i < n; ++i) rows.push_back(p - n + 1 + i);
-  }
-  const bool single = !batch && sc.warmup.empty();
-  const Trace ref = to_trace(ref_lt, iota_rows(p + 1), sc.seq, Pass::Uncached, L, H, D, true);
-  const Trace got = to_trace(cached_lt, rows, sc.seq, Pass::Decode, L, H, D, single);
+  // The traced cached call's rows (every sequence's), and sequence sc.seq's positions among them.
+  const std::vector<std::pair<int, int>> rows = rows_of(got);
   std::vector<int> positions;
-  for (int r : rows)
-    if (r >= 0) positions.push_back(r);
-  std::sort(positions.begin(), positions.end());
+  for (const auto& [seq, pos] : rows)
+    if (seq == sc.seq) positions.push_back(pos);
+  if (positions.empty()) fail("diagnose: the traced call of draw {} holds no row of sequence {}", d, sc.seq);
+  const bool single = !batch && sc.warmup.empty();
   const CallDiff diff = diff_traced_call(ref, got, 0, sc.seq, positions, 0, L, H,
                                          fmt::format("{} on {}: draw {}, position {}", property, e.name(), d, p));
   text += fmt::format("  the traced call: the cached path's call of {} row{}, of which sequence {}'s at positions {}..{}, "
@@ -216,11 +133,10 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   // The batch-size checks, with no cache involved: the same rows from full recomputes of
   // different lengths (under causal attention row i depends on tokens 0..i only). Row 0 alone
   // (a batch of 1) against row 0 of the p+1-row recompute; rows 0..p against a p+2-row one.
-  LlamaTrace one_lt;
-  e.trace_call(&one_lt, 0);
+  Trace one;
+  one.seq = sc.seq;
+  e.trace_call(&one, 0);
   e.forward_uncached(std::span<const int>(history).first(1));
-  const Trace one = to_trace(one_lt, iota_rows(1), sc.seq, Pass::Decode, L, H, D, true);
-  const Trace longer_trace = to_trace(longer_lt, iota_rows(p + 2), sc.seq, Pass::Decode, L, H, D, true);
   nlohmann::json checks = nlohmann::json::array();
   auto batch_check = [&](const Trace& other, int n_other, const std::vector<int>& compared) {
     const CallDiff bs = diff_traced_call(ref, other, 0, sc.seq, compared, 0, L, H, "batch-size check");

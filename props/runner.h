@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace miniinfer::props {
 
 // What props was asked to do, read once in main.
@@ -16,9 +18,9 @@ struct RunConfig {
   std::string backend = "invariant";
   std::string inject;       // a fault name, or empty
   std::string report_dir = "props-report";
-  std::string engine = "miniinfer";  // or "llamacpp" (with gguf and the llama_* settings)
-  std::string gguf, llama_kv = "f16", llama_flash = "off";
-  int llama_threads = 1, llama_ubatch = 0;
+  std::string engine = "miniinfer";  // an engine's name (props/engine_registry.h)
+  std::map<std::string, std::string> engine_flags;  // the engines' flags given: flag -> value
+  nlohmann::json engine_settings;  // the engine's settings, built from its flags by load_context
   std::string level = "bits";        // bits | ulp:N | tokens (props/level.h)
   bool full = false;        // nightly scale for the long properties
   bool verbose = false;

@@ -2,6 +2,7 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "props/engine_registry.h"
 
 namespace miniinfer::props {
 
@@ -16,14 +17,13 @@ ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq,
 }
 
 ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached, int seq, Trace* trace,
-                     int traced_draw, LlamaTrace* llama_trace) {
-  if (trace && !engine.native()) fail("scenario: engine {} has no {}", engine.name(), to_string(Capability::Trace));
+                     int traced_draw) {
   ScriptRun run;
   Rng coins = Rng::stream(script.seed, script.stream);
   size_t pending = 0;  // tokens[pending..] are not yet in the cache (cached path only)
-  // A new request starts on an empty cache, exactly where generate() resets it (the
-  // stale-cache fault lives in that reset, so the reporter sees what generate() would).
-  if (cached) engine.native() ? engine.native()->start_request(seq) : engine.reset(seq);
+  // A new request starts on an empty sequence, exactly where generate() starts one (a fault
+  // such as stale-cache acts there, so the reporter sees what generate() would).
+  if (cached) engine.start_request(seq);
   auto logits_now = [&]() -> std::vector<float> {
     if (!cached) return engine.forward_uncached(run.tokens);
     if (pending == run.tokens.size()) {
@@ -46,16 +46,12 @@ ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached,
         break;
       case Op::Generate:
         for (int i = 0; i < op.n; ++i) {
-          const bool here = static_cast<int>(run.generated.size()) == traced_draw;
-          const bool traced = here && (trace || llama_trace);
-          if (here && trace) {
+          const bool traced = trace && static_cast<int>(run.generated.size()) == traced_draw;
+          if (traced) {
             trace->seq = seq;
-            engine.native()->set_trace(trace);
+            if (!engine.trace_call(trace, 0)) fail("scenario: engine {} cannot trace a call", engine.name());
           }
-          if (here && llama_trace && !engine.trace_call(llama_trace, 0))
-            fail("scenario: engine {} cannot trace a call", engine.name());
           auto logits = logits_now();
-          if (here && trace) engine.native()->set_trace(nullptr);
           const int token = sample(logits, script.sampler, coins.uniform());
           run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
           run.contexts.push_back(run.tokens);

@@ -52,11 +52,11 @@ struct ScriptRun {
 };
 
 // cached: the script on sequence `seq` of `engine`'s cache (reset first). With a trace, only
-// the forward call that computes the logits of draw number `traced_draw` is traced, and the
-// run stops after that draw (the reporter's view of one step).
-// An outside engine traces that call with its own tensors instead (llama_trace).
+// the forward call that computes the logits of draw number `traced_draw` is traced (the
+// engine's trace_call, trace->seq = seq), and the run stops after that draw (the reporter's
+// view of one step).
 ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached, int seq = 0,
-                     Trace* trace = nullptr, int traced_draw = -1, LlamaTrace* llama_trace = nullptr);
+                     Trace* trace = nullptr, int traced_draw = -1);
 ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq = 0, Trace* trace = nullptr,
                      int traced_draw = -1);
 

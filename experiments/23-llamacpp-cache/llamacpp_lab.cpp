@@ -20,6 +20,7 @@
 #include "base/sha256.h"
 #include "lab_common.h"
 #include "model/model_file.h"
+#include "props/engine_registry.h"
 #include "props/engines.h"
 #include "props/level.h"
 #include "props/scenario.h"
@@ -46,26 +47,26 @@ usage: llamacpp_lab --gguf FILE [--model FILE] [--out DIR] [--config NAME]
 
 struct Configuration {
   std::string name, what;
-  LlamaSettings settings;
+  nlohmann::json settings;  // the llamacpp engine's (props/engines_llamacpp.cpp)
 };
 
 std::vector<Configuration> configurations(const std::string& gguf) {
-  LlamaSettings base;
-  base.gguf = gguf;
+  const nlohmann::json base = {{"gguf", gguf}, {"gguf_sha256", ""}, {"kv", "f16"},
+                               {"threads", 1},  {"flash", "off"},    {"ubatch", 0}};
   std::vector<Configuration> out;
   out.push_back({"defaults", "F16 KV cache (llama.cpp's default), 1 thread, flash attention off", base});
-  LlamaSettings s = base;
-  s.kv = "f32";
+  nlohmann::json s = base;
+  s["kv"] = "f32";
   out.push_back({"f32-kv", "F32 KV cache, 1 thread, flash attention off", s});
   s = base;
-  s.threads = 2;
+  s["threads"] = 2;
   out.push_back({"threads-2", "F16 KV cache, 2 threads, flash attention off", s});
   s = base;
-  s.flash = true;
+  s["flash"] = "on";
   out.push_back({"flash-on", "F16 KV cache, 1 thread, flash attention on", s});
   // Every physical batch one row: full recompute then computes each row as a decode does.
   s = base;
-  s.ubatch = 1;
+  s["ubatch"] = 1;
   out.push_back({"ubatch-1", "F16 KV cache, 1 thread, flash attention off, n_ubatch = 1", s});
   return out;
 }
@@ -145,7 +146,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 Json run_configuration(const Configuration& cfg, const Model& model, const std::vector<Prompt>& prompts) {
   const auto t0 = std::chrono::steady_clock::now();
-  auto e = make_llamacpp(cfg.settings, model, 4, model.config.max_seq_len);
+  auto e = kLlamaCpp.make(cfg.settings, model, 4, model.config.max_seq_len);
   Tally main, longer, batch, resume;
   // The lab's property: each prompt, 64 new tokens, cached against full recompute.
   for (size_t i = 0; i < prompts.size(); ++i)
@@ -194,7 +195,7 @@ Json run_configuration(const Configuration& cfg, const Model& model, const std::
   std::fflush(stdout);
   return {{"name", cfg.name},
           {"what", cfg.what},
-          {"settings", Json::parse(cfg.settings.to_json().dump())},
+          {"settings", Json::parse(cfg.settings.dump())},
           {"finest_level", level},
           {"main_50x64", main.json()},
           {"long_256", longer.json()},
@@ -210,7 +211,7 @@ int run(int argc, char** argv) {
   }
   if (!flags.has("gguf")) fail("llamacpp_lab: --gguf FILE is required (see --help)");
   const std::string gguf = source_relative_path(flags.get("gguf", ""));
-  if (!std::filesystem::is_regular_file(gguf_open_path(gguf))) fail("--gguf {}: no such file", flags.get("gguf", ""));
+  if (!std::filesystem::is_regular_file(open_path(gguf))) fail("--gguf {}: no such file", flags.get("gguf", ""));
   const std::string model_path = flags.get("model", lab::default_model_path());
   const std::string out_dir = flags.get("out", lab::experiment_dir("23-llamacpp-cache"));
   const std::string sha = file_sha256(model_path);
@@ -236,7 +237,7 @@ int run(int argc, char** argv) {
 
   Json results = {{"experiment", "23-llamacpp-cache"},
                   {"model_sha256", sha},
-                  {"gguf_sha256", file_sha256(gguf_open_path(gguf))},
+                  {"gguf_sha256", file_sha256(open_path(gguf))},
                   {"prompts_from", "experiments/22-cache-correctness/results.json"},
                   {"configurations", configs}};
   lab::ensure_dir(out_dir);

@@ -3,6 +3,7 @@
 // architecture, with readable cache rows.
 #include "model/model_file.h"
 #include "props/case_property.h"
+#include "props/engine_registry.h"
 
 namespace miniinfer::props {
 namespace {

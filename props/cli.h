@@ -1,0 +1,25 @@
+// props' command line: one table of flags, each with its help line and what it sets (props
+// --help prints the table); the engines' flags come from their declarations
+// (props/engine_registry.h). Every argument that is not ours goes to Catch2.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "props/runner.h"
+
+namespace miniinfer::props {
+
+struct CommandLine {
+  RunConfig config;
+  std::string rc_params;      // RC_PARAMS as found, with the --rc-* flags appended
+  bool reproducing = false;   // --rc-reproduce was given
+  bool help = false;          // --help: print help_text() and stop
+  std::string replay, summary, shard, results;  // --replay, --summary, --shard, --results
+  std::vector<std::string> catch_args;          // argv[0] and every argument for Catch2
+};
+
+// Reads argv; throws Error with one line naming the flag (unknown, missing or bad value).
+CommandLine parse_command_line(int argc, char** argv);
+std::string help_text();
+
+}  // namespace miniinfer::props

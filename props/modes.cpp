@@ -1,0 +1,142 @@
+// The Catch2 runner lives here (CATCH_CONFIG_RUNNER: Catch2's implementation, without its main).
+#define CATCH_CONFIG_RUNNER
+#include "props/modes.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <rapidcheck.h>
+
+#include "base/atomic_file.h"
+#include "base/error.h"
+#include "props/context.h"
+#include "props/shard.h"
+
+namespace miniinfer::props {
+namespace {
+
+// Refuses, before any property runs, an output folder that could not be made or written: a
+// failure found after minutes of checking must not be lost for want of a place to put it.
+void check_writable_dir(const std::string& label, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path p = dir.empty() ? fs::path(".") : fs::path(dir);
+  // The folder itself, or the nearest ancestor that exists (create_directories makes the rest).
+  while (!fs::exists(p, ec)) {
+    if (!p.has_parent_path() || p.parent_path() == p) {
+      p = ".";
+      break;
+    }
+    p = p.parent_path();
+  }
+  if (!fs::is_directory(p, ec)) fail("{}: {} is not a directory", label, p.string());
+  if (access(p.c_str(), W_OK) != 0) fail("{}: {} is not writable", label, p.string());
+}
+
+// A reproduce run must reproduce: one whose property never ran (filtered out, or no such id)
+// would otherwise end "All tests passed".
+int check_reproduced(int status) {
+  for (const auto& [id, reproduce] : rc::detail::configuration().reproduce) {
+    bool ran = false;
+    for (const auto& o : outcomes()) ran = ran || (o.id == id && o.status != "skipped");
+    if (!ran) {
+      std::fprintf(stderr, "props: the reproduce string names property %s, which this run did not run "
+                   "(a test filter excludes it, or no property has that id)\n", id.c_str());
+      status = status ? status : 2;
+    }
+  }
+  return status;
+}
+
+// The closing lines and, with --summary, the outcome per property as JSON.
+int summarize(const CommandLine& cl, int status, double seconds) {
+  int failed = 0, passed = 0, skipped = 0;
+  for (const auto& o : outcomes()) {
+    failed += o.status == "failed";
+    passed += o.status == "passed";
+    skipped += o.status == "skipped";
+  }
+  std::printf("props: took %.1f s in all\nprops: %d passed, %d failed%s\n", seconds, passed, failed,
+              skipped ? fmt::format(", {} skipped", skipped).c_str() : "");
+  if (cl.summary.empty()) return status;
+  const RunConfig& config = cl.config;
+  nlohmann::json j = {{"seed", rc::detail::configuration().testParams.seed},
+                      {"model", context().model_label},
+                      {"model_sha256", context().model_sha256},
+                      {"engine", context().subject->name()},
+                      {"engine_settings", context().subject->settings()},
+                      {"level", config.level},
+                      {"backend", config.backend},
+                      {"fault", config.inject.empty() ? "none" : config.inject},
+                      {"seconds", seconds},
+                      {"exit_status", status},
+                      {"properties", nlohmann::json::array()}};
+  for (const auto& o : outcomes())
+    j["properties"].push_back({{"id", o.id}, {"property", o.sentence}, {"status", o.status}, {"cases", o.cases},
+                               {"seconds", o.seconds}, {"counterexample", o.counterexample},
+                               {"finer_levels", o.levels}});
+  try {
+    write_file_atomic(cl.summary, j.dump(2) + "\n");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "props: %s\n", e.what());
+    return status ? status : 2;
+  }
+  return status;
+}
+
+}  // namespace
+
+int list_faults() {
+  for (Fault f : all_faults())
+    if (f != Fault::None) std::printf("%-22s %s\n", to_string(f), describe(f));
+  return 0;
+}
+
+void prepare_run(const CommandLine& cl) {
+  check_writable_dir("--report-dir " + cl.config.report_dir, cl.config.report_dir);
+  if (!cl.summary.empty()) {
+    const std::filesystem::path parent = std::filesystem::path(cl.summary).parent_path();
+    std::error_code ec;
+    if (!parent.empty() && !std::filesystem::exists(parent, ec))
+      fail("--summary {}: the folder {} does not exist", cl.summary, parent.string());
+    check_writable_dir("--summary " + cl.summary, parent.string());
+  }
+  // RapidCheck reads RC_PARAMS once, at first use: set it before anything touches it.
+  setenv("RC_PARAMS", cl.rc_params.c_str(), 1);
+  load_context(cl.config);
+}
+
+int check_properties(const CommandLine& cl) {
+  Catch::Session session;
+  std::vector<const char*> cargv;
+  for (const auto& a : cl.catch_args) cargv.push_back(a.c_str());
+  // Catch2 would print a bad flag over several lines and exit 255: parse once here first, so a
+  // bad flag is one line and exit status 2 like every other refused input.
+  if (const auto parsed = session.cli().parse(Catch::clara::Args(static_cast<int>(cargv.size()), cargv.data()));
+      !parsed) {
+    std::string why = parsed.errorMessage();
+    std::replace(why.begin(), why.end(), '\n', ' ');
+    if (why.starts_with("Unrecognised token: ")) why = "unknown flag " + why.substr(20);
+    std::fprintf(stderr, "props: %s (see props --help and props --help-catch)\n", why.c_str());
+    return 2;
+  }
+  if (const int rc = session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data())) return rc;
+  set_property_count(static_cast<int>(
+      Catch::filterTests(Catch::getAllTestCasesSorted(session.config()), session.config().testSpec(), session.config())
+          .size()));
+  const auto start = std::chrono::steady_clock::now();
+  // Catch2 returns the number of failed test cases; props' status is 1 for any (2 is a refusal).
+  const int status = check_reproduced(session.run() ? 1 : 0);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summarize(cl, status, seconds);
+}
+
+}  // namespace miniinfer::props

@@ -1,0 +1,18 @@
+// props' run modes, one function each: list the faults, get a run ready (outputs, RapidCheck's
+// parameters, the context), check the properties under Catch2, and the run's summary.
+// Replaying a case is replay_case (props/context.h); a sliced run is start_sliced_run
+// (props/shard.h) ahead of the check.
+#pragma once
+#include "props/cli.h"
+
+namespace miniinfer::props {
+
+// --inject list: every fault, one line each. Exit status 0.
+int list_faults();
+// Warns about a reproduce string in RC_PARAMS, refuses unwritable outputs, sets RC_PARAMS and
+// loads the context. Throws Error with one line naming what was refused.
+void prepare_run(const CommandLine& cl);
+// The properties under Catch2 (its filters and flags from the command line): the exit status.
+int check_properties(const CommandLine& cl);
+
+}  // namespace miniinfer::props

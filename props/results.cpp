@@ -59,7 +59,7 @@ void fsync_parent(const std::string& path) {
   }
 }
 
-// Test hook (props/race_test.sh, docs/nightly.md): MINIINFER_TEST_RESULTS_CREATE_DELAY_MS
+// Test hook (props/results_race_test.sh, docs/nightly.md): MINIINFER_TEST_RESULTS_CREATE_DELAY_MS
 // widens the window between finding the file absent and creating it, where another run can
 // create it first. Unset, it costs one getenv per run.
 void test_hook_create_delay() {
@@ -67,11 +67,14 @@ void test_hook_create_delay() {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
 }
 
-// A fresh, unnamed file in the target's folder (O_TMPFILE), or, where the file system has no
-// unnamed files, a named one beside the target that is unlinked once linked.
+// A fresh, unnamed file in the target's folder (O_TMPFILE, linked later through /proc), or,
+// where the file system has no unnamed files or there is no /proc, a named one beside the
+// target that is unlinked once linked.
 int open_unnamed(const std::string& path, std::string& named) {
-  const int fd = open(parent_of(path).c_str(), O_TMPFILE | O_RDWR | O_APPEND | O_CLOEXEC, 0644);
-  if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR)) return fd;
+  if (access("/proc/self/fd", X_OK) == 0) {
+    const int fd = open(parent_of(path).c_str(), O_TMPFILE | O_RDWR | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR)) return fd;
+  }
   named = fmt::format("{}.new.{}", path, getpid());
   return open(named.c_str(), O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 }

@@ -83,7 +83,8 @@ int open_unnamed(const std::string& path, std::string& named) {
 // never replaces a file: another run made it first, and it is theirs).
 bool link_into_place(int fd, const std::string& named, const std::string& path) {
   const std::string from = named.empty() ? fmt::format("/proc/self/fd/{}", fd) : named;
-  const int rc = linkat(AT_FDCWD, from.c_str(), AT_FDCWD, path.c_str(), named.empty() ? AT_SYMLINK_FOLLOW : 0);
+  const int rc =
+      linkat(AT_FDCWD, from.c_str(), AT_FDCWD, path.c_str(), named.empty() ? AT_SYMLINK_FOLLOW : 0);
   const int err = errno;
   if (!named.empty()) unlink(named.c_str());
   if (rc == 0) return true;
@@ -99,7 +100,8 @@ int create_locked(const std::string& path, const std::string& header) {
   const int fd = open_unnamed(path, named);
   if (fd < 0) fail("--results {}: cannot open it for appending: {}", path, std::strerror(errno));
   try {
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) fail("--results {}: cannot lock a new file: {}", path, std::strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+      fail("--results {}: cannot lock a new file: {}", path, std::strerror(errno));
     write_all(fd, path, header);
     if (link_into_place(fd, named, path)) {
       fsync_parent(path);
@@ -115,7 +117,8 @@ int create_locked(const std::string& path, const std::string& header) {
 }
 
 // A field of the wrong type or missing: the line is not one props writes.
-[[noreturn]] void refuse_shape(const std::string& path, size_t line, const char* key, const std::string& why) {
+[[noreturn]] void refuse_shape(const std::string& path, size_t line, const char* key,
+                               const std::string& why) {
   fail("--results {}: line {} is neither a plan nor a finished batch: '{}' {}", path, line, key, why);
 }
 
@@ -131,7 +134,8 @@ class LineReader {
   }
   long long whole(const char* key, long long lo, long long hi) const {
     const json& v = at(key);
-    if (!v.is_number_integer()) refuse_shape(path_, line_, key, fmt::format("is {}, not a whole number", v.dump()));
+    if (!v.is_number_integer())
+      refuse_shape(path_, line_, key, fmt::format("is {}, not a whole number", v.dump()));
     // (an unsigned value above INT64_MAX must not wrap into range through get<int64_t>)
     const bool fits = (!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(hi)) &&
                       v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
@@ -140,7 +144,8 @@ class LineReader {
   }
   uint64_t seed(const char* key) const {
     const json& v = at(key);
-    if (!v.is_number_unsigned()) refuse_shape(path_, line_, key, fmt::format("is {}, not a seed (0..2^64-1)", v.dump()));
+    if (!v.is_number_unsigned())
+      refuse_shape(path_, line_, key, fmt::format("is {}, not a seed (0..2^64-1)", v.dump()));
     return v.get<uint64_t>();
   }
   double seconds(const char* key) const {
@@ -172,9 +177,12 @@ class LinesChecker {
   LinesChecker(const std::string& path, long long batch_cases) : path_(path), batch_cases_(batch_cases) {}
   void check(const json& j, size_t line) {
     const LineReader r(j, path_, line);
-    if (j.contains("plan")) check_plan(r);
-    else if (j.contains("batch")) check_batch(r, line);
-    else fail("--results {}: line {} is neither a plan nor a finished batch: {}", path_, line, j.dump());
+    if (j.contains("plan"))
+      check_plan(r);
+    else if (j.contains("batch"))
+      check_batch(r, line);
+    else
+      fail("--results {}: line {} is neither a plan nor a finished batch: {}", path_, line, j.dump());
   }
 
  private:
@@ -200,18 +208,21 @@ class LinesChecker {
     if (plan == plans_.end()) r.refuse("property", fmt::format("{} has a batch before its plan", id));
     const Plan& p = plan->second;
     if (batch < p.first || batch >= p.end)
-      r.refuse("batch", fmt::format("is {}, outside the plan of {} (batches {}..{})", batch, id, p.first, p.end - 1));
+      r.refuse("batch",
+               fmt::format("is {}, outside the plan of {} (batches {}..{})", batch, id, p.first, p.end - 1));
     r.seed("case_seed");
     const long long want = std::min(batch_cases_, p.cases - batch * batch_cases_);
     if (const long long cases = r.whole("cases", 1, batch_cases_); cases != want)
       r.refuse("cases", fmt::format("is {}, but batch {} of {} has {} cases", cases, batch, id, want));
     const std::string& status = r.text("status");
-    if (status != "passed" && status != "failed") r.refuse("status", fmt::format("is '{}', not passed or failed", status));
+    if (status != "passed" && status != "failed")
+      r.refuse("status", fmt::format("is '{}', not passed or failed", status));
     r.seconds("seconds");
     if (status == "failed")
       for (const char* key : {"counterexample", "reproduce", "message"}) r.text(key);
     if (const auto [at, fresh] = seen_.emplace(std::make_pair(id, batch), line); !fresh)
-      r.refuse("batch", fmt::format("is {} again: batch {} of {} is already on line {}", batch, batch, id, at->second));
+      r.refuse("batch", fmt::format("is {} again: batch {} of {} is already on line {}", batch, batch, id,
+                                    at->second));
   }
 
   const std::string& path_;
@@ -227,12 +238,15 @@ ParsedResults parse_results(std::string_view bytes, const std::string& path) {
   // (notes, another program's data) is refused and left as it is, whatever its length.
   if (!bytes.empty()) {
     const size_t nl = bytes.find('\n');
-    const json first = nl == std::string_view::npos
-                           ? json(nullptr)
-                           : json::parse(bytes.begin(), bytes.begin() + static_cast<long>(nl), nullptr, false);
+    const json first =
+        nl == std::string_view::npos
+            ? json(nullptr)
+            : json::parse(bytes.begin(), bytes.begin() + static_cast<long>(nl), nullptr, false);
     if (!first.is_object() || !first.contains("props_results"))
-      fail("--results {}: not a props results file (its first line is no props header); left as it is: "
-           "pass another file", path);
+      fail(
+          "--results {}: not a props results file (its first line is no props header); left as it is: "
+          "pass another file",
+          path);
   }
   // Complete lines end with '\n'. Whatever follows the last one is a torn write; so is a last
   // complete line that is not JSON (a crash between data and length reaching the disk).
@@ -242,7 +256,8 @@ ParsedResults parse_results(std::string_view bytes, const std::string& path) {
     const size_t nl = bytes.find('\n', at);
     if (nl == std::string_view::npos) break;
     ++line_no;
-    json j = json::parse(bytes.begin() + static_cast<long>(at), bytes.begin() + static_cast<long>(nl), nullptr, false);
+    json j = json::parse(bytes.begin() + static_cast<long>(at), bytes.begin() + static_cast<long>(nl),
+                         nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
       if (nl + 1 < bytes.size())
         fail("--results {}: line {} is not a JSON object, and lines follow it: the file is damaged "
@@ -284,7 +299,8 @@ ResultsFile::ResultsFile(std::string path, const json& header) : path_(std::move
 
 int ResultsFile::open_existing() {
   const int fd = open(path_.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
-  if (fd < 0 && errno != ENOENT) fail("--results {}: cannot open it for appending: {}", path_, std::strerror(errno));
+  if (fd < 0 && errno != ENOENT)
+    fail("--results {}: cannot open it for appending: {}", path_, std::strerror(errno));
   return fd;
 }
 
@@ -299,8 +315,8 @@ void ResultsFile::resume(const json& header) {
   }
   auto [lines, good] = parse_results(bytes, path_);  // (its first line is a whole header)
   if (lines.front() != header)
-    fail("--results {}: written by another run ({}), not by this one ({}); pass another file or remove it", path_,
-         lines.front().dump(), header.dump());
+    fail("--results {}: written by another run ({}), not by this one ({}); pass another file or remove it",
+         path_, lines.front().dump(), header.dump());
   check_results_lines(lines, path_);
   dropped_ = bytes.size() - good;
   if (dropped_ > 0 && ftruncate(fd_, static_cast<off_t>(good)) != 0)

@@ -2,10 +2,9 @@
 // type's range, naming the file, the line and the field; a refused file is left as it was.
 #include "props/results.h"
 
-#include <catch2/catch.hpp>
-
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -18,13 +17,12 @@ using nlohmann::json;
 
 namespace {
 
-const json kHeader = {{"props_results", 1}, {"seed", 3}, {"max_success", 100}, {"shard", "1/1"},
-                      {"batch_cases", 10}, {"shaping_flags", json::array()}};
+const json kHeader = {{"props_results", 1}, {"seed", 3},         {"max_success", 100},
+                      {"shard", "1/1"},     {"batch_cases", 10}, {"shaping_flags", json::array()}};
 
-std::string plan_line() {
-  return R"({"plan":"p0","sentence":"s","cases":25,"batches":3,"first":0,"end":3})";
-}
-std::string batch_line(const std::string& batch, const std::string& cases, const std::string& status = "\"passed\"") {
+std::string plan_line() { return R"({"plan":"p0","sentence":"s","cases":25,"batches":3,"first":0,"end":3})"; }
+std::string batch_line(const std::string& batch, const std::string& cases,
+                       const std::string& status = "\"passed\"") {
   return R"({"property":"p0","batch":)" + batch + R"(,"case_seed":7,"cases":)" + cases +
          R"(,"seconds":0.5,"status":)" + status + "}";
 }
@@ -36,8 +34,8 @@ std::vector<json> lines_of(const std::vector<std::string>& rest) {
 }
 
 struct TempDir {
-  std::filesystem::path path = std::filesystem::temp_directory_path() /
-                               ("results_test." + std::to_string(getpid()));
+  std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("results_test." + std::to_string(getpid()));
   TempDir() { std::filesystem::create_directories(path); }
   ~TempDir() { std::filesystem::remove_all(path); }
   std::string file(const std::string& name, const std::string& bytes) const {
@@ -86,16 +84,19 @@ TEST_CASE("a new results file holds its header, and a second opener is refused a
   CHECK_THROWS_WITH(ResultsFile(path, kHeader), Catch::Contains("another props run is appending to it"));
   CHECK(std::filesystem::exists(path));
   CHECK(std::filesystem::directory_iterator(dir.path) != std::filesystem::directory_iterator());
-  CHECK(std::distance(std::filesystem::directory_iterator(dir.path), std::filesystem::directory_iterator()) == 1);
+  CHECK(std::distance(std::filesystem::directory_iterator(dir.path), std::filesystem::directory_iterator()) ==
+        1);
 }
 
-TEST_CASE("the lines a resumed run counts are in range, each batch once, and errors name file, line and field",
-          "[results]") {
-  CHECK_NOTHROW(check_results_lines(lines_of({plan_line(), batch_line("0", "10"), batch_line("2", "5")}), "r.jsonl"));
+TEST_CASE(
+    "the lines a resumed run counts are in range, each batch once, and errors name file, line and field",
+    "[results]") {
+  CHECK_NOTHROW(
+      check_results_lines(lines_of({plan_line(), batch_line("0", "10"), batch_line("2", "5")}), "r.jsonl"));
   const auto refused = [](const std::vector<std::string>& rest, const std::string& message) {
     INFO(message);
-    CHECK_THROWS_WITH(check_results_lines(lines_of(rest), "r.jsonl"), Catch::Contains("--results r.jsonl: line") &&
-                                                                          Catch::Contains(message));
+    CHECK_THROWS_WITH(check_results_lines(lines_of(rest), "r.jsonl"),
+                      Catch::Contains("--results r.jsonl: line") && Catch::Contains(message));
   };
   refused({plan_line(), batch_line("0", "10"), batch_line("0", "10")}, "line 4: 'batch' is 0 again");
   refused({plan_line(), batch_line("0", "-5")}, "line 3: 'cases' is -5, outside 1..10");
@@ -104,19 +105,23 @@ TEST_CASE("the lines a resumed run counts are in range, each batch once, and err
   refused({plan_line(), batch_line("3", "5")}, "'batch' is 3, outside the plan of p0");
   refused({plan_line(), batch_line("4294967296", "10")}, "'batch' is 4294967296, outside 0..2147483647");
   refused({plan_line(), batch_line("-1", "10")}, "'batch' is -1, outside 0..2147483647");
-  refused({plan_line(), batch_line("18446744073709551615", "10")}, "'batch' is 18446744073709551615, outside");
+  refused({plan_line(), batch_line("18446744073709551615", "10")},
+          "'batch' is 18446744073709551615, outside");
   refused({plan_line(), batch_line("1.5", "10")}, "'batch' is 1.5, not a whole number");
   refused({plan_line(), batch_line("0", "1e1")}, "'cases' is 10.0, not a whole number");
   refused({plan_line(), batch_line("0", "10", "\"failed\"")}, "'counterexample' is missing");
   refused({batch_line("0", "10")}, "'property' p0 has a batch before its plan");
   refused({plan_line(), plan_line()}, "'plan' p0 is planned twice");
-  refused({R"({"plan":"p0","sentence":"s","cases":25,"batches":2,"first":0,"end":2})"}, "'batches' is 2, but 25");
+  refused({R"({"plan":"p0","sentence":"s","cases":25,"batches":2,"first":0,"end":2})"},
+          "'batches' is 2, but 25");
   refused({R"({"plan":"p0","sentence":"s","cases":-25,"batches":3,"first":0,"end":3})"}, "'cases' is -25");
-  refused({R"({"plan":"p0","sentence":"s","cases":25,"batches":3,"first":2,"end":1})"}, "'end' is 1, outside 2..3");
+  refused({R"({"plan":"p0","sentence":"s","cases":25,"batches":3,"first":2,"end":1})"},
+          "'end' is 1, outside 2..3");
   refused({R"({"plan":"p0","sentence":"s","cases":25,"batches":3,"first":0,"end":3})",
            R"({"property":"p0","batch":0,"case_seed":-7,"cases":10,"seconds":0.5,"status":"passed"})"},
           "'case_seed' is -7, not a seed");
-  refused({plan_line(), R"({"property":"p0","batch":0,"case_seed":7,"cases":10,"seconds":-1,"status":"passed"})"},
-          "'seconds' is -1, not a time in seconds");
+  refused(
+      {plan_line(), R"({"property":"p0","batch":0,"case_seed":7,"cases":10,"seconds":-1,"status":"passed"})"},
+      "'seconds' is -1, not a time in seconds");
   refused({R"({"something":"else"})"}, "line 2 is neither a plan nor a finished batch");
 }

@@ -1,17 +1,17 @@
 #include "props/shard.h"
 
+#include <fmt/format.h>
+#include <rapidcheck.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
-#include <sstream>
 #include <memory>
 #include <optional>
 #include <set>
-
-#include <fmt/format.h>
-#include <rapidcheck.h>
+#include <sstream>
 
 #include "base/error.h"
 #include "base/rng.h"
@@ -141,17 +141,21 @@ void check_case_seeds(const ResultsFile& file, uint64_t run_seed) {
     const int index = j["batch"].get<int>();
     const uint64_t want = batch_seed(property_seeds.at(j["property"].get<std::string>()), index);
     if (j["case_seed"].get<uint64_t>() != want)
-      fail("--results {}: line {}: 'case_seed' is {}, but this run's batch {} of {} has seed {}", file.path(), i + 2,
-           j["case_seed"].get<uint64_t>(), index, j["property"].get<std::string>(), want);
+      fail("--results {}: line {}: 'case_seed' is {}, but this run's batch {} of {} has seed {}", file.path(),
+           i + 2, j["case_seed"].get<uint64_t>(), index, j["property"].get<std::string>(), want);
   }
 }
 
 // A resumed property's plan must be the one this run makes (a changed case count would make
 // other batches); it is checked here, where the run's count is known.
-void check_plan(const ResultsFile& file, const nlohmann::json& plan, int total, int batches, BatchRange range) {
-  if (plan["cases"] != total || plan["batches"] != batches || plan["first"] != range.first || plan["end"] != range.end)
-    fail("--results {}: the plan of {} ({}) is not this run's (cases {}, batches {}, first {}, end {}): pass another file",
-         file.path(), plan["plan"].get<std::string>(), plan.dump(), total, batches, range.first, range.end);
+void check_plan(const ResultsFile& file, const nlohmann::json& plan, int total, int batches,
+                BatchRange range) {
+  if (plan["cases"] != total || plan["batches"] != batches || plan["first"] != range.first ||
+      plan["end"] != range.end)
+    fail(
+        "--results {}: the plan of {} ({}) is not this run's (cases {}, batches {}, first {}, end {}): pass "
+        "another file",
+        file.path(), plan["plan"].get<std::string>(), plan.dump(), total, batches, range.first, range.end);
 }
 
 nlohmann::json batch_line(const std::string& id, const Batch& b, const CheckResult& r) {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -59,12 +60,16 @@ void fsync_parent(const std::string& path) {
   }
 }
 
-// Test hook (props/results_race_test.sh, docs/nightly.md): MINIINFER_TEST_RESULTS_CREATE_DELAY_MS
+// Test hook (props/results_race_test.sh, docs/nightly.md):
+// MINIINFER_TEST_RESULTS_CREATE_DELAY_MS
 // widens the window between finding the file absent and creating it, where another run can
-// create it first. Unset, it costs one getenv per run.
-void test_hook_create_delay() {
-  if (const char* ms = std::getenv("MINIINFER_TEST_RESULTS_CREATE_DELAY_MS"))
+// create it first; a line on stderr tells the test the window is open. Unset, it costs one
+// getenv per run.
+void test_hook_create_delay(const std::string& path) {
+  if (const char* ms = std::getenv("MINIINFER_TEST_RESULTS_CREATE_DELAY_MS")) {
+    std::fprintf(stderr, "props: test hook: %s is absent; waiting %s ms before creating it\n", path.c_str(), ms);
     std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
+  }
 }
 
 // A fresh, unnamed file in the target's folder (O_TMPFILE, linked later through /proc), or,
@@ -281,7 +286,7 @@ ResultsFile::ResultsFile(std::string path, const json& header) : path_(std::move
   if (stat(path_.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) fail("--results {}: not a regular file", path_);
   fd_ = open_existing();
   if (fd_ < 0) {
-    test_hook_create_delay();
+    test_hook_create_delay(path_);
     fd_ = create_locked(path_, header.dump() + "\n");
     if (fd_ >= 0) return;
     fd_ = open_existing();  // another run created it meanwhile: theirs, and locked

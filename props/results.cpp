@@ -60,14 +60,14 @@ void fsync_parent(const std::string& path) {
   }
 }
 
-// Test hook (props/results_race_test.sh, docs/nightly.md):
-// MINIINFER_TEST_RESULTS_CREATE_DELAY_MS
-// widens the window between finding the file absent and creating it, where another run can
-// create it first; a line on stderr tells the test the window is open. Unset, it costs one
-// getenv per run.
+// Test hook (props/results_race_test.sh, docs/nightly.md): the variable
+// MINIINFER_TEST_RESULTS_CREATE_DELAY_MS widens the window between finding the file absent and
+// creating it, where another run can create it first; a line on stderr tells the test the
+// window is open. Unset, it costs one getenv per run.
 void test_hook_create_delay(const std::string& path) {
   if (const char* ms = std::getenv("MINIINFER_TEST_RESULTS_CREATE_DELAY_MS")) {
-    std::fprintf(stderr, "props: test hook: %s is absent; waiting %s ms before creating it\n", path.c_str(), ms);
+    std::fprintf(stderr, "props: test hook: %s is absent; waiting %s ms before creating it\n", path.c_str(),
+                 ms);
     std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
   }
 }

@@ -13,6 +13,14 @@ execute_process(COMMAND ${FUZZER} -seed=1 -runs=${RUNS} -max_len=${MAX_LEN} -tim
 string(REGEX MATCHALL "[^\n]*(INITED|DONE|Done [0-9]+ runs|stat::number_of_executed_units|ERROR|SUMMARY|deadly)[^\n]*" lines "${err}")
 string(REPLACE ";" "\n" lines "${lines}")
 message(STATUS "${FUZZER}\n${lines}")
+# A run that ended early (a time limit, a signal libFuzzer caught) must not pass for RUNS
+# executions: the count libFuzzer reports is checked against RUNS.
+string(REGEX MATCH "stat::number_of_executed_units: ([0-9]+)" _units "${err}")
+if(rc EQUAL 0 AND NOT _units)
+  message(FATAL_ERROR "${FUZZER}: libFuzzer reported no execution count (-print_final_stats)")
+elseif(rc EQUAL 0 AND CMAKE_MATCH_1 LESS RUNS)
+  message(FATAL_ERROR "${FUZZER}: libFuzzer reports ${CMAKE_MATCH_1} executions, fewer than the ${RUNS} asked for")
+endif()
 if(NOT rc EQUAL 0)
   string(LENGTH "${err}" n)
   if(n GREATER 4000)

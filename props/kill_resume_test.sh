@@ -8,7 +8,8 @@
 # usage: kill_resume_test.sh PROPS WORKDIR [MIN_KILLS]
 set -uo pipefail
 props=$1 work=$2 min_kills=${3:-20}
-rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+# (WORKDIR must lie inside the current folder, where CTest runs this: only that is ever removed.)
+"$(dirname "$0")/../scripts/remove-inside" . "$work" && mkdir -p "$work" && cd "$work" || exit 1
 RANDOM=${KILL_SEED:-1}
 flags=(--rc-seed=11 --rc-max-success=600 "[p0],[p6],[p7],[p5],[p4]")
 keys() {

@@ -1,11 +1,20 @@
 #include "props/report.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
+#include <thread>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -398,6 +407,38 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
   return f;
 }
 
+namespace {
+
+// Test hook (props/results_race_test.sh, docs/nightly.md): MINIINFER_TEST_REPORT_DELAY_MS
+// pauses between a report's first file and the others, the window in which another run's
+// report could land between them.
+void test_hook_report_delay() {
+  if (const char* ms = std::getenv("MINIINFER_TEST_REPORT_DELAY_MS"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
+}
+
+// An exclusive lock on DIR/.props-report.lock, held while one report's files go into DIR: two
+// runs sharing a report folder put in their sets one after the other, so the files of one ID
+// are always one run's. The lock file stays (removing it would let a third run lock another).
+class ReportFolderLock {
+ public:
+  explicit ReportFolderLock(const std::string& dir) {
+    const std::string path = dir + "/.props-report.lock";
+    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("cannot open the report folder's lock {}: {}", path, std::strerror(errno));
+    while (flock(fd_, LOCK_EX) != 0)
+      if (errno != EINTR) fail("cannot lock the report folder's lock {}: {}", path, std::strerror(errno));
+  }
+  ~ReportFolderLock() { close(fd_); }
+  ReportFolderLock(const ReportFolderLock&) = delete;
+  ReportFolderLock& operator=(const ReportFolderLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
 void publish_failure(const std::string& id, const Failure& f) {
   std::printf("\nReport for %s:\n%s", id.c_str(), f.text.c_str());
   const std::string dir = run_config().report_dir;
@@ -406,10 +447,17 @@ void publish_failure(const std::string& id, const Failure& f) {
     const std::string base = dir + "/" + id;
     nlohmann::json report = f.json;
     report["case"] = f.case_json;
-    write_file_atomic(base + ".report.json", report.dump(2) + "\n");
-    write_file_atomic(base + ".heatmap.svg", f.svg);
-    write_file_atomic(base + ".case.json", f.case_json.dump(2) + "\n");
-    write_file_atomic(base + ".report.txt", f.text);
+    const std::pair<std::string, std::string> files[] = {{".report.json", report.dump(2) + "\n"},
+                                                         {".heatmap.svg", f.svg},
+                                                         {".case.json", f.case_json.dump(2) + "\n"},
+                                                         {".report.txt", f.text}};
+    {
+      const ReportFolderLock lock(dir);
+      for (const auto& [suffix, bytes] : files) {
+        write_file_atomic(base + suffix, bytes);
+        if (suffix == files[0].first) test_hook_report_delay();
+      }
+    }
     std::printf("  written: %s.report.json, .report.txt, .heatmap.svg, .case.json\n  replay:  props --replay %s.case.json\n",
                 base.c_str(), base.c_str());
   } catch (const std::exception& e) {

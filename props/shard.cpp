@@ -1,15 +1,17 @@
 #include "props/shard.h"
 
+#include <fmt/format.h>
+#include <rapidcheck.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <sstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
-
-#include <fmt/format.h>
-#include <rapidcheck.h>
+#include <sstream>
 
 #include "base/error.h"
 #include "base/rng.h"
@@ -119,6 +121,43 @@ nlohmann::json results_header(ShardSpec spec) {
           {"shaping_flags", run_config().shaping_flags}};
 }
 
+uint64_t batch_seed(uint64_t property_seed, int index) {
+  return Rng::stream(property_seed, static_cast<uint64_t>(index)).next_u64();
+}
+
+// Every batch line's case seed is the one this run derives for its property and index: a
+// line of another seed would be counted, and its batch run again on top of it. (The results
+// file has checked every other field already; line i of existing() is the file's line i + 2.)
+void check_case_seeds(const ResultsFile& file, uint64_t run_seed) {
+  std::map<std::string, uint64_t> property_seeds;
+  const auto& lines = file.existing();
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const nlohmann::json& j = lines[i];
+    if (j.contains("plan")) {
+      const std::string& id = j["plan"].get_ref<const std::string&>();
+      property_seeds[id] = property_seed(run_seed, id);
+      continue;
+    }
+    const int index = j["batch"].get<int>();
+    const uint64_t want = batch_seed(property_seeds.at(j["property"].get<std::string>()), index);
+    if (j["case_seed"].get<uint64_t>() != want)
+      fail("--results {}: line {}: 'case_seed' is {}, but this run's batch {} of {} has seed {}", file.path(),
+           i + 2, j["case_seed"].get<uint64_t>(), index, j["property"].get<std::string>(), want);
+  }
+}
+
+// A resumed property's plan must be the one this run makes (a changed case count would make
+// other batches); it is checked here, where the run's count is known.
+void check_plan(const ResultsFile& file, const nlohmann::json& plan, int total, int batches,
+                BatchRange range) {
+  if (plan["cases"] != total || plan["batches"] != batches || plan["first"] != range.first ||
+      plan["end"] != range.end)
+    fail(
+        "--results {}: the plan of {} ({}) is not this run's (cases {}, batches {}, first {}, end {}): pass "
+        "another file",
+        file.path(), plan["plan"].get<std::string>(), plan.dump(), total, batches, range.first, range.end);
+}
+
 nlohmann::json batch_line(const std::string& id, const Batch& b, const CheckResult& r) {
   nlohmann::json j = {{"property", id},         {"batch", b.index},     {"case_seed", b.seed},
                       {"cases", b.cases},       {"seconds", r.seconds}, {"status", r.passed ? "passed" : "failed"}};
@@ -144,8 +183,7 @@ ShardSpec parse_shard(const std::string& text) {
 std::vector<Batch> batches_of(uint64_t property_seed, int total) {
   std::vector<Batch> out;
   for (int i = 0; i * kBatchCases < total; ++i)
-    out.push_back({i, Rng::stream(property_seed, static_cast<uint64_t>(i)).next_u64(),
-                   std::min(kBatchCases, total - i * kBatchCases)});
+    out.push_back({i, batch_seed(property_seed, i), std::min(kBatchCases, total - i * kBatchCases)});
   return out;
 }
 
@@ -172,12 +210,17 @@ void start_sliced_run(ShardSpec spec, const std::string& results) {
     }
     std::cerr.rdbuf(cerr_buf);
     run.results = std::make_unique<ResultsFile>(results, header);
+    check_case_seeds(*run.results, header["seed"].get<uint64_t>());
     std::cerr << held.str() << std::flush;
     if (run.results->dropped_bytes() > 0)
       std::fprintf(stderr, "props: --results %s: dropped a torn last line (%zu bytes); its batch runs again\n",
                    results.c_str(), run.results->dropped_bytes());
-    if (!run.results->existing().empty())
-      std::printf("props: resuming from %s: %zu batches done\n", results.c_str(), run.results->existing().size());
+    const auto& lines = run.results->existing();
+    if (!lines.empty())
+      std::printf("props: resuming from %s: %zu batches done\n", results.c_str(),
+                  static_cast<size_t>(std::count_if(lines.begin(), lines.end(), [](const nlohmann::json& j) {
+                    return j.contains("batch");
+                  })));
   }
   sliced().emplace(std::move(run));
 }
@@ -202,7 +245,10 @@ bool check_sliced(const std::string& id, const std::string& sentence, uint64_t p
   bool planned = false, failed_now = false;
   if (run.results) {
     for (const auto& j : run.results->existing()) {
-      planned = planned || j.value("plan", "") == id;
+      if (j.value("plan", "") == id) {
+        check_plan(*run.results, j, total, static_cast<int>(all.size()), range);
+        planned = true;
+      }
       if (j.value("property", "") != id || !j.contains("batch")) continue;
       done.insert({j.at("batch").get<int>(), j.at("case_seed").get<uint64_t>()});
       seconds += j.value("seconds", 0.0);

@@ -5,7 +5,8 @@
 # usage: shard_test.sh PROPS WORKDIR
 set -uo pipefail
 props=$1 work=$2
-rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+# (WORKDIR must lie inside the current folder, where CTest runs this: only that is ever removed.)
+"$(dirname "$0")/../scripts/remove-inside" . "$work" && mkdir -p "$work" && cd "$work" || exit 1
 flags=(--rc-seed=7 --rc-max-success=20)
 failures=0
 check() {  # check WHAT CONDITION-STATUS DETAIL

@@ -6,6 +6,8 @@ property, a line per finished batch), the shards' failure reports, phases/*.json
 ctest.log, and earlier nights' summary.json beside this one for the trend. Writes both files
 whole (temp file, then rename). The page is static: inline CSS and SVG, no script.
 Exit status: 0 when the night passed, 1 when anything failed or is missing, 2 on bad input.
+A line or file the merge cannot use (not a JSON object, a key missing or of the wrong type) is
+named on stderr with its file and line, left out, and fails the night; the rest is merged.
 
 usage: nightly_report.py OUT [--seconds S]
 """
@@ -17,6 +19,45 @@ import re
 import sys
 
 TREND_NIGHTS = 30
+
+# What the merge could not use, one line each ("FILE: line N: ..."): printed, kept in
+# summary.json, and the night fails.
+PROBLEMS = []
+
+# The keys each kind of line must hold, and their types (bool is no number here).
+PLAN_KEYS = {"plan": str, "cases": int, "batches": int, "first": int, "end": int}
+BATCH_KEYS = {"property": str, "batch": int, "case_seed": int, "cases": int, "status": str, "seconds": (int, float)}
+FAILED_KEYS = {"counterexample": str, "reproduce": str, "message": str}
+RUN_KEYS = {"date": str, "seed": int, "shards": int}
+NIGHT_KEYS = {"date": str, "cases": int, "failures": int, "seconds": (int, float), "passed": bool}
+PHASE_KEYS = {"phase": str, "exit_status": (int, str), "seconds": (int, float), "log": str}
+
+
+def problem(msg):
+    PROBLEMS.append(msg)
+    print(f"nightly-merge: {msg}", file=sys.stderr)
+
+
+def missing_keys(obj, keys):
+    """What `obj` lacks of `keys` (name: type), as words: "no 'cases'", "'seed' is "x", not int"."""
+    out = []
+    for key, kind in keys.items():
+        if key not in obj:
+            out.append(f"no '{key}'")
+            continue
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (not isinstance(obj[key], kinds) or (isinstance(obj[key], bool) and bool not in kinds)):
+            names = " or ".join(k.__name__ for k in kinds)
+            out.append(f"'{key}' is {json.dumps(obj[key])}, not {names}")
+    return out
+
+
+def usable(obj, keys, where):
+    """True when `obj` has every key of its type; otherwise names what is missing, and False."""
+    wrong = missing_keys(obj, keys)
+    if wrong:
+        problem(f"{where}: {', '.join(wrong)}; left out")
+    return not wrong
 
 
 def fail(msg, status=2):
@@ -56,8 +97,9 @@ def engine_flags(out):
     return flags
 
 
-def read_results(path):
-    """The header, and the complete lines; a torn last line is counted, not used."""
+def read_results(path, report=False):
+    """The header, and the complete lines as (line number, object); a torn last line is counted,
+    not used. A line that is not a JSON object is left out and, when `report`, named."""
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read()
     parts = text.split("\n")
@@ -65,15 +107,22 @@ def read_results(path):
     lines = []
     for i, part in enumerate(parts[:-1]):
         try:
-            lines.append(json.loads(part))
+            j = json.loads(part)
         except ValueError:
             if i == len(parts) - 2:
                 torn += 1
-            else:
-                fail(f"{path}: line {i + 1} is not JSON: the file is damaged")
-    if not lines or "props_results" not in lines[0]:
+            elif report:
+                problem(f"{path}: line {i + 1}: not JSON (the file is damaged); left out")
+            continue
+        if isinstance(j, dict):
+            lines.append((i + 1, j))
+        elif report:
+            problem(f"{path}: line {i + 1}: {json.dumps(j)[:60]} is not a JSON object; left out")
+    if not lines or lines[0][0] != 1 or "props_results" not in lines[0][1]:
+        if report and text:
+            problem(f"{path}: line 1: no props results header; the file is left out")
         return None, [], torn
-    return lines[0], lines[1:], torn
+    return lines[0][1], lines[1:], torn
 
 
 def shrunk_prompt(case):
@@ -91,15 +140,18 @@ def merge_props(out, shards):
     seen = {}
     shard_files = sorted(glob.glob(os.path.join(out, "shards", "results-*.jsonl")))
     for path in shard_files:
-        header, lines, torn = read_results(path)
+        header, lines, torn = read_results(path, report=True)
         coverage["torn_lines"] += torn
         if header is None:
             continue
         coverage["results_files"] += 1
         engine = engine_of(header)
         shard = header.get("shard", "1/1")
-        for j in lines:
+        for n, j in lines:
+            where = f"{path}: line {n}"
             if "plan" in j:
+                if not usable(j, PLAN_KEYS, where):
+                    continue
                 key = (engine, j["plan"])
                 p = props.setdefault(key, {"engine": engine, "id": j["plan"], "property": j.get("sentence", ""),
                                            "planned_cases": j["cases"], "batches": j["batches"], "cases": 0,
@@ -108,10 +160,19 @@ def merge_props(out, shards):
                 p["owned"].update(range(j["first"], j["end"]))
                 continue
             if "batch" not in j:
+                problem(f"{where}: neither a plan nor a batch; left out")
+                continue
+            if not usable(j, BATCH_KEYS, where):
+                continue
+            if j["status"] not in ("passed", "failed"):
+                problem(f"{where}: 'status' is {json.dumps(j['status'])}, not passed or failed; left out")
+                continue
+            if j["status"] == "failed" and not usable(j, FAILED_KEYS, where):
                 continue
             key = (engine, j["property"])
             p = props.get(key)
             if p is None:
+                problem(f"{where}: a batch of {j['property']}, which has no plan before it; left out")
                 continue
             bkey = (engine, j["property"], j["batch"])
             if bkey in seen:
@@ -119,7 +180,7 @@ def merge_props(out, shards):
                 continue
             seen[bkey] = True
             p["done"].add(j["batch"])
-            p["seconds"] += j.get("seconds", 0.0)
+            p["seconds"] += j["seconds"]
             if j["status"] == "passed":
                 p["cases"] += j["cases"]
                 continue
@@ -175,7 +236,12 @@ def earlier_nights(out, date):
     nights = []
     for path in glob.glob(os.path.join(os.path.dirname(os.path.abspath(out)), "*", "summary.json")):
         s = read_json(path)
-        if not s or s.get("date", "") >= date:
+        wrong = missing_keys(s, NIGHT_KEYS) if isinstance(s, dict) else ["not a JSON object"]
+        if wrong:
+            # An earlier night's damage is named, but does not fail tonight.
+            print(f"nightly-merge: {path}: {', '.join(wrong)}; left out of the trend", file=sys.stderr)
+            continue
+        if s["date"] >= date:
             continue
         nights.append({"date": s["date"], "cases": s.get("cases", 0), "failures": s.get("failures", 0),
                        "seconds": s.get("seconds", 0), "passed": s.get("passed", False)})
@@ -186,12 +252,27 @@ def summarize(out, seconds):
     run = read_json(os.path.join(out, "run.json"))
     if run is None:
         fail(f"{out}/run.json is missing or not JSON: {out} is not a nightly run's folder")
+    if not isinstance(run, dict):
+        fail(f"{out}/run.json: line 1: not a JSON object: {out} is not a nightly run's folder")
+    if missing_keys(run, RUN_KEYS):
+        problem(f"{out}/run.json: {', '.join(missing_keys(run, RUN_KEYS))}")
+        run = dict(run)
+        run["date"] = run["date"] if isinstance(run.get("date"), str) else os.path.basename(os.path.normpath(out))
+        run["seed"] = run["seed"] if isinstance(run.get("seed"), int) else None
+        run["shards"] = run["shards"] if isinstance(run.get("shards"), int) else 1
     props, counterexamples, coverage = merge_props(out, run.get("shards", 1))
     phases = {}
     for path in sorted(glob.glob(os.path.join(out, "phases", "*.json"))):
         ph = read_json(path, {})
-        if ph:
-            phases[ph["phase"]] = {"exit_status": ph["exit_status"], "seconds": ph["seconds"], "log": ph["log"]}
+        name = os.path.basename(path)[:-len(".json")]
+        if not isinstance(ph, dict):
+            problem(f"{path}: line 1: not a JSON object; the phase counts as failed")
+            ph = {}
+        wrong = missing_keys(ph, PHASE_KEYS)
+        if wrong:
+            problem(f"{path}: {', '.join(wrong)}; the phase counts as failed")
+            ph = {"exit_status": "unreadable", "seconds": 0, "log": ""}
+        phases[ph.get("phase", name)] = {"exit_status": ph["exit_status"], "seconds": ph["seconds"], "log": ph["log"]}
     faults = []
     try:
         with open(os.path.join(out, "faults.txt"), encoding="utf-8") as f:
@@ -222,8 +303,9 @@ def summarize(out, seconds):
         "date": run["date"], "seed": run["seed"], "shards": run.get("shards", 1),
         "seconds": seconds if seconds is not None else run.get("seconds", 0),
         "cases": cases, "failures": failures,
-        "passed": failures == 0 and complete and ran_phase_ok and not missing_phases and
+        "passed": failures == 0 and complete and ran_phase_ok and not missing_phases and not PROBLEMS and
                   all(p["status"] == "passed" for p in props),
+        "problems": list(PROBLEMS),
         "complete": complete, "missing_phases": missing_phases,
         "replay": f"build-nightly/props --rc-seed={run['seed']} --rc-max-success=2000 --full",
         "engines": [{"engine": e, "settings": engine_settings.get(e, [])} for e in engines],
@@ -300,6 +382,9 @@ def page(s):
              f'batches, {cov["missing_batches"]} missing batches, {cov["torn_lines"]} torn lines'
              + ("" if not s["missing_phases"] else f'; phases that did not finish: {esc(", ".join(s["missing_phases"]))}')
              + '</p>')
+    if s["problems"]:
+        o.append('<p id="problems" class="failed">left out of the merge:</p><ul>'
+                 + "".join(f"<li><code>{esc(m)}</code></li>" for m in s["problems"]) + '</ul>')
     o.append('<h2>Properties</h2><table id="properties"><tr><th>engine</th><th>id</th><th>property</th>'
              '<th>status</th><th>cases</th><th>failures</th><th>time (s, all shards)</th></tr>')
     for p in s["properties"]:

@@ -6,7 +6,8 @@
 # usage: bad_input_test.sh MINIGPT PROPS WORKDIR
 set -uo pipefail
 minigpt=$1 props=$2 work=$3
-rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+# (WORKDIR must lie inside the current folder, where CTest runs this: only that is ever removed.)
+"$(dirname "$0")/../../scripts/remove-inside" . "$work" && mkdir -p "$work" && cd "$work" || exit 1
 failures=0 cases=0
 
 # check NAME STATUS REGEX [--out FILE] -- COMMAND...

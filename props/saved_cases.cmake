@@ -3,6 +3,12 @@
 # llama.cpp, experiment 23's) replays in a fresh process, fails again, and writes back the same
 # case file and the same report, byte for byte.
 # Run as: cmake -DPROPS=... -DWORK=... -DDIRS="dir;dir" [-DMINIGPT=...] -P saved_cases.cmake
+# Where the GGUF lay when a case was saved is not part of the case.
+function(without_gguf_path var)
+  string(REGEX REPLACE "\"gguf\": \"[^\"]*\"" "\"gguf\": GGUF" text "${${var}}")
+  set(${var} "${text}" PARENT_SCOPE)
+endfunction()
+
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
 set(GGUF ${WORK}/minigpt.gguf)
@@ -36,9 +42,8 @@ foreach(dir ${DIRS})
       continue()
     endif()
     file(READ ${out}/${property}.case.json again)
-    # Where the GGUF lay when the case was saved is not part of the case.
-    string(REGEX REPLACE "\"gguf\": \"[^\"]*\"" "\"gguf\": GGUF" again "${again}")
-    string(REGEX REPLACE "\"gguf\": \"[^\"]*\"" "\"gguf\": GGUF" saved "${saved}")
+    without_gguf_path(again)
+    without_gguf_path(saved)
     if(NOT again STREQUAL saved)
       list(APPEND failures "${case}: the replay saved another case file: diff ${case} ${out}/${property}.case.json")
     endif()
@@ -48,8 +53,8 @@ foreach(dir ${DIRS})
     if(EXISTS ${report})
       file(READ ${report} committed)
       file(READ ${out}/${property}.report.json replayed)
-      string(REGEX REPLACE "\"gguf\": \"[^\"]*\"" "\"gguf\": GGUF" committed "${committed}")
-      string(REGEX REPLACE "\"gguf\": \"[^\"]*\"" "\"gguf\": GGUF" replayed "${replayed}")
+      without_gguf_path(committed)
+      without_gguf_path(replayed)
       if(NOT committed STREQUAL replayed)
         list(APPEND failures "${case}: the replay's report differs: diff ${report} ${out}/${property}.report.json")
       endif()

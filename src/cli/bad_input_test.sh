@@ -140,6 +140,12 @@ check "replay: unknown engine" 2 "replay unknown-engine\.case\.json: case: engin
 echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s|"arch":null|"engine":"llamacpp","engine_settings":{"gguf":"/no/such.gguf","kv":"f16","threads":1,"flash":"off","ubatch":0},"arch":null|' >gone-gguf.case.json
 check "replay: llamacpp case, GGUF gone" 2 "replay gone-gguf\.case\.json: its engine's GGUF /no/such\.gguf is not there" -- "$props" --model small.safetensors --replay gone-gguf.case.json
 
+# ---- props: numbers and names as given (issue 32) ----------------------------------------------
+check "props: --llama-threads, 11 digits" 2 "--llama-threads: 12345678901 is outside 1\.\.256" -- "$props" --engine llamacpp --gguf regular_file --llama-threads 12345678901
+check "props: --llama-ubatch, 11 digits" 2 "--llama-ubatch: 99999999999 is outside 0\.\.65536" -- "$props" --engine llamacpp --gguf regular_file --llama-ubatch 99999999999
+check "props: --llama-threads 00000000002" 2 "--gguf no-such\.gguf: no such file" -- "$props" --engine llamacpp --gguf no-such.gguf --llama-threads 00000000002
+check "props: shard of a million" 2 "--shard '1/1000000': N is more than 999999" -- "$props" --shard 1/1000000 "[p0]"
+
 # ---- props: engines and levels -------------------------------------------------------------------
 check "props: unknown engine" 2 "--engine: 'vllm' is not an engine" -- "$props" --engine vllm
 check "props: llamacpp without --gguf" 2 "--engine llamacpp needs --gguf FILE" -- "$props" --engine llamacpp

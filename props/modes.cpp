@@ -3,7 +3,6 @@
 #include "props/modes.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,25 +32,14 @@ namespace {
 // Refuses, before any property runs, an output folder that cannot be made or written: a
 // failure found after minutes of checking must not be lost for want of a place to put it.
 // Permission bits do not tell (root passes access() on /proc), so this tries: it makes the
-// first missing part of the folder, writes and removes a probe file there, and removes what it
-// made.
+// folder and writes and removes a probe file there. The folder stays: the run writes there,
+// and a shard started beside this one may be probing it too.
 void check_writable_dir(const std::string& label, const std::string& dir) {
   namespace fs = std::filesystem;
+  const fs::path where = dir.empty() ? fs::path(".") : fs::path(dir);
   std::error_code ec;
-  fs::path p = dir.empty() ? fs::path(".") : fs::path(dir), missing;
-  // The folder itself, or the nearest ancestor that exists (create_directories makes the rest).
-  while (!fs::exists(p, ec)) {
-    missing = p;
-    if (!p.has_parent_path() || p.parent_path() == p) {
-      p = ".";
-      break;
-    }
-    p = p.parent_path();
-  }
-  if (!fs::is_directory(p, ec)) fail("{}: {} is not a directory", label, p.string());
-  if (!missing.empty() && mkdir(missing.c_str(), 0777) != 0)
-    fail("{}: cannot create {}: {}", label, missing.string(), std::strerror(errno));
-  const fs::path where = missing.empty() ? p : missing;
+  if (!fs::is_directory(where, ec) && !fs::create_directories(where, ec) && !fs::is_directory(where))
+    fail("{}: cannot create {}: {}", label, where.string(), ec ? ec.message() : "not a directory");
   const fs::path probe = where / fmt::format(".props-probe-{}", getpid());
   const int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   bool wrote = fd >= 0 && write(fd, "x", 1) == 1 && fsync(fd) == 0;
@@ -60,7 +48,6 @@ void check_writable_dir(const std::string& label, const std::string& dir) {
     close(fd);
     wrote = unlink(probe.c_str()) == 0 && wrote;
   }
-  if (!missing.empty()) rmdir(missing.c_str());
   if (!wrote) fail("{}: cannot write in {}: {}", label, where.string(), std::strerror(why));
 }
 

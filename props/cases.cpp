@@ -18,17 +18,41 @@ std::string json_why(const nlohmann::json::exception& e) {
 }
 
 // The case runs as it was saved: its engine (and settings), level, backend and fault, unless
-// this run names others; the engine says how its saved settings meet this run's flags.
+// this run's flags name others (an explicit --inject none replays without the saved fault);
+// the engine says how its saved settings meet this run's flags.
 void adopt_saved_settings(const std::string& path, const SavedCase& saved) {
   Context& ctx = context();
   const RunConfig& run = run_config();
-  if (ctx.backend == Backend::Invariant) ctx.backend = backend_from_name(saved.backend);
-  if (ctx.fault == Fault::None) ctx.fault = fault_from_name(saved.fault);
-  if (run.engine != "miniinfer" && saved.engine != run.engine)
+  const auto given = [&](const char* flag) { return run.given.count(flag) > 0; };
+  if (given("--engine") && saved.engine != run.engine)
     fail("replay {}: the case was found on engine {}, not {}", path, saved.engine, run.engine);
+  if (saved.engine != "miniinfer" && (given("--backend") || given("--inject")))
+    fail("replay {}: --backend and --inject are our engine's; the case was found on {}", path, saved.engine);
+  if (!given("--backend")) ctx.backend = backend_from_name(saved.backend);
+  if (!given("--inject")) ctx.fault = fault_from_name(saved.fault);
   const nlohmann::json settings = find_engine(saved.engine)->replay(path, saved.engine_settings, run);
-  if (run.level == "bits" && saved.level != "bits") set_run_level(level_from_name(saved.level));
+  if (!given("--level")) set_run_level(level_from_name(saved.level));
   make_subject(saved.engine, settings);
+}
+
+// replay_case's work; replay_case names the file in every Error this throws.
+int replay_loaded(const std::string& path, const SavedCase& saved) {
+  adopt_saved_settings(path, saved);
+  const Context& ctx = context();
+  std::printf("replay %s: engine %s; level %s\n", path.c_str(), ctx.subject->describe().c_str(),
+              to_string(run_level()).c_str());
+  // A case replays only on the model that found it: other weights make other bytes.
+  if (saved.model_sha256 != ctx.model_sha256)
+    fail("saved against model sha256 {}, but this run's model ({}) is {}; pass --model",
+         saved.model_sha256.empty() ? "(none)" : saved.model_sha256, ctx.model_label, ctx.model_sha256);
+  std::printf("replay %s: %s\n", path.c_str(), saved.loaded->summary().c_str());
+  if (auto what = saved.loaded->check()) {
+    std::printf("FAIL  %s\n", what->c_str());
+    publish_failure(saved.property->id(), saved.loaded->report(*what));
+    return 1;
+  }
+  std::printf("ok    the %s passes now\n", saved.loaded->noun());
+  return 0;
 }
 
 }  // namespace
@@ -69,22 +93,13 @@ int replay_case(const std::string& path) {
   } catch (const Error& e) {
     fail("replay {}: {}", path, e.what());
   }
-  adopt_saved_settings(path, saved);
-  const Context& ctx = context();
-  std::printf("replay %s: engine %s; level %s\n", path.c_str(), ctx.subject->describe().c_str(),
-              to_string(run_level()).c_str());
-  // A case replays only on the model that found it: other weights make other bytes.
-  if (saved.model_sha256 != ctx.model_sha256)
-    fail("replay {}: saved against model sha256 {}, but this run's model ({}) is {}; pass --model", path,
-         saved.model_sha256.empty() ? "(none)" : saved.model_sha256, ctx.model_label, ctx.model_sha256);
-  std::printf("replay %s: %s\n", path.c_str(), saved.loaded->summary().c_str());
-  if (auto what = saved.loaded->check()) {
-    std::printf("FAIL  %s\n", what->c_str());
-    publish_failure(saved.property->id(), saved.loaded->report(*what));
-    return 1;
+  try {
+    return replay_loaded(path, saved);
+  } catch (const Error& e) {
+    const std::string prefix = "replay " + path + ": ";
+    if (std::string_view(e.what()).starts_with(prefix)) throw;
+    fail("{}{}", prefix, e.what());
   }
-  std::printf("ok    the %s passes now\n", saved.loaded->noun());
-  return 0;
 }
 
 }  // namespace miniinfer::props

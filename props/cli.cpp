@@ -23,8 +23,10 @@ RC_PARAMS works as in RapidCheck; the flags above are appended to it and win.
 A property that needs what the engine lacks (K/V rows, random architectures) is skipped, by
 name, and counted as skipped. Docs: docs/llamacpp.md (the llama.cpp engine), docs/faults.md.
 Exit status: 0 when every property holds (or a replayed case passes); 1 when a property fails
-(or a replayed case still fails); 2 when a flag, the model, a replay file or an output folder
-is refused, with one line on stderr naming it.
+(or a replayed case still fails); 2 when a flag, the model, a replay file, a test filter,
+RapidCheck's parameters or an output folder is refused, with one line on stderr naming it; 3
+when writing the results file or the summary fails mid-run (a full disk): the run stops at
+once, with one line naming the file and the system's reason.
 )";
 
 struct Flag {
@@ -92,7 +94,8 @@ std::vector<Flag> leading_flags() {
              c.rc_params += " reproduce=" + v;
              c.reproducing = true;
            }},
-          {"--replay", " FILE", "re-run a saved counterexample (report-dir/*.case.json) and report",
+          {"--replay", " FILE", "re-run a saved counterexample (report-dir/*.case.json) and report;\n"
+           "--engine, --level, --backend, --inject override what it was saved with",
            [](CommandLine& c, const std::string& v) { c.replay = v; }},
           {"--model", " FILE", "model weights (default: the shipped experiments/17-minigpt model)",
            [](CommandLine& c, const std::string& v) {
@@ -160,13 +163,14 @@ bool matches(const Flag& f, const std::vector<std::string>& args, size_t& i, std
   if (a == f.name) {
     if (i + 1 >= args.size()) fail("flag {} needs a value", f.name);
     value = args[++i];
-    return true;
-  }
-  if (a.rfind(f.name + "=", 0) == 0) {
+  } else if (a.rfind(f.name + "=", 0) == 0) {
     value = a.substr(f.name.size() + 1);
-    return true;
+  } else {
+    return false;
   }
-  return false;
+  // An empty value would read as "not given" (--replay "" ran the properties): refused.
+  if (value.empty()) fail("flag {}: the value is empty (expected{})", f.name, f.usage.substr(1));
+  return true;
 }
 
 // Ours by prefix: refused when unknown instead of going to Catch2.
@@ -195,6 +199,7 @@ CommandLine parse_command_line(int argc, char** argv) {
       }
     if (hit) {
       hit->set(c, value);
+      c.config.given.insert(hit->name);
       if (c.help) return c;
     } else if (our_prefix(args[i])) {
       fail("unknown flag {} (see props --help)", args[i]);

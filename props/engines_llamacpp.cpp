@@ -310,15 +310,24 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json&, const Model&, int, 
 
 // ---- the declaration ---------------------------------------------------------------------------
 
+// A number flag's value (the flag table let only digits through; leading zeros are fine) if
+// it lies in lo..hi; the refusal shows the number as given, whole.
+int number_in(const RunConfig& run, const std::string& flag, int lo, int hi) {
+  const std::string text = flag_value(run, flag);
+  const size_t first = text.find_first_not_of('0');
+  const std::string digits = first == std::string::npos ? "0" : text.substr(first);
+  const long long n = digits.size() > 12 ? hi + 1LL : std::stoll(digits);
+  if (n < lo || n > hi) fail("{}: {} is outside {}..{}", flag, text, lo, hi);
+  return static_cast<int>(n);
+}
+
 nlohmann::json settings(const RunConfig& run) {
   const std::string gguf = flag_value(run, "--gguf"), kv = flag_value(run, "--llama-kv");
   const std::string flash = flag_value(run, "--llama-flash");
-  const int threads = std::stoi(flag_value(run, "--llama-threads").substr(0, 9));
-  const int ubatch = std::stoi(flag_value(run, "--llama-ubatch").substr(0, 9));
+  const int threads = number_in(run, "--llama-threads", 1, 256);
+  const int ubatch = number_in(run, "--llama-ubatch", 0, 65536);
   if (kv != "f16" && kv != "f32") fail("--llama-kv: '{}' is not f16 or f32", kv);
   if (flash != "on" && flash != "off") fail("--llama-flash: '{}' is not on or off", flash);
-  if (threads < 1 || threads > 256) fail("--llama-threads: {} is outside 1..256", threads);
-  if (ubatch > 65536) fail("--llama-ubatch: {} is more than 65536", ubatch);
   if (!std::filesystem::is_regular_file(gguf)) fail("--gguf {}: no such file", gguf);
   LlamaSettings s = LlamaSettings::from_json(
       {{"gguf", source_relative_path(gguf)}, {"kv", kv}, {"threads", threads}, {"flash", flash}, {"ubatch", ubatch}});

@@ -8,6 +8,7 @@
 #include "props/cases.h"
 #include "props/context.h"
 #include "props/modes.h"
+#include "props/results.h"
 #include "props/shard.h"
 
 int main(int argc, char** argv) {
@@ -27,6 +28,9 @@ int main(int argc, char** argv) {
     if (!cl.replay.empty()) return replay_case(cl.replay);
     if (!cl.shard.empty() || !cl.results.empty())
       start_sliced_run(cl.shard.empty() ? ShardSpec{} : parse_shard(cl.shard), cl.results);
+  } catch (const OutputError& e) {  // the results file's header could not be written
+    std::fprintf(stderr, "props: %s\n", e.what());
+    return kOutputLost;
   } catch (const miniinfer::Error& e) {
     std::fprintf(stderr, "props: %s\n", e.what());
     return 2;

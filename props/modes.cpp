@@ -2,9 +2,14 @@
 #define CATCH_CONFIG_RUNNER
 #include "props/modes.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <set>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,27 +23,55 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "props/context.h"
+#include "props/results.h"
 #include "props/shard.h"
 
 namespace miniinfer::props {
 namespace {
 
-// Refuses, before any property runs, an output folder that could not be made or written: a
+// Refuses, before any property runs, an output folder that cannot be made or written: a
 // failure found after minutes of checking must not be lost for want of a place to put it.
+// Permission bits do not tell (root passes access() on /proc), so this tries: it makes the
+// folder and writes and removes a probe file there. The folder stays: the run writes there,
+// and a shard started beside this one may be probing it too.
 void check_writable_dir(const std::string& label, const std::string& dir) {
   namespace fs = std::filesystem;
+  const fs::path where = dir.empty() ? fs::path(".") : fs::path(dir);
   std::error_code ec;
-  fs::path p = dir.empty() ? fs::path(".") : fs::path(dir);
-  // The folder itself, or the nearest ancestor that exists (create_directories makes the rest).
-  while (!fs::exists(p, ec)) {
-    if (!p.has_parent_path() || p.parent_path() == p) {
-      p = ".";
-      break;
-    }
-    p = p.parent_path();
+  if (!fs::is_directory(where, ec) && !fs::create_directories(where, ec) && !fs::is_directory(where))
+    fail("{}: cannot create {}: {}", label, where.string(), ec ? ec.message() : "not a directory");
+  const fs::path probe = where / fmt::format(".props-probe-{}", getpid());
+  const int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  bool wrote = fd >= 0 && write(fd, "x", 1) == 1 && fsync(fd) == 0;
+  const int why = errno;
+  if (fd >= 0) {
+    close(fd);
+    wrote = unlink(probe.c_str()) == 0 && wrote;
   }
-  if (!fs::is_directory(p, ec)) fail("{}: {} is not a directory", label, p.string());
-  if (access(p.c_str(), W_OK) != 0) fail("{}: {} is not writable", label, p.string());
+  if (!wrote) fail("{}: cannot write in {}: {}", label, where.string(), std::strerror(why));
+}
+
+// RapidCheck reads RC_PARAMS at its first use, mid-run, and exits 1 (a failing property's
+// status) on a bad one: read it here first, so a bad value is a refusal before any case.
+void check_rc_params(const std::string& params) {
+  rc::detail::Configuration config;
+  try {
+    config = rc::detail::configFromString(params);
+  } catch (const rc::detail::ConfigurationException& e) {
+    fail("RapidCheck's parameters (RC_PARAMS and the --rc-* flags) '{}': {}", params, e.what());
+  }
+  if (config.testParams.maxSuccess == 0)
+    fail("--rc-max-success / RC_PARAMS max_success: 0 cases is no check (give 1 or more)");
+}
+
+// A replay runs one saved case: a flag it would not use is refused instead of ignored.
+void check_replay_flags(const CommandLine& cl) {
+  static const std::set<std::string> used = {"--replay", "--model",  "--engine", "--level",
+                                             "--backend", "--inject", "--gguf",   "--report-dir"};
+  for (const std::string& flag : cl.config.given)
+    if (!used.count(flag)) fail("{}: --replay re-runs one saved case, as it was saved; it takes no {}", flag, flag);
+  if (cl.catch_args.size() > 1)
+    fail("{}: --replay re-runs one saved case; Catch2's filters and flags do not apply", cl.catch_args[1]);
 }
 
 // A reproduce run must reproduce: one whose property never ran (filtered out, or no such id)
@@ -86,10 +119,20 @@ int summarize(const CommandLine& cl, int status, double seconds) {
   try {
     write_file_atomic(cl.summary, j.dump(2) + "\n");
   } catch (const Error& e) {
-    std::fprintf(stderr, "props: %s\n", e.what());
-    return status ? status : 2;
+    std::fprintf(stderr, "props: --summary %s: %s\n", cl.summary.c_str(), e.what());
+    return kOutputLost;
   }
   return status;
+}
+
+// A results line that could not be written stops the run here, wherever it was: Catch2 would
+// count the property as errored and go on, and the run would end "passed" with results lost.
+CATCH_TRANSLATE_EXCEPTION(const OutputError& e) {
+  std::cout.flush();
+  std::fflush(stdout);
+  std::fprintf(stderr, "props: %s\n", e.what());
+  std::fflush(stderr);
+  std::_Exit(kOutputLost);
 }
 
 }  // namespace
@@ -101,6 +144,8 @@ int list_faults() {
 }
 
 void prepare_run(const CommandLine& cl) {
+  if (!cl.replay.empty()) check_replay_flags(cl);
+  check_rc_params(cl.rc_params);
   check_writable_dir("--report-dir " + cl.config.report_dir, cl.config.report_dir);
   if (!cl.summary.empty()) {
     const std::filesystem::path parent = std::filesystem::path(cl.summary).parent_path();
@@ -129,9 +174,22 @@ int check_properties(const CommandLine& cl) {
     return 2;
   }
   if (const int rc = session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data())) return rc;
-  set_property_count(static_cast<int>(
-      Catch::filterTests(Catch::getAllTestCasesSorted(session.config()), session.config().testSpec(), session.config())
-          .size()));
+  const Catch::Config& config = session.config();
+  const size_t matched =
+      Catch::filterTests(Catch::getAllTestCasesSorted(config), config.testSpec(), config).size();
+  const bool listing = session.configData().showHelp || session.configData().libIdentify || config.listTests() ||
+                       config.listTestNamesOnly() || config.listTags() || config.listReporters();
+  // A reproduce run that runs nothing has its own message, naming the property (check_reproduced).
+  if (matched == 0 && !listing && cl.rc_params.find("reproduce=") == std::string::npos) {
+    std::string filter;
+    std::set<std::string> seen;  // both parses above append the filters: each once
+    for (const auto& f : config.getTestsOrTags())
+      if (seen.insert(f).second) filter += (filter.empty() ? "" : " ") + f;
+    std::fprintf(stderr, "props: no property matches the test filter %s (props --list-tests lists them)\n",
+                 filter.c_str());
+    return 2;
+  }
+  set_property_count(static_cast<int>(matched));
   const auto start = std::chrono::steady_clock::now();
   // Catch2 returns the number of failed test cases; props' status is 1 for any (2 is a refusal).
   const int status = check_reproduced(session.run() ? 1 : 0);

@@ -7,10 +7,14 @@
 
 namespace miniinfer::props {
 
+// The exit status of a run that could not write its results file or summary (props --help).
+constexpr int kOutputLost = 3;
+
 // --inject list: every fault, one line each. Exit status 0.
 int list_faults();
-// Warns about a reproduce string in RC_PARAMS, refuses unwritable outputs, sets RC_PARAMS and
-// loads the context. Throws Error with one line naming what was refused.
+// Refuses flags a replay would ignore, bad RapidCheck parameters (RC_PARAMS and --rc-*) and
+// unwritable outputs, sets RC_PARAMS and loads the context. Throws Error with one line naming
+// what was refused.
 void prepare_run(const CommandLine& cl);
 // The properties under Catch2 (its filters and flags from the command line): the exit status.
 int check_properties(const CommandLine& cl);

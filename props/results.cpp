@@ -40,10 +40,10 @@ void write_all(int fd, const std::string& path, const std::string& bytes) {
   for (size_t done = 0; done < bytes.size();) {
     const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("--results {}: cannot append to it: {}", path, std::strerror(errno));
+    if (n < 0) throw OutputError(fmt::format("--results {}: cannot append to it: {}", path, std::strerror(errno)));
     done += static_cast<size_t>(n);
   }
-  if (fsync(fd) != 0) fail("--results {}: cannot fsync it: {}", path, std::strerror(errno));
+  if (fsync(fd) != 0) throw OutputError(fmt::format("--results {}: cannot fsync it: {}", path, std::strerror(errno)));
 }
 
 std::string parent_of(const std::string& path) {

@@ -10,7 +10,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
+
 namespace miniinfer::props {
+
+// A write to an output the run keeps (the results file, the summary) failed, e.g. a full disk:
+// the run stops at once with exit status 3 (props/modes.cpp) instead of counting on.
+class OutputError : public Error {
+ public:
+  using Error::Error;
+};
 
 // What a results file's bytes hold: its whole lines, each a JSON object, and the bytes they
 // span; what follows is a torn tail to drop (a last line without its newline, or a last line
@@ -46,7 +55,8 @@ class ResultsFile {
   size_t dropped_bytes() const { return dropped_; }
   const std::string& path() const { return path_; }
 
-  // Appends `line` and a newline in one write, then fsyncs. Throws Error naming the path.
+  // Appends `line` and a newline in one write, then fsyncs. Throws OutputError naming the path
+  // and the OS's reason.
   void append(const nlohmann::json& line);
 
  private:

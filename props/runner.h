@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,9 @@ struct RunConfig {
   // every flag that shapes a case (--model, --backend, --inject, --full, ...), shell-quoted.
   std::string program = "props";
   std::vector<std::string> shaping_flags;
+  // Every flag of ours the command line gave, by name ("--inject"): a replay tells an explicit
+  // --inject none from no --inject.
+  std::set<std::string> given;
 };
 // One line of the run's summary (props --summary FILE writes them as JSON).
 struct PropertyOutcome {

@@ -105,9 +105,14 @@ std::optional<SlicedRun>& sliced() {
   return run;
 }
 
+constexpr int kMaxShards = 999999;
+
+// A whole number (leading zeros allowed); -1 if `text` is none, kMaxShards + 1 if it is larger.
 int parse_int(const std::string& text) {
-  if (text.empty() || text.size() > 6 || text.find_first_not_of("0123456789") != std::string::npos) return -1;
-  return std::stoi(text);
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return -1;
+  const size_t first = text.find_first_not_of('0');
+  if (first == std::string::npos) return 0;
+  return text.size() - first > 6 ? kMaxShards + 1 : std::stoi(text.substr(first));
 }
 
 // The results file's header: what must match for a restart to resume from the file.
@@ -176,6 +181,7 @@ ShardSpec parse_shard(const std::string& text) {
   if (slash == std::string::npos) fail("--shard '{}': expected K/N, the K-th of N slices (e.g. 1/4)", text);
   const int k = parse_int(text.substr(0, slash)), n = parse_int(text.substr(slash + 1));
   if (k < 0 || n < 0) fail("--shard '{}': expected K/N with whole numbers K and N (e.g. 1/4)", text);
+  if (n > kMaxShards) fail("--shard '{}': N is more than {}, the most shards a run can have", text, kMaxShards);
   if (n < 1 || k < 1 || k > n) fail("--shard '{}': K must be between 1 and N, and N at least 1", text);
   return {k, n};
 }

@@ -36,6 +36,36 @@ check() {
   fi
 }
 
+# check_replay_passes NAME -- COMMAND...: a replay that must end "passes now", exit status 0,
+# with nothing on stderr.
+check_replay_passes() {
+  local name=$1
+  shift 2
+  cases=$((cases + 1))
+  timeout 120 "$@" >stdout.txt 2>stderr.txt
+  local got=$?
+  if [ "$got" -ne 0 ] || [ -s stderr.txt ] || ! grep -q "passes now" stdout.txt; then
+    failures=$((failures + 1))
+    printf 'FAIL  %-34s exit status %s, expected 0 and "passes now"\n      command: %s\n      stderr:  %s\n' \
+      "$name" "$got" "$*" "$(head -c 600 stderr.txt)"
+  else
+    printf 'ok    %-34s %s\n' "$name" "$(tail -1 stdout.txt)"
+  fi
+}
+
+# A disk that fills up: files capped at 1 KiB, so a write past it fails (EFBIG) as on a full
+# disk (SIGXFSZ ignored); stdout dropped, and RapidCheck's "Using configuration" line left out.
+cat >limited.sh <<'EOF'
+#!/usr/bin/env bash
+trap '' XFSZ
+ulimit -f 1
+"$@" >/dev/null 2>limited.err
+status=$?
+grep -v '^Using configuration' limited.err >&2
+exit $status
+EOF
+chmod +x limited.sh
+
 # ---- inputs: a small valid model, then damaged copies of it --------------------------------------
 "$minigpt" init --seed 1 --out tiny.safetensors \
   --config '{"d_model": 8, "n_head": 2, "n_layer": 1, "max_seq_len": 32}' >/dev/null || exit 1
@@ -140,6 +170,36 @@ echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s/"arch":null/"engine":"vllm","a
 check "replay: unknown engine" 2 "replay unknown-engine\.case\.json: case: engine 'vllm' is not miniinfer or llamacpp" -- "$props" --model small.safetensors --replay unknown-engine.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s|"arch":null|"engine":"llamacpp","engine_settings":{"gguf":"/no/such.gguf","kv":"f16","threads":1,"flash":"off","ubatch":0},"arch":null|' >gone-gguf.case.json
 check "replay: llamacpp case, GGUF gone" 2 "replay gone-gguf\.case\.json: its engine's GGUF /no/such\.gguf is not there" -- "$props" --model small.safetensors --replay gone-gguf.case.json
+
+# ---- props: nothing lost, nothing silent (issue 32) -----------------------------------------------
+for flag in --replay --results --model --gguf --inject --report-dir --summary; do
+  check "props: empty $flag" 2 "^props: flag $flag: the value is empty" -- "$props" "$flag" "" "[p0]"
+done
+check "props: empty --results=" 2 "^props: flag --results: the value is empty" -- "$props" --results= "[p0]"
+check "props: zero cases" 2 "--rc-max-success / RC_PARAMS max_success: 0 cases is no check" -- "$props" --rc-max-success=0 "[p0]"
+check "props: a filter that matches nothing" 2 "no property matches the test filter \[p99\]" -- "$props" "[p99]"
+"$props" --rc-seed=1 --inject decode-mask --report-dir found "[p6]" >/dev/null 2>&1
+[ -f found/p6.case.json ] || { echo "could not make found/p6.case.json"; exit 1; }
+check_replay_passes "replay: --inject none is honoured" -- "$props" --replay found/p6.case.json --inject none
+check "replay: --shard is refused" 2 "--shard: --replay re-runs one saved case, as it was saved; it takes no --shard" -- "$props" --replay found/p6.case.json --shard 1/2
+check "replay: --rc-seed is refused" 2 "--rc-seed: --replay re-runs one saved case" -- "$props" --replay found/p6.case.json --rc-seed=1
+check "replay: a Catch2 filter is refused" 2 "\[p0\]: --replay re-runs one saved case; Catch2's filters" -- "$props" --replay found/p6.case.json "[p0]"
+check "props: report dir under /proc" 2 "--report-dir /proc/nope: cannot (create|write in) /proc" -- "$props" --report-dir /proc/nope "[p0]"
+check "props: summary under /proc" 2 "--summary /proc/s\.json: cannot write in /proc" -- "$props" --summary /proc/s.json "[p0]"
+check "props: results: disk full mid-run" 3 "^props: --results full\.jsonl: cannot append to it: File too large" \
+  -- ./limited.sh "$props" --rc-seed=1 --rc-max-success=1000 --results full.jsonl "[p0]"
+check "props: summary: disk full" 3 "^props: --summary full\.json: .*File too large" \
+  -- ./limited.sh "$props" --rc-seed=1 --summary full.json "[p0],[p1],[p2]"
+check "props: --rc-max-success too big" 2 "RapidCheck's parameters .*'max_success' must be a valid" -- "$props" --rc-max-success=99999999999 "[p0]"
+check "props: --rc-reproduce garbage" 2 "RapidCheck's parameters .*'reproduce' string has invalid format" -- "$props" --rc-reproduce=garbage --results garbage.jsonl "[p0]"
+check "props: RC_PARAMS seed=abc" 2 "RapidCheck's parameters .*'seed' must be a valid integer" -- env RC_PARAMS=seed=abc "$props" "[p0]"
+
+# ---- props: numbers and names as given (issue 32) ----------------------------------------------
+check "props: --llama-threads, 11 digits" 2 "--llama-threads: 12345678901 is outside 1\.\.256" -- "$props" --engine llamacpp --gguf regular_file --llama-threads 12345678901
+check "props: --llama-ubatch, 11 digits" 2 "--llama-ubatch: 99999999999 is outside 0\.\.65536" -- "$props" --engine llamacpp --gguf regular_file --llama-ubatch 99999999999
+check "props: --llama-threads 00000000002" 2 "--gguf no-such\.gguf: no such file" -- "$props" --engine llamacpp --gguf no-such.gguf --llama-threads 00000000002
+check "props: shard of a million" 2 "--shard '1/1000000': N is more than 999999" -- "$props" --shard 1/1000000 "[p0]"
+check "replay: unknown fault names the file" 2 "^props: replay unknown-fault\.case\.json: unknown fault 'no-such-fault'" -- "$props" --model small.safetensors --replay unknown-fault.case.json
 
 # ---- props: engines and levels -------------------------------------------------------------------
 check "props: unknown engine" 2 "--engine: 'vllm' is not an engine" -- "$props" --engine vllm

@@ -81,7 +81,7 @@ set_target_properties(miniinfer_llamacpp_module PROPERTIES
 target_link_options(miniinfer_llamacpp_module PRIVATE -Wl,--no-undefined)
 if(_lc_bundled)
   # Found relative to the module ($ORIGIN), not by an absolute path: a module copied elsewhere
-  # finds no llama.cpp, as on a machine without it.
+  # (cli_without_llamacpp does so) finds no llama.cpp, as on a machine without it.
   file(RELATIVE_PATH _lc_rel ${PROJECT_BINARY_DIR} ${_lc_dir}/lib)
   set_target_properties(miniinfer_llamacpp_module PROPERTIES BUILD_WITH_INSTALL_RPATH ON
                                                              INSTALL_RPATH "$ORIGIN/${_lc_rel}")
@@ -114,6 +114,14 @@ add_test(NAME export_gguf_bad_input
          COMMAND ${PROJECT_SOURCE_DIR}/src/llamacpp/export_gguf_bad_input.sh $<TARGET_FILE:minigpt>
                  ${PROJECT_BINARY_DIR}/export-gguf-bad-input)
 set_tests_properties(export_gguf_bad_input PROPERTIES LABELS llamacpp TIMEOUT 300)
+if(_lc_bundled)
+  # minigpt and props without llama.cpp's libraries: all runs but --engine llamacpp and
+  # export-gguf, which refuse in one line naming the missing library (src/cli/without_llamacpp_test.sh).
+  add_test(NAME cli_without_llamacpp
+           COMMAND ${PROJECT_SOURCE_DIR}/src/cli/without_llamacpp_test.sh $<TARGET_FILE:minigpt> $<TARGET_FILE:props>
+                   $<TARGET_FILE:miniinfer_llamacpp_module> ${_lc_dir}/lib ${PROJECT_BINARY_DIR}/without-llamacpp)
+  set_tests_properties(cli_without_llamacpp PROPERTIES LABELS cli TIMEOUT 600)
+endif()
 
 # Ours against llama.cpp, side by side in one run (docs/benchmarks.md); built, never run by the tests.
 add_executable(bench_vs_llamacpp ${PROJECT_SOURCE_DIR}/bench/llamacpp/bench_vs_llamacpp.cpp)

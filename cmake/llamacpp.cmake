@@ -74,11 +74,15 @@ add_library(miniinfer_llamacpp_module SHARED
 target_include_directories(miniinfer_llamacpp_module PRIVATE ${PROJECT_SOURCE_DIR}/src)
 target_link_libraries(miniinfer_llamacpp_module PRIVATE miniinfer_flags miniinfer_llama Eigen3::Eigen fmt::fmt
                                                         nlohmann_json::nlohmann_json)
-# Next to minigpt and props; only miniinfer_llamacpp_module() is exported; every file it needs is in it.
+# Next to minigpt and props; only miniinfer_llamacpp_module() is exported.
 set_target_properties(miniinfer_llamacpp_module PROPERTIES
   OUTPUT_NAME miniinfer_llamacpp LIBRARY_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}
   CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
-target_link_options(miniinfer_llamacpp_module PRIVATE -Wl,--no-undefined)
+# Every file it needs is in it (the link says which one is missing); not so under sanitizers or
+# libFuzzer's coverage, whose runtime clang leaves to the program that loads the module.
+if(NOT MINIINFER_SANITIZE AND NOT MINIINFER_FUZZ)
+  target_link_options(miniinfer_llamacpp_module PRIVATE -Wl,--no-undefined)
+endif()
 if(_lc_bundled)
   # Found relative to the module ($ORIGIN), not by an absolute path: a module copied elsewhere
   # (cli_without_llamacpp does so) finds no llama.cpp, as on a machine without it.

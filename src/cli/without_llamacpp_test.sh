@@ -52,12 +52,13 @@ cases() {
 if [ "$1" = --hidden ]; then  # 3., inside the private mount namespace
   libdir=$2 minigpt=$3 props=$4 work=$5
   mkdir -p "$work/empty" && cd "$work" || exit 1
-  mount --bind "$work/empty" "$libdir" || exit 1
+  mount --bind "$work/empty" "$libdir" || { echo "FAIL  cannot hide $libdir"; exit 1; }
   cases "$minigpt" "$props" "libraries hidden"
   exit $((failures > 0))
 fi
 
-minigpt=$1 props=$2 module=$3 libdir=$4 work=$5
+minigpt=$(readlink -f "$1") props=$(readlink -f "$2") module=$(readlink -f "$3") libdir=$(readlink -f "$4")
+work=$(realpath -m "$5")
 rm -rf "$work" && mkdir -p "$work/copy/bin" "$work/hidden" || exit 1
 
 # 1.

@@ -6,6 +6,7 @@
 #     from node-llama-cpp's source bundle, prebuilt CPU libraries from @node-llama-cpp/linux-x64).
 option(MINIINFER_LLAMACPP "Build the llama.cpp engine, export-gguf and their tests if llama.cpp is found" ON)
 set(MINIINFER_LLAMACPP_FOUND OFF)
+set(_lc_bundled OFF)  # the libraries are third_party's, which the module finds relative to itself
 set(_lc_dir ${PROJECT_SOURCE_DIR}/third_party/llama.cpp)
 # A fetch that lands (or a re-fetch with other pins) re-runs the configure step by itself.
 file(GLOB _lc_stamp CONFIGURE_DEPENDS ${_lc_dir}/.fetched)
@@ -27,6 +28,7 @@ else()
       set(_lc_why "third_party/llama.cpp was fetched for other pins (run scripts/fetch-llamacpp)")
     else()
       set(MINIINFER_LLAMACPP_FOUND ON)
+      set(_lc_bundled ON)
       foreach(_lib llama:libllama.v0.4.0.so ggml:libggml.v0.4.0.so ggml-base:libggml-base.so)
         string(REPLACE ":" ";" _pair ${_lib})
         list(GET _pair 0 _name)
@@ -57,28 +59,73 @@ if(NOT MINIINFER_LLAMACPP_FOUND)
   return()
 endif()
 
-# The module: a library of src/llamacpp/*.cpp and one test binary of its *_test.cpp files,
-# labelled llamacpp (they need the libraries above; conformance_test compares with our engine).
-file(GLOB _lc_all CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/llamacpp/*.cpp)
-file(GLOB _lc_tests CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/llamacpp/*_test.cpp)
-list(REMOVE_ITEM _lc_all ${_lc_tests})
-add_library(miniinfer_llamacpp STATIC ${_lc_all})
-target_include_directories(miniinfer_llamacpp PUBLIC ${PROJECT_SOURCE_DIR}/src)
-target_link_libraries(miniinfer_llamacpp PUBLIC miniinfer_model miniinfer_base miniinfer_flags miniinfer_llama
-                                                fmt::fmt nlohmann_json::nlohmann_json)
+# src/llamacpp/ three ways:
+#  * libminiinfer_llamacpp.so, the module (llamacpp/module.h): LlamaCpp and the GGUF export, with
+#    the few files of ours they call compiled in again (position-independent, hidden), linked
+#    against llama.cpp. minigpt and props link none of llama.cpp: they dlopen the module the first
+#    time a command asks for it, so without llama.cpp's libraries everything else still runs.
+#  * miniinfer_llamacpp_load: the loader, and the tolerance (no llama.cpp call), for minigpt and props;
+#  * miniinfer_llamacpp: LlamaCpp and the export linked directly, for the tests and the benches.
+set(_lc_src ${PROJECT_SOURCE_DIR}/src/llamacpp)
+add_library(miniinfer_llamacpp_module SHARED
+            ${_lc_src}/module.cpp ${_lc_src}/llamacpp_engine.cpp ${_lc_src}/gguf_export.cpp
+            ${PROJECT_SOURCE_DIR}/src/base/atomic_file.cpp ${PROJECT_SOURCE_DIR}/src/model/model.cpp
+            ${PROJECT_SOURCE_DIR}/src/model/model_file.cpp ${PROJECT_SOURCE_DIR}/src/model/safetensors.cpp)
+target_include_directories(miniinfer_llamacpp_module PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(miniinfer_llamacpp_module PRIVATE miniinfer_flags miniinfer_llama Eigen3::Eigen fmt::fmt
+                                                        nlohmann_json::nlohmann_json)
+# Next to minigpt and props; only miniinfer_llamacpp_module() is exported.
+set_target_properties(miniinfer_llamacpp_module PROPERTIES
+  OUTPUT_NAME miniinfer_llamacpp LIBRARY_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}
+  CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+# Every file it needs is in it (the link says which one is missing); not so under sanitizers or
+# libFuzzer's coverage, whose runtime clang leaves to the program that loads the module.
+if(NOT MINIINFER_SANITIZE AND NOT MINIINFER_FUZZ)
+  target_link_options(miniinfer_llamacpp_module PRIVATE -Wl,--no-undefined)
+endif()
+if(_lc_bundled)
+  # Found relative to the module ($ORIGIN), not by an absolute path: a module copied elsewhere
+  # (cli_without_llamacpp does so) finds no llama.cpp, as on a machine without it.
+  file(RELATIVE_PATH _lc_rel ${PROJECT_BINARY_DIR} ${_lc_dir}/lib)
+  set_target_properties(miniinfer_llamacpp_module PROPERTIES BUILD_WITH_INSTALL_RPATH ON
+                                                             INSTALL_RPATH "$ORIGIN/${_lc_rel}")
+endif()
 
+add_library(miniinfer_llamacpp_load STATIC ${_lc_src}/module_load.cpp ${_lc_src}/tolerance.cpp)
+target_link_libraries(miniinfer_llamacpp_load PUBLIC miniinfer_model miniinfer_base miniinfer_flags ${CMAKE_DL_LIBS})
+target_compile_definitions(miniinfer_llamacpp_load PRIVATE
+                           MINIINFER_LLAMACPP_MODULE="$<TARGET_FILE:miniinfer_llamacpp_module>")
+# Whatever links the loader finds the module built.
+add_dependencies(miniinfer_llamacpp_load miniinfer_llamacpp_module)
+
+add_library(miniinfer_llamacpp STATIC ${_lc_src}/llamacpp_engine.cpp ${_lc_src}/gguf_export.cpp)
+target_include_directories(miniinfer_llamacpp PUBLIC ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(miniinfer_llamacpp PUBLIC miniinfer_llamacpp_load miniinfer_model miniinfer_base miniinfer_flags
+                                                miniinfer_llama fmt::fmt nlohmann_json::nlohmann_json)
+
+# One test binary of the *_test.cpp files, labelled llamacpp (they need the libraries above;
+# conformance_test compares with our engine).
+file(GLOB _lc_tests CONFIGURE_DEPENDS ${_lc_src}/*_test.cpp)
 add_executable(miniinfer_llamacpp_tests ${_lc_tests})
 target_link_libraries(miniinfer_llamacpp_tests PRIVATE miniinfer_llamacpp miniinfer_engine miniinfer_test_main
                                                        Catch2::Catch2)
 catch_discover_tests(miniinfer_llamacpp_tests PROPERTIES LABELS llamacpp)
 
-target_link_libraries(minigpt PRIVATE miniinfer_llamacpp)
+target_link_libraries(minigpt PRIVATE miniinfer_llamacpp_load)
 target_compile_definitions(minigpt PRIVATE MINIINFER_HAVE_LLAMACPP=1)
 # `minigpt export-gguf` on bad input: one line, status 1, no file left.
 add_test(NAME export_gguf_bad_input
          COMMAND ${PROJECT_SOURCE_DIR}/src/llamacpp/export_gguf_bad_input.sh $<TARGET_FILE:minigpt>
                  ${PROJECT_BINARY_DIR}/export-gguf-bad-input)
 set_tests_properties(export_gguf_bad_input PROPERTIES LABELS llamacpp TIMEOUT 300)
+if(_lc_bundled)
+  # minigpt and props without llama.cpp's libraries: all runs but --engine llamacpp and
+  # export-gguf, which refuse in one line naming the missing library (src/cli/without_llamacpp_test.sh).
+  add_test(NAME cli_without_llamacpp
+           COMMAND ${PROJECT_SOURCE_DIR}/src/cli/without_llamacpp_test.sh $<TARGET_FILE:minigpt> $<TARGET_FILE:props>
+                   $<TARGET_FILE:miniinfer_llamacpp_module> ${_lc_dir}/lib ${PROJECT_BINARY_DIR}/without-llamacpp)
+  set_tests_properties(cli_without_llamacpp PROPERTIES LABELS cli TIMEOUT 600)
+endif()
 
 # Ours against llama.cpp, side by side in one run (docs/benchmarks.md); built, never run by the tests.
 add_executable(bench_vs_llamacpp ${PROJECT_SOURCE_DIR}/bench/llamacpp/bench_vs_llamacpp.cpp)

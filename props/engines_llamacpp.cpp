@@ -2,7 +2,8 @@
 // It has no K/V rows we can read, no fault catalogue and no random architectures; it traces a
 // call through its eval callback, whose tensors this file turns into our trace records. The
 // declaration (flags, settings) is always built; the engine itself only when the build has
-// llama.cpp.
+// llama.cpp, and then it calls LlamaCpp through the module loaded at run time
+// (llamacpp/module.h): props links none of llama.cpp.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "base/sha256.h"
 #include "engine/generate_loops.h"
 #include "llamacpp/llamacpp_engine.h"
+#include "llamacpp/module.h"
 #include "llamacpp/tolerance.h"
 #include "props/engine_registry.h"
 
@@ -139,8 +141,8 @@ void append_trace(Trace& out, const LlamaTrace& lt, const std::vector<Row>& rows
 
 class LlamaSubject final : public EngineUnderTest {
  public:
-  LlamaSubject(const LlamaSettings& s, const Config& config, int batch, int capacity)
-      : settings_(s), config_(config), e_(open_path(s.gguf), options(s, batch, capacity)) {}
+  LlamaSubject(const LlamaCppModule& module, const LlamaSettings& s, const Config& config, int batch, int capacity)
+      : settings_(s), config_(config), e_(module.open(open_path(s.gguf), options(s, batch, capacity))) {}
 
   std::string name() const override { return "llamacpp"; }
   nlohmann::json settings() const override { return settings_.to_json(); }
@@ -152,39 +154,39 @@ class LlamaSubject final : public EngineUnderTest {
   bool has(Capability c) const override { return c == Capability::Trace; }
   const Config& config() const override { return config_; }
 
-  int vocab_size() const override { return e_.vocab_size(); }
-  int batch() const override { return e_.n_seq(); }
-  int capacity() const override { return e_.capacity(); }
-  int max_seq_len() const override { return e_.capacity(); }
-  int cursor(int seq) const override { return e_.cursor(seq); }
+  int vocab_size() const override { return e_->vocab_size(); }
+  int batch() const override { return e_->n_seq(); }
+  int capacity() const override { return e_->capacity(); }
+  int max_seq_len() const override { return e_->capacity(); }
+  int cursor(int seq) const override { return e_->cursor(seq); }
 
   void forward_batch(std::span<const Chunk> chunks, std::span<float> logits) override {
     Call call(*this);
-    for (const Chunk& c : chunks) call.rows_from(c.seq, e_.cursor(c.seq), static_cast<int>(c.tokens.size()));
+    for (const Chunk& c : chunks) call.rows_from(c.seq, e_->cursor(c.seq), static_cast<int>(c.tokens.size()));
     several_sequences();
-    e_.forward_batch(chunks, logits, false);
+    e_->forward_batch(chunks, logits, false);
     call.done(Pass::Decode, false);
   }
   void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) override {
     Call call(*this);
-    for (int s : seqs) call.rows_from(s, e_.cursor(s), 1);
+    for (int s : seqs) call.rows_from(s, e_->cursor(s), 1);
     several_sequences();
-    e_.decode(seqs, tokens, logits);
+    e_->decode(seqs, tokens, logits);
     call.done(Pass::Decode, false);
   }
   std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows) override {
     Call call(*this);
-    call.rows_from(seq, e_.cursor(seq), static_cast<int>(tokens.size()));
+    call.rows_from(seq, e_->cursor(seq), static_cast<int>(tokens.size()));
     const bool alone = only_seq_ == kNone || only_seq_ == seq;
     only_seq_ = alone ? seq : kSeveral;
-    auto logits = e_.forward_cached(seq, tokens, all_rows);
+    auto logits = e_->forward_cached(seq, tokens, all_rows);
     call.done(Pass::Decode, alone);
     return logits;
   }
   std::vector<float> forward_uncached(std::span<const int> tokens, bool all_rows) override {
     Call call(*this);
     if (trace_) call.rows_from(trace_->seq, 0, static_cast<int>(tokens.size()));
-    auto logits = e_.forward_uncached(tokens, all_rows);
+    auto logits = e_->forward_uncached(tokens, all_rows);
     call.done(Pass::Uncached, true);  // a fresh memory: cell i holds position i
     return logits;
   }
@@ -193,16 +195,16 @@ class LlamaSubject final : public EngineUnderTest {
     countdown_ = nth;
     return true;
   }
-  void truncate(int seq, int p) override { e_.truncate(seq, p); }
+  void truncate(int seq, int p) override { e_->truncate(seq, p); }
   void fork(int src, int dst, int prefix_len) override {
-    e_.fork(src, dst, prefix_len);
+    e_->fork(src, dst, prefix_len);
     several_sequences();
   }
   void reset() override {
-    e_.reset();
+    e_->reset();
     only_seq_ = kNone;
   }
-  void reset(int seq) override { e_.reset(seq); }
+  void reset(int seq) override { e_->reset(seq); }
   // llama_memory_clear(data = true) zeroes the KV buffers: nothing of an earlier case is left.
   void clean_slate() override {
     reset();
@@ -240,13 +242,13 @@ class LlamaSubject final : public EngineUnderTest {
     explicit Call(LlamaSubject& s) : s_(s) {
       if (s_.trace_ && s_.countdown_-- == 0) {
         s_.tensors_.clear();
-        s_.e_.set_trace(&s_.tensors_);
+        s_.e_->set_trace(&s_.tensors_);
         armed_ = true;
       }
     }
     ~Call() {
       if (!armed_) return;
-      s_.e_.set_trace(nullptr);
+      s_.e_->set_trace(nullptr);
       s_.trace_ = nullptr;
     }
     void rows_from(int seq, int pos0, int n) {
@@ -262,7 +264,7 @@ class LlamaSubject final : public EngineUnderTest {
   };
   LlamaSettings settings_;
   Config config_;
-  LlamaCpp e_;
+  std::unique_ptr<LlamaCppCalls> e_;
   Trace* trace_ = nullptr;
   int countdown_ = 0;
   LlamaTrace tensors_;  // the traced call's
@@ -273,9 +275,15 @@ class LlamaSubject final : public EngineUnderTest {
 // within the derived bound of ours (src/llamacpp/tolerance.h), or an Error says they do not.
 std::unique_ptr<EngineUnderTest> make(const nlohmann::json& j, const Model& model, int batch, int capacity) {
   const LlamaSettings settings = LlamaSettings::from_json(j);
+  const LlamaCppModule* module = nullptr;
+  try {
+    module = &llamacpp_module();
+  } catch (const Error& e) {
+    fail("--engine llamacpp: {}", e.what());
+  }
   std::unique_ptr<EngineUnderTest> subject;
   try {
-    subject = std::make_unique<LlamaSubject>(settings, model.config, batch, capacity);
+    subject = std::make_unique<LlamaSubject>(*module, settings, model.config, batch, capacity);
   } catch (const Error& e) {
     std::string why = e.what();
     const std::string path = open_path(settings.gguf) + ": ";

@@ -1,5 +1,6 @@
 // `minigpt export-gguf`: the model as a llama.cpp starcoder2 GGUF (llamacpp/gguf_export.h),
-// written through ggml's GGUF API. Built only where llama.cpp was found (cmake/llamacpp.cmake);
+// written through ggml's GGUF API by the llama.cpp module, loaded only now (llamacpp/module.h):
+// minigpt links none of llama.cpp. Built only where llama.cpp was found (cmake/llamacpp.cmake);
 // elsewhere the command exists and says why it cannot run.
 #include <cstdio>
 #include <string>
@@ -9,7 +10,7 @@
 #include "cli/command.h"
 #include "model/model_file.h"
 #ifdef MINIINFER_HAVE_LLAMACPP
-#include "llamacpp/gguf_export.h"
+#include "llamacpp/module.h"
 #endif
 
 namespace miniinfer::cli {
@@ -28,8 +29,9 @@ int run_export_gguf(const std::vector<std::string>& argv) {
   if (out.empty()) fail("flag --out: empty file name");
   const std::string path = args.get("model", default_model_path());
 #ifdef MINIINFER_HAVE_LLAMACPP
+  const LlamaCppModule& llamacpp = llamacpp_module();
   const Model model = read_model(path);
-  write_gguf(out, model);
+  llamacpp.write_gguf(out, model);
   std::printf("%s -> %s (starcoder2, %d layers, d_model %d, vocab %d)\n", path.c_str(), out.c_str(),
               model.config.n_layer, model.config.d_model, model.config.vocab_size);
   return 0;

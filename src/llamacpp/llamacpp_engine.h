@@ -60,41 +60,62 @@ struct LlamaTrace {
   void clear() { tensors.clear(); }
 };
 
-class LlamaCpp {
+// LlamaCpp's calls, as a program that loads llama.cpp at run time holds them
+// (llamacpp/module.h): through this interface it calls into the module and links none of it.
+class LlamaCppCalls {
+ public:
+  virtual ~LlamaCppCalls() = default;
+  virtual int vocab_size() const = 0;
+  virtual int n_seq() const = 0;
+  virtual int capacity() const = 0;
+  virtual int cursor(int seq) const = 0;
+  virtual std::vector<float> forward_uncached(std::span<const int> tokens, bool all_rows = false) = 0;
+  virtual std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows = false) = 0;
+  virtual void forward_batch(std::span<const Chunk> chunks, std::span<float> logits,
+                             bool all_rows = false) = 0;
+  virtual void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) = 0;
+  virtual void reset() = 0;
+  virtual void reset(int seq) = 0;
+  virtual void truncate(int seq, int p) = 0;
+  virtual void fork(int src, int dst, int prefix_len) = 0;
+  virtual void set_trace(LlamaTrace* trace) = 0;
+};
+
+class LlamaCpp final : public LlamaCppCalls {
  public:
   // Loads the GGUF; throws Error naming the file (with llama.cpp's last log line) on failure.
   explicit LlamaCpp(const std::string& gguf_path, LlamaCppOptions options = {});
-  ~LlamaCpp();
+  ~LlamaCpp() override;
   LlamaCpp(const LlamaCpp&) = delete;
   LlamaCpp& operator=(const LlamaCpp&) = delete;
 
   const LlamaCppOptions& options() const { return options_; }
-  int vocab_size() const { return vocab_size_; }
-  int n_seq() const { return options_.n_seq; }
-  int capacity() const { return options_.capacity; }
-  int cursor(int seq) const;
+  int vocab_size() const override { return vocab_size_; }
+  int n_seq() const override { return options_.n_seq; }
+  int capacity() const override { return options_.capacity; }
+  int cursor(int seq) const override;
   void set_threads(int threads);
 
   // Full recompute: a fresh memory and one batch at positions 0..T-1. logits: (T, V) if
   // all_rows, else (V) for the last position.
-  std::vector<float> forward_uncached(std::span<const int> tokens, bool all_rows = false);
+  std::vector<float> forward_uncached(std::span<const int> tokens, bool all_rows = false) override;
   // Appends `tokens` to sequence `seq` at its cursor: (V) or, if all_rows, (n, V).
-  std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows = false);
+  std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows = false) override;
   // Several sequences in one llama_batch, each chunk at its own cursor. logits: the last row
   // of each chunk, (chunks.size(), V); or every row of every chunk, in order, if all_rows.
-  void forward_batch(std::span<const Chunk> chunks, std::span<float> logits, bool all_rows = false);
+  void forward_batch(std::span<const Chunk> chunks, std::span<float> logits, bool all_rows = false) override;
   // One token per listed sequence, one llama_batch. logits: (seqs.size(), V).
-  void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits);
+  void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) override;
 
-  void reset();                   // every sequence empty
-  void reset(int seq);            // one sequence empty
-  void truncate(int seq, int p);  // keep positions 0..p-1 (llama_memory_seq_rm)
+  void reset() override;                   // every sequence empty
+  void reset(int seq) override;            // one sequence empty
+  void truncate(int seq, int p) override;  // keep positions 0..p-1 (llama_memory_seq_rm)
   void fork(int src, int dst,
-            int prefix_len);  // dst = src's first prefix_len positions (llama_memory_seq_cp)
+            int prefix_len) override;  // dst = src's first prefix_len positions (llama_memory_seq_cp)
 
   // While set, every llama_decode appends the per-layer tensors to `trace` (nullptr: off).
   // Needs options().eval_callback.
-  void set_trace(LlamaTrace* trace);
+  void set_trace(LlamaTrace* trace) override;
 
  private:
   static bool eval_callback(ggml_tensor* t, bool ask, void* self);

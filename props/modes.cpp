@@ -152,6 +152,9 @@ void prepare_run(const CommandLine& cl) {
     std::error_code ec;
     if (!parent.empty() && !std::filesystem::exists(parent, ec))
       fail("--summary {}: the folder {} does not exist", cl.summary, parent.string());
+    // The summary is a file: a folder there would be found out only after the run.
+    if (std::filesystem::is_directory(cl.summary, ec))
+      fail("--summary {}: is a folder; name the file to write", cl.summary);
     check_writable_dir("--summary " + cl.summary, parent.string());
   }
   // RapidCheck reads RC_PARAMS once, at first use: set it before anything touches it.

@@ -186,6 +186,8 @@ check "replay: --rc-seed is refused" 2 "--rc-seed: --replay re-runs one saved ca
 check "replay: a Catch2 filter is refused" 2 "\[p0\]: --replay re-runs one saved case; Catch2's filters" -- "$props" --replay found/p6.case.json "[p0]"
 check "props: report dir under /proc" 2 "--report-dir /proc/nope: cannot (create|write in) /proc" -- "$props" --report-dir /proc/nope "[p0]"
 check "props: summary under /proc" 2 "--summary /proc/s\.json: cannot write in /proc" -- "$props" --summary /proc/s.json "[p0]"
+mkdir -p summary-folder
+check "props: --summary names a folder" 2 "--summary summary-folder: is a folder" -- "$props" --summary summary-folder "[p0]"
 check "props: results: disk full mid-run" 3 "^props: --results full\.jsonl: cannot append to it: File too large" \
   -- ./limited.sh "$props" --rc-seed=1 --rc-max-success=1000 --results full.jsonl "[p0]"
 check "props: summary: disk full" 3 "^props: --summary full\.json: .*File too large" \

@@ -24,7 +24,9 @@ A property that needs what the engine lacks (K/V rows, random architectures) is 
 name, and counted as skipped. Docs: docs/llamacpp.md (the llama.cpp engine), docs/faults.md.
 Exit status: 0 when every property holds (or a replayed case passes); 1 when a property fails
 (or a replayed case still fails); 2 when a flag, the model, a replay file or an output folder
-is refused, with one line on stderr naming it.
+is refused, with one line on stderr naming it; 4 when --engine process's engine broke (it
+exited, hung past --engine-timeout, or broke docs/protocol.md), with one line naming the
+engine, the request and the problem, then the engine's last lines of stderr.
 )";
 
 struct Flag {

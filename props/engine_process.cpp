@@ -137,6 +137,7 @@ std::string Child::stderr_tail() const {
   std::string text(static_cast<size_t>(size - from), '\0');
   if (pread(err_, text.data(), text.size(), from) != static_cast<ssize_t>(text.size())) return "";
   while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (text.empty()) return "";
   size_t at = text.size();
   for (int i = 0; i < kStderrTail && at != std::string::npos && at > 0; ++i) at = text.rfind('\n', at - 1);
   return at == std::string::npos ? text : text.substr(at + 1);
@@ -256,7 +257,7 @@ class ProcessEngine final : public EngineUnderTest {
   bool kv_rows_ = false, trace_ok_ = false;
   std::vector<int> to_engine_;  // our token id -> the engine's (identity for "minigpt")
   std::vector<int> cursors_;    // mirrored from the operations: the protocol has no cursor query
-  long next_id_ = 0;
+  long next_id_ = 0;  // so the last request sent was next_id_ - 1
   Trace* trace_ = nullptr;  // trace_call's: the forward call countdown_ calls from now
   int countdown_ = 0;
 };
@@ -278,7 +279,7 @@ void ProcessEngine::broken(const json& req, const std::string& problem) {
   const std::string tail = child_.stderr_tail();
   child_.stop();
   std::fprintf(stderr, "props: engine '%s': request %s %s: %s\n", s_.cmd.c_str(),
-               req.value("id", json(-1)).dump().c_str(), req.value("op", std::string("?")).c_str(), problem.c_str());
+               req.value("id", json(next_id_ - 1)).dump().c_str(), req.value("op", std::string("?")).c_str(), problem.c_str());
   if (!tail.empty()) {
     size_t at = 0;
     while (at <= tail.size()) {

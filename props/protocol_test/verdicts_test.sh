@@ -3,7 +3,9 @@
 # every property's line is the same (p10 aside: a process has no random architectures, and
 # says so), and with --inject cursor-off-by-one on both sides the same property fails first
 # with the same shrunk case and the same first parting.
-# usage: verdicts_test.sh PROPS MINIGPT WORK [FAULT]
+# With WRAP, the engine command is "WRAP MINIGPT serve ..." (standin.py permuted: the same
+# engine behind a vocabulary in another order, which props must map its words through).
+# usage: verdicts_test.sh PROPS MINIGPT WORK [FAULT [WRAP]]
 set -u
 props=$1 minigpt=$2 work=$3
 mkdir -p "$work" && cd "$work" || exit 1
@@ -23,10 +25,10 @@ if [[ $# -lt 4 ]]; then
   exit 0
 fi
 
-fault=$4
+fault=$4 wrap=${5:-}
 # -a (Catch2's --abort): both runs stop after the first failing property.
 "$props" --rc-seed=1 -a --report-dir "$work/in" --inject "$fault" >in.txt 2>&1
-"$props" --rc-seed=1 -a --report-dir "$work/proc" --engine process --engine-cmd "$minigpt serve --inject $fault" >proc.txt 2>&1
+"$props" --rc-seed=1 -a --report-dir "$work/proc" --engine process --engine-cmd "$wrap $minigpt serve --inject $fault" >proc.txt 2>&1
 first_in=$(verdicts in.txt | grep -m1 '^FAIL' | awk '{print $2}')
 first_proc=$(verdicts proc.txt | grep -m1 '^FAIL' | awk '{print $2}')
 if [[ -z $first_in || $first_in != "$first_proc" ]]; then
@@ -36,13 +38,16 @@ fi
 # The same shrunk case and the same first parting. Its magnitudes (max_abs, max_ulp) are left
 # out: they measure what a stale slot held, and in-process props poisons free slots
 # (clean_slate) where the protocol can only reset.
+# The text the report quotes (the tokens generated before the parting) shows that the engine's
+# token ids were mapped to and from props' words correctly.
 /usr/bin/python3 - "$work/in/$first_in" "$work/proc/$first_in" <<'PY' || exit 1
-import json, sys
+import json, re, sys
 def facts(base):
     case = json.load(open(base + ".case.json"))
     parting = json.load(open(base + ".report.json"))["first_parting"]
     parting = {k: v for k, v in parting.items() if k not in ("max_abs", "max_ulp")}
-    return {"prompts": case["prompts"], "params": case["params"], "first_parting": parting}
+    text = re.findall(r'after "[^"]*"', open(base + ".report.txt").read())
+    return {"prompts": case["prompts"], "params": case["params"], "first_parting": parting, "text": text}
 a, b = facts(sys.argv[1]), facts(sys.argv[2])
 if a != b:
     print("FAIL: in-process", json.dumps(a), "\n      over the protocol", json.dumps(b))

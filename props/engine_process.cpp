@@ -6,6 +6,7 @@
 // for an op it claimed) is a finding: one line naming the engine, the request and the problem,
 // the engine's last lines of stderr, and exit status 4 (kEngineBroken).
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -19,8 +20,6 @@
 #include <map>
 #include <optional>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "base/error.h"
 #include "engine/generate_loops.h"
@@ -112,7 +111,8 @@ std::optional<std::string> Child::exchange(const std::string& line, std::string&
       buffer_.erase(0, nl + 1);
       return reply;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{out_, POLLIN, 0};
     const int ready = left.count() > 0 ? poll(&p, 1, static_cast<int>(left.count())) : 0;
     if (ready < 0 && errno == EINTR) continue;
@@ -148,8 +148,10 @@ void Child::stop() {
   in_ = -1;
   if (pid_ > 0 && !reaped_) {
     for (int i = 0; i < 100 && !reaped_; ++i) {
-      if (waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
-      else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (waitpid(pid_, &status_, WNOHANG) == pid_)
+        reaped_ = true;
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     kill(-pid_, SIGKILL);  // the group: a shell's children too
     if (!reaped_ && waitpid(pid_, &status_, 0) == pid_) reaped_ = true;
@@ -172,7 +174,8 @@ ProcessSettings read_settings(const json& j) {
     s.cmd = j.at("cmd").get<std::string>();
     s.timeout = j.at("timeout").get<double>();
     s.hello = j.value("hello", json());
-    if (!(s.timeout > 0 && s.timeout <= 86400)) fail("engine settings: timeout {} outside (0, 86400]", s.timeout);
+    if (!(s.timeout > 0 && s.timeout <= 86400))
+      fail("engine settings: timeout {} outside (0, 86400]", s.timeout);
     return s;
   } catch (const json::exception& e) {
     fail("engine settings: {}", e.what());
@@ -257,21 +260,26 @@ class ProcessEngine final : public EngineUnderTest {
   bool kv_rows_ = false, trace_ok_ = false;
   std::vector<int> to_engine_;  // our token id -> the engine's (identity for "minigpt")
   std::vector<int> cursors_;    // mirrored from the operations: the protocol has no cursor query
-  long next_id_ = 0;  // so the last request sent was next_id_ - 1
-  Trace* trace_ = nullptr;  // trace_call's: the forward call countdown_ calls from now
+  long next_id_ = 0;            // so the last request sent was next_id_ - 1
+  Trace* trace_ = nullptr;      // trace_call's: the forward call countdown_ calls from now
   int countdown_ = 0;
 };
 
 ProcessEngine::ProcessEngine(ProcessSettings s, const Model& model, int batch, int capacity)
-    : s_(std::move(s)), config_(model.config), child_(s_.cmd, s_.timeout), batch_(batch), capacity_(capacity) {
+    : s_(std::move(s)),
+      config_(model.config),
+      child_(s_.cmd, s_.timeout),
+      batch_(batch),
+      capacity_(capacity) {
   const json saved = s_.hello;
   if (const std::string why = child_.start(); !why.empty()) broken({{"id", 0}, {"op", "hello"}}, why);
   handshake(model, batch, capacity);
   // A replayed case names the engine it was saved against: the same name and version.
   if (saved.is_object() && (saved.value("name", "") != s_.hello.value("name", "") ||
                             saved.value("version", "") != s_.hello.value("version", "")))
-    fail("--engine-cmd '{}': the case was saved against {} {}, this engine is {} {}", s_.cmd, saved.value("name", "?"),
-         saved.value("version", "?"), s_.hello.value("name", "?"), s_.hello.value("version", "?"));
+    fail("--engine-cmd '{}': the case was saved against {} {}, this engine is {} {}", s_.cmd,
+         saved.value("name", "?"), saved.value("version", "?"), s_.hello.value("name", "?"),
+         s_.hello.value("version", "?"));
   cursors_.assign(static_cast<size_t>(batch_), 0);
 }
 
@@ -279,7 +287,8 @@ void ProcessEngine::broken(const json& req, const std::string& problem) {
   const std::string tail = child_.stderr_tail();
   child_.stop();
   std::fprintf(stderr, "props: engine '%s': request %s %s: %s\n", s_.cmd.c_str(),
-               req.value("id", json(next_id_ - 1)).dump().c_str(), req.value("op", std::string("?")).c_str(), problem.c_str());
+               req.value("id", json(next_id_ - 1)).dump().c_str(), req.value("op", std::string("?")).c_str(),
+               problem.c_str());
   if (!tail.empty()) {
     size_t at = 0;
     while (at <= tail.size()) {
@@ -305,7 +314,8 @@ json ProcessEngine::call(json req) {
   if (reply.is_discarded() || !reply.is_object())
     broken(req, fmt::format("a reply that is not a JSON object: '{}'", text->substr(0, 80)));
   if (reply.value("re", json()) != req["id"])
-    broken(req, fmt::format("a reply to id {} (expected {})", reply.value("re", json()).dump(), req["id"].dump()));
+    broken(req,
+           fmt::format("a reply to id {} (expected {})", reply.value("re", json()).dump(), req["id"].dump()));
   if (reply.contains("error")) {
     const json& e = reply["error"];
     const std::string code = e.is_object() ? e.value("code", "?") : "?";
@@ -322,7 +332,8 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
   json reply = call(req);
   try {
     if (reply.at("protocol").get<int>() != protocol::kVersion)
-      broken(req, fmt::format("chose protocol {}, props offered [{}]", reply.at("protocol").dump(), protocol::kVersion));
+      broken(req, fmt::format("chose protocol {}, props offered [{}]", reply.at("protocol").dump(),
+                              protocol::kVersion));
     const int V = reply.at("vocab_size").get<int>(), seqs = reply.at("sequences").get<int>();
     const int positions = reply.at("positions").get<int>();
     max_recompute_ = std::min(reply.at("max_recompute").get<int>(), model.config.max_seq_len);
@@ -332,19 +343,22 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
     if (V != model.config.vocab_size)
       broken(req, fmt::format("vocab_size {}, the model's is {}", V, model.config.vocab_size));
     if (seqs < batch || positions < capacity)
-      broken(req, fmt::format("holds {} sequences of {} positions; props needs {} of {}", seqs, positions, batch, capacity));
+      broken(req, fmt::format("holds {} sequences of {} positions; props needs {} of {}", seqs, positions,
+                              batch, capacity));
     const json vocab = reply.at("vocab");
     to_engine_.resize(static_cast<size_t>(V));
     if (vocab == "minigpt") {
       for (int i = 0; i < V; ++i) to_engine_[static_cast<size_t>(i)] = i;
     } else {
       const auto words = vocab.get<std::vector<std::string>>();
-      if (static_cast<int>(words.size()) != V) broken(req, fmt::format("vocab lists {} strings, vocab_size is {}", words.size(), V));
+      if (static_cast<int>(words.size()) != V)
+        broken(req, fmt::format("vocab lists {} strings, vocab_size is {}", words.size(), V));
       std::map<std::string, int> id;
       for (int i = 0; i < V; ++i) id[words[static_cast<size_t>(i)]] = i;
       for (int i = 0; i < V; ++i) {
         const auto it = id.find(model.vocab[static_cast<size_t>(i)]);
-        if (it == id.end()) broken(req, fmt::format("vocab lacks the model's token '{}'", model.vocab[static_cast<size_t>(i)]));
+        if (it == id.end())
+          broken(req, fmt::format("vocab lacks the model's token '{}'", model.vocab[static_cast<size_t>(i)]));
         to_engine_[static_cast<size_t>(i)] = it->second;
       }
     }
@@ -369,7 +383,8 @@ std::vector<float> ProcessEngine::logits(const json& req, const json& reply, std
   } catch (const std::exception& e) {
     broken(req, e.what());
   }
-  if (t.shape != shape) broken(req, fmt::format("logits of shape {}, expected {}", json(t.shape).dump(), json(shape).dump()));
+  if (t.shape != shape)
+    broken(req, fmt::format("logits of shape {}, expected {}", json(t.shape).dump(), json(shape).dump()));
   const size_t V = static_cast<size_t>(vocab_size());
   std::vector<float> out(t.data.size());
   for (size_t r = 0; r < t.data.size() / V; ++r)
@@ -416,16 +431,20 @@ void ProcessEngine::forward_batch(std::span<const Chunk> chunks, std::span<float
 }
 
 void ProcessEngine::decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> out) {
-  const json req = {{"op", "decode"}, {"seqs", std::vector<int>(seqs.begin(), seqs.end())}, {"tokens", engine_tokens(tokens)}};
+  const json req = {{"op", "decode"},
+                    {"seqs", std::vector<int>(seqs.begin(), seqs.end())},
+                    {"tokens", engine_tokens(tokens)}};
   const std::vector<float> l = logits(req, forward(req, 0), {static_cast<int>(seqs.size()), vocab_size()});
   std::copy(l.begin(), l.end(), out.begin());
   for (int s : seqs) ++cursors_.at(static_cast<size_t>(s));
 }
 
 std::vector<float> ProcessEngine::forward_cached(int seq, std::span<const int> tokens, bool all_rows) {
-  const json req = {{"op", "forward_cached"}, {"seq", seq}, {"tokens", engine_tokens(tokens)}, {"all_rows", all_rows}};
+  const json req = {
+      {"op", "forward_cached"}, {"seq", seq}, {"tokens", engine_tokens(tokens)}, {"all_rows", all_rows}};
   const int n = static_cast<int>(tokens.size());
-  std::vector<float> l = logits(req, forward(req, seq), all_rows ? std::vector<int>{n, vocab_size()} : std::vector<int>{vocab_size()});
+  std::vector<float> l = logits(
+      req, forward(req, seq), all_rows ? std::vector<int>{n, vocab_size()} : std::vector<int>{vocab_size()});
   cursors_.at(static_cast<size_t>(seq)) += n;
   return l;
 }
@@ -434,16 +453,24 @@ std::vector<float> ProcessEngine::forward_uncached(std::span<const int> tokens, 
   json req = {{"op", "forward_uncached"}, {"tokens", engine_tokens(tokens)}, {"all_rows", all_rows}};
   const int n = static_cast<int>(tokens.size());
   const int seq = trace_ ? trace_->seq : 0;
-  return logits(req, forward(req, seq), all_rows ? std::vector<int>{n, vocab_size()} : std::vector<int>{vocab_size()});
+  return logits(req, forward(req, seq),
+                all_rows ? std::vector<int>{n, vocab_size()} : std::vector<int>{vocab_size()});
 }
 
 KvRows ProcessEngine::rows(const json& req, const json& reply, int T) {
-  KvRows kv{.n_layer = config_.n_layer, .n_head = config_.n_head, .T = T, .d_head = config_.d_head(), .k = {}, .v = {}};
+  KvRows kv{.n_layer = config_.n_layer,
+            .n_head = config_.n_head,
+            .T = T,
+            .d_head = config_.d_head(),
+            .k = {},
+            .v = {}};
   const std::vector<int> shape = {kv.n_layer, kv.n_head, T, kv.d_head};
   try {
-    protocol::Tensor k = protocol::decode_tensor(reply.at("k"), "k"), v = protocol::decode_tensor(reply.at("v"), "v");
+    protocol::Tensor k = protocol::decode_tensor(reply.at("k"), "k"),
+                     v = protocol::decode_tensor(reply.at("v"), "v");
     if (k.shape != shape || v.shape != shape)
-      broken(req, fmt::format("K/V rows of shape {} and {}, expected {}", json(k.shape).dump(), json(v.shape).dump(), json(shape).dump()));
+      broken(req, fmt::format("K/V rows of shape {} and {}, expected {}", json(k.shape).dump(),
+                              json(v.shape).dump(), json(shape).dump()));
     kv.k = std::move(k.data);
     kv.v = std::move(v.data);
   } catch (const std::exception& e) {

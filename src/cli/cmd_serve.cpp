@@ -53,7 +53,8 @@ class Server {
 
 int Server::seq_field(const json& req, const char* name) const {
   const int s = req.at(name).get<int>();
-  if (s < 0 || s >= e_.batch()) throw Refusal{"bad_request", fmt::format("{} {} outside 0..{}", name, s, e_.batch() - 1)};
+  if (s < 0 || s >= e_.batch())
+    throw Refusal{"bad_request", fmt::format("{} {} outside 0..{}", name, s, e_.batch() - 1)};
   return s;
 }
 
@@ -88,7 +89,8 @@ json Server::rows(const KvRows& kv) const {
 // The cache's rows for `seq`, slots 0..cursor-1, laid out as full recompute's KvRows.
 KvRows Server::cache_rows(int seq) const {
   const Config& c = e_.config();
-  KvRows kv{.n_layer = c.n_layer, .n_head = c.n_head, .T = e_.cursor(seq), .d_head = c.d_head(), .k = {}, .v = {}};
+  KvRows kv{
+      .n_layer = c.n_layer, .n_head = c.n_head, .T = e_.cursor(seq), .d_head = c.d_head(), .k = {}, .v = {}};
   const size_t dh = static_cast<size_t>(kv.d_head);
   kv.k.resize(static_cast<size_t>(kv.n_layer) * kv.n_head * kv.T * dh);
   kv.v.resize(kv.k.size());
@@ -152,28 +154,36 @@ json Server::forward(const std::string& op, const json& req) {
 }
 
 json Server::state_op(const std::string& op, const json& req) {
-  if (op == "truncate") e_.truncate(seq_field(req, "seq"), req.at("pos").get<int>());
-  else if (op == "fork") e_.fork(seq_field(req, "src"), seq_field(req, "dst"), req.at("prefix_len").get<int>());
-  else if (op == "reset" && req.contains("seq")) e_.reset(seq_field(req, "seq"));
-  else if (op == "reset") e_.reset();
-  else if (op == "cache_rows") return rows(cache_rows(seq_field(req, "seq")));
+  if (op == "truncate")
+    e_.truncate(seq_field(req, "seq"), req.at("pos").get<int>());
+  else if (op == "fork")
+    e_.fork(seq_field(req, "src"), seq_field(req, "dst"), req.at("prefix_len").get<int>());
+  else if (op == "reset" && req.contains("seq"))
+    e_.reset(seq_field(req, "seq"));
+  else if (op == "reset")
+    e_.reset();
+  else if (op == "cache_rows")
+    return rows(cache_rows(seq_field(req, "seq")));
   else if (op == "recompute_rows") {
     KvRows kv;
     e_.forward_uncached(tokens_field(req, "tokens"), false, &kv);
     return rows(kv);
-  } else throw Refusal{"unknown_op", "no such op"};
+  } else
+    throw Refusal{"unknown_op", "no such op"};
   return json::object();
 }
 
 json Server::handle(const json& req) {
   const json id = req.is_object() && req.contains("id") ? req.at("id") : json(nullptr);
-  const std::string op = req.is_object() && req.contains("op") && req["op"].is_string() ? req["op"].get<std::string>() : "?";
+  const std::string op =
+      req.is_object() && req.contains("op") && req["op"].is_string() ? req["op"].get<std::string>() : "?";
   try {
-    if (!req.is_object() || !id.is_number_integer()) throw Refusal{"bad_request", "a request is an object with an integer id"};
+    if (!req.is_object() || !id.is_number_integer())
+      throw Refusal{"bad_request", "a request is an object with an integer id"};
     if (op == "?") throw Refusal{"bad_request", "a request names its op"};
-    json reply = op == "hello" ? hello(req)
+    json reply = op == "hello"                                  ? hello(req)
                  : op.starts_with("forward_") || op == "decode" ? forward(op, req)
-                                                               : state_op(op, req);
+                                                                : state_op(op, req);
     reply["re"] = id;
     return reply;
   } catch (const Refusal& r) {
@@ -183,7 +193,8 @@ json Server::handle(const json& req) {
   } catch (const Error& e) {
     // The engine refuses what would not fit in the cache with an Error naming the limit.
     const std::string what = e.what();
-    const bool capacity = what.find("capacity") != std::string::npos || what.find("max_seq_len") != std::string::npos;
+    const bool capacity =
+        what.find("capacity") != std::string::npos || what.find("max_seq_len") != std::string::npos;
     return protocol::error_reply(id, capacity ? "out_of_capacity" : "bad_request", what);
   }
 }
@@ -201,9 +212,11 @@ int run_serve(const std::vector<std::string>& argv) {
   while (std::getline(std::cin, line)) {
     if (line.empty()) continue;
     const json req = json::parse(line, nullptr, false);
-    const json reply = req.is_discarded() ? protocol::error_reply(nullptr, "bad_request", "a line that is not JSON")
-                                          : server.handle(req);
-    if (reply.contains("error")) std::fprintf(stderr, "serve: %s\n", reply["error"]["message"].get<std::string>().c_str());
+    const json reply = req.is_discarded()
+                           ? protocol::error_reply(nullptr, "bad_request", "a line that is not JSON")
+                           : server.handle(req);
+    if (reply.contains("error"))
+      std::fprintf(stderr, "serve: %s\n", reply["error"]["message"].get<std::string>().c_str());
     std::cout << reply.dump() << '\n' << std::flush;
   }
   return 0;
@@ -211,6 +224,7 @@ int run_serve(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-MINIGPT_COMMAND("serve", "our engine over the engine protocol on stdin/stdout (docs/protocol.md)", kUsage, run_serve);
+MINIGPT_COMMAND("serve", "our engine over the engine protocol on stdin/stdout (docs/protocol.md)", kUsage,
+                run_serve);
 
 }  // namespace miniinfer::cli

@@ -37,8 +37,8 @@ float half_to_float(uint16_t h) {
   return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
-constexpr const char* kSites[] = {"q", "k", "v", "probs", "attn_out", "block_out",
-                                  "k_read", "v_read", "ln1", "ln2", "mlp"};
+constexpr const char* kSites[] = {"q",      "k",      "v",   "probs", "attn_out", "block_out",
+                                  "k_read", "v_read", "ln1", "ln2",   "mlp"};
 
 }  // namespace
 
@@ -102,7 +102,8 @@ Tensor decode_tensor(const nlohmann::json& j, std::string_view field) {
     }
     const size_t width = dtype == "f32" ? 4 : dtype == "f16" || dtype == "bf16" ? 2 : 0;
     if (!width) fail("{}: dtype '{}' is not f32, f16 or bf16", field, dtype);
-    if (bytes.size() != n * width) fail("{}: {} bytes of data for {} {} elements", field, bytes.size(), n, dtype);
+    if (bytes.size() != n * width)
+      fail("{}: {} bytes of data for {} {} elements", field, bytes.size(), n, dtype);
     t.data.resize(n);
     for (size_t i = 0; i < n; ++i) {
       if (width == 4) {
@@ -133,8 +134,12 @@ Pass pass_from_name(std::string_view name) {
 }
 
 nlohmann::json encode_record(const TraceRecord& r) {
-  return {{"layer", r.layer}, {"head", r.head},         {"site", site_name(r.kind)},
-          {"seq", r.seq},     {"pos", r.pos},           {"pass", to_string(r.pass)},
+  return {{"layer", r.layer},
+          {"head", r.head},
+          {"site", site_name(r.kind)},
+          {"seq", r.seq},
+          {"pos", r.pos},
+          {"pass", to_string(r.pass)},
           {"data", encode_tensor(r.data, {static_cast<int>(r.data.size())})}};
 }
 

@@ -2,12 +2,11 @@
 // props' process engine. Tensors travel as base64 of little-endian bytes; trace records as
 // named fields. Decoding throws Error with a one-line message naming the field at fault.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/trace.h"
 
@@ -27,7 +26,7 @@ nlohmann::json encode_tensor(std::span<const float> data, const std::vector<int>
 // f32, f16 or bf16, widened to f32; throws Error if the data's length does not match the shape.
 Tensor decode_tensor(const nlohmann::json& j, std::string_view field);
 
-const char* site_name(TraceKind kind);     // "q", "k_read", ...
+const char* site_name(TraceKind kind);            // "q", "k_read", ...
 TraceKind site_from_name(std::string_view name);  // throws Error
 Pass pass_from_name(std::string_view name);       // throws Error
 

@@ -25,9 +25,13 @@ TEST_CASE("a tensor decodes to the floats it encoded, and f16/bf16 widen exactly
   CHECK(t.shape == std::vector<int>{2, 2});
   CHECK(t.data == x);
   // 1.0 and -2.0 as f16 (0x3c00, 0xc000) and bf16 (0x3f80, 0xc000)
-  const nlohmann::json h = {{"dtype", "f16"}, {"shape", {2}}, {"data", base64_encode(std::vector<unsigned char>{0x00, 0x3c, 0x00, 0xc0})}};
+  const nlohmann::json h = {{"dtype", "f16"},
+                            {"shape", {2}},
+                            {"data", base64_encode(std::vector<unsigned char>{0x00, 0x3c, 0x00, 0xc0})}};
   CHECK(decode_tensor(h, "h").data == std::vector<float>{1.0f, -2.0f});
-  const nlohmann::json b = {{"dtype", "bf16"}, {"shape", {2}}, {"data", base64_encode(std::vector<unsigned char>{0x80, 0x3f, 0x00, 0xc0})}};
+  const nlohmann::json b = {{"dtype", "bf16"},
+                            {"shape", {2}},
+                            {"data", base64_encode(std::vector<unsigned char>{0x80, 0x3f, 0x00, 0xc0})}};
   CHECK(decode_tensor(b, "b").data == std::vector<float>{1.0f, -2.0f});
   nlohmann::json wrong = encode_tensor(x, {3});
   CHECK_THROWS_AS(decode_tensor(wrong, "w"), Error);

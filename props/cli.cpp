@@ -26,7 +26,9 @@ Exit status: 0 when every property holds (or a replayed case passes); 1 when a p
 (or a replayed case still fails); 2 when a flag, the model, a replay file, a test filter,
 RapidCheck's parameters or an output folder is refused, with one line on stderr naming it; 3
 when writing the results file or the summary fails mid-run (a full disk): the run stops at
-once, with one line naming the file and the system's reason.
+once, with one line naming the file and the system's reason; 4 when --engine process's engine
+broke (it exited, hung past --engine-timeout, or broke docs/protocol.md), with one line naming
+the engine, the request and the problem, then the engine's last lines of stderr.
 )";
 
 struct Flag {

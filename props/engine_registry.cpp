@@ -7,7 +7,7 @@
 namespace miniinfer::props {
 
 const std::vector<const EngineDecl*>& engines() {
-  static const std::vector<const EngineDecl*> list = {&kMiniInfer, &kLlamaCpp};
+  static const std::vector<const EngineDecl*> list = {&kMiniInfer, &kLlamaCpp, &kProcess};
   return list;
 }
 

@@ -54,6 +54,7 @@ struct EngineDecl {
 
 extern const EngineDecl kMiniInfer;  // engine_miniinfer.cpp
 extern const EngineDecl kLlamaCpp;   // engines_llamacpp.cpp
+extern const EngineDecl kProcess;    // engine_process.cpp
 
 // Ours on an Engine the adapter borrows, with the given backend and fault (p10's engines for a
 // random architecture; the reporter's own runs).

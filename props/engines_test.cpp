@@ -95,7 +95,7 @@ TEST_CASE("cache_rows holds what recompute_rows computes for the same tokens", "
 TEST_CASE("the registry lists every engine, the default first, and refuses another engine's flags", "[engines]") {
   REQUIRE(engines().size() >= 2);
   CHECK(std::string(engines()[0]->name) == "miniinfer");
-  CHECK(engine_names() == "miniinfer or llamacpp");
+  CHECK(engine_names() == "miniinfer, llamacpp or process");
   CHECK(find_engine("vllm") == nullptr);
   RunConfig run;
   run.engine_flags["--gguf"] = "x.gguf";

@@ -167,7 +167,7 @@ check "replay: a count that is a float" 2 "replay float-count\.case\.json: case:
 echo '{"property":"p11","batch":2,"capacity":12,"program":[{"kind":"truncate","seqs":[0],"tokens":[],"n":7.7e33}]}' >float-n.case.json
 check "replay: a p11 command's count that is a float" 2 "replay float-n\.case\.json: case: program\[0\]\.n: 7\.7e\+33 is not an integer" -- "$props" --replay float-n.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s/"arch":null/"engine":"vllm","arch":null/' >unknown-engine.case.json
-check "replay: unknown engine" 2 "replay unknown-engine\.case\.json: case: engine 'vllm' is not miniinfer or llamacpp" -- "$props" --model small.safetensors --replay unknown-engine.case.json
+check "replay: unknown engine" 2 "replay unknown-engine\.case\.json: case: engine 'vllm' is not miniinfer, llamacpp or process" -- "$props" --model small.safetensors --replay unknown-engine.case.json
 echo "${valid_case/SHA/}" | sed 's/FAULT/none/; s|"arch":null|"engine":"llamacpp","engine_settings":{"gguf":"/no/such.gguf","kv":"f16","threads":1,"flash":"off","ubatch":0},"arch":null|' >gone-gguf.case.json
 check "replay: llamacpp case, GGUF gone" 2 "replay gone-gguf\.case\.json: its engine's GGUF /no/such\.gguf is not there" -- "$props" --model small.safetensors --replay gone-gguf.case.json
 

@@ -1,0 +1,152 @@
+"""A client for props' engine protocol (docs/protocol.md), Python standard library only.
+
+Write an engine by subclassing Engine, setting a few attributes and overriding logits();
+run() then answers props on stdin/stdout:
+
+    class Mine(props_engine.Engine):
+        name, version, vocab_size = "mine", "1", 989
+        def logits(self, tokens, start):
+            return [[0.0] * self.vocab_size for _ in tokens[start:]]
+    Mine().run()
+
+The base class keeps each sequence's tokens and answers the cached operations by calling
+logits() on the whole sequence, so an engine with no cache of its own is correct by
+construction. An engine with a real cache overrides on_forward_cached, on_decode, ... (one
+method per op, named on_<op>, taking the request and returning the reply's fields). Raise
+ProtocolError(code, message) to answer with an error; anything else becomes "internal".
+"""
+import base64
+import json
+import struct
+import sys
+
+PROTOCOL = 1
+
+
+class ProtocolError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def tensor(rows, shape):
+    """A list of floats (row-major) as the protocol's f32 tensor."""
+    data = struct.pack("<%df" % len(rows), *rows)
+    return {"dtype": "f32", "shape": shape, "data": base64.b64encode(data).decode("ascii")}
+
+
+class Engine:
+    name = "python"
+    version = "0"
+    vocab = "minigpt"      # or the token strings in this engine's id order
+    vocab_size = 0
+    sequences = 4
+    positions = 512
+    max_recompute = 512
+    capabilities = {}      # {"kv_rows": True, "trace": True} if the on_ methods exist
+
+    def logits(self, tokens, start):
+        """The logits of rows start..len(tokens)-1 of full recompute of `tokens`: a list of
+        rows, each vocab_size floats. The one method every engine writes."""
+        raise NotImplementedError
+
+    # ---- the operations -------------------------------------------------------------------
+
+    def on_hello(self, req):
+        if PROTOCOL not in req.get("protocol", []):
+            raise ProtocolError("bad_request", "this engine speaks protocol %d" % PROTOCOL)
+        self.seqs = [[] for _ in range(self.sequences)]
+        return {"name": self.name, "version": self.version, "protocol": PROTOCOL, "vocab": self.vocab,
+                "vocab_size": self.vocab_size, "sequences": self.sequences, "positions": self.positions,
+                "max_recompute": self.max_recompute, "capabilities": self.capabilities}
+
+    def append(self, seq, tokens, all_rows):
+        """Appends `tokens` to sequence `seq`; the rows of the new positions (or the last)."""
+        s = self.seq(seq)
+        if len(s) + len(tokens) > self.positions:
+            raise ProtocolError("out_of_capacity", "sequence %d: %d positions would exceed %d"
+                                % (seq, len(s) + len(tokens), self.positions))
+        start = len(s)
+        s.extend(tokens)
+        return self.logits(s, start if all_rows else len(s) - 1)
+
+    def on_forward_cached(self, req):
+        rows = self.append(req["seq"], req["tokens"], req.get("all_rows", False))
+        return self.reply_rows(rows, len(req["tokens"]), req.get("all_rows", False))
+
+    def on_forward_batch(self, req):
+        rows = [self.append(c["seq"], c["tokens"], False)[0] for c in req["chunks"]]
+        return {"logits": tensor([x for r in rows for x in r], [len(rows), self.vocab_size])}
+
+    def on_decode(self, req):
+        rows = [self.append(s, [t], False)[0] for s, t in zip(req["seqs"], req["tokens"])]
+        return {"logits": tensor([x for r in rows for x in r], [len(rows), self.vocab_size])}
+
+    def on_forward_uncached(self, req):
+        tokens, all_rows = req["tokens"], req.get("all_rows", False)
+        if len(tokens) > self.max_recompute:
+            raise ProtocolError("out_of_capacity", "%d tokens exceed %d" % (len(tokens), self.max_recompute))
+        return self.reply_rows(self.logits(tokens, 0 if all_rows else len(tokens) - 1), len(tokens), all_rows)
+
+    def on_truncate(self, req):
+        s = self.seq(req["seq"])
+        if not 0 <= req["pos"] <= len(s):
+            raise ProtocolError("bad_request", "pos %d outside 0..%d" % (req["pos"], len(s)))
+        del s[req["pos"]:]
+        return {}
+
+    def on_fork(self, req):
+        self.seqs[self.index(req["dst"])] = list(self.seq(req["src"])[:req["prefix_len"]])
+        return {}
+
+    def on_reset(self, req):
+        for i in ([self.index(req["seq"])] if "seq" in req else range(self.sequences)):
+            self.seqs[i] = []
+        return {}
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    def index(self, seq):
+        if not isinstance(seq, int) or not 0 <= seq < self.sequences:
+            raise ProtocolError("bad_request", "seq %r outside 0..%d" % (seq, self.sequences - 1))
+        return seq
+
+    def seq(self, seq):
+        return self.seqs[self.index(seq)]
+
+    def reply_rows(self, rows, n, all_rows):
+        shape = [n, self.vocab_size] if all_rows else [self.vocab_size]
+        return {"logits": tensor([x for r in rows for x in r], shape)}
+
+    def handle(self, req):
+        rid = req.get("id") if isinstance(req, dict) else None
+        op = req.get("op") if isinstance(req, dict) else None
+        handler = getattr(self, "on_" + op, None) if isinstance(op, str) else None
+        try:
+            if handler is None:
+                raise ProtocolError("unknown_op", "%s: no such op" % op)
+            reply = handler(req)
+        except ProtocolError as e:
+            return {"re": rid, "error": {"code": e.code, "message": "%s: %s" % (op, e)}}
+        except (KeyError, TypeError, ValueError) as e:
+            return {"re": rid, "error": {"code": "bad_request", "message": "%s: %r" % (op, e)}}
+        except Exception as e:  # the engine's own bug: still one reply, so props can say so
+            return {"re": rid, "error": {"code": "internal", "message": "%s: %r" % (op, e)}}
+        reply["re"] = rid
+        return reply
+
+    def run(self, stdin=sys.stdin, stdout=sys.stdout):
+        """Answers requests until stdin closes."""
+        for line in stdin:
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+            except ValueError:
+                req = None
+            reply = self.handle(req) if isinstance(req, dict) else \
+                {"re": None, "error": {"code": "bad_request", "message": "a line that is not a JSON object"}}
+            if "error" in reply:
+                print("%s: %s" % (self.name, reply["error"]["message"]), file=sys.stderr, flush=True)
+            stdout.write(json.dumps(reply, separators=(",", ":")) + "\n")
+            stdout.flush()

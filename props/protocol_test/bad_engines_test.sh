@@ -1,0 +1,60 @@
+#!/bin/bash
+# Broken engines behind --engine process, each a finding: one line naming the engine, the
+# request and the problem, exit status 4, and no engine process left behind.
+# usage: bad_engines_test.sh PROPS MINIGPT WORK
+set -u
+props=$1 minigpt=$2 work=$3
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$work" && cd "$work" || exit 1
+failed=0
+
+# expect NAME STATUS REGEX -- PROPS-ARGS...: the status, and the first stderr line matching REGEX.
+expect() {
+  local name=$1 want=$2 regex=$3
+  shift 4
+  rm -f pid
+  "$props" --rc-seed=1 --report-dir "$work/reports" "$@" >out.txt 2>err.txt
+  local got=$? line
+  line=$(grep -v '^Using configuration' err.txt | head -1)
+  if [[ $got != "$want" ]] || ! grep -Eq "$regex" <<<"$line"; then
+    echo "FAIL $name: status $got (want $want): $line"
+    failed=1
+    return
+  fi
+  # The stand-in writes its pid: it must be gone (killed and reaped) shortly after props exits.
+  if [[ -s pid ]]; then
+    for _ in $(seq 20); do kill -0 "$(cat pid)" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$(cat pid)" 2>/dev/null; then
+      echo "FAIL $name: the engine (pid $(cat pid)) outlived props"
+      failed=1
+      return
+    fi
+  fi
+  echo "ok   $name: status $got: $line"
+}
+
+standin() { echo "$here/standin.py $1 $2 $work/pid $minigpt serve"; }
+
+expect "does not start" 4 "^props: engine '/no/such': request 0 hello: the engine command did not start" -- \
+  --engine process --engine-cmd /no/such
+expect "unknown protocol version" 4 "request 0 hello: chose protocol 99, props offered \[1\]" -- \
+  --engine process --engine-cmd "$(standin version 0)"
+expect "exits mid-run" 4 "request 5 [a-z_]+: the engine exited with status 3" -- \
+  --engine process --engine-cmd "$(standin exit 5)"
+expect "stderr tail shown" 4 "request 5 [a-z_]+: the engine exited" -- --engine process --engine-cmd "$(standin exit 5)"
+grep -q "  engine stderr: standin: exiting on purpose" err.txt || { echo "FAIL stderr tail: $(cat err.txt)"; failed=1; }
+expect "a line that is not JSON" 4 "request 5 [a-z_]+: a reply that is not a JSON object: 'this is not json'" -- \
+  --engine process --engine-cmd "$(standin garbage 5)"
+expect "hangs past the timeout" 4 "request 5 [a-z_]+: no reply within 1 s \(--engine-timeout\)" -- \
+  --engine process --engine-timeout 1 --engine-cmd "$(standin hang 5)"
+expect "reply to an unknown id" 4 "request 5 [a-z_]+: a reply to id 1005 \(expected 5\)" -- \
+  --engine process --engine-cmd "$(standin wrong-id 5)"
+expect "NaN logits" 4 "request 3 [a-z_]+: logit 0 of row 0 is nan" -- --engine process --engine-cmd "$(standin nan 3)"
+expect "wrong shape" 4 "request 3 [a-z_]+: logits of shape \[3\], expected" -- \
+  --engine process --engine-cmd "$(standin shape 3)"
+expect "error for a claimed op" 4 "request 3 [a-z_]+: error internal: out of luck" -- \
+  --engine process --engine-cmd "$(standin error 3)"
+expect "no --engine-cmd" 2 "^props: --engine process needs --engine-cmd CMD" -- --engine process
+expect "--engine-timeout 0" 2 "^props: --engine-timeout: 0 is less than 1 second" -- \
+  --engine process --engine-timeout 0 --engine-cmd "$minigpt serve"
+exit $failed

@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""A broken engine for props' protocol tests: it passes requests through to a real engine
+(CMD, e.g. minigpt serve) and misbehaves on request N (0 is hello) in one way, MODE:
+  version  answers hello with a protocol props did not offer
+  exit     exits with status 3 (after a line on stderr)
+  garbage  answers with a line that is not JSON
+  hang     never answers
+  wrong-id answers with another request's id
+  nan      answers with NaN logits
+  shape    answers with logits of the wrong shape
+  error    answers with an internal error
+  permuted (not a breakage) presents the model's vocabulary in reverse order, translating
+           token ids and logits both ways: props must map its words through the list
+           (the model's vocabulary is read from STANDIN_MODEL, default the shipped model)
+usage: standin.py MODE N PIDFILE CMD...   (PIDFILE gets this process's id, so a test can
+check that props left no orphan behind)"""
+import base64, json, os, struct, subprocess, sys, time
+
+def main():
+    mode, n, pidfile, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+    with open(pidfile, "w") as f:
+        f.write(str(os.getpid()))
+    engine = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if mode == "permuted":
+        return permuted(engine)
+    for count, line in enumerate(sys.stdin):
+        if count == n:
+            misbehave(mode, line, engine)
+        engine.stdin.write(line)
+        engine.stdin.flush()
+        reply = engine.stdout.readline()
+        if count == n:
+            reply = bend(mode, reply)
+        sys.stdout.write(reply)
+        sys.stdout.flush()
+
+def misbehave(mode, line, engine):
+    if mode == "exit":
+        print("standin: exiting on purpose", file=sys.stderr, flush=True)
+        sys.exit(3)
+    if mode == "garbage":
+        print("this is not json", flush=True)
+    if mode == "hang":
+        print("standin: hanging on purpose", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(60)
+
+def bend(mode, reply):
+    r = json.loads(reply)
+    if mode == "version":
+        r["protocol"] = 99
+    elif mode == "wrong-id":
+        r["re"] = r["re"] + 1000
+    elif mode == "error":
+        r = {"re": r["re"], "error": {"code": "internal", "message": "out of luck"}}
+    elif mode in ("nan", "shape") and "logits" in r:
+        shape = r["logits"]["shape"]
+        count = 1
+        for d in shape:
+            count *= d
+        if mode == "shape":
+            shape, count = [3], 3
+        data = struct.pack("<%df" % count, *([float("nan")] * count))
+        r["logits"] = {"dtype": "f32", "shape": shape, "data": base64.b64encode(data).decode()}
+    elif mode == "garbage":
+        return "not json either\n"
+    return json.dumps(r) + "\n"
+
+def model_vocab():
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.environ.get("STANDIN_MODEL", os.path.join(here, "../../experiments/17-minigpt/minigpt.safetensors"))
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(json.loads(f.read(n))["__metadata__"]["vocab"])
+
+def permuted(engine):
+    vocab = model_vocab()
+    last = len(vocab) - 1  # our id i is this engine's id last - i
+    for line in sys.stdin:
+        req = json.loads(line)
+        for holder in [req] + req.get("chunks", []):
+            if "tokens" in holder:
+                holder["tokens"] = [last - t for t in holder["tokens"]]
+        engine.stdin.write(json.dumps(req) + "\n")
+        engine.stdin.flush()
+        r = json.loads(engine.stdout.readline())
+        if req["op"] == "hello" and "vocab" in r:
+            r["vocab"] = vocab[::-1]
+        if "logits" in r:
+            data = base64.b64decode(r["logits"]["data"])
+            xs = struct.unpack("<%df" % (len(data) // 4), data)
+            rows = [xs[i:i + len(vocab)][::-1] for i in range(0, len(xs), len(vocab))]
+            flat = [x for row in rows for x in row]
+            r["logits"]["data"] = base64.b64encode(struct.pack("<%df" % len(flat), *flat)).decode()
+        sys.stdout.write(json.dumps(r) + "\n")
+        sys.stdout.flush()
+
+main()

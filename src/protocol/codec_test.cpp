@@ -1,0 +1,52 @@
+#include "protocol/codec.h"
+
+#include <catch2/catch.hpp>
+
+#include "base/error.h"
+
+namespace miniinfer::protocol {
+
+TEST_CASE("base64 round-trips every length and matches RFC 4648's examples", "[protocol]") {
+  const std::string foobar = "foobar";
+  const char* expected[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+  for (size_t n = 0; n <= foobar.size(); ++n) {
+    const std::span<const unsigned char> in(reinterpret_cast<const unsigned char*>(foobar.data()), n);
+    CHECK(base64_encode(in) == expected[n]);
+    const auto back = base64_decode(expected[n]);
+    CHECK(std::string(back.begin(), back.end()) == foobar.substr(0, n));
+  }
+  CHECK_THROWS_AS(base64_decode("Zm9"), Error);
+  CHECK_THROWS_AS(base64_decode("Zm*v"), Error);
+}
+
+TEST_CASE("a tensor decodes to the floats it encoded, and f16/bf16 widen exactly", "[protocol]") {
+  const std::vector<float> x = {1.0f, -2.5f, 3.0e-20f, 4.0f};
+  const Tensor t = decode_tensor(encode_tensor(x, {2, 2}), "t");
+  CHECK(t.shape == std::vector<int>{2, 2});
+  CHECK(t.data == x);
+  // 1.0 and -2.0 as f16 (0x3c00, 0xc000) and bf16 (0x3f80, 0xc000)
+  const nlohmann::json h = {{"dtype", "f16"},
+                            {"shape", {2}},
+                            {"data", base64_encode(std::vector<unsigned char>{0x00, 0x3c, 0x00, 0xc0})}};
+  CHECK(decode_tensor(h, "h").data == std::vector<float>{1.0f, -2.0f});
+  const nlohmann::json b = {{"dtype", "bf16"},
+                            {"shape", {2}},
+                            {"data", base64_encode(std::vector<unsigned char>{0x80, 0x3f, 0x00, 0xc0})}};
+  CHECK(decode_tensor(b, "b").data == std::vector<float>{1.0f, -2.0f});
+  nlohmann::json wrong = encode_tensor(x, {3});
+  CHECK_THROWS_AS(decode_tensor(wrong, "w"), Error);
+}
+
+TEST_CASE("a trace record survives the wire", "[protocol]") {
+  TraceRecord r;
+  r.layer = 1, r.head = 0, r.kind = TraceKind::VRead, r.seq = 2, r.pos = 5, r.pass = Pass::Resume;
+  r.data = {0.5f, 0.25f};
+  const TraceRecord back = decode_record(encode_record(r));
+  CHECK(back.layer == 1);
+  CHECK(back.kind == TraceKind::VRead);
+  CHECK(back.pass == Pass::Resume);
+  CHECK(back.pos == 5);
+  CHECK(back.data == r.data);
+}
+
+}  // namespace miniinfer::protocol

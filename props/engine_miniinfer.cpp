@@ -133,26 +133,7 @@ GenerateResult MiniInfer::generate(const std::vector<std::vector<int>>& prompts,
   return result;
 }
 
-std::optional<KvRows> MiniInfer::cache_rows(int seq) {
-  const Config& c = e_.config();
-  KvRows kv;
-  kv.n_layer = c.n_layer;
-  kv.n_head = c.n_head;
-  kv.T = e_.cursor(seq);
-  kv.d_head = c.d_head();
-  const size_t dh = static_cast<size_t>(kv.d_head);
-  kv.k.resize(static_cast<size_t>(kv.n_layer) * kv.n_head * kv.T * dh);
-  kv.v.resize(kv.k.size());
-  for (int l = 0; l < kv.n_layer; ++l)
-    for (int h = 0; h < kv.n_head; ++h)
-      for (int s = 0; s < kv.T; ++s) {
-        const size_t at = ((static_cast<size_t>(l) * kv.n_head + h) * kv.T + s) * dh;
-        const auto k = e_.cache().k_row(l, seq, h, s), v = e_.cache().v_row(l, seq, h, s);
-        std::copy(k.begin(), k.end(), kv.k.begin() + static_cast<long>(at));
-        std::copy(v.begin(), v.end(), kv.v.begin() + static_cast<long>(at));
-      }
-  return kv;
-}
+std::optional<KvRows> MiniInfer::cache_rows(int seq) { return e_.cache_rows(seq); }
 
 std::unique_ptr<EngineUnderTest> make(const nlohmann::json& settings, const Model& model, int batch, int capacity) {
   EngineOptions eo;

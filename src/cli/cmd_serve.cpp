@@ -87,23 +87,7 @@ json Server::rows(const KvRows& kv) const {
 }
 
 // The cache's rows for `seq`, slots 0..cursor-1, laid out as full recompute's KvRows.
-KvRows Server::cache_rows(int seq) const {
-  const Config& c = e_.config();
-  KvRows kv{
-      .n_layer = c.n_layer, .n_head = c.n_head, .T = e_.cursor(seq), .d_head = c.d_head(), .k = {}, .v = {}};
-  const size_t dh = static_cast<size_t>(kv.d_head);
-  kv.k.resize(static_cast<size_t>(kv.n_layer) * kv.n_head * kv.T * dh);
-  kv.v.resize(kv.k.size());
-  for (int l = 0; l < kv.n_layer; ++l)
-    for (int h = 0; h < kv.n_head; ++h)
-      for (int s = 0; s < kv.T; ++s) {
-        const size_t at = ((static_cast<size_t>(l) * kv.n_head + h) * kv.T + s) * dh;
-        const auto k = e_.cache().k_row(l, seq, h, s), v = e_.cache().v_row(l, seq, h, s);
-        std::copy(k.begin(), k.end(), kv.k.begin() + static_cast<long>(at));
-        std::copy(v.begin(), v.end(), kv.v.begin() + static_cast<long>(at));
-      }
-  return kv;
-}
+KvRows Server::cache_rows(int seq) const { return e_.cache_rows(seq); }
 
 // The four forward ops, with the trace attached to this one call when the request asks.
 json Server::forward(const std::string& op, const json& req) {

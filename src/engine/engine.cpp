@@ -450,6 +450,23 @@ void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logit
   }
 }
 
+KvRows Engine::cache_rows(int seq) const {
+  const Config& c = config_;
+  KvRows kv{c.n_layer, c.n_head, cache_.cursor(seq), c.d_head(), {}, {}};
+  const size_t dh = static_cast<size_t>(kv.d_head);
+  kv.k.resize(static_cast<size_t>(kv.n_layer) * kv.n_head * kv.T * dh);
+  kv.v.resize(kv.k.size());
+  for (int l = 0; l < kv.n_layer; ++l)
+    for (int h = 0; h < kv.n_head; ++h)
+      for (int s = 0; s < kv.T; ++s) {
+        const size_t at = ((static_cast<size_t>(l) * kv.n_head + h) * kv.T + s) * dh;
+        const auto k = cache_.k_row(l, seq, h, s), v = cache_.v_row(l, seq, h, s);
+        std::copy(k.begin(), k.end(), kv.k.begin() + static_cast<long>(at));
+        std::copy(v.begin(), v.end(), kv.v.begin() + static_cast<long>(at));
+      }
+  return kv;
+}
+
 void Engine::truncate(int seq, int p) { variation_->truncate(cache_, seq, p); }
 
 void Engine::fork(int src, int dst, int prefix_len) { variation_->fork(cache_, src, dst, prefix_len); }

@@ -93,6 +93,9 @@ class Engine {
   // (seqs.size(), V). Like forward_batch, a call that throws changes no cursor.
   void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits);
 
+  // The K and V rows the cache holds for `seq`, slots 0..cursor-1, laid out as full recompute's
+  // KvRows (for comparing the two).
+  KvRows cache_rows(int seq) const;
   const KvCache& cache() const { return cache_; }
   KvCache& cache() { return cache_; }
   int cursor(int seq) const { return cache_.cursor(seq); }

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "generators/prompts.h"
+#include "props/case_core.h"
 #include "props/context.h"
 #include "props/json_fields.h"
 #include "props/runner.h"
@@ -295,7 +296,6 @@ std::optional<Parting> run_step(Engine& e, const Histories& before, const Step& 
 int kind_count[6] = {};
 int programs = 0;
 
-std::vector<int> ids_of(const gen::Prompt& p) { return context().tokenizer->encode_words(p.words()); }
 
 std::vector<int> chunk_of(const gen::Prompt& p, int min_len, int max_len) {
   std::vector<int> ids = ids_of(p);

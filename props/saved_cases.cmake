@@ -3,10 +3,16 @@
 # llama.cpp, experiment 23's) replays in a fresh process, fails again, and writes back the same
 # case file and the same report, byte for byte.
 # Run as: cmake -DPROPS=... -DWORK=... -DDIRS="dir;dir" [-DMINIGPT=...] -P saved_cases.cmake
-# Where the GGUF lay when a case was saved is not part of the case.
-function(without_gguf_path var)
-  string(REGEX REPLACE "\"gguf\": \"[^\"]*\"" "\"gguf\": GGUF" text "${${var}}")
-  set(${var} "${text}" PARENT_SCOPE)
+# Appends `message` to `failures` unless files `a` and `b` hold the same text, aside from where
+# the GGUF lay when the case was saved (which is not part of the case).
+function(expect_same a b message)
+  file(READ ${a} text_a)
+  file(READ ${b} text_b)
+  string(REGEX REPLACE "\"gguf\": \"[^\"]*\"" "\"gguf\": GGUF" text_a "${text_a}")
+  string(REGEX REPLACE "\"gguf\": \"[^\"]*\"" "\"gguf\": GGUF" text_b "${text_b}")
+  if(NOT text_a STREQUAL text_b)
+    set(failures ${failures} "${message}: diff ${a} ${b}" PARENT_SCOPE)
+  endif()
 endfunction()
 
 file(REMOVE_RECURSE ${WORK})
@@ -41,23 +47,12 @@ foreach(dir ${DIRS})
       list(APPEND failures "${case}: the replay exited ${rc}, not 1 (it must fail again):\n${log}")
       continue()
     endif()
-    file(READ ${out}/${property}.case.json again)
-    without_gguf_path(again)
-    without_gguf_path(saved)
-    if(NOT again STREQUAL saved)
-      list(APPEND failures "${case}: the replay saved another case file: diff ${case} ${out}/${property}.case.json")
-    endif()
+    expect_same(${case} ${out}/${property}.case.json "${case}: the replay saved another case file")
     # The report saved beside it (NAME.report.json for NAME.case.json), when there is one.
     get_filename_component(folder ${case} DIRECTORY)
     set(report ${folder}/${stem}.report.json)
     if(EXISTS ${report})
-      file(READ ${report} committed)
-      file(READ ${out}/${property}.report.json replayed)
-      without_gguf_path(committed)
-      without_gguf_path(replayed)
-      if(NOT committed STREQUAL replayed)
-        list(APPEND failures "${case}: the replay's report differs: diff ${report} ${out}/${property}.report.json")
-      endif()
+      expect_same(${report} ${out}/${property}.report.json "${case}: the replay's report differs")
     endif()
   endforeach()
 endforeach()

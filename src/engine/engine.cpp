@@ -234,10 +234,11 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store, 
       causal = causal && read == SlotsRead{s.pos0 + i + 1, l, s.seq};
     }
     const Numerics num = var.attention_numerics(site);
-    // Many rows at consecutive positions under the causal mask, in float (an uncached pass or
-    // a prefill chunk, no trace): rows in blocks, with the bytes of one row at a time
-    // (kernels_test checks this).
-    const bool causal_block = s.n >= kMinCausalBlock && causal && !num.fp64 && !trace_;
+    // The kernel is chosen by the rows alone, never by whether a trace is attached: the trace
+    // watches the computation the untraced run makes. Many rows at consecutive positions under
+    // the causal mask, in float (an uncached pass or a prefill chunk): rows in blocks, with the
+    // bytes of one row at a time (kernels_test checks this).
+    const bool causal_block = s.n >= kMinCausalBlock && causal && !num.fp64;
     for (int h = 0; h < H && causal_block; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
       const size_t r0 = static_cast<size_t>(s.row0);
@@ -245,46 +246,64 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store, 
                                         store.k_slab(l, s.seq) + off, store.v_slab(l, s.seq) + off, s.pos0, s.n, dh,
                                         D, num.scale);
     }
-    // Otherwise row by row; all heads of a row at once unless a trace or fp64 numerics want
-    // them one at a time (the same bytes, kernels_test checks it).
-    const bool heads_together = !causal_block && !num.fp64 && !trace_;
-    for (int i = 0; i < s.n && heads_together; ++i) {
+    // Otherwise row by row: all heads of a row at once, or one head at a time in double for
+    // fp64 numerics.
+    for (int i = 0; i < s.n && !causal_block; ++i) {
       const size_t r = static_cast<size_t>(s.row0 + i);
       const SlotsRead& read = reads_[r];
       float* out = att_.data() + r * uD;
-      if (read.n_slots == 0)
+      if (read.n_slots == 0) {
         std::fill_n(out, D, 0.0f);
-      else
+      } else if (!num.fp64) {
         kernels::attention_forward_heads(out, probs_.data(), c.max_seq_len, q_.data() + r * uD,
                                          store.k_slab(read.layer, read.seq), store.v_slab(read.layer, read.seq),
                                          read.n_slots, H, dh, D, num.scale);
-    }
-    for (int h = 0; h < H && !causal_block && !heads_together; ++h) {
-      const size_t off = static_cast<size_t>(h) * dh;
-      for (int i = 0; i < s.n; ++i) {
-        const int pos = s.pos0 + i;
-        const size_t r = static_cast<size_t>(s.row0 + i);
-        const SlotsRead& read = reads_[r];
-        const float* kb = store.k_slab(read.layer, read.seq) + off;
-        const float* vb = store.v_slab(read.layer, read.seq) + off;
-        float* out = att_.data() + r * uD + off;
-        const float* q = q_.data() + r * uD + off;
-        if (read.n_slots == 0)
-          std::fill_n(out, dh, 0.0f);
-        else if (num.fp64)
-          kernels::attention_forward_f64(out, probs_.data(), q, kb, vb, read.n_slots, dh, D, num.scale);
-        else
-          attention_forward(out, probs_.data(), q, kb, vb, read.n_slots, dh, D, num.scale);
-        if (trace_ && trace_->wants(pos)) {
-          record(TraceKind::Q, s, l, h, pos, q, dh);
-          record(TraceKind::K, s, l, h, pos, k_rows_[r] + off, dh);
-          record(TraceKind::V, s, l, h, pos, v_rows_[r] + off, dh);
-          record(TraceKind::Probs, s, l, h, pos, probs_.data(), read.n_slots);
-          record(TraceKind::AttnOut, s, l, h, pos, out, dh);
+      } else {
+        for (int h = 0; h < H; ++h) {
+          const size_t off = static_cast<size_t>(h) * dh;
+          kernels::attention_forward_f64(out + off, probs_.data(), q_.data() + r * uD + off,
+                                         store.k_slab(read.layer, read.seq) + off,
+                                         store.v_slab(read.layer, read.seq) + off, read.n_slots, dh, D, num.scale);
         }
       }
     }
+    if (trace_) record_attention(s, l, store, num);
     if (trace_ && trace_->cache_reads) record_cache_reads(s, l, store, reads_[static_cast<size_t>(s.row0 + s.n - 1)]);
+  }
+}
+
+// The trace of segment s's attention at layer l, head by head: q, k and v as projected, the
+// output the kernel above wrote (att_), and the probabilities. The block and all-heads kernels
+// keep their probabilities to themselves, so those are computed again for the traced rows by the
+// one-row kernel, whose bytes the block kernels reproduce (kernels_test); the output recorded is
+// always the kernel's own, so a kernel that parts is seen where it parts.
+void Engine::record_attention(const Segment& s, int l, const KvCache& store, const Numerics& num) {
+  const Config& c = config_;
+  const int D = c.d_model, H = c.n_head, dh = c.d_head();
+  const size_t uD = static_cast<size_t>(D);
+  std::vector<float> scratch(static_cast<size_t>(dh));
+  for (int h = 0; h < H; ++h) {
+    const size_t off = static_cast<size_t>(h) * dh;
+    for (int i = 0; i < s.n; ++i) {
+      const int pos = s.pos0 + i;
+      if (!trace_->wants(pos)) continue;
+      const size_t r = static_cast<size_t>(s.row0 + i);
+      const SlotsRead& read = reads_[r];
+      const float* q = q_.data() + r * uD + off;
+      if (read.n_slots > 0) {
+        const float* kb = store.k_slab(read.layer, read.seq) + off;
+        const float* vb = store.v_slab(read.layer, read.seq) + off;
+        if (num.fp64)
+          kernels::attention_forward_f64(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, D, num.scale);
+        else
+          attention_forward(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, D, num.scale);
+      }
+      record(TraceKind::Q, s, l, h, pos, q, dh);
+      record(TraceKind::K, s, l, h, pos, k_rows_[r] + off, dh);
+      record(TraceKind::V, s, l, h, pos, v_rows_[r] + off, dh);
+      record(TraceKind::Probs, s, l, h, pos, probs_.data(), read.n_slots);
+      record(TraceKind::AttnOut, s, l, h, pos, att_.data() + r * uD + off, dh);
+    }
   }
 }
 

@@ -141,6 +141,7 @@ class Engine {
   void project_qkv(int layer, std::span<const Segment> segs, int N, KvCache& store, bool library, const Variation& var);
   void attend(int layer, std::span<const Segment> segs, const KvCache& store, const Variation& var);
   void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows);
+  void record_attention(const Segment& s, int layer, const KvCache& store, const Numerics& num);
   void record_cache_reads(const Segment& s, int layer, const KvCache& store, const SlotsRead& read);
   void record(TraceKind kind, const Segment& seg, int layer, int head, int pos, const float* data, int n);
   // One record per traced row of `segs`: rows is (N, width), head -1.

@@ -23,6 +23,7 @@
 
 #include "base/error.h"
 #include "engine/generate_loops.h"
+#include "props/engine_link.h"
 #include "props/engine_registry.h"
 #include "protocol/codec.h"
 
@@ -539,5 +540,21 @@ const EngineDecl kProcess = {
     .replay = replay,
     .make = make,
 };
+
+// ---- props --conform's link: the same child and transport (props/engine_link.h) -----------------
+
+struct EngineLink::Impl {
+  Impl(const std::string& cmd, double timeout) : child(cmd, timeout) {}
+  Child child;
+};
+EngineLink::EngineLink(const std::string& cmd, double timeout)
+    : impl_(std::make_unique<Impl>(cmd, timeout)) {}
+EngineLink::~EngineLink() = default;
+std::string EngineLink::start() { return impl_->child.start(); }
+std::optional<std::string> EngineLink::exchange(const std::string& line, std::string& problem) {
+  return impl_->child.exchange(line, problem);
+}
+std::string EngineLink::stderr_tail() const { return impl_->child.stderr_tail(); }
+void EngineLink::stop() { impl_->child.stop(); }
 
 }  // namespace miniinfer::props

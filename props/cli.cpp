@@ -177,7 +177,7 @@ bool matches(const Flag& f, const std::vector<std::string>& args, size_t& i, std
     return false;
   }
   // An empty value would read as "not given" (--replay "" ran the properties): refused.
-  if (value.empty()) fail("flag {}: the value is empty (expected{})", f.name, f.usage.substr(1));
+  if (value.empty()) fail("flag {}: the value is empty (expected {})", f.name, f.usage.substr(1));
   return true;
 }
 

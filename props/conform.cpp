@@ -265,6 +265,11 @@ bool Conformance::vocabulary() {
       if (static_cast<int>(vocab.size()) != V_)
         throw Finding{Verdict::Wrong,
                       fmt::format("vocab lists {} strings, vocab_size is {}", vocab.size(), V_)};
+      if (V_ != static_cast<int>(words.size()))
+        throw Finding{Verdict::Wrong,
+                      fmt::format("vocab lists {} strings; props maps the model's {} one to one (an "
+                                  "engine with another vocabulary answers \"tokenize\")",
+                                  V_, words.size())};
       std::map<std::string, int> id;
       for (int i = 0; i < V_; ++i) {
         if (!vocab[static_cast<size_t>(i)].is_string())

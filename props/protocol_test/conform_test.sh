@@ -48,6 +48,8 @@ grep -Eq '^  missing  kv_rows .*not claimed' out.txt && grep -Eq '^  missing  tr
   { echo "FAIL: the bigram engine's kv_rows and trace lines"; failed=1; }
 conform "bigram engine --bug" 5 "^  wrong    decode .*one token after the chunk" "$bigram 989 --bug"
 
+conform "a vocabulary list" 0 "^  ok       vocab              a list of 989 strings holding the grammar's 989 words" \
+  "$(standin permuted 0)"
 conform "nondeterministic recompute" 5 \
   "^  wrong    recompute twice .*full recompute is not deterministic, so bitwise checking of this engine is meaningless" \
   "$(standin noisy 0)"

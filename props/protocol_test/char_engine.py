@@ -14,7 +14,8 @@ Fault switches:
                     from the state of the old end
   --tokenize-bug empty      the word "." tokenizes to no ids (props must refuse it)
   --tokenize-bug malformed  the tokenize reply's ids are not a list of lists
-usage: char_engine.py [--bug position|truncate] [--tokenize-bug empty|malformed]"""
+  --tokenize-bug range      the word "." tokenizes to an id outside 0..255
+usage: char_engine.py [--bug position|truncate] [--tokenize-bug empty|malformed|range]"""
 import os
 import random
 import sys
@@ -47,6 +48,8 @@ class CharEngine(props_engine.Engine):
     def tokenize(self, text):
         if self.tokenize_bug == "empty" and text == ".":
             return []
+        if self.tokenize_bug == "range" and text == ".":
+            return [VOCAB]
         if any(ord(c) >= VOCAB for c in text):
             raise props_engine.ProtocolError("bad_request", "%r has a character outside Latin-1" % text)
         return [ord(c) for c in text] + [SPACE]

@@ -3,7 +3,8 @@
 # checked through its tokenize op: props --conform says it is conformant, props passes it
 # (K/V rows and trace withheld, so p7 and p11 skip by name), its --bug builds fail p6 and p8
 # with a counterexample shrunk to a prompt of at most 3 words that replays, and a malformed
-# tokenize reply or a word that is no tokens ends the run with one line and status 4.
+# tokenize reply, a word that is no tokens or an id out of range ends the run with one line and
+# status 4.
 # usage: tokenize_test.sh PROPS WORK
 set -u
 props=$1 work=$2
@@ -18,6 +19,14 @@ if [[ $status == 0 ]] && grep -Eq '^  ok       tokenize +the grammar.s 989 words
   echo "ok   props --conform: $(tail -1 conform.txt)"
 else
   fail "props --conform on the char engine: status $status"; cat conform.txt
+fi
+
+"$props" --conform --engine-cmd "$engine --tokenize-bug empty" >conform-empty.txt 2>&1
+status=$?
+if [[ $status == 5 ]] && grep -q "^  wrong    tokenize           the word '.' tokenizes to \[\]: every word needs at least one token" conform-empty.txt; then
+  echo "ok   props --conform on a word that is no tokens: status 5: $(grep '^  wrong' conform-empty.txt)"
+else
+  fail "props --conform on --tokenize-bug empty: status $status"; cat conform-empty.txt
 fi
 
 "$props" --rc-seed=1 --report-dir good --engine process --engine-cmd "$engine" >good.txt 2>&1
@@ -61,4 +70,5 @@ bad() {
 }
 bad empty "^props: engine '.*': request 1 tokenize: the word '\.' tokenizes to \[\]: every word must be at least one token$"
 bad malformed "^props: engine '.*': request 1 tokenize: a tokenize reply whose 'ids' is not a list of 989 lists"
+bad range "^props: engine '.*': request 1 tokenize: the word '\.' tokenizes to \[256\]: ids are integers in 0\.\.255$"
 exit $failed

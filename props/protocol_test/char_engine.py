@@ -15,7 +15,9 @@ Fault switches:
   --tokenize-bug empty      the word "." tokenizes to no ids (props must refuse it)
   --tokenize-bug malformed  the tokenize reply's ids are not a list of lists
   --tokenize-bug range      the word "." tokenizes to an id outside 0..255
-usage: char_engine.py [--bug position|truncate] [--tokenize-bug empty|malformed|range]"""
+  --positions N             positions a sequence holds (default 16384; props needs 512 words'
+                            worth of the longest word's characters)
+usage: char_engine.py [--bug position|truncate] [--tokenize-bug empty|malformed|range] [--positions N]"""
 import os
 import random
 import sys
@@ -39,8 +41,9 @@ class CharEngine(props_engine.Engine):
     vocab, vocab_size = "tokenize", VOCAB
     positions = max_recompute = 16384
 
-    def __init__(self, bug, tokenize_bug):
+    def __init__(self, bug, tokenize_bug, positions):
         self.bug, self.tokenize_bug = bug, tokenize_bug
+        self.positions = self.max_recompute = positions
         self.states_table = [table_row(1000 + k) for k in range(TABLE)]
         self.token_table = [table_row(t) for t in range(VOCAB)]
         self.states = [[] for _ in range(self.sequences)]  # the cache: one state per position
@@ -116,4 +119,4 @@ def flag(name):
 
 
 if __name__ == "__main__":
-    CharEngine(flag("--bug"), flag("--tokenize-bug")).run()
+    CharEngine(flag("--bug"), flag("--tokenize-bug"), int(flag("--positions") or 16384)).run()

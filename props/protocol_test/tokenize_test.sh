@@ -71,4 +71,20 @@ bad() {
 bad empty "^props: engine '.*': request 1 tokenize: the word '\.' tokenizes to \[\]: every word must be at least one token$"
 bad malformed "^props: engine '.*': request 1 tokenize: a tokenize reply whose 'ids' is not a list of 989 lists"
 bad range "^props: engine '.*': request 1 tokenize: the word '\.' tokenizes to \[256\]: ids are integers in 0\.\.255$"
+
+"$props" --rc-seed=1 --report-dir bad --engine process --engine-cmd "$engine --positions 1000" >bad.txt 2>&1
+status=$?
+line=$(head -1 bad.txt)
+if [[ $status == 4 ]] && grep -Eq "request 1 tokenize: holds 1000 positions a sequence; props needs 512 words of up to [0-9]+ tokens: [0-9]+$" <<<"$line"; then
+  echo "ok   too few positions for props' words: status 4: $line"
+else
+  fail "--positions 1000: status $status (want 4): $(cat bad.txt)"
+fi
+"$props" --conform --engine-cmd "$engine --positions 1000" >conform-positions.txt 2>&1
+status=$?
+if [[ $status == 5 ]] && grep -Eq "^  wrong    capacity           4 sequences of 1000 positions; props needs 4 of [0-9]+ \(512 words of up to [0-9]+ tokens\)$" conform-positions.txt; then
+  echo "ok   props --conform on too few positions: status 5: $(grep '^  wrong' conform-positions.txt)"
+else
+  fail "props --conform --positions 1000: status $status (want 5)"; cat conform-positions.txt
+fi
 exit $failed

@@ -4,7 +4,8 @@
 # Python client's bigram engine is conformant with kv_rows and trace missing, its --bug build
 # is not; a stand-in whose full recompute is not deterministic is told that bitwise checking
 # of it is meaningless; broken stand-ins give their wrong line (status 5) or, when they break
-# the transport, one line naming the request (status 4); bad flags are refused (status 2).
+# the transport, one line naming the request (status 4), and no engine outlives props; bad
+# flags are refused (status 2).
 # usage: conform_test.sh PROPS MINIGPT WORK
 set -u
 props=$1 minigpt=$2 work=$3
@@ -18,6 +19,7 @@ failed=0
 conform() {
   local name=$1 want=$2 regex=$3 cmd=$4
   shift 4
+  rm -f pid
   "$props" --conform ${cmd:+--engine-cmd "$cmd"} "$@" >out.txt 2>&1
   local got=$?
   if [[ $got != "$want" ]] || ! grep -Eq -- "$regex" out.txt; then
@@ -25,6 +27,15 @@ conform() {
     sed 's/^/    /' out.txt
     failed=1
     return
+  fi
+  # A stand-in writes its pid: it must be gone (killed and reaped) shortly after props exits.
+  if [[ -s pid ]]; then
+    for _ in $(seq 20); do kill -0 "$(cat pid)" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$(cat pid)" 2>/dev/null; then
+      echo "FAIL $name: the engine (pid $(cat pid)) outlived props"
+      failed=1
+      return
+    fi
   fi
   echo "ok   $name: status $got: $(grep -E -m1 -- "$regex" out.txt | cut -c1-150)"
 }

@@ -33,6 +33,9 @@ class TokenizedEngine final : public EngineUnderTest {
         inner_->describe(), longest_);
   }
   bool has(Capability) const override { return false; }
+  std::string lacks_why() const override {
+    return "a tokenize engine's K/V rows and trace are in its own positions, withheld";
+  }
   const Config& config() const override { return config_; }
   int vocab_size() const override { return static_cast<int>(ids_.size()); }
   int batch() const override { return inner_->batch(); }

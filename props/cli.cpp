@@ -29,6 +29,9 @@ when writing the results file or the summary fails mid-run (a full disk): the ru
 once, with one line naming the file and the system's reason; 4 when --engine process's engine
 broke (it exited, hung past --engine-timeout, or broke docs/protocol.md), with one line naming
 the engine, the request and the problem, then the engine's last lines of stderr.
+props --conform exits 0 when the engine is conformant, 5 when it answered but something is
+wrong or a required op is missing (one line per check says which), 4 when it broke the
+transport as above, 2 when a flag is refused.
 )";
 
 struct Flag {
@@ -99,6 +102,9 @@ std::vector<Flag> leading_flags() {
           {"--replay", " FILE", "re-run a saved counterexample (report-dir/*.case.json) and report;\n"
            "--engine, --level, --backend, --inject override what it was saved with",
            [](CommandLine& c, const std::string& v) { c.replay = v; }},
+          {"--conform", "", "with --engine-cmd CMD: check the engine's side of docs/protocol.md,\n"
+           "op by op (ok, missing, wrong), and run no property",
+           [](CommandLine& c, const std::string&) { c.conform = true; }},
           {"--model", " FILE", "model weights (default: the shipped experiments/17-minigpt model)",
            [](CommandLine& c, const std::string& v) {
              c.config.model_path = v;
@@ -171,7 +177,7 @@ bool matches(const Flag& f, const std::vector<std::string>& args, size_t& i, std
     return false;
   }
   // An empty value would read as "not given" (--replay "" ran the properties): refused.
-  if (value.empty()) fail("flag {}: the value is empty (expected{})", f.name, f.usage.substr(1));
+  if (value.empty()) fail("flag {}: the value is empty (expected {})", f.name, f.usage.substr(1));
   return true;
 }
 

@@ -14,6 +14,7 @@ struct CommandLine {
   std::string rc_params;      // RC_PARAMS as found, with the --rc-* flags appended
   bool reproducing = false;   // --rc-reproduce was given
   bool help = false;          // --help: print help_text() and stop
+  bool conform = false;       // --conform: check an engine's protocol (props/conform.h), no properties
   std::string replay, summary, shard, results;  // --replay, --summary, --shard, --results
   std::vector<std::string> catch_args;          // argv[0] and every argument for Catch2
 };

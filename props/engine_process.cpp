@@ -23,7 +23,9 @@
 
 #include "base/error.h"
 #include "engine/generate_loops.h"
+#include "props/engine_link.h"
 #include "props/engine_registry.h"
+#include "props/engine_tokenized.h"
 #include "protocol/codec.h"
 
 namespace miniinfer::props {
@@ -244,6 +246,11 @@ class ProcessEngine final : public EngineUnderTest {
   std::optional<KvRows> cache_rows(int seq) override;
   std::optional<KvRows> recompute_rows(std::span<const int> tokens) override;
 
+  // A hello with "vocab": "tokenize": the engine's ids of each of `words`, asked once; a reply
+  // that is malformed, a word that is no tokens, or too few positions for `capacity` words of
+  // the longest is a broken engine (exit status 4). Empty for an engine that takes our ids.
+  std::vector<std::vector<int>> tokenize(const std::vector<std::string>& words, int capacity);
+
  private:
   [[noreturn]] void broken(const json& req, const std::string& problem);
   json call(json req);
@@ -257,7 +264,8 @@ class ProcessEngine final : public EngineUnderTest {
   Config config_;
   Child child_;
   int batch_, capacity_, max_recompute_ = 0;
-  bool kv_rows_ = false, trace_ok_ = false;
+  bool kv_rows_ = false, trace_ok_ = false, tokenizes_ = false;
+  int positions_ = 0;           // the engine's, from hello
   std::vector<int> to_engine_;  // our token id -> the engine's (identity for "minigpt")
   std::vector<int> cursors_;    // mirrored from the operations: the protocol has no cursor query
   long next_id_ = 0;            // so the last request sent was next_id_ - 1
@@ -340,12 +348,26 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
     const json caps = reply.value("capabilities", json::object());
     kv_rows_ = caps.value("kv_rows", false);
     trace_ok_ = caps.value("trace", false);
+    const json vocab = reply.at("vocab");
+    tokenizes_ = vocab == "tokenize";
+    positions_ = positions;
+    if (tokenizes_) {  // the engine's own ids: tokenize() maps our words, engine_tokenized.cpp the rest
+      if (V < 1) broken(req, fmt::format("vocab_size {}", V));
+      if (seqs < batch) broken(req, fmt::format("holds {} sequences; props needs {}", seqs, batch));
+      config_.vocab_size = V;
+      capacity_ = positions;
+      max_recompute_ = reply.at("max_recompute").get<int>();
+      to_engine_.resize(static_cast<size_t>(V));
+      for (int i = 0; i < V; ++i) to_engine_[static_cast<size_t>(i)] = i;
+      reply.erase("re");
+      s_.hello = std::move(reply);
+      return;
+    }
     if (V != model.config.vocab_size)
       broken(req, fmt::format("vocab_size {}, the model's is {}", V, model.config.vocab_size));
     if (seqs < batch || positions < capacity)
       broken(req, fmt::format("holds {} sequences of {} positions; props needs {} of {}", seqs, positions,
                               batch, capacity));
-    const json vocab = reply.at("vocab");
     to_engine_.resize(static_cast<size_t>(V));
     if (vocab == "minigpt") {
       for (int i = 0; i < V; ++i) to_engine_[static_cast<size_t>(i)] = i;
@@ -367,6 +389,37 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
   }
   reply.erase("re");
   s_.hello = std::move(reply);
+}
+
+std::vector<std::vector<int>> ProcessEngine::tokenize(const std::vector<std::string>& words, int capacity) {
+  if (!tokenizes_) return {};
+  const json req = {{"op", "tokenize"}, {"texts", words}};
+  const json reply = call(req);
+  const json ids = reply.value("ids", json());
+  if (!ids.is_array() || ids.size() != words.size())
+    broken(req, fmt::format(
+                    "a tokenize reply whose 'ids' is not a list of {} lists of token ids (one per text): {}",
+                    words.size(), printable_name(reply.dump())));
+  std::vector<std::vector<int>> out(words.size());
+  size_t longest = 0;
+  for (size_t w = 0; w < words.size(); ++w) {
+    const json& list = ids[w];
+    if (!list.is_array() || list.empty())
+      broken(req, fmt::format("the word '{}' tokenizes to {}: every word must be at least one token",
+                              words[w], printable_name(list.dump())));
+    for (const json& t : list) {
+      if (!t.is_number_integer() || t.get<long>() < 0 || t.get<long>() >= vocab_size())
+        broken(req, fmt::format("the word '{}' tokenizes to {}: ids are integers in 0..{}", words[w],
+                                printable_name(list.dump()), vocab_size() - 1));
+      out[w].push_back(t.get<int>());
+    }
+    longest = std::max(longest, out[w].size());
+  }
+  if (static_cast<long>(positions_) < static_cast<long>(capacity) * static_cast<long>(longest))
+    broken(req, fmt::format("holds {} positions a sequence; props needs {} words of up to {} tokens: {}",
+                            positions_, capacity, longest,
+                            static_cast<long>(capacity) * static_cast<long>(longest)));
+  return out;
 }
 
 json ProcessEngine::engine_tokens(std::span<const int> ours) const {
@@ -513,7 +566,10 @@ json replay(const std::string&, const json& saved, const RunConfig& run) {
 }
 
 std::unique_ptr<EngineUnderTest> make(const json& settings, const Model& model, int batch, int capacity) {
-  return std::make_unique<ProcessEngine>(read_settings(settings), model, batch, capacity);
+  auto engine = std::make_unique<ProcessEngine>(read_settings(settings), model, batch, capacity);
+  std::vector<std::vector<int>> ids = engine->tokenize(model.vocab, capacity);
+  if (ids.empty()) return engine;
+  return tokenized_engine(std::move(engine), std::move(ids), model.config, capacity);
 }
 
 }  // namespace
@@ -539,5 +595,21 @@ const EngineDecl kProcess = {
     .replay = replay,
     .make = make,
 };
+
+// ---- props --conform's link: the same child and transport (props/engine_link.h) -----------------
+
+struct EngineLink::Impl {
+  Impl(const std::string& cmd, double timeout) : child(cmd, timeout) {}
+  Child child;
+};
+EngineLink::EngineLink(const std::string& cmd, double timeout)
+    : impl_(std::make_unique<Impl>(cmd, timeout)) {}
+EngineLink::~EngineLink() = default;
+std::string EngineLink::start() { return impl_->child.start(); }
+std::optional<std::string> EngineLink::exchange(const std::string& line, std::string& problem) {
+  return impl_->child.exchange(line, problem);
+}
+std::string EngineLink::stderr_tail() const { return impl_->child.stderr_tail(); }
+void EngineLink::stop() { impl_->child.stop(); }
 
 }  // namespace miniinfer::props

@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "props/cases.h"
+#include "props/conform.h"
 #include "props/context.h"
 #include "props/modes.h"
 #include "props/results.h"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "props: warning: RC_PARAMS holds reproduce=: only the property it names runs; the others "
                            "are skipped, not passed\n");
     if (cl.config.inject == "list") return list_faults();
+    if (cl.conform) return check_conformance(cl);
     prepare_run(cl);
     if (!cl.replay.empty()) return replay_case(cl.replay);
     if (!cl.shard.empty() || !cl.results.empty())

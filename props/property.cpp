@@ -16,7 +16,9 @@ std::string Property::skip_reason(const EngineUnderTest& engine) const {
   std::string missing;
   for (Capability c : info_.needs)
     if (!engine.has(c)) missing += (missing.empty() ? "" : ", ") + std::string(to_string(c));
-  return missing.empty() ? "" : "engine " + engine.name() + " has no " + missing;
+  if (missing.empty()) return "";
+  const std::string why = engine.lacks_why();
+  return "engine " + engine.name() + " has no " + missing + (why.empty() ? "" : ": " + why);
 }
 
 std::unique_ptr<LoadedCase> Property::load(const nlohmann::json& /*j*/) const {

@@ -38,7 +38,7 @@ def tensor(rows, shape):
 class Engine:
     name = "python"
     version = "0"
-    vocab = "minigpt"      # or the token strings in this engine's id order
+    vocab = "minigpt"      # or the token strings in this engine's id order, or "tokenize"
     vocab_size = 0
     sequences = 4
     positions = 512
@@ -48,6 +48,12 @@ class Engine:
     def logits(self, tokens, start):
         """The logits of rows start..len(tokens)-1 of full recompute of `tokens`: a list of
         rows, each vocab_size floats. The one method every engine writes."""
+        raise NotImplementedError
+
+    def tokenize(self, text):
+        """Only with vocab = "tokenize": this engine's token ids (at least one) for one word of
+        props' grammar ("<bos>", ".", "yesterday", ...); props concatenates a prompt's words'
+        ids. docs/protocol.md, "An engine with its own tokenizer"."""
         raise NotImplementedError
 
     # ---- the operations -------------------------------------------------------------------
@@ -87,6 +93,9 @@ class Engine:
         if len(tokens) > self.max_recompute:
             raise ProtocolError("out_of_capacity", "%d tokens exceed %d" % (len(tokens), self.max_recompute))
         return self.reply_rows(self.logits(tokens, 0 if all_rows else len(tokens) - 1), len(tokens), all_rows)
+
+    def on_tokenize(self, req):
+        return {"ids": [self.tokenize(text) for text in req["texts"]]}
 
     def on_truncate(self, req):
         s = self.seq(req["seq"])

@@ -9,6 +9,9 @@
   nan      answers with NaN logits
   shape    answers with logits of the wrong shape
   error    answers with an internal error
+  unknown  answers with unknown_op (an op it does not implement)
+  noisy    from request N on, every other forward_uncached reply has the lowest bit of its first
+           logit flipped: full recompute that is not deterministic (props --conform says so)
   permuted (not a breakage) presents the model's vocabulary in reverse order, translating
            token ids and logits both ways: props must map its words through the list
            (the model's vocabulary is read from STANDIN_MODEL, default the shipped model)
@@ -23,13 +26,17 @@ def main():
     engine = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     if mode == "permuted":
         return permuted(engine)
+    recomputes = 0
     for count, line in enumerate(sys.stdin):
         if count == n:
             misbehave(mode, line, engine)
         engine.stdin.write(line)
         engine.stdin.flush()
         reply = engine.stdout.readline()
-        if count == n:
+        if mode == "noisy" and count >= n and json.loads(line).get("op") == "forward_uncached":
+            recomputes += 1
+            reply = flip(reply) if recomputes % 2 == 0 else reply
+        elif count == n:
             reply = bend(mode, reply)
         sys.stdout.write(reply)
         sys.stdout.flush()
@@ -53,6 +60,8 @@ def bend(mode, reply):
         r["re"] = r["re"] + 1000
     elif mode == "error":
         r = {"re": r["re"], "error": {"code": "internal", "message": "out of luck"}}
+    elif mode == "unknown":
+        r = {"re": r["re"], "error": {"code": "unknown_op", "message": "no such op here"}}
     elif mode in ("nan", "shape") and "logits" in r:
         shape = r["logits"]["shape"]
         count = 1
@@ -64,6 +73,14 @@ def bend(mode, reply):
         r["logits"] = {"dtype": "f32", "shape": shape, "data": base64.b64encode(data).decode()}
     elif mode == "garbage":
         return "not json either\n"
+    return json.dumps(r) + "\n"
+
+def flip(reply):
+    r = json.loads(reply)
+    if "logits" in r:
+        data = bytearray(base64.b64decode(r["logits"]["data"]))
+        data[0] ^= 1  # little-endian: the first logit's lowest mantissa bit
+        r["logits"]["data"] = base64.b64encode(bytes(data)).decode()
     return json.dumps(r) + "\n"
 
 def model_vocab():

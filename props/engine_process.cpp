@@ -345,6 +345,7 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
     if (seqs < batch || positions < capacity)
       broken(req, fmt::format("holds {} sequences of {} positions; props needs {} of {}", seqs, positions,
                               batch, capacity));
+    batch_ = seqs;  // all it holds: p11 draws programs on up to 8 of them
     const json vocab = reply.at("vocab");
     to_engine_.resize(static_cast<size_t>(V));
     if (vocab == "minigpt") {
@@ -465,17 +466,24 @@ KvRows ProcessEngine::rows(const json& req, const json& reply, int T) {
             .k = {},
             .v = {}};
   const std::vector<int> shape = {kv.n_layer, kv.n_head, T, kv.d_head};
+  protocol::Tensor k, v;
   try {
-    protocol::Tensor k = protocol::decode_tensor(reply.at("k"), "k"),
-                     v = protocol::decode_tensor(reply.at("v"), "v");
-    if (k.shape != shape || v.shape != shape)
-      broken(req, fmt::format("K/V rows of shape {} and {}, expected {}", json(k.shape).dump(),
-                              json(v.shape).dump(), json(shape).dump()));
-    kv.k = std::move(k.data);
-    kv.v = std::move(v.data);
+    k = protocol::decode_tensor(reply.at("k"), "k");
+    v = protocol::decode_tensor(reply.at("v"), "v");
   } catch (const std::exception& e) {
     broken(req, e.what());
   }
+  // Rows of the right form but another count: the engine's cursor is not the one props
+  // counted, a finding of the property that asked (p11's cursor check), not a broken engine.
+  if (k.shape == v.shape && k.shape.size() == 4 && k.shape[2] != T &&
+      std::vector<int>{k.shape[0], k.shape[1], T, k.shape[3]} == shape)
+    fail("cache_rows: the engine holds {} rows of sequence {}, where its operations put {}", k.shape[2],
+         req.value("seq", -1), T);
+  if (k.shape != shape || v.shape != shape)
+    broken(req, fmt::format("K/V rows of shape {} and {}, expected {}", json(k.shape).dump(),
+                            json(v.shape).dump(), json(shape).dump()));
+  kv.k = std::move(k.data);
+  kv.v = std::move(v.data);
   return kv;
 }
 
@@ -538,6 +546,7 @@ const EngineDecl kProcess = {
     .read_saved = read_saved,
     .replay = replay,
     .make = make,
+    .fixed_size = true,
 };
 
 }  // namespace miniinfer::props

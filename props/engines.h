@@ -80,6 +80,9 @@ class EngineUnderTest {
   // (L, H, T = cursor, d_head); and full recompute's rows for `tokens` (a forward call).
   virtual std::optional<KvRows> cache_rows(int /*seq*/) { return std::nullopt; }
   virtual std::optional<KvRows> recompute_rows(std::span<const int> /*tokens*/) { return std::nullopt; }
+  // Capability KvRows: every K and V float the cache holds for `seq`, past the cursor too (p11:
+  // "this call left the sequence unchanged"); empty: cache_rows' rows stand in for them.
+  virtual std::vector<float> cache_slots(int /*seq*/) { return {}; }
 
   // A new request on `seq` starts where generate() starts one: on an empty sequence (ours asks
   // the active fault, so stale-cache keeps the old rows there too).

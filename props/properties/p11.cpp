@@ -17,7 +17,7 @@ class P11 final : public Property {
       : Property({"p11",
                   "over random programs on up to 8 sequences, logits and cache rows equal full recompute, and refused "
                   "commands change nothing",
-                  200, {Capability::KvRows},
+                  200, {},
                   "over random programs of appends, batched and continuous decodes, truncations, forks and resets on "
                   "up to 8 sequences, every call's logits and every cache row equal full recompute"}) {}
 

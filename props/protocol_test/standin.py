@@ -9,6 +9,8 @@
   nan      answers with NaN logits
   shape    answers with logits of the wrong shape
   error    answers with an internal error
+  plain    (not a breakage) answers hello with no capabilities (no K/V rows, no trace): the
+           engine as one that offers logits alone
   permuted (not a breakage) presents the model's vocabulary in reverse order, translating
            token ids and logits both ways: props must map its words through the list
            (the model's vocabulary is read from STANDIN_MODEL, default the shipped model)
@@ -47,7 +49,9 @@ def misbehave(mode, line, engine):
 
 def bend(mode, reply):
     r = json.loads(reply)
-    if mode == "version":
+    if mode == "plain":
+        r.pop("capabilities", None)
+    elif mode == "version":
         r["protocol"] = 99
     elif mode == "wrong-id":
         r["re"] = r["re"] + 1000

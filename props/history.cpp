@@ -26,6 +26,21 @@ namespace {
 
 std::map<std::vector<int>, struct Reference>& memo();
 
+// p11 on any engine. What it checks depends on what the engine offers, and the mix line says
+// what it left out:
+//   K/V rows (ours, minigpt serve): every call's logits and every cache row against full
+//     recompute's, and a call leaves the sequences it does not touch unchanged;
+//   no K/V rows (llama.cpp, most process engines): every call's logits against the engine's
+//     own full recompute (forward_uncached), "logits only"; a wrong row still shows in the
+//     logits of the next call that reads it, a command later than with rows;
+//   cursors: props reads a process engine's cursors from its own bookkeeping (the protocol
+//     has no cursor query), so a wrong cursor shows as cache_rows of another length (an Error
+//     the program fails on) or in the logits of the next call;
+//   refusals: only on an engine of kHistoryCapacity slots (ours, llama.cpp: props sizes them).
+//     One that holds more would rightly accept an append the model refuses, and over the
+//     protocol an error other than out_of_capacity ends the run; there the calls the model
+//     refuses are not sent ("refusals not checked"), so the programs are the same draws on
+//     every engine, and what is sent is checked in full.
 // The engine under test as p11 runs it: where its declaration lets props size it (ours,
 // llama.cpp), a second one of kHistorySequences sequences of kHistoryCapacity slots, made from
 // the subject's settings (rebuilt when a replay changes them); an engine with its own sizes

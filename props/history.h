@@ -1,7 +1,9 @@
 // The model-based property: random programs of engine commands over several sequences, as a
 // serving engine issues them (prefill and resume chunks, batched decode, continuous batching,
 // rollback, prefix forks, resets), checked with RapidCheck's rc::state against a model that is
-// nothing but the tokens each sequence holds. Full recompute of those tokens is the oracle.
+// nothing but the tokens each sequence holds. Full recompute of those tokens, by the engine
+// under test itself, is the oracle; what an engine lacks (K/V rows, a trace, a capacity of
+// kHistoryCapacity) narrows what is checked, and the mix line says so (props/history.cpp).
 #pragma once
 #include <cstdint>
 #include <iosfwd>

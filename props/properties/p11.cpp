@@ -2,6 +2,10 @@
 // continuous-batching decodes, truncations, forks and resets over up to 8 sequences; every
 // call's logits and every cache row equal full recompute, and a command the engine must refuse
 // changes nothing. Its case is a program; after the run it prints its command mix.
+// It runs on the engine under test, whichever it is (props/history.cpp says how): with K/V
+// rows, logits and rows are checked; without them, every call's logits against the engine's
+// own full recompute ("logits only" on the mix line); on an engine holding more than 12
+// positions per sequence the calls the model refuses are not sent ("refusals not checked").
 #include <fmt/format.h>
 
 #include "props/history.h"

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/trace.h"
@@ -27,6 +28,14 @@ enum class Capability {
   Architectures,  // an engine can be built for a random architecture (p10)
 };
 const char* to_string(Capability c);
+
+// An engine that crashed during a call (a process engine exited, was killed, or answered
+// `internal`): a finding of the case that ran it, not the end of the run. When this is thrown
+// the engine is whole again (restarted), so the same case can run again on a fresh engine.
+class EngineCrashed : public Error {
+ public:
+  using Error::Error;
+};
 
 class EngineUnderTest {
  public:

@@ -90,14 +90,26 @@ std::map<std::vector<int>, Reference>& memo() {
 
 // A pure function of the tokens (and the engine), so caching it changes nothing. Its K/V rows
 // only where the engine offers them.
+// While RapidCheck draws a program (`generating`), a crash of the engine cannot fail the case
+// (an exception there is not shrunk): the draw goes on with zero logits, not memoized, and the
+// program's check asks the restarted engine again, where a crash is the case's finding.
+bool generating = false;
+
 const Reference& reference(const std::vector<int>& tokens) {
   auto& m = memo();
   if (auto it = m.find(tokens); it != m.end()) return it->second;
   EngineUnderTest& e = engine();
   Reference r;
-  r.logits = e.forward_uncached(tokens, false);
-  if (has_rows(e))
-    if (auto kv = e.recompute_rows(tokens)) r.kv = std::move(*kv);
+  try {
+    r.logits = e.forward_uncached(tokens, false);
+    if (has_rows(e))
+      if (auto kv = e.recompute_rows(tokens)) r.kv = std::move(*kv);
+  } catch (const EngineCrashed&) {
+    if (!generating) throw;
+    static Reference zeros;
+    zeros.logits.assign(static_cast<size_t>(e.vocab_size()), 0.0f);
+    return zeros;
+  }
   return m.emplace(tokens, std::move(r)).first->second;
 }
 
@@ -300,6 +312,8 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
         case Step::Fork: e.fork(s.seqs[0], s.seqs[1], s.n); break;
         case Step::Reset: e.reset(s.seqs[0]); break;
       }
+    } catch (const EngineCrashed&) {
+      throw;  // not a refusal: the case's finding (run_engine_case)
     } catch (const Error& err) {
       error = err.what();
     }
@@ -532,6 +546,9 @@ std::optional<std::string> check_program(Program& p) {
     std::optional<Parting> parting;
     try {
       parting = run_step(e, h, p.steps[i]);
+    } catch (const EngineCrashed&) {
+      p.failing = static_cast<int>(i);
+      throw;
     } catch (const std::exception& err) {
       parting = Parting{0, -1, std::string("the run stopped with an error: ") + err.what()};
     }
@@ -543,6 +560,22 @@ std::optional<std::string> check_program(Program& p) {
   }
   p.failing = -1;
   return std::nullopt;
+}
+
+Failure crash_report(const Program& p, const std::string& headline) {
+  Failure f;
+  f.property = "p11";
+  f.headline = headline;
+  f.text = fmt::format("  {}\n  the program (B={}, capacity {}):\n", headline, p.batch, kHistoryCapacity);
+  nlohmann::json listing = nlohmann::json::array();
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    f.text += fmt::format("  {} {:>2}. {}\n", static_cast<int>(i) == p.failing ? ">" : " ", i, step_text(p, i));
+    listing.push_back(step_text(p, i));
+  }
+  f.json = {{"property", "p11"}, {"headline", headline}, {"command", p.failing}, {"program", listing},
+            {"engine_crashed", true}};
+  f.case_json = program_to_json(p);
+  return f;
 }
 
 Failure report_program(const Program& p, const std::string& headline) {
@@ -682,6 +715,10 @@ void check_histories() {
     notes.push_back(fmt::format("refusals not checked (engine {} holds {} positions per sequence, the programs {}: "
                                 "the calls the model refuses are not sent)",
                                 e.name(), e.capacity(), kHistoryCapacity));
+  struct Drawn {
+    ~Drawn() { generating = false; }  // also when a draw throws
+  } drawn;
+  generating = true;
   const int batch = *rc::gen::inRange(2, max_batch(e) + 1);
   const Histories initial{batch, std::vector<std::vector<int>>(kHistorySequences)};
   // Programs of up to ~40 commands; appends weigh most, so that sequences fill up.
@@ -711,15 +748,21 @@ void check_histories() {
     sampled = sampled || (s.kind == Step::Decode && s.sampler.temperature > 0.0f);
     h = after(h, s);
   }
+  generating = false;
   ++programs;
   RC_TAG(batch <= 3 ? "B 2-3" : "B 4-8");
   if (fork) RC_TAG("forked");
   if (full) RC_TAG("filled a sequence");
   for (const auto& r : refused) RC_TAG(r);
   if (sampled) RC_TAG("sampled");
-  if (auto what = check_program(p)) {
-    const std::string headline = *what;
-    record_failure([p, headline] { return report_program(p, headline); });
+  const CaseOutcome o = run_engine_case(fmt::format("p11, a program of {} commands on {} sequences", p.steps.size(), p.batch),
+                                        [&p] { return check_program(p); });
+  if (o.what) {
+    const std::string headline = *o.what;
+    if (o.crashed)
+      record_failure([p, headline] { return crash_report(p, headline); });
+    else
+      record_failure([p, headline] { return report_program(p, headline); });
     RC_FAIL(headline);
   }
 }

@@ -56,6 +56,8 @@ std::string history_mix();
 // Runs a saved program (replay); returns what differed, or nothing.
 std::optional<std::string> check_program(Program& program);
 Failure report_program(const Program& program, const std::string& headline);
+// The report of a program the engine crashed on: the program, the crash, nothing re-run.
+Failure crash_report(const Program& program, const std::string& headline);
 nlohmann::json program_to_json(const Program& program);
 Program program_from_json(const nlohmann::json& j);  // throws Error naming the bad field
 

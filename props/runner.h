@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -80,6 +81,19 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
 // The property's "ok" line and its tag distribution.
 void print_passed(const std::string& id, const std::string& sentence, int cases, double seconds,
                   const std::map<std::string, int>& tags);
+
+// One case run by `body` (a pure function of the case's inputs: what failed, or nothing). When
+// the engine crashes during it (EngineCrashed, props/engines.h), the case runs once more on the
+// restarted engine: a crash both times is the case's failure (`crashed`, the second crash's
+// line, as a fresh engine numbers its requests), shrunk like any other; a crash only once is
+// flaky: the second run's outcome stands, so RapidCheck never shrinks on the crash, and a note
+// naming both outcomes (`describe` names the case) fails the property after its run.
+struct CaseOutcome {
+  std::optional<std::string> what;
+  bool crashed = false;
+};
+CaseOutcome run_engine_case(const std::string& describe,
+                            const std::function<std::optional<std::string>()>& body);
 
 struct Failure;  // props/report.h
 // Called by a property on each failing case with a closure that builds the full report. The

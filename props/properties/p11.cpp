@@ -40,9 +40,20 @@ class P11 final : public Property {
         return fmt::format("p11, a program of {} commands on {} sequences", program.steps.size(), program.batch);
       }
       const char* noun() const override { return "program"; }
-      std::optional<std::string> check() override { return check_program(program); }
-      Failure report(const std::string& headline) const override { return report_program(program, headline); }
+      std::optional<std::string> check() override {
+        try {
+          crashed = false;
+          return check_program(program);
+        } catch (const EngineCrashed& e) {
+          crashed = true;
+          return std::string(e.what());
+        }
+      }
+      Failure report(const std::string& headline) const override {
+        return crashed ? crash_report(program, headline) : report_program(program, headline);
+      }
       Program program;
+      bool crashed = false;
     };
     return std::make_unique<Loaded>(program_from_json(j));
   }

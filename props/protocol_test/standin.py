@@ -9,6 +9,11 @@
   nan      answers with NaN logits
   shape    answers with logits of the wrong shape
   error    answers with an internal error
+  word=W   dies of SIGSEGV on any request whose tokens hold the word W (N unused): a crash
+           that is a pure function of the case, which props must shrink like a failure
+  random   dies of SIGSEGV on a forward request with probability 1/200, drawn from a
+           generator seeded with N and how many times this command has started (counted in
+           PIDFILE.starts): a crash the same case does not repeat, which props calls flaky
   plain    (not a breakage) answers hello with no capabilities (no K/V rows, no trace): the
            engine as one that offers logits alone
   permuted (not a breakage) presents the model's vocabulary in reverse order, translating
@@ -16,7 +21,7 @@
            (the model's vocabulary is read from STANDIN_MODEL, default the shipped model)
 usage: standin.py MODE N PIDFILE CMD...   (PIDFILE gets this process's id, so a test can
 check that props left no orphan behind)"""
-import base64, json, os, struct, subprocess, sys, time
+import base64, json, os, random, signal, struct, subprocess, sys, time
 
 def main():
     mode, n, pidfile, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
@@ -25,6 +30,8 @@ def main():
     engine = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     if mode == "permuted":
         return permuted(engine)
+    if mode.startswith("word=") or mode == "random":
+        return crashing(mode, n, pidfile, engine)
     for count, line in enumerate(sys.stdin):
         if count == n:
             misbehave(mode, line, engine)
@@ -69,6 +76,32 @@ def bend(mode, reply):
     elif mode == "garbage":
         return "not json either\n"
     return json.dumps(r) + "\n"
+
+def crashing(mode, seed, pidfile, engine):
+    if mode == "random":
+        starts = pidfile + ".starts"
+        count = int(open(starts).read()) if os.path.exists(starts) else 0
+        with open(starts, "w") as f:
+            f.write(str(count + 1))
+        coins = random.Random(seed * 1000003 + count)
+    else:
+        word = mode[len("word="):]
+        bad = model_vocab().index(word)
+    for line in sys.stdin:
+        req = json.loads(line)
+        tokens = [t for h in [req] + req.get("chunks", []) for t in h.get("tokens", [])]
+        if mode == "random":
+            die = req["op"] in ("forward_batch", "decode", "forward_cached") and coins.random() < 1 / 200
+        else:
+            die = bad in tokens
+        if die:
+            print("standin: crashing on purpose at request %d (%s)" % (req["id"], req["op"]), file=sys.stderr,
+                  flush=True)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        engine.stdin.write(line)
+        engine.stdin.flush()
+        sys.stdout.write(engine.stdout.readline())
+        sys.stdout.flush()
 
 def model_vocab():
     here = os.path.dirname(os.path.abspath(__file__))

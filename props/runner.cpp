@@ -201,6 +201,7 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
   params.maxSuccess = cases;
   params.maxSize = std::min(params.maxSize, 100);  // above 100, RapidCheck's BitStream is UB
   last_failure().make = nullptr;
+  flaky_notes().clear();
 
   ProgressListener listener(id, params.maxSuccess);
   const auto start = std::chrono::steady_clock::now();
@@ -212,9 +213,10 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
 
   if (result.is<rc::detail::SuccessResult>()) {
     const auto& ok = result.get<rc::detail::SuccessResult>();
-    out.passed = true;
+    out.passed = report_flaky(id, sentence, out.seconds);  // a flaky crash fails it
     out.cases = ok.numSuccess;
     out.tags = tag_counts(ok.distribution);
+    for (const std::string& note : flaky_notes()) out.counterexample += note + "\n";
     return out;
   }
   std::printf("FAIL  %-4s %-78s %6.2f s\n", id.c_str(), sentence.c_str(), out.seconds);
@@ -235,6 +237,7 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
       if (std::filesystem::exists(case_file)) out.case_file = case_file;
     }
   }
+  report_flaky(id, sentence, out.seconds);
   std::fflush(stdout);
   return out;
 }
@@ -262,16 +265,8 @@ bool check_property(const Property& property) {
   // --shard / --results: the property runs as batches, each its own check (props/shard.h).
   if (sliced_run() && rc_config.reproduce.empty()) return check_sliced(id, sentence, seed, total, body);
 
-  flaky_notes().clear();
-  CheckResult r = check_once(id, sentence, seed, total, body);
-  if (r.passed && !report_flaky(id, sentence, r.seconds)) {
-    r.passed = false;
-    for (const std::string& note : flaky_notes()) r.counterexample += note + "\n";
-  } else if (r.passed) {
-    print_passed(id, sentence, r.cases, r.seconds, r.tags);
-  } else {
-    report_flaky(id, sentence, r.seconds);
-  }
+  const CheckResult r = check_once(id, sentence, seed, total, body);
+  if (r.passed) print_passed(id, sentence, r.cases, r.seconds, r.tags);
   mutable_outcomes().push_back({id, sentence, r.passed ? "passed" : "failed", r.cases, r.seconds, r.counterexample,
                                 r.passed ? observed_summary() : ""});
   return r.passed;

@@ -65,7 +65,8 @@ bool check_property(const Property& property);
 
 // One RapidCheck check of `body` as property `id`: `cases` cases drawn from `seed`. A pass
 // prints nothing (print_passed does); a failure prints the FAIL line, the shrunk
-// counterexample, the reproduce command and the report. check_property runs one per
+// counterexample, the reproduce command and the report; flaky engine crashes (run_engine_case)
+// print a FLAKY line with each case and fail the check. check_property runs one per
 // property; the sliced run (props/shard.h) one per batch.
 struct CheckResult {
   bool passed = false;

@@ -578,8 +578,22 @@ Failure crash_report(const Program& p, const std::string& headline) {
   return f;
 }
 
+Failure report_program_on(EngineUnderTest& e, const Program& p, const std::string& headline);
+
+// A crash while the report re-runs the program (a flaky engine) leaves the program's listing.
 Failure report_program(const Program& p, const std::string& headline) {
-  EngineUnderTest& e = engine();
+  try {
+    return report_program_on(engine(), p, headline);
+  } catch (const EngineCrashed& crash) {
+    Failure f = crash_report(p, headline);
+    f.text += fmt::format("  the report's re-run stopped: {}\n", crash.what());
+    f.json["engine_crashed"] = false;
+    f.json["report_rerun"] = crash.what();
+    return f;
+  }
+}
+
+Failure report_program_on(EngineUnderTest& e, const Program& p, const std::string& headline) {
   const Config& c = e.config();
   Failure f;
   f.property = "p11";

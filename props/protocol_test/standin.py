@@ -12,8 +12,9 @@
   word=W   dies of SIGSEGV on any request whose tokens hold the word W (N unused): a crash
            that is a pure function of the case, which props must shrink like a failure
   random   dies of SIGSEGV on a forward request with probability 1/200, drawn from a
-           generator seeded with N and how many times this command has started (counted in
-           PIDFILE.starts): a crash the same case does not repeat, which props calls flaky
+           generator seeded with N, in the first process only (its starts are counted in
+           PIDFILE.starts; the restarted one never dies): a crash the same case does not
+           repeat, which props calls flaky
   plain    (not a breakage) answers hello with no capabilities (no K/V rows, no trace): the
            engine as one that offers logits alone
   permuted (not a breakage) presents the model's vocabulary in reverse order, translating
@@ -83,7 +84,7 @@ def crashing(mode, seed, pidfile, engine):
         count = int(open(starts).read()) if os.path.exists(starts) else 0
         with open(starts, "w") as f:
             f.write(str(count + 1))
-        coins = random.Random(seed * 1000003 + count)
+        coins = random.Random(seed)
     else:
         word = mode[len("word="):]
         bad = model_vocab().index(word)
@@ -91,7 +92,8 @@ def crashing(mode, seed, pidfile, engine):
         req = json.loads(line)
         tokens = [t for h in [req] + req.get("chunks", []) for t in h.get("tokens", [])]
         if mode == "random":
-            die = req["op"] in ("forward_batch", "decode", "forward_cached") and coins.random() < 1 / 200
+            die = count == 0 and req["op"] in ("forward_batch", "decode", "forward_cached") and \
+                coins.random() < 1 / 200
         else:
             die = bad in tokens
         if die:

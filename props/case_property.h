@@ -58,22 +58,44 @@ class CaseProperty : public Property {
   }
 
   void run_case() const final {
-    C c = draw();
-    std::optional<std::string> what;
+    const C drawn = draw();
+    C c = drawn;
     // Any exception is this case's failure, with this case's report: letting one escape would
     // leave RapidCheck failing the case while the reporter still holds an earlier case's closure.
-    try {
-      what = run(c);
-    } catch (const std::exception& e) {
-      what = std::string("the run stopped with an error: ") + e.what();
-    } catch (...) {
-      what = "the run stopped with an exception that is not a std::exception";
-    }
-    if (what) {
-      const std::string headline = *what;
-      record_failure([this, c, headline] { return report(c, headline); });
+    // An engine crash (EngineCrashed) runs the case once more (run_engine_case, runner.h).
+    const CaseOutcome o =
+        run_engine_case(std::string(id()) + " " + line(drawn), [&]() -> std::optional<std::string> {
+          c = drawn;
+          try {
+            return run(c);
+          } catch (const EngineCrashed&) {
+            throw;
+          } catch (const std::exception& e) {
+            return std::string("the run stopped with an error: ") + e.what();
+          } catch (...) {
+            return std::string("the run stopped with an exception that is not a std::exception");
+          }
+        });
+    if (o.what) {
+      const std::string headline = *o.what;
+      if (o.crashed)
+        record_failure([this, c, headline] { return crash_report(c, headline); });
+      else
+        record_failure([this, c, headline] { return report(c, headline); });
       RC_FAIL(headline);
     }
+  }
+
+  // The report of a case the engine crashed on: the crash and the case, nothing re-run (the
+  // engine would crash again).
+  Failure crash_report(const C& c, const std::string& headline) const {
+    Failure f;
+    f.property = id();
+    f.headline = headline;
+    f.text = fmt::format("  {}\n  the case: {} {}\n", headline, id(), line(c));
+    f.json = {{"property", id()}, {"headline", headline}, {"engine_crashed", true}};
+    f.case_json = to_json(c);
+    return f;
   }
 
   nlohmann::json to_json(const C& c) const {
@@ -96,10 +118,21 @@ class CaseProperty : public Property {
     struct Loaded final : LoadedCase {
       Loaded(const CaseProperty& p, C c) : p(p), c(std::move(c)) {}
       std::string summary() const override { return fmt::format("{} {}", p.id(), p.line(c)); }
-      std::optional<std::string> check() override { return p.run(c); }
-      Failure report(const std::string& headline) const override { return p.report(c, headline); }
+      std::optional<std::string> check() override {
+        try {
+          crashed = false;
+          return p.run(c);
+        } catch (const EngineCrashed& e) {
+          crashed = true;
+          return std::string(e.what());
+        }
+      }
+      Failure report(const std::string& headline) const override {
+        return crashed ? p.crash_report(c, headline) : p.report(c, headline);
+      }
       const CaseProperty& p;
       C c;
+      bool crashed = false;
     };
     return std::make_unique<Loaded>(*this, read(case_fields_from_json(j)));
   }

@@ -27,8 +27,11 @@ Exit status: 0 when every property holds (or a replayed case passes); 1 when a p
 RapidCheck's parameters or an output folder is refused, with one line on stderr naming it; 3
 when writing the results file or the summary fails mid-run (a full disk): the run stops at
 once, with one line naming the file and the system's reason; 4 when --engine process's engine
-broke (it exited, hung past --engine-timeout, or broke docs/protocol.md), with one line naming
-the engine, the request and the problem, then the engine's last lines of stderr.
+broke (it did not start or shake hands, hung past --engine-timeout, or broke docs/protocol.md),
+with one line naming the engine, the request and the problem, then the engine's last lines of
+stderr. An engine that exits, is killed or answers `internal` during a case is restarted and
+the case runs again: a crash both times fails the property (1) and shrinks; a crash once is
+reported as FLAKY with both outcomes, and fails the property too (1).
 props --conform exits 0 when the engine is conformant, 5 when it answered but something is
 wrong or a required op is missing (one line per check says which), 4 when it broke the
 transport as above, 2 when a flag is refused.

@@ -11,7 +11,6 @@
 #include "corpus/grammar.h"
 #include "model/model_file.h"
 #include "props/engine_registry.h"
-#include "props/history.h"
 #include "props/level.h"
 #include "props/model_check.h"
 
@@ -45,11 +44,6 @@ void load_context(const RunConfig& given) {
   ctx.tokenizer = std::make_unique<Tokenizer>(ctx.model.vocab);
   ctx.backend = backend_from_name(config.backend);
   ctx.fault = config.inject.empty() ? Fault::None : fault_from_name(config.inject);
-  EngineOptions eo;
-  eo.backend = ctx.backend;
-  eo.batch = kHistorySequences;
-  eo.capacity = std::min(kHistoryCapacity, ctx.model.config.max_seq_len);
-  ctx.history_engine = std::make_unique<Engine>(ctx.model, eo);
   set_run_level(level_from_name(config.level));
   const EngineDecl* engine = find_engine(config.engine);
   if (!engine) fail("--engine: '{}' is not an engine ({})", config.engine, engine_names());

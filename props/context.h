@@ -21,7 +21,6 @@ struct Context {
   std::string model_label;  // the path, or how the stand-in model was made
   std::string model_sha256;
   std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<Engine> history_engine;  // p11's: kHistorySequences small sequences
   // The engine under test (--engine, props/engine_registry.h), made from its settings.
   std::unique_ptr<EngineUnderTest> subject;
   Backend backend = Backend::Invariant;

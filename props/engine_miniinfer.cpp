@@ -64,6 +64,7 @@ class MiniInfer final : public EngineUnderTest {
     return true;
   }
   std::optional<KvRows> cache_rows(int seq) override;
+  std::vector<float> cache_slots(int seq) override;
   std::optional<KvRows> recompute_rows(std::span<const int> tokens) override {
     Call call(*this);
     KvRows kv;
@@ -134,6 +135,16 @@ GenerateResult MiniInfer::generate(const std::vector<std::vector<int>>& prompts,
 }
 
 std::optional<KvRows> MiniInfer::cache_rows(int seq) { return e_.cache_rows(seq); }
+
+std::vector<float> MiniInfer::cache_slots(int seq) {
+  const size_t n = static_cast<size_t>(e_.capacity()) * e_.config().d_model;
+  std::vector<float> all;
+  for (int l = 0; l < e_.config().n_layer; ++l) {
+    all.insert(all.end(), e_.cache().k_slab(l, seq), e_.cache().k_slab(l, seq) + n);
+    all.insert(all.end(), e_.cache().v_slab(l, seq), e_.cache().v_slab(l, seq) + n);
+  }
+  return all;
+}
 
 std::unique_ptr<EngineUnderTest> make(const nlohmann::json& settings, const Model& model, int batch, int capacity) {
   EngineOptions eo;

@@ -4,7 +4,9 @@
 // generate() runs the same loops as llama.cpp's adapter. A broken engine (it exits, hangs,
 // writes a line that is not JSON, answers the wrong id, a wrong shape, NaN logits, an error
 // for an op it claimed) is a finding: one line naming the engine, the request and the problem,
-// the engine's last lines of stderr, and exit status 4 (kEngineBroken).
+// the engine's last lines of stderr, and exit status 4 (kEngineBroken). A crash during a case
+// (it exits, is killed, or answers `internal` after its hello) is that case's finding instead:
+// the engine is restarted and EngineCrashed thrown (run_engine_case, props/runner.h).
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -48,6 +50,10 @@ class Child {
   std::optional<std::string> exchange(const std::string& line, std::string& problem);
   std::string stderr_tail() const;
   void stop();  // closes stdin, waits a second, then kills the group; reaps it either way
+  // Stops this one and starts the command again: empty on success, else what went wrong.
+  std::string restart();
+  bool exited() const { return reaped_; }  // it ended on its own (an exchange found it gone)
+  std::string how() const;                 // "exit status 3", "signal 11"
   const std::string& cmd() const { return cmd_; }
 
  private:
@@ -92,6 +98,23 @@ std::string Child::exited_how() {
   if (WIFSIGNALED(status_)) return fmt::format("the engine was killed by signal {}", WTERMSIG(status_));
   if (WEXITSTATUS(status_) == 127) return "the engine command did not start (exit status 127)";
   return fmt::format("the engine exited with status {}", WEXITSTATUS(status_));
+}
+
+std::string Child::how() const {
+  if (WIFSIGNALED(status_)) return fmt::format("signal {}", WTERMSIG(status_));
+  const int code = WEXITSTATUS(status_);  // the shell's status for a child a signal killed: 128 + it
+  return code > 128 && code < 128 + 65
+             ? fmt::format("exit status {}: signal {} under /bin/sh", code, code - 128)
+             : fmt::format("exit status {}", code);
+}
+
+std::string Child::restart() {
+  stop();
+  pid_ = -1;
+  buffer_.clear();
+  status_ = 0;
+  reaped_ = false;
+  return start();
 }
 
 std::optional<std::string> Child::exchange(const std::string& line, std::string& problem) {
@@ -253,6 +276,7 @@ class ProcessEngine final : public EngineUnderTest {
 
  private:
   [[noreturn]] void broken(const json& req, const std::string& problem);
+  [[noreturn]] void crashed(const json& req, const std::string& how);
   json call(json req);
   void handshake(const Model& model, int batch, int capacity);
   json engine_tokens(std::span<const int> ours) const;
@@ -271,6 +295,9 @@ class ProcessEngine final : public EngineUnderTest {
   long next_id_ = 0;            // so the last request sent was next_id_ - 1
   Trace* trace_ = nullptr;      // trace_call's: the forward call countdown_ calls from now
   int countdown_ = 0;
+  const Model* model_;  // for the handshake of a restarted engine
+  int asked_batch_, asked_capacity_;
+  bool started_ = false;  // the first handshake is done: a crash from now on is a case's
 };
 
 ProcessEngine::ProcessEngine(ProcessSettings s, const Model& model, int batch, int capacity)
@@ -278,7 +305,10 @@ ProcessEngine::ProcessEngine(ProcessSettings s, const Model& model, int batch, i
       config_(model.config),
       child_(s_.cmd, s_.timeout),
       batch_(batch),
-      capacity_(capacity) {
+      capacity_(capacity),
+      model_(&model),
+      asked_batch_(batch),
+      asked_capacity_(capacity) {
   const json saved = s_.hello;
   if (const std::string why = child_.start(); !why.empty()) broken({{"id", 0}, {"op", "hello"}}, why);
   handshake(model, batch, capacity);
@@ -289,6 +319,25 @@ ProcessEngine::ProcessEngine(ProcessSettings s, const Model& model, int batch, i
          saved.value("name", "?"), saved.value("version", "?"), s_.hello.value("name", "?"),
          s_.hello.value("version", "?"));
   cursors_.assign(static_cast<size_t>(batch_), 0);
+  started_ = true;
+}
+
+// The engine exited, was killed, or answered `internal` during a case: the case's finding. The
+// engine is started again (a case is a pure function of its inputs, so the next case, or this
+// one re-run, must not see what broke it), then EngineCrashed names the request and the op.
+void ProcessEngine::crashed(const json& req, const std::string& how) {
+  std::string tail = child_.stderr_tail();
+  for (size_t at = tail.find('\n'); at != std::string::npos; at = tail.find('\n', at + 3))
+    tail.replace(at, 1, " | ");
+  const std::string line = fmt::format(
+      "the engine {} ({}) at request {} (op {}){}", how.starts_with("error") ? "failed" : "crashed", how,
+      req.value("id", json(next_id_ - 1)).dump(), req.value("op", std::string("?")),
+      tail.empty() ? "" : "; its stderr ended: " + tail);
+  if (const std::string why = child_.restart(); !why.empty()) broken({{"id", 0}, {"op", "hello"}}, why);
+  trace_ = nullptr;
+  handshake(*model_, asked_batch_, asked_capacity_);
+  cursors_.assign(static_cast<size_t>(batch_), 0);
+  throw EngineCrashed(line);
 }
 
 void ProcessEngine::broken(const json& req, const std::string& problem) {
@@ -317,6 +366,7 @@ json ProcessEngine::call(json req) {
   const std::string line = req.dump();
   std::string problem;
   const std::optional<std::string> text = child_.exchange(line, problem);
+  if (!text && started_ && child_.exited()) crashed(req, child_.how());
   if (!text) broken(req, problem);
   const json reply = json::parse(*text, nullptr, false);
   if (reply.is_discarded() || !reply.is_object())
@@ -329,6 +379,7 @@ json ProcessEngine::call(json req) {
     const std::string code = e.is_object() ? e.value("code", "?") : "?";
     const std::string message = e.is_object() ? e.value("message", "") : e.dump();
     if (code == "out_of_capacity") fail("{}", message);
+    if (code == "internal" && started_) crashed(req, "error internal: " + message);
     broken(req, fmt::format("error {}: {}", code, message));
   }
   return reply;
@@ -368,6 +419,7 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
     if (seqs < batch || positions < capacity)
       broken(req, fmt::format("holds {} sequences of {} positions; props needs {} of {}", seqs, positions,
                               batch, capacity));
+    batch_ = seqs;  // all it holds: p11 draws programs on up to 8 of them
     to_engine_.resize(static_cast<size_t>(V));
     if (vocab == "minigpt") {
       for (int i = 0; i < V; ++i) to_engine_[static_cast<size_t>(i)] = i;
@@ -518,17 +570,24 @@ KvRows ProcessEngine::rows(const json& req, const json& reply, int T) {
             .k = {},
             .v = {}};
   const std::vector<int> shape = {kv.n_layer, kv.n_head, T, kv.d_head};
+  protocol::Tensor k, v;
   try {
-    protocol::Tensor k = protocol::decode_tensor(reply.at("k"), "k"),
-                     v = protocol::decode_tensor(reply.at("v"), "v");
-    if (k.shape != shape || v.shape != shape)
-      broken(req, fmt::format("K/V rows of shape {} and {}, expected {}", json(k.shape).dump(),
-                              json(v.shape).dump(), json(shape).dump()));
-    kv.k = std::move(k.data);
-    kv.v = std::move(v.data);
+    k = protocol::decode_tensor(reply.at("k"), "k");
+    v = protocol::decode_tensor(reply.at("v"), "v");
   } catch (const std::exception& e) {
     broken(req, e.what());
   }
+  // Rows of the right form but another count: the engine's cursor is not the one props
+  // counted, a finding of the property that asked (p11's cursor check), not a broken engine.
+  if (k.shape == v.shape && k.shape.size() == 4 && k.shape[2] != T &&
+      std::vector<int>{k.shape[0], k.shape[1], T, k.shape[3]} == shape)
+    fail("cache_rows: the engine holds {} rows of sequence {}, where its operations put {}", k.shape[2],
+         req.value("seq", -1), T);
+  if (k.shape != shape || v.shape != shape)
+    broken(req, fmt::format("K/V rows of shape {} and {}, expected {}", json(k.shape).dump(),
+                            json(v.shape).dump(), json(shape).dump()));
+  kv.k = std::move(k.data);
+  kv.v = std::move(v.data);
   return kv;
 }
 
@@ -580,7 +639,8 @@ const EngineDecl kProcess = {
     .flags = {{.name = "--engine-cmd",
                .arg = " CMD",
                .help = "the engine's command line, run with /bin/sh -c once per run\n"
-                       "(minigpt serve is ours); a broken engine ends the run with status 4",
+                       "(minigpt serve is ours; again after a crash); a broken engine ends\n"
+                       "the run with status 4, a crash during a case fails the case",
                .fallback = "",
                .elsewhere = "only --engine process starts a command",
                .required = "e.g. --engine-cmd 'build/minigpt serve'"},
@@ -594,6 +654,7 @@ const EngineDecl kProcess = {
     .read_saved = read_saved,
     .replay = replay,
     .make = make,
+    .fixed_size = true,
 };
 
 // ---- props --conform's link: the same child and transport (props/engine_link.h) -----------------

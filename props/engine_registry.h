@@ -50,6 +50,9 @@ struct EngineDecl {
   // or file at fault.
   std::unique_ptr<EngineUnderTest> (*make)(const nlohmann::json& settings, const Model& model, int batch,
                                            int capacity);
+  // True: the engine's sizes are its own (a process engine's hello); make() only checks it
+  // holds at least `batch` sequences of `capacity` positions, and p11 runs on the subject.
+  bool fixed_size = false;
 };
 
 extern const EngineDecl kMiniInfer;  // engine_miniinfer.cpp

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/trace.h"
@@ -27,6 +28,14 @@ enum class Capability {
   Architectures,  // an engine can be built for a random architecture (p10)
 };
 const char* to_string(Capability c);
+
+// An engine that crashed during a call (a process engine exited, was killed, or answered
+// `internal`): a finding of the case that ran it, not the end of the run. When this is thrown
+// the engine is whole again (restarted), so the same case can run again on a fresh engine.
+class EngineCrashed : public Error {
+ public:
+  using Error::Error;
+};
 
 class EngineUnderTest {
  public:
@@ -83,6 +92,9 @@ class EngineUnderTest {
   // (L, H, T = cursor, d_head); and full recompute's rows for `tokens` (a forward call).
   virtual std::optional<KvRows> cache_rows(int /*seq*/) { return std::nullopt; }
   virtual std::optional<KvRows> recompute_rows(std::span<const int> /*tokens*/) { return std::nullopt; }
+  // Capability KvRows: every K and V float the cache holds for `seq`, past the cursor too (p11:
+  // "this call left the sequence unchanged"); empty: cache_rows' rows stand in for them.
+  virtual std::vector<float> cache_slots(int /*seq*/) { return {}; }
 
   // A new request on `seq` starts where generate() starts one: on an empty sequence (ours asks
   // the active fault, so stale-cache keeps the old rows there too).

@@ -16,6 +16,7 @@
 #include "generators/prompts.h"
 #include "props/case_core.h"
 #include "props/context.h"
+#include "props/engine_registry.h"
 #include "props/json_fields.h"
 #include "props/runner.h"
 #include "props/scenario.h"
@@ -23,7 +24,55 @@
 namespace miniinfer::props {
 namespace {
 
-Engine& engine() { return *context().history_engine; }
+std::map<std::vector<int>, struct Reference>& memo();
+
+// p11 on any engine. What it checks depends on what the engine offers, and the mix line says
+// what it left out:
+//   K/V rows (ours, minigpt serve): every call's logits and every cache row against full
+//     recompute's, and a call leaves the sequences it does not touch unchanged;
+//   no K/V rows (llama.cpp, most process engines): every call's logits against the engine's
+//     own full recompute (forward_uncached), "logits only"; a wrong row still shows in the
+//     logits of the next call that reads it, a command later than with rows;
+//   cursors: props reads a process engine's cursors from its own bookkeeping (the protocol
+//     has no cursor query), so a wrong cursor shows as cache_rows of another length (an Error
+//     the program fails on) or in the logits of the next call;
+//   refusals: only on an engine of kHistoryCapacity slots (ours, llama.cpp: props sizes them).
+//     One that holds more would rightly accept an append the model refuses, and over the
+//     protocol an error other than out_of_capacity ends the run; there the calls the model
+//     refuses are not sent ("refusals not checked"), so the programs are the same draws on
+//     every engine, and what is sent is checked in full.
+// The engine under test as p11 runs it: where its declaration lets props size it (ours,
+// llama.cpp), a second one of kHistorySequences sequences of kHistoryCapacity slots, made from
+// the subject's settings (rebuilt when a replay changes them); an engine with its own sizes
+// (a process engine's hello) is the subject itself.
+EngineUnderTest& engine() {
+  static std::unique_ptr<EngineUnderTest> own;
+  static std::string made_for;
+  Context& ctx = context();
+  const EngineDecl* decl = find_engine(ctx.subject->name());
+  const std::string key = ctx.subject->name() + ctx.subject->settings().dump();
+  if (key != made_for) memo().clear();  // the oracle is the engine's own full recompute
+  if (decl->fixed_size) {
+    own.reset();
+    made_for = key;
+    return *ctx.subject;
+  }
+  if (!own || key != made_for) {
+    own.reset();
+    own = decl->make(ctx.subject->settings(), ctx.model, kHistorySequences,
+                     std::min(kHistoryCapacity, ctx.model.config.max_seq_len));
+    made_for = key;
+  }
+  return *own;
+}
+
+// The sequences a program may use on `e`: up to kHistorySequences, as many as the engine holds.
+int max_batch(const EngineUnderTest& e) { return std::min(kHistorySequences, e.batch()); }
+// Whether `e` can be asked for what the model refuses: an engine of kHistoryCapacity slots.
+// One with more would accept an append the model refuses (and over the protocol an error other
+// than out_of_capacity is a finding), so p11 does not send those calls there.
+bool checks_refusals(const EngineUnderTest& e) { return e.capacity() == kHistoryCapacity; }
+bool has_rows(const EngineUnderTest& e) { return e.has(Capability::KvRows); }
 
 std::string words(const std::vector<int>& ids) { return context().tokenizer->decode(ids); }
 
@@ -39,16 +88,28 @@ std::map<std::vector<int>, Reference>& memo() {
   return m;
 }
 
-// A pure function of the tokens (and the run's backend), so caching it changes nothing.
+// A pure function of the tokens (and the engine), so caching it changes nothing. Its K/V rows
+// only where the engine offers them.
+// While RapidCheck draws a program (`generating`), a crash of the engine cannot fail the case
+// (an exception there is not shrunk): the draw goes on with zero logits, not memoized, and the
+// program's check asks the restarted engine again, where a crash is the case's finding.
+bool generating = false;
+
 const Reference& reference(const std::vector<int>& tokens) {
   auto& m = memo();
   if (auto it = m.find(tokens); it != m.end()) return it->second;
-  Engine& e = engine();
-  Trace* const traced = e.trace();
-  e.set_trace(nullptr);
+  EngineUnderTest& e = engine();
   Reference r;
-  r.logits = e.forward_uncached(tokens, false, &r.kv);
-  e.set_trace(traced);
+  try {
+    r.logits = e.forward_uncached(tokens, false);
+    if (has_rows(e))
+      if (auto kv = e.recompute_rows(tokens)) r.kv = std::move(*kv);
+  } catch (const EngineCrashed&) {
+    if (!generating) throw;
+    static Reference zeros;
+    zeros.logits.assign(static_cast<size_t>(e.vocab_size()), 0.0f);
+    return zeros;
+  }
   return m.emplace(tokens, std::move(r)).first->second;
 }
 
@@ -140,20 +201,25 @@ Histories after(const Histories& before, const Step& s) { return plan(before, s)
 // ---- the system: the engine, one call at a time, checked after each ----------------------------
 
 // Every K and V float of every sequence, and the cursors: what "left everything unchanged" means.
+// Without K/V rows, the cursors alone.
 struct Snapshot {
-  std::vector<std::vector<float>> slabs;  // (sequence) its K then V slabs of every layer, every slot
+  std::vector<std::vector<float>> slabs;  // (sequence) every K and V float it holds (cache_slots)
   std::vector<int> cursors;
-  explicit Snapshot(Engine& e) {
-    const size_t n = static_cast<size_t>(e.capacity()) * e.config().d_model;
+  explicit Snapshot(EngineUnderTest& e, bool rows = true) {
     for (int q = 0; q < e.batch(); ++q) {
-      std::vector<float> all;
-      for (int l = 0; l < e.config().n_layer; ++l) {
-        all.insert(all.end(), e.cache().k_slab(l, q), e.cache().k_slab(l, q) + n);
-        all.insert(all.end(), e.cache().v_slab(l, q), e.cache().v_slab(l, q) + n);
-      }
-      slabs.push_back(std::move(all));
       cursors.push_back(e.cursor(q));
+      if (!rows || !has_rows(e)) continue;
+      std::vector<float> all = e.cache_slots(q);
+      if (all.empty())
+        if (auto kv = e.cache_rows(q)) {
+          all = std::move(kv->k);
+          all.insert(all.end(), kv->v.begin(), kv->v.end());
+        }
+      slabs.push_back(std::move(all));
     }
+  }
+  bool same_slots(const Snapshot& o, int q) const {
+    return slabs.empty() || slabs[static_cast<size_t>(q)] == o.slabs[static_cast<size_t>(q)];
   }
 };
 
@@ -174,17 +240,20 @@ struct RowDiff {
   nlohmann::json rows = nlohmann::json::array();
 };
 
-RowDiff diff_rows(Engine& e, int seq, const std::vector<int>& tokens) {
+RowDiff diff_rows(EngineUnderTest& e, int seq, const std::vector<int>& tokens, KvRows* held = nullptr) {
   RowDiff d;
-  if (tokens.empty()) return d;
+  if (tokens.empty() || !has_rows(e)) return d;
   const Reference& ref = reference(tokens);
+  const std::optional<KvRows> got = e.cache_rows(seq);
+  if (!got) return d;
+  if (held) *held = *got;
   const Config& c = e.config();
-  const int n = std::min(e.cursor(seq), static_cast<int>(tokens.size()));
+  const int n = std::min(got->T, static_cast<int>(tokens.size()));
   for (int l = 0; l < c.n_layer; ++l)
     for (int h = 0; h < c.n_head; ++h)
       for (int s = 0; s < n; ++s) {
-        const bool dk = !same_bytes(e.cache().k_row(l, seq, h, s), ref.kv.k_row(l, h, s));
-        const bool dv = !same_bytes(e.cache().v_row(l, seq, h, s), ref.kv.v_row(l, h, s));
+        const bool dk = !same_bytes(got->k_row(l, h, s), ref.kv.k_row(l, h, s));
+        const bool dv = !same_bytes(got->v_row(l, h, s), ref.kv.v_row(l, h, s));
         if (!dk && !dv) continue;
         if (d.count == 0) d = RowDiff{l, h, s, dk, dv, 0, "", nlohmann::json::array()};
         ++d.count;
@@ -206,7 +275,8 @@ std::set<int> touched(const Step& s, const Call& c) {
 
 // Runs step `s` on the engine, whose sequences hold `before`; checks every call against the
 // model. With a trace, call `traced_call` is traced and the step stops after it.
-std::optional<Parting> run_step(Engine& e, const Histories& before, const Step& s, Trace* trace = nullptr,
+// A call the model refuses is sent only to an engine that checks_refusals.
+std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, const Step& s, Trace* trace = nullptr,
                                 int traced_call = -1) {
   const std::vector<Call> calls = plan(before, s);
   const size_t V = static_cast<size_t>(e.vocab_size());
@@ -219,13 +289,23 @@ std::optional<Parting> run_step(Engine& e, const Histories& before, const Step& 
   for (size_t i = 0; i < calls.size(); ++i) {
     const Call& call = calls[i];
     const int ci = static_cast<int>(i);
-    const Snapshot snap(e);
+    if (call.refused && !checks_refusals(e)) continue;
+    // Where no call is refused, a sequence the call did not touch is checked against full
+    // recompute of its history instead of against its rows before the call: the same finding
+    // (they equalled it before), without reading every sequence's rows twice per call (over the
+    // protocol, two round trips a sequence).
+    const bool by_history = !checks_refusals(e);
+    const Snapshot snap(e, !by_history);
     std::vector<float> logits(std::max<size_t>(1, call.rows.size()) * V);
     std::string error;
-    if (trace && ci == traced_call) e.set_trace(trace);
+    if (trace && ci == traced_call) e.trace_call(trace, 0);
     try {
       switch (s.kind) {
-        case Step::Append: e.forward_cached(s.seqs[0], s.tokens[0], logits); break;
+        case Step::Append: {
+          const std::vector<float> row = e.forward_cached(s.seqs[0], s.tokens[0]);
+          std::copy(row.begin(), row.end(), logits.begin());
+          break;
+        }
         case Step::Decode: e.decode(s.seqs, in, logits); break;
         case Step::Mixed: {
           std::vector<Chunk> chunks;
@@ -237,10 +317,11 @@ std::optional<Parting> run_step(Engine& e, const Histories& before, const Step& 
         case Step::Fork: e.fork(s.seqs[0], s.seqs[1], s.n); break;
         case Step::Reset: e.reset(s.seqs[0]); break;
       }
+    } catch (const EngineCrashed&) {
+      throw;  // not a refusal: the case's finding (run_engine_case)
     } catch (const Error& err) {
       error = err.what();
     }
-    e.set_trace(nullptr);
     if (trace && ci == traced_call) return std::nullopt;
     if (call.refused) {
       if (error.empty()) return Parting{ci, s.seqs[0], "the engine accepted a call the histories say must fail"};
@@ -248,8 +329,7 @@ std::optional<Parting> run_step(Engine& e, const Histories& before, const Step& 
         return Parting{ci, s.seqs[0], "the engine's error is not one line: " + error};
       const Snapshot now(e);
       for (int q = 0; q < e.batch(); ++q)
-        if (now.cursors[static_cast<size_t>(q)] != snap.cursors[static_cast<size_t>(q)] ||
-            now.slabs[static_cast<size_t>(q)] != snap.slabs[static_cast<size_t>(q)])
+        if (now.cursors[static_cast<size_t>(q)] != snap.cursors[static_cast<size_t>(q)] || !now.same_slots(snap, q))
           return Parting{ci, q, fmt::format("a refused call (\"{}\") changed sequence {}", error, q)};
       continue;
     }
@@ -275,15 +355,17 @@ std::optional<Parting> run_step(Engine& e, const Histories& before, const Step& 
         return p;
       }
     }
+    if (!has_rows(e)) continue;  // logits only: no rows to read
     const std::set<int> mine = touched(s, call);
-    const Snapshot now(e);
+    const Snapshot now(e, !by_history);
     for (int q = 0; q < e.batch(); ++q) {
       if (mine.count(q)) {
         const RowDiff d = diff_rows(e, q, call.after.tokens[static_cast<size_t>(q)]);
         if (d.count > 0)
           return Parting{ci, q, fmt::format("cache row of sequence {} differs from full recompute at layer {}, head {}, slot {}",
                                             q, d.layer, d.head, d.slot)};
-      } else if (now.slabs[static_cast<size_t>(q)] != snap.slabs[static_cast<size_t>(q)]) {
+      } else if (by_history ? diff_rows(e, q, call.after.tokens[static_cast<size_t>(q)]).count > 0
+                            : !now.same_slots(snap, q)) {
         return Parting{ci, q, fmt::format("sequence {} changed, which the call did not touch", q)};
       }
     }
@@ -295,6 +377,7 @@ std::optional<Parting> run_step(Engine& e, const Histories& before, const Step& 
 
 int kind_count[6] = {};
 int programs = 0;
+std::vector<std::string> notes;  // what p11 leaves unchecked on this engine, for the mix line
 
 
 std::vector<int> chunk_of(const gen::Prompt& p, int min_len, int max_len) {
@@ -304,7 +387,7 @@ std::vector<int> chunk_of(const gen::Prompt& p, int min_len, int max_len) {
   return ids;
 }
 
-using Cmd = rc::state::Command<Histories, Engine>;
+using Cmd = rc::state::Command<Histories, EngineUnderTest>;
 
 struct StepCommand : Cmd {
   Step step;
@@ -418,12 +501,9 @@ const char* kind_name(Step::Kind k) {
   return names[k];
 }
 
-void prepare(Engine& e) {
-  e.set_backend(context().backend);
-  e.set_fault(context().fault);
-  e.set_trace(nullptr);
+void prepare(EngineUnderTest& e) {
   if (memo().size() > 4000) memo().clear();
-  clean_slate(e);
+  e.clean_slate();
 }
 
 std::string step_text(const Program& p, size_t i) {
@@ -463,13 +543,18 @@ std::ostream& operator<<(std::ostream& os, const Step& s) {
 }
 
 std::optional<std::string> check_program(Program& p) {
-  Engine& e = engine();
+  EngineUnderTest& e = engine();
+  if (p.batch > max_batch(e))
+    fail("case: a program on {} sequences; engine {} holds {}", p.batch, e.name(), e.batch());
   prepare(e);
   Histories h{p.batch, std::vector<std::vector<int>>(kHistorySequences)};
   for (size_t i = 0; i < p.steps.size(); ++i) {
     std::optional<Parting> parting;
     try {
       parting = run_step(e, h, p.steps[i]);
+    } catch (const EngineCrashed&) {
+      p.failing = static_cast<int>(i);
+      throw;
     } catch (const std::exception& err) {
       parting = Parting{0, -1, std::string("the run stopped with an error: ") + err.what()};
     }
@@ -483,8 +568,38 @@ std::optional<std::string> check_program(Program& p) {
   return std::nullopt;
 }
 
+Failure crash_report(const Program& p, const std::string& headline) {
+  Failure f;
+  f.property = "p11";
+  f.headline = headline;
+  f.text = fmt::format("  {}\n  the program (B={}, capacity {}):\n", headline, p.batch, kHistoryCapacity);
+  nlohmann::json listing = nlohmann::json::array();
+  for (size_t i = 0; i < p.steps.size(); ++i) {
+    f.text += fmt::format("  {} {:>2}. {}\n", static_cast<int>(i) == p.failing ? ">" : " ", i, step_text(p, i));
+    listing.push_back(step_text(p, i));
+  }
+  f.json = {{"property", "p11"}, {"headline", headline}, {"command", p.failing}, {"program", listing},
+            {"engine_crashed", true}};
+  f.case_json = program_to_json(p);
+  return f;
+}
+
+Failure report_program_on(EngineUnderTest& e, const Program& p, const std::string& headline);
+
+// A crash while the report re-runs the program (a flaky engine) leaves the program's listing.
 Failure report_program(const Program& p, const std::string& headline) {
-  Engine& e = engine();
+  try {
+    return report_program_on(engine(), p, headline);
+  } catch (const EngineCrashed& crash) {
+    Failure f = crash_report(p, headline);
+    f.text += fmt::format("  the report's re-run stopped: {}\n", crash.what());
+    f.json["engine_crashed"] = false;
+    f.json["report_rerun"] = crash.what();
+    return f;
+  }
+}
+
+Failure report_program_on(EngineUnderTest& e, const Program& p, const std::string& headline) {
   const Config& c = e.config();
   Failure f;
   f.property = "p11";
@@ -522,7 +637,8 @@ Failure report_program(const Program& p, const std::string& headline) {
     parting = Parting{0, -1, err.what()};
   }
   if (!parting || parting->seq < 0) {
-    f.text = text + "  the re-run did not part again\n";
+    f.text = text + (parting ? fmt::format("  the command stopped with an error: {}\n", parting->what)
+                             : std::string("  the re-run did not part again\n"));
     f.json = j;
     f.case_json = program_to_json(p);
     f.located = parting.has_value();
@@ -538,7 +654,9 @@ Failure report_program(const Program& p, const std::string& headline) {
   j["history"] = want;
   text += fmt::format("  sequence {} should hold \"{}\"\n", seq, words(want));
   f.svg = "";
-  if (parting->logits && !want.empty()) {
+  if (parting->logits && !want.empty() && !e.has(Capability::Trace))
+    text += fmt::format("  not located: engine {} offers no trace\n", e.name());
+  if (parting->logits && !want.empty() && e.has(Capability::Trace)) {
     // Trace the parting call and full recompute of what the sequence should hold.
     replay_to_failing(h);
     Trace cached;
@@ -552,9 +670,8 @@ Failure report_program(const Program& p, const std::string& headline) {
       }
     Trace ref;
     ref.seq = seq;
-    e.set_trace(&ref);
+    e.trace_call(&ref, 0);
     e.forward_uncached(want);
-    e.set_trace(nullptr);
     std::vector<int> positions;
     for (int q = cursor_before; q < static_cast<int>(want.size()); ++q) positions.push_back(q);
     const CallDiff d = diff_traced_call(ref, cached, 0, seq, positions, engine_before - cursor_before, c.n_layer,
@@ -578,14 +695,16 @@ Failure report_program(const Program& p, const std::string& headline) {
                           seq, e.cursor(seq), want.size());
     }
   }
-  const RowDiff d = diff_rows(e, seq, want);
-  j["differing_cache_rows"] = d.rows;
-  text += d.count == 0 ? fmt::format("  cache: every row of sequence {} equals full recompute\n", seq)
+  KvRows held;
+  const RowDiff d = diff_rows(e, seq, want, &held);
+  if (has_rows(e)) j["differing_cache_rows"] = d.rows;
+  text += !has_rows(e) ? fmt::format("  cache: not read (engine {} has no {})\n", e.name(), to_string(Capability::KvRows))
+          : d.count == 0 ? fmt::format("  cache: every row of sequence {} equals full recompute\n", seq)
                        : fmt::format("  cache rows of sequence {} that differ from full recompute ({}): {}{}\n", seq,
                                      d.count, d.listed, d.count > 12 ? ", ..." : "");
   if (!j.contains("first_parting") && d.count > 0) {
     const Reference& ref = reference(want);
-    const auto a = d.k ? e.cache().k_row(d.layer, seq, d.head, d.slot) : e.cache().v_row(d.layer, seq, d.head, d.slot);
+    const auto a = d.k ? held.k_row(d.layer, d.head, d.slot) : held.v_row(d.layer, d.head, d.slot);
     const auto b = d.k ? ref.kv.k_row(d.layer, d.head, d.slot) : ref.kv.v_row(d.layer, d.head, d.slot);
     double max_abs = 0.0, scale = 0.0;
     for (size_t i = 0; i < a.size(); ++i) {
@@ -608,9 +727,19 @@ Failure report_program(const Program& p, const std::string& headline) {
 }
 
 void check_histories() {
-  Engine& e = engine();
+  EngineUnderTest& e = engine();
   prepare(e);
-  const int batch = *rc::gen::inRange(2, kHistorySequences + 1);
+  notes.clear();
+  if (!has_rows(e)) notes.push_back("logits only (engine has no K/V rows)");
+  if (!checks_refusals(e))
+    notes.push_back(fmt::format("refusals not checked (engine {} holds {} positions per sequence, the programs {}: "
+                                "the calls the model refuses are not sent)",
+                                e.name(), e.capacity(), kHistoryCapacity));
+  struct Drawn {
+    ~Drawn() { generating = false; }  // also when a draw throws
+  } drawn;
+  generating = true;
+  const int batch = *rc::gen::inRange(2, max_batch(e) + 1);
   const Histories initial{batch, std::vector<std::vector<int>>(kHistorySequences)};
   // Programs of up to ~40 commands; appends weigh most, so that sequences fill up.
   const auto commands = *rc::gen::scale(
@@ -629,24 +758,31 @@ void check_histories() {
     ++kind_count[s.kind];
     for (const Call& call : plan(h, s)) {
       if (call.refused)
-        refused.insert(s.kind == Step::Truncate ? "refused: truncate past the end"
-                       : s.kind == Step::Fork   ? "refused: bad fork"
-                                                : "refused: over capacity");
+        refused.insert(std::string(checks_refusals(e) ? "refused: " : "not sent: ") +
+                       (s.kind == Step::Truncate ? "truncate past the end"
+                        : s.kind == Step::Fork   ? "bad fork"
+                                                 : "over capacity"));
       for (const auto& t : call.after.tokens) full = full || t.size() == static_cast<size_t>(kHistoryCapacity);
       fork = fork || (s.kind == Step::Fork && !call.refused);
     }
     sampled = sampled || (s.kind == Step::Decode && s.sampler.temperature > 0.0f);
     h = after(h, s);
   }
+  generating = false;
   ++programs;
   RC_TAG(batch <= 3 ? "B 2-3" : "B 4-8");
   if (fork) RC_TAG("forked");
   if (full) RC_TAG("filled a sequence");
   for (const auto& r : refused) RC_TAG(r);
   if (sampled) RC_TAG("sampled");
-  if (auto what = check_program(p)) {
-    const std::string headline = *what;
-    record_failure([p, headline] { return report_program(p, headline); });
+  const CaseOutcome o = run_engine_case(fmt::format("p11, a program of {} commands on {} sequences", p.steps.size(), p.batch),
+                                        [&p] { return check_program(p); });
+  if (o.what) {
+    const std::string headline = *o.what;
+    if (o.crashed)
+      record_failure([p, headline] { return crash_report(p, headline); });
+    else
+      record_failure([p, headline] { return report_program(p, headline); });
     RC_FAIL(headline);
   }
 }
@@ -656,6 +792,7 @@ std::string history_mix() {
   for (int n : kind_count) total += n;
   std::string out = fmt::format("      {} programs, {} commands:", programs, total);
   for (int k = 0; k < 6; ++k) out += fmt::format(" {} {}", kind_name(static_cast<Step::Kind>(k)), kind_count[k]);
+  for (const std::string& note : notes) out += "; " + note;
   return out;
 }
 
@@ -672,10 +809,12 @@ nlohmann::json program_to_json(const Program& p) {
     steps.push_back(j);
   }
   const Context& ctx = context();
-  return {{"property", "p11"}, {"batch", p.batch}, {"capacity", kHistoryCapacity}, {"program", steps},
-          {"failing_command", p.failing}, {"model", ctx.model_label}, {"model_sha256", ctx.model_sha256},
-          {"backend", to_string(ctx.backend)}, {"fault", to_string(ctx.fault)},
-          {"engine", "miniinfer"}, {"level", "bits"}};
+  nlohmann::json j = {{"property", "p11"}, {"batch", p.batch}, {"capacity", kHistoryCapacity}, {"program", steps},
+                      {"failing_command", p.failing}, {"model", ctx.model_label}, {"model_sha256", ctx.model_sha256},
+                      {"backend", to_string(ctx.backend)}, {"fault", to_string(ctx.fault)},
+                      {"engine", ctx.subject->name()}, {"level", "bits"}};
+  if (ctx.subject->name() != "miniinfer") j["engine_settings"] = ctx.subject->settings();
+  return j;
 }
 
 Program program_from_json(const nlohmann::json& j) {

@@ -1,7 +1,9 @@
 // The model-based property: random programs of engine commands over several sequences, as a
 // serving engine issues them (prefill and resume chunks, batched decode, continuous batching,
 // rollback, prefix forks, resets), checked with RapidCheck's rc::state against a model that is
-// nothing but the tokens each sequence holds. Full recompute of those tokens is the oracle.
+// nothing but the tokens each sequence holds. Full recompute of those tokens, by the engine
+// under test itself, is the oracle; what an engine lacks (K/V rows, a trace, a capacity of
+// kHistoryCapacity) narrows what is checked, and the mix line says so (props/history.cpp).
 #pragma once
 #include <cstdint>
 #include <iosfwd>
@@ -54,6 +56,8 @@ std::string history_mix();
 // Runs a saved program (replay); returns what differed, or nothing.
 std::optional<std::string> check_program(Program& program);
 Failure report_program(const Program& program, const std::string& headline);
+// The report of a program the engine crashed on: the program, the crash, nothing re-run.
+Failure crash_report(const Program& program, const std::string& headline);
 nlohmann::json program_to_json(const Program& program);
 Program program_from_json(const nlohmann::json& j);  // throws Error naming the bad field
 

@@ -106,6 +106,23 @@ void print_distribution(const std::map<std::string, int>& counts, int total) {
   std::printf("%s\n", line.c_str());
 }
 
+// Cases whose engine crashed on one run and not on the re-run, with both outcomes.
+std::vector<std::string>& flaky_notes() {
+  static std::vector<std::string> notes;
+  return notes;
+}
+
+// A flaky crash fails the property, after its run: "FLAKY" and each case with both outcomes.
+bool report_flaky(const std::string& id, const std::string& sentence, double seconds) {
+  const auto& notes = flaky_notes();
+  if (notes.empty()) return true;
+  std::printf("FLAKY %-4s %-78s %6.2f s\n", id.c_str(), sentence.c_str(), seconds);
+  for (size_t i = 0; i < notes.size() && i < 5; ++i) std::printf("      %s\n", notes[i].c_str());
+  if (notes.size() > 5) std::printf("      ... and %zu more such cases\n", notes.size() - 5);
+  std::fflush(stdout);
+  return false;
+}
+
 // What the cases showed at levels finer than the run's, and what the engine left unchecked.
 void print_levels(const std::string& id) {
   if (const std::string line = observed_summary(); !line.empty()) std::printf("      %s\n", line.c_str());
@@ -127,6 +144,24 @@ const RunConfig& run_config() { return mutable_config(); }
 void set_run_config(RunConfig config) { mutable_config() = std::move(config); }
 
 void record_failure(std::function<Failure()> make) { last_failure().make = std::move(make); }
+
+CaseOutcome run_engine_case(const std::string& describe,
+                            const std::function<std::optional<std::string>()>& body) {
+  std::string first;
+  try {
+    return {body(), false};
+  } catch (const EngineCrashed& e) {
+    first = e.what();
+  }
+  try {
+    std::optional<std::string> second = body();
+    flaky_notes().push_back(fmt::format("flaky: {}: {}; the same case run again: {}", describe, first,
+                                        second ? "it failed: " + *second : std::string("it passed")));
+    return {second, false};
+  } catch (const EngineCrashed& e) {
+    return {std::string(e.what()), true};
+  }
+}
 
 uint64_t property_seed(uint64_t run_seed, const std::string& id) {
   uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a of the id
@@ -166,6 +201,7 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
   params.maxSuccess = cases;
   params.maxSize = std::min(params.maxSize, 100);  // above 100, RapidCheck's BitStream is UB
   last_failure().make = nullptr;
+  flaky_notes().clear();
 
   ProgressListener listener(id, params.maxSuccess);
   const auto start = std::chrono::steady_clock::now();
@@ -177,9 +213,10 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
 
   if (result.is<rc::detail::SuccessResult>()) {
     const auto& ok = result.get<rc::detail::SuccessResult>();
-    out.passed = true;
+    out.passed = report_flaky(id, sentence, out.seconds);  // a flaky crash fails it
     out.cases = ok.numSuccess;
     out.tags = tag_counts(ok.distribution);
+    for (const std::string& note : flaky_notes()) out.counterexample += note + "\n";
     return out;
   }
   std::printf("FAIL  %-4s %-78s %6.2f s\n", id.c_str(), sentence.c_str(), out.seconds);
@@ -200,6 +237,7 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
       if (std::filesystem::exists(case_file)) out.case_file = case_file;
     }
   }
+  report_flaky(id, sentence, out.seconds);
   std::fflush(stdout);
   return out;
 }

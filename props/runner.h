@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -64,7 +65,8 @@ bool check_property(const Property& property);
 
 // One RapidCheck check of `body` as property `id`: `cases` cases drawn from `seed`. A pass
 // prints nothing (print_passed does); a failure prints the FAIL line, the shrunk
-// counterexample, the reproduce command and the report. check_property runs one per
+// counterexample, the reproduce command and the report; flaky engine crashes (run_engine_case)
+// print a FLAKY line with each case and fail the check. check_property runs one per
 // property; the sliced run (props/shard.h) one per batch.
 struct CheckResult {
   bool passed = false;
@@ -80,6 +82,19 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
 // The property's "ok" line and its tag distribution.
 void print_passed(const std::string& id, const std::string& sentence, int cases, double seconds,
                   const std::map<std::string, int>& tags);
+
+// One case run by `body` (a pure function of the case's inputs: what failed, or nothing). When
+// the engine crashes during it (EngineCrashed, props/engines.h), the case runs once more on the
+// restarted engine: a crash both times is the case's failure (`crashed`, the second crash's
+// line, as a fresh engine numbers its requests), shrunk like any other; a crash only once is
+// flaky: the second run's outcome stands, so RapidCheck never shrinks on the crash, and a note
+// naming both outcomes (`describe` names the case) fails the property after its run.
+struct CaseOutcome {
+  std::optional<std::string> what;
+  bool crashed = false;
+};
+CaseOutcome run_engine_case(const std::string& describe,
+                            const std::function<std::optional<std::string>()>& body);
 
 struct Failure;  // props/report.h
 // Called by a property on each failing case with a closure that builds the full report. The

@@ -39,10 +39,29 @@ expect "does not start" 4 "^props: engine '/no/such': request 0 hello: the engin
   --engine process --engine-cmd /no/such
 expect "unknown protocol version" 4 "request 0 hello: chose protocol 99, props offered \[1\]" -- \
   --engine process --engine-cmd "$(standin version 0)"
-expect "exits mid-run" 4 "request 5 [a-z_]+: the engine exited with status 3" -- \
+# An engine that exits (or answers `internal`) during a case is that case's finding, not the
+# run's end: the property fails (status 1) naming the request, the op and the stderr's last
+# line, and props restarts the engine (this stand-in, restarted, fails at request N again).
+expect_case() {
+  local name=$1 regex=$2
+  shift 3
+  rm -f pid
+  "$props" --rc-seed=1 "[p6]" --report-dir "$work/reports" "$@" >out.txt 2>err.txt
+  local got=$? line
+  line=$(grep -m1 -E '^the engine (crashed|failed) ' out.txt)
+  if [[ $got != 1 ]] || ! grep -Eq "$regex" <<<"$line"; then
+    echo "FAIL $name: status $got (want 1): $line $(head -1 err.txt)"
+    failed=1
+    return
+  fi
+  if [[ -s pid ]]; then  # the last stand-in props started is gone too
+    for _ in $(seq 20); do kill -0 "$(cat pid)" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$(cat pid)" 2>/dev/null && { echo "FAIL $name: the engine (pid $(cat pid)) outlived props"; failed=1; return; }
+  fi
+  echo "ok   $name: status $got: $line"
+}
+expect_case "exits mid-case" "^the engine crashed \(exit status 3\) at request 5 \(op [a-z_]+\); its stderr ended: standin: exiting on purpose$" -- \
   --engine process --engine-cmd "$(standin exit 5)"
-expect "stderr tail shown" 4 "request 5 [a-z_]+: the engine exited" -- --engine process --engine-cmd "$(standin exit 5)"
-grep -q "  engine stderr: standin: exiting on purpose" err.txt || { echo "FAIL stderr tail: $(cat err.txt)"; failed=1; }
 expect "a line that is not JSON" 4 "request 5 [a-z_]+: a reply that is not a JSON object: 'this is not json'" -- \
   --engine process --engine-cmd "$(standin garbage 5)"
 expect "hangs past the timeout" 4 "request 5 [a-z_]+: no reply within 1 s \(--engine-timeout\)" -- \
@@ -52,7 +71,7 @@ expect "reply to an unknown id" 4 "request 5 [a-z_]+: a reply to id 1005 \(expec
 expect "NaN logits" 4 "request 3 [a-z_]+: logit 0 of row 0 is nan" -- --engine process --engine-cmd "$(standin nan 3)"
 expect "wrong shape" 4 "request 3 [a-z_]+: logits of shape \[3\], expected" -- \
   --engine process --engine-cmd "$(standin shape 3)"
-expect "error for a claimed op" 4 "request 3 [a-z_]+: error internal: out of luck" -- \
+expect_case "internal error for a claimed op" "^the engine failed \(error internal: out of luck\) at request 3 \(op [a-z_]+\)$" -- \
   --engine process --engine-cmd "$(standin error 3)"
 expect "no --engine-cmd" 2 "^props: --engine process needs --engine-cmd CMD" -- --engine process
 expect "--engine-timeout 0" 2 "^props: --engine-timeout: 0 is less than 1 second" -- \

@@ -12,12 +12,20 @@
   unknown  answers with unknown_op (an op it does not implement)
   noisy    from request N on, every other forward_uncached reply has the lowest bit of its first
            logit flipped: full recompute that is not deterministic (props --conform says so)
+  word=W   dies of SIGSEGV on any request whose tokens hold the word W (N unused): a crash
+           that is a pure function of the case, which props must shrink like a failure
+  random   dies of SIGSEGV on a forward request with probability 1/200, drawn from a
+           generator seeded with N, in the first process only (its starts are counted in
+           PIDFILE.starts; the restarted one never dies): a crash the same case does not
+           repeat, which props calls flaky
+  plain    (not a breakage) answers hello with no capabilities (no K/V rows, no trace): the
+           engine as one that offers logits alone
   permuted (not a breakage) presents the model's vocabulary in reverse order, translating
            token ids and logits both ways: props must map its words through the list
            (the model's vocabulary is read from STANDIN_MODEL, default the shipped model)
 usage: standin.py MODE N PIDFILE CMD...   (PIDFILE gets this process's id, so a test can
 check that props left no orphan behind)"""
-import base64, json, os, struct, subprocess, sys, time
+import base64, json, os, random, signal, struct, subprocess, sys, time
 
 def main():
     mode, n, pidfile, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
@@ -27,6 +35,8 @@ def main():
     if mode == "permuted":
         return permuted(engine)
     recomputes = 0
+    if mode.startswith("word=") or mode == "random":
+        return crashing(mode, n, pidfile, engine)
     for count, line in enumerate(sys.stdin):
         if count == n:
             misbehave(mode, line, engine)
@@ -54,7 +64,9 @@ def misbehave(mode, line, engine):
 
 def bend(mode, reply):
     r = json.loads(reply)
-    if mode == "version":
+    if mode == "plain":
+        r.pop("capabilities", None)
+    elif mode == "version":
         r["protocol"] = 99
     elif mode == "wrong-id":
         r["re"] = r["re"] + 1000
@@ -82,6 +94,32 @@ def flip(reply):
         data[0] ^= 1  # little-endian: the first logit's lowest mantissa bit
         r["logits"]["data"] = base64.b64encode(bytes(data)).decode()
     return json.dumps(r) + "\n"
+def crashing(mode, seed, pidfile, engine):
+    if mode == "random":
+        starts = pidfile + ".starts"
+        count = int(open(starts).read()) if os.path.exists(starts) else 0
+        with open(starts, "w") as f:
+            f.write(str(count + 1))
+        coins = random.Random(seed)
+    else:
+        word = mode[len("word="):]
+        bad = model_vocab().index(word)
+    for line in sys.stdin:
+        req = json.loads(line)
+        tokens = [t for h in [req] + req.get("chunks", []) for t in h.get("tokens", [])]
+        if mode == "random":
+            die = count == 0 and req["op"] in ("forward_batch", "decode", "forward_cached") and \
+                coins.random() < 1 / 200
+        else:
+            die = bad in tokens
+        if die:
+            print("standin: crashing on purpose at request %d (%s)" % (req["id"], req["op"]), file=sys.stderr,
+                  flush=True)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        engine.stdin.write(line)
+        engine.stdin.flush()
+        sys.stdout.write(engine.stdout.readline())
+        sys.stdout.flush()
 
 def model_vocab():
     here = os.path.dirname(os.path.abspath(__file__))

@@ -306,11 +306,11 @@ void ProcessEngine::broken(const json& req, const std::string& problem) {
 // (ours throws there too); any other error is a finding.
 json ProcessEngine::call(json req) {
   req["id"] = next_id_++;
-  const std::string line = req.dump();
+  const std::string line = protocol::dump_line(req);
   std::string problem;
   const std::optional<std::string> text = child_.exchange(line, problem);
   if (!text) broken(req, problem);
-  const json reply = json::parse(*text, nullptr, false);
+  const json reply = protocol::parse_line(*text);
   if (reply.is_discarded() || !reply.is_object())
     broken(req, fmt::format("a reply that is not a JSON object: '{}'", text->substr(0, 80)));
   if (reply.value("re", json()) != req["id"])

@@ -192,16 +192,17 @@ int run_serve(const std::vector<std::string>& argv) {
   o.fault = fault_from_name(args.get("inject", "none"));
   const Model model = read_model(args.get("model", default_model_path()));
   Server server(model, o);
+  std::ios::sync_with_stdio(false);  // lines read and written in blocks, not a character at a time
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line.empty()) continue;
-    const json req = json::parse(line, nullptr, false);
+    const json req = protocol::parse_line(line);
     const json reply = req.is_discarded()
                            ? protocol::error_reply(nullptr, "bad_request", "a line that is not JSON")
                            : server.handle(req);
     if (reply.contains("error"))
       std::fprintf(stderr, "serve: %s\n", reply["error"]["message"].get<std::string>().c_str());
-    std::cout << reply.dump() << '\n' << std::flush;
+    std::cout << protocol::dump_line(reply) << '\n' << std::flush;
   }
   return 0;
 }

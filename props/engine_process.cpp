@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include "base/error.h"
 #include "engine/generate_loops.h"
 #include "props/engine_registry.h"
+#include "props/scenario.h"
 #include "protocol/codec.h"
 
 namespace miniinfer::props {
@@ -189,9 +191,10 @@ class ProcessEngine final : public EngineUnderTest {
   std::string name() const override { return "process"; }
   json settings() const override { return {{"cmd", s_.cmd}, {"timeout", s_.timeout}, {"hello", s_.hello}}; }
   std::string describe() const override {
-    return fmt::format("process '{}': {} {} (protocol {}{}{})", s_.cmd, s_.hello.value("name", "?"),
+    return fmt::format("process '{}': {} {} (protocol {}{}{}{}{})", s_.cmd, s_.hello.value("name", "?"),
                        s_.hello.value("version", "?"), protocol::kVersion, kv_rows_ ? ", K/V rows" : "",
-                       trace_ok_ ? ", trace" : "");
+                       trace_ok_ ? ", trace" : "", poison_ ? ", poison" : "",
+                       start_request_ ? ", start_request" : "");
   }
   bool has(Capability c) const override {
     return (c == Capability::KvRows && kv_rows_) || (c == Capability::Trace && trace_ok_);
@@ -208,12 +211,12 @@ class ProcessEngine final : public EngineUnderTest {
   std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows) override;
   std::vector<float> forward_uncached(std::span<const int> tokens, bool all_rows) override;
   void truncate(int seq, int p) override {
-    call({{"op", "truncate"}, {"seq", seq}, {"pos", p}});
-    cursors_.at(static_cast<size_t>(seq)) = p;
+    const json req = {{"op", "truncate"}, {"seq", seq}, {"pos", p}};
+    cursors_.at(static_cast<size_t>(seq)) = cursor_after(req, call(req), p);
   }
   void fork(int src, int dst, int prefix_len) override {
-    call({{"op", "fork"}, {"src", src}, {"dst", dst}, {"prefix_len", prefix_len}});
-    cursors_.at(static_cast<size_t>(dst)) = prefix_len;
+    const json req = {{"op", "fork"}, {"src", src}, {"dst", dst}, {"prefix_len", prefix_len}};
+    cursors_.at(static_cast<size_t>(dst)) = cursor_after(req, call(req), prefix_len);
   }
   void reset() override {
     call({{"op", "reset"}});
@@ -223,15 +226,31 @@ class ProcessEngine final : public EngineUnderTest {
     call({{"op", "reset"}, {"seq", seq}});
     cursors_.at(static_cast<size_t>(seq)) = 0;
   }
-  // The protocol cannot poison an engine's cache slots: a reset is all it offers.
+  // As ours in-process (props/scenario.h): a reset, then, where the engine offers it, every
+  // free slot poisoned; an engine without the capability `poison` gets the reset alone.
   void clean_slate() override {
     reset();
+    if (poison_) call({{"op", "poison"}, {"bits", std::bit_cast<uint32_t>(kPoison)}});
     trace_ = nullptr;
+  }
+  // Where the engine offers it, the engine's own start of a request (ours asks the active
+  // fault, as in-process), and the cursor it leaves; otherwise a reset of the sequence.
+  void start_request(int seq) override {
+    if (!start_request_) return reset(seq);
+    const json req = {{"op", "start_request"}, {"seq", seq}};
+    cursors_.at(static_cast<size_t>(seq)) = cursor_after(req, call(req), 0);
   }
   GenerateResult generate(const std::vector<std::vector<int>>& prompts, const GenerateOptions& o) override {
     detail::check_request(prompts, o, batch(), capacity());
-    if (o.trace) fail("process: generate traces no whole run (trace_call traces one of its calls)");
-    reset();
+    if (o.trace && trace_) fail("process: generate with a trace while trace_call waits for a call");
+    if (!start_request_) reset();
+    for (int seq = 0; seq < batch() && start_request_; ++seq)
+      start_request(seq);  // as Engine::start_request()
+    // A traced run (the reporter's) traces every forward call of the loops, as ours does.
+    struct Whole {
+      Trace*& t;
+      ~Whole() { t = nullptr; }
+    } whole{whole_ = o.trace};
     EngineUnderTest& self = *this;  // the loops call the base's forward_uncached(tokens, logits)
     return detail::run_loops(self, prompts, o);
   }
@@ -249,6 +268,7 @@ class ProcessEngine final : public EngineUnderTest {
   json call(json req);
   void handshake(const Model& model, int batch, int capacity);
   json engine_tokens(std::span<const int> ours) const;
+  int cursor_after(const json& req, const json& reply, int expected);
   std::vector<float> logits(const json& req, const json& reply, std::vector<int> shape);
   json forward(json req, int trace_seq);
   KvRows rows(const json& req, const json& reply, int T);
@@ -257,12 +277,13 @@ class ProcessEngine final : public EngineUnderTest {
   Config config_;
   Child child_;
   int batch_, capacity_, max_recompute_ = 0;
-  bool kv_rows_ = false, trace_ok_ = false;
+  bool kv_rows_ = false, trace_ok_ = false, poison_ = false, start_request_ = false;
   std::vector<int> to_engine_;  // our token id -> the engine's (identity for "minigpt")
   std::vector<int> cursors_;    // mirrored from the operations: the protocol has no cursor query
   long next_id_ = 0;            // so the last request sent was next_id_ - 1
   Trace* trace_ = nullptr;      // trace_call's: the forward call countdown_ calls from now
   int countdown_ = 0;
+  Trace* whole_ = nullptr;  // generate()'s traced run: every forward call of it
 };
 
 ProcessEngine::ProcessEngine(ProcessSettings s, const Model& model, int batch, int capacity)
@@ -340,6 +361,8 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
     const json caps = reply.value("capabilities", json::object());
     kv_rows_ = caps.value("kv_rows", false);
     trace_ok_ = caps.value("trace", false);
+    poison_ = caps.value("poison", false);
+    start_request_ = caps.value("start_request", false);
     if (V != model.config.vocab_size)
       broken(req, fmt::format("vocab_size {}, the model's is {}", V, model.config.vocab_size));
     if (seqs < batch || positions < capacity)
@@ -367,6 +390,17 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
   }
   reply.erase("re");
   s_.hello = std::move(reply);
+}
+
+// The cursor a truncate, fork or start_request left: the reply's `cursor` when it has one (the
+// engine's own, which a cache bug may have put elsewhere: props reads ours in-process too),
+// else the one the request implies.
+int ProcessEngine::cursor_after(const json& req, const json& reply, int expected) {
+  if (!reply.contains("cursor")) return expected;
+  const json& c = reply["cursor"];
+  if (!c.is_number_integer() || c.get<long>() < 0 || c.get<long>() > capacity_)
+    broken(req, fmt::format("a reply whose cursor is {}, not 0..{}", c.dump(), capacity_));
+  return c.get<int>();
 }
 
 json ProcessEngine::engine_tokens(std::span<const int> ours) const {
@@ -398,10 +432,12 @@ std::vector<float> ProcessEngine::logits(const json& req, const json& reply, std
 
 // A forward request, traced when trace_call's countdown reaches it.
 json ProcessEngine::forward(json req, int trace_seq) {
-  Trace* trace = nullptr;
-  if (trace_ && countdown_-- == 0) {
+  Trace* trace = whole_;
+  if (!trace && trace_ && countdown_-- == 0) {
     trace = trace_;
     trace_ = nullptr;
+  }
+  if (trace) {
     req["trace"] = {{"positions", trace->positions}, {"cache_reads", trace->cache_reads}};
     req["seq"] = req.value("seq", trace_seq);
   }
@@ -452,7 +488,7 @@ std::vector<float> ProcessEngine::forward_cached(int seq, std::span<const int> t
 std::vector<float> ProcessEngine::forward_uncached(std::span<const int> tokens, bool all_rows) {
   json req = {{"op", "forward_uncached"}, {"tokens", engine_tokens(tokens)}, {"all_rows", all_rows}};
   const int n = static_cast<int>(tokens.size());
-  const int seq = trace_ ? trace_->seq : 0;
+  const int seq = whole_ ? whole_->seq : trace_ ? trace_->seq : 0;
   return logits(req, forward(req, seq),
                 all_rows ? std::vector<int>{n, vocab_size()} : std::vector<int>{vocab_size()});
 }

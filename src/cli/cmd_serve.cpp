@@ -2,6 +2,8 @@
 // props can check it as it checks an engine written in any language. One request per line,
 // one reply per line; stderr carries the log. It ends when stdin closes.
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -45,6 +47,7 @@ class Server {
   json rows(const KvRows& kv) const;
   KvRows cache_rows(int seq) const;
   json state_op(const std::string& op, const json& req);
+  void poison(uint32_t bits);
   int seq_field(const json& req, const char* name) const;
   std::vector<int> tokens_field(const json& req, const char* name) const;
 
@@ -78,7 +81,7 @@ json Server::hello(const json& req) const {
           {"sequences", e_.batch()},
           {"positions", e_.capacity()},
           {"max_recompute", e_.config().max_seq_len},
-          {"capabilities", {{"kv_rows", true}, {"trace", true}}}};
+          {"capabilities", {{"kv_rows", true}, {"trace", true}, {"poison", true}, {"start_request", true}}}};
 }
 
 json Server::rows(const KvRows& kv) const {
@@ -137,16 +140,37 @@ json Server::forward(const std::string& op, const json& req) {
   return reply;
 }
 
+// Every slot at or past its sequence's cursor, in every layer, K and V, set to the float with
+// these bits: what props does to our cache in-process between cases (props/scenario.h).
+void Server::poison(uint32_t bits) {
+  for (int seq = 0; seq < e_.batch(); ++seq) e_.cache().poison_unused(seq, std::bit_cast<float>(bits));
+}
+
 json Server::state_op(const std::string& op, const json& req) {
-  if (op == "truncate")
-    e_.truncate(seq_field(req, "seq"), req.at("pos").get<int>());
-  else if (op == "fork")
-    e_.fork(seq_field(req, "src"), seq_field(req, "dst"), req.at("prefix_len").get<int>());
-  else if (op == "reset" && req.contains("seq"))
+  // truncate, fork and start_request say where they left the cursor: a faulty cache may
+  // leave it elsewhere than the request implies, and props then sees it as in-process.
+  if (op == "truncate") {
+    const int seq = seq_field(req, "seq");
+    e_.truncate(seq, req.at("pos").get<int>());
+    return {{"cursor", e_.cursor(seq)}};
+  } else if (op == "fork") {
+    const int dst = seq_field(req, "dst");
+    e_.fork(seq_field(req, "src"), dst, req.at("prefix_len").get<int>());
+    return {{"cursor", e_.cursor(dst)}};
+  } else if (op == "reset" && req.contains("seq"))
     e_.reset(seq_field(req, "seq"));
   else if (op == "reset")
     e_.reset();
-  else if (op == "cache_rows")
+  else if (op == "poison") {
+    const json& bits = req.at("bits");
+    if (!bits.is_number_unsigned() || bits.get<uint64_t>() > 0xffffffffu)
+      throw Refusal{"bad_request", "bits: not the bits of an f32 (an integer in 0..4294967295)"};
+    poison(bits.get<uint32_t>());
+  } else if (op == "start_request") {
+    const int seq = seq_field(req, "seq");
+    e_.start_request(seq);  // the active fault's (stale-cache keeps the old rows)
+    return {{"cursor", e_.cursor(seq)}};
+  } else if (op == "cache_rows")
     return rows(cache_rows(seq_field(req, "seq")));
   else if (op == "recompute_rows") {
     KvRows kv;

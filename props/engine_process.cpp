@@ -56,7 +56,8 @@ class Child {
   double timeout_;
   pid_t pid_ = -1;
   int in_ = -1, out_ = -1, err_ = -1;
-  std::string buffer_;  // bytes read past the last line
+  std::string buffer_;       // bytes read past the last line
+  std::vector<char> chunk_;  // what one read() gets
   int status_ = 0;
   bool reaped_ = false;
 };
@@ -80,6 +81,10 @@ std::string Child::start() {
     _exit(127);
   }
   setpgid(pid_, pid_);  // also here, so the group exists whichever runs first
+  // Pipes of 1 MiB (Linux's default limit for a user), so a reply of many logits rows crosses
+  // in one or a few writes instead of 64 KiB at a time, each a wake-up of props. Refused: 64 KiB.
+  fcntl(from_child[0], F_SETPIPE_SZ, 1 << 20);
+  fcntl(to_child[1], F_SETPIPE_SZ, 1 << 20);
   close(to_child[0]);
   close(from_child[1]);
   in_ = to_child[1];
@@ -106,13 +111,20 @@ std::optional<std::string> Child::exchange(const std::string& line, std::string&
     done += static_cast<size_t>(n);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
-  for (;;) {
-    const size_t nl = buffer_.find('\n');
+  for (size_t seen = 0;;) {  // buffer_[0, seen) holds no newline
+    const size_t nl = buffer_.find('\n', seen);
     if (nl != std::string::npos) {
-      std::string reply = buffer_.substr(0, nl);
-      buffer_.erase(0, nl + 1);
+      std::string reply;
+      if (nl + 1 == buffer_.size()) {  // the usual case: the buffer is the line, moved, not copied
+        reply.swap(buffer_);
+        reply.pop_back();
+      } else {
+        reply = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+      }
       return reply;
     }
+    seen = buffer_.size();
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{out_, POLLIN, 0};
@@ -122,13 +134,13 @@ std::optional<std::string> Child::exchange(const std::string& line, std::string&
       problem = fmt::format("no reply within {:g} s (--engine-timeout)", timeout_);
       return std::nullopt;
     }
-    char chunk[65536];
-    const ssize_t n = read(out_, chunk, sizeof chunk);
+    chunk_.resize(1 << 20);  // as much as the pipe holds
+    const ssize_t n = read(out_, chunk_.data(), chunk_.size());
     if (n <= 0) {
       problem = exited_how();
       return std::nullopt;
     }
-    buffer_.append(chunk, static_cast<size_t>(n));
+    buffer_.append(chunk_.data(), static_cast<size_t>(n));
   }
 }
 

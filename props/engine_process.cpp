@@ -241,23 +241,29 @@ class ProcessEngine final : public EngineUnderTest {
   // As ours in-process (props/scenario.h): a reset, then, where the engine offers it, every
   // free slot poisoned; an engine without the capability `poison` gets the reset alone.
   void clean_slate() override {
-    reset();
-    if (poison_) call({{"op", "poison"}, {"bits", std::bit_cast<uint32_t>(kPoison)}});
+    if (poison_)
+      call({{"op", "reset"}, {"poison", std::bit_cast<uint32_t>(kPoison)}});  // one round trip
+    else
+      call({{"op", "reset"}});
+    std::fill(cursors_.begin(), cursors_.end(), 0);
     trace_ = nullptr;
   }
   // Where the engine offers it, the engine's own start of a request (ours asks the active
   // fault, as in-process), and the cursor it leaves; otherwise a reset of the sequence.
   void start_request(int seq) override {
     if (!start_request_) return reset(seq);
-    const json req = {{"op", "start_request"}, {"seq", seq}};
-    cursors_.at(static_cast<size_t>(seq)) = cursor_after(req, call(req), 0);
+    start_requests({seq});
   }
   GenerateResult generate(const std::vector<std::vector<int>>& prompts, const GenerateOptions& o) override {
     detail::check_request(prompts, o, batch(), capacity());
     if (o.trace && trace_) fail("process: generate with a trace while trace_call waits for a call");
-    if (!start_request_) reset();
-    for (int seq = 0; seq < batch() && start_request_; ++seq)
-      start_request(seq);  // as Engine::start_request()
+    if (start_request_) {  // on every sequence, as Engine::start_request()
+      std::vector<int> all(static_cast<size_t>(batch()));
+      for (int seq = 0; seq < batch(); ++seq) all[static_cast<size_t>(seq)] = seq;
+      start_requests(all);
+    } else {
+      reset();
+    }
     // A traced run (the reporter's) traces every forward call of the loops, as ours does.
     struct Whole {
       Trace*& t;
@@ -281,6 +287,8 @@ class ProcessEngine final : public EngineUnderTest {
   void handshake(const Model& model, int batch, int capacity);
   json engine_tokens(std::span<const int> ours) const;
   int cursor_after(const json& req, const json& reply, int expected);
+  int checked_cursor(const json& req, const json& c);
+  void start_requests(const std::vector<int>& seqs);
   std::vector<float> logits(const json& req, const json& reply, std::vector<int> shape);
   json forward(json req, int trace_seq);
   KvRows rows(const json& req, const json& reply, int T);
@@ -408,11 +416,23 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
 // engine's own, which a cache bug may have put elsewhere: props reads ours in-process too),
 // else the one the request implies.
 int ProcessEngine::cursor_after(const json& req, const json& reply, int expected) {
-  if (!reply.contains("cursor")) return expected;
-  const json& c = reply["cursor"];
+  return reply.contains("cursor") ? checked_cursor(req, reply["cursor"]) : expected;
+}
+
+int ProcessEngine::checked_cursor(const json& req, const json& c) {
   if (!c.is_number_integer() || c.get<long>() < 0 || c.get<long>() > capacity_)
     broken(req, fmt::format("a reply whose cursor is {}, not 0..{}", c.dump(), capacity_));
   return c.get<int>();
+}
+
+void ProcessEngine::start_requests(const std::vector<int>& seqs) {
+  const json req = {{"op", "start_request"}, {"seqs", seqs}};
+  const json reply = call(req);
+  const json cursors = reply.value("cursors", json());
+  if (!cursors.is_array() || cursors.size() != seqs.size())
+    broken(req, fmt::format("a start_request reply without {} cursors", seqs.size()));
+  for (size_t i = 0; i < seqs.size(); ++i)
+    cursors_.at(static_cast<size_t>(seqs[i])) = checked_cursor(req, cursors[i]);
 }
 
 json ProcessEngine::engine_tokens(std::span<const int> ours) const {

@@ -9,7 +9,7 @@ mkdir -p "$work" && cd "$work" || exit 1
 failed=0
 
 # expect NAME STATUS REGEX -- PROPS-ARGS...: the status, and the first stderr line matching REGEX.
-# Against minigpt serve, requests 1-6 are a clean slate and four start_requests; 7 is a forward.
+# Against minigpt serve, request 1 is a clean slate, 2 a start_request, 3 a forward.
 expect() {
   local name=$1 want=$2 regex=$3
   shift 4
@@ -50,13 +50,13 @@ expect "hangs past the timeout" 4 "request 5 [a-z_]+: no reply within 1 s \(--en
   --engine process --engine-timeout 1 --engine-cmd "$(standin hang 5)"
 expect "reply to an unknown id" 4 "request 5 [a-z_]+: a reply to id 1005 \(expected 5\)" -- \
   --engine process --engine-cmd "$(standin wrong-id 5)"
-expect "NaN logits" 4 "request 7 [a-z_]+: logit 0 of row 0 is nan" -- --engine process --engine-cmd "$(standin nan 7)"
-expect "wrong shape" 4 "request 7 [a-z_]+: logits of shape \[3\], expected" -- \
-  --engine process --engine-cmd "$(standin shape 7)"
+expect "NaN logits" 4 "request 3 [a-z_]+: logit 0 of row 0 is nan" -- --engine process --engine-cmd "$(standin nan 3)"
+expect "wrong shape" 4 "request 3 [a-z_]+: logits of shape \[3\], expected" -- \
+  --engine process --engine-cmd "$(standin shape 3)"
 expect "error for a claimed op" 4 "request 3 [a-z_]+: error internal: out of luck" -- \
   --engine process --engine-cmd "$(standin error 3)"
-expect "a cursor outside the sequence" 4 "request 3 start_request: a reply whose cursor is -1, not 0\.\.[0-9]+" -- \
-  --engine process --engine-cmd "$(standin cursor 3)"
+expect "a cursor outside the sequence" 4 "request 2 start_request: a reply whose cursor is -1, not 0\.\.[0-9]+" -- \
+  --engine process --engine-cmd "$(standin cursor 2)"
 expect "no --engine-cmd" 2 "^props: --engine process needs --engine-cmd CMD" -- --engine process
 expect "--engine-timeout 0" 2 "^props: --engine-timeout: 0 is less than 1 second" -- \
   --engine process --engine-timeout 0 --engine-cmd "$minigpt serve"

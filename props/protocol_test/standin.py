@@ -9,7 +9,7 @@
   nan      answers with NaN logits
   shape    answers with logits of the wrong shape
   error    answers with an internal error
-  cursor   answers a truncate, fork or start_request with the cursor -1
+  cursor   answers a start_request with the cursor -1
   permuted (not a breakage) presents the model's vocabulary in reverse order, translating
            token ids and logits both ways: props must map its words through the list
            (the model's vocabulary is read from STANDIN_MODEL, default the shipped model)
@@ -63,8 +63,8 @@ def bend(mode, reply):
             shape, count = [3], 3
         data = struct.pack("<%df" % count, *([float("nan")] * count))
         r["logits"] = {"dtype": "f32", "shape": shape, "data": base64.b64encode(data).decode()}
-    elif mode == "cursor" and "cursor" in r:
-        r["cursor"] = -1
+    elif mode == "cursor" and "cursors" in r:
+        r["cursors"][0] = -1
     elif mode == "garbage":
         return "not json either\n"
     return json.dumps(r) + "\n"

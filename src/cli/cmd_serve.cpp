@@ -147,7 +147,7 @@ void Server::poison(uint32_t bits) {
 }
 
 json Server::state_op(const std::string& op, const json& req) {
-  // truncate, fork and start_request say where they left the cursor: a faulty cache may
+  // truncate, fork and start_request say where they left the cursors: a faulty cache may
   // leave it elsewhere than the request implies, and props then sees it as in-process.
   if (op == "truncate") {
     const int seq = seq_field(req, "seq");
@@ -157,19 +157,25 @@ json Server::state_op(const std::string& op, const json& req) {
     const int dst = seq_field(req, "dst");
     e_.fork(seq_field(req, "src"), dst, req.at("prefix_len").get<int>());
     return {{"cursor", e_.cursor(dst)}};
-  } else if (op == "reset" && req.contains("seq"))
-    e_.reset(seq_field(req, "seq"));
-  else if (op == "reset")
-    e_.reset();
-  else if (op == "poison") {
-    const json& bits = req.at("bits");
-    if (!bits.is_number_unsigned() || bits.get<uint64_t>() > 0xffffffffu)
-      throw Refusal{"bad_request", "bits: not the bits of an f32 (an integer in 0..4294967295)"};
-    poison(bits.get<uint32_t>());
+  } else if (op == "reset") {
+    if (req.contains("seq"))
+      e_.reset(seq_field(req, "seq"));
+    else
+      e_.reset();
+    if (req.contains("poison")) {
+      const json& bits = req.at("poison");
+      if (!bits.is_number_unsigned() || bits.get<uint64_t>() > 0xffffffffu)
+        throw Refusal{"bad_request", "poison: not the bits of an f32 (an integer in 0..4294967295)"};
+      poison(bits.get<uint32_t>());
+    }
   } else if (op == "start_request") {
-    const int seq = seq_field(req, "seq");
-    e_.start_request(seq);  // the active fault's (stale-cache keeps the old rows)
-    return {{"cursor", e_.cursor(seq)}};
+    json cursors = json::array();
+    for (const json& s : req.at("seqs")) {
+      const int seq = seq_field({{"seq", s}}, "seq");
+      e_.start_request(seq);  // the active fault's (stale-cache keeps the old rows)
+      cursors.push_back(e_.cursor(seq));
+    }
+    return {{"cursors", std::move(cursors)}};
   } else if (op == "cache_rows")
     return rows(cache_rows(seq_field(req, "seq")));
   else if (op == "recompute_rows") {

@@ -136,7 +136,9 @@ Tensor decode_tensor(const nlohmann::json& j, std::string_view field) {
   try {
     t.shape = j.at("shape").get<std::vector<int>>();
     const std::string dtype = j.at("dtype").get<std::string>();
-    const std::vector<unsigned char> bytes = base64_decode(j.at("data").get<std::string>());
+    const nlohmann::json& data = j.at("data");
+    if (!data.is_string()) (void)data.get<std::string>();  // nlohmann's type error, as it words it
+    const std::vector<unsigned char> bytes = base64_decode(data.get_ref<const std::string&>());  // not copied
     size_t n = 1;
     for (int d : t.shape) {
       if (d < 0) fail("{}: negative dimension in shape", field);

@@ -232,7 +232,10 @@ int run_serve(const std::vector<std::string>& argv) {
                            : server.handle(req);
     if (reply.contains("error"))
       std::fprintf(stderr, "serve: %s\n", reply["error"]["message"].get<std::string>().c_str());
-    std::cout << protocol::dump_line(reply) << '\n' << std::flush;
+    // The line and its newline in one write: a reply cut in two wakes props twice.
+    std::string out = protocol::dump_line(reply);
+    out += '\n';
+    std::cout.write(out.data(), static_cast<std::streamsize>(out.size())).flush();
   }
   return 0;
 }

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -28,6 +29,7 @@
 #include "props/engine_link.h"
 #include "props/engine_registry.h"
 #include "props/engine_tokenized.h"
+#include "props/scenario.h"
 #include "protocol/codec.h"
 
 namespace miniinfer::props {
@@ -62,7 +64,8 @@ class Child {
   double timeout_;
   pid_t pid_ = -1;
   int in_ = -1, out_ = -1, err_ = -1;
-  std::string buffer_;  // bytes read past the last line
+  std::string buffer_;       // bytes read past the last line
+  std::vector<char> chunk_;  // what one read() gets
   int status_ = 0;
   bool reaped_ = false;
 };
@@ -86,6 +89,10 @@ std::string Child::start() {
     _exit(127);
   }
   setpgid(pid_, pid_);  // also here, so the group exists whichever runs first
+  // Pipes of 1 MiB (Linux's default limit for a user), so a reply of many logits rows crosses
+  // in one or a few writes instead of 64 KiB at a time, each a wake-up of props. Refused: 64 KiB.
+  fcntl(from_child[0], F_SETPIPE_SZ, 1 << 20);
+  fcntl(to_child[1], F_SETPIPE_SZ, 1 << 20);
   close(to_child[0]);
   close(from_child[1]);
   in_ = to_child[1];
@@ -129,13 +136,20 @@ std::optional<std::string> Child::exchange(const std::string& line, std::string&
     done += static_cast<size_t>(n);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
-  for (;;) {
-    const size_t nl = buffer_.find('\n');
+  for (size_t seen = 0;;) {  // buffer_[0, seen) holds no newline
+    const size_t nl = buffer_.find('\n', seen);
     if (nl != std::string::npos) {
-      std::string reply = buffer_.substr(0, nl);
-      buffer_.erase(0, nl + 1);
+      std::string reply;
+      if (nl + 1 == buffer_.size()) {  // the usual case: the buffer is the line, moved, not copied
+        reply.swap(buffer_);
+        reply.pop_back();
+      } else {
+        reply = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+      }
       return reply;
     }
+    seen = buffer_.size();
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{out_, POLLIN, 0};
@@ -145,13 +159,13 @@ std::optional<std::string> Child::exchange(const std::string& line, std::string&
       problem = fmt::format("no reply within {:g} s (--engine-timeout)", timeout_);
       return std::nullopt;
     }
-    char chunk[65536];
-    const ssize_t n = read(out_, chunk, sizeof chunk);
+    chunk_.resize(1 << 20);  // as much as the pipe holds
+    const ssize_t n = read(out_, chunk_.data(), chunk_.size());
     if (n <= 0) {
       problem = exited_how();
       return std::nullopt;
     }
-    buffer_.append(chunk, static_cast<size_t>(n));
+    buffer_.append(chunk_.data(), static_cast<size_t>(n));
   }
 }
 
@@ -214,9 +228,10 @@ class ProcessEngine final : public EngineUnderTest {
   std::string name() const override { return "process"; }
   json settings() const override { return {{"cmd", s_.cmd}, {"timeout", s_.timeout}, {"hello", s_.hello}}; }
   std::string describe() const override {
-    return fmt::format("process '{}': {} {} (protocol {}{}{})", s_.cmd, s_.hello.value("name", "?"),
+    return fmt::format("process '{}': {} {} (protocol {}{}{}{}{})", s_.cmd, s_.hello.value("name", "?"),
                        s_.hello.value("version", "?"), protocol::kVersion, kv_rows_ ? ", K/V rows" : "",
-                       trace_ok_ ? ", trace" : "");
+                       trace_ok_ ? ", trace" : "", poison_ ? ", poison" : "",
+                       start_request_ ? ", start_request" : "");
   }
   bool has(Capability c) const override {
     return (c == Capability::KvRows && kv_rows_) || (c == Capability::Trace && trace_ok_);
@@ -233,12 +248,12 @@ class ProcessEngine final : public EngineUnderTest {
   std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows) override;
   std::vector<float> forward_uncached(std::span<const int> tokens, bool all_rows) override;
   void truncate(int seq, int p) override {
-    call({{"op", "truncate"}, {"seq", seq}, {"pos", p}});
-    cursors_.at(static_cast<size_t>(seq)) = p;
+    const json req = {{"op", "truncate"}, {"seq", seq}, {"pos", p}};
+    cursors_.at(static_cast<size_t>(seq)) = cursor_after(req, call(req), p);
   }
   void fork(int src, int dst, int prefix_len) override {
-    call({{"op", "fork"}, {"src", src}, {"dst", dst}, {"prefix_len", prefix_len}});
-    cursors_.at(static_cast<size_t>(dst)) = prefix_len;
+    const json req = {{"op", "fork"}, {"src", src}, {"dst", dst}, {"prefix_len", prefix_len}};
+    cursors_.at(static_cast<size_t>(dst)) = cursor_after(req, call(req), prefix_len);
   }
   void reset() override {
     call({{"op", "reset"}});
@@ -248,15 +263,37 @@ class ProcessEngine final : public EngineUnderTest {
     call({{"op", "reset"}, {"seq", seq}});
     cursors_.at(static_cast<size_t>(seq)) = 0;
   }
-  // The protocol cannot poison an engine's cache slots: a reset is all it offers.
+  // As ours in-process (props/scenario.h): a reset, then, where the engine offers it, every
+  // free slot poisoned; an engine without the capability `poison` gets the reset alone.
   void clean_slate() override {
-    reset();
+    if (poison_)
+      call({{"op", "reset"}, {"poison", std::bit_cast<uint32_t>(kPoison)}});  // one round trip
+    else
+      call({{"op", "reset"}});
+    std::fill(cursors_.begin(), cursors_.end(), 0);
     trace_ = nullptr;
+  }
+  // Where the engine offers it, the engine's own start of a request (ours asks the active
+  // fault, as in-process), and the cursor it leaves; otherwise a reset of the sequence.
+  void start_request(int seq) override {
+    if (!start_request_) return reset(seq);
+    start_requests({seq});
   }
   GenerateResult generate(const std::vector<std::vector<int>>& prompts, const GenerateOptions& o) override {
     detail::check_request(prompts, o, batch(), capacity());
-    if (o.trace) fail("process: generate traces no whole run (trace_call traces one of its calls)");
-    reset();
+    if (o.trace && trace_) fail("process: generate with a trace while trace_call waits for a call");
+    if (start_request_) {  // on every sequence, as Engine::start_request()
+      std::vector<int> all(static_cast<size_t>(batch()));
+      for (int seq = 0; seq < batch(); ++seq) all[static_cast<size_t>(seq)] = seq;
+      start_requests(all);
+    } else {
+      reset();
+    }
+    // A traced run (the reporter's) traces every forward call of the loops, as ours does.
+    struct Whole {
+      Trace*& t;
+      ~Whole() { t = nullptr; }
+    } whole{whole_ = o.trace};
     EngineUnderTest& self = *this;  // the loops call the base's forward_uncached(tokens, logits)
     return detail::run_loops(self, prompts, o);
   }
@@ -280,6 +317,9 @@ class ProcessEngine final : public EngineUnderTest {
   json call(json req);
   void handshake(const Model& model, int batch, int capacity);
   json engine_tokens(std::span<const int> ours) const;
+  int cursor_after(const json& req, const json& reply, int expected);
+  int checked_cursor(const json& req, const json& c);
+  void start_requests(const std::vector<int>& seqs);
   std::vector<float> logits(const json& req, const json& reply, std::vector<int> shape);
   json forward(json req, int trace_seq);
   KvRows rows(const json& req, const json& reply, int T);
@@ -288,9 +328,10 @@ class ProcessEngine final : public EngineUnderTest {
   Config config_;
   Child child_;
   int batch_, capacity_, max_recompute_ = 0;
-  bool kv_rows_ = false, trace_ok_ = false, tokenizes_ = false;
+  bool kv_rows_ = false, trace_ok_ = false, tokenizes_ = false, poison_ = false, start_request_ = false;
   int positions_ = 0;           // the engine's, from hello
   std::vector<int> to_engine_;  // our token id -> the engine's (identity for "minigpt")
+  bool same_ids_ = false;       // to_engine_ is the identity
   std::vector<int> cursors_;    // mirrored from the operations: the protocol has no cursor query
   long next_id_ = 0;            // so the last request sent was next_id_ - 1
   Trace* trace_ = nullptr;      // trace_call's: the forward call countdown_ calls from now
@@ -298,6 +339,7 @@ class ProcessEngine final : public EngineUnderTest {
   const Model* model_;  // for the handshake of a restarted engine
   int asked_batch_, asked_capacity_;
   bool started_ = false;  // the first handshake is done: a crash from now on is a case's
+  Trace* whole_ = nullptr;  // generate()'s traced run: every forward call of it
 };
 
 ProcessEngine::ProcessEngine(ProcessSettings s, const Model& model, int batch, int capacity)
@@ -363,12 +405,12 @@ void ProcessEngine::broken(const json& req, const std::string& problem) {
 // (ours throws there too); any other error is a finding.
 json ProcessEngine::call(json req) {
   req["id"] = next_id_++;
-  const std::string line = req.dump();
+  const std::string line = protocol::dump_line(req);
   std::string problem;
   const std::optional<std::string> text = child_.exchange(line, problem);
   if (!text && started_ && child_.exited()) crashed(req, child_.how());
   if (!text) broken(req, problem);
-  const json reply = json::parse(*text, nullptr, false);
+  const json reply = protocol::parse_line(*text);
   if (reply.is_discarded() || !reply.is_object())
     broken(req, fmt::format("a reply that is not a JSON object: '{}'", text->substr(0, 80)));
   if (reply.value("re", json()) != req["id"])
@@ -399,6 +441,8 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
     const json caps = reply.value("capabilities", json::object());
     kv_rows_ = caps.value("kv_rows", false);
     trace_ok_ = caps.value("trace", false);
+    poison_ = caps.value("poison", false);
+    start_request_ = caps.value("start_request", false);
     const json vocab = reply.at("vocab");
     tokenizes_ = vocab == "tokenize";
     positions_ = positions;
@@ -441,6 +485,32 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
   }
   reply.erase("re");
   s_.hello = std::move(reply);
+  same_ids_ = true;
+  for (size_t i = 0; i < to_engine_.size(); ++i)
+    same_ids_ = same_ids_ && to_engine_[i] == static_cast<int>(i);
+}
+
+// The cursor a truncate, fork or start_request left: the reply's `cursor` when it has one (the
+// engine's own, which a cache bug may have put elsewhere: props reads ours in-process too),
+// else the one the request implies.
+int ProcessEngine::cursor_after(const json& req, const json& reply, int expected) {
+  return reply.contains("cursor") ? checked_cursor(req, reply["cursor"]) : expected;
+}
+
+int ProcessEngine::checked_cursor(const json& req, const json& c) {
+  if (!c.is_number_integer() || c.get<long>() < 0 || c.get<long>() > capacity_)
+    broken(req, fmt::format("a reply whose cursor is {}, not 0..{}", c.dump(), capacity_));
+  return c.get<int>();
+}
+
+void ProcessEngine::start_requests(const std::vector<int>& seqs) {
+  const json req = {{"op", "start_request"}, {"seqs", seqs}};
+  const json reply = call(req);
+  const json cursors = reply.value("cursors", json());
+  if (!cursors.is_array() || cursors.size() != seqs.size())
+    broken(req, fmt::format("a start_request reply without {} cursors", seqs.size()));
+  for (size_t i = 0; i < seqs.size(); ++i)
+    cursors_.at(static_cast<size_t>(seqs[i])) = checked_cursor(req, cursors[i]);
 }
 
 std::vector<std::vector<int>> ProcessEngine::tokenize(const std::vector<std::string>& words, int capacity) {
@@ -491,6 +561,12 @@ std::vector<float> ProcessEngine::logits(const json& req, const json& reply, std
   if (t.shape != shape)
     broken(req, fmt::format("logits of shape {}, expected {}", json(t.shape).dump(), json(shape).dump()));
   const size_t V = static_cast<size_t>(vocab_size());
+  if (same_ids_) {  // the engine's ids are ours: the rows as they came, once checked
+    for (size_t k = 0; k < t.data.size(); ++k)
+      if (!std::isfinite(t.data[k]))
+        broken(req, fmt::format("logit {} of row {} is {}", k % V, k / V, t.data[k]));
+    return std::move(t.data);
+  }
   std::vector<float> out(t.data.size());
   for (size_t r = 0; r < t.data.size() / V; ++r)
     for (size_t i = 0; i < V; ++i) {
@@ -503,10 +579,12 @@ std::vector<float> ProcessEngine::logits(const json& req, const json& reply, std
 
 // A forward request, traced when trace_call's countdown reaches it.
 json ProcessEngine::forward(json req, int trace_seq) {
-  Trace* trace = nullptr;
-  if (trace_ && countdown_-- == 0) {
+  Trace* trace = whole_;
+  if (!trace && trace_ && countdown_-- == 0) {
     trace = trace_;
     trace_ = nullptr;
+  }
+  if (trace) {
     req["trace"] = {{"positions", trace->positions}, {"cache_reads", trace->cache_reads}};
     req["seq"] = req.value("seq", trace_seq);
   }
@@ -557,7 +635,7 @@ std::vector<float> ProcessEngine::forward_cached(int seq, std::span<const int> t
 std::vector<float> ProcessEngine::forward_uncached(std::span<const int> tokens, bool all_rows) {
   json req = {{"op", "forward_uncached"}, {"tokens", engine_tokens(tokens)}, {"all_rows", all_rows}};
   const int n = static_cast<int>(tokens.size());
-  const int seq = trace_ ? trace_->seq : 0;
+  const int seq = whole_ ? whole_->seq : trace_ ? trace_->seq : 0;
   return logits(req, forward(req, seq),
                 all_rows ? std::vector<int>{n, vocab_size()} : std::vector<int>{vocab_size()});
 }

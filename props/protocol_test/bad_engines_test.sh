@@ -9,6 +9,7 @@ mkdir -p "$work" && cd "$work" || exit 1
 failed=0
 
 # expect NAME STATUS REGEX -- PROPS-ARGS...: the status, and the first stderr line matching REGEX.
+# Against minigpt serve, request 1 is a clean slate, 2 a start_request, 3 a forward.
 expect() {
   local name=$1 want=$2 regex=$3
   shift 4
@@ -73,6 +74,8 @@ expect "wrong shape" 4 "request 3 [a-z_]+: logits of shape \[3\], expected" -- \
   --engine process --engine-cmd "$(standin shape 3)"
 expect_case "internal error for a claimed op" "^the engine failed \(error internal: out of luck\) at request 3 \(op [a-z_]+\)$" -- \
   --engine process --engine-cmd "$(standin error 3)"
+expect "a cursor outside the sequence" 4 "request 2 start_request: a reply whose cursor is -1, not 0\.\.[0-9]+" -- \
+  --engine process --engine-cmd "$(standin cursor 2)"
 expect "no --engine-cmd" 2 "^props: --engine process needs --engine-cmd CMD" -- --engine process
 expect "--engine-timeout 0" 2 "^props: --engine-timeout: 0 is less than 1 second" -- \
   --engine process --engine-timeout 0 --engine-cmd "$minigpt serve"

@@ -20,6 +20,7 @@
            repeat, which props calls flaky
   plain    (not a breakage) answers hello with no capabilities (no K/V rows, no trace): the
            engine as one that offers logits alone
+  cursor   answers a start_request with the cursor -1
   permuted (not a breakage) presents the model's vocabulary in reverse order, translating
            token ids and logits both ways: props must map its words through the list
            (the model's vocabulary is read from STANDIN_MODEL, default the shipped model)
@@ -83,6 +84,8 @@ def bend(mode, reply):
             shape, count = [3], 3
         data = struct.pack("<%df" % count, *([float("nan")] * count))
         r["logits"] = {"dtype": "f32", "shape": shape, "data": base64.b64encode(data).decode()}
+    elif mode == "cursor" and "cursors" in r:
+        r["cursors"][0] = -1
     elif mode == "garbage":
         return "not json either\n"
     return json.dumps(r) + "\n"

@@ -2,6 +2,8 @@
 // props can check it as it checks an engine written in any language. One request per line,
 // one reply per line; stderr carries the log. It ends when stdin closes.
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -45,6 +47,7 @@ class Server {
   json rows(const KvRows& kv) const;
   KvRows cache_rows(int seq) const;
   json state_op(const std::string& op, const json& req);
+  void poison(uint32_t bits);
   int seq_field(const json& req, const char* name) const;
   std::vector<int> tokens_field(const json& req, const char* name) const;
 
@@ -78,7 +81,7 @@ json Server::hello(const json& req) const {
           {"sequences", e_.batch()},
           {"positions", e_.capacity()},
           {"max_recompute", e_.config().max_seq_len},
-          {"capabilities", {{"kv_rows", true}, {"trace", true}}}};
+          {"capabilities", {{"kv_rows", true}, {"trace", true}, {"poison", true}, {"start_request", true}}}};
 }
 
 json Server::rows(const KvRows& kv) const {
@@ -137,16 +140,43 @@ json Server::forward(const std::string& op, const json& req) {
   return reply;
 }
 
+// Every slot at or past its sequence's cursor, in every layer, K and V, set to the float with
+// these bits: what props does to our cache in-process between cases (props/scenario.h).
+void Server::poison(uint32_t bits) {
+  for (int seq = 0; seq < e_.batch(); ++seq) e_.cache().poison_unused(seq, std::bit_cast<float>(bits));
+}
+
 json Server::state_op(const std::string& op, const json& req) {
-  if (op == "truncate")
-    e_.truncate(seq_field(req, "seq"), req.at("pos").get<int>());
-  else if (op == "fork")
-    e_.fork(seq_field(req, "src"), seq_field(req, "dst"), req.at("prefix_len").get<int>());
-  else if (op == "reset" && req.contains("seq"))
-    e_.reset(seq_field(req, "seq"));
-  else if (op == "reset")
-    e_.reset();
-  else if (op == "cache_rows")
+  // truncate, fork and start_request say where they left the cursors: a faulty cache may
+  // leave it elsewhere than the request implies, and props then sees it as in-process.
+  if (op == "truncate") {
+    const int seq = seq_field(req, "seq");
+    e_.truncate(seq, req.at("pos").get<int>());
+    return {{"cursor", e_.cursor(seq)}};
+  } else if (op == "fork") {
+    const int dst = seq_field(req, "dst");
+    e_.fork(seq_field(req, "src"), dst, req.at("prefix_len").get<int>());
+    return {{"cursor", e_.cursor(dst)}};
+  } else if (op == "reset") {
+    if (req.contains("seq"))
+      e_.reset(seq_field(req, "seq"));
+    else
+      e_.reset();
+    if (req.contains("poison")) {
+      const json& bits = req.at("poison");
+      if (!bits.is_number_unsigned() || bits.get<uint64_t>() > 0xffffffffu)
+        throw Refusal{"bad_request", "poison: not the bits of an f32 (an integer in 0..4294967295)"};
+      poison(bits.get<uint32_t>());
+    }
+  } else if (op == "start_request") {
+    json cursors = json::array();
+    for (const json& s : req.at("seqs")) {
+      const int seq = seq_field({{"seq", s}}, "seq");
+      e_.start_request(seq);  // the active fault's (stale-cache keeps the old rows)
+      cursors.push_back(e_.cursor(seq));
+    }
+    return {{"cursors", std::move(cursors)}};
+  } else if (op == "cache_rows")
     return rows(cache_rows(seq_field(req, "seq")));
   else if (op == "recompute_rows") {
     KvRows kv;
@@ -192,16 +222,20 @@ int run_serve(const std::vector<std::string>& argv) {
   o.fault = fault_from_name(args.get("inject", "none"));
   const Model model = read_model(args.get("model", default_model_path()));
   Server server(model, o);
+  std::ios::sync_with_stdio(false);  // lines read and written in blocks, not a character at a time
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line.empty()) continue;
-    const json req = json::parse(line, nullptr, false);
+    const json req = protocol::parse_line(line);
     const json reply = req.is_discarded()
                            ? protocol::error_reply(nullptr, "bad_request", "a line that is not JSON")
                            : server.handle(req);
     if (reply.contains("error"))
       std::fprintf(stderr, "serve: %s\n", reply["error"]["message"].get<std::string>().c_str());
-    std::cout << reply.dump() << '\n' << std::flush;
+    // The line and its newline in one write: a reply cut in two wakes props twice.
+    std::string out = protocol::dump_line(reply);
+    out += '\n';
+    std::cout.write(out.data(), static_cast<std::streamsize>(out.size())).flush();
   }
   return 0;
 }

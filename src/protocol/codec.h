@@ -34,6 +34,13 @@ nlohmann::json encode_record(const TraceRecord& r);
 // step, call are the caller's to stamp.
 TraceRecord decode_record(const nlohmann::json& j);
 
+// One line of the protocol, written and read as json::dump() and json::parse would (the same
+// bytes; the same value, or a discarded one for a line that is not JSON), but without walking
+// the long base64 strings that make up most of a line one character at a time: nlohmann's
+// writer and lexer do, and over the protocol that cost more than the forward passes did.
+std::string dump_line(const nlohmann::json& j);
+nlohmann::json parse_line(std::string_view line);
+
 // {"re": id, "error": {"code": code, "message": message}}
 nlohmann::json error_reply(const nlohmann::json& id, std::string_view code, std::string_view message);
 

@@ -1,5 +1,8 @@
 #include "protocol/codec.h"
 
+#include <rapidcheck.h>
+#include <rapidcheck/catch.h>
+
 #include <catch2/catch.hpp>
 
 #include "base/error.h"
@@ -47,6 +50,48 @@ TEST_CASE("a trace record survives the wire", "[protocol]") {
   CHECK(back.pass == Pass::Resume);
   CHECK(back.pos == 5);
   CHECK(back.data == r.data);
+}
+
+TEST_CASE("base64 decodes what it encoded, at every length", "[protocol]") {
+  rc::prop("base64_decode(base64_encode(bytes)) == bytes", [](const std::vector<unsigned char>& bytes) {
+    RC_ASSERT(base64_decode(base64_encode(bytes)) == bytes);
+  });
+  CHECK_THROWS_WITH(base64_decode("Zm9vZm*vYmFy"), "base64: bad character at offset 6");
+  CHECK_THROWS_WITH(base64_decode("Zm=vYmFy"), "base64: bad character at offset 2");
+  CHECK_THROWS_WITH(base64_decode("Zm9vYm=y"), "base64: bad character at offset 6");
+}
+
+// A reply line as an engine writes one: short fields around a long base64 string, with any
+// text in one field and the line cut anywhere (so most of them are not JSON).
+TEST_CASE("parse_line reads a line as json::parse does, and dump_line writes json::dump's bytes",
+          "[protocol]") {
+  rc::prop(
+      "parse_line(line) == json::parse(line), dump_line(j) == j.dump()",
+      [](const std::string& text, const std::vector<unsigned char>& bytes, bool as_key, size_t cut_at) {
+        const std::string data = base64_encode(bytes) + std::string(130, 'A');  // long
+        const nlohmann::json j = {{"re", 3}, {"logits", {{"dtype", "f32"}, {"data", data}}}, {"note", text}};
+        // Both refuse a string that is not UTF-8 alike.
+        auto dumped = [&](auto dump) -> std::string {
+          try {
+            return dump();
+          } catch (const nlohmann::json::exception& e) {
+            return std::string("refused: ") + e.what();
+          }
+        };
+        RC_ASSERT(dumped([&] { return dump_line(j); }) == dumped([&] { return j.dump(); }));
+        const std::string dump = dumped([&] { return j.dump(); });
+        std::string line = as_key ? fmt::format("{{\"{}\": {}, \"x\": \"{}\"}}", data, dump, text) : dump;
+        if (cut_at % 3 == 0) line = line.substr(0, cut_at % (line.size() + 1));
+        const nlohmann::json a = parse_line(line), b = nlohmann::json::parse(line, nullptr, false);
+        RC_ASSERT(a.is_discarded() == b.is_discarded());
+        if (!b.is_discarded()) RC_ASSERT(a == b);
+      });
+  const std::string data(300, 'A');
+  CHECK(parse_line("{\"data\":\"" + data + "\"}") == nlohmann::json{{"data", data}});
+  CHECK(parse_line("{\"data\":\"" + data + "\u0001\"}").is_discarded());  // a raw control character
+  CHECK(parse_line("{\"data\":\"" + data + "\"").is_discarded());
+  CHECK(dump_line({{"s", "caf\u00e9 \"q\"\n"}, {"n", -1.5}, {"a", {1, nullptr, true}}}) ==
+        nlohmann::json({{"s", "caf\u00e9 \"q\"\n"}, {"n", -1.5}, {"a", {1, nullptr, true}}}).dump());
 }
 
 }  // namespace miniinfer::protocol

@@ -10,7 +10,7 @@
 #   - a saved case replays (--replay restarts the same engine) to the same report, byte for byte.
 # usage: torch_test.sh PROPS WORK correct|faults|FAULT...
 set -u
-props=$1 work=$2
+props=$(realpath -- "$1") work=$(realpath -m -- "$2")  # the script changes folder below
 shift 2
 [[ $# != 0 ]] || { echo "usage: torch_test.sh PROPS WORK correct|faults|FAULT..."; exit 2; }
 engine=$(cd "$(dirname "$0")/../../clients/python" && pwd)/torch_minigpt.py

@@ -34,7 +34,10 @@ DEFAULT_MODEL = os.path.join(ROOT, "experiments", "17-minigpt", "minigpt.safeten
 def load_safetensors(path):
     """Every tensor of a safetensors file (F32 only, as our trainer writes), and its metadata."""
     with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
+        head = f.read(8)
+        (n,) = struct.unpack("<Q", head) if len(head) == 8 else (-1,)
+        if not 0 < n <= os.fstat(f.fileno()).st_size - 8:
+            raise ValueError("not a safetensors file (no header of a plausible length)")
         header = json.loads(f.read(n))
         blob = bytearray(f.read())
     tensors = {}

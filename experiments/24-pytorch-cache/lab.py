@@ -6,13 +6,15 @@ as the lab's learners would run it: generate(prompt, cache=True) against cache=F
    64 new tokens; 256 new tokens on prompts 0, 5, ..., 45; and 50 resumes (the prompt, 4 tokens,
    the next prompt appended as one chunk, 12 more tokens). Every step's logits are compared
    cached against full recompute: bit-identical, the largest ULP distance and |d|, and the step
-   where the tokens part. With 1 thread, then again with 2.
-2. The probe: where do the two paths part, and in which op? For prompts of T = 1..40 tokens
-   (prefixes of one sentence), it records every op's output (torch.nn.functional's calls: the
+   where the tokens part. With 1 thread; the 64-token runs again with 2.
+2. The probe: where do the two paths part, and in which op? For T = 1..40 tokens (prefixes of
+   10 sentences: prompts 0, 5, ..., 45 and their continuations in experiment 22), it records every op's output (torch.nn.functional's calls: the
    LayerNorms, the linear layers, softmax's input (the scores) and output, GELU; and the logits)
    and compares row i of a call of T rows with row i of a call of T+1 rows (a cached prefill
    against full recompute, the situation of props' p6), and a cached decode's one row with the
    same row of full recompute. It names the first op, in dataflow order, whose row differs.
+   Then each op alone on seeded inputs: the linear layers and the logits' product (M rows
+   against one), softmax with masked columns after a row, q @ K^T and P @ V.
 
 Writes results.json and manifest.json into --out.
 usage: lab.py [--model FILE] [--out DIR]
@@ -79,18 +81,18 @@ def resume(model, prompt, chunk, cache):
     return tokens, steps
 
 
-def lab_runs(model, prompts):
+def lab_runs(model, prompts, kinds):
     runs = []
     with torch.no_grad():
-        for p in prompts:
+        for p in prompts if "64" in kinds else []:
             ta, sa = torch_minigpt.generate(model, p["prompt_ids"], 64, cache=True)
             tb, sb = torch_minigpt.generate(model, p["prompt_ids"], 64, cache=False)
             runs.append(dict(kind="64", prompt=p["index"], **compare(sa, sb, ta, tb)))
-        for p in prompts[::5]:
+        for p in prompts[::5] if "256" in kinds else []:
             ta, sa = torch_minigpt.generate(model, p["prompt_ids"], 256, cache=True)
             tb, sb = torch_minigpt.generate(model, p["prompt_ids"], 256, cache=False)
             runs.append(dict(kind="256", prompt=p["index"], **compare(sa, sb, ta, tb)))
-        for i, p in enumerate(prompts):
+        for i, p in enumerate(prompts if "resume" in kinds else []):
             chunk = prompts[(i + 1) % len(prompts)]["prompt_ids"]
             ta, sa = resume(model, p["prompt_ids"], chunk, cache=True)
             tb, sb = resume(model, p["prompt_ids"], chunk, cache=False)
@@ -98,9 +100,9 @@ def lab_runs(model, prompts):
     return runs
 
 
-def summary(runs):
+def summary(runs, kinds):
     out = {}
-    for kind in ("64", "256", "resume"):
+    for kind in kinds:
         rs = [r for r in runs if r["kind"] == kind]
         out[kind] = {"runs": len(rs), "bit_identical": sum(r["bit_identical"] for r in rs),
                      "tokens_equal": sum(r["tokens_equal"] for r in rs),
@@ -173,7 +175,9 @@ def first_parting(ops_a, ia, ops_b, ib):
 
 def probe(model, sentence, t_max):
     """For T = 1..t_max: a prefill of T rows against full recompute of T+1 rows (every row), and
-    a decode of row T on a cache of T against full recompute of T+1 rows (row T)."""
+    a decode of row T on a cache of T against full recompute of T+1 rows (row T), noting whether
+    the cache it reads (the prefill's K/V) equals recompute's rows: only then is a parting in
+    the decode's own ops (scores: q @ K^T) not inherited from the prefill."""
     prefill, decode = [], []
     full = {T: traced_forward(model, sentence[:T]) for T in range(1, t_max + 2)}
     for T in range(1, t_max + 1):
@@ -183,7 +187,10 @@ def probe(model, sentence, t_max):
         first = next((dict(row=i, **p) for i, p in enumerate(parts) if p), None)
         prefill.append({"T": T, "rows_differing": sum(p is not None for p in parts), "first": first})
         ops_d, _ = traced_forward(model, sentence[T:T + 1], present, T)
-        decode.append({"T": T, "first": first_parting(ops_d, 0, ops_b, T)})
+        _, present_b = full[T + 1]
+        same_cache = all(torch.equal(k, kb[:, :T]) and torch.equal(v, vb[:, :T])
+                         for (k, v), (kb, vb) in zip(present, present_b))
+        decode.append({"T": T, "cache_equals_recompute": same_cache, "first": first_parting(ops_d, 0, ops_b, T)})
     return {"prefill_T_vs_recompute_T_plus_1": prefill, "decode_vs_recompute": decode}
 
 
@@ -204,6 +211,32 @@ def linear_rows(model, t_max):
     out["logits (x @ tok_emb^T)"] = [[i for i in range(M) if not torch.equal((x[:M] @ w.t())[i], alone[i])]
                                      for M in range(1, t_max + 1)]
     return out
+
+
+def attention_rows(t_max):
+    """Attention's three ops alone, on seeded normal inputs (4 heads, d_head 16):
+    - softmax: a row of n scores alone against the same row followed by k masked (-inf)
+      columns, as row i of a longer causal call has; which (n, k) change the probabilities;
+    - q @ K^T and P @ V: which T give a row of a T-row product other bytes than the row alone."""
+    g = torch.Generator().manual_seed(24)
+    softmax = {}
+    for n in range(1, t_max + 1):
+        x = torch.randn(4, 1, n, generator=g)
+        alone = torch.nn.functional.softmax(x, dim=-1)
+        ks = [k for k in range(1, 9) if not torch.equal(
+            alone, torch.nn.functional.softmax(torch.cat([x, torch.full((4, 1, k), float("-inf"))], -1), dim=-1)[..., :n])]
+        if ks:
+            softmax[str(n)] = ks
+    scores, weighted = [], []
+    for T in range(1, t_max + 1):
+        q, k = torch.randn(4, T, 16, generator=g), torch.randn(4, T, 16, generator=g)
+        if not torch.equal(q @ k.transpose(1, 2), torch.cat([q[:, i:i + 1] @ k.transpose(1, 2) for i in range(T)], 1)):
+            scores.append(T)
+        p, v = torch.nn.functional.softmax(torch.randn(4, T, T, generator=g), -1), torch.randn(4, T, 16, generator=g)
+        if not torch.equal(p @ v, torch.cat([p[:, i:i + 1] @ v for i in range(T)], 1)):
+            weighted.append(T)
+    return {"softmax_n_to_masked_k_that_change_it": softmax, "scores_T_with_a_row_differing": scores,
+            "weighted_sum_T_with_a_row_differing": weighted}
 
 
 def tally(entries):
@@ -245,30 +278,39 @@ def main():
     model = MiniGPT(args.model)
     results = {"experiment": "24-pytorch-cache", "threads": {}}
     seconds = {}
+    torch.set_num_threads(1)
+    start = time.time()
+    pr = {"sentences": []}
+    for p in prompts[::5]:  # the prompt and its continuation in experiment 22, 41 tokens
+        sentence = (p["prompt_ids"] + p["generated_ids"])[:41]
+        pr["sentences"].append(dict(prompt=p["index"], ids=sentence, **probe(model, sentence, 40)))
+    pr["tally"] = {"prefill": tally(e for s in pr["sentences"] for e in s["prefill_T_vs_recompute_T_plus_1"]),
+                   "decode": tally(e for s in pr["sentences"] for e in s["decode_vs_recompute"]),
+                   "decode, on a cache equal to recompute's rows": tally(
+                       e for s in pr["sentences"] for e in s["decode_vs_recompute"] if e["cache_equals_recompute"])}
+    pr["linear_rows_differing_from_alone"] = linear_rows(model, 40)
+    pr["attention_ops_alone"] = attention_rows(40)
+    seconds["probe"] = round(time.time() - start, 1)
+    results["probe"] = pr
+    print("lab.py: probe: %s" % json.dumps(pr["tally"]), file=sys.stderr, flush=True)
+    # 1 thread: every run; 2 threads: the 64-token runs (on this shared 2-core machine a second
+    # torch thread mostly waits, so the whole set took too long to repeat).
     logits_by_threads = {}
-    for threads in (1, 2):
+    for threads, kinds in ((1, ("64", "256", "resume")), (2, ("64",))):
         torch.set_num_threads(threads)
         start = time.time()
-        runs = lab_runs(model, prompts)
-        seconds["lab runs, %d thread%s" % (threads, "" if threads == 1 else "s")] = round(time.time() - start, 1)
-        results["threads"][str(threads)] = {"summary": summary(runs), "runs": runs}
+        runs = lab_runs(model, prompts, kinds)
+        seconds["lab runs %s, %d thread%s" % ("+".join(kinds), threads, "" if threads == 1 else "s")] = \
+            round(time.time() - start, 1)
+        results["threads"][str(threads)] = {"summary": summary(runs, kinds), "runs": runs}
         with torch.no_grad():
             logits_by_threads[threads] = [model.forward(p["prompt_ids"] + [1] * 20)[0] for p in prompts]
-        print("lab.py: %d thread(s): %s" % (threads, json.dumps(summary(runs))), file=sys.stderr)
+        print("lab.py: %d thread(s): %s" % (threads, json.dumps(summary(runs, kinds))), file=sys.stderr, flush=True)
     results["threads_1_vs_2"] = {
         "full_recompute_logits_bit_identical": sum(torch.equal(a, b) for a, b in zip(logits_by_threads[1],
                                                                                     logits_by_threads[2])),
         "of": len(prompts)}
     torch.set_num_threads(1)
-    sentence = [t for p in prompts for t in p["prompt_ids"]][:41]
-    start = time.time()
-    pr = probe(model, sentence, 40)
-    pr["sentence_ids"] = sentence
-    pr["tally"] = {"prefill": tally(pr["prefill_T_vs_recompute_T_plus_1"]), "decode": tally(pr["decode_vs_recompute"])}
-    pr["linear_rows_differing_from_alone"] = linear_rows(model, 40)
-    seconds["probe"] = round(time.time() - start, 1)
-    results["probe"] = pr
-    print("lab.py: probe: %s" % json.dumps(pr["tally"]), file=sys.stderr)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, sort_keys=True)
         f.write("\n")
@@ -284,7 +326,7 @@ def main():
         "torch_version": torch.__version__,
         "torch_config": torch.__config__.show().splitlines(),
         "torch_parallel_info": torch.__config__.parallel_info().splitlines(),
-        "threads": "1 (torch.set_num_threads), then 2 for the second pass of the lab runs",
+        "threads": "1 (torch.set_num_threads) for the probe and every lab run, then 2 for the 64-token runs",
         "python": platform.python_version(),
         "numpy": __import__("numpy").__version__,
         "cpu": cpu(),

@@ -316,7 +316,7 @@ class TorchEngine(props_engine.Engine):
         logits, tr = self.run_forward(req.get("seq", 0), req["tokens"], False, req.get("trace"))
         return self.reply(logits if req.get("all_rows") else logits[-1], [tr])
 
-    def on_forward_batch(self, req):  # one sequence after another, as the lab's loop does
+    def on_forward_batch(self, req):  # one sequence after another: no padded batch
         out = [self.run_forward(c["seq"], c["tokens"], True, req.get("trace")) for c in req["chunks"]]
         return self.reply(torch.stack([lg[-1] for lg, _ in out]), [tr for _, tr in out])
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates experiments/24-pytorch-cache (called by scripts/regen-experiments): lab.py runs
 # lab 02's comparisons and the op-by-op probe on the PyTorch MiniGPT (results.json,
-# manifest.json); then props checks the same engine over the protocol at the bits and the tokens
-# level, every property, with their shrunk counterexamples, reports and heatmaps in
-# counterexamples/LEVEL/ (none for a property that holds) and props' summaries in props-LEVEL.json.
+# manifest.json); then props checks the same engine over the protocol at the bits, ulp:4 and
+# tokens levels, every property, with their shrunk counterexamples, reports and heatmaps in
+# counterexamples/LEVEL/ (none for a property that holds) and props' summaries in props-LEVEL.json
+# (ulp:4 as ulp-4).
 #
 # usage: experiments/24-pytorch-cache/regen.sh BUILD_DIR MODEL [--props-only | --lab-only]
+#   LEVELS  the props levels to run (default "bits ulp:4 tokens")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -eq 2 ] || [ "${3:-}" = --props-only ] || [ "${3:-}" = --lab-only ] || {
@@ -24,21 +26,22 @@ mkdir -p "$work"
 [ "$only" = --lab-only ] && exit 0
 # Relative paths: the case files name the engine's command as run from the repository's root.
 engine="clients/python/torch_minigpt.py --model $model"
-for level in bits tokens; do
-  out=$dir/counterexamples/$level
+for level in ${LEVELS:-bits ulp:4 tokens}; do
+  name=${level/:/-}
+  out=$dir/counterexamples/$name
   rm -rf "$out"
   mkdir -p "$out"
   status=0
   "$build/props" --rc-seed=1 --model "$model" --level $level --engine process --engine-cmd "$engine" \
-    --report-dir "$out" --summary "$work/props-$level.json" >"$work/props-$level.log" 2>&1 || status=$?
+    --report-dir "$out" --summary "$work/props-$name.json" >"$work/props-$name.log" 2>&1 || status=$?
   # 0: every property holds, 1: some failed and their files are written; else a refusal.
   if [ "$status" -gt 1 ]; then
-    cat "$work/props-$level.log" >&2
+    cat "$work/props-$name.log" >&2
     exit 1
   fi
   rm -f "$out/.props-report.lock"  # props' guard against two runs sharing the folder
   # The summary without its timings (they change every run).
-  /usr/bin/python3 - "$work/props-$level.json" "$dir/props-$level.json" <<'PY'
+  /usr/bin/python3 - "$work/props-$name.json" "$dir/props-$name.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 d.pop("seconds", None)
@@ -47,6 +50,6 @@ for p in d["properties"]:
 json.dump(d, open(sys.argv[2], "w"), indent=2, sort_keys=True)
 open(sys.argv[2], "a").write("\n")
 PY
-  echo "regen: 24-pytorch-cache at $level: $(grep -E '^(ok|FAIL|SKIP) ' "$work/props-$level.log" |
+  echo "regen: 24-pytorch-cache at $level: $(grep -E '^(ok|FAIL|SKIP) ' "$work/props-$name.log" |
     awk '{printf "%s %s, ", $2, $1}')"
 done

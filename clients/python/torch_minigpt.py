@@ -224,6 +224,16 @@ class RopeTwice(MiniGPT):
         return torch.cat([again, k], 1), v_all, torch.arange(k_all.shape[1])
 
 
+class ChunkMaskPeek(MiniGPT):
+    """A causal mask off by one for a cached chunk: tril's diagonal one too high, so each row of
+    a multi-token chunk also sees the next row's key (a one-token decode has no next row)."""
+
+    def mask(self, pos, key_pos, past):
+        if past is None:
+            return super().mask(pos, key_pos, past)
+        return key_pos[None, :] <= pos[:, None] + 1
+
+
 FAULTS = {
     "store-before-attend": StoreBeforeAttend,
     "decode-mask": DecodeMask,
@@ -231,6 +241,7 @@ FAULTS = {
     "fp64-attention": Fp64Attention,
     "resume-positions": ResumePositions,
     "rope-twice": RopeTwice,
+    "chunk-mask-peek": ChunkMaskPeek,
 }
 
 

@@ -27,6 +27,7 @@ table="store-before-attend tokens p6 layer_0,_head_[0-9],_probs gross
 decode-mask tokens p6 layer_0,_head_[0-9],_probs gross
 layer-alias tokens p6 layer_1,_head_[0-9],_k-read gross
 rope-twice tokens p6 layer_0,_head_[0-9],_k-read gross
+chunk-mask-peek tokens p6 layer_0,_head_[0-9],_probs gross
 resume-positions tokens p4 layer_0,_head_[0-9],_q_at gross
 fp64-attention bits p6 layer_0,_head_[0-9],_probs ULP-level"
 

@@ -29,10 +29,43 @@ class ProtocolError(Exception):
         self.code = code
 
 
-def tensor(rows, shape):
-    """A list of floats (row-major) as the protocol's f32 tensor."""
-    data = struct.pack("<%df" % len(rows), *rows)
+def tensor(rows, shape=None):
+    """The protocol's f32 tensor of a list of floats (row-major, `shape` required), or of a numpy
+    array or torch tensor (any float dtype, rounded to f32; its own shape unless `shape` is given)."""
+    if hasattr(rows, "detach"):  # a torch tensor
+        rows = rows.detach().cpu().float().contiguous()
+        shape = list(rows.shape) if shape is None else shape
+        try:
+            rows = rows.numpy()
+        except (ImportError, RuntimeError):  # torch without numpy
+            rows = rows.flatten().tolist()
+    if hasattr(rows, "astype"):  # a numpy array
+        shape = list(rows.shape) if shape is None else shape
+        data = rows.astype("<f4").tobytes(order="C")
+    else:
+        data = struct.pack("<%df" % len(rows), *rows)
     return {"dtype": "f32", "shape": shape, "data": base64.b64encode(data).decode("ascii")}
+
+
+def wants(trace, pos):
+    """Whether a request's `trace` asks for the row (or cache slot) at absolute position pos."""
+    return trace is not None and (not trace.get("positions") or pos in trace["positions"])
+
+
+def trace_record(layer, head, site, seq, pos, data, pass_=None):
+    """One record of a reply's `trace` (docs/protocol.md, "Tracing a call"): head -1 for a
+    whole-row site; data a 1-D list, numpy array or torch tensor."""
+    n = len(data) if isinstance(data, list) else None
+    record = {"layer": layer, "head": head, "site": site, "seq": seq, "pos": pos,
+              "data": tensor(data, [n] if n is not None else None)}
+    if pass_ is not None:
+        record["pass"] = pass_
+    return record
+
+
+def kv_rows(k, v):
+    """The reply of cache_rows and recompute_rows: K (after RoPE) and V, each (L, H, T, d_head)."""
+    return {"k": tensor(k), "v": tensor(v)}
 
 
 class Engine:

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -428,9 +429,21 @@ json ProcessEngine::call(json req) {
 }
 
 void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
-  const json req = {{"id", 0}, {"op", "hello"}, {"protocol", {protocol::kVersion}}};
+  // props and the engine take turns (one request at a time), so they can share one CPU: the CPU
+  // props is on goes in the hello, and an engine that computes on one thread runs itself there
+  // and answers "pinned": then props stays there too, and no request waits for a wake-up on
+  // another core (docs/protocol.md, "The handshake").
+  const int cpu = sched_getcpu();
+  json req = {{"id", 0}, {"op", "hello"}, {"protocol", {protocol::kVersion}}};
+  if (cpu >= 0) req["cpu"] = cpu;
   next_id_ = 0;
   json reply = call(req);
+  if (cpu >= 0 && reply.contains("pinned") && reply["pinned"] == true) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    sched_setaffinity(0, sizeof one, &one);  // best effort: on failure props runs where it may
+  }
   try {
     if (reply.at("protocol").get<int>() != protocol::kVersion)
       broken(req, fmt::format("chose protocol {}, props offered [{}]", reply.at("protocol").dump(),
@@ -455,6 +468,7 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
       to_engine_.resize(static_cast<size_t>(V));
       for (int i = 0; i < V; ++i) to_engine_[static_cast<size_t>(i)] = i;
       reply.erase("re");
+      reply.erase("pinned");  // where it runs, not what it is: not in case files
       s_.hello = std::move(reply);
       return;
     }
@@ -484,6 +498,7 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
     broken(req, fmt::format("a hello reply without the fields docs/protocol.md lists: {}", e.what()));
   }
   reply.erase("re");
+  reply.erase("pinned");  // where it runs, not what it is: not in case files
   s_.hello = std::move(reply);
   same_ids_ = true;
   for (size_t i = 0; i < to_engine_.size(); ++i)

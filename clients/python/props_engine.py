@@ -17,6 +17,7 @@ ProtocolError(code, message) to answer with an error; anything else becomes "int
 """
 import base64
 import json
+import os
 import struct
 import sys
 
@@ -77,6 +78,7 @@ class Engine:
     positions = 512
     max_recompute = 512
     capabilities = {}      # {"kv_rows": True, "trace": True} if the on_ methods exist
+    threads = 1            # threads logits() computes with; with 1 it runs on props' CPU
 
     def logits(self, tokens, start):
         """The logits of rows start..len(tokens)-1 of full recompute of `tokens`: a list of
@@ -95,9 +97,18 @@ class Engine:
         if PROTOCOL not in req.get("protocol", []):
             raise ProtocolError("bad_request", "this engine speaks protocol %d" % PROTOCOL)
         self.seqs = [[] for _ in range(self.sequences)]
-        return {"name": self.name, "version": self.version, "protocol": PROTOCOL, "vocab": self.vocab,
-                "vocab_size": self.vocab_size, "sequences": self.sequences, "positions": self.positions,
-                "max_recompute": self.max_recompute, "capabilities": self.capabilities}
+        reply = {"name": self.name, "version": self.version, "protocol": PROTOCOL, "vocab": self.vocab,
+                 "vocab_size": self.vocab_size, "sequences": self.sequences, "positions": self.positions,
+                 "max_recompute": self.max_recompute, "capabilities": self.capabilities}
+        # props and the engine take turns, so an engine computing on one thread runs on props' CPU
+        # (a wake-up on another core costs tens of microseconds a request in a VM).
+        if isinstance(req.get("cpu"), int) and self.threads == 1 and hasattr(os, "sched_setaffinity"):
+            try:
+                os.sched_setaffinity(0, {req["cpu"]})
+                reply["pinned"] = True
+            except OSError:
+                reply["pinned"] = False
+        return reply
 
     def append(self, seq, tokens, all_rows):
         """Appends `tokens` to sequence `seq`; the rows of the new positions (or the last)."""

@@ -285,6 +285,7 @@ class TorchEngine(props_engine.Engine):
 
     def __init__(self, model, threads, fault):
         self.model = model
+        self.threads = threads  # 1: props_engine runs this engine on props' CPU
         self.vocab_size, self.positions = model.V, model.max_seq_len
         self.max_recompute = model.max_seq_len
         self.version = "torch %s, %d thread%s, fault %s" % (torch.__version__, threads, "" if threads == 1 else "s",

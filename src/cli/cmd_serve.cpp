@@ -1,6 +1,8 @@
 // `minigpt serve`: our engine over the engine protocol (docs/protocol.md) on stdin/stdout, so
 // props can check it as it checks an engine written in any language. One request per line,
 // one reply per line; stderr carries the log. It ends when stdin closes.
+#include <sched.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -73,15 +75,24 @@ json Server::hello(const json& req) const {
   const auto offered = req.at("protocol").get<std::vector<int>>();
   if (std::find(offered.begin(), offered.end(), protocol::kVersion) == offered.end())
     throw Refusal{"bad_request", fmt::format("this engine speaks protocol {}", protocol::kVersion)};
-  return {{"name", "minigpt"},
-          {"version", "1"},
-          {"protocol", protocol::kVersion},
-          {"vocab", "minigpt"},
-          {"vocab_size", e_.vocab_size()},
-          {"sequences", e_.batch()},
-          {"positions", e_.capacity()},
-          {"max_recompute", e_.config().max_seq_len},
-          {"capabilities", {{"kv_rows", true}, {"trace", true}, {"poison", true}, {"start_request", true}}}};
+  json reply = {{"name", "minigpt"},
+                {"version", "1"},
+                {"protocol", protocol::kVersion},
+                {"vocab", "minigpt"},
+                {"vocab_size", e_.vocab_size()},
+                {"sequences", e_.batch()},
+                {"positions", e_.capacity()},
+                {"max_recompute", e_.config().max_seq_len},
+                {"capabilities", {{"kv_rows", true}, {"trace", true}, {"poison", true}, {"start_request", true}}}};
+  // One thread computes here: run on props' CPU, since the two take turns (docs/protocol.md).
+  if (req.contains("cpu") && req["cpu"].is_number_integer()) {
+    const int cpu = req["cpu"].get<int>();
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(cpu, &one);
+    reply["pinned"] = cpu >= 0 && cpu < CPU_SETSIZE && sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+  return reply;
 }
 
 json Server::rows(const KvRows& kv) const {

@@ -24,3 +24,12 @@ if [[ $status != 1 ]] || ! grep -q '^FAIL  p6 ' bug.txt; then
   echo "FAIL: the bigram engine's --bug build should fail p6 (status $status)"; tail -5 bug.txt; exit 1
 fi
 echo "ok   its --bug build fails p6 with status 1"
+
+# Both kinds of engine run on props' CPU when the hello names one (docs/protocol.md, the
+# handshake): minigpt serve, and an engine of the Python client at one thread.
+for eng in "$minigpt serve" "$engine $vocab"; do
+  pinned=$(echo '{"id":0,"op":"hello","protocol":[1],"cpu":0}' | $eng 2>/dev/null |
+           /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin).get("pinned"))')
+  [[ $pinned == True ]] || { echo "FAIL: '$eng' answers a hello with cpu 0 with pinned $pinned"; exit 1; }
+done
+echo "ok   minigpt serve and the Python client run on the hello's CPU (pinned)"

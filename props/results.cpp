@@ -72,6 +72,16 @@ void test_hook_create_delay(const std::string& path) {
   }
 }
 
+// Test hook (props/results_race_test.sh): MINIINFER_TEST_RESULTS_CREATED_HOLD_MS holds the run
+// that created the file, with its lock, for that long after creating it, so that a race's loser
+// meets the lock whatever the machine's speed; a line on stderr says so.
+void test_hook_created_hold(const std::string& path) {
+  if (const char* ms = std::getenv("MINIINFER_TEST_RESULTS_CREATED_HOLD_MS")) {
+    std::fprintf(stderr, "props: test hook: created %s; holding it %s ms\n", path.c_str(), ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
+  }
+}
+
 // A fresh, unnamed file in the target's folder (O_TMPFILE, linked later through /proc), or,
 // where the file system has no unnamed files or there is no /proc, a named one beside the
 // target that is unlinked once linked.
@@ -110,6 +120,7 @@ int create_locked(const std::string& path, const std::string& header) {
     write_all(fd, path, header);
     if (link_into_place(fd, named, path)) {
       fsync_parent(path);
+      test_hook_created_hold(path);
       return fd;
     }
   } catch (...) {

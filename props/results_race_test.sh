@@ -4,8 +4,9 @@
 #    no props header) is refused: exit status 2, one line on stderr naming it, every byte kept.
 # 2. Two runs race for a new results file: the loser, held up between finding the file absent
 #    and creating it (test hook MINIINFER_TEST_RESULTS_CREATE_DELAY_MS), is refused, and the
-#    winner's file survives with every batch. SIGSTOP holds the winner (and its lock) while the
-#    loser tries, so the outcome does not depend on the machine's speed.
+#    winner's file survives with every batch. A second hook (MINIINFER_TEST_RESULTS_CREATED_HOLD_MS)
+#    holds the winner, with its lock, while the loser tries, so the outcome does not depend on
+#    the machine's speed.
 # 3. Two failing runs share a report folder: one pauses between its report's first file and the
 #    others (test hook MINIINFER_TEST_REPORT_DELAY_MS), and is stopped there while the other
 #    reports; every file of the folder must then be the same run's, byte for byte as that run
@@ -39,7 +40,9 @@ done
 
 # ---- 2: the loser of the race for a new results file never touches the winner's -------------------
 # The loser finds the file absent and waits 4 s (the hook says so on stderr); meanwhile the
-# winner creates it and is stopped (SIGSTOP: it keeps its lock) until the loser has given up.
+# winner creates it and holds it, with its lock, for 8 s (a second hook), so the loser meets the
+# lock whatever the machine's speed (a SIGSTOP after the file appeared came too late once: the
+# winner of 30 batches had finished).
 wait_for() {  # wait_for CONDITION...: up to 30 s
   for _ in $(seq 300); do "$@" && return 0; sleep 0.1; done
   return 1
@@ -48,12 +51,10 @@ flags=(--rc-seed=5 --rc-max-success=300 "[p0]" --results race.jsonl)
 MINIINFER_TEST_RESULTS_CREATE_DELAY_MS=4000 "$props" "${flags[@]}" >loser.log 2>loser.err &
 loser=$!
 wait_for grep -q "test hook: race.jsonl is absent" loser.err
-"$props" "${flags[@]}" >winner.log 2>&1 &
+MINIINFER_TEST_RESULTS_CREATED_HOLD_MS=8000 "$props" "${flags[@]}" >winner.log 2>&1 &
 winner=$!
-wait_for test -s race.jsonl && kill -STOP $winner
 wait $loser
 loser_status=$?
-kill -CONT $winner
 wait $winner
 winner_status=$?
 check "the winner of the race finished" "$winner_status" "exit status $winner_status: $(tail -3 winner.log)"

@@ -465,21 +465,16 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
       config_.vocab_size = V;
       capacity_ = positions;
       max_recompute_ = reply.at("max_recompute").get<int>();
-      to_engine_.resize(static_cast<size_t>(V));
-      for (int i = 0; i < V; ++i) to_engine_[static_cast<size_t>(i)] = i;
-      reply.erase("re");
-      reply.erase("pinned");  // where it runs, not what it is: not in case files
-      s_.hello = std::move(reply);
-      return;
+    } else {
+      if (V != model.config.vocab_size)
+        broken(req, fmt::format("vocab_size {}, the model's is {}", V, model.config.vocab_size));
+      if (seqs < batch || positions < capacity)
+        broken(req, fmt::format("holds {} sequences of {} positions; props needs {} of {}", seqs, positions,
+                                batch, capacity));
+      batch_ = seqs;  // all it holds: p11 draws programs on up to 8 of them
     }
-    if (V != model.config.vocab_size)
-      broken(req, fmt::format("vocab_size {}, the model's is {}", V, model.config.vocab_size));
-    if (seqs < batch || positions < capacity)
-      broken(req, fmt::format("holds {} sequences of {} positions; props needs {} of {}", seqs, positions,
-                              batch, capacity));
-    batch_ = seqs;  // all it holds: p11 draws programs on up to 8 of them
     to_engine_.resize(static_cast<size_t>(V));
-    if (vocab == "minigpt") {
+    if (tokenizes_ || vocab == "minigpt") {  // ids as they are: the engine's own, or ours
       for (int i = 0; i < V; ++i) to_engine_[static_cast<size_t>(i)] = i;
     } else {
       const auto words = vocab.get<std::vector<std::string>>();

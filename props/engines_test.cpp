@@ -9,6 +9,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "engine/engine_test_util.h"
 #include "props/engine_registry.h"
 
 using namespace miniinfer;
@@ -17,16 +18,7 @@ using namespace miniinfer::props;
 namespace {
 
 Model small_model() {
-  Config c;
-  c.vocab_size = 16;
-  c.d_model = 32;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.d_ff = 64;
-  c.max_seq_len = 32;
-  std::vector<std::string> vocab;
-  for (int i = 0; i < c.vocab_size; ++i) vocab.push_back("w" + std::to_string(i));
-  return init_model(c, vocab, 7);
+  return init_model(testing::make_config(16, 32, 2, 2, 64, 32), testing::made_up_vocab(16), 7);
 }
 
 // The (seq, pos) of every layer-0 block output of call `call`.

@@ -5,6 +5,7 @@
 set -u
 props=$1 minigpt=$2 work=$3
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/engine_gone.sh"
 mkdir -p "$work" && cd "$work" || exit 1
 failed=0
 
@@ -22,15 +23,8 @@ expect() {
     failed=1
     return
   fi
-  # The stand-in writes its pid: it must be gone (killed and reaped) shortly after props exits.
-  if [[ -s pid ]]; then
-    for _ in $(seq 20); do kill -0 "$(cat pid)" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$(cat pid)" 2>/dev/null; then
-      echo "FAIL $name: the engine (pid $(cat pid)) outlived props"
-      failed=1
-      return
-    fi
-  fi
+  # The stand-in writes its pid: it must be gone shortly after props exits.
+  engine_gone "$name" || { failed=1; return; }
   echo "ok   $name: status $got: $line"
 }
 
@@ -55,10 +49,7 @@ expect_case() {
     failed=1
     return
   fi
-  if [[ -s pid ]]; then  # the last stand-in props started is gone too
-    for _ in $(seq 20); do kill -0 "$(cat pid)" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$(cat pid)" 2>/dev/null && { echo "FAIL $name: the engine (pid $(cat pid)) outlived props"; failed=1; return; }
-  fi
+  engine_gone "$name" || { failed=1; return; }  # the last stand-in props started is gone too
   echo "ok   $name: status $got: $line"
 }
 expect_case "exits mid-case" "^the engine crashed \(exit status 3\) at request 5 \(op [a-z_]+\); its stderr ended: standin: exiting on purpose$" -- \

@@ -10,6 +10,7 @@
 set -u
 props=$1 minigpt=$2 work=$3
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/engine_gone.sh"
 bigram="$here/../../clients/python/bigram_engine.py"
 mkdir -p "$work" && cd "$work" || exit 1
 failed=0
@@ -28,15 +29,8 @@ conform() {
     failed=1
     return
   fi
-  # A stand-in writes its pid: it must be gone (killed and reaped) shortly after props exits.
-  if [[ -s pid ]]; then
-    for _ in $(seq 20); do kill -0 "$(cat pid)" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$(cat pid)" 2>/dev/null; then
-      echo "FAIL $name: the engine (pid $(cat pid)) outlived props"
-      failed=1
-      return
-    fi
-  fi
+  # The stand-in writes its pid: it must be gone shortly after props exits.
+  engine_gone "$name" || { failed=1; return; }
   echo "ok   $name: status $got: $(grep -E -m1 -- "$regex" out.txt | cut -c1-150)"
 }
 standin() { echo "$here/standin.py $1 $2 $work/pid $minigpt serve"; }

@@ -31,7 +31,7 @@ std::vector<int> tokens(int n, uint64_t seed) {
 void BM_cached_decode(benchmark::State& state) {
   const int B = static_cast<int>(state.range(0)), prompt = 16, steps = 64;
   const Model& model = model_of_shipped_shape();
-  Engine engine(model, {Backend::Invariant, B, 0, Fault::None});
+  Engine engine(model, {Backend::Invariant, B, 0, Fault::None, KvLayout::Contiguous, {}});
   std::vector<int> seqs(static_cast<size_t>(B)), next(static_cast<size_t>(B));
   std::vector<float> logits(static_cast<size_t>(B) * 900);
   for (int b = 0; b < B; ++b) {

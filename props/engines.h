@@ -26,6 +26,7 @@ enum class Capability {
   Trace,          // a per-(layer, head) trace of a forward call for the reporter
   Faults,         // the fault catalogue can be injected
   Architectures,  // an engine can be built for a random architecture (p10)
+  PrefixCache,    // submit() reuses rows of earlier prompts and says how many tokens (p13)
 };
 const char* to_string(Capability c);
 
@@ -35,6 +36,13 @@ const char* to_string(Capability c);
 class EngineCrashed : public Error {
  public:
   using Error::Error;
+};
+
+// What submit() gave: the prompt's last logits and how many of its tokens came from the
+// prefix cache instead of being computed.
+struct Submitted {
+  std::vector<float> logits;  // (V)
+  int reused = 0;
 };
 
 class EngineUnderTest {
@@ -99,6 +107,18 @@ class EngineUnderTest {
   // A new request on `seq` starts where generate() starts one: on an empty sequence (ours asks
   // the active fault, so stale-cache keeps the old rows there too).
   virtual void start_request(int seq) { reset(seq); }
+
+  // Serving. A new request on `seq` with `prompt`: the sequence then holds exactly the prompt.
+  // An engine with Capability PrefixCache may reuse rows an earlier prompt computed (a prefix
+  // hit) and says how many tokens it reused; without it, start_request and one chunk, reused 0.
+  virtual Submitted submit(int seq, std::span<const int> prompt) {
+    start_request(seq);
+    return {forward_cached(seq, prompt, false), 0};
+  }
+  // Capability PrefixCache: the granularity of reuse (a hit reuses a multiple of it), in tokens.
+  virtual int prefix_block() const { return 0; }
+  // `seq` gives up its rows; by default a reset.
+  virtual void free(int seq) { reset(seq); }
 };
 
 // A path as case files and reports keep it: relative to the source tree when it lies inside it

@@ -135,7 +135,7 @@ int run(int argc, char** argv) {
   const std::string gguf = dir.file("model.gguf");
   write_gguf(gguf, model);
 
-  Engine ours(model, {Backend::Invariant, 4, 0, Fault::None});
+  Engine ours(model, {Backend::Invariant, 4, 0, Fault::None, KvLayout::Contiguous, {}});
   const std::vector<double> o = measure(ours, V);
   struct Setting {
     const char* name;

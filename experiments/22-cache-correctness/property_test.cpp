@@ -503,7 +503,7 @@ int run(int argc, char** argv) {
       "temperature %.1f, fault %s\n",
       lab::display_path(model_path).c_str(), sha.c_str(), cases.size(), draw.draws, draw.duplicates,
       static_cast<double>(kTemperature), to_string(fault));
-  Engine engine(model, {Backend::Invariant, kBatch, 0, Fault::None});
+  Engine engine(model, {Backend::Invariant, kBatch, 0, Fault::None, KvLayout::Contiguous, {}});
 
   auto t0 = std::chrono::steady_clock::now();
   const MainRun main = run_main(engine, tokenizer, cases, fault);

@@ -65,7 +65,7 @@ Slots run_paths(const Model& model, const std::vector<int>& prompt, Fault fault)
   const Config& c = model.config;
   const size_t V = static_cast<size_t>(c.vocab_size), d = static_cast<size_t>(c.d_head());
   Slots out;
-  Engine a(model, {Backend::Invariant, 1, 0, fault});
+  Engine a(model, {Backend::Invariant, 1, 0, fault, KvLayout::Contiguous, {}});
   const std::vector<float> prefill = a.forward_cached(0, prompt);  // slots 0 and 1, one pass
   const int token = sample(prefill, SamplerOptions{}, 0.0f);       // greedy, ties to the lowest id
   a.forward_cached(0, std::vector<int>{token});                    // the decode step writes slot 2

@@ -151,7 +151,7 @@ int run_logits(const std::vector<std::string>& argv) {
   const Config& c = in.model.config;
   if (static_cast<int>(in.prompt.size()) > c.max_seq_len)
     fail("flag --prompt: {} tokens exceed the model's max_seq_len {}", in.prompt.size(), c.max_seq_len);
-  Engine engine(in.model, {backend, 1, 0, Fault::None});
+  Engine engine(in.model, {backend, 1, 0, Fault::None, KvLayout::Contiguous, {}});
   const std::vector<float> logits = engine.forward_uncached(in.prompt, all);
   const size_t V = static_cast<size_t>(c.vocab_size);
   const int rows = all ? static_cast<int>(in.prompt.size()) : 1;

@@ -65,7 +65,7 @@ TEST_CASE("decode, batched decode and sampling allocate nothing once the engine 
   const Config c = make_config(300, 64, 4, 4, 256, 128);
   const Model model = random_model(c, 1);
   for (int B : {1, 4}) {
-    Engine engine(model, {Backend::Invariant, B, 0, Fault::None});
+    Engine engine(model, {Backend::Invariant, B, 0, Fault::None, KvLayout::Contiguous, {}});
     Rng rng(2);
     std::vector<Chunk> chunks;
     std::vector<std::vector<int>> prompts;

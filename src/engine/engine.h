@@ -11,6 +11,7 @@
 #include "engine/faults.h"
 #include "engine/kernels.h"
 #include "engine/kv_cache.h"
+#include "engine/paged_cache.h"
 #include "engine/trace.h"
 #include "model/model.h"
 
@@ -22,11 +23,19 @@ enum class Backend { Invariant, Eigen };
 const char* to_string(Backend backend);
 Backend backend_from_name(std::string_view name);  // throws Error naming the known ones
 
+// contiguous: a (capacity, D) slab per (layer, sequence), KvCache. paged: blocks from one
+// pool with block tables, prefix caching and copy-on-write, PagedKvCache (paged_cache.h).
+enum class KvLayout { Contiguous, Paged };
+const char* to_string(KvLayout layout);
+KvLayout layout_from_name(std::string_view name);  // throws Error naming the known ones
+
 struct EngineOptions {
   Backend backend = Backend::Invariant;
   int batch = 1;     // B: sequences the cache holds
   int capacity = 0;  // slots per sequence; 0 = the model's max_seq_len
   Fault fault = Fault::None;
+  KvLayout layout = KvLayout::Contiguous;
+  PagedOptions paged;  // the paged layout's block size, pool and placement
 };
 
 // The K and V rows a full-recompute forward computed, for comparison with cache rows.
@@ -107,6 +116,19 @@ class Engine {
   void start_request();
   void truncate(int seq, int p);
   void fork(int src, int dst, int prefix_len);
+
+  // Serving: a new request on `seq` with `prompt`. Its old rows go (as start_request), then,
+  // on the paged layout, the longest run of the prompt's full blocks that the prefix cache
+  // holds is mapped in (at most prompt.size() - 1 tokens: the last position is always
+  // computed), and the rest runs as one cached chunk. logits: (V), the last position's.
+  // Returns the tokens reused (always 0 on the contiguous layout).
+  int submit(int seq, std::span<const int> prompt, std::span<float> logits);
+  // `seq` gives up its rows (on the paged layout its blocks go back to the pool, the prefix
+  // cache keeping the full ones) and is freed: until a submit, reset or fork makes it live
+  // again, every other operation on it is refused with an Error naming it.
+  void free(int seq);
+  bool freed(int seq) const;
+  KvLayout layout() const;
 
  private:
   // A projection: the file's (OC, C) weight, its packed copy and its bias.

@@ -101,7 +101,7 @@ TEST_CASE("truncate then regenerate equals a fresh run, and fork continues like 
     Rng rng(c.d_model * 31 + c.n_layer);
     const std::vector<int> a = random_tokens(rng, 30, c.vocab_size);
     const std::vector<int> b = random_tokens(rng, 9, c.vocab_size);
-    Engine engine(model, {Backend::Invariant, 3, 0, Fault::None});
+    Engine engine(model, {Backend::Invariant, 3, 0, Fault::None, KvLayout::Contiguous, {}});
     INFO(describe(c));
     engine.forward_cached(0, a);
     // Truncate to 17, append b: must equal the uncached forward of a[:17] + b.
@@ -180,14 +180,14 @@ TEST_CASE("decode never reads a slot at or past the cursor") {
 TEST_CASE("capacity and max_seq_len errors name the sequence and the limit") {
   const Config c = make_config(20, 8, 1, 2, 16, 32);
   const Model model = random_model(c, 1);
-  Engine engine(model, {Backend::Invariant, 3, 16, Fault::None});
+  Engine engine(model, {Backend::Invariant, 3, 16, Fault::None, KvLayout::Contiguous, {}});
   const std::vector<int> sixteen(16, 1), one(1, 2);
   engine.forward_cached(2, sixteen);
   CHECK_THROWS_WITH(engine.forward_cached(2, one), "sequence 2: position 16 exceeds the cache capacity 16 (slots 0..15)");
   CHECK(engine.cursor(2) == 16);  // a refused call changes nothing
   CHECK_THROWS_WITH(engine.forward_uncached(std::vector<int>(33, 1)), "forward: 33 tokens exceed the model's max_seq_len 32");
   CHECK_THROWS_WITH(engine.forward_cached(0, std::vector<int>{1, 20}), "forward: token id 20 out of range (vocab size 20)");
-  CHECK_THROWS_WITH(Engine(model, {Backend::Invariant, 1, 33, Fault::None}),
+  CHECK_THROWS_WITH(Engine(model, {Backend::Invariant, 1, 33, Fault::None, KvLayout::Contiguous, {}}),
                     "engine: capacity 33 must lie in 1..max_seq_len (32)");
   GenerateOptions o;
   o.max_new_tokens = 20;
@@ -199,7 +199,7 @@ TEST_CASE("capacity and max_seq_len errors name the sequence and the limit") {
 TEST_CASE("a full cache leaves every guard region intact") {
   for (const Config& c : test_configs()) {
     const Model model = random_model(c, 2);
-    Engine engine(model, {Backend::Invariant, 2, 0, Fault::None});
+    Engine engine(model, {Backend::Invariant, 2, 0, Fault::None, KvLayout::Contiguous, {}});
     Rng rng(1);
     GenerateOptions o;
     o.max_new_tokens = c.max_seq_len - 5;
@@ -215,7 +215,7 @@ TEST_CASE("the eigen backend agrees within tolerance but is not byte-identical (
   const Model model = random_model(c, 4);
   Rng rng(5);
   const auto tokens = random_tokens(rng, 48, c.vocab_size);
-  Engine inv(model), eig(model, {Backend::Eigen, 1, 0, Fault::None});
+  Engine inv(model), eig(model, {Backend::Eigen, 1, 0, Fault::None, KvLayout::Contiguous, {}});
   const auto a = inv.forward_uncached(tokens, true), b = eig.forward_uncached(tokens, true);
   double max_rel = 0.0;
   size_t differing = 0;
@@ -271,7 +271,7 @@ TEST_CASE("a batched call that fails in a later group leaves every cursor where 
   // max_seq_len 16 and two chunks of 10 rows: forward_batch runs them as two groups.
   const Config c = make_config(20, 8, 1, 2, 16, 16);
   const Model model = random_model(c, 4);
-  Engine engine(model, {Backend::Invariant, 3, 0, Fault::None});
+  Engine engine(model, {Backend::Invariant, 3, 0, Fault::None, KvLayout::Contiguous, {}});
   engine.forward_cached(2, std::vector<int>{1, 2, 3});
   const std::vector<int> ten(10, 1), bad{1, 2, 3, 4, 5, 6, 7, 8, 9, 20};
   std::vector<float> logits(3 * 20);
@@ -293,7 +293,7 @@ TEST_CASE("a batched call that fails in a later group leaves every cursor where 
 TEST_CASE("decode checks its sizes before it touches the logits buffer") {
   const Config c = make_config(20, 8, 1, 2, 16, 16);
   const Model model = random_model(c, 4);
-  Engine engine(model, {Backend::Invariant, 2, 0, Fault::None});
+  Engine engine(model, {Backend::Invariant, 2, 0, Fault::None, KvLayout::Contiguous, {}});
   std::vector<float> logits(2 * 20);
   const std::vector<int> seqs(70, 0), tokens(70, 1);
   CHECK_THROWS_WITH(engine.decode(seqs, tokens, logits), "decode: 70 sequences for a batch of 2 sequences");
@@ -310,7 +310,7 @@ TEST_CASE("decode checks its sizes before it touches the logits buffer") {
 TEST_CASE("generate restores the engine's backend and fault, and stops on NaN logits naming the step") {
   const Config c = make_config(20, 8, 1, 2, 16, 16);
   Model model = random_model(c, 4);
-  Engine engine(model, {Backend::Invariant, 1, 0, Fault::None});
+  Engine engine(model, {Backend::Invariant, 1, 0, Fault::None, KvLayout::Contiguous, {}});
   GenerateOptions o;
   o.max_new_tokens = 3;
   o.backend = Backend::Eigen;

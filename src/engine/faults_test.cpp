@@ -27,7 +27,7 @@ std::string first_detection(const Model& model, Fault fault) {
   o.temperature = 0.8f;
   o.return_logits = true;
   o.fault = fault;
-  Engine engine(model, {Backend::Invariant, 2, 0, Fault::None});
+  Engine engine(model, {Backend::Invariant, 2, 0, Fault::None, KvLayout::Contiguous, {}});
   o.cache = false;
   const GenerateResult reference = generate(engine, prompts, o);
   o.cache = true;
@@ -184,7 +184,7 @@ TEST_CASE("a new request starts on an empty cache unless the fault keeps the old
   const Config c = make_config(20, 8, 1, 2, 16, 16);
   const Model model = random_model(c, 4);
   for (Fault f : {Fault::None, Fault::CursorOffByOne, Fault::StaleCache}) {
-    Engine engine(model, {Backend::Invariant, 2, 0, f});
+    Engine engine(model, {Backend::Invariant, 2, 0, f, KvLayout::Contiguous, {}});
     engine.forward_cached(0, std::vector<int>{1, 2});
     engine.forward_cached(1, std::vector<int>{3});
     engine.start_request(1);
@@ -219,7 +219,7 @@ TEST_CASE("a fault never touches full recompute") {
   Engine clean(model);
   const auto expected = clean.forward_uncached(tokens, true);
   for (Fault f : all_faults()) {
-    Engine faulty(model, {Backend::Invariant, 1, 0, f});
+    Engine faulty(model, {Backend::Invariant, 1, 0, f, KvLayout::Contiguous, {}});
     INFO("fault " << to_string(f));
     CHECK(same_bytes(faulty.forward_uncached(tokens, true), expected));
   }
@@ -234,7 +234,7 @@ TEST_CASE("traces of both paths align by (layer, head, position) and name the fi
   std::vector<int> all = prompt;
   all.push_back(next);
   for (Fault f : {Fault::None, Fault::LayerAlias, Fault::RopeDecodePhase}) {
-    Engine engine(model, {Backend::Invariant, 1, 0, f});
+    Engine engine(model, {Backend::Invariant, 1, 0, f, KvLayout::Contiguous, {}});
     Trace reference, cached;
     reference.positions = cached.positions = {p};
     engine.set_trace(&reference);

@@ -312,6 +312,7 @@ struct Parting {
   std::string what;
   bool logits = false;  // the call's logits differ (the reporter traces that call)
   bool cursor = false;  // the cursor differs from the history's length
+  const char* site = nullptr;  // prefix cache: "pool" (its bookkeeping) or "prefix-hit" (a submit's reuse)
 };
 
 // The first (layer, head, slot) row of `seq` that differs from full recompute of `tokens`.
@@ -489,7 +490,7 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
     if (trace && ci == traced_call) return std::nullopt;
     if (serving(e))
       if (const std::string bad = e.cache_check(); !bad.empty())
-        return Parting{ci, s.seqs[0], "the block pool is inconsistent: " + bad};
+        return Parting{ci, s.seqs[0], "the block pool is inconsistent: " + bad, false, false, "pool"};
     if (call.refused) {
       if (error.empty()) return Parting{ci, s.seqs[0], "the engine accepted a call the histories say must fail"};
       if (error.find('\n') != std::string::npos)
@@ -523,7 +524,8 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
       }
     }
     if (pool && s.kind == Step::Submit) {
-      if (auto why = check_reuse(e, *pool, s.seqs[0], s.tokens[0], reused)) return Parting{ci, s.seqs[0], *why};
+      if (auto why = check_reuse(e, *pool, s.seqs[0], s.tokens[0], reused))
+        return Parting{ci, s.seqs[0], *why, false, false, "prefix-hit"};
       pool->reused.push_back(reused);
     }
     if (!has_rows(e)) {
@@ -936,6 +938,13 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     return f;
   }
   const int seq = parting->seq;
+  if (parting->site) {  // the pool's bookkeeping or a submit's reuse: no row to trace
+    j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", parting->site}, {"what", parting->what}};
+    j["verdict"] = "gross";
+    text += fmt::format("  first parting: {} ({})\n  verdict: gross error in the {}\n",
+                        parting->what, std::string(parting->site) == "pool" ? "the pool's own check" : "the prefix hit",
+                        std::string(parting->site) == "pool" ? "block pool's bookkeeping" : "prefix cache");
+  }
   const std::vector<Call> calls = plan(h, step);
   const Call& call = calls[static_cast<size_t>(parting->call)];
   const Histories& before_call = parting->call == 0 ? h : calls[static_cast<size_t>(parting->call) - 1].after;

@@ -152,6 +152,7 @@ struct Call {
   std::vector<std::pair<int, std::vector<int>>> rows;  // a forward: (sequence, tokens appended)
   Histories after;                                     // the histories after the call
   bool refused = false;                                // the engine must refuse it
+  bool either = false;  // refused: the engine may also accept it, if it changes nothing (a second free)
 };
 
 size_t len(const Histories& h, int seq) { return h.tokens[static_cast<size_t>(seq)].size(); }
@@ -255,7 +256,8 @@ std::vector<Call> plan(const Histories& before, const Step& s) {
       break;
     }
     case Step::Free: {  // every later command on it is refused until a submit, reset or fork revives it
-      Call c{{}, h, is_freed(h, s.seqs[0])};
+      // Freeing a freed sequence changes nothing; ours accepts it (engine.h words it as refused).
+      Call c{{}, h, is_freed(h, s.seqs[0]), is_freed(h, s.seqs[0])};
       if (!c.refused) {
         t[static_cast<size_t>(s.seqs[0])].clear();
         set_freed(h, s.seqs[0], true);
@@ -359,14 +361,17 @@ std::set<int> touched(const Step& s, const Call& c) {
 
 // ---- the prefix cache's model: beside the histories, on an engine with a prefix cache ---------
 
-// What a program's run has seen of the pool: what each physical block was last seen holding, and
-// the eviction count when each prefix of whole blocks was last held by a live table. A prefix
-// some table held, with no eviction since, is still in the prefix cache (a held block is never
-// evicted, a released one only by an eviction); one ever held may still be.
+// What a program's run has seen of the pool: which prefixes of whole blocks some table held, what
+// each physical block was last seen holding, and the eviction count when each prefix was last
+// held in a block of the prefix cache. Such a prefix, with no eviction since, is still there (a
+// held block is never evicted, a released one only by an eviction); one ever held may still be.
+// Only registered blocks count for the first: a table may hold its own unregistered copy of a
+// prefix another block is registered for, and that one can be evicted while the copy is held.
 struct Pool {
   explicit Pool(int block_size = 0) : block(block_size) {}
   int block = 0;
-  std::map<std::vector<int>, int64_t> held;  // prefix (whole blocks) -> evictions when last held
+  std::set<std::vector<int>> ever;           // prefixes (whole blocks) some table held
+  std::map<std::vector<int>, int64_t> held;  // prefix -> evictions when a registered block last held it
   std::map<int, std::vector<int>> holds;     // physical block -> the prefix its rows hold
   std::vector<int> reused;                   // per Submit, the tokens it reused (the twin's must match)
   PagedStats stats;                          // after the last call
@@ -385,10 +390,12 @@ void observe(EngineUnderTest& e, const Histories& h, Pool& pool) {
     for (size_t j = 0; j < table.size(); ++j) {
       const int end = static_cast<int>(j + 1) * pool.block;
       if (table[j] < 0 || static_cast<int>(j) * pool.block >= static_cast<int>(t.size())) continue;
+      const bool registered = e.locate(q, static_cast<int>(j) * pool.block).registered;
       if (end <= static_cast<int>(t.size())) {
-        pool.held[prefix(t, end)] = pool.stats.evictions;
+        pool.ever.insert(prefix(t, end));
+        if (registered) pool.held[prefix(t, end)] = pool.stats.evictions;
         pool.holds[table[j]] = prefix(t, end);
-      } else if (!e.locate(q, static_cast<int>(j) * pool.block).registered) {
+      } else if (!registered) {
         pool.holds.erase(table[j]);
       }
     }
@@ -403,11 +410,10 @@ std::optional<std::string> check_reuse(EngineUnderTest& e, const Pool& pool, int
   const int b = pool.block;
   const int cap = (static_cast<int>(prompt.size()) - 1) / b;
   int most = 0, sure = 0;
-  for (int k = 1; k <= cap; ++k) {
-    const auto it = pool.held.find(prefix(prompt, k * b));
-    if (it == pool.held.end()) break;
+  for (int k = 1; k <= cap && pool.ever.count(prefix(prompt, k * b)); ++k) {
     most = k;
-    if (sure == k - 1 && it->second == pool.stats.evictions) sure = k;
+    const auto it = pool.held.find(prefix(prompt, k * b));
+    if (sure == k - 1 && it != pool.held.end() && it->second == pool.stats.evictions) sure = k;
   }
   if (reused % b != 0) return fmt::format("the submit reused {} tokens, not whole blocks of {}", reused, b);
   if (reused > most * b)
@@ -492,7 +498,8 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
       if (const std::string bad = e.cache_check(); !bad.empty())
         return Parting{ci, s.seqs[0], "the block pool is inconsistent: " + bad, false, false, "pool"};
     if (call.refused) {
-      if (error.empty()) return Parting{ci, s.seqs[0], "the engine accepted a call the histories say must fail"};
+      if (error.empty() && !call.either)
+        return Parting{ci, s.seqs[0], "the engine accepted a call the histories say must fail"};
       if (error.find('\n') != std::string::npos)
         return Parting{ci, s.seqs[0], "the engine's error is not one line: " + error};
       const Snapshot now(e, call.after);
@@ -549,6 +556,12 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
           return Parting{ci, q, fmt::format("cache row of sequence {} differs from full recompute at layer {}, head {}, slot {}{}",
                                             q, d.layer, d.head, d.slot, where.empty() ? "" : " (" + where + ")")};
         }
+      } else if (!by_history && snap.preempted[static_cast<size_t>(q)] && !now.preempted[static_cast<size_t>(q)]) {
+        // Recomputed because the call read it (a fork's source): its rows must be recompute's.
+        if (const RowDiff d = diff_rows(e, q, want); d.count > 0)
+          return Parting{ci, q, fmt::format("the recomputed cache row of sequence {} differs from full recompute at "
+                                            "layer {}, head {}, slot {} ({})", q, d.layer, d.head, d.slot,
+                                            where_slot(e, q, d.slot))};
       } else if (by_history ? diff_rows(e, q, want).count > 0 : !now.same_slots(snap, q, serving(e))) {
         return Parting{ci, q, fmt::format("sequence {} changed, which the call did not touch", q)};
       }

@@ -317,7 +317,7 @@ const EngineDecl kMiniInfer = {
               {.name = "--pool-blocks",
                .arg = " N",
                .help = "the paged cache's pool (default: batch x capacity / block size;\n"
-                       "p11 always runs a pool of 40 slots for its 8 sequences of 12)",
+                       "p11 always runs a pool of 28 slots for its 8 sequences of 12)",
                .fallback = "0",
                .number = true,
                .elsewhere = "the block pool is our paged cache's; {} has none"}},

@@ -700,7 +700,8 @@ struct ResetCommand : StepCommand {
 };
 
 // Serving: a new request whose prompt mostly shares a prefix with what a sequence holds or held
-// (whole blocks, a block and part of the next, or less than a block), then grammar words.
+// (whole blocks, which must hit; any prefix: a block and part of the next, or less than a block),
+// then grammar words, half the time up to the sequence's capacity (so that the pool fills).
 struct SubmitCommand : StepCommand {
   explicit SubmitCommand(const Histories& h) {
     step.kind = Step::Submit;
@@ -710,16 +711,21 @@ struct SubmitCommand : StepCommand {
       if (!t.empty()) bases.push_back(&t);
     for (const auto& t : h.seen) bases.push_back(&t);
     std::vector<int> prompt;
+    bool whole = false;
     if (!bases.empty() && !one_in(4)) {
       const std::vector<int>& base = *bases[static_cast<size_t>(*rc::gen::inRange(0, static_cast<int>(bases.size())))];
       const int blocks = static_cast<int>(base.size()) / h.block;
-      const int n = blocks >= 1 && *rc::gen::arbitrary<bool>() ? h.block * *rc::gen::inRange(1, blocks + 1)
-                                                                : *rc::gen::inRange(1, static_cast<int>(base.size()) + 1);
+      whole = blocks >= 1 && !one_in(3);
+      const int n = whole ? h.block * *rc::gen::inRange(1, blocks + 1)
+                          : *rc::gen::inRange(1, static_cast<int>(base.size()) + 1);
       prompt.assign(base.begin(), base.begin() + n);
     }
     const int room = kHistoryCapacity - static_cast<int>(prompt.size());
     if (room > 0) {
-      const std::vector<int> tail = chunk_of(*gen::genPrompt(), prompt.empty() ? 1 : 0, room);
+      // At least one token of its own after whole blocks: a submit computes its last position.
+      std::vector<int> tail = chunk_of(*gen::genPrompt(), prompt.empty() || whole ? 1 : 0, room);
+      if (!tail.empty() && one_in(2))  // up to the capacity: the grammar's words again
+        for (size_t i = 0; tail.size() < static_cast<size_t>(room); ++i) tail.push_back(tail[i]);
       prompt.insert(prompt.end(), tail.begin(), tail.end());
     }
     step.tokens = {prompt};
@@ -1078,8 +1084,8 @@ void check_histories() {
                                                   ForkCommand, ForkCommand, ResetCommand>()))
           : *rc::gen::scale(0.4, rc::state::gen::commands(
                                      initial, rc::state::gen::execOneOfWithArgs<
-                                                  AppendCommand, AppendCommand, DecodeCommand, MixedCommand,
-                                                  TruncateCommand, ForkCommand, ForkCommand, ResetCommand,
+                                                  AppendCommand, AppendCommand, AppendCommand, DecodeCommand,
+                                                  MixedCommand, TruncateCommand, ForkCommand, ForkCommand, ResetCommand,
                                                   SubmitCommand, SubmitCommand, SubmitCommand, FreeCommand>()));
   Program p;
   p.batch = batch;

@@ -22,10 +22,11 @@ namespace miniinfer::props {
 constexpr int kHistorySequences = 8;  // the engine's sequences; a program uses the first `batch`
 constexpr int kHistoryCapacity = 12;  // slots per sequence: small, so programs fill sequences
 // On an engine with a prefix cache (the paged layout) p11 also submits and frees, on a pool of
-// 40 slots (10 blocks of 4) for its 8 sequences of 12 (96): programs evict and preempt. A call
-// then touches at most 3 sequences (36 slots), so that every call the model accepts fits the pool.
-constexpr int kServingPoolSlots = 40;
-constexpr int kServingWidth = 3;
+// 28 slots (7 blocks of 4) for its 8 sequences of 12 (96): programs evict and preempt. A call
+// then touches at most 2 sequences (24 slots), so that every call the model accepts fits the
+// pool (with 3 sequences and 36 slots, 2 to 5 programs in 200 preempted; with these, 3 to 15).
+constexpr int kServingPoolSlots = 28;
+constexpr int kServingWidth = 2;
 constexpr uint64_t kTwinPlacement = 7;  // the placement twin's seed: the same bytes elsewhere
 
 // One command of a program.

@@ -59,7 +59,8 @@ class P13 final : public CaseProperty<PrefixCase> {
       words.insert(words.end(), ids.begin(), ids.end());
     }
     tag(sentences.front());
-    const int len_a = std::max(static_cast<int>(words.size()), block + *rc::gen::inRange(0, block));
+    const int blocks = *rc::gen::inRange(1, 4);
+    const int len_a = std::max(static_cast<int>(words.size()), blocks * block + *rc::gen::inRange(0, block));
     std::vector<int> a;
     for (int i = 0; i < len_a; ++i) a.push_back(words[static_cast<size_t>(i) % words.size()]);
     // B: A's first `shared` tokens (one block or more: sometimes all of A, sometimes a block and

@@ -980,13 +980,18 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     replay_to_failing(h);
     Trace cached;
     run_step(e, h, step, &cached, parting->call);
-    const int cursor_before = static_cast<int>(len(before_call, seq));
-    int engine_before = cursor_before;
+    int cursor_before = static_cast<int>(len(before_call, seq));
+    int first_q = -1;  // where the cached call's rows of seq start
+    bool at_cursor = false;
     for (const auto& r : cached.records)
       if (r.seq == seq && r.kind == TraceKind::Q) {
-        engine_before = r.pos;
-        break;
+        if (first_q < 0) first_q = r.pos;
+        at_cursor = at_cursor || r.pos == cursor_before;
       }
+    // A submit computes its prompt after the blocks it reused; a preempted sequence's recompute
+    // (traced with the call) starts at 0: compare from where the rows start, unshifted.
+    if (first_q >= 0 && (step.kind == Step::Submit || (first_q < cursor_before && !at_cursor))) cursor_before = first_q;
+    const int engine_before = first_q < 0 || at_cursor ? cursor_before : first_q;
     Trace ref;
     ref.seq = seq;
     e.trace_call(&ref, 0);

@@ -41,14 +41,19 @@ else()
   string(JSON nb LENGTH "${b}")
   set(size "prompts of ${na} and ${nb} tokens")
 endif()
-# Located: a cache row named by its block, or the pool's bookkeeping, or the prefix hit.
+# Located: the first parting (a cache row, the pool's bookkeeping or the prefix hit), and a
+# differing cache row named by its block (p11, p13: in the first parting; a scripted property:
+# its first differing slot).
 string(JSON component ERROR_VARIABLE no_parting GET "${report}" first_parting component)
 string(JSON where ERROR_VARIABLE no_where GET "${report}" first_parting where)
+if(no_where)
+  string(JSON where ERROR_VARIABLE no_where GET "${report}" first_differing_slot where)
+endif()
 if(no_parting)
   message(FATAL_ERROR "${FAULT}: the ${property} report names no first parting; log ${WORK}/first.log")
 endif()
-if(component STREQUAL "cache" AND no_where)
-  message(FATAL_ERROR "${FAULT}: the ${property} report names a cache row but not its block; log ${WORK}/first.log")
+if(no_where AND NOT component STREQUAL "pool" AND NOT component STREQUAL "prefix-hit")
+  message(FATAL_ERROR "${FAULT}: the ${property} report names no block for the first differing row; log ${WORK}/first.log")
 endif()
 execute_process(COMMAND ${PROPS} --replay ${WORK}/first/${property}.case.json --report-dir ${WORK}/replay
                 RESULT_VARIABLE again OUTPUT_VARIABLE out2 ERROR_VARIABLE out2)

@@ -172,6 +172,12 @@ Histories fresh(int batch, int block) {
 // Serving: what the sequences held before this step, for a later Submit to share (the last 16).
 void remember(Histories& h, const Histories& before) {
   if (h.block == 0) return;
+  h.ghost.resize(kHistorySequences);
+  for (size_t q = 0; q < h.tokens.size(); ++q) {
+    const auto& old = before.ghost.empty() ? before.tokens[q] : before.ghost[q];
+    h.ghost[q] = h.tokens[q];
+    if (old.size() > h.ghost[q].size()) h.ghost[q].insert(h.ghost[q].end(), old.begin() + h.ghost[q].size(), old.end());
+  }
   for (const auto& t : before.tokens)
     if (!t.empty() && std::find(h.seen.begin(), h.seen.end(), t) == h.seen.end()) h.seen.push_back(t);
   if (h.seen.size() > 16) h.seen.erase(h.seen.begin(), h.seen.end() - 16);
@@ -509,12 +515,16 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
       continue;
     }
     if (!error.empty()) return Parting{ci, s.seqs[0], "the engine refused a valid call: " + error};
+    // A submit's reuse against the model, said with its logits when they differ too.
+    const std::optional<std::string> reuse =
+        pool && s.kind == Step::Submit ? check_reuse(e, *pool, s.seqs[0], s.tokens[0], reused) : std::nullopt;
     for (size_t j = 0; j < call.rows.size(); ++j) {
       const int seq = call.rows[j].first;
       const auto& want = reference(call.after.tokens[static_cast<size_t>(seq)]).logits;
       const std::span<const float> got(logits.data() + j * V, V);
       if (!same_bytes(got, want)) {
-        Parting p{ci, seq, fmt::format("the logits of sequence {} differ from full recompute", seq), true};
+        Parting p{ci, seq, fmt::format("the logits of sequence {} differ from full recompute{}", seq,
+                                       reuse ? ", and " + *reuse : std::string()), true};
         if (e.cursor(seq) != static_cast<int>(len(call.after, seq))) p.cursor = true;
         return p;
       }
@@ -530,11 +540,8 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
         return p;
       }
     }
-    if (pool && s.kind == Step::Submit) {
-      if (auto why = check_reuse(e, *pool, s.seqs[0], s.tokens[0], reused))
-        return Parting{ci, s.seqs[0], *why, false, false, "prefix-hit"};
-      pool->reused.push_back(reused);
-    }
+    if (reuse) return Parting{ci, s.seqs[0], *reuse, false, false, "prefix-hit"};
+    if (pool && s.kind == Step::Submit) pool->reused.push_back(reused);
     if (!has_rows(e)) {
       if (pool) observe(e, call.after, *pool);
       continue;  // logits only: no rows to read
@@ -673,9 +680,12 @@ struct TruncateCommand : StepCommand {
   explicit TruncateCommand(const Histories& h) {
     step.kind = Step::Truncate;
     step.seqs = {draw_seq(h)};
-    // One in seven past the cursor, which the engine must refuse.
+    // One in seven past the cursor, which the engine must refuse. With a prefix cache, half the
+    // rest cut inside the last block (a rollback of a few tokens: the block goes on partly filled).
     const int n = static_cast<int>(len(h, step.seqs[0]));
-    step.n = draw_bad() ? n + 1 : *rc::gen::inRange(0, n + 1);
+    step.n = draw_bad() ? n + 1
+             : h.block > 0 && n > 1 && *rc::gen::arbitrary<bool>() ? n - *rc::gen::inRange(1, std::min(n, h.block))
+                                                                   : *rc::gen::inRange(0, n + 1);
   }
 };
 
@@ -710,6 +720,10 @@ struct SubmitCommand : StepCommand {
     for (const auto& t : h.tokens)
       if (!t.empty()) bases.push_back(&t);
     for (const auto& t : h.seen) bases.push_back(&t);
+    std::vector<const std::vector<int>*> ghosts;  // a conversation resubmitted after an edit of its end
+    for (size_t q = 0; q < h.ghost.size(); ++q)
+      if (h.ghost[q].size() > h.tokens[q].size()) ghosts.push_back(&h.ghost[q]);
+    if (!ghosts.empty() && *rc::gen::arbitrary<bool>()) bases = ghosts;
     std::vector<int> prompt;
     bool whole = false;
     if (!bases.empty() && !one_in(4)) {
@@ -1002,6 +1016,14 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
                                         c.n_head, fmt::format("p11: where command {} parts from full recompute", p.failing));
     text += d.text;
     for (const auto& [k, v] : d.json.items()) j[k] = v;
+    // On the paged cache: the block the first parting's slot lives in, as the call left it.
+    if (serving(e) && j.contains("first_parting") && j["first_parting"].contains("slot")) {
+      const int slot = j["first_parting"]["slot"].get<int>();
+      if (slot >= 0 && slot < e.cursor(seq)) {
+        j["first_parting"]["where"] = where_slot_json(e, seq, slot);
+        text += fmt::format("  slot {}: {}\n", slot, where_slot(e, seq, slot));
+      }
+    }
     f.svg = d.svg;
     f.located = true;
   }
@@ -1024,8 +1046,10 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   if (has_rows(e)) j["differing_cache_rows"] = d.rows;
   text += !has_rows(e) ? fmt::format("  cache: not read (engine {} has no {})\n", e.name(), to_string(Capability::KvRows))
           : d.count == 0 ? fmt::format("  cache: every row of sequence {} equals full recompute\n", seq)
-                       : fmt::format("  cache rows of sequence {} that differ from full recompute ({}): {}{}\n", seq,
-                                     d.count, d.listed, d.count > 12 ? ", ..." : "");
+                       : fmt::format("  cache rows of sequence {} that differ from full recompute ({}): {}{}\n{}", seq,
+                                     d.count, d.listed, d.count > 12 ? ", ..." : "",
+                                     serving(e) ? fmt::format("  the first, slot {}: {}\n", d.slot, where_slot(e, seq, d.slot))
+                                                : std::string());
   if (!j.contains("first_parting") && d.count > 0) {
     const Reference& ref = reference(want);
     const auto a = d.k ? held.k_row(d.layer, d.head, d.slot) : held.v_row(d.layer, d.head, d.slot);

@@ -49,6 +49,9 @@ struct Histories {
   int block = 0;                         // the engine's reuse block; 0: no prefix cache (no serving commands)
   std::vector<char> freed = {};          // (kHistorySequences) or empty: none freed
   std::vector<std::vector<int>> seen = {};  // serving: what sequences held before (a Submit's prefixes)
+  // Serving: per sequence, the ids last written at each position, past a truncation or reset
+  // too: a Submit that resubmits a conversation after its end was edited.
+  std::vector<std::vector<int>> ghost = {};
 };
 
 // A program and, once it failed, where.

@@ -38,6 +38,7 @@ class MiniInfer final : public EngineUnderTest {
     return fmt::format("miniinfer (ours), backend {}, fault {}{}", to_string(backend_), to_string(fault_), kv);
   }
   bool has(Capability c) const override { return c != Capability::PrefixCache || e_.layout() == KvLayout::Paged; }
+  std::string lacks_why() const override { return paged() ? "" : "the prefix cache is the paged layout's: --kv-cache paged"; }
   const Config& config() const override { return e_.config(); }
 
   int vocab_size() const override { return e_.vocab_size(); }

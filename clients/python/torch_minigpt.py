@@ -278,6 +278,10 @@ class PrefixCache:
         while len(self.kept) > self.limit:
             self.kept.popitem(last=False)
 
+    def forward_rest(self, model, rest, past, m):
+        """The prompt's tokens after the m reused ones, at positions m.., on the reused past."""
+        return model.forward(rest, past, m)
+
 
 class BlockKeyPrefixCache(PrefixCache):
     """A prefix cache keyed by each block's own tokens, not by the whole prefix before it (a hash
@@ -297,8 +301,25 @@ FAULTS = {
     "rope-twice": RopeTwice,
     "chunk-mask-peek": ChunkMaskPeek,
 }
+class RestPositionsPrefixCache(PrefixCache):
+    """The prompt's rest rotated from position 0 after a hit: its RoPE positions are
+    arange(len(rest)), not m + arange(len(rest)), as with model(input_ids=rest,
+    past_key_values=past) when position_ids are not offset by the cached length."""
+
+    def forward_rest(self, model, rest, past, m):
+        if m == 0:
+            return model.forward(rest, past, m)
+        own = model.positions
+        model.positions = lambda pos, past: pos - m
+        try:
+            return model.forward(rest, past, m)
+        finally:
+            model.positions = own
+
+
 PREFIX_FAULTS = {  # with --prefix-cache: bugs of the prefix cache, the model left as it is
     "prefix-block-key": BlockKeyPrefixCache,
+    "prefix-positions": RestPositionsPrefixCache,
 }
 
 
@@ -426,8 +447,8 @@ class TorchEngine(props_engine.Engine):
         seq, tokens = self.submitted_prompt(req)
         reused, past = self.prefixes.lookup(tokens)
         with torch.no_grad():
-            logits, present = self.model.forward(tokens[reused:], past or [empty_kv(self.model)] * self.model.L,
-                                                 reused)
+            logits, present = self.prefixes.forward_rest(
+                self.model, tokens[reused:], past or [empty_kv(self.model)] * self.model.L, reused)
         self.cache[seq] = present
         self.seq(seq).extend(tokens)
         self.prefixes.store(tokens, present)

@@ -370,7 +370,7 @@ class TorchEngine(props_engine.Engine):
         self.prefix_block = prefix_cache().block if prefix_cache else 0
         self.version = "torch %s, %d thread%s, fault %s%s" % (
             torch.__version__, threads, "" if threads == 1 else "s", fault or "none",
-            ", prefix cache in blocks of %d" % self.prefix_block if prefix_cache else "")
+            ", prefix cache" if prefix_cache else "")
 
     def on_hello(self, req):
         reply = super().on_hello(req)

@@ -82,16 +82,30 @@ if [[ $part == serve ]]; then
   reply_has "submit on sequence 9" "${r[2]:-}" '"code":"bad_request".*seq 9 outside 0\.\.3'
   reply_has "submit of token 5000" "${r[3]:-}" '"code":"bad_request".*token 5000 outside'
   reply_has "submit of 513 tokens" "${r[4]:-}" '"code":"out_of_capacity"'
-  reply_has "submit" "${r[5]:-}" '^\{"cursor":3,"logits":\{.*"reused":0,"re":5\}$'
+  reply_has "submit" "${r[5]:-}" '^\{"cursor":3,"logits":\{.*"re":5,"reused":0\}$'
   reply_has "free" "${r[6]:-}" '^\{"re":6\}$'
-  reply_has "decode on a freed sequence" "${r[7]:-}" '"re":7.*"code":"bad_request"'
-  reply_has "submit on a freed sequence" "${r[8]:-}" '"reused":0,"re":8\}$'
+  reply_has "decode on a freed sequence" "${r[7]:-}" '"code":"bad_request","message":"sequence 0 is freed.*"re":7'
+  reply_has "submit on a freed sequence" "${r[8]:-}" '"cursor":3,"logits":.*"re":8,"reused":[0-9]+\}$'
   mapfile -t r < <(ask "$minigpt serve" '{"id":1,"op":"submit","seq":0,"tokens":[1]}' '{"id":2,"op":"free","seq":0}')
   reply_has "submit on the contiguous layout" "${r[1]:-}" '"code":"not_implemented"'
   reply_has "free on the contiguous layout" "${r[2]:-}" '"code":"not_implemented"'
 
-  # p13 over the protocol on our paged engine.
+  # p13 over the protocol on our paged engine; a fault of its prefix cache fails it.
   p13 "p13 on minigpt serve, paged" 0 "^ok +p13 " "$paged"
+  p13 "p13 on minigpt serve, paged, --inject prefix-hash-short" 1 "^FAIL +p13 " \
+    "$minigpt serve --kv-cache paged --block-size 4 --inject prefix-hash-short"
+  # p11 over the protocol: no block tables to read, so a submit's reuse is bounded by the
+  # prefixes its sequences held; blocks of 4, so its short programs hit.
+  rm -f pid
+  "$props" --rc-seed=1 "[p11]" --report-dir "$work/p11" --engine process \
+    --engine-cmd "$minigpt serve --kv-cache paged --block-size 4" >p11.txt 2>&1
+  status=$?
+  mix=$(grep -m1 -o 'serving (no placement twin, no pool statistics): [0-9]* submits, [0-9]* hits' p11.txt)
+  if [[ $status != 0 ]] || [[ -z $mix ]] || [[ $mix == *" 0 hits" ]]; then
+    bad "p11 on minigpt serve, paged, blocks of 4: status $status, '$mix': $(grep -m1 -E '^command [0-9]' p11.txt)"
+  else
+    echo "ok   p11 on minigpt serve, paged, blocks of 4: $mix"
+  fi
 
   # Broken stand-ins: props --conform's wrong line, and for the protocol breakers a p13 run's end.
   conform "hello without prefix_block" 5 "^  wrong    prefix_cache       prefix_block is missing" "$(standin noblock "$paged")"

@@ -181,6 +181,11 @@ elif [[ $part == torch ]]; then
   fi
   p13 "torch --prefix-cache --fault prefix-positions" 1 "^FAIL +p13 " "$engine --fault prefix-positions"
   grep -q '^Shrunk in\|^Falsifiable' out.txt || bad "prefix-positions: p13's failure is not shrunk"
+  # ... and at the tokens level too, where the engine's own drift passes: B's next token parts.
+  p13 "torch --prefix-block 4 --fault prefix-positions, tokens" 1 "^FAIL +p13 " \
+    "$engine --prefix-block 4 --fault prefix-positions" --level tokens
+  grep -q "tokens differ first at step 0" "$work/reports/p13.report.txt" ||
+    bad "prefix-positions at tokens: the report does not say B's next token differs"
   p13 "torch --prefix-cache --fault prefix-block-key (a blind spot of p13)" 0 "^ok +p13 " "$engine --fault prefix-block-key"
 else
   echo "usage: prefix_test.sh PROPS MINIGPT WORK serve|torch"

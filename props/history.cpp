@@ -1023,8 +1023,11 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     text += d.text;
     for (const auto& [k, v] : d.json.items()) j[k] = v;
     // On the paged cache: the block the first parting's slot lives in, as the call left it.
-    if (serving(e) && j.contains("first_parting") && j["first_parting"].contains("slot")) {
-      const int slot = j["first_parting"]["slot"].get<int>();
+    // (A q, k or v row names its position: the slot the call writes it to.)
+    if (serving(e) && j.contains("first_parting") &&
+        (j["first_parting"].contains("slot") || j["first_parting"].contains("position"))) {
+      const auto& fp = j["first_parting"];
+      const int slot = fp.contains("slot") ? fp["slot"].get<int>() : fp["position"].get<int>();
       if (slot >= 0 && slot < e.cursor(seq)) {
         j["first_parting"]["where"] = where_slot_json(e, seq, slot);
         text += fmt::format("  slot {}: {}\n", slot, where_slot(e, seq, slot));

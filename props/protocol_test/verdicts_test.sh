@@ -10,8 +10,7 @@
 set -u
 props=$1 minigpt=$2 work=$3
 mkdir -p "$work" && cd "$work" || exit 1
-# A skip names the engine that lacks the capability (p13's, on the contiguous layout both ways).
-verdicts() { grep -E '^(ok|FAIL|SKIP) ' "$1" | sed -E 's/ +[0-9.]+ s$//; s/\(engine (miniinfer|process) has no /(engine has no /'; }
+verdicts() { grep -E '^(ok|FAIL|SKIP) ' "$1" | sed -E 's/ +[0-9.]+ s$//'; }
 
 if [[ $# -lt 4 ]]; then
   "$props" --rc-seed=1 --report-dir in/reports >in.txt 2>&1

@@ -280,6 +280,9 @@ Failure report_scenarios(EngineUnderTest& engine, const std::vector<Scenario>& s
 
 std::string where_slot(EngineUnderTest& e, int seq, int slot) {
   if (!e.has(Capability::PrefixCache)) return "";
+  if (e.block_table(seq).empty() && !e.preempted(seq))  // an engine that shows no blocks (over the protocol)
+    return fmt::format("block {} of blocks of {}, offset {}; the engine does not show where its blocks lie",
+                       slot / e.prefix_block(), e.prefix_block(), slot % e.prefix_block());
   const BlockSlot b = e.locate(seq, slot);
   if (b.physical < 0)
     return fmt::format("block {} of sequence {}'s table, offset {}, no physical block (preempted)", b.logical, seq,

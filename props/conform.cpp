@@ -84,6 +84,8 @@ class Conformance {
   bool hello();
   bool vocabulary();
   void script();
+  std::string prefix_cache();
+  int submit(int seq, const Tokens& prompt, const std::string& what);
 
   EngineLink& link_;
   std::string cmd_;
@@ -91,7 +93,8 @@ class Conformance {
   long next_id_ = 0;
   json hello_;
   int V_ = 0, sequences_ = 0, positions_ = 0, max_recompute_ = 0;
-  bool kv_rows_ = false, trace_ = false, tokenize_ = false;
+  bool kv_rows_ = false, trace_ = false, tokenize_ = false, prefix_cache_ = false;
+  json prefix_block_;  // the hello's, when it claims prefix_cache
   std::vector<Tokens> word_ids_;  // the engine's ids of each of the model's words
   Tokens P_;                      // kSentence in the engine's ids
   int ok_ = 0, missing_ = 0, wrong_ = 0, differs_ = 0;
@@ -223,6 +226,8 @@ bool Conformance::hello() {
       if (!caps.is_object()) throw Finding{Verdict::Wrong, "capabilities is not an object"};
       kv_rows_ = caps.value("kv_rows", false);
       trace_ = caps.value("trace", false);
+      prefix_cache_ = caps.value("prefix_cache", false);
+      prefix_block_ = reply.value("prefix_block", json());
       tokenize_ = reply.at("vocab") == "tokenize";
       (void)reply.at("name").get<std::string>();
       (void)reply.at("version").get<std::string>();
@@ -525,6 +530,13 @@ void Conformance::script() {
                          fmt::join(sites, " "));
     });
   }
+  if (!prefix_cache_) {
+    const std::string who = needing(Capability::PrefixCache);
+    line(Verdict::Missing, "prefix_cache",
+         "not claimed: props starts requests with one chunk" + (who.empty() ? std::string() : " and skips " + who));
+  } else {
+    check("prefix_cache", [&] { return prefix_cache(); });
+  }
   // The errors docs/protocol.md lists, where an engine must give them.
   check("unknown op", [&] {
     expect_error({{"op", "conform_no_such_op"}}, "unknown_op");
@@ -541,6 +553,78 @@ void Conformance::script() {
     return fmt::format("a recompute of {} tokens (max_recompute + 1) is refused with out_of_capacity",
                        max_recompute_ + 1);
   });
+}
+
+// One submit: its logits equal full recompute's, its reuse is a whole number of blocks short of
+// the prompt's end; the tokens it reused.
+int Conformance::submit(int seq, const Tokens& prompt, const std::string& what) {
+  const json reply = op({{"op", "submit"}, {"seq", seq}, {"tokens", prompt}});
+  const json reused = reply.value("reused", json());
+  const int n = static_cast<int>(prompt.size()), block = prefix_block_.get<int>();
+  if (!reused.is_number_integer() || reused.get<long>() < 0)
+    throw Finding{Verdict::Wrong, fmt::format("{}: reused is {}, not a count of tokens", what,
+                                              reused.is_null() ? "missing" : reused.dump())};
+  const long r = reused.get<long>();
+  if (r > n - 1)
+    throw Finding{Verdict::Wrong,
+                  fmt::format("{}: reused {} tokens of a prompt of {}: at most {} (the last position is always "
+                              "computed)",
+                              what, r, n, n - 1)};
+  if (r % block != 0)
+    throw Finding{Verdict::Wrong,
+                  fmt::format("{}: reused {} tokens, not a multiple of prefix_block {}", what, r, block)};
+  same(rows(reply, {V_}), recompute(prompt), fmt::format("{} (reused {} tokens)", what, r));
+  return static_cast<int>(r);
+}
+
+// Capability prefix_cache: a cold submit reuses nothing; a prompt sharing the first one's first
+// block reuses at least that block and still equals full recompute, as does a decode after it;
+// free refuses the sequence until a submit.
+std::string Conformance::prefix_cache() {
+  if (!prefix_block_.is_number_integer() || prefix_block_.get<long>() < 1)
+    throw Finding{Verdict::Wrong, fmt::format("prefix_block is {}: with prefix_cache, the granularity of reuse "
+                                              "is an integer of at least 1",
+                                              prefix_block_.is_null() ? "missing" : prefix_block_.dump())};
+  const int block = prefix_block_.get<int>();
+  // The first prompt: one full block and two tokens more (the sentence over and over); the
+  // second: the same block and three other tokens.
+  const int first = block + 2, second = block + 3;
+  if (second > std::min(positions_, max_recompute_))
+    throw Finding{Verdict::Wrong,
+                  fmt::format("prefix_block {} leaves no room for a prompt of one block and more in {} "
+                              "positions",
+                              block, std::min(positions_, max_recompute_))};
+  Tokens a, b;
+  for (int i = 0; i < first; ++i) a.push_back(P_[static_cast<size_t>(i) % P_.size()]);
+  b = prefix(a, block);
+  for (int i = 0; i < 3; ++i) b.push_back(P_[P_.size() - 1 - static_cast<size_t>(i) % P_.size()]);
+  op({{"op", "reset"}});
+  const int cold = submit(0, a, fmt::format("a cold submit of {} tokens", first));
+  if (cold != 0)
+    throw Finding{Verdict::Wrong,
+                  fmt::format("a submit after a reset reused {} tokens: a reset must empty the prefix cache",
+                              cold)};
+  const int hit = submit(1, b, fmt::format("a submit of {} tokens sharing the first {}", second, block));
+  if (hit == 0)
+    throw Finding{Verdict::Wrong,
+                  fmt::format("a submit of {} tokens sharing a full block of {} with an earlier prompt reused "
+                              "nothing: no prefix hit",
+                              second, block)};
+  const int t = P_[1];
+  same(rows(op({{"op", "decode"}, {"seqs", {1}}, {"tokens", {t}}}), {1, V_}), recompute(concat(b, {t})),
+       "a decode after the prefix hit");
+  op({{"op", "free"}, {"seq", 1}});
+  try {
+    expect_error({{"op", "decode"}, {"seqs", {1}}, {"tokens", {t}}}, "bad_request");
+  } catch (const Finding& f) {
+    throw Finding{Verdict::Wrong, "a decode on a freed sequence: " + f.detail};
+  }
+  submit(1, b, "a submit on the freed sequence");
+  return fmt::format(
+      "blocks of {}: a cold submit of {} tokens reuses 0; one of {} sharing its first block reuses {}, "
+      "equal to full recompute, and so is a decode after it; a freed sequence is refused, then "
+      "submitted again",
+      block, first, second, hit);
 }
 
 int Conformance::run() {

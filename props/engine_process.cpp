@@ -229,13 +229,15 @@ class ProcessEngine final : public EngineUnderTest {
   std::string name() const override { return "process"; }
   json settings() const override { return {{"cmd", s_.cmd}, {"timeout", s_.timeout}, {"hello", s_.hello}}; }
   std::string describe() const override {
-    return fmt::format("process '{}': {} {} (protocol {}{}{}{}{})", s_.cmd, s_.hello.value("name", "?"),
+    return fmt::format("process '{}': {} {} (protocol {}{}{}{}{}{})", s_.cmd, s_.hello.value("name", "?"),
                        s_.hello.value("version", "?"), protocol::kVersion, kv_rows_ ? ", K/V rows" : "",
                        trace_ok_ ? ", trace" : "", poison_ ? ", poison" : "",
-                       start_request_ ? ", start_request" : "");
+                       start_request_ ? ", start_request" : "",
+                       prefix_block_ ? fmt::format(", prefix cache in blocks of {}", prefix_block_) : "");
   }
   bool has(Capability c) const override {
-    return (c == Capability::KvRows && kv_rows_) || (c == Capability::Trace && trace_ok_);
+    return (c == Capability::KvRows && kv_rows_) || (c == Capability::Trace && trace_ok_) ||
+           (c == Capability::PrefixCache && prefix_block_ > 0);
   }
   const Config& config() const override { return config_; }
   int vocab_size() const override { return config_.vocab_size; }
@@ -307,6 +309,16 @@ class ProcessEngine final : public EngineUnderTest {
   std::optional<KvRows> cache_rows(int seq) override;
   std::optional<KvRows> recompute_rows(std::span<const int> tokens) override;
 
+  // Capability PrefixCache (the hello's prefix_cache and prefix_block): the engine's own
+  // submit and free; without it, the defaults (start_request and one chunk; reset).
+  Submitted submit(int seq, std::span<const int> prompt) override;
+  int prefix_block() const override { return prefix_block_; }
+  void free(int seq) override {
+    if (!prefix_block_) return reset(seq);
+    call({{"op", "free"}, {"seq", seq}});
+    cursors_.at(static_cast<size_t>(seq)) = 0;
+  }
+
   // A hello with "vocab": "tokenize": the engine's ids of each of `words`, asked once; a reply
   // that is malformed, a word that is no tokens, or too few positions for `capacity` words of
   // the longest is a broken engine (exit status 4). Empty for an engine that takes our ids.
@@ -330,6 +342,7 @@ class ProcessEngine final : public EngineUnderTest {
   Child child_;
   int batch_, capacity_, max_recompute_ = 0;
   bool kv_rows_ = false, trace_ok_ = false, tokenizes_ = false, poison_ = false, start_request_ = false;
+  int prefix_block_ = 0;        // capability prefix_cache's granularity; 0 without it
   int positions_ = 0;           // the engine's, from hello
   std::vector<int> to_engine_;  // our token id -> the engine's (identity for "minigpt")
   bool same_ids_ = false;       // to_engine_ is the identity
@@ -456,6 +469,15 @@ void ProcessEngine::handshake(const Model& model, int batch, int capacity) {
     trace_ok_ = caps.value("trace", false);
     poison_ = caps.value("poison", false);
     start_request_ = caps.value("start_request", false);
+    prefix_block_ = 0;
+    if (caps.value("prefix_cache", false)) {
+      const json block = reply.value("prefix_block", json());
+      if (!block.is_number_integer() || block.get<long>() < 1 || block.get<long>() > 1 << 20)
+        broken(req, fmt::format("claims prefix_cache with prefix_block {}: the granularity of reuse is "
+                                "an integer of at least 1",
+                                block.is_null() ? "missing" : printable_name(block.dump())));
+      prefix_block_ = block.get<int>();
+    }
     const json vocab = reply.at("vocab");
     tokenizes_ = vocab == "tokenize";
     positions_ = positions;
@@ -648,6 +670,30 @@ std::vector<float> ProcessEngine::forward_uncached(std::span<const int> tokens, 
   const int seq = whole_ ? whole_->seq : trace_ ? trace_->seq : 0;
   return logits(req, forward(req, seq),
                 all_rows ? std::vector<int>{n, vocab_size()} : std::vector<int>{vocab_size()});
+}
+
+// A new request on `seq` holding exactly `prompt`; the engine may reuse rows of an earlier
+// prompt and says how many tokens: a whole number of prefix blocks, never the last position.
+Submitted ProcessEngine::submit(int seq, std::span<const int> prompt) {
+  if (!prefix_block_) return EngineUnderTest::submit(seq, prompt);
+  const json req = {{"op", "submit"}, {"seq", seq}, {"tokens", engine_tokens(prompt)}};
+  const json reply = call(req);
+  Submitted out{logits(req, reply, {vocab_size()}), 0};
+  const json reused = reply.value("reused", json());
+  const long n = static_cast<long>(prompt.size());
+  if (!reused.is_number_integer() || reused.get<long>() < 0)
+    broken(req, fmt::format("a submit reply whose reused is {}, not a count of tokens",
+                            reused.is_null() ? "missing" : printable_name(reused.dump())));
+  const long r = reused.get<long>();
+  if (r > n - 1)
+    broken(req, fmt::format("reused {} tokens of a prompt of {}: at most {} (the last position is always "
+                            "computed)",
+                            r, n, n - 1));
+  if (r % prefix_block_ != 0)
+    broken(req, fmt::format("reused {} tokens, not a multiple of prefix_block {}", r, prefix_block_));
+  out.reused = static_cast<int>(r);
+  cursors_.at(static_cast<size_t>(seq)) = cursor_after(req, reply, static_cast<int>(n));
+  return out;
 }
 
 KvRows ProcessEngine::rows(const json& req, const json& reply, int T) {

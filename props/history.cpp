@@ -396,6 +396,11 @@ void observe(EngineUnderTest& e, const Histories& h, Pool& pool) {
     if (is_freed(h, q) || e.preempted(q)) continue;
     const auto& t = h.tokens[static_cast<size_t>(q)];
     const std::vector<int> table = e.block_table(q);
+    if (table.empty()) {  // an engine that shows no block tables (one over the protocol): the
+      // prefixes its sequences held bound what a submit may reuse; no hit is sure, no block known
+      for (int end = pool.block; end <= static_cast<int>(t.size()); end += pool.block) pool.ever.insert(prefix(t, end));
+      continue;
+    }
     for (size_t j = 0; j < table.size(); ++j) {
       const int end = static_cast<int>(j + 1) * pool.block;
       if (table[j] < 0 || static_cast<int>(j) * pool.block >= static_cast<int>(t.size())) continue;
@@ -432,6 +437,7 @@ std::optional<std::string> check_reuse(EngineUnderTest& e, const Pool& pool, int
     return fmt::format("the submit reused {} tokens; {} of them were held with no eviction since, so the prefix cache "
                        "holds them (a prefix hit missed)", reused, sure * b);
   const std::vector<int> table = e.block_table(seq);
+  if (table.empty() && pool.holds.empty()) return std::nullopt;  // no block tables to check against
   for (int i = 0; i < reused / b; ++i) {
     const int phys = i < static_cast<int>(table.size()) ? table[static_cast<size_t>(i)] : -1;
     const auto it = pool.holds.find(phys);
@@ -858,13 +864,13 @@ std::optional<std::string> check_program(Program& p) {
   const auto what = run_program(e, p, serving(e) ? &pool : nullptr);
   last_pool() = pool;
   if (what) return what;
-  EngineUnderTest* t = twin();
-  if (!t) return std::nullopt;
   served.submits += static_cast<int64_t>(pool.reused.size());
   for (int r : pool.reused) {
     served.hits += r > 0;
     served.reused += r;
   }
+  EngineUnderTest* t = twin();
+  if (!t) return std::nullopt;  // an engine over the protocol: no twin, and no pool statistics
   served.evictions += pool.stats.evictions;
   served.preemptions += pool.stats.preemptions;
   served.copies += pool.stats.copies;
@@ -1178,10 +1184,14 @@ std::string history_mix() {
   std::string out = fmt::format("      {} programs, {} commands:", programs, total);
   for (int k = 0; k < 6; ++k) out += fmt::format(" {} {}", kind_name(static_cast<Step::Kind>(k)), kind_count[k]);
   if (kind_count[Step::Submit] + kind_count[Step::Free] > 0)
-    out += fmt::format(" submit {} free {}; serving (each program also on a placement twin): {} submits, {} hits, {} "
-                       "tokens reused, {} evictions, {} preemptions, {} copies",
-                       kind_count[Step::Submit], kind_count[Step::Free], served.submits, served.hits, served.reused,
-                       served.evictions, served.preemptions, served.copies);
+    out += twin() ? fmt::format(" submit {} free {}; serving (each program also on a placement twin): {} submits, {} "
+                                "hits, {} tokens reused, {} evictions, {} preemptions, {} copies",
+                                kind_count[Step::Submit], kind_count[Step::Free], served.submits, served.hits,
+                                served.reused, served.evictions, served.preemptions, served.copies)
+                  : fmt::format(" submit {} free {}; serving (no placement twin, no pool statistics): {} submits, {} "
+                                "hits, {} tokens reused",
+                                kind_count[Step::Submit], kind_count[Step::Free], served.submits, served.hits,
+                                served.reused);
   for (const std::string& note : notes) out += "; " + note;
   return out;
 }

@@ -14,6 +14,12 @@ logits() on the whole sequence, so an engine with no cache of its own is correct
 construction. An engine with a real cache overrides on_forward_cached, on_decode, ... (one
 method per op, named on_<op>, taking the request and returning the reply's fields). Raise
 ProtocolError(code, message) to answer with an error; anything else becomes "internal".
+
+An engine with a prefix cache sets prefix_block (its granularity of reuse, in tokens): hello
+then claims "prefix_cache", and the base answers submit (the prompt as one chunk on an emptied
+sequence, reusing nothing: correct, if no cache) and free (the sequence is refused until a
+submit, reset or fork makes it live again). A real prefix cache overrides on_submit and
+returns submitted(logits, reused, cursor).
 """
 import base64
 import json
@@ -79,6 +85,7 @@ class Engine:
     max_recompute = 512
     capabilities = {}      # {"kv_rows": True, "trace": True} if the on_ methods exist
     threads = 1            # threads logits() computes with; with 1 it runs on props' CPU
+    prefix_block = 0       # > 0: a prefix cache reusing multiples of this many tokens (submit, free)
 
     def logits(self, tokens, start):
         """The logits of rows start..len(tokens)-1 of full recompute of `tokens`: a list of
@@ -97,9 +104,13 @@ class Engine:
         if PROTOCOL not in req.get("protocol", []):
             raise ProtocolError("bad_request", "this engine speaks protocol %d" % PROTOCOL)
         self.seqs = [[] for _ in range(self.sequences)]
+        self.freed = set()
         reply = {"name": self.name, "version": self.version, "protocol": PROTOCOL, "vocab": self.vocab,
                  "vocab_size": self.vocab_size, "sequences": self.sequences, "positions": self.positions,
-                 "max_recompute": self.max_recompute, "capabilities": self.capabilities}
+                 "max_recompute": self.max_recompute, "capabilities": dict(self.capabilities)}
+        if self.prefix_block:
+            reply["capabilities"]["prefix_cache"] = True
+            reply["prefix_block"] = self.prefix_block
         # props and the engine take turns, so an engine computing on one thread runs on props' CPU
         # (a wake-up on another core costs tens of microseconds a request in a VM).
         if isinstance(req.get("cpu"), int) and self.threads == 1 and hasattr(os, "sched_setaffinity"):
@@ -150,11 +161,26 @@ class Engine:
 
     def on_fork(self, req):
         self.seqs[self.index(req["dst"])] = list(self.seq(req["src"])[:req["prefix_len"]])
+        self.freed.discard(req["dst"])
         return {}
 
     def on_reset(self, req):
         for i in ([self.index(req["seq"])] if "seq" in req else range(self.sequences)):
             self.seqs[i] = []
+            self.freed.discard(i)
+        return {}
+
+    def on_submit(self, req):
+        """A new request: the sequence emptied, then the prompt as one chunk; nothing reused."""
+        seq, tokens = self.submitted_prompt(req)
+        rows = self.append(seq, tokens, False)
+        return self.submitted(rows[0], 0, len(tokens))
+
+    def on_free(self, req):
+        self.require_prefix_cache()
+        seq = self.index(req["seq"])
+        self.seqs[seq] = []
+        self.freed.add(seq)
         return {}
 
     # ---- plumbing ---------------------------------------------------------------------------
@@ -165,7 +191,33 @@ class Engine:
         return seq
 
     def seq(self, seq):
-        return self.seqs[self.index(seq)]
+        if self.index(seq) in self.freed:
+            raise ProtocolError("bad_request", "seq %d is freed (a submit, reset or fork makes it live)" % seq)
+        return self.seqs[seq]
+
+    def require_prefix_cache(self):
+        if not self.prefix_block:
+            raise ProtocolError("not_implemented", "this engine claims no prefix_cache")
+
+    def submitted_prompt(self, req):
+        """A submit request's sequence (emptied, live again) and prompt, checked."""
+        self.require_prefix_cache()
+        seq, tokens = self.index(req["seq"]), req["tokens"]
+        if not isinstance(tokens, list) or not tokens:
+            raise ProtocolError("bad_request", "tokens: a prompt is at least one token")
+        if any(not isinstance(t, int) or not 0 <= t < self.vocab_size for t in tokens):
+            raise ProtocolError("bad_request", "tokens: a token id outside 0..%d" % (self.vocab_size - 1))
+        if len(tokens) > self.positions:
+            raise ProtocolError("out_of_capacity", "a prompt of %d tokens exceeds %d positions"
+                                % (len(tokens), self.positions))
+        self.freed.discard(seq)
+        self.seqs[seq] = []
+        return seq, tokens
+
+    def submitted(self, row, reused, cursor):
+        """submit's reply: the prompt's last row of logits, the tokens reused, the cursor."""
+        return {"logits": tensor(row, None if hasattr(row, "shape") else [self.vocab_size]),
+                "reused": reused, "cursor": cursor}
 
     def reply_rows(self, rows, n, all_rows):
         shape = [n, self.vocab_size] if all_rows else [self.vocab_size]

@@ -12,9 +12,17 @@ library and torch; token ids are MiniGPT's own.
 --engine-cmd 'clients/python/torch_minigpt.py --fault NAME' must catch it); each is a subclass
 that overrides one method of MiniGPT, so the correct code path stays the same.
 
+--prefix-cache gives it a prefix cache, as a lab's server adds one to generate.py: every
+submitted prompt's past_key_values are kept, keyed by its token prefixes in whole blocks of
+--prefix-block tokens (default 16), and a new prompt takes the longest kept prefix's keys and
+values (slices, no copy) as its past and runs the rest of the prompt as one forward with it
+(PrefixCache below). Its own faults (prefix-*) break the cache, not the model.
+
 usage: torch_minigpt.py [--model FILE] [--threads N] [--fault NAME | --fault list]
+                        [--prefix-cache [--prefix-block N]]
 """
 import argparse
+import collections
 import json
 import math
 import os
@@ -234,6 +242,56 @@ class ChunkMaskPeek(MiniGPT):
         return key_pos[None, :] <= pos[:, None] + 1
 
 
+# ---- the prefix cache ----------------------------------------------------------------------
+
+class PrefixCache:
+    """Past prompts' keys and values: a dictionary from a prompt's first k * block tokens (a
+    tuple) to every layer's (K, V) for those positions, (H, k * block, d_head) each, slices of
+    the prompt's own past_key_values. Least recently used entries go past `entries`."""
+
+    def __init__(self, block, entries=1024):
+        self.block, self.limit, self.kept = block, entries, collections.OrderedDict()
+
+    def key(self, tokens, m):
+        return tuple(tokens[:m])
+
+    def lookup(self, tokens):
+        """The longest kept prefix of `tokens` in whole blocks, short of its last token: (m, past),
+        or (0, None)."""
+        m = (len(tokens) - 1) // self.block * self.block
+        while m > 0:
+            key = self.key(tokens, m)
+            past = self.kept.get(key)
+            if past is not None:
+                self.kept.move_to_end(key)
+                return m, past
+            m -= self.block
+        return 0, None
+
+    def store(self, tokens, present):
+        """Keeps every whole-block prefix of a prompt whose past_key_values are `present`."""
+        for m in range(self.block, len(tokens) + 1, self.block):
+            key = self.key(tokens, m)
+            if key not in self.kept:
+                self.kept[key] = [(k[:, :m], v[:, :m]) for k, v in present]
+            self.kept.move_to_end(key)
+        while len(self.kept) > self.limit:
+            self.kept.popitem(last=False)
+
+    def forward_rest(self, model, rest, past, m):
+        """The prompt's tokens after the m reused ones, at positions m.., on the reused past."""
+        return model.forward(rest, past, m)
+
+
+class BlockKeyPrefixCache(PrefixCache):
+    """A prefix cache keyed by each block's own tokens, not by the whole prefix before it (a hash
+    of the block alone, without its parent's: vLLM chains them for this reason), so a prompt whose
+    block k matches another prompt's block k takes that prompt's rows for every block up to k."""
+
+    def key(self, tokens, m):
+        return (m, tuple(tokens[m - self.block:m]))
+
+
 FAULTS = {
     "store-before-attend": StoreBeforeAttend,
     "decode-mask": DecodeMask,
@@ -242,6 +300,26 @@ FAULTS = {
     "resume-positions": ResumePositions,
     "rope-twice": RopeTwice,
     "chunk-mask-peek": ChunkMaskPeek,
+}
+class RestPositionsPrefixCache(PrefixCache):
+    """The prompt's rest rotated from position 0 after a hit: its RoPE positions are
+    arange(len(rest)), not m + arange(len(rest)), as with model(input_ids=rest,
+    past_key_values=past) when position_ids are not offset by the cached length."""
+
+    def forward_rest(self, model, rest, past, m):
+        if m == 0:
+            return model.forward(rest, past, m)
+        own = model.positions
+        model.positions = lambda pos, past: pos - m
+        try:
+            return model.forward(rest, past, m)
+        finally:
+            model.positions = own
+
+
+PREFIX_FAULTS = {  # with --prefix-cache: bugs of the prefix cache, the model left as it is
+    "prefix-block-key": BlockKeyPrefixCache,
+    "prefix-positions": RestPositionsPrefixCache,
 }
 
 
@@ -283,17 +361,21 @@ class TorchEngine(props_engine.Engine):
     name = "torch-minigpt"
     capabilities = {"kv_rows": True, "trace": True}
 
-    def __init__(self, model, threads, fault):
+    def __init__(self, model, threads, fault, prefix_cache=None):
         self.model = model
         self.threads = threads  # 1: props_engine runs this engine on props' CPU
         self.vocab_size, self.positions = model.V, model.max_seq_len
         self.max_recompute = model.max_seq_len
-        self.version = "torch %s, %d thread%s, fault %s" % (torch.__version__, threads, "" if threads == 1 else "s",
-                                                           fault or "none")
+        self.make_prefix_cache = prefix_cache  # PrefixCache or a faulty one, made empty at hello and reset
+        self.prefix_block = prefix_cache().block if prefix_cache else 0
+        self.version = "torch %s, %d thread%s, fault %s%s" % (
+            torch.__version__, threads, "" if threads == 1 else "s", fault or "none",
+            ", prefix cache" if prefix_cache else "")
 
     def on_hello(self, req):
         reply = super().on_hello(req)
         self.cache = [[empty_kv(self.model)] * self.model.L for _ in range(self.sequences)]
+        self.prefixes = self.make_prefix_cache() if self.make_prefix_cache else None
         return reply
 
     def run_forward(self, seq, tokens, cached, trace):
@@ -354,9 +436,31 @@ class TorchEngine(props_engine.Engine):
         super().on_reset(req)
         for i in ([req["seq"]] if "seq" in req else range(self.sequences)):
             self.cache[i] = [empty_kv(self.model)] * self.model.L
+        if "seq" not in req and self.prefixes is not None:  # a case reuses nothing of an earlier one
+            self.prefixes = self.make_prefix_cache()
+        return {}
+
+    def on_submit(self, req):
+        """A new request: the longest kept prefix's past_key_values as the past, the rest of the
+        prompt as one forward with it (a cold prompt: all of it, on an empty past), and the
+        prompt's own past_key_values kept for later prompts."""
+        seq, tokens = self.submitted_prompt(req)
+        reused, past = self.prefixes.lookup(tokens)
+        with torch.no_grad():
+            logits, present = self.prefixes.forward_rest(
+                self.model, tokens[reused:], past or [empty_kv(self.model)] * self.model.L, reused)
+        self.cache[seq] = present
+        self.seq(seq).extend(tokens)
+        self.prefixes.store(tokens, present)
+        return self.submitted(logits[-1], reused, len(tokens))
+
+    def on_free(self, req):
+        super().on_free(req)
+        self.cache[req["seq"]] = [empty_kv(self.model)] * self.model.L
         return {}
 
     def on_cache_rows(self, req):
+        self.seq(req["seq"])  # refused if freed
         layers = self.cache[self.index(req["seq"])]
         return props_engine.kv_rows(torch.stack([k for k, _ in layers]), torch.stack([v for _, v in layers]))
 
@@ -371,13 +475,22 @@ def main():
     ap.add_argument("--model", default=DEFAULT_MODEL, help="safetensors file (default: the shipped model)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     ap.add_argument("--fault", default=None, help="a bug in the cached path; 'list' lists them")
+    ap.add_argument("--prefix-cache", action="store_true", help="keep prompts' past_key_values for later prompts")
+    ap.add_argument("--prefix-block", type=int, default=16, help="the prefix cache's granularity in tokens (16)")
     args = ap.parse_args()
     if args.fault == "list":
-        for name, cls in FAULTS.items():
+        for name, cls in list(FAULTS.items()) + list(PREFIX_FAULTS.items()):
             print("%-20s %s" % (name, " ".join(cls.__doc__.split())))
         return 0
-    if args.fault is not None and args.fault not in FAULTS:
-        print("torch_minigpt: --fault %s: no such fault (%s)" % (args.fault, ", ".join(FAULTS)), file=sys.stderr)
+    if args.fault is not None and args.fault not in FAULTS and args.fault not in PREFIX_FAULTS:
+        print("torch_minigpt: --fault %s: no such fault (%s)" % (args.fault, ", ".join(list(FAULTS) + list(PREFIX_FAULTS))),
+              file=sys.stderr)
+        return 2
+    if args.fault in PREFIX_FAULTS and not args.prefix_cache:
+        print("torch_minigpt: --fault %s: a fault of the prefix cache needs --prefix-cache" % args.fault, file=sys.stderr)
+        return 2
+    if not 1 <= args.prefix_block <= 512:
+        print("torch_minigpt: --prefix-block %d: must be in 1..512" % args.prefix_block, file=sys.stderr)
         return 2
     if args.threads < 1:
         print("torch_minigpt: --threads %d: must be at least 1" % args.threads, file=sys.stderr)
@@ -388,7 +501,11 @@ def main():
     except (OSError, ValueError, KeyError) as e:
         print("torch_minigpt: --model %s: %s" % (args.model, e), file=sys.stderr)
         return 2
-    engine = TorchEngine(model, args.threads, args.fault)
+    prefix_cache = None
+    if args.prefix_cache:
+        cls = PREFIX_FAULTS.get(args.fault, PrefixCache)
+        prefix_cache = lambda: cls(args.prefix_block)  # noqa: E731
+    engine = TorchEngine(model, args.threads, args.fault, prefix_cache)
     print("torch_minigpt: %s, %s" % (args.model, engine.version), file=sys.stderr, flush=True)
     engine.run()
     return 0

@@ -35,19 +35,22 @@ conform() {
 }
 standin() { echo "$here/standin.py $1 $2 $work/pid $minigpt serve"; }
 
-conform "minigpt serve" 0 "^props --conform: 17 ok, 0 missing, 0 wrong: conformant$" "$minigpt serve"
+# On the contiguous layout it has no prefix cache: that line alone is missing.
+conform "minigpt serve" 0 "^props --conform: 17 ok, 1 missing, 0 wrong: conformant \(props skips what is missing\)$" \
+  "$minigpt serve"
 cp out.txt minigpt.txt
-grep -q '^  wrong\|^  missing' minigpt.txt && { echo "FAIL: minigpt serve has a wrong or missing line"; failed=1; }
+grep -v '^  missing  prefix_cache ' minigpt.txt | grep -q '^  wrong\|^  missing' &&
+  { echo "FAIL: minigpt serve has a wrong or missing line besides prefix_cache"; failed=1; }
 conform "fork-shallow" 5 "^  wrong    fork  .*forked at 3 over older rows" "$minigpt serve --inject fork-shallow"
 conform "truncate-stale" 5 "^  wrong    truncate .*after truncating to 3" "$minigpt serve --inject truncate-stale"
 conform "chunk-mask" 5 "^  wrong    forward_cached .*all_rows on an empty sequence" "$minigpt serve --inject chunk-mask"
 conform "continuous-batch-mask" 5 "^  wrong    forward_batch .*a one-token chunk beside a new chunk" \
   "$minigpt serve --inject continuous-batch-mask"
 conform "cursor-off-by-one" 5 "^  wrong    decode .*one token after the chunk" "$minigpt serve --inject cursor-off-by-one"
-conform "its verdict" 5 "^props --conform: 13 ok, 0 missing, 4 wrong: not conformant: 4 checks found cached logits" \
+conform "its verdict" 5 "^props --conform: 13 ok, 1 missing, 4 wrong: not conformant: 4 checks found cached logits" \
   "$minigpt serve --inject cursor-off-by-one"
 
-conform "bigram engine" 0 "^props --conform: 15 ok, 2 missing, 0 wrong: conformant \(props skips what is missing\)$" \
+conform "bigram engine" 0 "^props --conform: 15 ok, 3 missing, 0 wrong: conformant \(props skips what is missing\)$" \
   "$bigram 989"
 grep -Eq '^  missing  kv_rows .*not claimed' out.txt && grep -Eq '^  missing  trace .*not claimed' out.txt ||
   { echo "FAIL: the bigram engine's kv_rows and trace lines"; failed=1; }

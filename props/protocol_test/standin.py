@@ -21,6 +21,12 @@
   plain    (not a breakage) answers hello with no capabilities (no K/V rows, no trace): the
            engine as one that offers logits alone
   cursor   answers a start_request with the cursor -1
+  The prefix cache's breakages (CMD claims prefix_cache; N unused, each applies to every reply):
+  noblock  answers hello with prefix_cache but without prefix_block
+  overreuse  answers every submit with reused = the prompt's length (at most length - 1 is possible)
+  offgrid  answers a submit that reused tokens with one token fewer (not a multiple of prefix_block)
+  nohit    answers every submit with reused 0 (legal, but no prefix hit ever)
+  unfreed  answers free without passing it on: the sequence stays live
   permuted (not a breakage) presents the model's vocabulary in reverse order, translating
            token ids and logits both ways: props must map its words through the list
            (the model's vocabulary is read from STANDIN_MODEL, default the shipped model)
@@ -38,6 +44,8 @@ def main():
     recomputes = 0
     if mode.startswith("word=") or mode == "random":
         return crashing(mode, n, pidfile, engine)
+    if mode in PREFIX_MODES:
+        return prefix(mode, engine)
     for count, line in enumerate(sys.stdin):
         if count == n:
             misbehave(mode, line, engine)
@@ -122,6 +130,30 @@ def crashing(mode, seed, pidfile, engine):
         engine.stdin.write(line)
         engine.stdin.flush()
         sys.stdout.write(engine.stdout.readline())
+        sys.stdout.flush()
+
+PREFIX_MODES = ("noblock", "overreuse", "offgrid", "nohit", "unfreed")
+
+def prefix(mode, engine):
+    for line in sys.stdin:
+        req = json.loads(line)
+        if mode == "unfreed" and req.get("op") == "free":
+            sys.stdout.write(json.dumps({"re": req["id"]}) + "\n")
+            sys.stdout.flush()
+            continue
+        engine.stdin.write(line)
+        engine.stdin.flush()
+        r = json.loads(engine.stdout.readline())
+        if req.get("op") == "hello" and mode == "noblock":
+            r.pop("prefix_block", None)
+        elif req.get("op") == "submit" and "reused" in r:
+            if mode == "overreuse":
+                r["reused"] = len(req["tokens"])
+            elif mode == "offgrid" and r["reused"] > 0:
+                r["reused"] -= 1
+            elif mode == "nohit":
+                r["reused"] = 0
+        sys.stdout.write(json.dumps(r) + "\n")
         sys.stdout.flush()
 
 def model_vocab():

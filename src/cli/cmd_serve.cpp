@@ -43,7 +43,10 @@ struct Refusal {
 
 class Server {
  public:
-  Server(const Model& model, EngineOptions o) : e_(model, o) { e_.set_fault(o.fault); }
+  Server(const Model& model, EngineOptions o)
+      : e_(model, o), block_size_(o.paged.block_size), prefix_caching_(o.paged.prefix_caching) {
+    e_.set_fault(o.fault);
+  }
   json handle(const json& req);
 
  private:
@@ -56,7 +59,11 @@ class Server {
   int seq_field(const json& req, const char* name) const;
   std::vector<int> tokens_field(const json& req, const char* name) const;
 
+  bool prefix_cache() const { return e_.layout() == KvLayout::Paged && prefix_caching_; }
+
   Engine e_;
+  int block_size_;
+  bool prefix_caching_;
 };
 
 int Server::seq_field(const json& req, const char* name) const {
@@ -87,6 +94,11 @@ json Server::hello(const json& req) const {
                 {"positions", e_.capacity()},
                 {"max_recompute", e_.config().max_seq_len},
                 {"capabilities", {{"kv_rows", true}, {"trace", true}, {"poison", true}, {"start_request", true}}}};
+  // The paged layout's prefix cache (Engine::submit): reuse in whole blocks.
+  if (prefix_cache()) {
+    reply["capabilities"]["prefix_cache"] = true;
+    reply["prefix_block"] = block_size_;
+  }
   // One thread computes here: run on props' CPU, since the two take turns (docs/protocol.md).
   if (req.contains("cpu") && req["cpu"].is_number_integer()) {
     const int cpu = req["cpu"].get<int>();
@@ -189,6 +201,21 @@ json Server::state_op(const std::string& op, const json& req) {
       cursors.push_back(e_.cursor(seq));
     }
     return {{"cursors", std::move(cursors)}};
+  } else if (op == "submit" || op == "free") {
+    if (!prefix_cache())
+      throw Refusal{"not_implemented", "no prefix cache here (minigpt serve --kv-cache paged has one)"};
+    const int seq = seq_field(req, "seq");
+    if (op == "free") {
+      e_.free(seq);
+      return json::object();
+    }
+    const std::vector<int> tokens = tokens_field(req, "tokens");
+    if (tokens.empty()) throw Refusal{"bad_request", "tokens: a prompt is at least one token"};
+    std::vector<float> logits(static_cast<size_t>(e_.vocab_size()));
+    const int reused = e_.submit(seq, tokens, logits);
+    return {{"logits", protocol::encode_tensor(logits, {e_.vocab_size()})},
+            {"reused", reused},
+            {"cursor", e_.cursor(seq)}};
   } else if (op == "cache_rows")
     return rows(cache_rows(seq_field(req, "seq")));
   else if (op == "recompute_rows") {

@@ -155,7 +155,6 @@ struct Call {
   std::vector<std::pair<int, std::vector<int>>> rows;  // a forward: (sequence, tokens appended)
   Histories after;                                     // the histories after the call
   bool refused = false;                                // the engine must refuse it
-  bool either = false;  // refused: the engine may also accept it, if it changes nothing (a second free)
 };
 
 size_t len(const Histories& h, int seq) { return h.tokens[static_cast<size_t>(seq)].size(); }
@@ -265,8 +264,8 @@ std::vector<Call> plan(const Histories& before, const Step& s) {
       break;
     }
     case Step::Free: {  // every later command on it is refused until a submit, reset or fork revives it
-      // Freeing a freed sequence changes nothing; ours accepts it (engine.h words it as refused).
-      Call c{{}, h, is_freed(h, s.seqs[0]), is_freed(h, s.seqs[0])};
+      // A second free is refused like every other command on a freed sequence.
+      Call c{{}, h, is_freed(h, s.seqs[0])};
       if (!c.refused) {
         t[static_cast<size_t>(s.seqs[0])].clear();
         set_freed(h, s.seqs[0], true);
@@ -513,7 +512,7 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
       if (const std::string bad = e.cache_check(); !bad.empty())
         return Parting{ci, s.seqs[0], "the block pool is inconsistent: " + bad, false, false, "pool"};
     if (call.refused) {
-      if (error.empty() && !call.either)
+      if (error.empty())
         return Parting{ci, s.seqs[0], "the engine accepted a call the histories say must fail"};
       if (error.find('\n') != std::string::npos)
         return Parting{ci, s.seqs[0], "the engine's error is not one line: " + error};

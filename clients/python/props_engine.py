@@ -178,6 +178,7 @@ class Engine:
 
     def on_free(self, req):
         self.require_prefix_cache()
+        self.seq(req["seq"])  # a second free is refused, as every call on a freed sequence
         seq = self.index(req["seq"])
         self.seqs[seq] = []
         self.freed.add(seq)

@@ -711,6 +711,9 @@ int Engine::submit(int seq, std::span<const int> prompt, std::span<float> logits
 }
 
 void Engine::free(int seq) {
+  // A second free is refused like every other operation on a freed sequence: a caller that
+  // frees twice has lost track of its sequences, which is worth one line.
+  check_live(seq);
   reset(seq);
   freed_[static_cast<size_t>(seq)] = 1;
 }

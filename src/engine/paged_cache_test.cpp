@@ -78,6 +78,7 @@ TEST_CASE(
     CHECK_THROWS_WITH(e.truncate(1, 0), msg);
     CHECK_THROWS_WITH(e.fork(1, 2, 0), msg);
     CHECK_THROWS_WITH(e.cache_rows(1), msg);
+    CHECK_THROWS_WITH(e.free(1), msg);  // a second free too
     const int seqs[] = {0, 1}, toks[] = {4, 5};
     CHECK_THROWS_WITH(e.decode(seqs, toks, logits), msg);
     CHECK(e.cursor(0) == 5);  // the refused decode changed nothing

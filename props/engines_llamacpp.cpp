@@ -186,11 +186,7 @@ class LlamaSubject final : public EngineUnderTest {
         batch_(batch),
         e_(module.open(open_path(s.gguf), options(s, batch, capacity))),
         tokens_(static_cast<size_t>(batch)),
-        retained_(static_cast<size_t>(batch), false) {
-    if (settings_.fragment.ballast_cells() > e_->capacity())
-      fail("--llama-fragment {}: the ballast needs {} cells, more than the {} a sequence holds",
-           settings_.fragment.text(), settings_.fragment.ballast_cells(), e_->capacity());
-  }
+        retained_(static_cast<size_t>(batch), false) {}
 
   std::string name() const override { return "llamacpp"; }
   nlohmann::json settings() const override { return settings_.to_json(); }
@@ -213,7 +209,7 @@ class LlamaSubject final : public EngineUnderTest {
   int cursor(int seq) const override { return live(seq) ? e_->cursor(seq) : 0; }
 
   void forward_batch(std::span<const Chunk> chunks, std::span<float> logits) override {
-    for (const Chunk& c : chunks) claim(c.seq);
+    for (const Chunk& c : chunks) check_live(c.seq, "append");
     Call call(*this);
     for (const Chunk& c : chunks) call.rows_from(c.seq, e_->cursor(c.seq), static_cast<int>(c.tokens.size()));
     several_sequences();
@@ -222,7 +218,7 @@ class LlamaSubject final : public EngineUnderTest {
     call.done(Pass::Decode, false);
   }
   void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) override {
-    for (int s : seqs) claim(s);
+    for (int s : seqs) check_live(s, "decode");
     Call call(*this);
     for (int s : seqs) call.rows_from(s, e_->cursor(s), 1);
     several_sequences();
@@ -231,7 +227,7 @@ class LlamaSubject final : public EngineUnderTest {
     call.done(Pass::Decode, false);
   }
   std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows) override {
-    claim(seq);
+    check_live(seq, "append");
     Call call(*this);
     call.rows_from(seq, e_->cursor(seq), static_cast<int>(tokens.size()));
     const bool alone = only_seq_ == kNone || only_seq_ == seq;
@@ -254,14 +250,14 @@ class LlamaSubject final : public EngineUnderTest {
     return true;
   }
   void truncate(int seq, int p) override {
-    claim(seq);
+    check_live(seq, "truncate");
     e_->truncate(seq, p);
     tokens_[static_cast<size_t>(seq)].resize(static_cast<size_t>(e_->cursor(seq)));
   }
   void fork(int src, int dst, int prefix_len) override {
-    claim(src);
-    claim(dst);
-    e_->fork(src, dst, prefix_len);
+    check_live(src, "fork");
+    e_->fork(src, dst, prefix_len);  // llama_memory_seq_rm of dst first: a freed dst's cells go
+    if (src != dst) revive(dst);
     copy_tokens(src, dst, prefix_len);
     several_sequences();
   }
@@ -273,8 +269,8 @@ class LlamaSubject final : public EngineUnderTest {
     lay_ballast();
   }
   void reset(int seq) override {
-    claim(seq);
     e_->reset(seq);
+    revive(seq);
     tokens_[static_cast<size_t>(seq)].clear();
   }
   // llama_memory_clear(data = true) zeroes the KV buffers: nothing of an earlier case is left.
@@ -292,8 +288,14 @@ class LlamaSubject final : public EngineUnderTest {
   // (the cells are shared, not recomputed). Ties go to seq itself, then to the lowest sequence.
   Submitted submit(int seq, std::span<const int> prompt) override {
     if (!settings_.prefix_reuse) return EngineUnderTest::submit(seq, prompt);
+    // Refused before anything changes: a bad sequence, an empty or too long prompt, a bad id.
     if (seq < 0 || seq >= batch_) fail("llama.cpp engine submit: sequence {} outside 0..{}", seq, batch_ - 1);
     if (prompt.empty()) fail("llama.cpp engine: empty chunk");
+    if (static_cast<int>(prompt.size()) > e_->capacity())
+      fail("llama.cpp engine submit: a prompt of {} tokens, capacity {}", prompt.size(), e_->capacity());
+    for (int t : prompt)
+      if (t < 0 || t >= e_->vocab_size())
+        fail("llama.cpp engine: token id {} outside 0..{}", t, e_->vocab_size() - 1);
     const int most = static_cast<int>(prompt.size()) - 1;
     int best = seq, reused = std::min(common_prefix(seq, prompt), most);
     for (int s = 0; s < batch_; ++s) {
@@ -313,11 +315,13 @@ class LlamaSubject final : public EngineUnderTest {
   }
   int prefix_block() const override { return settings_.prefix_reuse ? 1 : 0; }  // cells are per token
   // With prefix reuse, as a llama-server slot whose request is done: the cells stay (a later
-  // submit may reuse them) but the sequence reads as empty, and any other call on it drops them
-  // first.
+  // submit may reuse them, from this sequence or another) but the sequence reads as empty, and,
+  // as our engine's free() (engine/engine.h), every call on it but submit, reset and fork into
+  // it is refused until one of those revives it.
   void free(int seq) override {
     if (!settings_.prefix_reuse) return reset(seq);
-    claim(seq);
+    if (seq < 0 || seq >= batch_) fail("llama.cpp engine free: sequence {} outside 0..{}", seq, batch_ - 1);
+    check_live(seq, "free");
     retained_[static_cast<size_t>(seq)] = true;
   }
 
@@ -343,11 +347,15 @@ class LlamaSubject final : public EngineUnderTest {
   bool live(int seq) const {
     return seq < 0 || seq >= batch_ || !retained_[static_cast<size_t>(seq)];
   }
-  // A call on a freed sequence whose cells were kept for reuse: drop them first.
-  void claim(int seq) {
-    if (live(seq)) return;
+  // A call on a freed sequence is refused, before anything changes.
+  void check_live(int seq, const char* what) const {
+    if (!live(seq))
+      fail("llama.cpp engine {}: sequence {} is freed (a submit, reset or fork into it revives it)", what, seq);
+  }
+  // After the engine dropped seq's cells (reset, fork into it): live and empty.
+  void revive(int seq) {
+    if (seq < 0 || seq >= batch_) return;
     retained_[static_cast<size_t>(seq)] = false;
-    e_->reset(seq);
     tokens_[static_cast<size_t>(seq)].clear();
   }
   void append(int seq, std::span<const int> tokens) {
@@ -448,6 +456,9 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json& j, const Model& mode
     if (why.starts_with(path)) why = why.substr(path.size());
     fail("--gguf {}: {}", settings.gguf, why);
   }
+  if (settings.fragment.ballast_cells() > subject->capacity())
+    fail("--llama-fragment {}: the ballast needs {} cells, more than the {} a sequence holds", settings.fragment.text(),
+         settings.fragment.ballast_cells(), subject->capacity());
   if (subject->vocab_size() != model.config.vocab_size)
     fail("--gguf {}: its vocabulary has {} tokens, the model's {}; export it from the same model (minigpt export-gguf)",
          settings.gguf, subject->vocab_size(), model.config.vocab_size);

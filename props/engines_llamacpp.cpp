@@ -61,16 +61,21 @@ struct LlamaSettings {
   int ubatch = 0;          // 0 = llama.cpp's n_ubatch = n_batch
   bool prefix_reuse = true;  // submit() reuses the longest common prefix (Capability PrefixCache)
   Fragment fragment;
+  // prefix_reuse and fragment only when they are not their defaults (on, off), which a case file
+  // without them means: the case files and reports saved before they existed replay byte for
+  // byte (props_saved_cases).
   nlohmann::json to_json() const {
-    return {{"gguf", gguf}, {"gguf_sha256", gguf_sha256}, {"kv", kv}, {"threads", threads},
-            {"flash", flash ? "on" : "off"}, {"ubatch", ubatch}, {"prefix_reuse", prefix_reuse ? "on" : "off"},
-            {"fragment", fragment.text()}};
+    nlohmann::json j = {{"gguf", gguf}, {"gguf_sha256", gguf_sha256}, {"kv", kv}, {"threads", threads},
+                        {"flash", flash ? "on" : "off"}, {"ubatch", ubatch}};
+    if (!prefix_reuse) j["prefix_reuse"] = "off";
+    if (fragment.on()) j["fragment"] = fragment.text();
+    return j;
   }
   static LlamaSettings from_json(const nlohmann::json& j);  // throws Error naming the field
 };
 
-// Case files written before prefix_reuse and fragment existed lack them: they ran with no
-// ballast and never called submit(), which is what "on" and "off" give them.
+// A case file without prefix_reuse or fragment means on and off: those written before they
+// existed ran with no ballast and never called submit().
 LlamaSettings LlamaSettings::from_json(const nlohmann::json& j) {
   if (!j.is_object()) fail("engine settings: must be an object");
   try {

@@ -42,18 +42,12 @@ message(STATUS "${out}")
 if(NOT rc EQUAL 1)
   message(FATAL_ERROR "the replay of ${saved}/p6.case.json exited ${rc}; it must fail again (1)")
 endif()
-# The same report, but for where this build keeps its GGUF, and without the two settings the
-# committed report predates (prefix_reuse, fragment: a case file without them replays with
-# prefix reuse on, which p6 never calls, and no ballast, as it ran).
+# The same report, but for where this build keeps its GGUF.
 file(READ ${saved}/p6.report.json committed_json)
 file(READ ${WORK}/replay/p6.report.json replayed_json)
 foreach(name committed_json replayed_json)
   string(JSON ${name} REMOVE "${${name}}" engine_settings gguf)
   string(JSON ${name} REMOVE "${${name}}" case engine_settings gguf)
-endforeach()
-foreach(key prefix_reuse fragment)
-  string(JSON replayed_json REMOVE "${replayed_json}" engine_settings ${key})
-  string(JSON replayed_json REMOVE "${replayed_json}" case engine_settings ${key})
 endforeach()
 if(NOT committed_json STREQUAL replayed_json)
   message(FATAL_ERROR "the replay's report differs from the committed one: diff "

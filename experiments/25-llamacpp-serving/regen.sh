@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates experiments/25-llamacpp-serving (called by scripts/regen-experiments): exports the
-# model to GGUF in the build folder, then runs props on llama.cpp per configuration: the
+# model to GGUF in the build folder, runs serving_lab (results.json: a prefix hit against a miss
+# on the lab's 50 prompts, four ways), then props on llama.cpp per configuration: the
 # properties that exercise a serving cache (p13 a prefix hit, p11's programs with forks, submits
 # and frees, p5 two sequences in one cache, p6 the one-sequence control) at the bits level, and
 # p5, p6 and p13 at the ulp:1024, ulp:65536 and tokens levels (p11 checks bits only). The shrunk
@@ -11,7 +12,8 @@
 # the CPU, its ISA flags and the ggml CPU backend variant llama.cpp loaded (the bytes depend on it).
 #
 # usage: experiments/25-llamacpp-serving/regen.sh BUILD_DIR MODEL
-#   CONFIGS  the configurations to run (default: all of them, as below)
+#   CONFIGS  the props configurations to run (default: all of them, as below, and serving_lab;
+#            when set, serving_lab does not run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -eq 2 ] || {
@@ -24,6 +26,7 @@ work=$build/$dir
 mkdir -p "$work" "$dir/summaries"
 gguf=$work/minigpt.gguf
 "$build/minigpt" export-gguf --out "$gguf" --model "$model" >/dev/null
+[ -n "${CONFIGS:-}" ] || "$build/$dir/serving_lab" --gguf "$gguf" --model "$model"
 
 # The summary without its timings (they change every run).
 strip_seconds() {

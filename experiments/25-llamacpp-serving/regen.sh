@@ -59,11 +59,12 @@ run_props() {
   echo "regen: 25-llamacpp-serving $name: $(grep -E '^(ok|FAIL|SKIP) ' "$work/$name.log" | awk '{printf "%s %s, ", $2, $1}')"
 }
 
-all="defaults f32-kv ubatch-1 ubatch-1-f32 holes reorder holes-f32 reorder-f32 reuse-off"
+all="defaults f32-kv flash-on ubatch-1 ubatch-1-f32 holes reorder holes-f32 reorder-f32 reuse-off"
 for config in ${CONFIGS:-$all}; do
   case $config in
     defaults) flags=() ;;
     f32-kv) flags=(--llama-kv f32) ;;
+    flash-on) flags=(--llama-flash on) ;;
     ubatch-1) flags=(--llama-ubatch 1) ;;
     ubatch-1-f32) flags=(--llama-ubatch 1 --llama-kv f32) ;;
     holes) flags=(--llama-ubatch 1 --llama-fragment holes:6) ;;

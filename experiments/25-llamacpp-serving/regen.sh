@@ -26,7 +26,11 @@ work=$build/$dir
 mkdir -p "$work" "$dir/summaries"
 gguf=$work/minigpt.gguf
 "$build/minigpt" export-gguf --out "$gguf" --model "$model" >/dev/null
-[ -n "${CONFIGS:-}" ] || "$build/$dir/serving_lab" --gguf "$gguf" --model "$model"
+if [ -z "${CONFIGS:-}" ]; then  # everything: nothing of an earlier run's configurations stays
+  rm -rf "$dir/counterexamples" "$dir/summaries"
+  mkdir -p "$dir/summaries"
+  "$build/$dir/serving_lab" --gguf "$gguf" --model "$model"
+fi
 
 # The summary without its timings (they change every run).
 strip_seconds() {
@@ -59,7 +63,7 @@ run_props() {
   echo "regen: 25-llamacpp-serving $name: $(grep -E '^(ok|FAIL|SKIP) ' "$work/$name.log" | awk '{printf "%s %s, ", $2, $1}')"
 }
 
-all="defaults f32-kv flash-on ubatch-1 ubatch-1-f32 holes reorder holes-f32 reorder-f32 reuse-off"
+all="defaults f32-kv flash-on ubatch-1 ubatch-1-f32 holes reorder flash-ubatch-1 flash-holes flash-reorder reuse-off"
 for config in ${CONFIGS:-$all}; do
   case $config in
     defaults) flags=() ;;
@@ -69,8 +73,9 @@ for config in ${CONFIGS:-$all}; do
     ubatch-1-f32) flags=(--llama-ubatch 1 --llama-kv f32) ;;
     holes) flags=(--llama-ubatch 1 --llama-fragment holes:6) ;;
     reorder) flags=(--llama-ubatch 1 --llama-fragment reorder:6) ;;
-    holes-f32) flags=(--llama-ubatch 1 --llama-kv f32 --llama-fragment holes:6) ;;
-    reorder-f32) flags=(--llama-ubatch 1 --llama-kv f32 --llama-fragment reorder:6) ;;
+    flash-ubatch-1) flags=(--llama-flash on --llama-ubatch 1) ;;
+    flash-holes) flags=(--llama-flash on --llama-ubatch 1 --llama-fragment holes:6) ;;
+    flash-reorder) flags=(--llama-flash on --llama-ubatch 1 --llama-fragment reorder:6) ;;
     reuse-off) flags=(--llama-prefix-reuse off) ;;
     *) echo "regen: 25-llamacpp-serving: no configuration '$config' (one of: $all)" >&2; exit 2 ;;
   esac

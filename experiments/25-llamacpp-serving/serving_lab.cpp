@@ -46,8 +46,9 @@ usage: serving_lab --gguf FILE [--model FILE] [--out DIR] [--config NAME]
   --model FILE   the model the GGUF was exported from (default: the shipped one); its sha256
                  must be the one experiments/22-cache-correctness/results.json names
   --out DIR      where results.json goes (default: experiments/25-llamacpp-serving)
-  --config NAME  run one configuration only, and write nothing (defaults, f32-kv, ubatch-1,
-                 flash-on, ubatch-1-f32, holes, reorder)
+  --config NAME  run one configuration only, and write nothing (defaults, f32-kv, flash-on,
+                 ubatch-1, ubatch-1-f32, holes, reorder, flash-ubatch-1, flash-holes,
+                 flash-reorder)
 )";
 
 constexpr int kSteps = 16;  // greedy decode steps after the submit
@@ -67,11 +68,14 @@ std::vector<Configuration> configurations(const std::string& gguf) {
   };
   return {{"defaults", base},
           {"f32-kv", with({{"kv", "f32"}})},
-          {"ubatch-1", with({{"ubatch", 1}})},
           {"flash-on", with({{"flash", "on"}})},
+          {"ubatch-1", with({{"ubatch", 1}})},
           {"ubatch-1-f32", with({{"ubatch", 1}, {"kv", "f32"}})},
           {"holes", with({{"ubatch", 1}, {"fragment", "holes:6"}})},
-          {"reorder", with({{"ubatch", 1}, {"fragment", "reorder:6"}})}};
+          {"reorder", with({{"ubatch", 1}, {"fragment", "reorder:6"}})},
+          {"flash-ubatch-1", with({{"flash", "on"}, {"ubatch", 1}})},
+          {"flash-holes", with({{"flash", "on"}, {"ubatch", 1}, {"fragment", "holes:6"}})},
+          {"flash-reorder", with({{"flash", "on"}, {"ubatch", 1}, {"fragment", "reorder:6"}})}};
 }
 
 struct Tally {

@@ -8,7 +8,7 @@ namespace miniinfer::props {
 
 void clean_slate(Engine& engine) {
   engine.reset();
-  for (int seq = 0; seq < engine.batch(); ++seq) engine.cache().poison_unused(seq, kPoison);
+  engine.poison_unused(kPoison);
 }
 
 ScriptRun run_script(Engine& engine, const Script& script, bool cached, int seq, Trace* trace, int traced_draw) {

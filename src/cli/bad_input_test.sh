@@ -113,6 +113,14 @@ check "flag: temperature below floor" 1 "temperature 1e-39 is below the floor" -
 check "flag: top-p out of range" 1 "top-p must lie in \(0, 1\]" -- "$minigpt" generate --prompt "I" --top-p 2
 check "flag: unknown backend" 1 "unknown backend 'gpu'" -- "$minigpt" generate --prompt "I" --backend gpu
 check "flag: unknown fault" 1 "unknown fault 'nope'" -- "$minigpt" generate --prompt "I" --inject nope
+check "flag: unknown kv cache layout" 1 "flag --kv-cache: unknown kv cache layout 'blocks' \(known: contiguous, paged\)" -- "$minigpt" generate --prompt "I" --kv-cache blocks
+check "flag: block size not a power of two" 1 "flag --block-size: 3 is not a power of two" -- "$minigpt" generate --prompt "I" --kv-cache paged --block-size 3
+check "flag: block size without paged" 1 "flag --block-size: only with --kv-cache paged" -- "$minigpt" generate --prompt "I" --block-size 4
+check "flag: negative pool" 1 "flag --pool-blocks: must be >= 0, got -1" -- "$minigpt" generate --prompt "I" --kv-cache paged --pool-blocks -1
+check "flag: block size over capacity" 1 "paged cache: block size 64 does not divide the capacity 32" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --kv-cache paged --block-size 64
+check "flag: pool below one sequence" 1 "paged cache: a pool of 1 blocks of 16 slots cannot hold one full sequence of 32 slots \(it needs 2\)" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --kv-cache paged --pool-blocks 1
+check "flag: paged fault, contiguous cache" 1 "fault 'cow-missing' acts on the paged cache: use the paged layout" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --inject cow-missing
+check "serve: bad block size" 1 "flag --block-size: 5 is not a power of two" -- "$minigpt" serve --kv-cache paged --block-size 5
 check "command: unknown" 2 "unknown command 'frobnicate'" -- "$minigpt" frobnicate
 check "init: output folder missing" 1 "no-dir/m\.safetensors" --out no-dir/m.safetensors -- "$minigpt" init --seed 1 --out no-dir/m.safetensors
 check "init: bad --config" 1 "--config: " --out bad-config.safetensors -- "$minigpt" init --seed 1 --out bad-config.safetensors --config '{"max_seq_len": 1e12}'

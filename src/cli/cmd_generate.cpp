@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "cli/command.h"
+#include "cli/cache_flags.h"
 #include "corpus/tokenizer.h"
 #include "engine/generate.h"
 #include "model/model_file.h"
@@ -22,7 +23,8 @@ namespace {
 constexpr const char* kGenerateUsage =
     "usage: minigpt generate --prompt TEXT [--model FILE] [--max-new-tokens N] [--seed N]\n"
     "                        [--no-cache] [--temperature T] [--top-k K] [--top-p P]\n"
-    "                        [--backend invariant|eigen] [--inject FAULT] [--format text|json]\n\n"
+    "                        [--backend invariant|eigen] [--inject FAULT] [--format text|json]\n"
+    "                        [--kv-cache contiguous|paged] [--block-size N] [--pool-blocks N]\n\n"
     "Continues TEXT with the model. With the cache (default) the prompt is prefilled in one pass\n"
     "and each new token is one decode step; with --no-cache every step recomputes the whole\n"
     "sequence. Both give the same tokens, byte for byte, for the same seed.\n\n"
@@ -38,6 +40,7 @@ constexpr const char* kGenerateUsage =
     "  --backend NAME       invariant (default) or eigen (Eigen's products: not bitwise stable)\n"
     "  --inject FAULT       a deliberate cache bug, for testing the checker; one of:\n"
     "{faults}"
+    "{cache_flags}"
     "  --format FORMAT      text (default): the prompt and the continuation on one line;\n"
     "                       json: {{\"prompt_tokens\": [...], \"tokens\": [...], \"text\": \"...\"}}\n"
     "                       where tokens and text are the generated part only";
@@ -115,7 +118,7 @@ std::string json_floats(std::span<const float> xs, int position) {
 int run_generate(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"model", "prompt", "max-new-tokens", "seed", "temperature", "top-k", "top-p", "backend", "inject",
-                   "format"},
+                   "format", "kv-cache", "block-size", "pool-blocks"},
                   {"no-cache"});
   const std::string format = format_flag(args, "text");
   GenerateOptions o;
@@ -128,6 +131,9 @@ int run_generate(const std::vector<std::string>& argv) {
   o.top_p = static_cast<float>(args.get_double("top-p", 1.0));
   o.backend = named("backend", [&] { return backend_from_name(args.get("backend", "invariant")); });
   o.fault = named("inject", [&] { return fault_from_name(args.get("inject", "none")); });
+  const CacheFlags cache = cache_flags(args);
+  o.layout = cache.layout;
+  o.paged = cache.paged;
   validate(SamplerOptions{o.temperature, o.top_k, o.top_p});
   const Loaded in = load(args);
   const GenerateResult result = generate(in.model, {in.prompt}, o);
@@ -180,7 +186,8 @@ int run_logits(const std::vector<std::string>& argv) {
 }
 
 const std::string& generate_usage() {
-  static const std::string usage = fmt::format(fmt::runtime(kGenerateUsage), fmt::arg("faults", fault_list()));
+  static const std::string usage = fmt::format(fmt::runtime(kGenerateUsage), fmt::arg("faults", fault_list()),
+                                                 fmt::arg("cache_flags", kCacheFlagsHelp));
   return usage;
 }
 

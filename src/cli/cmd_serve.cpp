@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "cli/cache_flags.h"
 #include "cli/command.h"
 #include "engine/engine.h"
 #include "model/model_file.h"
@@ -23,14 +24,16 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kUsage =
-    "usage: minigpt serve [--model FILE] [--batch N] [--inject FAULT] [--backend NAME]\n\n"
+    "usage: minigpt serve [--model FILE] [--batch N] [--inject FAULT] [--backend NAME]\n"
+    "                     [--kv-cache contiguous|paged] [--block-size N] [--pool-blocks N]\n\n"
     "Our engine over the engine protocol (docs/protocol.md): JSON requests, one per line, on\n"
     "stdin; one reply per line on stdout; the log on stderr. Ends when stdin closes. props\n"
     "checks it with: props --engine process --engine-cmd 'minigpt serve'.\n\n"
     "  --model FILE    model file (default: the shipped model)\n"
     "  --batch N       sequences the cache holds (default 4)\n"
     "  --inject FAULT  a deliberate cache bug (minigpt generate --help lists them)\n"
-    "  --backend NAME  invariant (default) or eigen\n\n"
+    "  --backend NAME  invariant (default) or eigen\n"
+    "  --kv-cache LAYOUT, --block-size N, --pool-blocks N: the cache (minigpt generate --help)\n\n"
     "Exit status 0 when stdin closes; 1 if a flag or the model is refused.";
 
 // A request the engine refuses: becomes an error reply with this code.
@@ -151,11 +154,10 @@ json Server::forward(const std::string& op, const json& req) {
   return reply;
 }
 
-// Every slot at or past its sequence's cursor, in every layer, K and V, set to the float with
-// these bits: what props does to our cache in-process between cases (props/scenario.h).
-void Server::poison(uint32_t bits) {
-  for (int seq = 0; seq < e_.batch(); ++seq) e_.cache().poison_unused(seq, std::bit_cast<float>(bits));
-}
+// Every slot no sequence holds (contiguous: at or past its cursor; paged: Engine::poison_unused),
+// in every layer, K and V, set to the float with these bits: what props does to our cache
+// in-process between cases (props/scenario.h).
+void Server::poison(uint32_t bits) { e_.poison_unused(std::bit_cast<float>(bits)); }
 
 json Server::state_op(const std::string& op, const json& req) {
   // truncate, fork and start_request say where they left the cursors: a faulty cache may
@@ -225,12 +227,15 @@ json Server::handle(const json& req) {
 }
 
 int run_serve(const std::vector<std::string>& argv) {
-  const Args args(argv, {"model", "batch", "inject", "backend"}, {});
+  const Args args(argv, {"model", "batch", "inject", "backend", "kv-cache", "block-size", "pool-blocks"}, {});
   EngineOptions o;
   o.batch = args.get_int("batch", 4);
   if (o.batch < 1 || o.batch > 64) fail("flag --batch: {} is outside 1..64", o.batch);
   o.backend = backend_from_name(args.get("backend", "invariant"));
   o.fault = fault_from_name(args.get("inject", "none"));
+  const CacheFlags cache = cache_flags(args);
+  o.layout = cache.layout;
+  o.paged = cache.paged;
   const Model model = read_model(args.get("model", default_model_path()));
   Server server(model, o);
   std::ios::sync_with_stdio(false);  // lines read and written in blocks, not a character at a time

@@ -56,6 +56,14 @@ Backend backend_from_name(std::string_view name) {
   fail("unknown backend '{}' (known: invariant, eigen)", name);
 }
 
+const char* to_string(KvLayout layout) { return layout == KvLayout::Paged ? "paged" : "contiguous"; }
+
+KvLayout layout_from_name(std::string_view name) {
+  if (name == "contiguous") return KvLayout::Contiguous;
+  if (name == "paged") return KvLayout::Paged;
+  fail("unknown kv cache layout '{}' (known: contiguous, paged)", name);
+}
+
 Engine::Linear Engine::make_linear(const std::vector<float>& w, const std::vector<float>* b, int C, int OC) {
   Linear lin;
   lin.C = C;
@@ -87,7 +95,18 @@ Engine::Engine(const Model& model, EngineOptions options)
   }
   head_ = make_linear(model_.weights.tok_emb, nullptr, D, c.vocab_size);
   rope_ = kernels::make_rope_table(c.max_seq_len, c.d_head(), c.rope_theta);
-  cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), capacity);
+  batch_ = options.batch;
+  capacity_ = capacity;
+  layout_ = options.layout;
+  if (layout_ == KvLayout::Paged) {
+    cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), 1);
+    paged_ = std::make_unique<PagedKvCache>(c.n_layer, options.batch, c.n_head, c.d_head(), capacity, options.paged);
+  } else {
+    cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), capacity);
+  }
+  set_fault(options.fault);
+  freed_.assign(static_cast<size_t>(options.batch), 0);
+  recompute_logits_.assign(static_cast<size_t>(c.vocab_size), 0.0f);
   scratch_kv_ = KvCache(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len);
 
   rows_ = std::max(c.max_seq_len, options.batch);
@@ -181,7 +200,7 @@ RowSite Engine::segment_site(RowSite call, const Segment& s) {
 
 // q into q_; K and V straight into their slots of `store` (rows of segment s at positions
 // pos0.. of sequence s.seq); then RoPE on q and on the K rows where they lie.
-void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvCache& store, bool library,
+void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvStore& store, bool library,
                          const Variation& var) {
   const Config& c = config_;
   const int H = c.n_head, dh = c.d_head();
@@ -194,10 +213,10 @@ void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvCache& s
     const RowSite site = segment_site(call, s);
     for (int i = 0; i < s.n; ++i) {
       const CacheWrite to = var.cache_write(site.row(i));
-      const size_t r = static_cast<size_t>(s.row0 + i), slot = static_cast<size_t>(to.slot);
-      k_rows_[r] = store.k_slab(l, s.seq) + slot * uD;
+      const size_t r = static_cast<size_t>(s.row0 + i);
+      k_rows_[r] = store.k_write(l, s.seq, to.slot);
       // y_ is free until o_proj: a V row that does not land goes there and is never read.
-      v_rows_[r] = to.v_lands ? store.v_slab(l, s.seq) + slot * uD : y_.data() + r * uD;
+      v_rows_[r] = to.v_lands ? store.v_write(l, s.seq, to.slot) : y_.data() + r * uD;
     }
   }
   linear_rows(k_rows_.data(), ln_.data(), w.k, N, library);
@@ -220,7 +239,7 @@ constexpr int kMinCausalBlock = 8;
 // Attention of every row of every segment, head by head, against the slots `var` says it reads
 // (in the model: row i of segment s, at position pos0 + i, reads slots 0..pos0 + i of its own
 // layer and sequence in `store`).
-void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store, const Variation& var) {
+void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, const Variation& var) {
   const Config& c = config_;
   const int D = c.d_model, H = c.n_head, dh = c.d_head();
   const size_t uD = static_cast<size_t>(D);
@@ -243,8 +262,8 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store, 
       const size_t off = static_cast<size_t>(h) * dh;
       const size_t r0 = static_cast<size_t>(s.row0);
       kernels::attention_forward_causal(att_.data() + r0 * uD + off, D, causal_.data(), q_.data() + r0 * uD + off, D,
-                                        store.k_slab(l, s.seq) + off, store.v_slab(l, s.seq) + off, s.pos0, s.n, dh,
-                                        D, num.scale);
+                                        store.k_view(l, s.seq).at(off), store.v_view(l, s.seq).at(off), s.pos0, s.n,
+                                        dh, num.scale);
     }
     // Otherwise row by row: all heads of a row at once, or one head at a time in double for
     // fp64 numerics.
@@ -256,14 +275,14 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store, 
         std::fill_n(out, D, 0.0f);
       } else if (!num.fp64) {
         kernels::attention_forward_heads(out, probs_.data(), c.max_seq_len, q_.data() + r * uD,
-                                         store.k_slab(read.layer, read.seq), store.v_slab(read.layer, read.seq),
-                                         read.n_slots, H, dh, D, num.scale);
+                                         store.k_view(read.layer, read.seq), store.v_view(read.layer, read.seq),
+                                         read.n_slots, H, dh, num.scale);
       } else {
         for (int h = 0; h < H; ++h) {
           const size_t off = static_cast<size_t>(h) * dh;
           kernels::attention_forward_f64(out + off, probs_.data(), q_.data() + r * uD + off,
-                                         store.k_slab(read.layer, read.seq) + off,
-                                         store.v_slab(read.layer, read.seq) + off, read.n_slots, dh, D, num.scale);
+                                         store.k_view(read.layer, read.seq).at(off),
+                                         store.v_view(read.layer, read.seq).at(off), read.n_slots, dh, num.scale);
         }
       }
     }
@@ -277,7 +296,7 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvCache& store, 
 // keep their probabilities to themselves, so those are computed again for the traced rows by the
 // one-row kernel, whose bytes the block kernels reproduce (kernels_test); the output recorded is
 // always the kernel's own, so a kernel that parts is seen where it parts.
-void Engine::record_attention(const Segment& s, int l, const KvCache& store, const Numerics& num) {
+void Engine::record_attention(const Segment& s, int l, const KvStore& store, const Numerics& num) {
   const Config& c = config_;
   const int D = c.d_model, H = c.n_head, dh = c.d_head();
   const size_t uD = static_cast<size_t>(D);
@@ -291,12 +310,12 @@ void Engine::record_attention(const Segment& s, int l, const KvCache& store, con
       const SlotsRead& read = reads_[r];
       const float* q = q_.data() + r * uD + off;
       if (read.n_slots > 0) {
-        const float* kb = store.k_slab(read.layer, read.seq) + off;
-        const float* vb = store.v_slab(read.layer, read.seq) + off;
+        const kernels::KvView kb = store.k_view(read.layer, read.seq).at(off);
+        const kernels::KvView vb = store.v_view(read.layer, read.seq).at(off);
         if (num.fp64)
-          kernels::attention_forward_f64(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, D, num.scale);
+          kernels::attention_forward_f64(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, num.scale);
         else
-          attention_forward(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, D, num.scale);
+          attention_forward(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, num.scale);
       }
       record(TraceKind::Q, s, l, h, pos, q, dh);
       record(TraceKind::K, s, l, h, pos, k_rows_[r] + off, dh);
@@ -308,21 +327,21 @@ void Engine::record_attention(const Segment& s, int l, const KvCache& store, con
 }
 
 // The rows below the segment's end as attention found them in the slab its last row read.
-void Engine::record_cache_reads(const Segment& s, int l, const KvCache& store, const SlotsRead& read) {
+void Engine::record_cache_reads(const Segment& s, int l, const KvStore& store, const SlotsRead& read) {
   const int H = config_.n_head, dh = config_.d_head();
-  const float* kb = store.k_slab(read.layer, read.seq);
-  const float* vb = store.v_slab(read.layer, read.seq);
+  const kernels::KvView kb = store.k_view(read.layer, read.seq);
+  const kernels::KvView vb = store.v_view(read.layer, read.seq);
   for (int slot = 0; slot < s.pos0 + s.n; ++slot) {
     if (!trace_->wants(slot)) continue;
     for (int h = 0; h < H; ++h) {
-      const size_t off = static_cast<size_t>(slot) * config_.d_model + static_cast<size_t>(h) * dh;
-      record(TraceKind::KRead, s, l, h, slot, kb + off, dh);
-      record(TraceKind::VRead, s, l, h, slot, vb + off, dh);
+      const size_t off = static_cast<size_t>(h) * dh;
+      record(TraceKind::KRead, s, l, h, slot, kb.row(slot) + off, dh);
+      record(TraceKind::VRead, s, l, h, slot, vb.row(slot) + off, dh);
     }
   }
 }
 
-void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits,
+void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStore& store, float* logits,
                  bool all_rows, const Variation& var) {
   const Config& c = config_;
   const int D = c.d_model, F = c.d_ff, L = c.n_layer;
@@ -411,18 +430,88 @@ std::vector<float> Engine::forward_uncached(std::span<const int> tokens, bool al
 
 // The chunks were checked (check_chunks) by the caller, before any group of them ran.
 void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows) {
+  if (paged_) {
+    std::vector<int> keep;
+    for (const Chunk& ch : chunks) keep.push_back(ch.seq);
+    make_room(chunks, keep);
+  }
   segs_.clear();
   int N = 0;
   for (const Chunk& ch : chunks) {
-    const int cursor = cache_.cursor(ch.seq);
+    const int cursor = store().cursor(ch.seq);
     const int n = static_cast<int>(ch.tokens.size());
     const Pass pass = cursor == 0 ? Pass::Prefill : (n == 1 ? Pass::Decode : Pass::Resume);
     segs_.push_back(Segment{ch.seq, cursor, n, N, pass});
     std::copy(ch.tokens.begin(), ch.tokens.end(), tokens_.begin() + N);
     N += n;
   }
-  run(segs_, tokens_.data(), N, cache_, logits, all_rows, *variation_);
-  for (const Segment& s : segs_) cache_.advance(s.seq, s.n);
+  run(segs_, tokens_.data(), N, store(), logits, all_rows, *variation_);
+  for (const Segment& s : segs_) {
+    if (paged_)
+      paged_->advance(s.seq, {tokens_.data() + s.row0, static_cast<size_t>(s.n)});
+    else
+      cache_.advance(s.seq, s.n);
+  }
+}
+
+// The slots a call writes per sequence are asked of the variation, layer by layer (a fault may
+// write elsewhere than the cursor), so that reserve makes exactly those blocks writable.
+void Engine::make_room(std::span<const Chunk> chunks, std::span<const int> keep) {
+  const std::vector<SlotWrites> writes = paged_writes(chunks);
+  paged_->check_fits(writes, keep);  // before anything changes
+  for (const Chunk& ch : chunks)
+    if (paged_->preempted(ch.seq)) recompute(ch.seq, keep);
+  paged_->reserve(writes, keep);
+  for (const Chunk& ch : chunks) paged_->note_use(ch.seq);
+}
+
+std::vector<SlotWrites> Engine::paged_writes(std::span<const Chunk> chunks) const {
+  std::vector<Segment> segs;
+  int N = 0;
+  for (const Chunk& ch : chunks) {
+    const int n = static_cast<int>(ch.tokens.size());
+    const int cursor = paged_->cursor(ch.seq);
+    segs.push_back(Segment{ch.seq, cursor, n, N, cursor == 0 ? Pass::Prefill : (n == 1 ? Pass::Decode : Pass::Resume)});
+    N += n;
+  }
+  std::vector<SlotWrites> writes;
+  for (const Segment& s : segs) {
+    SlotWrites w{s.seq, s.pos0, s.pos0 + s.n - 1};
+    for (int l = 0; l < config_.n_layer; ++l) {
+      const RowSite site = segment_site(call_site(segs, l), s);
+      for (int i = 0; i < s.n; ++i) {
+        const int slot = variation_->cache_write(site.row(i)).slot;
+        w.first = std::min(w.first, slot);
+        w.last = std::max(w.last, slot);
+      }
+    }
+    writes.push_back(w);
+  }
+  return writes;
+}
+
+// A preempted sequence's rows again: its tokens as one prefill chunk through the cached path,
+// after the longest prefix the cache still holds (the last token always computed). Its logits
+// go nowhere and the trace does not see it: the rows are the ones its first computation wrote.
+void Engine::recompute(int seq, std::span<const int> keep) {
+  const std::vector<int> tokens = paged_->take_for_recompute(seq);
+  if (tokens.empty()) return;
+  const int hit = paged_->map_prefix(seq, tokens, static_cast<int>(tokens.size()) - 1);
+  Trace* const trace = trace_;
+  trace_ = nullptr;
+  const Chunk rest{seq, std::span<const int>(tokens).subspan(static_cast<size_t>(hit))};
+  try {
+    make_room({&rest, 1}, keep);
+    segs_.clear();
+    segs_.push_back(Segment{seq, hit, static_cast<int>(rest.tokens.size()), 0, hit == 0 ? Pass::Prefill : Pass::Resume});
+    std::copy(rest.tokens.begin(), rest.tokens.end(), tokens_.begin());
+    run(segs_, tokens_.data(), segs_[0].n, *paged_, recompute_logits_.data(), false, *variation_);
+    paged_->advance(seq, rest.tokens);
+  } catch (...) {
+    trace_ = trace;
+    throw;
+  }
+  trace_ = trace;
 }
 
 void Engine::forward_cached(int seq, std::span<const int> tokens, std::span<float> logits, bool all_rows) {
@@ -445,7 +534,11 @@ void Engine::check_chunks(std::span<const Chunk> chunks) const {
   for (size_t i = 0; i < chunks.size(); ++i) {
     const Chunk& ch = chunks[i];
     check_tokens(ch.tokens);
-    cache_.check_room(ch.seq, static_cast<int>(ch.tokens.size()));
+    check_live(ch.seq);
+    if (paged_)
+      paged_->check_room(ch.seq, static_cast<int>(ch.tokens.size()));
+    else
+      cache_.check_room(ch.seq, static_cast<int>(ch.tokens.size()));
     for (size_t j = 0; j < i; ++j)
       if (chunks[j].seq == ch.seq) fail("forward: sequence {} appears twice in one batch", ch.seq);
   }
@@ -458,6 +551,11 @@ void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logit
   // Everything is checked before the first group runs: a call that fails leaves every cursor
   // (and every cache row below a cursor) as it was.
   check_chunks(chunks);
+  if (paged_) {  // the whole call must fit the pool before its first group runs
+    std::vector<int> keep;
+    for (const Chunk& ch : chunks) keep.push_back(ch.seq);
+    paged_->check_fits(paged_writes(chunks), keep);
+  }
   // Groups of whole chunks that fit the scratch rows (every chunk fits: capacity <= rows_).
   size_t first = 0;
   while (first < chunks.size()) {
@@ -470,8 +568,14 @@ void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logit
 }
 
 KvRows Engine::cache_rows(int seq) const {
+  check_live(seq);
+  if (paged_ && paged_->preempted(seq)) {
+    Engine& self = const_cast<Engine&>(*this);  // logically const: see engine.h
+    const int keep[] = {seq};
+    self.recompute(seq, keep);
+  }
   const Config& c = config_;
-  KvRows kv{c.n_layer, c.n_head, cache_.cursor(seq), c.d_head(), {}, {}};
+  KvRows kv{c.n_layer, c.n_head, cursor(seq), c.d_head(), {}, {}};
   const size_t dh = static_cast<size_t>(kv.d_head);
   kv.k.resize(static_cast<size_t>(kv.n_layer) * kv.n_head * kv.T * dh);
   kv.v.resize(kv.k.size());
@@ -479,19 +583,134 @@ KvRows Engine::cache_rows(int seq) const {
     for (int h = 0; h < kv.n_head; ++h)
       for (int s = 0; s < kv.T; ++s) {
         const size_t at = ((static_cast<size_t>(l) * kv.n_head + h) * kv.T + s) * dh;
-        const auto k = cache_.k_row(l, seq, h, s), v = cache_.v_row(l, seq, h, s);
-        std::copy(k.begin(), k.end(), kv.k.begin() + static_cast<long>(at));
-        std::copy(v.begin(), v.end(), kv.v.begin() + static_cast<long>(at));
+        const float* k = store().k_view(l, seq).row(s) + static_cast<size_t>(h) * dh;
+        const float* v = store().v_view(l, seq).row(s) + static_cast<size_t>(h) * dh;
+        std::copy_n(k, dh, kv.k.begin() + static_cast<long>(at));
+        std::copy_n(v, dh, kv.v.begin() + static_cast<long>(at));
       }
   return kv;
 }
 
-void Engine::truncate(int seq, int p) { variation_->truncate(cache_, seq, p); }
+KvStore& Engine::store() {
+  if (paged_) return *paged_;
+  return cache_;
+}
 
-void Engine::fork(int src, int dst, int prefix_len) { variation_->fork(cache_, src, dst, prefix_len); }
+const KvStore& Engine::store() const {
+  if (paged_) return *paged_;
+  return cache_;
+}
+
+void Engine::set_fault(Fault fault) {
+  if (layout_ == KvLayout::Contiguous && acts_on_paged(fault))
+    fail("fault '{}' acts on the paged cache: use the paged layout", to_string(fault));
+  if (layout_ == KvLayout::Paged && acts_on_contiguous_only(fault))
+    fail("fault '{}' acts on the contiguous cache's operations: use the contiguous layout", to_string(fault));
+  fault_ = fault;
+  variation_ = &variation(fault);
+  if (paged_) paged_->set_variation(variation_);
+}
+
+KvLayout Engine::layout() const { return layout_; }
+
+int Engine::cursor(int seq) const { return store().cursor(seq); }
+
+bool Engine::freed(int seq) const {
+  store().cursor(seq);  // range check
+  return freed_[static_cast<size_t>(seq)] != 0;
+}
+
+void Engine::check_live(int seq) const {
+  if (freed(seq)) fail("sequence {} is freed: submit a prompt or reset it first", seq);
+}
+
+void Engine::reset() {
+  if (paged_)
+    paged_->reset();
+  else
+    cache_.reset();
+  std::fill(freed_.begin(), freed_.end(), 0);
+}
+
+void Engine::reset(int seq) {
+  if (paged_)
+    paged_->reset(seq);
+  else
+    cache_.reset(seq);
+  freed_[static_cast<size_t>(seq)] = 0;
+}
+
+void Engine::start_request(int seq) {
+  store().cursor(seq);  // range check
+  if (paged_)
+    paged_->reset(seq);
+  else
+    variation_->start_request(cache_, seq);
+  freed_[static_cast<size_t>(seq)] = 0;
+}
 
 void Engine::start_request() {
-  for (int seq = 0; seq < batch(); ++seq) variation_->start_request(cache_, seq);
+  for (int seq = 0; seq < batch(); ++seq) start_request(seq);
+}
+
+void Engine::truncate(int seq, int p) {
+  check_live(seq);
+  if (paged_)
+    paged_->truncate(seq, p);
+  else
+    variation_->truncate(cache_, seq, p);
+}
+
+void Engine::fork(int src, int dst, int prefix_len) {
+  check_live(src);
+  store().cursor(dst);  // range check before anything changes
+  if (paged_) {
+    if (src == dst) fail("fork: source and destination are both sequence {}", src);
+    if (prefix_len < 0 || prefix_len > paged_->cursor(src))
+      fail("fork: sequence {} holds {} tokens, cannot fork a prefix of {}", src, paged_->cursor(src), prefix_len);
+    if (paged_->preempted(src)) {
+      const int keep[] = {src};
+      recompute(src, keep);
+    }
+    paged_->fork(src, dst, prefix_len);
+    paged_->note_use(src);
+    paged_->note_use(dst);
+  } else {
+    variation_->fork(cache_, src, dst, prefix_len);
+  }
+  freed_[static_cast<size_t>(dst)] = 0;
+}
+
+int Engine::submit(int seq, std::span<const int> prompt, std::span<float> logits) {
+  store().cursor(seq);  // range check
+  check_tokens(prompt);
+  if (static_cast<int>(prompt.size()) > capacity_)
+    fail("sequence {}: position {} exceeds the cache capacity {} (slots 0..{})", seq, prompt.size() - 1, capacity_,
+         capacity_ - 1);
+  if (logits.size() < static_cast<size_t>(config_.vocab_size))
+    fail("forward: logits buffer holds {} floats, needs {}", logits.size(), config_.vocab_size);
+  start_request(seq);
+  if (!paged_) {
+    forward_cached(seq, prompt, logits);
+    return 0;
+  }
+  const int hit = paged_->map_prefix(seq, prompt, static_cast<int>(prompt.size()) - 1);
+  paged_->count_hit(hit);
+  forward_cached(seq, prompt.subspan(static_cast<size_t>(hit)), logits);
+  return hit;
+}
+
+void Engine::free(int seq) {
+  reset(seq);
+  freed_[static_cast<size_t>(seq)] = 1;
+}
+
+void Engine::poison_unused(float value) {
+  if (paged_) {
+    paged_->poison_unused(value);
+    return;
+  }
+  for (int seq = 0; seq < batch(); ++seq) cache_.poison_unused(seq, value);
 }
 
 void Engine::decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) {

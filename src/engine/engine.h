@@ -4,6 +4,7 @@
 // cached path (a chunk per sequence appended at its cursor: prefill, decode and resume are the
 // same code with different row counts). Byte equality comes from the kernels (kernels.h).
 #pragma once
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -69,17 +70,16 @@ class Engine {
 
   const Config& config() const { return config_; }
   int vocab_size() const { return config_.vocab_size; }
-  int batch() const { return cache_.batch(); }
-  int capacity() const { return cache_.capacity(); }
+  int batch() const { return batch_; }
+  int capacity() const { return capacity_; }
 
   Backend backend() const { return backend_; }
   void set_backend(Backend backend) { backend_ = backend; }
   Fault fault() const { return fault_; }
   // The fault's variation points (faults.h) act on the cached path from the next call on.
-  void set_fault(Fault fault) {
-    fault_ = fault;
-    variation_ = &variation(fault);
-  }
+  // Throws Error if the fault has nothing to act on in this layout (a paged fault on the
+  // contiguous cache, or a fault of the contiguous cache's operations on the paged one).
+  void set_fault(Fault fault);
   Trace* trace() const { return trace_; }
   void set_trace(Trace* trace) { trace_ = trace; }
 
@@ -103,17 +103,28 @@ class Engine {
   void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits);
 
   // The K and V rows the cache holds for `seq`, slots 0..cursor-1, laid out as full recompute's
-  // KvRows (for comparing the two).
+  // KvRows (for comparing the two). On the paged layout a preempted sequence is recomputed
+  // first (through the cached path, as its next use would), so the rows are there to read:
+  // logically const, since recomputing changes no byte of what it reports.
   KvRows cache_rows(int seq) const;
+  // The contiguous layout's cache (on the paged layout a placeholder holding nothing: use paged()).
   const KvCache& cache() const { return cache_; }
   KvCache& cache() { return cache_; }
-  int cursor(int seq) const { return cache_.cursor(seq); }
-  void reset() { cache_.reset(); }  // a reset engine behaves like a fresh one
-  void reset(int seq) { cache_.reset(seq); }
+  // The paged layout's cache, for introspection (block tables, stats, check()); null when
+  // contiguous.
+  const PagedKvCache* paged() const { return paged_.get(); }
+  // Tokens `seq` holds (0 for a freed sequence; a preempted one keeps its count).
+  int cursor(int seq) const;
+  void reset();  // a reset engine behaves like a fresh one (the paged pool and its prefix cache too)
+  void reset(int seq);
   // A new request on `seq` (or on every sequence): it starts on an empty cache, as a reset
   // would, unless the active fault keeps the old rows.
-  void start_request(int seq) { variation_->start_request(cache_, seq); }
+  void start_request(int seq);
   void start_request();
+  // Test aid, both layouts: `value` into every cache slot no sequence holds (contiguous: every
+  // slot at or past each cursor; paged: every unheld slot of every block the prefix cache does
+  // not keep), so a read of a slot nobody wrote poisons the logits.
+  void poison_unused(float value);
   void truncate(int seq, int p);
   void fork(int src, int dst, int prefix_len);
 
@@ -152,19 +163,29 @@ class Engine {
   void linear_rows(float* const* out_rows, const float* inp, const Linear& w, int T, bool library);
   void check_tokens(std::span<const int> tokens) const;
   void check_chunks(std::span<const Chunk> chunks) const;
+  void check_live(int seq) const;  // throws Error if seq is freed
+  KvStore& store();
+  const KvStore& store() const;
+  // Paged layout, before a cached call: recompute the call's preempted sequences, then make the
+  // blocks it writes present and writable (PagedKvCache::reserve). `keep`: sequences no
+  // preemption may take (the call's, and an outer call's during a recompute).
+  void make_room(std::span<const Chunk> chunks, std::span<const int> keep);
+  // The slots each chunk's rows write, asked of the active variation.
+  std::vector<SlotWrites> paged_writes(std::span<const Chunk> chunks) const;
+  void recompute(int seq, std::span<const int> keep);
   // The forward pass over `segs` (rows of `tokens`, concatenated); K/V go into and are read
   // from `store`. logits: (N, V) if all_rows else (segs.size(), V).
   // `var` is model_variation() for full recompute, the active fault's for the cached path.
-  void run(std::span<const Segment> segs, const int* tokens, int N, KvCache& store, float* logits, bool all_rows,
+  void run(std::span<const Segment> segs, const int* tokens, int N, KvStore& store, float* logits, bool all_rows,
            const Variation& var);
   // What the variation points are told: the call's shape at layer l, then a segment's first row.
   RowSite call_site(std::span<const Segment> segs, int layer) const;
   static RowSite segment_site(RowSite call, const Segment& s);
-  void project_qkv(int layer, std::span<const Segment> segs, int N, KvCache& store, bool library, const Variation& var);
-  void attend(int layer, std::span<const Segment> segs, const KvCache& store, const Variation& var);
+  void project_qkv(int layer, std::span<const Segment> segs, int N, KvStore& store, bool library, const Variation& var);
+  void attend(int layer, std::span<const Segment> segs, const KvStore& store, const Variation& var);
   void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows);
-  void record_attention(const Segment& s, int layer, const KvCache& store, const Numerics& num);
-  void record_cache_reads(const Segment& s, int layer, const KvCache& store, const SlotsRead& read);
+  void record_attention(const Segment& s, int layer, const KvStore& store, const Numerics& num);
+  void record_cache_reads(const Segment& s, int layer, const KvStore& store, const SlotsRead& read);
   void record(TraceKind kind, const Segment& seg, int layer, int head, int pos, const float* data, int n);
   // One record per traced row of `segs`: rows is (N, width), head -1.
   void record_rows(TraceKind kind, std::span<const Segment> segs, int layer, const float* rows, int width);
@@ -174,7 +195,11 @@ class Engine {
   std::vector<Layer> layers_;
   Linear head_;          // tok_emb as (V, D): the tied output head
   kernels::RopeTable rope_;
-  KvCache cache_;        // the cached path's K/V: (L, B, capacity, D)
+  int batch_ = 0, capacity_ = 0;
+  KvLayout layout_ = KvLayout::Contiguous;
+  KvCache cache_;        // the contiguous layout's K/V: (L, B, capacity, D); (L, B, 1, D) when paged
+  std::unique_ptr<PagedKvCache> paged_;  // the paged layout's pool and tables; null when contiguous
+  std::vector<char> freed_;              // (B) freed by free(), until a submit, reset or fork
   KvCache scratch_kv_;   // the uncached path's K/V for one call: (L, 1, max_seq_len, D)
   Backend backend_ = Backend::Invariant;
   Fault fault_ = Fault::None;
@@ -198,6 +223,7 @@ class Engine {
   std::vector<int> tokens_;         // (R) a call's tokens, concatenated
   std::vector<Segment> segs_;       // (B) a call's segments
   std::vector<Chunk> decode_chunks_;  // (B) decode's one-token chunks
+  std::vector<float> recompute_logits_;  // (V) a recompute's logits, which nothing reads
 };
 
 }  // namespace miniinfer

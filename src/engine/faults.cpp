@@ -184,6 +184,52 @@ struct ChunkMask final : Variation {
   }
 };
 
+// ---- the paged cache's faults (PagedKvCache asks these points) ----
+
+struct PrefixHashShort final : Variation {
+  static constexpr const char* kName = "prefix-hash-short";
+  static constexpr const char* kImitates = "a prefix-cache block key hashed over a token range one short, so two prompts that differ in a block's last token share its rows";
+  static constexpr const char* kDescription = "a block's prefix-cache key covers its first block_size - 1 tokens: a prompt differing in the last reuses the block";
+  int block_key_tokens(int block_size) const override { return block_size - 1; }
+};
+
+struct CowMissing final : Variation {
+  static constexpr const char* kName = "cow-missing";
+  static constexpr const char* kImitates = "a shared KV block appended to without the copy-on-write check (a fork or a cached prefix overwritten in place)";
+  static constexpr const char* kDescription = "the first write into a block another table holds, or the prefix cache keys, writes in place";
+  bool copy_on_write() const override { return false; }
+};
+
+struct RefcountShort final : Variation {
+  static constexpr const char* kName = "refcount-short";
+  static constexpr const char* kImitates = "a fork that increments the reference counts of all shared blocks but the partial last one";
+  static constexpr const char* kDescription = "fork does not count the last block it shares: releasing one holder frees a block the other still reads";
+  bool fork_counts_last_block() const override { return false; }
+};
+
+struct BlockTableBoundary final : Variation {
+  static constexpr const char* kName = "block-table-boundary";
+  static constexpr const char* kImitates = "a slot-to-block mapping off by one at a block boundary (slot / block_size computed from slot - 1)";
+  static constexpr const char* kDescription = "the write into the first slot of a block (past the first) goes through the previous table entry";
+  int write_entry(int slot, int block_size) const override {
+    return slot > 0 && slot % block_size == 0 ? slot / block_size - 1 : slot / block_size;
+  }
+};
+
+struct EvictStale final : Variation {
+  static constexpr const char* kName = "evict-stale";
+  static constexpr const char* kImitates = "an evicted KV block reused without removing its hash from the prefix cache's table";
+  static constexpr const char* kDescription = "eviction hands a cached block out but leaves the registry pointing at it: a later hit reads another sequence's rows";
+  bool evict_unregisters() const override { return false; }
+};
+
+struct PartialBlockFull final : Variation {
+  static constexpr const char* kName = "partial-block-full";
+  static constexpr const char* kImitates = "a block marked full (and hashed) by its capacity instead of its token count, when the request finishes";
+  static constexpr const char* kDescription = "releasing a sequence registers its partly filled last block as full, keyed by the ids its slots last held";
+  bool registers_partial_block() const override { return true; }
+};
+
 // A catalogue row: the declaration's strings and its Variation (null for None: the model).
 struct FaultInfo {
   Fault fault;
@@ -220,6 +266,12 @@ constexpr std::array kFaults = {
     declared<RaggedPosition>(Fault::RaggedPosition),
     declared<ContinuousBatchMask>(Fault::ContinuousBatchMask),
     declared<ChunkMask>(Fault::ChunkMask),
+    declared<PrefixHashShort>(Fault::PrefixHashShort),
+    declared<CowMissing>(Fault::CowMissing),
+    declared<RefcountShort>(Fault::RefcountShort),
+    declared<BlockTableBoundary>(Fault::BlockTableBoundary),
+    declared<EvictStale>(Fault::EvictStale),
+    declared<PartialBlockFull>(Fault::PartialBlockFull),
 };
 constexpr std::array<Fault, kFaults.size()> kAll = [] {
   std::array<Fault, kFaults.size()> all{};
@@ -241,6 +293,22 @@ const char* imitates(Fault fault) { return info(fault).imitates; }
 const Variation& variation(Fault fault) {
   const Variation* v = info(fault).variation;
   return v ? *v : model_variation();
+}
+
+bool acts_on_paged(Fault fault) {
+  switch (fault) {
+    case Fault::PrefixHashShort:
+    case Fault::CowMissing:
+    case Fault::RefcountShort:
+    case Fault::BlockTableBoundary:
+    case Fault::EvictStale:
+    case Fault::PartialBlockFull: return true;
+    default: return false;
+  }
+}
+
+bool acts_on_contiguous_only(Fault fault) {
+  return fault == Fault::StaleCache || fault == Fault::TruncateStale || fault == Fault::ForkShallow;
 }
 
 Fault fault_from_name(std::string_view name) {

@@ -32,6 +32,13 @@ enum class Fault {
   RaggedPosition,       // a batched call rotates every sequence at the first sequence's positions
   ContinuousBatchMask,  // a decode row attends to another sequence's prefill chunk
   ChunkMask,            // a multi-token cached chunk has no causal mask inside it
+  // Faults of the paged cache (paged_cache.h); they act on the paged layout only:
+  PrefixHashShort,     // a block's prefix-cache key covers its first block_size - 1 tokens
+  CowMissing,          // the first write into a shared or registered block writes in place
+  RefcountShort,       // fork does not count the last block it shares
+  BlockTableBoundary,  // the write into a block's first slot goes through the previous table entry
+  EvictStale,          // eviction hands a block out but leaves the registry pointing at it
+  PartialBlockFull,    // releasing a sequence registers its partly filled last block as full
 };
 
 // Every fault, None first, in declaration order.
@@ -44,6 +51,11 @@ const char* describe(Fault fault);
 const char* imitates(Fault fault);
 // The forward pass's variation points with this fault in them; model_variation() for None.
 const Variation& variation(Fault fault);
+// Whether the fault acts on the paged cache (and has nothing to act on in the contiguous one).
+bool acts_on_paged(Fault fault);
+// Whether the fault overrides the contiguous cache's own operations (start_request, truncate,
+// fork on a KvCache): those have nothing to act on in the paged cache.
+bool acts_on_contiguous_only(Fault fault);
 // Throws Error "unknown fault 'x' (known: none, cursor-off-by-one, ...)".
 Fault fault_from_name(std::string_view name);
 

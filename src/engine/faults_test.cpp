@@ -8,6 +8,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "engine/engine_replay.h"
 #include "engine/engine_test_util.h"
 #include "engine/generate.h"
 
@@ -74,6 +75,88 @@ std::string first_detection(const Model& model, Fault fault) {
   zero.push_back(tokens[9]);
   if (!same_bytes(std::span(got).first(V), engine.forward_uncached(one))) return "a forked, rolled back and resumed sequence";
   if (!same_bytes(std::span(got).subspan(V), engine.forward_uncached(zero))) return "a decode row next to a prefill chunk";
+  return "";
+}
+
+// A paged engine (blocks of 4 slots, capacity 16, three sequences, a pool of `pool` blocks).
+EngineOptions paged_options(Fault fault, int pool) {
+  EngineOptions o;
+  o.batch = 3;
+  o.capacity = 16;
+  o.fault = fault;
+  o.layout = KvLayout::Paged;
+  o.paged.block_size = 4;
+  o.paged.pool_blocks = pool;
+  return o;
+}
+
+// Six short histories on the paged layout, one aimed at each paged fault; the first
+// difference from full recompute any of them shows, or "" if none does.
+std::string paged_detection(const Model& model, Fault fault) {
+  const int V = model.config.vocab_size;
+  Rng rng(91);
+  const auto A = random_tokens(rng, 12, V), C = random_tokens(rng, 16, V), D = random_tokens(rng, 8, V);
+  const auto first = [&](std::span<const int> t, size_t n) { return std::vector<int>(t.begin(), t.begin() + static_cast<long>(n)); };
+  std::vector<std::string> found;
+  {  // a prompt that differs from a cached one in a block's last token only
+    Engine e(model, paged_options(fault, 0));
+    Replay r(e);
+    r.submit(0, first(A, 9));
+    r.free(0);
+    auto B = first(A, 9);
+    B[3] = (B[3] + 1) % V;
+    r.submit(1, B);
+    found.push_back(r.first());
+  }
+  {  // a fork's partly filled last block, written by the fork
+    Engine e(model, paged_options(fault, 0));
+    Replay r(e);
+    r.submit(0, first(A, 10));
+    r.fork(0, 1, 9);
+    r.append(1, first(C, 1));
+    r.check_all_rows();
+    found.push_back(r.first());
+  }
+  {  // the fork's source released, then its blocks handed out again
+    Engine e(model, paged_options(fault, 8));
+    Replay r(e);
+    r.submit(0, first(A, 10));
+    r.fork(0, 1, 9);
+    r.free(0);
+    r.submit(2, C);
+    r.submit(0, D);
+    r.check_all_rows();
+    r.append(1, first(D, 1));
+    found.push_back(r.first());
+  }
+  {  // a prefill across block boundaries
+    Engine e(model, paged_options(fault, 0));
+    Replay r(e);
+    r.submit(0, first(A, 9));
+    r.check_all_rows();
+    found.push_back(r.first());
+  }
+  {  // a cached block evicted (the pool holds one sequence), then its old prefix asked for
+    Engine e(model, paged_options(fault, 4));
+    Replay r(e);
+    r.submit(0, first(A, 8));
+    r.free(0);
+    r.submit(1, first(C, 11));
+    r.submit(2, first(A, 9));
+    found.push_back(r.first());
+  }
+  {  // a released partial block, then a prompt continuing it with the ids its free slots hold
+    Engine e(model, paged_options(fault, 0));
+    Replay r(e);
+    r.submit(0, first(A, 6));
+    r.free(0);
+    auto B = first(A, 6);
+    B.insert(B.end(), {0, 0, 1});
+    r.submit(1, B);
+    found.push_back(r.first());
+  }
+  for (const std::string& f : found)
+    if (!f.empty()) return f;
   return "";
 }
 
@@ -153,13 +236,22 @@ std::vector<std::string> deviations(const Variation& v) {
   if (differ([](const Variation& x, KvCache& c) { x.start_request(c, 1); })) points.insert("start request");
   if (differ([](const Variation& x, KvCache& c) { x.truncate(c, 1, 1); })) points.insert("truncate");
   if (differ([](const Variation& x, KvCache& c) { x.fork(c, 0, 1, 3); })) points.insert("fork");
+  for (int bs : {1, 4, 16})
+    if (v.block_key_tokens(bs) != m.block_key_tokens(bs)) points.insert("block key");
+  if (v.copy_on_write() != m.copy_on_write()) points.insert("copy on write");
+  if (v.fork_counts_last_block() != m.fork_counts_last_block()) points.insert("fork refcount");
+  for (int bs : {1, 4})
+    for (int slot = 0; slot < 12; ++slot)
+      if (v.write_entry(slot, bs) != m.write_entry(slot, bs)) points.insert("write entry");
+  if (v.evict_unregisters() != m.evict_unregisters()) points.insert("eviction");
+  if (v.registers_partial_block() != m.registers_partial_block()) points.insert("partial block");
   return {points.begin(), points.end()};
 }
 
 }  // namespace
 
 TEST_CASE("fault names round-trip, each has a description, and an unknown name lists the known ones") {
-  CHECK(all_faults().size() == 18);
+  CHECK(all_faults().size() == 24);
   for (Fault f : all_faults()) {
     CHECK(fault_from_name(to_string(f)) == f);
     CHECK(std::string(describe(f)).size() > 10);
@@ -200,10 +292,11 @@ TEST_CASE("every fault is caught by comparing against full recompute, and Fault:
   const Config c = make_config(97, 32, 3, 4, 64, 64);
   const Model model = random_model(c, 21);
   for (Fault f : all_faults()) {
-    const std::string found = first_detection(model, f);
+    const std::string found = acts_on_paged(f) ? paged_detection(model, f) : first_detection(model, f);
     INFO("fault " << to_string(f));
     if (f == Fault::None) {
       CHECK(found == "");
+      CHECK(paged_detection(model, f) == "");
     } else {
       CHECK(found != "");
       WARN(to_string(f) << ": caught by " << found);
@@ -219,7 +312,7 @@ TEST_CASE("a fault never touches full recompute") {
   Engine clean(model);
   const auto expected = clean.forward_uncached(tokens, true);
   for (Fault f : all_faults()) {
-    Engine faulty(model, {Backend::Invariant, 1, 0, f, KvLayout::Contiguous, {}});
+    Engine faulty(model, {Backend::Invariant, 1, 0, f, acts_on_paged(f) ? KvLayout::Paged : KvLayout::Contiguous, {}});
     INFO("fault " << to_string(f));
     CHECK(same_bytes(faulty.forward_uncached(tokens, true), expected));
   }
@@ -257,4 +350,27 @@ TEST_CASE("traces of both paths align by (layer, head, position) and name the fi
     if (f == Fault::LayerAlias) CHECK(first.starts_with("layer 1 "));  // layer 0 reads its own cache
     if (f == Fault::RopeDecodePhase) CHECK(first == "layer 0 head 0 pos 6 q");
   }
+}
+
+TEST_CASE("a paged fault needs the paged layout, and a fault of the contiguous cache's operations the contiguous one") {
+  const Model model = random_model(make_config(20, 8, 1, 2, 16, 16), 4);
+  for (Fault f : all_faults()) {
+    INFO("fault " << to_string(f));
+    const bool paged = acts_on_paged(f), contiguous_only = acts_on_contiguous_only(f);
+    CHECK(!(paged && contiguous_only));
+    EngineOptions o;
+    o.fault = f;
+    if (paged)
+      CHECK_THROWS_WITH(Engine(model, o), fmt::format("fault '{}' acts on the paged cache: use the paged layout", to_string(f)));
+    else
+      CHECK_NOTHROW(Engine(model, o));
+    o.layout = KvLayout::Paged;
+    if (contiguous_only)
+      CHECK_THROWS_WITH(Engine(model, o), fmt::format("fault '{}' acts on the contiguous cache's operations: use the contiguous layout",
+                                                      to_string(f)));
+    else
+      CHECK_NOTHROW(Engine(model, o));
+  }
+  CHECK(acts_on_paged(Fault::CowMissing));
+  CHECK(!acts_on_paged(Fault::ChunkMask));
 }

@@ -40,6 +40,8 @@ GenerateResult generate(const Model& model, const std::vector<std::vector<int>>&
   eo.backend = o.backend;
   eo.batch = std::max<int>(1, static_cast<int>(prompts.size()));
   eo.fault = o.fault;
+  eo.layout = o.layout;
+  eo.paged = o.paged;
   Engine engine(model, eo);
   return generate(engine, prompts, o);
 }

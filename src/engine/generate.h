@@ -32,6 +32,8 @@ struct GenerateOptions {
   Trace* trace = nullptr;    // null = off; records get step = the generation step
   Fault fault = Fault::None;
   CoinSource coins;          // empty: the stream's coin, as is
+  KvLayout layout = KvLayout::Contiguous;  // the cache of the engine generate(model, ...) builds
+  PagedOptions paged;                      // its block size and pool, when paged
 };
 
 struct GenerateResult {

@@ -185,7 +185,24 @@ void pack_rows(float* packed, const float* rows, size_t ld, int C, int OC) {
   }
 }
 
+// The same packing from the rows of a view (the causal kernel's keys): each row's address is
+// taken once per group, then the copy is pack_rows' own.
+void pack_view_rows(float* packed, KvView rows, int C, int OC) {
+  const float* row[kGroup];
+  for (int n0 = 0; n0 < OC; n0 += kGroup) {
+    float* group = packed + static_cast<size_t>(n0) * C;
+    for (int i = 0; i < kGroup; ++i) row[i] = n0 + i < OC ? rows.row(n0 + i) : nullptr;
+    for (int k = 0; k < C; ++k)
+      for (int i = 0; i < kGroup; ++i) group[static_cast<size_t>(k) * kGroup + i] = row[i] ? row[i][k] : 0.0f;
+  }
+}
+
 }  // namespace
+
+KvView contiguous_view(const float* base, size_t ld) {
+  static constexpr int kOneBlock[1] = {0};
+  return KvView{base, kOneBlock, 30, ld};
+}
 
 void pack_weight(float* packed, const float* weight, int C, int OC) {
   pack_rows(packed, weight, static_cast<size_t>(C), C, OC);
@@ -340,19 +357,20 @@ inline void transpose8(v8 r[8]) {
 
 // Scores of slots [j, j + 8), one slot per lane: 8x8 blocks of keys are transposed in registers
 // so lane l holds slot j+l, and each lane takes fma(q[d], k[d], acc) over d in order.
-inline void score_block(float* scores, const float* q, const float* k, int j, int d_head, int ld, float scale) {
+inline void score_block(float* scores, const float* q, KvView k, int j, int d_head, float scale) {
+  const float* kr[8];  // the 8 slots' rows, addressed once
+  for (int l = 0; l < 8; ++l) kr[l] = k.row(j + l);
   v8 acc = {};
   int d0 = 0;
   for (; d0 + 8 <= d_head; d0 += 8) {
-    const float* kb = k + static_cast<size_t>(j) * ld + d0;
     v8 r[8];
-    for (int l = 0; l < 8; ++l) r[l] = load8(kb + static_cast<size_t>(l) * ld);
+    for (int l = 0; l < 8; ++l) r[l] = load8(kr[l] + d0);
     transpose8(r);
     for (int i = 0; i < 8; ++i) acc = fma8(splat(q[d0 + i]), r[i], acc);
   }
   for (int d = d0; d < d_head; ++d) {
     v8 column;
-    for (int l = 0; l < 8; ++l) column[l] = k[static_cast<size_t>(j + l) * ld + d];
+    for (int l = 0; l < 8; ++l) column[l] = kr[l][d];
     acc = fma8(splat(q[d]), column, acc);
   }
   const v8 y = acc * scale;
@@ -362,11 +380,11 @@ inline void score_block(float* scores, const float* q, const float* k, int j, in
 // out[0 .. 8*NV) = (acc = fma(p_j, v_j[...], acc) over slots in order from 0); NV vectors of 8 output
 // elements side by side, each its own chain.
 template <int NV>
-inline void weighted_sum(float* out, const float* probs, const float* v, int n, int ld) {
+inline void weighted_sum(float* out, const float* probs, KvView v, int n) {
   v8 acc[NV] = {};
   for (int j = 0; j < n; ++j) {
     const float p = probs[j];
-    const float* vj = v + static_cast<size_t>(j) * ld;
+    const float* vj = v.row(j);
     for (int c = 0; c < NV; ++c) acc[c] = fma8(splat(p), load8(vj + 8 * c), acc[c]);
   }
   for (int c = 0; c < NV; ++c) std::memcpy(out + 8 * c, &acc[c], sizeof acc[c]);
@@ -374,14 +392,14 @@ inline void weighted_sum(float* out, const float* probs, const float* v, int n, 
 
 }  // namespace
 
-void attention_scores(float* scores, const float* q, const float* k, int n, int d_head, int ld, float scale) {
+void attention_scores(float* scores, const float* q, KvView k, int n, int d_head, float scale) {
   int j = 0;
   // One block of 8 slots at a time: with FMA, 4 blocks side by side (their accumulators, keys
   // and shuffles) spilled registers and ran at half the speed; successive blocks still overlap.
-  for (; j + 8 <= n; j += 8) score_block(scores, q, k, j, d_head, ld, scale);
+  for (; j + 8 <= n; j += 8) score_block(scores, q, k, j, d_head, scale);
   // Leftover slots: the same fma chain, one lane at a time (std::fma).
   for (; j < n; ++j) {
-    const float* kj = k + static_cast<size_t>(j) * ld;
+    const float* kj = k.row(j);
     float acc = 0.0f;
     for (int d = 0; d < d_head; ++d) acc = std::fma(q[d], kj[d], acc);
     scores[j] = acc * scale;
@@ -419,21 +437,21 @@ void softmax_row(float* probs, int n) {
 
 // out[d] for d in [0, d_head), of one row: the vector chunks of weighted_sum, then the
 // leftover d one by one with std::fma in slot order, the same chain as a lane.
-void weighted_sum_row(float* out, const float* probs, const float* v, int n, int d_head, int ld) {
+void weighted_sum_row(float* out, const float* probs, KvView v, int n, int d_head) {
   int d0 = 0;
   while (d0 + 8 <= d_head) {
     const int nv = std::min(4, (d_head - d0) / 8);
     switch (nv) {
-      case 4: weighted_sum<4>(out + d0, probs, v + d0, n, ld); break;
-      case 3: weighted_sum<3>(out + d0, probs, v + d0, n, ld); break;
-      case 2: weighted_sum<2>(out + d0, probs, v + d0, n, ld); break;
-      default: weighted_sum<1>(out + d0, probs, v + d0, n, ld); break;
+      case 4: weighted_sum<4>(out + d0, probs, v.at(d0), n); break;
+      case 3: weighted_sum<3>(out + d0, probs, v.at(d0), n); break;
+      case 2: weighted_sum<2>(out + d0, probs, v.at(d0), n); break;
+      default: weighted_sum<1>(out + d0, probs, v.at(d0), n); break;
     }
     d0 += 8 * nv;
   }
   for (int d = d0; d < d_head; ++d) {
     float acc = 0.0f;
-    for (int j = 0; j < n; ++j) acc = std::fma(probs[j], v[static_cast<size_t>(j) * ld + d], acc);
+    for (int j = 0; j < n; ++j) acc = std::fma(probs[j], v.row(j)[d], acc);
     out[d] = acc;
   }
 }
@@ -442,11 +460,11 @@ void weighted_sum_row(float* out, const float* probs, const float* v, int n, int
 // reads are loaded once for all R. Each accumulator still sees its own row's chain
 // fma(p_j, v_j, acc) for j = 0, 1, ... in order: the bytes of weighted_sum for that row alone.
 template <int R, int NV>
-inline void weighted_sum_block(float* const* out, const float* const* probs, const float* v, const int* n, int ld) {
+inline void weighted_sum_block(float* const* out, const float* const* probs, KvView v, const int* n) {
   v8 acc[R][NV] = {};
   int j = 0;
   for (; j < n[0]; ++j) {
-    const float* vj = v + static_cast<size_t>(j) * ld;
+    const float* vj = v.row(j);
     v8 vv[NV];
     for (int c = 0; c < NV; ++c) vv[c] = load8(vj + 8 * c);
     for (int r = 0; r < R; ++r) {
@@ -455,7 +473,7 @@ inline void weighted_sum_block(float* const* out, const float* const* probs, con
     }
   }
   for (; j < n[R - 1]; ++j) {
-    const float* vj = v + static_cast<size_t>(j) * ld;
+    const float* vj = v.row(j);
     for (int r = 1; r < R; ++r) {
       if (j >= n[r]) continue;
       const v8 p = splat(probs[r][j]);
@@ -468,11 +486,10 @@ inline void weighted_sum_block(float* const* out, const float* const* probs, con
 
 }  // namespace
 
-void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, int n,
-                       int d_head, int ld, float scale) {
-  attention_scores(probs, q, k, n, d_head, ld, scale);
+void attention_forward(float* out, float* probs, const float* q, KvView k, KvView v, int n, int d_head, float scale) {
+  attention_scores(probs, q, k, n, d_head, scale);
   softmax_row(probs, n);
-  weighted_sum_row(out, probs, v, n, d_head, ld);
+  weighted_sum_row(out, probs, v, n, d_head);
 }
 
 namespace {
@@ -483,13 +500,12 @@ namespace {
 // weighted_sum for its head alone. G columns side by side, so that decode's short rows
 // (d_head 16: two vectors per head) still have enough independent chains to hide the latency.
 template <int G>
-inline void weighted_sum_heads(float* out, const float* probs, int probs_ld, const float* v, int n, int ld, int c0,
-                               int d_head) {
+inline void weighted_sum_heads(float* out, const float* probs, int probs_ld, KvView v, int n, int c0, int d_head) {
   v8 acc[G] = {};
   const float* p[G];
   for (int g = 0; g < G; ++g) p[g] = probs + static_cast<size_t>((c0 + g) * 8 / d_head) * probs_ld;
   for (int j = 0; j < n; ++j) {
-    const float* vj = v + static_cast<size_t>(j) * ld + 8 * c0;
+    const float* vj = v.row(j) + 8 * c0;
     for (int g = 0; g < G; ++g) acc[g] = fma8(splat(p[g][j]), load8(vj + 8 * g), acc[g]);
   }
   for (int g = 0; g < G; ++g) std::memcpy(out + 8 * (c0 + g), &acc[g], sizeof acc[g]);
@@ -497,32 +513,32 @@ inline void weighted_sum_heads(float* out, const float* probs, int probs_ld, con
 
 }  // namespace
 
-void attention_forward_heads(float* out, float* probs, int probs_ld, const float* q, const float* k, const float* v,
-                             int n, int H, int d_head, int ld, float scale) {
+void attention_forward_heads(float* out, float* probs, int probs_ld, const float* q, KvView k, KvView v, int n, int H,
+                             int d_head, float scale) {
   for (int h = 0; h < H; ++h) {
     const size_t off = static_cast<size_t>(h) * d_head;
     float* ph = probs + static_cast<size_t>(h) * probs_ld;
-    attention_scores(ph, q + off, k + off, n, d_head, ld, scale);
+    attention_scores(ph, q + off, k.at(off), n, d_head, scale);
     softmax_row(ph, n);
   }
   if (d_head % 8 != 0) {
     for (int h = 0; h < H; ++h) {
       const size_t off = static_cast<size_t>(h) * d_head;
-      weighted_sum_row(out + off, probs + static_cast<size_t>(h) * probs_ld, v + off, n, d_head, ld);
+      weighted_sum_row(out + off, probs + static_cast<size_t>(h) * probs_ld, v.at(off), n, d_head);
     }
     return;
   }
   const int cols = H * d_head / 8;
   for (int c0 = 0; c0 < cols; c0 += 8) {
     switch (std::min(8, cols - c0)) {
-      case 8: weighted_sum_heads<8>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
-      case 7: weighted_sum_heads<7>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
-      case 6: weighted_sum_heads<6>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
-      case 5: weighted_sum_heads<5>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
-      case 4: weighted_sum_heads<4>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
-      case 3: weighted_sum_heads<3>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
-      case 2: weighted_sum_heads<2>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
-      default: weighted_sum_heads<1>(out, probs, probs_ld, v, n, ld, c0, d_head); break;
+      case 8: weighted_sum_heads<8>(out, probs, probs_ld, v, n, c0, d_head); break;
+      case 7: weighted_sum_heads<7>(out, probs, probs_ld, v, n, c0, d_head); break;
+      case 6: weighted_sum_heads<6>(out, probs, probs_ld, v, n, c0, d_head); break;
+      case 5: weighted_sum_heads<5>(out, probs, probs_ld, v, n, c0, d_head); break;
+      case 4: weighted_sum_heads<4>(out, probs, probs_ld, v, n, c0, d_head); break;
+      case 3: weighted_sum_heads<3>(out, probs, probs_ld, v, n, c0, d_head); break;
+      case 2: weighted_sum_heads<2>(out, probs, probs_ld, v, n, c0, d_head); break;
+      default: weighted_sum_heads<1>(out, probs, probs_ld, v, n, c0, d_head); break;
     }
   }
 }
@@ -531,14 +547,14 @@ size_t attention_causal_scratch(int n_slots, int d_head) {
   return packed_size(d_head, n_slots) + static_cast<size_t>(kCausalRows) * n_slots;
 }
 
-void attention_forward_causal(float* out, int ld_out, float* scratch, const float* q, int ld_q, const float* k,
-                              const float* v, int p0, int rows, int d_head, int ld, float scale) {
+void attention_forward_causal(float* out, int ld_out, float* scratch, const float* q, int ld_q, KvView k, KvView v,
+                              int p0, int rows, int d_head, float scale) {
   const int N = p0 + rows;  // slots the last row reads
   // This head's keys as a packed (d_head, N) matrix: then scores are the matmul q * K^T, whose
   // element (i, j) is fma(q[d], k_j[d], acc) for d = 0.. in order from 0, as in score_block.
   float* kp = scratch;
   float* sc = scratch + packed_size(d_head, N);
-  pack_rows(kp, k, static_cast<size_t>(ld), d_head, N);
+  pack_view_rows(kp, k, d_head, N);
   for (int i0 = 0; i0 < rows; i0 += kCausalRows) {
     const int R = std::min(kCausalRows, rows - i0);
     const int n_max = p0 + i0 + R;  // slots of the block's last row
@@ -560,38 +576,39 @@ void attention_forward_causal(float* out, int ld_out, float* scratch, const floa
       softmax_row(s, n[r]);
     }
     if (R < kCausalRows) {
-      for (int r = 0; r < R; ++r) weighted_sum_row(o_rows[r], s_rows[r], v, n[r], d_head, ld);
+      for (int r = 0; r < R; ++r) weighted_sum_row(o_rows[r], s_rows[r], v, n[r], d_head);
       continue;
     }
     int d0 = 0;
     for (; d0 + 16 <= d_head; d0 += 16) {
       float* o[kCausalRows];
       for (int r = 0; r < R; ++r) o[r] = o_rows[r] + d0;
-      weighted_sum_block<kCausalRows, 2>(o, s_rows, v + d0, n, ld);
+      weighted_sum_block<kCausalRows, 2>(o, s_rows, v.at(d0), n);
     }
     for (; d0 + 8 <= d_head; d0 += 8) {
       float* o[kCausalRows];
       for (int r = 0; r < R; ++r) o[r] = o_rows[r] + d0;
-      weighted_sum_block<kCausalRows, 1>(o, s_rows, v + d0, n, ld);
+      weighted_sum_block<kCausalRows, 1>(o, s_rows, v.at(d0), n);
     }
     for (int r = 0; r < R; ++r)
       for (int d = d0; d < d_head; ++d) {
         float acc = 0.0f;
-        for (int j = 0; j < n[r]; ++j) acc = std::fma(s_rows[r][j], v[static_cast<size_t>(j) * ld + d], acc);
+        for (int j = 0; j < n[r]; ++j) acc = std::fma(s_rows[r][j], v.row(j)[d], acc);
         o_rows[r][d] = acc;
       }
   }
 }
 
-void attention_forward_f64(float* out, float* probs, const float* q, const float* k, const float* v,
-                           int n, int d_head, int ld, float scale) {
+void attention_forward_f64(float* out, float* probs, const float* q, KvView k, KvView v, int n, int d_head,
+                           float scale) {
   constexpr int kMaxHead = 256;
   if (d_head > kMaxHead) fail("attention (fp64): d_head {} exceeds the {} this kernel supports", d_head, kMaxHead);
   double acc[kMaxHead] = {};
   double max = -INFINITY, sum = 0.0;
   for (int j = 0; j < n; ++j) {
     double s = 0.0;
-    for (int d = 0; d < d_head; ++d) s += static_cast<double>(q[d]) * k[static_cast<size_t>(j) * ld + d];
+    const float* kj = k.row(j);
+    for (int d = 0; d < d_head; ++d) s += static_cast<double>(q[d]) * kj[d];
     probs[j] = static_cast<float>(s * scale);
     max = std::max(max, static_cast<double>(probs[j]));
   }
@@ -599,7 +616,8 @@ void attention_forward_f64(float* out, float* probs, const float* q, const float
   for (int j = 0; j < n; ++j) {
     const double p = std::exp(static_cast<double>(probs[j]) - max) / sum;
     probs[j] = static_cast<float>(p);
-    for (int d = 0; d < d_head; ++d) acc[d] += p * v[static_cast<size_t>(j) * ld + d];
+    const float* vj = v.row(j);
+    for (int d = 0; d < d_head; ++d) acc[d] += p * vj[d];
   }
   for (int d = 0; d < d_head; ++d) out[d] = static_cast<float>(acc[d]);
 }

@@ -88,22 +88,46 @@ void rope_forward(float* x, const float* cos, const float* sin, int H, int d_hea
 void rope_reference(double* x, int pos, int H, int d_head, double theta);
 
 // ---- attention ------------------------------------------------------------------------------
+// The K (or V) rows attention reads, one per slot j: row j lies at
+//   base + (table[j >> shift] * 2^shift + j % 2^shift) * ld.
+// The contiguous cache is a one-entry table {0} with a shift no slot reaches (row j at
+// base + j * ld); the paged cache is a sequence's block table with shift = log2(block_size) and
+// base = the layer's pool. The kernels only ever ask for a row's address, once per slot, so a
+// view changes where a row is read, never which operations run in which order
+// (docs/paged-cache.md).
+struct KvView {
+  const float* base = nullptr;
+  const int* table = nullptr;
+  int shift = 30;
+  size_t ld = 0;  // floats between consecutive slots of one block
+  const float* row(int j) const {
+    return base + ((static_cast<size_t>(table[j >> shift]) << shift) + static_cast<size_t>(j & ((1 << shift) - 1))) * ld;
+  }
+  // The same rows, `off` floats further in (a head's columns).
+  KvView at(size_t off) const {
+    KvView v = *this;
+    v.base += off;
+    return v;
+  }
+};
+// Rows ld floats apart from `base`: slot j at base + j * ld.
+KvView contiguous_view(const float* base, size_t ld);
+
 // One query row of one head against slots 0..n-1:
 //   s_j = (acc = fma(q[d], k_j[d], acc) for d in order, from 0) * scale;
 //   p_j = exp_f(s_j - max_j s_j) / sum, the sum of the e_j in a fixed order that depends on n
 //   only (8 lane-strided partial sums, combined pairwise, then the leftover slots in order);
 //   out[d] = (acc = fma(p_j, v_j[d], acc) for j in slot order, from 0).
-// out: (d_head); probs: (n), written (the trace reads it); q: (d_head); k, v: (n, ld) rows
-// whose first d_head floats are this head's; scale: 1/sqrt(d_head) as float.
-void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v, int n,
-                       int d_head, int ld, float scale);
+// out: (d_head); probs: (n), written (the trace reads it); q: (d_head); k, v: n rows whose first
+// d_head floats are this head's; scale: 1/sqrt(d_head) as float.
+void attention_forward(float* out, float* probs, const float* q, KvView k, KvView v, int n, int d_head, float scale);
 // Its first step alone: scores[j] = s_j for j < n.
-void attention_scores(float* scores, const float* q, const float* k, int n, int d_head, int ld, float scale);
+void attention_scores(float* scores, const float* q, KvView k, int n, int d_head, float scale);
 // One query row, all H heads (head h at offset h*d_head of q, k, v and out): for each head the
 // bytes of attention_forward alone; the weighted sums of all heads run side by side.
 // probs: (H, probs_ld), head h's n probabilities at h*probs_ld.
-void attention_forward_heads(float* out, float* probs, int probs_ld, const float* q, const float* k, const float* v,
-                             int n, int H, int d_head, int ld, float scale);
+void attention_forward_heads(float* out, float* probs, int probs_ld, const float* q, KvView k, KvView v, int n, int H,
+                             int d_head, float scale);
 // Causal attention of `rows` consecutive query rows of one head: row i (position p0 + i) reads
 // slots 0..p0+i and gets exactly the bytes attention_forward gives it alone (same score chain,
 // same softmax_row, same weighted-sum chain); rows are only processed kCausalRows at a time
@@ -112,11 +136,11 @@ void attention_forward_heads(float* out, float* probs, int probs_ld, const float
 // scratch: attention_causal_scratch(p0 + rows, d_head) floats.
 inline constexpr int kCausalRows = 4;
 size_t attention_causal_scratch(int n_slots, int d_head);
-void attention_forward_causal(float* out, int ld_out, float* scratch, const float* q, int ld_q, const float* k,
-                              const float* v, int p0, int rows, int d_head, int ld, float scale);
+void attention_forward_causal(float* out, int ld_out, float* scratch, const float* q, int ld_q, KvView k, KvView v,
+                              int p0, int rows, int d_head, float scale);
 // The same in double throughout, rounded once at the end: the fp64-decode fault's kernel.
-void attention_forward_f64(float* out, float* probs, const float* q, const float* k, const float* v,
-                           int n, int d_head, int ld, float scale);
+void attention_forward_f64(float* out, float* probs, const float* q, KvView k, KvView v, int n, int d_head,
+                           float scale);
 void attention_reference(double* out, const float* q, const float* k, const float* v, int n,
                          int d_head, int ld);
 

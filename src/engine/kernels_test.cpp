@@ -4,6 +4,7 @@
 #include "engine/kernels.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -20,6 +21,29 @@ namespace {
 
 constexpr double kU = 1.0 / 16777216.0;  // unit roundoff of float, 2^-24
 double gamma(int n) { return n * kU / (1.0 - n * kU); }
+
+KvView cv(const float* rows, int ld) { return contiguous_view(rows, static_cast<size_t>(ld)); }
+
+// The n rows (ld floats apart) of `rows` scattered over blocks of `block` slots in a pool, the
+// blocks in a shuffled order with two spare blocks among them; every float no row holds is NaN,
+// so a read through a wrong table entry or offset poisons the output.
+struct PagedRows {
+  std::vector<float> pool;
+  std::vector<int> table;
+  KvView view;
+  PagedRows(const std::vector<float>& rows, int n, int ld, int block, Rng& rng) {
+    const int blocks = (n + block - 1) / block, P = blocks + 2;
+    std::vector<int> order(static_cast<size_t>(P));
+    for (int i = 0; i < P; ++i) order[static_cast<size_t>(i)] = i;
+    for (int i = P - 1; i > 0; --i) std::swap(order[static_cast<size_t>(i)], order[rng.below(static_cast<uint32_t>(i + 1))]);
+    table.assign(order.begin(), order.begin() + blocks);
+    pool.assign(static_cast<size_t>(P) * block * ld, std::numeric_limits<float>::quiet_NaN());
+    for (int j = 0; j < n; ++j)
+      std::copy_n(rows.data() + static_cast<size_t>(j) * ld, ld,
+                  pool.data() + (static_cast<size_t>(table[static_cast<size_t>(j / block)]) * block + j % block) * ld);
+    view = KvView{pool.data(), table.data(), std::countr_zero(static_cast<unsigned>(block)), static_cast<size_t>(ld)};
+  }
+};
 
 std::vector<float> random_floats(Rng& rng, size_t n, float scale = 1.0f) {
   std::vector<float> x(n);
@@ -213,7 +237,7 @@ TEST_CASE("attention gives the plain scalar sequence's bytes, for slot counts an
       const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
       std::vector<float> out(static_cast<size_t>(d_head)), probs(static_cast<size_t>(n));
       std::vector<float> pout(out.size()), pprobs(probs.size());
-      attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), n, d_head, ld, scale);
+      attention_forward(out.data(), probs.data(), q.data(), cv(k.data(), ld), cv(v.data(), ld), n, d_head, scale);
       attention_plain(pout.data(), pprobs.data(), q.data(), k.data(), v.data(), n, d_head, ld, scale);
       INFO("d_head " << d_head << " n " << n);
       CHECK(same_bytes(probs, pprobs));
@@ -240,12 +264,12 @@ TEST_CASE("causal attention over a block of rows gives each row the bytes of att
     const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
     std::vector<float> scratch(attention_causal_scratch(N, d_head), std::numeric_limits<float>::quiet_NaN());
     std::vector<float> out(static_cast<size_t>(rows) * ld_out, 0.0f);
-    attention_forward_causal(out.data(), ld_out, scratch.data(), q.data(), ld, k.data(), v.data(), p0, rows, d_head,
-                             ld, scale);
+    attention_forward_causal(out.data(), ld_out, scratch.data(), q.data(), ld, cv(k.data(), ld), cv(v.data(), ld), p0,
+                             rows, d_head, scale);
     std::vector<float> one(static_cast<size_t>(d_head)), probs(static_cast<size_t>(N));
     for (int i = 0; i < rows; ++i) {
-      attention_forward(one.data(), probs.data(), q.data() + static_cast<size_t>(i) * ld, k.data(), v.data(), p0 + i + 1,
-                        d_head, ld, scale);
+      attention_forward(one.data(), probs.data(), q.data() + static_cast<size_t>(i) * ld, cv(k.data(), ld),
+                        cv(v.data(), ld), p0 + i + 1, d_head, scale);
       INFO("seed " << seed << " d_head " << d_head << " p0 " << p0 << " rows " << rows << " row " << i);
       CHECK(same_bytes(one, std::span(out).subspan(static_cast<size_t>(i) * ld_out, static_cast<size_t>(d_head))));
       ++checked;
@@ -267,11 +291,13 @@ TEST_CASE("attention over all heads of a row at once gives each head the bytes o
       const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
       const int probs_ld = n + 3;
       std::vector<float> out(static_cast<size_t>(D)), probs(static_cast<size_t>(H) * probs_ld);
-      attention_forward_heads(out.data(), probs.data(), probs_ld, q.data(), k.data(), v.data(), n, H, d_head, ld, scale);
+      attention_forward_heads(out.data(), probs.data(), probs_ld, q.data(), cv(k.data(), ld), cv(v.data(), ld), n, H,
+                              d_head, scale);
       std::vector<float> one(static_cast<size_t>(d_head)), p(static_cast<size_t>(n));
       for (int h = 0; h < H; ++h) {
         const size_t off = static_cast<size_t>(h) * d_head;
-        attention_forward(one.data(), p.data(), q.data() + off, k.data() + off, v.data() + off, n, d_head, ld, scale);
+        attention_forward(one.data(), p.data(), q.data() + off, cv(k.data() + off, ld), cv(v.data() + off, ld), n, d_head,
+                          scale);
         INFO("H " << H << " d_head " << d_head << " n " << n << " head " << h);
         CHECK(same_bytes(one, std::span(out).subspan(off, static_cast<size_t>(d_head))));
         CHECK(same_bytes(p, std::span(probs).subspan(static_cast<size_t>(h) * probs_ld, static_cast<size_t>(n))));
@@ -280,6 +306,65 @@ TEST_CASE("attention over all heads of a row at once gives each head the bytes o
     }
   }
   WARN("attention over heads: " << checked << " heads equal their one-head call byte for byte");
+}
+
+TEST_CASE("every attention kernel reads a paged view over shuffled blocks to the contiguous view's bytes") {
+  int checked = 0;
+  for (int block : {1, 2, 4, 8, 16}) {
+    for (uint64_t seed = 1; seed <= 12; ++seed) {
+      Rng rng(seed * 31 + static_cast<uint64_t>(block));
+      const int H = 1 + static_cast<int>(rng.below(4));
+      const int d_head = seed % 3 == 0 ? 6 : 8 * (1 + static_cast<int>(rng.below(4)));  // with and without tails
+      const int D = H * d_head;
+      const int p0 = static_cast<int>(rng.below(40));
+      const int rows = 1 + static_cast<int>(rng.below(24));
+      const int n = p0 + rows;
+      const auto q = random_floats(rng, static_cast<size_t>(rows) * D);
+      const auto k = random_floats(rng, static_cast<size_t>(n) * D);
+      const auto v = random_floats(rng, static_cast<size_t>(n) * D);
+      const PagedRows pk(k, n, D, block, rng), pv(v, n, D, block, rng);
+      const KvView ck = cv(k.data(), D), cvv = cv(v.data(), D);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
+      INFO("block " << block << " seed " << seed << " H " << H << " d_head " << d_head << " n " << n);
+      const size_t uD = static_cast<size_t>(D), udh = static_cast<size_t>(d_head), un = static_cast<size_t>(n);
+      // attention_scores, attention_forward and the fp64 kernel, head 1 (or 0) of the last row.
+      const size_t off = static_cast<size_t>(H - 1) * udh;
+      const float* qr = q.data() + static_cast<size_t>(rows - 1) * uD + off;
+      std::vector<float> a(un), b(un);
+      attention_scores(a.data(), qr, ck.at(off), n, d_head, scale);
+      attention_scores(b.data(), qr, pk.view.at(off), n, d_head, scale);
+      CHECK(same_bytes(a, b));
+      std::vector<float> oa(udh), ob(udh);
+      attention_forward(oa.data(), a.data(), qr, ck.at(off), cvv.at(off), n, d_head, scale);
+      attention_forward(ob.data(), b.data(), qr, pk.view.at(off), pv.view.at(off), n, d_head, scale);
+      CHECK(same_bytes(oa, ob));
+      CHECK(same_bytes(a, b));
+      attention_forward_f64(oa.data(), a.data(), qr, ck.at(off), cvv.at(off), n, d_head, scale);
+      attention_forward_f64(ob.data(), b.data(), qr, pk.view.at(off), pv.view.at(off), n, d_head, scale);
+      CHECK(same_bytes(oa, ob));
+      // All heads of the last row at once.
+      std::vector<float> ha(uD), hb(uD), pa(static_cast<size_t>(H) * un), pb(pa.size());
+      attention_forward_heads(ha.data(), pa.data(), n, q.data() + static_cast<size_t>(rows - 1) * uD, ck, cvv, n, H,
+                              d_head, scale);
+      attention_forward_heads(hb.data(), pb.data(), n, q.data() + static_cast<size_t>(rows - 1) * uD, pk.view, pv.view,
+                              n, H, d_head, scale);
+      CHECK(same_bytes(ha, hb));
+      CHECK(same_bytes(pa, pb));
+      // The causal block kernel, head by head, including its packing of the keys.
+      std::vector<float> ca(static_cast<size_t>(rows) * uD), cb(ca.size());
+      std::vector<float> scratch(attention_causal_scratch(n, d_head));
+      for (int h = 0; h < H; ++h) {
+        const size_t ho = static_cast<size_t>(h) * udh;
+        attention_forward_causal(ca.data() + ho, D, scratch.data(), q.data() + ho, D, ck.at(ho), cvv.at(ho), p0, rows,
+                                 d_head, scale);
+        attention_forward_causal(cb.data() + ho, D, scratch.data(), q.data() + ho, D, pk.view.at(ho), pv.view.at(ho), p0,
+                                 rows, d_head, scale);
+      }
+      CHECK(same_bytes(ca, cb));
+      ++checked;
+    }
+  }
+  WARN("paged views: " << checked << " cases x 5 kernels equal the contiguous view byte for byte");
 }
 
 TEST_CASE("layernorm is within (2C+16)u of the reference, scaled by |w|(|xhat|+1)+|b|, and rows are independent") {
@@ -358,7 +443,7 @@ TEST_CASE("attention is within the softmax error bound of the reference, and off
     const float scale = 1.0f / std::sqrt(static_cast<float>(d_head));
     std::vector<float> out(static_cast<size_t>(d_head)), probs(static_cast<size_t>(n));
     std::vector<double> ref(out.size());
-    attention_forward(out.data(), probs.data(), q.data(), k.data(), v.data(), n, d_head, ld, scale);
+    attention_forward(out.data(), probs.data(), q.data(), cv(k.data(), ld), cv(v.data(), ld), n, d_head, scale);
     attention_reference(ref.data(), q.data(), k.data(), v.data(), n, d_head, ld);
     double max_e = 0.0;
     for (int j = 0; j < n; ++j) {
@@ -384,13 +469,13 @@ TEST_CASE("attention is within the softmax error bound of the reference, and off
     Shifted sq(q, 1 + static_cast<int>(rng.below(7))), sk(kp, static_cast<int>(rng.below(8))), sv(vp, static_cast<int>(rng.below(8)));
     Shifted so(out, static_cast<int>(rng.below(8)));
     std::vector<float> probs2(static_cast<size_t>(n));
-    attention_forward(so.p, probs2.data(), sq.p, sk.p, sv.p, n, d_head, d_head, scale);
+    attention_forward(so.p, probs2.data(), sq.p, cv(sk.p, d_head), cv(sv.p, d_head), n, d_head, scale);
     // Scores of any run of slots [j0, j0+m), lanes or tail, equal those of the whole call.
     std::vector<float> all_scores(static_cast<size_t>(n)), some(static_cast<size_t>(n));
-    attention_scores(all_scores.data(), q.data(), k.data(), n, d_head, ld, scale);
+    attention_scores(all_scores.data(), q.data(), cv(k.data(), ld), n, d_head, scale);
     const int j0 = static_cast<int>(rng.below(static_cast<uint32_t>(n)));
     const int m = 1 + static_cast<int>(rng.below(static_cast<uint32_t>(n - j0)));
-    attention_scores(some.data(), q.data(), k.data() + static_cast<size_t>(j0) * ld, m, d_head, ld, scale);
+    attention_scores(some.data(), q.data(), cv(k.data() + static_cast<size_t>(j0) * ld, ld), m, d_head, scale);
     CHECK(same_bytes(std::span(some).first(static_cast<size_t>(m)), std::span(all_scores).subspan(static_cast<size_t>(j0), static_cast<size_t>(m))));
     CHECK(same_bytes({so.p, out.size()}, out));
     CHECK(same_bytes(probs2, probs));
@@ -482,7 +567,7 @@ TEST_CASE("kernel size checks hold in Release: pack_weight's size, the fp64 atte
   CHECK_THROWS_WITH(pack_weight(std::vector<float>(11), 3, 4), "pack_weight: a (4 x 3) weight needs 12 floats, got 11");
   const int dh = 258;
   std::vector<float> q(dh, 0.1f), k(dh, 0.2f), v(dh, 0.3f), out(dh), probs(1);
-  CHECK_THROWS_WITH(attention_forward_f64(out.data(), probs.data(), q.data(), k.data(), v.data(), 1, dh, dh, 1.0f),
+  CHECK_THROWS_WITH(attention_forward_f64(out.data(), probs.data(), q.data(), cv(k.data(), dh), cv(v.data(), dh), 1, dh, 1.0f),
                     "attention (fp64): d_head 258 exceeds the 256 this kernel supports");
 }
 

@@ -7,9 +7,11 @@
 #include <span>
 #include <vector>
 
+#include "engine/kv_store.h"
+
 namespace miniinfer {
 
-class KvCache {
+class KvCache final : public KvStore {
  public:
   // Guard floats on each side of K and of V; at least one row (d_model floats) wide, so even a
   // write one slot past the last sequence's capacity lands in a guard, not in V or the heap.
@@ -32,7 +34,7 @@ class KvCache {
   int capacity() const { return capacity_; }
 
   // Tokens held by sequence `seq`: slots [0, cursor) are valid, the next token goes to `cursor`.
-  int cursor(int seq) const;
+  int cursor(int seq) const override;
   // Throws Error "sequence 2: position 512 exceeds the cache capacity 512 (slots 0..511)" if
   // `n` more tokens do not fit.
   void check_room(int seq, int n) const;
@@ -44,6 +46,20 @@ class KvCache {
   float* v_slab(int layer, int seq) { return v_ + offset(layer, seq); }
   const float* k_slab(int layer, int seq) const { return k_ + offset(layer, seq); }
   const float* v_slab(int layer, int seq) const { return v_ + offset(layer, seq); }
+  // KvStore: slot s of the slab (a slot past the capacity lands in the guard, where
+  // guards_intact sees it), and the slab as a view.
+  float* k_write(int layer, int seq, int slot) override {
+    return k_slab(layer, seq) + static_cast<size_t>(slot) * d_model();
+  }
+  float* v_write(int layer, int seq, int slot) override {
+    return v_slab(layer, seq) + static_cast<size_t>(slot) * d_model();
+  }
+  kernels::KvView k_view(int layer, int seq) const override {
+    return kernels::contiguous_view(k_slab(layer, seq), static_cast<size_t>(d_model()));
+  }
+  kernels::KvView v_view(int layer, int seq) const override {
+    return kernels::contiguous_view(v_slab(layer, seq), static_cast<size_t>(d_model()));
+  }
   // One (layer, seq, head, slot) row of d_head floats. Throws Error unless layer, head and
   // seq are in range and the slot is below the sequence's cursor.
   std::span<const float> k_row(int layer, int seq, int head, int slot) const;

@@ -69,6 +69,21 @@ class Variation {
   virtual void start_request(KvCache& cache, int seq) const;
   virtual void truncate(KvCache& cache, int seq, int p) const;
   virtual void fork(KvCache& cache, int src, int dst, int prefix_len) const;
+
+  // The paged cache (paged_cache.h) asks these. How many of a full block's tokens its prefix
+  // cache key covers (with its parent's hash): all of them.
+  virtual int block_key_tokens(int block_size) const { return block_size; }
+  // Whether the first write into a block another table holds, or the prefix cache keys, copies
+  // it first.
+  virtual bool copy_on_write() const { return true; }
+  // Whether fork counts a reference to every block it shares, the last one included.
+  virtual bool fork_counts_last_block() const { return true; }
+  // The block-table entry a write into `slot` goes through: slot / block_size.
+  virtual int write_entry(int slot, int block_size) const { return slot / block_size; }
+  // Whether evicting a cached block takes it out of the prefix cache's registry.
+  virtual bool evict_unregisters() const { return true; }
+  // Whether releasing a sequence registers its partly filled last block as if it were full.
+  virtual bool registers_partial_block() const { return false; }
 };
 
 // The model as written: every variation point at its default.

@@ -1,0 +1,39 @@
+// --kv-cache, --block-size and --pool-blocks, shared by minigpt generate and minigpt serve.
+#pragma once
+#include "base/error.h"
+#include "cli/command.h"
+#include "engine/engine.h"
+
+namespace miniinfer::cli {
+
+inline constexpr const char* kCacheFlagsHelp =
+    "  --kv-cache LAYOUT    contiguous (default): a slab per sequence; paged: blocks of a shared\n"
+    "                       pool with block tables, prefix caching and copy-on-write (same bytes)\n"
+    "  --block-size N       paged: slots per block, a power of two dividing the capacity (default 16)\n"
+    "  --pool-blocks N      paged: blocks in the pool; 0 = batch * capacity / block size (default 0)\n";
+
+struct CacheFlags {
+  KvLayout layout = KvLayout::Contiguous;
+  PagedOptions paged;
+};
+
+// The flags' values, each refused in one line naming the flag.
+inline CacheFlags cache_flags(const Args& args) {
+  CacheFlags f;
+  const std::string layout = args.get("kv-cache", "contiguous");
+  try {
+    f.layout = layout_from_name(layout);
+  } catch (const Error& e) {
+    fail("flag --kv-cache: {}", e.what());
+  }
+  for (const char* flag : {"block-size", "pool-blocks"})
+    if (args.has(flag) && f.layout != KvLayout::Paged) fail("flag --{}: only with --kv-cache paged", flag);
+  f.paged.block_size = args.get_int("block-size", f.paged.block_size);
+  if (f.paged.block_size < 1 || (f.paged.block_size & (f.paged.block_size - 1)) != 0)
+    fail("flag --block-size: {} is not a power of two", f.paged.block_size);
+  f.paged.pool_blocks = args.get_int("pool-blocks", 0);
+  if (f.paged.pool_blocks < 0) fail("flag --pool-blocks: must be >= 0, got {}", f.paged.pool_blocks);
+  return f;
+}
+
+}  // namespace miniinfer::cli

@@ -278,4 +278,22 @@ Failure report_scenarios(EngineUnderTest& engine, const std::vector<Scenario>& s
   return f;
 }
 
+std::string where_slot(EngineUnderTest& e, int seq, int slot) {
+  if (!e.has(Capability::PrefixCache)) return "";
+  const BlockSlot b = e.locate(seq, slot);
+  if (b.physical < 0)
+    return fmt::format("block {} of sequence {}'s table, offset {}, no physical block (preempted)", b.logical, seq,
+                       b.offset);
+  return fmt::format("block {} of sequence {}'s table, physical block {}, offset {}, {}{}", b.logical, seq, b.physical,
+                     b.offset, b.refs == 1 ? std::string("held by this table alone") : fmt::format("shared by {}", b.refs),
+                     b.registered ? ", in the prefix cache" : "");
+}
+
+nlohmann::json where_slot_json(EngineUnderTest& e, int seq, int slot) {
+  if (!e.has(Capability::PrefixCache)) return nullptr;
+  const BlockSlot b = e.locate(seq, slot);
+  return {{"logical", b.logical}, {"physical", b.physical}, {"offset", b.offset}, {"refs", b.refs},
+          {"registered", b.registered}};
+}
+
 }  // namespace miniinfer::props

@@ -82,6 +82,11 @@ bool rows_within(std::span<const float> a, std::span<const float> b);
 std::vector<Scenario> standard_scenarios(const CaseCore& c, Script script, bool batch);
 // The same for a case that generates from its prompts (a batch when it has several, or `batch`).
 std::vector<Scenario> generate_scenarios(const CaseCore& c, bool batch = false);
+// Where slot `slot` of `seq` lives on an engine with a prefix cache, for reports: "block 2 of
+// sequence 3's table, physical block 7, offset 1, shared by 2, in the prefix cache"; "" on others.
+std::string where_slot(EngineUnderTest& engine, int seq, int slot);
+nlohmann::json where_slot_json(EngineUnderTest& engine, int seq, int slot);
+
 // Tries each scenario on `engine` until one locates the difference.
 Failure report_scenarios(EngineUnderTest& engine, const std::vector<Scenario>& scenarios, const std::string& property,
                          const std::string& headline);

@@ -71,7 +71,9 @@ SavedCase saved_case_from_json(const nlohmann::json& j) {
     s.engine = j.value("engine", std::string("miniinfer"));
     const EngineDecl* engine = find_engine(s.engine);
     if (!engine) fail("case: engine '{}' is not {}", printable_name(s.engine), engine_names());
-    if (engine->read_saved) s.engine_settings = engine->read_saved(j.at("engine_settings"));
+    // An engine without read_saved checks its saved settings in replay (ours: absent before issue 27).
+    s.engine_settings = engine->read_saved ? engine->read_saved(j.at("engine_settings"))
+                                           : j.value("engine_settings", nlohmann::json::object());
     s.level = j.value("level", std::string("bits"));
     level_from_name(s.level);
     return s;

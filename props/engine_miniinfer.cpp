@@ -1,5 +1,6 @@
-// Ours behind EngineUnderTest: every capability, and generate() is the engine's own (where
-// faults such as stale-cache live), with the run's backend and fault.
+// Ours behind EngineUnderTest: every capability (the prefix cache only on the paged layout), and
+// generate() is the engine's own (where faults such as stale-cache live), with the run's backend
+// and fault. --kv-cache chooses the layout; a paged fault chooses the paged one by itself.
 #include <fmt/format.h>
 
 #include "base/error.h"
@@ -13,15 +14,31 @@ namespace {
 class MiniInfer final : public EngineUnderTest {
  public:
   MiniInfer(Engine& engine, Backend backend, Fault fault) : e_(engine), backend_(backend), fault_(fault) {}
-  MiniInfer(std::unique_ptr<Engine> owned, Backend backend, Fault fault)
-      : owned_(std::move(owned)), e_(*owned_), backend_(backend), fault_(fault) {}
+  MiniInfer(std::unique_ptr<Engine> owned, Backend backend, Fault fault, nlohmann::json settings)
+      : owned_(std::move(owned)), e_(*owned_), backend_(backend), fault_(fault), settings_(std::move(settings)) {}
 
   std::string name() const override { return "miniinfer"; }
-  nlohmann::json settings() const override { return {{"backend", to_string(backend_)}, {"fault", to_string(fault_)}}; }
-  std::string describe() const override {
-    return fmt::format("miniinfer (ours), backend {}, fault {}", to_string(backend_), to_string(fault_));
+  // The contiguous layout's settings are those saved before the paged cache existed, so every
+  // saved case still writes and replays the same bytes.
+  nlohmann::json settings() const override {
+    nlohmann::json j = {{"backend", to_string(backend_)}, {"fault", to_string(fault_)}};
+    if (e_.layout() == KvLayout::Paged)
+      j.update({{"kv_cache", "paged"}, {"block_size", settings_.value("block_size", 16)},
+                {"pool_blocks", settings_.value("pool_blocks", 0)}});
+    return j;
   }
-  bool has(Capability) const override { return true; }
+  std::string describe() const override {
+    std::string kv;
+    if (e_.layout() == KvLayout::Paged) {
+      const int pool = settings_.value("pool_blocks", 0);
+      kv = fmt::format(", kv cache paged (blocks of {}, pool {}{})", settings_.value("block_size", 16),
+                       pool ? fmt::format("{} blocks", pool) : std::string("batch x capacity"),
+                       acts_on_paged(fault_) ? "; chosen by the fault, which acts on it" : "");
+    }
+    return fmt::format("miniinfer (ours), backend {}, fault {}{}", to_string(backend_), to_string(fault_), kv);
+  }
+  bool has(Capability c) const override { return c != Capability::PrefixCache || e_.layout() == KvLayout::Paged; }
+  std::string lacks_why() const override { return paged() ? "" : "the prefix cache is the paged layout's: --kv-cache paged"; }
   const Config& config() const override { return e_.config(); }
 
   int vocab_size() const override { return e_.vocab_size(); }
@@ -76,7 +93,30 @@ class MiniInfer final : public EngineUnderTest {
     e_.start_request(seq);
   }
 
+  Submitted submit(int seq, std::span<const int> prompt) override {
+    Call call(*this);
+    Submitted s;
+    s.logits.resize(static_cast<size_t>(e_.vocab_size()));
+    s.reused = e_.submit(seq, prompt, s.logits);
+    return s;
+  }
+  int prefix_block() const override { return paged() ? e_.paged()->block_size() : 0; }
+  void free(int seq) override {
+    arm();
+    e_.free(seq);
+  }
+  std::string cache_check() override { return paged() ? e_.paged()->check() : ""; }
+  BlockSlot locate(int seq, int slot) override { return paged() ? e_.paged()->locate(seq, slot) : BlockSlot{}; }
+  std::vector<int> block_table(int seq) override {
+    if (!paged()) return {};
+    const auto t = e_.paged()->table(seq);
+    return {t.begin(), t.end()};
+  }
+  bool preempted(int seq) override { return paged() && e_.paged()->preempted(seq); }
+  PagedStats serving_stats() override { return paged() ? e_.paged()->stats() : PagedStats{}; }
+
  private:
+  bool paged() const { return e_.layout() == KvLayout::Paged; }
   // The run's backend and fault, on every call: the Engine may be shared with the reporter.
   void arm() {
     e_.set_backend(backend_);
@@ -104,6 +144,7 @@ class MiniInfer final : public EngineUnderTest {
   Engine& e_;
   Backend backend_;
   Fault fault_;
+  nlohmann::json settings_ = nlohmann::json::object();  // as made: the paged layout's sizes
   Trace* trace_ = nullptr;  // trace_call's: the call countdown_ calls from now
   int countdown_ = 0;
 };
@@ -136,7 +177,10 @@ GenerateResult MiniInfer::generate(const std::vector<std::vector<int>>& prompts,
 
 std::optional<KvRows> MiniInfer::cache_rows(int seq) { return e_.cache_rows(seq); }
 
+// Every K and V float of `seq`'s slab, past the cursor too. The paged layout has no slab (its
+// blocks move: copy-on-write, eviction, preemption): cache_rows stand in there.
 std::vector<float> MiniInfer::cache_slots(int seq) {
+  if (paged()) return {};
   const size_t n = static_cast<size_t>(e_.capacity()) * e_.config().d_model;
   std::vector<float> all;
   for (int l = 0; l < e_.config().n_layer; ++l) {
@@ -151,17 +195,90 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json& settings, const Mode
   eo.backend = backend_from_name(settings.at("backend").get<std::string>());
   eo.batch = batch;
   eo.capacity = capacity;
+  eo.layout = layout_from_name(settings.value("kv_cache", std::string("contiguous")));
+  eo.paged.block_size = settings.value("block_size", eo.paged.block_size);
+  eo.paged.pool_blocks = settings.value("pool_blocks", 0);
+  eo.paged.placement_seed = settings.value("placement_seed", uint64_t{0});
+  if (eo.layout == KvLayout::Paged && capacity % eo.paged.block_size != 0)
+    fail("--block-size {}: does not divide the {} slots of a sequence", eo.paged.block_size, capacity);
   return std::make_unique<MiniInfer>(std::make_unique<Engine>(model, eo), eo.backend,
-                                     fault_from_name(settings.at("fault").get<std::string>()));
+                                     fault_from_name(settings.at("fault").get<std::string>()), settings);
+}
+
+// A number flag's value within lo..hi (the flag table let only digits through).
+int number_in(const std::string& flag, const std::string& text, int lo, int hi) {
+  const long long n = text.size() > 9 ? hi + 1LL : std::stoll(text);
+  if (n < lo || n > hi) fail("{}: {} is outside {}..{}", flag, text, lo, hi);
+  return static_cast<int>(n);
+}
+
+// The layout's settings from --kv-cache, --block-size and --pool-blocks: contiguous adds nothing
+// (the settings saved before the paged cache), paged its sizes. A paged fault picks the paged
+// layout by itself; naming contiguous with it is refused (the fault would never act).
+nlohmann::json layout_settings(const std::string& kv, const std::string& block, const std::string& pool, Fault fault,
+                               bool kv_given) {
+  const KvLayout layout = kv_given ? layout_from_name(kv) : acts_on_paged(fault) ? KvLayout::Paged : KvLayout::Contiguous;
+  if (layout == KvLayout::Contiguous) {
+    if (acts_on_paged(fault))
+      fail("--kv-cache contiguous: fault {} acts on the paged cache only (leave --kv-cache out, or give paged)",
+           to_string(fault));
+    if (!block.empty()) fail("--block-size {}: only the paged cache has blocks (add --kv-cache paged)", block);
+    if (!pool.empty()) fail("--pool-blocks {}: only the paged cache has a pool (add --kv-cache paged)", pool);
+    return nlohmann::json::object();
+  }
+  if (acts_on_contiguous_only(fault))
+    fail("--kv-cache paged: fault {} acts on the contiguous cache's own operations only (give --kv-cache contiguous)",
+         to_string(fault));
+  const int b = block.empty() ? 16 : number_in("--block-size", block, 1, 512);
+  if ((b & (b - 1)) != 0) fail("--block-size {}: not a power of two", block);
+  return {{"kv_cache", "paged"}, {"block_size", b}, {"pool_blocks", pool.empty() ? 0 : number_in("--pool-blocks", pool, 1, 1 << 20)}};
+}
+
+std::string given_or_empty(const RunConfig& run, const char* flag) {
+  return run.given.count(flag) ? flag_value(run, flag) : std::string();
 }
 
 nlohmann::json settings(const RunConfig& run) {
-  return {{"backend", run.backend}, {"fault", run.inject.empty() ? "none" : run.inject}};
+  const Fault fault = run.inject.empty() ? Fault::None : fault_from_name(run.inject);
+  nlohmann::json j = {{"backend", run.backend}, {"fault", run.inject.empty() ? "none" : run.inject}};
+  j.update(layout_settings(flag_value(run, "--kv-cache"), given_or_empty(run, "--block-size"),
+                           given_or_empty(run, "--pool-blocks"), fault, run.given.count("--kv-cache") > 0));
+  return j;
 }
 
-// replay_case has already chosen the backend and fault (the case's, unless this run names others).
-nlohmann::json replay(const std::string&, const nlohmann::json&, const RunConfig&) {
-  return {{"backend", to_string(context().backend)}, {"fault", to_string(context().fault)}};
+// replay_case has already chosen the backend and fault (the case's, unless this run names others);
+// the layout is the case's too, unless this run names one.
+nlohmann::json replay(const std::string& path, const nlohmann::json& saved, const RunConfig& run) {
+  const Fault fault = context().fault;
+  nlohmann::json j = {{"backend", to_string(context().backend)}, {"fault", to_string(fault)}};
+  try {
+    if (run.given.count("--kv-cache") || run.given.count("--block-size") || run.given.count("--pool-blocks")) {
+      j.update(layout_settings(flag_value(run, "--kv-cache"), given_or_empty(run, "--block-size"),
+                               given_or_empty(run, "--pool-blocks"), fault, run.given.count("--kv-cache") > 0));
+    } else if (saved.is_object() && saved.value("kv_cache", std::string()) == "paged") {
+      j.update(layout_settings("paged", std::to_string(saved.value("block_size", 16)),
+                               saved.value("pool_blocks", 0) ? std::to_string(saved.value("pool_blocks", 0)) : "",
+                               fault, true));
+    } else {
+      j.update(layout_settings("contiguous", "", "", fault, false));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("replay {}: engine_settings: {}", path, e.what());
+  }
+  return j;
+}
+
+// p11's paged engine: blocks of --block-size when they divide the sequences' slots, else of 4
+// (or 1), and a pool far smaller than the sequences' slots, so that programs evict and preempt.
+nlohmann::json for_programs(const nlohmann::json& settings, int capacity, int pool_slots, uint64_t placement) {
+  if (settings.value("kv_cache", std::string()) != "paged") return settings;
+  nlohmann::json j = settings;
+  int block = settings.value("block_size", 16);
+  if (capacity % block != 0) block = capacity % 4 == 0 ? 4 : 1;
+  j["block_size"] = block;
+  j["pool_blocks"] = (pool_slots + block - 1) / block;
+  j["placement_seed"] = placement;
+  return j;
 }
 
 }  // namespace
@@ -184,12 +301,33 @@ const EngineDecl kMiniInfer = {
                .help = "inject a cache fault (docs/faults.md); 'list' lists them",
                .fallback = "",
                .elsewhere = "faults are our engine's; {} has none",
-               .field = &RunConfig::inject}},
+               .field = &RunConfig::inject},
+              {.name = "--kv-cache",
+               .arg = " LAYOUT",
+               .help = "contiguous (default) or paged: blocks, prefix caching, copy-on-write,\n"
+                       "eviction and preemption (a paged fault picks paged by itself; p13 needs it)",
+               .fallback = "contiguous",
+               .elsewhere = "the KV layout is our engine's; {} has its own"},
+              {.name = "--block-size",
+               .arg = " N",
+               .help = "the paged cache's slots per block, a power of two (default 16;\n"
+                       "p11's 12-slot sequences take blocks of 4 unless N divides 12)",
+               .fallback = "16",
+               .number = true,
+               .elsewhere = "blocks are our paged cache's; {} has none"},
+              {.name = "--pool-blocks",
+               .arg = " N",
+               .help = "the paged cache's pool (default: batch x capacity / block size;\n"
+                       "p11 always runs a pool of 28 slots for its 8 sequences of 12)",
+               .fallback = "0",
+               .number = true,
+               .elsewhere = "the block pool is our paged cache's; {} has none"}},
     .flag_prefix = nullptr,
     .settings = settings,
     .read_saved = nullptr,
     .replay = replay,
     .make = make,
+    .for_programs = for_programs,
 };
 
 }  // namespace miniinfer::props

@@ -50,6 +50,11 @@ struct EngineDecl {
   // or file at fault.
   std::unique_ptr<EngineUnderTest> (*make)(const nlohmann::json& settings, const Model& model, int batch,
                                            int capacity);
+  // The settings p11 makes its engines with (sequences of `capacity` slots, a serving pool of
+  // `pool_slots`), and its placement twin's (`placement` != 0: the same program must give the
+  // same bytes wherever the rows lie); nullptr: the subject's settings as they are.
+  nlohmann::json (*for_programs)(const nlohmann::json& settings, int capacity, int pool_slots,
+                                 uint64_t placement) = nullptr;
   // True: the engine's sizes are its own (a process engine's hello); make() only checks it
   // holds at least `batch` sequences of `capacity` positions, and p11 runs on the subject.
   bool fixed_size = false;

@@ -12,7 +12,7 @@ const char* to_string(Capability c) {
     case Capability::Trace: return "a per-layer trace";
     case Capability::Faults: return "fault injection";
     case Capability::Architectures: return "engines for random architectures";
-    case Capability::PrefixCache: return "a prefix cache (submit reports the tokens it reused)";
+    case Capability::PrefixCache: return "prefix cache (submit reports the tokens it reused)";
   }
   return "?";
 }

@@ -119,6 +119,15 @@ class EngineUnderTest {
   virtual int prefix_block() const { return 0; }
   // `seq` gives up its rows; by default a reset.
   virtual void free(int seq) { reset(seq); }
+  // Capability PrefixCache, for p11's checks and its reports: the pool's own consistency check
+  // ("" or the first refcount or free-list inconsistency), where a sequence's slot lives, its
+  // block table (physical blocks by logical block), whether it gave up its blocks (preempted:
+  // tokens kept, recomputed on next use), and what the pool has done since the last reset.
+  virtual std::string cache_check() { return ""; }
+  virtual BlockSlot locate(int /*seq*/, int /*slot*/) { return {}; }
+  virtual std::vector<int> block_table(int /*seq*/) { return {}; }
+  virtual bool preempted(int /*seq*/) { return false; }
+  virtual PagedStats serving_stats() { return {}; }
 };
 
 // A path as case files and reports keep it: relative to the source tree when it lies inside it

@@ -45,6 +45,17 @@ std::map<std::vector<int>, struct Reference>& memo();
 // llama.cpp), a second one of kHistorySequences sequences of kHistoryCapacity slots, made from
 // the subject's settings (rebuilt when a replay changes them); an engine with its own sizes
 // (a process engine's hello) is the subject itself.
+// With a prefix cache, p11's engine has a small pool (kServingPoolSlots), and a twin with the
+// rows placed elsewhere in it (kTwinPlacement) runs every program again.
+std::unique_ptr<EngineUnderTest> make_for_programs(const EngineDecl& decl, uint64_t placement) {
+  const Context& ctx = context();
+  const int capacity = std::min(kHistoryCapacity, ctx.model.config.max_seq_len);
+  const nlohmann::json settings =
+      decl.for_programs ? decl.for_programs(ctx.subject->settings(), capacity, kServingPoolSlots, placement)
+                        : ctx.subject->settings();
+  return decl.make(settings, ctx.model, kHistorySequences, capacity);
+}
+
 EngineUnderTest& engine() {
   static std::unique_ptr<EngineUnderTest> own;
   static std::string made_for;
@@ -59,12 +70,30 @@ EngineUnderTest& engine() {
   }
   if (!own || key != made_for) {
     own.reset();
-    own = decl->make(ctx.subject->settings(), ctx.model, kHistorySequences,
-                     std::min(kHistoryCapacity, ctx.model.config.max_seq_len));
+    own = make_for_programs(*decl, 0);
     made_for = key;
   }
   return *own;
 }
+
+// The placement twin of engine(), or nullptr where there is no prefix cache (no pool to place in).
+EngineUnderTest* twin() {
+  static std::unique_ptr<EngineUnderTest> own;
+  static std::string made_for;
+  EngineUnderTest& first = engine();
+  const Context& ctx = context();
+  const EngineDecl* decl = find_engine(ctx.subject->name());
+  if (!first.has(Capability::PrefixCache) || decl->fixed_size || !decl->for_programs) return nullptr;
+  const std::string key = ctx.subject->name() + ctx.subject->settings().dump();
+  if (!own || key != made_for) {
+    own.reset();
+    own = make_for_programs(*decl, kTwinPlacement);
+    made_for = key;
+  }
+  return own.get();
+}
+
+bool serving(const EngineUnderTest& e) { return e.has(Capability::PrefixCache); }
 
 // The sequences a program may use on `e`: up to kHistorySequences, as many as the engine holds.
 int max_batch(const EngineUnderTest& e) { return std::min(kHistorySequences, e.batch()); }
@@ -123,9 +152,36 @@ struct Call {
   std::vector<std::pair<int, std::vector<int>>> rows;  // a forward: (sequence, tokens appended)
   Histories after;                                     // the histories after the call
   bool refused = false;                                // the engine must refuse it
+  bool either = false;  // refused: the engine may also accept it, if it changes nothing (a second free)
 };
 
 size_t len(const Histories& h, int seq) { return h.tokens[static_cast<size_t>(seq)].size(); }
+bool is_freed(const Histories& h, int seq) { return !h.freed.empty() && h.freed[static_cast<size_t>(seq)]; }
+void set_freed(Histories& h, int seq, bool freed) {
+  if (h.freed.empty()) h.freed.assign(kHistorySequences, 0);
+  h.freed[static_cast<size_t>(seq)] = freed;
+}
+
+// The model's start: B sequences, empty; `block` > 0 on an engine with a prefix cache.
+Histories fresh(int batch, int block) {
+  Histories h{batch, std::vector<std::vector<int>>(kHistorySequences)};
+  h.block = block;
+  return h;
+}
+
+// Serving: what the sequences held before this step, for a later Submit to share (the last 16).
+void remember(Histories& h, const Histories& before) {
+  if (h.block == 0) return;
+  h.ghost.resize(kHistorySequences);
+  for (size_t q = 0; q < h.tokens.size(); ++q) {
+    const auto& old = before.ghost.empty() ? before.tokens[q] : before.ghost[q];
+    h.ghost[q] = h.tokens[q];
+    if (old.size() > h.ghost[q].size()) h.ghost[q].insert(h.ghost[q].end(), old.begin() + h.ghost[q].size(), old.end());
+  }
+  for (const auto& t : before.tokens)
+    if (!t.empty() && std::find(h.seen.begin(), h.seen.end(), t) == h.seen.end()) h.seen.push_back(t);
+  if (h.seen.size() > 16) h.seen.erase(h.seen.begin(), h.seen.end() - 16);
+}
 
 std::vector<Call> plan(const Histories& before, const Step& s) {
   const size_t cap = kHistoryCapacity;
@@ -134,7 +190,8 @@ std::vector<Call> plan(const Histories& before, const Step& s) {
   auto& t = h.tokens;
   auto forward = [&](std::vector<std::pair<int, std::vector<int>>> rows) {
     Call c{std::move(rows), h, false};
-    for (const auto& [seq, toks] : c.rows) c.refused = c.refused || len(h, seq) + toks.size() > cap;
+    for (const auto& [seq, toks] : c.rows)
+      c.refused = c.refused || len(h, seq) + toks.size() > cap || is_freed(h, seq);
     if (!c.refused)
       for (const auto& [seq, toks] : c.rows) {
         auto& dst = t[static_cast<size_t>(seq)];
@@ -171,7 +228,7 @@ std::vector<Call> plan(const Histories& before, const Step& s) {
       break;
     }
     case Step::Truncate: {
-      Call c{{}, h, static_cast<size_t>(s.n) > len(h, s.seqs[0])};
+      Call c{{}, h, static_cast<size_t>(s.n) > len(h, s.seqs[0]) || is_freed(h, s.seqs[0])};
       if (!c.refused) t[static_cast<size_t>(s.seqs[0])].resize(static_cast<size_t>(s.n));
       c.after = h;
       calls.push_back(std::move(c));
@@ -179,10 +236,11 @@ std::vector<Call> plan(const Histories& before, const Step& s) {
     }
     case Step::Fork: {
       const int src = s.seqs[0], dst = s.seqs[1];
-      Call c{{}, h, src == dst || static_cast<size_t>(s.n) > len(h, src)};
+      Call c{{}, h, src == dst || static_cast<size_t>(s.n) > len(h, src) || is_freed(h, src)};
       if (!c.refused) {
         const auto& from = t[static_cast<size_t>(src)];
         t[static_cast<size_t>(dst)].assign(from.begin(), from.begin() + s.n);
+        if (is_freed(h, dst)) set_freed(h, dst, false);  // a fork revives its destination
       }
       c.after = h;
       calls.push_back(std::move(c));
@@ -190,9 +248,32 @@ std::vector<Call> plan(const Histories& before, const Step& s) {
     }
     case Step::Reset:
       t[static_cast<size_t>(s.seqs[0])].clear();
+      if (is_freed(h, s.seqs[0])) set_freed(h, s.seqs[0], false);
       calls.push_back(Call{{}, h, false});
       break;
+    case Step::Submit: {  // a new request: the sequence then holds exactly the prompt (and lives)
+      Call c{{{s.seqs[0], s.tokens[0]}}, h, s.tokens[0].size() > cap};
+      if (!c.refused) {
+        t[static_cast<size_t>(s.seqs[0])] = s.tokens[0];
+        if (is_freed(h, s.seqs[0])) set_freed(h, s.seqs[0], false);
+      }
+      c.after = h;
+      calls.push_back(std::move(c));
+      break;
+    }
+    case Step::Free: {  // every later command on it is refused until a submit, reset or fork revives it
+      // Freeing a freed sequence changes nothing; ours accepts it (engine.h words it as refused).
+      Call c{{}, h, is_freed(h, s.seqs[0]), is_freed(h, s.seqs[0])};
+      if (!c.refused) {
+        t[static_cast<size_t>(s.seqs[0])].clear();
+        set_freed(h, s.seqs[0], true);
+      }
+      c.after = h;
+      calls.push_back(std::move(c));
+      break;
+    }
   }
+  remember(calls.back().after, before);
   return calls;
 }
 
@@ -201,16 +282,21 @@ Histories after(const Histories& before, const Step& s) { return plan(before, s)
 // ---- the system: the engine, one call at a time, checked after each ----------------------------
 
 // Every K and V float of every sequence, and the cursors: what "left everything unchanged" means.
-// Without K/V rows, the cursors alone.
+// Without K/V rows, the cursors alone. With a prefix cache the rows stand in for the slots (blocks
+// move: copy-on-write, eviction), a freed sequence holds none, and a preempted one holds its
+// tokens but no rows.
 struct Snapshot {
   std::vector<std::vector<float>> slabs;  // (sequence) every K and V float it holds (cache_slots)
   std::vector<int> cursors;
-  explicit Snapshot(EngineUnderTest& e, bool rows = true) {
+  std::vector<char> preempted;            // (sequence) gave up its blocks
+  Snapshot(EngineUnderTest& e, const Histories& h, bool rows = true) {
     for (int q = 0; q < e.batch(); ++q) {
       cursors.push_back(e.cursor(q));
+      preempted.push_back(serving(e) && e.preempted(q));
       if (!rows || !has_rows(e)) continue;
-      std::vector<float> all = e.cache_slots(q);
-      if (all.empty())
+      std::vector<float> all;
+      if (!is_freed(h, q) && !preempted.back()) all = e.cache_slots(q);
+      if (all.empty() && !is_freed(h, q) && !preempted.back())
         if (auto kv = e.cache_rows(q)) {
           all = std::move(kv->k);
           all.insert(all.end(), kv->v.begin(), kv->v.end());
@@ -218,8 +304,13 @@ struct Snapshot {
       slabs.push_back(std::move(all));
     }
   }
-  bool same_slots(const Snapshot& o, int q) const {
-    return slabs.empty() || slabs[static_cast<size_t>(q)] == o.slabs[static_cast<size_t>(q)];
+  // Sequence q as `before` left it. `may_preempt`: a call may take the blocks of a sequence it does
+  // not touch (its tokens stay, which the cursor shows, and its next use recomputes them).
+  bool same_slots(const Snapshot& before, int q, bool may_preempt = false) const {
+    const size_t i = static_cast<size_t>(q);
+    if (preempted[i] != before.preempted[i]) return may_preempt && preempted[i];
+    if (preempted[i]) return true;
+    return slabs.empty() || slabs[i] == before.slabs[i];
   }
 };
 
@@ -229,6 +320,7 @@ struct Parting {
   std::string what;
   bool logits = false;  // the call's logits differ (the reporter traces that call)
   bool cursor = false;  // the cursor differs from the history's length
+  const char* site = nullptr;  // prefix cache: "pool" (its bookkeeping) or "prefix-hit" (a submit's reuse)
 };
 
 // The first (layer, head, slot) row of `seq` that differs from full recompute of `tokens`.
@@ -268,16 +360,92 @@ RowDiff diff_rows(EngineUnderTest& e, int seq, const std::vector<int>& tokens, K
 std::set<int> touched(const Step& s, const Call& c) {
   std::set<int> out;
   for (const auto& [seq, toks] : c.rows) out.insert(seq);
-  if (s.kind == Step::Truncate || s.kind == Step::Reset) out.insert(s.seqs[0]);
+  if (s.kind == Step::Truncate || s.kind == Step::Reset || s.kind == Step::Free) out.insert(s.seqs[0]);
   if (s.kind == Step::Fork) out.insert(s.seqs[1]);
   return out;
 }
 
+// ---- the prefix cache's model: beside the histories, on an engine with a prefix cache ---------
+
+// What a program's run has seen of the pool: which prefixes of whole blocks some table held, what
+// each physical block was last seen holding, and the eviction count when each prefix was last
+// held in a block of the prefix cache. Such a prefix, with no eviction since, is still there (a
+// held block is never evicted, a released one only by an eviction); one ever held may still be.
+// Only registered blocks count for the first: a table may hold its own unregistered copy of a
+// prefix another block is registered for, and that one can be evicted while the copy is held.
+struct Pool {
+  explicit Pool(int block_size = 0) : block(block_size) {}
+  int block = 0;
+  std::set<std::vector<int>> ever;           // prefixes (whole blocks) some table held
+  std::map<std::vector<int>, int64_t> held;  // prefix -> evictions when a registered block last held it
+  std::map<int, std::vector<int>> holds;     // physical block -> the prefix its rows hold
+  std::vector<int> reused;                   // per Submit, the tokens it reused (the twin's must match)
+  PagedStats stats;                          // after the last call
+};
+
+std::vector<int> prefix(const std::vector<int>& t, int n) { return {t.begin(), t.begin() + n}; }
+
+// After a call: every live table's whole blocks hold their sequence's prefixes; a partial block
+// that is not in the prefix cache is being written, so it holds no prefix any more.
+void observe(EngineUnderTest& e, const Histories& h, Pool& pool) {
+  pool.stats = e.serving_stats();
+  for (int q = 0; q < h.batch; ++q) {
+    if (is_freed(h, q) || e.preempted(q)) continue;
+    const auto& t = h.tokens[static_cast<size_t>(q)];
+    const std::vector<int> table = e.block_table(q);
+    for (size_t j = 0; j < table.size(); ++j) {
+      const int end = static_cast<int>(j + 1) * pool.block;
+      if (table[j] < 0 || static_cast<int>(j) * pool.block >= static_cast<int>(t.size())) continue;
+      const bool registered = e.locate(q, static_cast<int>(j) * pool.block).registered;
+      if (end <= static_cast<int>(t.size())) {
+        pool.ever.insert(prefix(t, end));
+        if (registered) pool.held[prefix(t, end)] = pool.stats.evictions;
+        pool.holds[table[j]] = prefix(t, end);
+      } else if (!registered) {
+        pool.holds.erase(table[j]);
+      }
+    }
+  }
+}
+
+// A Submit's reuse against the model: whole blocks; no more than the longest prefix of the
+// prompt some table held (capped at all but its last token); at least the longest held with no
+// eviction since; and each mapped block one that was seen holding that very prefix.
+std::optional<std::string> check_reuse(EngineUnderTest& e, const Pool& pool, int seq, const std::vector<int>& prompt,
+                                       int reused) {
+  const int b = pool.block;
+  const int cap = (static_cast<int>(prompt.size()) - 1) / b;
+  int most = 0, sure = 0;
+  for (int k = 1; k <= cap && pool.ever.count(prefix(prompt, k * b)); ++k) {
+    most = k;
+    const auto it = pool.held.find(prefix(prompt, k * b));
+    if (sure == k - 1 && it != pool.held.end() && it->second == pool.stats.evictions) sure = k;
+  }
+  if (reused % b != 0) return fmt::format("the submit reused {} tokens, not whole blocks of {}", reused, b);
+  if (reused > most * b)
+    return fmt::format("the submit reused {} tokens; no table held more than {} of the prompt's first tokens in whole "
+                       "blocks (of the {} it may reuse)", reused, most * b, cap * b);
+  if (reused < sure * b)
+    return fmt::format("the submit reused {} tokens; {} of them were held with no eviction since, so the prefix cache "
+                       "holds them (a prefix hit missed)", reused, sure * b);
+  const std::vector<int> table = e.block_table(seq);
+  for (int i = 0; i < reused / b; ++i) {
+    const int phys = i < static_cast<int>(table.size()) ? table[static_cast<size_t>(i)] : -1;
+    const auto it = pool.holds.find(phys);
+    if (it == pool.holds.end() || it->second != prefix(prompt, (i + 1) * b))
+      return fmt::format("the submit mapped physical block {} at block {}, which {} (it must hold \"{}\")", phys, i,
+                         it == pool.holds.end() ? std::string("held no prefix")
+                                                : fmt::format("held \"{}\"", words(it->second)),
+                         words(prefix(prompt, (i + 1) * b)));
+  }
+  return std::nullopt;
+}
+
 // Runs step `s` on the engine, whose sequences hold `before`; checks every call against the
-// model. With a trace, call `traced_call` is traced and the step stops after it.
-// A call the model refuses is sent only to an engine that checks_refusals.
+// model (and, with a prefix cache, `pool`). With a trace, call `traced_call` is traced and the
+// step stops after it. A call the model refuses is sent only to an engine that checks_refusals.
 std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, const Step& s, Trace* trace = nullptr,
-                                int traced_call = -1) {
+                                int traced_call = -1, Pool* pool = nullptr) {
   const std::vector<Call> calls = plan(before, s);
   const size_t V = static_cast<size_t>(e.vocab_size());
   std::vector<int> in;  // Decode: this call's input per sequence, drawn from the engine's logits
@@ -289,15 +457,17 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
   for (size_t i = 0; i < calls.size(); ++i) {
     const Call& call = calls[i];
     const int ci = static_cast<int>(i);
+    const Histories& prior = i == 0 ? before : calls[i - 1].after;
     if (call.refused && !checks_refusals(e)) continue;
     // Where no call is refused, a sequence the call did not touch is checked against full
     // recompute of its history instead of against its rows before the call: the same finding
     // (they equalled it before), without reading every sequence's rows twice per call (over the
     // protocol, two round trips a sequence).
     const bool by_history = !checks_refusals(e);
-    const Snapshot snap(e, !by_history);
+    const Snapshot snap(e, prior, !by_history);
     std::vector<float> logits(std::max<size_t>(1, call.rows.size()) * V);
     std::string error;
+    int reused = 0;
     if (trace && ci == traced_call) e.trace_call(trace, 0);
     try {
       switch (s.kind) {
@@ -316,6 +486,13 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
         case Step::Truncate: e.truncate(s.seqs[0], s.n); break;
         case Step::Fork: e.fork(s.seqs[0], s.seqs[1], s.n); break;
         case Step::Reset: e.reset(s.seqs[0]); break;
+        case Step::Submit: {
+          const Submitted r = e.submit(s.seqs[0], s.tokens[0]);
+          std::copy(r.logits.begin(), r.logits.end(), logits.begin());
+          reused = r.reused;
+          break;
+        }
+        case Step::Free: e.free(s.seqs[0]); break;
       }
     } catch (const EngineCrashed&) {
       throw;  // not a refusal: the case's finding (run_engine_case)
@@ -323,23 +500,31 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
       error = err.what();
     }
     if (trace && ci == traced_call) return std::nullopt;
+    if (serving(e))
+      if (const std::string bad = e.cache_check(); !bad.empty())
+        return Parting{ci, s.seqs[0], "the block pool is inconsistent: " + bad, false, false, "pool"};
     if (call.refused) {
-      if (error.empty()) return Parting{ci, s.seqs[0], "the engine accepted a call the histories say must fail"};
+      if (error.empty() && !call.either)
+        return Parting{ci, s.seqs[0], "the engine accepted a call the histories say must fail"};
       if (error.find('\n') != std::string::npos)
         return Parting{ci, s.seqs[0], "the engine's error is not one line: " + error};
-      const Snapshot now(e);
+      const Snapshot now(e, call.after);
       for (int q = 0; q < e.batch(); ++q)
         if (now.cursors[static_cast<size_t>(q)] != snap.cursors[static_cast<size_t>(q)] || !now.same_slots(snap, q))
           return Parting{ci, q, fmt::format("a refused call (\"{}\") changed sequence {}", error, q)};
       continue;
     }
     if (!error.empty()) return Parting{ci, s.seqs[0], "the engine refused a valid call: " + error};
+    // A submit's reuse against the model, said with its logits when they differ too.
+    const std::optional<std::string> reuse =
+        pool && s.kind == Step::Submit ? check_reuse(e, *pool, s.seqs[0], s.tokens[0], reused) : std::nullopt;
     for (size_t j = 0; j < call.rows.size(); ++j) {
       const int seq = call.rows[j].first;
       const auto& want = reference(call.after.tokens[static_cast<size_t>(seq)]).logits;
       const std::span<const float> got(logits.data() + j * V, V);
       if (!same_bytes(got, want)) {
-        Parting p{ci, seq, fmt::format("the logits of sequence {} differ from full recompute", seq), true};
+        Parting p{ci, seq, fmt::format("the logits of sequence {} differ from full recompute{}", seq,
+                                       reuse ? ", and " + *reuse : std::string()), true};
         if (e.cursor(seq) != static_cast<int>(len(call.after, seq))) p.cursor = true;
         return p;
       }
@@ -355,30 +540,53 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
         return p;
       }
     }
-    if (!has_rows(e)) continue;  // logits only: no rows to read
+    if (reuse) return Parting{ci, s.seqs[0], *reuse, false, false, "prefix-hit"};
+    if (pool && s.kind == Step::Submit) pool->reused.push_back(reused);
+    if (!has_rows(e)) {
+      if (pool) observe(e, call.after, *pool);
+      continue;  // logits only: no rows to read
+    }
     const std::set<int> mine = touched(s, call);
-    const Snapshot now(e, !by_history);
+    const Snapshot now(e, call.after, !by_history);
     for (int q = 0; q < e.batch(); ++q) {
+      const auto& want = call.after.tokens[static_cast<size_t>(q)];
       if (mine.count(q)) {
-        const RowDiff d = diff_rows(e, q, call.after.tokens[static_cast<size_t>(q)]);
-        if (d.count > 0)
-          return Parting{ci, q, fmt::format("cache row of sequence {} differs from full recompute at layer {}, head {}, slot {}",
-                                            q, d.layer, d.head, d.slot)};
-      } else if (by_history ? diff_rows(e, q, call.after.tokens[static_cast<size_t>(q)]).count > 0
-                            : !now.same_slots(snap, q)) {
+        if (is_freed(call.after, q)) continue;
+        if (now.preempted[static_cast<size_t>(q)]) {
+          // A sequence the call ran must hold its blocks; one it forked, truncated or reset may not.
+          if (!call.rows.empty()) return Parting{ci, q, fmt::format("sequence {} was preempted by a call that ran it", q)};
+          continue;
+        }
+        const RowDiff d = diff_rows(e, q, want);
+        if (d.count > 0) {
+          const std::string where = where_slot(e, q, d.slot);
+          return Parting{ci, q, fmt::format("cache row of sequence {} differs from full recompute at layer {}, head {}, slot {}{}",
+                                            q, d.layer, d.head, d.slot, where.empty() ? "" : " (" + where + ")")};
+        }
+      } else if (!by_history && snap.preempted[static_cast<size_t>(q)] && !now.preempted[static_cast<size_t>(q)]) {
+        // Recomputed because the call read it (a fork's source): its rows must be recompute's.
+        if (const RowDiff d = diff_rows(e, q, want); d.count > 0)
+          return Parting{ci, q, fmt::format("the recomputed cache row of sequence {} differs from full recompute at "
+                                            "layer {}, head {}, slot {} ({})", q, d.layer, d.head, d.slot,
+                                            where_slot(e, q, d.slot))};
+      } else if (by_history ? diff_rows(e, q, want).count > 0 : !now.same_slots(snap, q, serving(e))) {
         return Parting{ci, q, fmt::format("sequence {} changed, which the call did not touch", q)};
       }
     }
+    if (pool) observe(e, call.after, *pool);
   }
   return std::nullopt;
 }
 
 // ---- generators: one command type per operation ---------------------------------------------
 
-int kind_count[6] = {};
+int kind_count[8] = {};
 int programs = 0;
 std::vector<std::string> notes;  // what p11 leaves unchecked on this engine, for the mix line
-
+// With a prefix cache: what the programs' Submits and the pool did, for the mix line.
+struct ServingCount {
+  int64_t submits = 0, hits = 0, reused = 0, evictions = 0, preemptions = 0, copies = 0;
+} served;
 
 std::vector<int> chunk_of(const gen::Prompt& p, int min_len, int max_len) {
   std::vector<int> ids = ids_of(p);
@@ -432,12 +640,14 @@ struct AppendCommand : StepCommand {
   }
 };
 
-// A non-empty set of the sequences in play, as a bit mask (shrinks toward {s0}).
+// A non-empty set of the sequences in play, as a bit mask (shrinks toward {s0}). With a prefix
+// cache, at most kServingWidth of them: every call the model accepts then fits the small pool.
 std::vector<int> draw_set(const Histories& h, size_t at_least) {
   const int mask = *rc::gen::inRange(1, 1 << h.batch);
   std::vector<int> seqs;
   for (int q = 0; q < h.batch; ++q)
     if (mask & (1 << q)) seqs.push_back(q);
+  if (h.block > 0 && seqs.size() > static_cast<size_t>(kServingWidth)) seqs.resize(kServingWidth);
   for (int q = 0; seqs.size() < at_least; ++q)
     if (!(mask & (1 << q))) seqs.insert(std::upper_bound(seqs.begin(), seqs.end(), q), q);
   return seqs;
@@ -470,9 +680,12 @@ struct TruncateCommand : StepCommand {
   explicit TruncateCommand(const Histories& h) {
     step.kind = Step::Truncate;
     step.seqs = {draw_seq(h)};
-    // One in seven past the cursor, which the engine must refuse.
+    // One in seven past the cursor, which the engine must refuse. With a prefix cache, half the
+    // rest cut inside the last block (a rollback of a few tokens: the block goes on partly filled).
     const int n = static_cast<int>(len(h, step.seqs[0]));
-    step.n = draw_bad() ? n + 1 : *rc::gen::inRange(0, n + 1);
+    step.n = draw_bad() ? n + 1
+             : h.block > 0 && n > 1 && *rc::gen::arbitrary<bool>() ? n - *rc::gen::inRange(1, std::min(n, h.block))
+                                                                   : *rc::gen::inRange(0, n + 1);
   }
 };
 
@@ -496,8 +709,54 @@ struct ResetCommand : StepCommand {
   }
 };
 
+// Serving: a new request whose prompt mostly shares a prefix with what a sequence holds or held
+// (whole blocks, which must hit; any prefix: a block and part of the next, or less than a block),
+// then grammar words, half the time up to the sequence's capacity (so that the pool fills).
+struct SubmitCommand : StepCommand {
+  explicit SubmitCommand(const Histories& h) {
+    step.kind = Step::Submit;
+    step.seqs = {draw_seq(h)};
+    std::vector<const std::vector<int>*> bases;
+    for (const auto& t : h.tokens)
+      if (!t.empty()) bases.push_back(&t);
+    for (const auto& t : h.seen) bases.push_back(&t);
+    std::vector<const std::vector<int>*> ghosts;  // a conversation resubmitted after an edit of its end
+    for (size_t q = 0; q < h.ghost.size(); ++q)
+      if (h.ghost[q].size() > h.tokens[q].size()) ghosts.push_back(&h.ghost[q]);
+    if (!ghosts.empty() && *rc::gen::arbitrary<bool>()) bases = ghosts;
+    std::vector<int> prompt;
+    bool whole = false;
+    if (!bases.empty() && !one_in(4)) {
+      const std::vector<int>& base = *bases[static_cast<size_t>(*rc::gen::inRange(0, static_cast<int>(bases.size())))];
+      const int blocks = static_cast<int>(base.size()) / h.block;
+      whole = blocks >= 1 && !one_in(3);
+      const int n = whole ? h.block * *rc::gen::inRange(1, blocks + 1)
+                          : *rc::gen::inRange(1, static_cast<int>(base.size()) + 1);
+      prompt.assign(base.begin(), base.begin() + n);
+    }
+    const int room = kHistoryCapacity - static_cast<int>(prompt.size());
+    if (room > 0) {
+      // At least one token of its own after whole blocks: a submit computes its last position.
+      std::vector<int> tail = chunk_of(*gen::genPrompt(), prompt.empty() || whole ? 1 : 0, room);
+      if (!tail.empty() && one_in(2))  // up to the capacity: the grammar's words again
+        for (size_t i = 0; tail.size() < static_cast<size_t>(room); ++i) tail.push_back(tail[i]);
+      prompt.insert(prompt.end(), tail.begin(), tail.end());
+    }
+    step.tokens = {prompt};
+  }
+};
+
+// Serving: the sequence gives up its rows; later commands on it must be refused until a Submit,
+// Reset or Fork into it revives it.
+struct FreeCommand : StepCommand {
+  explicit FreeCommand(const Histories& h) {
+    step.kind = Step::Free;
+    step.seqs = {draw_seq(h)};
+  }
+};
+
 const char* kind_name(Step::Kind k) {
-  static const char* names[] = {"append", "decode", "mixed", "truncate", "fork", "reset"};
+  static const char* names[] = {"append", "decode", "mixed", "truncate", "fork", "reset", "submit", "free"};
   return names[k];
 }
 
@@ -538,20 +797,23 @@ std::ostream& operator<<(std::ostream& os, const Step& s) {
       return os << "fork s" << s.seqs[0] << " into s" << s.seqs[1] << " at " << s.n;
     case Step::Reset:
       return os << "reset s" << s.seqs[0];
+    case Step::Submit:
+      return os << "submit \"" << words(s.tokens[0]) << "\" to s" << s.seqs[0];
+    case Step::Free:
+      return os << "free s" << s.seqs[0];
   }
   return os;
 }
 
-std::optional<std::string> check_program(Program& p) {
-  EngineUnderTest& e = engine();
-  if (p.batch > max_batch(e))
-    fail("case: a program on {} sequences; engine {} holds {}", p.batch, e.name(), e.batch());
+// The program on `e` from a clean slate, checked command by command (with a prefix cache, against
+// `pool` too); what differed, or nothing.
+std::optional<std::string> run_program(EngineUnderTest& e, Program& p, Pool* pool) {
   prepare(e);
-  Histories h{p.batch, std::vector<std::vector<int>>(kHistorySequences)};
+  Histories h = fresh(p.batch, pool ? pool->block : 0);
   for (size_t i = 0; i < p.steps.size(); ++i) {
     std::optional<Parting> parting;
     try {
-      parting = run_step(e, h, p.steps[i]);
+      parting = run_step(e, h, p.steps[i], nullptr, -1, pool);
     } catch (const EngineCrashed&) {
       p.failing = static_cast<int>(i);
       throw;
@@ -565,6 +827,63 @@ std::optional<std::string> check_program(Program& p) {
     h = after(h, p.steps[i]);
   }
   p.failing = -1;
+  return std::nullopt;
+}
+
+// The pool model of the last program check_program ran on the first engine (p11's tags).
+Pool& last_pool() {
+  static Pool pool;
+  return pool;
+}
+
+// The command of the n-th Submit of `p`.
+int nth_submit(const Program& p, size_t n) {
+  for (size_t i = 0; i < p.steps.size(); ++i)
+    if (p.steps[i].kind == Step::Submit && n-- == 0) return static_cast<int>(i);
+  return static_cast<int>(p.steps.size()) - 1;
+}
+
+// With a prefix cache the program runs again on the placement twin, whose pool hands out blocks
+// in another order: the same checks must hold there, with the same tokens reused and the same
+// evictions, preemptions and copies (placement changes where rows lie, nothing else).
+std::optional<std::string> check_program(Program& p) {
+  EngineUnderTest& e = engine();
+  if (p.batch > max_batch(e))
+    fail("case: a program on {} sequences; engine {} holds {}", p.batch, e.name(), e.batch());
+  p.twin = false;
+  Pool pool{serving(e) ? e.prefix_block() : 0};
+  const auto what = run_program(e, p, serving(e) ? &pool : nullptr);
+  last_pool() = pool;
+  if (what) return what;
+  EngineUnderTest* t = twin();
+  if (!t) return std::nullopt;
+  served.submits += static_cast<int64_t>(pool.reused.size());
+  for (int r : pool.reused) {
+    served.hits += r > 0;
+    served.reused += r;
+  }
+  served.evictions += pool.stats.evictions;
+  served.preemptions += pool.stats.preemptions;
+  served.copies += pool.stats.copies;
+  Pool other{t->prefix_block()};
+  p.twin = true;
+  if (auto what = run_program(*t, p, &other))
+    return fmt::format("on the placement twin (pool order from seed {}): {}", kTwinPlacement, *what);
+  for (size_t n = 0; n < pool.reused.size(); ++n)
+    if (other.reused[n] != pool.reused[n]) {
+      p.failing = nth_submit(p, n);
+      return fmt::format("command {} ({}): the placement twin (seed {}) reused {} tokens, the first engine {}", p.failing,
+                         step_text(p, static_cast<size_t>(p.failing)), kTwinPlacement, other.reused[n], pool.reused[n]);
+    }
+  const PagedStats& a = pool.stats;
+  const PagedStats& b = other.stats;
+  if (a.evictions != b.evictions || a.preemptions != b.preemptions || a.copies != b.copies || a.hits != b.hits) {
+    p.failing = static_cast<int>(p.steps.size()) - 1;
+    return fmt::format("after the program the placement twin (seed {}) counts {} evictions, {} preemptions, {} copies, "
+                       "{} hits; the first engine {}, {}, {}, {}", kTwinPlacement, b.evictions, b.preemptions, b.copies,
+                       b.hits, a.evictions, a.preemptions, a.copies, a.hits);
+  }
+  p.twin = false;
   return std::nullopt;
 }
 
@@ -589,7 +908,7 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
 // A crash while the report re-runs the program (a flaky engine) leaves the program's listing.
 Failure report_program(const Program& p, const std::string& headline) {
   try {
-    return report_program_on(engine(), p, headline);
+    return report_program_on(p.twin && twin() ? *twin() : engine(), p, headline);
   } catch (const EngineCrashed& crash) {
     Failure f = crash_report(p, headline);
     f.text += fmt::format("  the report's re-run stopped: {}\n", crash.what());
@@ -612,6 +931,11 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     listing.push_back(step_text(p, i));
   }
   j["program"] = listing;
+  if (serving(e)) {
+    text += fmt::format("  on {}: blocks of {}, a pool of {} slots{}\n", e.describe(), e.prefix_block(), kServingPoolSlots,
+                        p.twin ? fmt::format(", the placement twin (seed {})", kTwinPlacement) : "");
+    j["twin"] = p.twin;
+  }
   if (p.failing < 0) {
     f.text = text + "  every command agrees with the histories now\n";
     f.json = j;
@@ -619,11 +943,13 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     return f;
   }
   // Re-run up to the failing command, then find its parting call.
+  Pool pool;
   auto replay_to_failing = [&](Histories& h) {
     prepare(e);
-    h = Histories{p.batch, std::vector<std::vector<int>>(kHistorySequences)};
+    pool = Pool{serving(e) ? e.prefix_block() : 0};
+    h = fresh(p.batch, pool.block);
     for (int i = 0; i < p.failing; ++i) {
-      run_step(e, h, p.steps[static_cast<size_t>(i)]);
+      run_step(e, h, p.steps[static_cast<size_t>(i)], nullptr, -1, serving(e) ? &pool : nullptr);
       h = after(h, p.steps[static_cast<size_t>(i)]);
     }
   };
@@ -632,7 +958,7 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   const Step& step = p.steps[static_cast<size_t>(p.failing)];
   std::optional<Parting> parting;
   try {
-    parting = run_step(e, h, step);
+    parting = run_step(e, h, step, nullptr, -1, serving(e) ? &pool : nullptr);
   } catch (const std::exception& err) {
     parting = Parting{0, -1, err.what()};
   }
@@ -645,6 +971,13 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     return f;
   }
   const int seq = parting->seq;
+  if (parting->site) {  // the pool's bookkeeping or a submit's reuse: no row to trace
+    j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", parting->site}, {"what", parting->what}};
+    j["verdict"] = "gross";
+    text += fmt::format("  first parting: {} ({})\n  verdict: gross error in the {}\n",
+                        parting->what, std::string(parting->site) == "pool" ? "the pool's own check" : "the prefix hit",
+                        std::string(parting->site) == "pool" ? "block pool's bookkeeping" : "prefix cache");
+  }
   const std::vector<Call> calls = plan(h, step);
   const Call& call = calls[static_cast<size_t>(parting->call)];
   const Histories& before_call = parting->call == 0 ? h : calls[static_cast<size_t>(parting->call) - 1].after;
@@ -661,13 +994,18 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     replay_to_failing(h);
     Trace cached;
     run_step(e, h, step, &cached, parting->call);
-    const int cursor_before = static_cast<int>(len(before_call, seq));
-    int engine_before = cursor_before;
+    int cursor_before = static_cast<int>(len(before_call, seq));
+    int first_q = -1;  // where the cached call's rows of seq start
+    bool at_cursor = false;
     for (const auto& r : cached.records)
       if (r.seq == seq && r.kind == TraceKind::Q) {
-        engine_before = r.pos;
-        break;
+        if (first_q < 0) first_q = r.pos;
+        at_cursor = at_cursor || r.pos == cursor_before;
       }
+    // A submit computes its prompt after the blocks it reused; a preempted sequence's recompute
+    // (traced with the call) starts at 0: compare from where the rows start, unshifted.
+    if (first_q >= 0 && (step.kind == Step::Submit || (first_q < cursor_before && !at_cursor))) cursor_before = first_q;
+    const int engine_before = first_q < 0 || at_cursor ? cursor_before : first_q;
     Trace ref;
     ref.seq = seq;
     e.trace_call(&ref, 0);
@@ -678,6 +1016,17 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
                                         c.n_head, fmt::format("p11: where command {} parts from full recompute", p.failing));
     text += d.text;
     for (const auto& [k, v] : d.json.items()) j[k] = v;
+    // On the paged cache: the block the first parting's slot lives in, as the call left it.
+    // (A q, k or v row names its position: the slot the call writes it to.)
+    if (serving(e) && j.contains("first_parting") &&
+        (j["first_parting"].contains("slot") || j["first_parting"].contains("position"))) {
+      const auto& fp = j["first_parting"];
+      const int slot = fp.contains("slot") ? fp["slot"].get<int>() : fp["position"].get<int>();
+      if (slot >= 0 && slot < e.cursor(seq)) {
+        j["first_parting"]["where"] = where_slot_json(e, seq, slot);
+        text += fmt::format("  slot {}: {}\n", slot, where_slot(e, seq, slot));
+      }
+    }
     f.svg = d.svg;
     f.located = true;
   }
@@ -700,8 +1049,10 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   if (has_rows(e)) j["differing_cache_rows"] = d.rows;
   text += !has_rows(e) ? fmt::format("  cache: not read (engine {} has no {})\n", e.name(), to_string(Capability::KvRows))
           : d.count == 0 ? fmt::format("  cache: every row of sequence {} equals full recompute\n", seq)
-                       : fmt::format("  cache rows of sequence {} that differ from full recompute ({}): {}{}\n", seq,
-                                     d.count, d.listed, d.count > 12 ? ", ..." : "");
+                       : fmt::format("  cache rows of sequence {} that differ from full recompute ({}): {}{}\n{}", seq,
+                                     d.count, d.listed, d.count > 12 ? ", ..." : "",
+                                     serving(e) ? fmt::format("  the first, slot {}: {}\n", d.slot, where_slot(e, seq, d.slot))
+                                                : std::string());
   if (!j.contains("first_parting") && d.count > 0) {
     const Reference& ref = reference(want);
     const auto a = d.k ? held.k_row(d.layer, d.head, d.slot) : held.v_row(d.layer, d.head, d.slot);
@@ -714,10 +1065,22 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     const bool drift = max_abs <= 1e-4 * scale;
     j["first_parting"] = {{"layer", d.layer}, {"head", d.head}, {"component", "cache"}, {"slot", d.slot},
                           {"max_abs", max_abs}};
+    // With a prefix cache: the block the slot lives in, who holds it, and whether it is registered.
+    const std::string where = where_slot(e, seq, d.slot);
+    if (!where.empty()) j["first_parting"]["where"] = where_slot_json(e, seq, d.slot);
     j["verdict"] = drift ? "ulp-drift" : "gross";
-    text += fmt::format("  first parting: layer {}, head {}, cache {} row at slot {} (max |d| {:.3g})\n  verdict: {} starting at layer {} cache\n",
-                        d.layer, d.head, d.k ? "K" : "V", d.slot, max_abs,
+    text += fmt::format("  first parting: layer {}, head {}, cache {} row at slot {}{} (max |d| {:.3g})\n  verdict: {} starting at layer {} cache\n",
+                        d.layer, d.head, d.k ? "K" : "V", d.slot, where.empty() ? "" : " (" + where + ")", max_abs,
                         drift ? "ULP-level drift (rounding, not a wrong value)" : "gross error", d.layer);
+  }
+  if (serving(e)) {
+    const PagedStats st = e.serving_stats();
+    text += fmt::format("  sequence {}'s block table:", seq);
+    for (int b : e.block_table(seq)) text += fmt::format(" {}", b);
+    text += fmt::format("{}\n  the pool: {} blocks in use, {} cached, {} free; {} hits ({} tokens), {} evictions, {} "
+                        "preemptions, {} copies\n", e.preempted(seq) ? " (preempted)" : "", st.blocks_in_use,
+                        st.blocks_cached, st.blocks_free, st.hits, st.hit_tokens, st.evictions, st.preemptions, st.copies);
+    j["block_table"] = e.block_table(seq);
   }
   f.located = true;
   f.text = text;
@@ -740,13 +1103,22 @@ void check_histories() {
   } drawn;
   generating = true;
   const int batch = *rc::gen::inRange(2, max_batch(e) + 1);
-  const Histories initial{batch, std::vector<std::vector<int>>(kHistorySequences)};
-  // Programs of up to ~40 commands; appends weigh most, so that sequences fill up.
-  const auto commands = *rc::gen::scale(
-      0.4, rc::state::gen::commands(initial, rc::state::gen::execOneOfWithArgs<AppendCommand, AppendCommand, AppendCommand,
-                                                                                DecodeCommand, DecodeCommand, MixedCommand,
-                                                                                MixedCommand, TruncateCommand, ForkCommand,
-                                                                                ForkCommand, ResetCommand>()));
+  const Histories initial = fresh(batch, serving(e) ? e.prefix_block() : 0);
+  // Programs of up to ~40 commands; appends weigh most, so that sequences fill up. With a prefix
+  // cache, submits (mostly sharing a prefix) and frees join them; other engines draw as before,
+  // so that saved programs replay.
+  const auto commands =
+      initial.block == 0
+          ? *rc::gen::scale(0.4, rc::state::gen::commands(
+                                     initial, rc::state::gen::execOneOfWithArgs<
+                                                  AppendCommand, AppendCommand, AppendCommand, DecodeCommand,
+                                                  DecodeCommand, MixedCommand, MixedCommand, TruncateCommand,
+                                                  ForkCommand, ForkCommand, ResetCommand>()))
+          : *rc::gen::scale(0.4, rc::state::gen::commands(
+                                     initial, rc::state::gen::execOneOfWithArgs<
+                                                  AppendCommand, AppendCommand, AppendCommand, DecodeCommand,
+                                                  MixedCommand, TruncateCommand, ForkCommand, ForkCommand, ResetCommand,
+                                                  SubmitCommand, SubmitCommand, SubmitCommand, FreeCommand>()));
   Program p;
   p.batch = batch;
   bool fork = false, full = false, sampled = false;
@@ -759,9 +1131,12 @@ void check_histories() {
     for (const Call& call : plan(h, s)) {
       if (call.refused)
         refused.insert(std::string(checks_refusals(e) ? "refused: " : "not sent: ") +
-                       (s.kind == Step::Truncate ? "truncate past the end"
-                        : s.kind == Step::Fork   ? "bad fork"
-                                                 : "over capacity"));
+                       (s.kind == Step::Free                         ? "free of a freed sequence"
+                        : std::any_of(s.seqs.begin(), s.seqs.end(), [&](int q) { return is_freed(h, q); })
+                            ? "use of a freed sequence"
+                        : s.kind == Step::Truncate ? "truncate past the end"
+                        : s.kind == Step::Fork     ? "bad fork"
+                                                   : "over capacity"));
       for (const auto& t : call.after.tokens) full = full || t.size() == static_cast<size_t>(kHistoryCapacity);
       fork = fork || (s.kind == Step::Fork && !call.refused);
     }
@@ -785,6 +1160,13 @@ void check_histories() {
       record_failure([p, headline] { return report_program(p, headline); });
     RC_FAIL(headline);
   }
+  if (initial.block > 0) {
+    const Pool& run = last_pool();
+    if (std::any_of(run.reused.begin(), run.reused.end(), [](int r) { return r > 0; })) RC_TAG("prefix hit");
+    if (run.stats.evictions > 0) RC_TAG("evicted");
+    if (run.stats.preemptions > 0) RC_TAG("preempted");
+    if (run.stats.copies > 0) RC_TAG("copied on write");
+  }
 }
 
 std::string history_mix() {
@@ -792,6 +1174,11 @@ std::string history_mix() {
   for (int n : kind_count) total += n;
   std::string out = fmt::format("      {} programs, {} commands:", programs, total);
   for (int k = 0; k < 6; ++k) out += fmt::format(" {} {}", kind_name(static_cast<Step::Kind>(k)), kind_count[k]);
+  if (kind_count[Step::Submit] + kind_count[Step::Free] > 0)
+    out += fmt::format(" submit {} free {}; serving (each program also on a placement twin): {} submits, {} hits, {} "
+                       "tokens reused, {} evictions, {} preemptions, {} copies",
+                       kind_count[Step::Submit], kind_count[Step::Free], served.submits, served.hits, served.reused,
+                       served.evictions, served.preemptions, served.copies);
   for (const std::string& note : notes) out += "; " + note;
   return out;
 }
@@ -813,7 +1200,10 @@ nlohmann::json program_to_json(const Program& p) {
                       {"failing_command", p.failing}, {"model", ctx.model_label}, {"model_sha256", ctx.model_sha256},
                       {"backend", to_string(ctx.backend)}, {"fault", to_string(ctx.fault)},
                       {"engine", ctx.subject->name()}, {"level", "bits"}};
-  if (ctx.subject->name() != "miniinfer") j["engine_settings"] = ctx.subject->settings();
+  // Ours records its settings only where they say more than backend and fault (the paged
+  // layout), so programs saved before it write the same bytes.
+  if (ctx.subject->name() != "miniinfer" || ctx.subject->has(Capability::PrefixCache))
+    j["engine_settings"] = ctx.subject->settings();
   return j;
 }
 
@@ -832,8 +1222,8 @@ Program program_from_json(const nlohmann::json& j) {
       Step s;
       const std::string kind = o.at("kind").get<std::string>();
       int k = 0;
-      while (k < 6 && kind != kind_name(static_cast<Step::Kind>(k))) ++k;
-      if (k == 6) fail("case: unknown command kind '{}'", kind);
+      while (k < 8 && kind != kind_name(static_cast<Step::Kind>(k))) ++k;
+      if (k == 8) fail("case: unknown command kind '{}'", kind);
       s.kind = static_cast<Step::Kind>(k);
       s.seqs = json_ints(o.at("seqs"), at + "seqs");
       const auto& tokens = o.at("tokens");
@@ -849,7 +1239,7 @@ Program program_from_json(const nlohmann::json& j) {
       if (s.seqs.size() < need_seqs) fail("case: command '{}' names {} sequences", kind, s.seqs.size());
       for (int q : s.seqs)
         if (q < 0 || q >= p.batch) fail("case: command '{}' names sequence {} of {}", kind, q, p.batch);
-      const bool rows = s.kind == Step::Append || s.kind == Step::Decode || s.kind == Step::Mixed;
+      const bool rows = s.kind == Step::Append || s.kind == Step::Decode || s.kind == Step::Mixed || s.kind == Step::Submit;
       if (rows && (s.tokens.size() < s.seqs.size() || std::any_of(s.tokens.begin(), s.tokens.end(),
                                                                    [](const auto& t) { return t.empty(); })))
         fail("case: command '{}' needs a non-empty token list per sequence", kind);

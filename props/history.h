@@ -21,13 +21,20 @@ namespace miniinfer::props {
 
 constexpr int kHistorySequences = 8;  // the engine's sequences; a program uses the first `batch`
 constexpr int kHistoryCapacity = 12;  // slots per sequence: small, so programs fill sequences
+// On an engine with a prefix cache (the paged layout) p11 also submits and frees, on a pool of
+// 28 slots (7 blocks of 4) for its 8 sequences of 12 (96): programs evict and preempt. A call
+// then touches at most 2 sequences (24 slots), so that every call the model accepts fits the
+// pool (with 3 sequences and 36 slots, 2 to 5 programs in 200 preempted; with these, 3 to 15).
+constexpr int kServingPoolSlots = 28;
+constexpr int kServingWidth = 2;
+constexpr uint64_t kTwinPlacement = 7;  // the placement twin's seed: the same bytes elsewhere
 
 // One command of a program.
 struct Step {
-  enum Kind { Append, Decode, Mixed, Truncate, Fork, Reset } kind = Append;
-  std::vector<int> seqs;                 // Append, Truncate, Reset: {s}; Fork: {src, dst};
+  enum Kind { Append, Decode, Mixed, Truncate, Fork, Reset, Submit, Free } kind = Append;
+  std::vector<int> seqs;                 // Append, Truncate, Reset, Submit, Free: {s}; Fork: {src, dst};
                                          // Decode, Mixed: one per row of the batched call
-  std::vector<std::vector<int>> tokens;  // Append: {chunk}; Decode: the first input token per
+  std::vector<std::vector<int>> tokens;  // Append: {chunk}; Submit: {prompt}; Decode: the first input token per
                                          // sequence; Mixed: a chunk per sequence (1 token: a decode row)
   int n = 0;                             // Decode: calls (steps); Truncate, Fork: the prefix kept
   SamplerOptions sampler;                // Decode: how each next input is drawn from the logits
@@ -35,17 +42,24 @@ struct Step {
 };
 std::ostream& operator<<(std::ostream& os, const Step& step);
 
-// The model: the tokens each sequence holds.
+// The model: the tokens each sequence holds (and, with a prefix cache, which are freed).
 struct Histories {
   int batch = 2;                         // B: sequences 0..B-1 are in play
   std::vector<std::vector<int>> tokens;  // (kHistorySequences) the rest stay empty
+  int block = 0;                         // the engine's reuse block; 0: no prefix cache (no serving commands)
+  std::vector<char> freed = {};          // (kHistorySequences) or empty: none freed
+  std::vector<std::vector<int>> seen = {};  // serving: what sequences held before (a Submit's prefixes)
+  // Serving: per sequence, the ids last written at each position, past a truncation or reset
+  // too: a Submit that resubmits a conversation after its end was edited.
+  std::vector<std::vector<int>> ghost = {};
 };
 
 // A program and, once it failed, where.
 struct Program {
   int batch = 2;
   std::vector<Step> steps;
-  int failing = -1;  // the command where the engine and the model part
+  int failing = -1;     // the command where the engine and the model part
+  bool twin = false;    // it parted on the placement twin, not on the first engine
 };
 
 // The property body: draws a program, runs it, RC_FAILs with a report at the first parting.

@@ -7,7 +7,8 @@
 // or checks what p11 cannot: p1/p2 run 64 and 256 tokens where p11's sequences hold 12, p3 and
 // p9 compare generate() batches with solo runs and with a second request, p10 varies the
 // architecture, p12 the sampler's edges. p11 covers what they cannot: interleaved sequences,
-// forks, rollbacks, continuous batching and the calls an engine must refuse.
+// forks, rollbacks, continuous batching and the calls an engine must refuse. p13 (the paged
+// cache's prefix hits) runs right after p11, which finds the pool's faults with its programs.
 //
 // A new property is a file in props/properties/ defining `const Property& pN()`, and one line here.
 #include <array>
@@ -22,6 +23,7 @@
   X(p5)                         \
   X(p3)                         \
   X(p11)                        \
+  X(p13)                        \
   X(p8)                         \
   X(p9)                         \
   X(p12)                        \

@@ -21,6 +21,7 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "props/case_core.h"
 #include "props/runner.h"
 
 namespace miniinfer::props {
@@ -398,6 +399,12 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
                        : fmt::format("  cache slots that differ from full recompute ({} of {}): {}{}\n", count,
                                      n * L * H, listed, count > 12 ? ", ..." : "");
     j["differing_cache_rows"] = slots;
+    // On the paged cache: the block the first differing slot lives in, and who holds it.
+    if (count > 0 && engine.has(Capability::PrefixCache)) {
+      const int s0 = slots[0]["slot"].get<int>();
+      text += fmt::format("  the first differing slot, {}: {}\n", s0, where_slot(engine, sc.seq, s0));
+      j["first_differing_slot"] = {{"slot", s0}, {"where", where_slot_json(engine, sc.seq, s0)}};
+    }
     f.located = f.located || count > 0;
   }
   j["prompt_tokens"] = prompt_tokens;

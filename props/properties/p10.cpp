@@ -86,6 +86,13 @@ Target P10::target(const ArchCase& c) const {
   EngineOptions eo;
   eo.backend = ctx.backend;
   eo.batch = kBatch;
+  // On the paged cache as the subject is (a paged fault acts only there), with its block size
+  // where it divides the architecture's positions.
+  if (ctx.subject->has(Capability::PrefixCache)) {
+    eo.layout = KvLayout::Paged;
+    eo.paged.block_size = ctx.subject->prefix_block();
+    while (c.arch.max_seq_len % eo.paged.block_size != 0) eo.paged.block_size /= 2;
+  }
   owned->engine = std::make_unique<Engine>(owned->model, eo);
   owned->wrapped = wrap_engine(*owned->engine, ctx.backend, ctx.fault);
   return {owned, owned->wrapped.get()};

@@ -3,13 +3,14 @@
 # model to GGUF in the build folder, runs serving_lab (results.json: a prefix hit against a miss
 # on the lab's 50 prompts, four ways), then props on llama.cpp per configuration: the
 # properties that exercise a serving cache (p13 a prefix hit, p11's programs with forks, submits
-# and frees, p5 two sequences in one cache, p6 the one-sequence control) at the bits level, and
-# p5, p6 and p13 at the ulp:1024, ulp:65536 and tokens levels (p11 checks bits only). The shrunk
-# counterexamples, reports and heatmaps of bits and tokens are in counterexamples/CONFIG/ and
-# counterexamples/CONFIG/tokens/ (none for a property that holds); props' summaries of every
-# level, without timings, in summaries/CONFIG-LEVEL.json (their counterexample is the shrunk case).
-# Then manifest.json: llama.cpp's release, the npm packages' and the model's and GGUF's sha256,
-# the CPU, its ISA flags and the ggml CPU backend variant llama.cpp loaded (the bytes depend on it).
+# and frees, p5 two sequences in one cache, p6 the one-sequence control) at the bits level, then
+# those of p5, p6 and p13 that failed at the ulp:1024, ulp:65536 and tokens levels in turn (p11
+# checks bits only). The shrunk counterexamples, reports and heatmaps of bits and tokens are in
+# counterexamples/CONFIG/ and counterexamples/CONFIG/tokens/ (none for a property that holds);
+# props' summaries of every level, without timings, in summaries/CONFIG-LEVEL.json (each failure
+# with its shrunk case). Then manifest.json: llama.cpp's release, the npm packages' and the
+# model's and GGUF's sha256, the CPU, its ISA flags and the ggml CPU backend variant llama.cpp
+# loaded (the bytes depend on it).
 #
 # usage: experiments/25-llamacpp-serving/regen.sh BUILD_DIR MODEL
 #   CONFIGS  the props configurations to run (default: all of them, as below, and serving_lab;
@@ -63,7 +64,7 @@ run_props() {
   echo "regen: 25-llamacpp-serving $name: $(grep -E '^(ok|FAIL|SKIP) ' "$work/$name.log" | awk '{printf "%s %s, ", $2, $1}')"
 }
 
-all="defaults f32-kv flash-on ubatch-1 ubatch-1-f32 holes reorder flash-ubatch-1 flash-holes flash-reorder reuse-off"
+all="defaults f32-kv flash-on ubatch-1 ubatch-1-f32 holes reorder flash-ubatch-1 flash-holes flash-reorder reuse-off flash-ubatch-1-reuse-off"
 for config in ${CONFIGS:-$all}; do
   case $config in
     defaults) flags=() ;;
@@ -77,16 +78,30 @@ for config in ${CONFIGS:-$all}; do
     flash-holes) flags=(--llama-flash on --llama-ubatch 1 --llama-fragment holes:6) ;;
     flash-reorder) flags=(--llama-flash on --llama-ubatch 1 --llama-fragment reorder:6) ;;
     reuse-off) flags=(--llama-prefix-reuse off) ;;
+    # p11 without submits and frees (it checks their reuse against the pool llama.cpp does not show)
+    flash-ubatch-1-reuse-off) flags=(--llama-flash on --llama-ubatch 1 --llama-prefix-reuse off) ;;
     *) echo "regen: 25-llamacpp-serving: no configuration '$config' (one of: $all)" >&2; exit 2 ;;
   esac
   out=$dir/counterexamples/$config
   rm -rf "$out"
   run_props "$config-bits" bits "$out" '[p13],[p11],[p5],[p6]' "${flags[@]}"
-  # Two ULP levels, to bracket the finest that holds; their counterexamples stay in the build.
-  for level in ulp:1024 ulp:65536; do
-    run_props "$config-${level/:/-}" $level "$work/counterexamples/$config/${level/:/-}" '[p13],[p5],[p6]' "${flags[@]}"
+  # The coarser levels, each for the properties that failed at the level before (the same seed
+  # draws the same cases, so one that holds at a level holds at every coarser one): two ULP
+  # levels, to bracket the finest that holds, whose counterexamples stay in the build, and tokens.
+  previous=$config-bits
+  for level in ulp:1024 ulp:65536 tokens; do
+    filter=$(/usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(",".join("[%s]" % p["id"] for p in d["properties"] if p["status"] == "failed" and p["id"] != "p11"))' \
+      "$dir/summaries/$previous.json")
+    [ -n "$filter" ] || break
+    name=$config-${level/:/-}
+    where=$work/counterexamples/$config/${level/:/-}
+    [ "$level" = tokens ] && where=$out/tokens
+    run_props "$name" $level "$where" "$filter" "${flags[@]}"
+    previous=$name
   done
-  run_props "$config-tokens" tokens "$out/tokens" '[p13],[p5],[p6]' "${flags[@]}"
 done
 
 # Which CPU backend variant ggml loaded (it logs the file), and the CPU it chose it for.

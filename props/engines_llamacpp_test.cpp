@@ -141,6 +141,13 @@ TEST_CASE("llama.cpp without prefix reuse, and with a fragmented cache", "[llama
     for (int t : {4, 5, 6, 7, 8, 9}) cached = e->forward_cached(0, std::vector<int>{t}, false);
     CHECK(max_abs_diff(cached, e->forward_uncached(std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9}, false)) < kWithin);
   }
+  // The settings name the two only when they are not their defaults, which a case file without
+  // them means (experiment 23's case files replay byte for byte).
+  CHECK_FALSE(make_llama("on", "off")->settings().contains("prefix_reuse"));
+  CHECK_FALSE(make_llama("on", "off")->settings().contains("fragment"));
+  CHECK(off->settings().at("prefix_reuse") == "off");
+  CHECK(make_llama("on", "reorder:4")->settings().at("fragment") == "reorder:4");
+  CHECK(find_engine("llamacpp")->read_saved(off->settings()) == off->settings());
   CHECK_THROWS_WITH(make_llama("on", "holes:9"),
                     "--llama-fragment holes:9: the ballast needs 18 cells, more than the 16 a sequence holds");
   CHECK_THROWS_WITH(make_llama("on", "holes"),

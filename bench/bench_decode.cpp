@@ -54,6 +54,32 @@ void BM_cached_decode(benchmark::State& state) {
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * B, benchmark::Counter::kIsRate);
 }
 
+// Decode at a long context (prompt of `context`, then 32 steps, truncated back), where attention
+// reads the most rows: arg 0 = contiguous cache, 1 = paged (blocks of 16, rows reached through
+// the block table); the two give the same bytes, and should cost the same.
+void BM_long_decode(benchmark::State& state) {
+  const int context = static_cast<int>(state.range(1)), steps = 32;
+  EngineOptions o;
+  o.layout = state.range(0) ? KvLayout::Paged : KvLayout::Contiguous;
+  o.paged.placement_seed = 5;  // blocks scattered over the pool
+  Engine engine(model_of_shipped_shape(), o);
+  engine.forward_cached(0, tokens(context, 3));
+  const std::vector<int> feed = tokens(steps, 98), seqs = {0};
+  std::vector<float> logits(900);
+  int step = 0;
+  for (auto _ : state) {
+    engine.decode(seqs, std::span(feed).subspan(static_cast<size_t>(step), 1), logits);
+    benchmark::DoNotOptimize(logits.data());
+    if (++step == steps) {
+      state.PauseTiming();
+      engine.truncate(0, context);
+      step = 0;
+      state.ResumeTiming();
+    }
+  }
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 // The same with the matmul held to its 8-lane tiles (on a CPU with AVX-512F the others run 16).
 void BM_cached_decode_8lanes(benchmark::State& state) {
   kernels::set_matmul_width(8);
@@ -131,6 +157,7 @@ void BM_weight_stream_floor(benchmark::State& state) {
 
 BENCHMARK(BM_cached_decode)->Arg(1)->Arg(4)->ArgName("batch");
 BENCHMARK(BM_cached_decode_8lanes)->Arg(1)->Arg(4)->ArgName("batch");
+BENCHMARK(BM_long_decode)->Args({0, 448})->Args({1, 448})->ArgNames({"paged", "context"});
 BENCHMARK(BM_weight_stream_floor);
 BENCHMARK(BM_uncached_step)->RangeMultiplier(2)->Range(16, 512)->ArgName("context")->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_prefill)->Arg(16)->Arg(64)->ArgName("prompt")->Unit(benchmark::kMicrosecond);

@@ -231,7 +231,7 @@ nlohmann::json layout_settings(const std::string& kv, const std::string& block, 
          to_string(fault));
   const int b = block.empty() ? 16 : number_in("--block-size", block, 1, 512);
   if ((b & (b - 1)) != 0) fail("--block-size {}: not a power of two", block);
-  return {{"kv_cache", "paged"}, {"block_size", b}, {"pool_blocks", pool.empty() ? 0 : number_in("--pool-blocks", pool, 1, 1 << 20)}};
+  return {{"kv_cache", "paged"}, {"block_size", b}, {"pool_blocks", pool.empty() ? 0 : number_in("--pool-blocks", pool, 0, 1 << 20)}};
 }
 
 std::string given_or_empty(const RunConfig& run, const char* flag) {
@@ -317,8 +317,8 @@ const EngineDecl kMiniInfer = {
                .elsewhere = "blocks are our paged cache's; {} has none"},
               {.name = "--pool-blocks",
                .arg = " N",
-               .help = "the paged cache's pool (default: batch x capacity / block size;\n"
-                       "p11 always runs a pool of 28 slots for its 8 sequences of 12)",
+               .help = "the paged cache's pool in blocks (0, the default: batch x capacity /\n"
+                       "block size; p11 always runs a pool of 28 slots for 8 sequences of 12)",
                .fallback = "0",
                .number = true,
                .elsewhere = "the block pool is our paged cache's; {} has none"}},

@@ -39,6 +39,8 @@ struct Site {
   std::vector<std::string> components;  // the first is the one the docs name
   std::string verdict;                  // "gross" or "ulp-drift"
   int max_prompt = 0;                   // prompt tokens a shrunk gross case may keep (0: the default)
+  int max_commands = 0;                 // p11: commands a shrunk gross program may keep (0: the default)
+  int max_new = 0;                      // new tokens a shrunk gross case may keep (0: the default)
 };
 
 const std::vector<Site>& documented_sites() {
@@ -81,6 +83,22 @@ const std::vector<Site>& documented_sites() {
       // The prompt's first row sees the second in layer 0: the reporter compares every row of
       // the prefill, so it names that row's probabilities, not the last row's layer-1 K read.
       {Fault::ChunkMask, 0, {"probs"}, "gross"},
+      // The paged cache's faults (--inject picks the paged layout). p11's pool check
+      // (PagedKvCache::check) or its model of prefix hits sees most before any row is read.
+      // A key short of its last token: a prompt differing there hits the block and reads its K.
+      {Fault::PrefixHashShort, 0, {"k-read"}, "gross", 0, 2},
+      // A write into a block a fork shares: the pool's check sees the registered block's tokens
+      // change (the rows differ too, when the check is off).
+      {Fault::CowMissing, 0, {"pool", "cache", "k"}, "gross", 0, 5},
+      // A fork that does not count its last shared block: the refcount is one short at once.
+      {Fault::RefcountShort, 0, {"pool"}, "gross", 0, 2},
+      // Slot 16 (the first slot of the second block of 16) is written through block 0's entry:
+      // p6 needs 17 positions, the next token's K read shows it.
+      {Fault::BlockTableBoundary, 0, {"k-read", "k"}, "gross", 0, 0, 17},
+      // The registry keeps pointing at an evicted block: the pool's check.
+      {Fault::EvictStale, 0, {"pool"}, "gross", 0, 4},
+      // A released partial block keyed as full: a resubmit hits it and reads its stale slots.
+      {Fault::PartialBlockFull, 0, {"k-read"}, "gross", 0, 3},
   };
   return sites;
 }
@@ -284,14 +302,16 @@ void check(const Options& o, FaultResult& r) {
     if (!r.component.empty() && r.verdict != site->verdict)
       r.failures.push_back(fmt::format("verdict '{}', documented '{}'", r.verdict, site->verdict));
     const int max_prompt = site->max_prompt ? site->max_prompt : o.max_gross_prompt;
-    if (site->verdict == "gross" && r.commands > 0 && r.commands > o.max_gross_commands)
+    const int max_commands = site->max_commands ? site->max_commands : o.max_gross_commands;
+    const int max_new = site->max_new ? site->max_new : o.max_gross_new;
+    if (site->verdict == "gross" && r.commands > 0 && r.commands > max_commands)
       r.failures.push_back(fmt::format("shrunk program has {} commands; a gross fault must come down to <= {}",
-                                       r.commands, o.max_gross_commands));
-    else if (site->verdict == "gross" && r.commands == 0 && (r.prompt_tokens > max_prompt || r.new_tokens > o.max_gross_new))
+                                       r.commands, max_commands));
+    else if (site->verdict == "gross" && r.commands == 0 && (r.prompt_tokens > max_prompt || r.new_tokens > max_new))
       r.failures.push_back(
           fmt::format("shrunk counterexample is {} prompt tokens and {} new tokens; a gross fault "
                       "must come down to <= {} and <= {}",
-                      r.prompt_tokens, r.new_tokens, max_prompt, o.max_gross_new));
+                      r.prompt_tokens, r.new_tokens, max_prompt, max_new));
   }
   for (const auto& s : r.seeds) {
     if (!s.detected) r.failures.push_back(fmt::format("not detected at --rc-seed={}", s.seed));

@@ -63,14 +63,25 @@ class P13 final : public CaseProperty<PrefixCase> {
     const int len_a = std::max(static_cast<int>(words.size()), blocks * block + *rc::gen::inRange(0, block));
     std::vector<int> a;
     for (int i = 0; i < len_a; ++i) a.push_back(words[static_cast<size_t>(i) % words.size()]);
-    // B: A's first `shared` tokens (one block or more: sometimes all of A, sometimes a block and
-    // part of the next), then at least one token of its own.
-    const int shared = block + *rc::gen::inRange(0, len_a - block + 1);
+    // B: A's first `shared` tokens, then tokens of its own. Shared: whole blocks; or all but the
+    // last token of a block, so that B parts from A on a block's last token (a prefix key must
+    // cover it: B may reuse only the blocks before); or a block and part of the next.
+    const int mode = *rc::gen::inRange(0, 3);
+    const int whole = block * *rc::gen::inRange(1, len_a / block + 1);
+    int shared = whole;
+    if (mode == 1 && whole >= 2 * block) shared = whole - 1;
+    if (mode == 2) shared = block + *rc::gen::inRange(0, len_a - block + 1);
     std::vector<int> b(a.begin(), a.begin() + shared);
-    const auto tail = ids_of(*gen::genPartialPrompt());
-    const int n_tail = *rc::gen::inRange(1, std::max(2, static_cast<int>(tail.size()) + 1));
+    auto tail = ids_of(*gen::genPartialPrompt());
+    // B's own tokens start with one that is not A's next, so B shares exactly `shared` tokens.
+    for (size_t r = 0; r < tail.size() && shared < len_a && tail[0] == a[static_cast<size_t>(shared)]; ++r)
+      std::rotate(tail.begin(), tail.begin() + 1, tail.end());
+    const int min_tail = mode == 1 ? 2 : 1;  // past the block it parts in, to ask for it
+    const int n_tail = *rc::gen::inRange(min_tail, std::max(min_tail, static_cast<int>(tail.size())) + 1);
     for (int i = 0; i < n_tail; ++i) b.push_back(tail[static_cast<size_t>(i) % tail.size()]);
-    RC_TAG(shared % block == 0 ? "shares whole blocks" : "shares part of a block too");
+    RC_TAG(shared % block == 0               ? "shares whole blocks"
+           : (shared + 1) % block == 0 ? "parts on a block's last token"
+                                             : "shares part of a block too");
     RC_TAG(shared / block >= 2 ? "2+ blocks" : "1 block");
     PrefixCase c;
     c.prompts = {a, b};

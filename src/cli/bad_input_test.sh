@@ -139,7 +139,7 @@ check "props: unknown kv layout" 2 "unknown .*'blocks'" -- "$props" --kv-cache b
 check "props: block size not a power of two" 2 "--block-size 3: not a power of two" -- "$props" --kv-cache paged --block-size 3 "[p0]"
 check "props: block size not a number" 2 "--block-size: 'x' is not a valid number" -- "$props" --kv-cache paged --block-size x "[p0]"
 check "props: block size without paged" 2 "--block-size 4: only the paged cache has blocks" -- "$props" --block-size 4 "[p0]"
-check "props: pool of zero blocks" 2 "--pool-blocks: 0 is outside 1\.\." -- "$props" --kv-cache paged --pool-blocks 0 "[p0]"
+check "props: pool below one sequence" 2 "cannot hold one full sequence" -- "$props" --kv-cache paged --pool-blocks 1 "[p0]"
 check "props: a paged fault on the contiguous cache" 2 "--kv-cache contiguous: fault evict-stale acts on the paged cache only" -- "$props" --kv-cache contiguous --inject evict-stale "[p0]"
 check "props: unknown --rc- flag" 2 "unknown flag --rc-sed" -- "$props" --rc-sed=1
 check "props: seed not a number" 2 "--rc-seed: 'abc' is not a valid number" -- "$props" --rc-seed=abc

@@ -355,11 +355,32 @@ inline void transpose8(v8 r[8]) {
   }
 }
 
+// body(j, row j) for j = j0 .. n-1 in order: the table is read once per block, and inside a
+// block the loop is the plain strided one (decode at a long context is memory bound: a row's
+// address must cost next to nothing; for the contiguous view this is one loop over all slots).
+template <class Body>
+[[gnu::always_inline]] inline void for_rows(const KvView& v, int j0, int n, Body&& body) {
+  const int mask = (1 << v.shift) - 1;
+  for (int j = j0; j < n;) {
+    const int end = std::min(n, (j | mask) + 1);
+    const float* row = v.row(j);
+    for (; j < end; ++j, row += v.ld) body(j, row);
+  }
+}
+
 // Scores of slots [j, j + 8), one slot per lane: 8x8 blocks of keys are transposed in registers
 // so lane l holds slot j+l, and each lane takes fma(q[d], k[d], acc) over d in order.
-inline void score_block(float* scores, const float* q, KvView k, int j, int d_head, float scale) {
-  const float* kr[8];  // the 8 slots' rows, addressed once
-  for (int l = 0; l < 8; ++l) kr[l] = k.row(j + l);
+[[gnu::always_inline]] inline void score_block(float* scores, const float* q, const KvView& k, int j, int d_head,
+                                               float scale) {
+  // The 8 slots' rows, addressed once; j is a multiple of 8, so in blocks of 8 slots or more
+  // they are one block's consecutive rows.
+  const float* kr[8];
+  if (k.shift >= 3) {
+    kr[0] = k.row(j);
+    for (int l = 1; l < 8; ++l) kr[l] = kr[l - 1] + k.ld;
+  } else {
+    for (int l = 0; l < 8; ++l) kr[l] = k.row(j + l);
+  }
   v8 acc = {};
   int d0 = 0;
   for (; d0 + 8 <= d_head; d0 += 8) {
@@ -382,11 +403,10 @@ inline void score_block(float* scores, const float* q, KvView k, int j, int d_he
 template <int NV>
 inline void weighted_sum(float* out, const float* probs, KvView v, int n) {
   v8 acc[NV] = {};
-  for (int j = 0; j < n; ++j) {
+  for_rows(v, 0, n, [&](int j, const float* vj) {
     const float p = probs[j];
-    const float* vj = v.row(j);
     for (int c = 0; c < NV; ++c) acc[c] = fma8(splat(p), load8(vj + 8 * c), acc[c]);
-  }
+  });
   for (int c = 0; c < NV; ++c) std::memcpy(out + 8 * c, &acc[c], sizeof acc[c]);
 }
 
@@ -398,12 +418,11 @@ void attention_scores(float* scores, const float* q, KvView k, int n, int d_head
   // and shuffles) spilled registers and ran at half the speed; successive blocks still overlap.
   for (; j + 8 <= n; j += 8) score_block(scores, q, k, j, d_head, scale);
   // Leftover slots: the same fma chain, one lane at a time (std::fma).
-  for (; j < n; ++j) {
-    const float* kj = k.row(j);
+  for_rows(k, j, n, [&](int jj, const float* kj) {
     float acc = 0.0f;
     for (int d = 0; d < d_head; ++d) acc = std::fma(q[d], kj[d], acc);
-    scores[j] = acc * scale;
-  }
+    scores[jj] = acc * scale;
+  });
 }
 
 namespace {
@@ -449,11 +468,14 @@ void weighted_sum_row(float* out, const float* probs, KvView v, int n, int d_hea
     }
     d0 += 8 * nv;
   }
-  for (int d = d0; d < d_head; ++d) {
-    float acc = 0.0f;
-    for (int j = 0; j < n; ++j) acc = std::fma(probs[j], v.row(j)[d], acc);
-    out[d] = acc;
-  }
+  // The leftover d (fewer than 8), slot by slot so a row is addressed once: each d still has
+  // its own chain over j in order.
+  if (d0 == d_head) return;
+  float acc[8] = {};
+  for_rows(v, 0, n, [&](int j, const float* vj) {
+    for (int d = d0; d < d_head; ++d) acc[d - d0] = std::fma(probs[j], vj[d], acc[d - d0]);
+  });
+  for (int d = d0; d < d_head; ++d) out[d] = acc[d - d0];
 }
 
 // R rows side by side: row r sums slots 0..n[r]-1 (n ascending), so the slots every row
@@ -462,24 +484,21 @@ void weighted_sum_row(float* out, const float* probs, KvView v, int n, int d_hea
 template <int R, int NV>
 inline void weighted_sum_block(float* const* out, const float* const* probs, KvView v, const int* n) {
   v8 acc[R][NV] = {};
-  int j = 0;
-  for (; j < n[0]; ++j) {
-    const float* vj = v.row(j);
+  for_rows(v, 0, n[0], [&](int j, const float* vj) {
     v8 vv[NV];
     for (int c = 0; c < NV; ++c) vv[c] = load8(vj + 8 * c);
     for (int r = 0; r < R; ++r) {
       const v8 p = splat(probs[r][j]);
       for (int c = 0; c < NV; ++c) acc[r][c] = fma8(p, vv[c], acc[r][c]);
     }
-  }
-  for (; j < n[R - 1]; ++j) {
-    const float* vj = v.row(j);
+  });
+  for_rows(v, n[0], n[R - 1], [&](int j, const float* vj) {
     for (int r = 1; r < R; ++r) {
       if (j >= n[r]) continue;
       const v8 p = splat(probs[r][j]);
       for (int c = 0; c < NV; ++c) acc[r][c] = fma8(p, load8(vj + 8 * c), acc[r][c]);
     }
-  }
+  });
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < NV; ++c) std::memcpy(out[r] + 8 * c, &acc[r][c], sizeof acc[r][c]);
 }
@@ -504,10 +523,9 @@ inline void weighted_sum_heads(float* out, const float* probs, int probs_ld, KvV
   v8 acc[G] = {};
   const float* p[G];
   for (int g = 0; g < G; ++g) p[g] = probs + static_cast<size_t>((c0 + g) * 8 / d_head) * probs_ld;
-  for (int j = 0; j < n; ++j) {
-    const float* vj = v.row(j) + 8 * c0;
+  for_rows(v.at(8 * static_cast<size_t>(c0)), 0, n, [&](int j, const float* vj) {
     for (int g = 0; g < G; ++g) acc[g] = fma8(splat(p[g][j]), load8(vj + 8 * g), acc[g]);
-  }
+  });
   for (int g = 0; g < G; ++g) std::memcpy(out + 8 * (c0 + g), &acc[g], sizeof acc[g]);
 }
 
@@ -590,12 +608,14 @@ void attention_forward_causal(float* out, int ld_out, float* scratch, const floa
       for (int r = 0; r < R; ++r) o[r] = o_rows[r] + d0;
       weighted_sum_block<kCausalRows, 1>(o, s_rows, v.at(d0), n);
     }
-    for (int r = 0; r < R; ++r)
-      for (int d = d0; d < d_head; ++d) {
-        float acc = 0.0f;
-        for (int j = 0; j < n[r]; ++j) acc = std::fma(s_rows[r][j], v.row(j)[d], acc);
-        o_rows[r][d] = acc;
-      }
+    // The leftover d (fewer than 8), slot by slot as in weighted_sum_row.
+    for (int r = 0; r < R && d0 < d_head; ++r) {
+      float acc[8] = {};
+      for_rows(v, 0, n[r], [&](int j, const float* vj) {
+        for (int d = d0; d < d_head; ++d) acc[d - d0] = std::fma(s_rows[r][j], vj[d], acc[d - d0]);
+      });
+      for (int d = d0; d < d_head; ++d) o_rows[r][d] = acc[d - d0];
+    }
   }
 }
 

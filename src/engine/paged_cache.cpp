@@ -300,8 +300,9 @@ void PagedKvCache::advance(int seq, std::span<const int> tokens) {
   const int c0 = cursor_[s];
   std::copy(tokens.begin(), tokens.end(), tokens_[s].begin() + c0);
   cursor_[s] = c0 + n;
-  if (!options_.prefix_caching) return;
-  // Register the blocks this call filled, each keyed by its parent's hash and its tokens.
+  // Register the blocks this call filled, each keyed by its parent's hash and its tokens (none
+  // unless the call crossed a block's end).
+  if (!options_.prefix_caching || cursor_[s] / block_size_ == c0 / block_size_) return;
   const int full = std::min(cursor_[s] / block_size_, held(seq));
   uint64_t parent = 0;
   for (int e = 0; e < full; ++e) {

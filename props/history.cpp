@@ -36,6 +36,9 @@ std::map<std::vector<int>, struct Reference>& memo();
 //   cursors: props reads a process engine's cursors from its own bookkeeping (the protocol
 //     has no cursor query), so a wrong cursor shows as cache_rows of another length (an Error
 //     the program fails on) or in the logits of the next call;
+//   prefix cache (ours on the paged layout): also submits and frees; after every call the pool's
+//     own check, and after every submit its reuse against the Pool model below; every program
+//     runs again on a twin whose pool hands out blocks in another order (same bytes, same counts);
 //   refusals: only on an engine of kHistoryCapacity slots (ours, llama.cpp: props sizes them).
 //     One that holds more would rightly accept an append the model refuses, and over the
 //     protocol an error other than out_of_capacity ends the run; there the calls the model

@@ -2,13 +2,18 @@
 # the paged layout by itself) must fail one property, its shrunk case must be small, its report
 # must say which block (or the pool's bookkeeping, or the prefix hit) went wrong, and replaying
 # the saved case in a fresh process must fail again with the same report.
-# Run as: cmake -DPROPS=... -DWORK=... -DFAULT=name [-DMAX_COMMANDS=N] -P paged_faults.cmake
+# With -DFILTER=[pN], only that property runs (p13 must catch prefix-hash-short on its own).
+# Run as: cmake -DPROPS=... -DWORK=... -DFAULT=name [-DMAX_COMMANDS=N] [-DFILTER=...] -P paged_faults.cmake
 if(NOT DEFINED MAX_COMMANDS)
   set(MAX_COMMANDS 6)
 endif()
+set(filter "")
+if(DEFINED FILTER)
+  set(filter ${FILTER})
+endif()
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
-execute_process(COMMAND ${PROPS} --rc-seed=1 -a --inject ${FAULT} --report-dir ${WORK}/first
+execute_process(COMMAND ${PROPS} --rc-seed=1 -a --inject ${FAULT} --report-dir ${WORK}/first ${filter}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 file(WRITE ${WORK}/first.log "${out}")
 if(NOT rc EQUAL 1)

@@ -6,6 +6,8 @@
 // rows, logits and rows are checked; without them, every call's logits against the engine's
 // own full recompute ("logits only" on the mix line); on an engine holding more than 12
 // positions per sequence the calls the model refuses are not sent ("refusals not checked").
+// On an engine with a prefix cache (ours with --kv-cache paged) the programs also submit and
+// free, on a small pool, and each runs again on a placement twin (props/history.h).
 #include <fmt/format.h>
 
 #include "props/history.h"

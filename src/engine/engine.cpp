@@ -591,6 +591,16 @@ KvRows Engine::cache_rows(int seq) const {
   return kv;
 }
 
+const KvCache& Engine::cache() const {
+  if (paged_) fail("the paged KV cache has no contiguous slabs: use paged(), cache_rows or poison_unused");
+  return cache_;
+}
+
+KvCache& Engine::cache() {
+  if (paged_) fail("the paged KV cache has no contiguous slabs: use paged(), cache_rows or poison_unused");
+  return cache_;
+}
+
 KvStore& Engine::store() {
   if (paged_) return *paged_;
   return cache_;

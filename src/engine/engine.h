@@ -107,9 +107,10 @@ class Engine {
   // first (through the cached path, as its next use would), so the rows are there to read:
   // logically const, since recomputing changes no byte of what it reports.
   KvRows cache_rows(int seq) const;
-  // The contiguous layout's cache (on the paged layout a placeholder holding nothing: use paged()).
-  const KvCache& cache() const { return cache_; }
-  KvCache& cache() { return cache_; }
+  // The contiguous layout's cache. Throws Error on the paged layout (use paged(), cache_rows
+  // or poison_unused there), so nothing reads a slab that does not exist.
+  const KvCache& cache() const;
+  KvCache& cache();
   // The paged layout's cache, for introspection (block tables, stats, check()); null when
   // contiguous.
   const PagedKvCache* paged() const { return paged_.get(); }

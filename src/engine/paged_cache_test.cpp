@@ -49,6 +49,8 @@ TEST_CASE("a bad block size or a pool too small for one sequence is refused in o
       Engine(model, paged(2, 16, 4, 3)),
       "paged cache: a pool of 3 blocks of 4 slots cannot hold one full sequence of 16 slots (it needs 4)");
   CHECK_NOTHROW(Engine(model, paged(2, 16, 4, 4)));
+  CHECK_THROWS_WITH(Engine(model, paged(2, 16, 4, 4)).cache(),
+                    "the paged KV cache has no contiguous slabs: use paged(), cache_rows or poison_unused");
   CHECK_THROWS_WITH(layout_from_name("blocked"),
                     "unknown kv cache layout 'blocked' (known: contiguous, paged)");
   CHECK(layout_from_name("paged") == KvLayout::Paged);

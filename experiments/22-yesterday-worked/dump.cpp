@@ -305,7 +305,9 @@ int run(int argc, char** argv) {
   const Verdict verdict = judge(c, slots);
   const std::string word = tokenizer.token(slots.tokens[2]);
   std::vector<Sweep> sweep;
-  for (Fault f : all_faults()) sweep.push_back({f, judge(c, run_paths(model, prompt, f))});
+  // The paged cache's faults have nothing to act on in this experiment's contiguous cache.
+  for (Fault f : all_faults())
+    if (!acts_on_paged(f)) sweep.push_back({f, judge(c, run_paths(model, prompt, f))});
 
   std::printf("dump: model %s, \"Yesterday I\" -> \"%s\" (id %d), fault %s\n",
               lab::display_path(model_path).c_str(), word.c_str(), slots.tokens[2], to_string(fault));

@@ -226,7 +226,8 @@ std::string help_text() {
   for (const Flag& f : flags()) {
     if (f.help.empty()) continue;
     size_t from = 0, nl;
-    out += fmt::format("  {:<22}", f.name + f.usage);
+    const std::string usage = f.name + f.usage;  // a long one gets a line of its own
+    out += usage.size() < 22 ? fmt::format("  {:<22}", usage) : fmt::format("  {}\n{:24}", usage, "");
     while ((nl = f.help.find('\n', from)) != std::string::npos) {
       out += f.help.substr(from, nl - from) + "\n" + std::string(24, ' ');
       from = nl + 1;

@@ -22,6 +22,36 @@
 namespace miniinfer::props {
 namespace {
 
+// A history laid in the unified cache after every whole reset, before a case writes to it, so
+// its cells are not the cells 0, 1, 2, ... a fresh cache gives (llama.cpp places a batch's rows
+// in the lowest free cells, in order; the pinned release has no defragmentation). The ballast is
+// one extra sequence, never read by a case (masked out of every attention row):
+//   holes:N    the ballast takes cells 0..2N-1 and frees every other one: the case's first N
+//              rows land in cells 0, 2, ..., 2N-2, a ballast cell between each two;
+//   reorder:N  the ballast takes cells 0..N-1 and is freed after the case's first cached call:
+//              the rows of the later calls land in cells 0..N-1, before the cells of earlier
+//              positions (out of order), as when another request finishes mid-run.
+struct Fragment {
+  std::string mode = "off";  // off | holes | reorder
+  int cells = 0;             // N
+  std::string text() const { return mode == "off" ? mode : fmt::format("{}:{}", mode, cells); }
+  bool on() const { return mode != "off"; }
+  int ballast_cells() const { return mode == "holes" ? 2 * cells : mode == "reorder" ? cells : 0; }
+  // "off", "holes:N" or "reorder:N" with N in 1..4096; else an Error naming `what`.
+  static Fragment parse(const std::string& text, const std::string& what) {
+    Fragment f;
+    if (text == "off") return f;
+    const size_t colon = text.find(':');
+    const std::string mode = text.substr(0, colon), n = colon == std::string::npos ? "" : text.substr(colon + 1);
+    if ((mode != "holes" && mode != "reorder") || n.empty() || n.size() > 4 ||
+        n.find_first_not_of("0123456789") != std::string::npos || std::stoi(n) < 1 || std::stoi(n) > 4096)
+      fail("{}: '{}' is not off, holes:N or reorder:N (N in 1..4096)", what, text);
+    f.mode = mode;
+    f.cells = std::stoi(n);
+    return f;
+  }
+};
+
 struct LlamaSettings {
   std::string gguf;         // relative to the source tree when it lies inside it, else absolute
   std::string gguf_sha256;  // of that file, so a replay runs on the same one
@@ -29,13 +59,23 @@ struct LlamaSettings {
   int threads = 1;
   bool flash = false;
   int ubatch = 0;          // 0 = llama.cpp's n_ubatch = n_batch
+  bool prefix_reuse = true;  // submit() reuses the longest common prefix (Capability PrefixCache)
+  Fragment fragment;
+  // prefix_reuse and fragment only when they are not their defaults (on, off), which a case file
+  // without them means: the case files and reports saved before they existed replay byte for
+  // byte (props_saved_cases).
   nlohmann::json to_json() const {
-    return {{"gguf", gguf}, {"gguf_sha256", gguf_sha256}, {"kv", kv}, {"threads", threads},
-            {"flash", flash ? "on" : "off"}, {"ubatch", ubatch}};
+    nlohmann::json j = {{"gguf", gguf}, {"gguf_sha256", gguf_sha256}, {"kv", kv}, {"threads", threads},
+                        {"flash", flash ? "on" : "off"}, {"ubatch", ubatch}};
+    if (!prefix_reuse) j["prefix_reuse"] = "off";
+    if (fragment.on()) j["fragment"] = fragment.text();
+    return j;
   }
   static LlamaSettings from_json(const nlohmann::json& j);  // throws Error naming the field
 };
 
+// A case file without prefix_reuse or fragment means on and off: those written before they
+// existed ran with no ballast and never called submit().
 LlamaSettings LlamaSettings::from_json(const nlohmann::json& j) {
   if (!j.is_object()) fail("engine settings: must be an object");
   try {
@@ -48,6 +88,10 @@ LlamaSettings LlamaSettings::from_json(const nlohmann::json& j) {
     if (flash != "on" && flash != "off") fail("engine settings: flash must be on or off, got '{}'", flash);
     s.flash = flash == "on";
     s.ubatch = j.at("ubatch").get<int>();
+    const std::string reuse = j.value("prefix_reuse", std::string("on"));
+    if (reuse != "on" && reuse != "off") fail("engine settings: prefix_reuse must be on or off, got '{}'", reuse);
+    s.prefix_reuse = reuse == "on";
+    s.fragment = Fragment::parse(j.value("fragment", std::string("off")), "engine settings: fragment");
     if (s.kv != "f16" && s.kv != "f32") fail("engine settings: kv must be f16 or f32, got '{}'", s.kv);
     if (s.threads < 1 || s.threads > 256) fail("engine settings: threads {} outside 1..256", s.threads);
     if (s.ubatch < 0 || s.ubatch > 65536) fail("engine settings: ubatch {} outside 0..65536", s.ubatch);
@@ -142,44 +186,59 @@ void append_trace(Trace& out, const LlamaTrace& lt, const std::vector<Row>& rows
 class LlamaSubject final : public EngineUnderTest {
  public:
   LlamaSubject(const LlamaCppModule& module, const LlamaSettings& s, const Config& config, int batch, int capacity)
-      : settings_(s), config_(config), e_(module.open(open_path(s.gguf), options(s, batch, capacity))) {}
+      : settings_(s),
+        config_(config),
+        batch_(batch),
+        e_(module.open(open_path(s.gguf), options(s, batch, capacity))),
+        tokens_(static_cast<size_t>(batch)),
+        retained_(static_cast<size_t>(batch), false) {}
 
   std::string name() const override { return "llamacpp"; }
   nlohmann::json settings() const override { return settings_.to_json(); }
   std::string describe() const override {
-    return fmt::format("llamacpp {} (KV {}, {} thread{}, flash attention {}, ubatch {})", settings_.gguf, settings_.kv,
-                       settings_.threads, settings_.threads == 1 ? "" : "s", settings_.flash ? "on" : "off",
-                       settings_.ubatch ? std::to_string(settings_.ubatch) : std::string("= batch"));
+    return fmt::format("llamacpp {} (KV {}, {} thread{}, flash attention {}, ubatch {}, prefix reuse {}, cells {})",
+                       settings_.gguf, settings_.kv, settings_.threads, settings_.threads == 1 ? "" : "s",
+                       settings_.flash ? "on" : "off",
+                       settings_.ubatch ? std::to_string(settings_.ubatch) : std::string("= batch"),
+                       settings_.prefix_reuse ? "on" : "off", settings_.fragment.text());
   }
-  bool has(Capability c) const override { return c == Capability::Trace; }
+  bool has(Capability c) const override {
+    return c == Capability::Trace || (c == Capability::PrefixCache && settings_.prefix_reuse);
+  }
   const Config& config() const override { return config_; }
 
   int vocab_size() const override { return e_->vocab_size(); }
-  int batch() const override { return e_->n_seq(); }
+  int batch() const override { return batch_; }
   int capacity() const override { return e_->capacity(); }
   int max_seq_len() const override { return e_->capacity(); }
-  int cursor(int seq) const override { return e_->cursor(seq); }
+  int cursor(int seq) const override { return live(seq) ? e_->cursor(seq) : 0; }
 
   void forward_batch(std::span<const Chunk> chunks, std::span<float> logits) override {
+    for (const Chunk& c : chunks) check_live(c.seq, "append");
     Call call(*this);
     for (const Chunk& c : chunks) call.rows_from(c.seq, e_->cursor(c.seq), static_cast<int>(c.tokens.size()));
     several_sequences();
     e_->forward_batch(chunks, logits, false);
+    for (const Chunk& c : chunks) append(c.seq, c.tokens);
     call.done(Pass::Decode, false);
   }
   void decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) override {
+    for (int s : seqs) check_live(s, "decode");
     Call call(*this);
     for (int s : seqs) call.rows_from(s, e_->cursor(s), 1);
     several_sequences();
     e_->decode(seqs, tokens, logits);
+    for (size_t i = 0; i < seqs.size() && i < tokens.size(); ++i) append(seqs[i], tokens.subspan(i, 1));
     call.done(Pass::Decode, false);
   }
   std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows) override {
+    check_live(seq, "append");
     Call call(*this);
     call.rows_from(seq, e_->cursor(seq), static_cast<int>(tokens.size()));
     const bool alone = only_seq_ == kNone || only_seq_ == seq;
     only_seq_ = alone ? seq : kSeveral;
     auto logits = e_->forward_cached(seq, tokens, all_rows);
+    append(seq, tokens);
     call.done(Pass::Decode, alone);
     return logits;
   }
@@ -195,20 +254,80 @@ class LlamaSubject final : public EngineUnderTest {
     countdown_ = nth;
     return true;
   }
-  void truncate(int seq, int p) override { e_->truncate(seq, p); }
+  void truncate(int seq, int p) override {
+    check_live(seq, "truncate");
+    e_->truncate(seq, p);
+    tokens_[static_cast<size_t>(seq)].resize(static_cast<size_t>(e_->cursor(seq)));
+  }
   void fork(int src, int dst, int prefix_len) override {
-    e_->fork(src, dst, prefix_len);
+    check_live(src, "fork");
+    e_->fork(src, dst, prefix_len);  // llama_memory_seq_rm of dst first: a freed dst's cells go
+    if (src != dst) revive(dst);
+    copy_tokens(src, dst, prefix_len);
     several_sequences();
   }
   void reset() override {
     e_->reset();
+    for (auto& t : tokens_) t.clear();
+    std::fill(retained_.begin(), retained_.end(), false);
     only_seq_ = kNone;
+    lay_ballast();
   }
-  void reset(int seq) override { e_->reset(seq); }
+  void reset(int seq) override {
+    e_->reset(seq);
+    revive(seq);
+    tokens_[static_cast<size_t>(seq)].clear();
+  }
   // llama_memory_clear(data = true) zeroes the KV buffers: nothing of an earlier case is left.
   void clean_slate() override {
     reset();
     trace_ = nullptr;  // a trace_call whose call never came (an Error on the way) is void
+  }
+
+  // llama-server's prompt cache (tools/server/server-context.cpp, cache_prompt): the new prompt
+  // keeps the longest common prefix (LCP) some sequence's cells hold, at most prompt.size() - 1
+  // tokens (the last one is computed for its logits, as llama-server's "need to evaluate at
+  // least 1 token"), and the rest runs as one cached chunk. The prefix comes from seq's own
+  // earlier contents (llama-server's slot: llama_memory_seq_rm of the tail) or, when another
+  // sequence, live or freed, shares a longer one, from that sequence by llama_memory_seq_cp
+  // (the cells are shared, not recomputed). Ties go to seq itself, then to the lowest sequence.
+  Submitted submit(int seq, std::span<const int> prompt) override {
+    if (!settings_.prefix_reuse) return EngineUnderTest::submit(seq, prompt);
+    // Refused before anything changes: a bad sequence, an empty or too long prompt, a bad id.
+    if (seq < 0 || seq >= batch_) fail("llama.cpp engine submit: sequence {} outside 0..{}", seq, batch_ - 1);
+    if (prompt.empty()) fail("llama.cpp engine: empty chunk");
+    if (static_cast<int>(prompt.size()) > e_->capacity())
+      fail("llama.cpp engine submit: a prompt of {} tokens, capacity {}", prompt.size(), e_->capacity());
+    for (int t : prompt)
+      if (t < 0 || t >= e_->vocab_size())
+        fail("llama.cpp engine: token id {} outside 0..{}", t, e_->vocab_size() - 1);
+    const int most = static_cast<int>(prompt.size()) - 1;
+    int best = seq, reused = std::min(common_prefix(seq, prompt), most);
+    for (int s = 0; s < batch_; ++s) {
+      const int n = std::min(common_prefix(s, prompt), most);
+      if (n > reused) best = s, reused = n;
+    }
+    retained_[static_cast<size_t>(seq)] = false;  // its cells are the request's to keep or drop
+    if (best == seq) {
+      e_->truncate(seq, reused);
+      tokens_[static_cast<size_t>(seq)].resize(static_cast<size_t>(reused));
+    } else {
+      e_->fork(best, seq, reused);  // llama_memory_seq_rm of seq, then seq_cp of the prefix
+      copy_tokens(best, seq, reused);
+      several_sequences();
+    }
+    return {forward_cached(seq, prompt.subspan(static_cast<size_t>(reused)), false), reused};
+  }
+  int prefix_block() const override { return settings_.prefix_reuse ? 1 : 0; }  // cells are per token
+  // With prefix reuse, as a llama-server slot whose request is done: the cells stay (a later
+  // submit may reuse them, from this sequence or another) but the sequence reads as empty, and,
+  // as our engine's free() (engine/engine.h), every call on it but submit, reset and fork into
+  // it is refused until one of those revives it.
+  void free(int seq) override {
+    if (!settings_.prefix_reuse) return reset(seq);
+    if (seq < 0 || seq >= batch_) fail("llama.cpp engine free: sequence {} outside 0..{}", seq, batch_ - 1);
+    check_live(seq, "free");
+    retained_[static_cast<size_t>(seq)] = true;
   }
 
   GenerateResult generate(const std::vector<std::vector<int>>& prompts, const GenerateOptions& o) override {
@@ -225,10 +344,58 @@ class LlamaSubject final : public EngineUnderTest {
     o.threads = s.threads;
     o.kv_type = s.kv == "f32" ? KvType::F32 : KvType::F16;
     o.flash_attn = s.flash;
-    o.n_seq = batch;
+    o.n_seq = batch + (s.fragment.on() ? 1 : 0);  // the ballast's sequence last
     o.capacity = capacity;
     o.n_ubatch = s.ubatch;
     return o;
+  }
+  bool live(int seq) const {
+    return seq < 0 || seq >= batch_ || !retained_[static_cast<size_t>(seq)];
+  }
+  // A call on a freed sequence is refused, before anything changes.
+  void check_live(int seq, const char* what) const {
+    if (!live(seq))
+      fail("llama.cpp engine {}: sequence {} is freed (a submit, reset or fork into it revives it)", what, seq);
+  }
+  // After the engine dropped seq's cells (reset, fork into it): live and empty.
+  void revive(int seq) {
+    if (seq < 0 || seq >= batch_) return;
+    retained_[static_cast<size_t>(seq)] = false;
+    tokens_[static_cast<size_t>(seq)].clear();
+  }
+  void append(int seq, std::span<const int> tokens) {
+    auto& t = tokens_[static_cast<size_t>(seq)];
+    t.insert(t.end(), tokens.begin(), tokens.end());
+    release_ballast();
+  }
+  void copy_tokens(int src, int dst, int n) {
+    if (src == dst) return tokens_[static_cast<size_t>(dst)].resize(static_cast<size_t>(n));
+    const auto& from = tokens_[static_cast<size_t>(src)];
+    tokens_[static_cast<size_t>(dst)].assign(from.begin(), from.begin() + n);
+  }
+  int common_prefix(int s, std::span<const int> prompt) const {
+    const auto& t = tokens_[static_cast<size_t>(s)];
+    size_t n = 0;
+    while (n < t.size() && n < prompt.size() && t[n] == prompt[n]) ++n;
+    return static_cast<int>(n);
+  }
+  // The ballast (Fragment), after every whole reset: token ids 0, 1, 2, ... in one call.
+  void lay_ballast() {
+    const Fragment& f = settings_.fragment;
+    if (!f.on()) return;
+    const int ballast = batch_;
+    std::vector<int> ids(static_cast<size_t>(f.ballast_cells()));
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i % static_cast<size_t>(e_->vocab_size()));
+    e_->forward_cached(ballast, ids, false);
+    if (f.mode == "holes")
+      for (int p = 0; p < 2 * f.cells; p += 2) e_->remove(ballast, p, p + 1);
+    ballast_pending_ = f.mode == "reorder";
+    several_sequences();  // cell i no longer holds position i
+  }
+  void release_ballast() {
+    if (!ballast_pending_) return;
+    ballast_pending_ = false;
+    e_->reset(batch_);
   }
   // Whether the cache's cells are positions of one sequence (attention probabilities are then
   // comparable with full recompute's): only one sequence written through forward_cached since
@@ -264,7 +431,11 @@ class LlamaSubject final : public EngineUnderTest {
   };
   LlamaSettings settings_;
   Config config_;
+  int batch_;
   std::unique_ptr<LlamaCppCalls> e_;
+  std::vector<std::vector<int>> tokens_;  // (batch) the tokens each sequence's cells hold
+  std::vector<bool> retained_;            // (batch) freed, its cells kept for a later submit
+  bool ballast_pending_ = false;          // reorder: the ballast goes after the next cached call
   Trace* trace_ = nullptr;
   int countdown_ = 0;
   LlamaTrace tensors_;  // the traced call's
@@ -290,6 +461,9 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json& j, const Model& mode
     if (why.starts_with(path)) why = why.substr(path.size());
     fail("--gguf {}: {}", settings.gguf, why);
   }
+  if (settings.fragment.ballast_cells() > subject->capacity())
+    fail("--llama-fragment {}: the ballast needs {} cells, more than the {} a sequence holds", settings.fragment.text(),
+         settings.fragment.ballast_cells(), subject->capacity());
   if (subject->vocab_size() != model.config.vocab_size)
     fail("--gguf {}: its vocabulary has {} tokens, the model's {}; export it from the same model (minigpt export-gguf)",
          settings.gguf, subject->vocab_size(), model.config.vocab_size);
@@ -336,9 +510,17 @@ nlohmann::json settings(const RunConfig& run) {
   const int ubatch = number_in(run, "--llama-ubatch", 0, 65536);
   if (kv != "f16" && kv != "f32") fail("--llama-kv: '{}' is not f16 or f32", kv);
   if (flash != "on" && flash != "off") fail("--llama-flash: '{}' is not on or off", flash);
+  const std::string reuse = flag_value(run, "--llama-prefix-reuse");
+  if (reuse != "on" && reuse != "off") fail("--llama-prefix-reuse: '{}' is not on or off", reuse);
+  const Fragment fragment = Fragment::parse(flag_value(run, "--llama-fragment"), "--llama-fragment");
   if (!std::filesystem::is_regular_file(gguf)) fail("--gguf {}: no such file", gguf);
-  LlamaSettings s = LlamaSettings::from_json(
-      {{"gguf", source_relative_path(gguf)}, {"kv", kv}, {"threads", threads}, {"flash", flash}, {"ubatch", ubatch}});
+  LlamaSettings s = LlamaSettings::from_json({{"gguf", source_relative_path(gguf)},
+                                              {"kv", kv},
+                                              {"threads", threads},
+                                              {"flash", flash},
+                                              {"ubatch", ubatch},
+                                              {"prefix_reuse", reuse},
+                                              {"fragment", fragment.text()}});
   s.gguf_sha256 = file_sha256(gguf);
   return s.to_json();
 }
@@ -378,7 +560,17 @@ const EngineDecl kLlamaCpp = {
                .arg = " N",
                .help = "rows of one physical batch (default 0: the whole batch)",
                .fallback = "0",
-               .number = true}},
+               .number = true},
+              {.name = "--llama-prefix-reuse",
+               .arg = " on|off",
+               .help = "submit() reuses the longest prefix some sequence's cells hold, by\n"
+                       "llama_memory_seq_cp, as llama-server's cache_prompt (default on: Capability PrefixCache)",
+               .fallback = "on"},
+              {.name = "--llama-fragment",
+               .arg = " off|holes:N|reorder:N",
+               .help = "a ballast sequence fragments the cache after every reset: holes:N leaves\n"
+                       "N one-cell holes, reorder:N N cells freed after the case's first call (default off)",
+               .fallback = "off"}},
     .flag_prefix = "--llama-",
     .settings = settings,
     .read_saved = read_saved,

@@ -3,8 +3,10 @@
 # tokens do not), whose outcome must be what the experiment found: every property passes but
 # p12, whose coins sit a few ULP from the sampler's edges, where a few-ULP difference in the
 # logits does change a token; p7 and p10 are skipped by the capability they need, and p11 (which
-# runs on llama.cpp's logits alone) by the level, as it checks bits only. Then a replay of the
-# experiment's committed counterexample, which must fail again with the same report.
+# runs on llama.cpp's logits alone) by the level, as it checks bits only. p13 runs (llama.cpp
+# reuses prefixes by default, experiments/25-llamacpp-serving) and passes at this level. Then
+# replays of committed counterexamples of experiments 23 and 25, which must fail again with the
+# same reports.
 file(REMOVE_RECURSE ${WORK})
 execute_process(COMMAND ${MINIGPT} export-gguf --out ${GGUF} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(NOT rc EQUAL 0)
@@ -18,9 +20,9 @@ message(STATUS "${out}")
 string(REGEX MATCHALL "\nFAIL  p[0-9]+" failed "${out}")
 string(REGEX MATCHALL "\nok    p[0-9]+" passed "${out}")
 list(LENGTH passed n_passed)
-if(NOT rc EQUAL 1 OR NOT failed STREQUAL "\nFAIL  p12" OR NOT n_passed EQUAL 9)
+if(NOT rc EQUAL 1 OR NOT failed STREQUAL "\nFAIL  p12" OR NOT n_passed EQUAL 10 OR NOT out MATCHES "\nok    p13 ")
   message(FATAL_ERROR "props --engine llamacpp --level tokens: exit ${rc}, failed [${failed}], ${n_passed} passed; "
-                      "the experiment found: exit 1, only p12 fails, 9 pass (p7, p10, p11 skipped)")
+                      "the experiments found: exit 1, only p12 fails, 10 pass, p13 among them (p7, p10, p11 skipped)")
 endif()
 foreach(skipped p7 p10)
   if(NOT out MATCHES "SKIP  ${skipped} [^\n]*engine llamacpp has no")
@@ -54,5 +56,28 @@ if(NOT committed_json STREQUAL replayed_json)
                       "${SOURCE_DIR}/experiments/23-llamacpp-cache/counterexamples/defaults/p6.report.json "
                       "${WORK}/replay/p6.report.json")
 endif()
-message(STATUS "llama.cpp: at the tokens level only p12 fails, as the experiment found; the committed counterexample "
-               "fails again with the same report")
+
+# Experiment 25's two sharpest findings replay as committed: cells out of order part a greedy run's
+# tokens (flash attention, n_ubatch = 1, reorder:6: p6 at the tokens level), and one fork puts a
+# sequence's next row before its earlier ones (p11, flash attention, n_ubatch = 1, no submits).
+set(x25 ${SOURCE_DIR}/experiments/25-llamacpp-serving/counterexamples)
+foreach(case flash-reorder/tokens/p6 flash-ubatch-1-reuse-off/p11)
+  get_filename_component(property ${case} NAME)
+  set(out ${WORK}/replay-25/${case})
+  execute_process(COMMAND ${PROPS} --engine llamacpp --gguf ${GGUF} --replay ${x25}/${case}.case.json --report-dir ${out}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out_text ERROR_VARIABLE out_text)
+  if(NOT rc EQUAL 1)
+    message(FATAL_ERROR "the replay of ${x25}/${case}.case.json exited ${rc}; it must fail again (1):\n${out_text}")
+  endif()
+  file(READ ${x25}/${case}.report.json committed_json)
+  file(READ ${out}/${property}.report.json replayed_json)
+  foreach(name committed_json replayed_json)  # wherever the GGUF lies
+    string(REGEX REPLACE "\"gguf\": *\"[^\"]*\"" "\"gguf\": GGUF" ${name} "${${name}}")
+  endforeach()
+  if(NOT committed_json STREQUAL replayed_json)
+    message(FATAL_ERROR "the replay's report differs from the committed one: diff ${x25}/${case}.report.json "
+                        "${out}/${property}.report.json")
+  endif()
+endforeach()
+message(STATUS "llama.cpp: at the tokens level only p12 fails, as the experiment found; the committed counterexamples "
+               "of experiments 23 and 25 fail again with the same reports")

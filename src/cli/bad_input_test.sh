@@ -228,6 +228,10 @@ check "props: --llama-threads abc" 2 "--llama-threads: 'abc' is not a valid numb
 check "props: --llama-flash maybe" 2 "--llama-flash: 'maybe' is not on or off" -- "$props" --engine llamacpp --gguf regular_file --llama-flash maybe
 check "props: --inject on llamacpp" 2 "--inject stale-cache: faults are our engine's" -- "$props" --engine llamacpp --gguf regular_file --inject stale-cache
 check "props: unknown --llama- flag" 2 "unknown flag --llama-kvv" -- "$props" --llama-kvv=f16
+check "props: --llama-prefix-reuse maybe" 2 "--llama-prefix-reuse: 'maybe' is not on or off" -- "$props" --engine llamacpp --gguf regular_file --llama-prefix-reuse maybe
+check "props: --llama-fragment holes" 2 "--llama-fragment: 'holes' is not off, holes:N or reorder:N \(N in 1\.\.4096\)" -- "$props" --engine llamacpp --gguf regular_file --llama-fragment holes
+check "props: --llama-fragment reorder:0" 2 "--llama-fragment: 'reorder:0' is not off, holes:N or reorder:N" -- "$props" --engine llamacpp --gguf regular_file --llama-fragment reorder:0
+check "props: --llama-fragment gaps:2" 2 "--llama-fragment: 'gaps:2' is not off, holes:N or reorder:N" -- "$props" --engine llamacpp --gguf regular_file --llama-fragment gaps:2
 # A GGUF of another model with the shipped model's vocabulary and context: only its logits tell.
 "$minigpt" init --seed 2 --out other.safetensors --config '{"d_model": 8, "n_head": 2, "n_layer": 1}' >/dev/null &&
 if "$minigpt" export-gguf --model other.safetensors --out other.gguf >/dev/null 2>&1; then  # a build with llama.cpp
@@ -235,6 +239,7 @@ if "$minigpt" export-gguf --model other.safetensors --out other.gguf >/dev/null 
   check "props: --gguf of another model" 2 "--gguf [^ ]*other\.gguf: its logits differ from the model's by up to" -- "$props" --engine llamacpp --gguf other.gguf "[p0]"
   "$minigpt" export-gguf --model tiny.safetensors --out tiny.gguf >/dev/null
   check "props: --gguf with a short context" 2 "--gguf [^ ]*tiny\.gguf: .*capacity 512" -- "$props" --engine llamacpp --gguf tiny.gguf "[p0]"
+  check "props: a ballast larger than a sequence" 2 "--llama-fragment holes:300: the ballast needs 600 cells, more than the [0-9]+ a sequence holds" -- "$props" --engine llamacpp --gguf other.gguf --llama-fragment holes:300 "[p0]"
 fi
 check "props: --level bogus" 2 "--level: 'bits2' is not a level" -- "$props" --level bits2
 check "props: --level ulp:" 2 "--level: 'ulp:' is not a level" -- "$props" --level ulp:

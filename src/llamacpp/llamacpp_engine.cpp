@@ -347,6 +347,15 @@ void LlamaCpp::truncate(int seq, int p) {
   cur = p;
 }
 
+void LlamaCpp::remove(int seq, int p0, int p1) {
+  check_seq(seq, "remove");
+  const int cur = cursors_[static_cast<size_t>(seq)];
+  if (p0 < 0 || p0 > p1 || p1 > cur)
+    fail("llama.cpp engine remove: positions {}..{} outside 0..{} of sequence {}", p0, p1, cur, seq);
+  if (!llama_memory_seq_rm(llama_get_memory(ctx_), seq, p0, p1))
+    fail("llama.cpp engine remove: llama_memory_seq_rm refused sequence {} at {}..{}", seq, p0, p1);
+}
+
 void LlamaCpp::fork(int src, int dst, int prefix_len) {
   check_seq(src, "fork");
   check_seq(dst, "fork");

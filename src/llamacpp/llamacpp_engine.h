@@ -78,6 +78,7 @@ class LlamaCppCalls {
   virtual void reset(int seq) = 0;
   virtual void truncate(int seq, int p) = 0;
   virtual void fork(int src, int dst, int prefix_len) = 0;
+  virtual void remove(int seq, int p0, int p1) = 0;
   virtual void set_trace(LlamaTrace* trace) = 0;
 };
 
@@ -112,6 +113,10 @@ class LlamaCpp final : public LlamaCppCalls {
   void truncate(int seq, int p) override;  // keep positions 0..p-1 (llama_memory_seq_rm)
   void fork(int src, int dst,
             int prefix_len) override;  // dst = src's first prefix_len positions (llama_memory_seq_cp)
+  // Frees positions p0..p1-1 of `seq` (llama_memory_seq_rm of a range) and leaves its cursor:
+  // holes in a sequence that is never appended to again (props' ballast, which fragments the
+  // cache before a case). The freed cells are the first a later call fills.
+  void remove(int seq, int p0, int p1) override;
 
   // While set, every llama_decode appends the per-layer tensors to `trace` (nullptr: off).
   // Needs options().eval_callback.

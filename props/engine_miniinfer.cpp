@@ -101,6 +101,7 @@ class MiniInfer final : public EngineUnderTest {
     return s;
   }
   int prefix_block() const override { return paged() ? e_.paged()->block_size() : 0; }
+  int pool_slots() const override { return paged() ? e_.paged()->pool_blocks() * e_.paged()->block_size() : 0; }
   void free(int seq) override {
     arm();
     e_.free(seq);

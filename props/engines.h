@@ -128,6 +128,8 @@ class EngineUnderTest {
   virtual std::vector<int> block_table(int /*seq*/) { return {}; }
   virtual bool preempted(int /*seq*/) { return false; }
   virtual PagedStats serving_stats() { return {}; }
+  // The slots of its block pool, for reports; 0: it shows none (llama.cpp's cells, a process).
+  virtual int pool_slots() const { return 0; }
 };
 
 // A path as case files and reports keep it: relative to the source tree when it lies inside it

@@ -940,7 +940,8 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   }
   j["program"] = listing;
   if (serving(e)) {
-    text += fmt::format("  on {}: blocks of {}, a pool of {} slots{}\n", e.describe(), e.prefix_block(), kServingPoolSlots,
+    text += fmt::format("  on {}: prefix reuse in blocks of {}{}{}\n", e.describe(), e.prefix_block(),
+                        e.pool_slots() ? fmt::format(", a pool of {} slots", e.pool_slots()) : "",
                         p.twin ? fmt::format(", the placement twin (seed {})", kTwinPlacement) : "");
     j["twin"] = p.twin;
   }

@@ -362,7 +362,8 @@ void LlamaCpp::fork(int src, int dst, int prefix_len) {
   const int have = cursors_[static_cast<size_t>(src)];
   if (prefix_len < 0 || prefix_len > have)
     fail("llama.cpp engine fork: prefix {} outside 0..{} of sequence {}", prefix_len, have, src);
-  if (src == dst) return truncate(src, prefix_len);
+  // As ours (KvCache::fork): a fork onto itself is a caller's mistake, refused, not a truncate.
+  if (src == dst) fail("llama.cpp engine fork: source and destination are both sequence {}", src);
   llama_memory_t mem = llama_get_memory(ctx_);
   llama_memory_seq_rm(mem, dst, -1, -1);
   llama_memory_seq_cp(mem, src, dst, 0, prefix_len);

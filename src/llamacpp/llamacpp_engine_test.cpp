@@ -99,6 +99,9 @@ TEST_CASE("fork gives the destination the source's prefix; both then continue on
   d = std::max(d, max_abs_diff(src_next, llama.forward_uncached(src_all)));
   report("forked and source sequences vs recompute", d);
   CHECK(d <= tol());
+  // A fork onto itself is refused, and changes nothing (p11's model: ours refuses it too).
+  CHECK_THROWS_WITH(llama.fork(2, 2, 1), Catch::Contains("both sequence 2"));
+  CHECK(llama.cursor(2) == 9);
 }
 
 TEST_CASE("a reset engine gives the same logits as a fresh one, bit for bit", "[llamacpp]") {

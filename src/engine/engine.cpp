@@ -120,6 +120,9 @@ Engine::Engine(const Model& model, EngineOptions options)
   reads_.assign(R, SlotsRead{});
   tokens_.assign(R, 0);
   segs_.reserve(static_cast<size_t>(options.batch));
+  keep_.reserve(static_cast<size_t>(options.batch));
+  writes_.reserve(static_cast<size_t>(options.batch));
+  write_segs_.reserve(static_cast<size_t>(options.batch));
   decode_chunks_.reserve(static_cast<size_t>(options.batch));
 }
 
@@ -431,9 +434,9 @@ std::vector<float> Engine::forward_uncached(std::span<const int> tokens, bool al
 // The chunks were checked (check_chunks) by the caller, before any group of them ran.
 void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows) {
   if (paged_) {
-    std::vector<int> keep;
-    for (const Chunk& ch : chunks) keep.push_back(ch.seq);
-    make_room(chunks, keep);
+    keep_.clear();
+    for (const Chunk& ch : chunks) keep_.push_back(ch.seq);
+    make_room(chunks, keep_);
   }
   segs_.clear();
   int N = 0;
@@ -457,7 +460,12 @@ void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_r
 // The slots a call writes per sequence are asked of the variation, layer by layer (a fault may
 // write elsewhere than the cursor), so that reserve makes exactly those blocks writable.
 void Engine::make_room(std::span<const Chunk> chunks, std::span<const int> keep) {
-  const std::vector<SlotWrites> writes = paged_writes(chunks);
+  paged_writes(chunks);
+  if (paged_->ready(writes_)) {  // nothing to allocate, copy or recompute: most decodes
+    for (const Chunk& ch : chunks) paged_->note_use(ch.seq);
+    return;
+  }
+  const std::vector<SlotWrites> writes = writes_;  // a recompute below asks paged_writes again
   paged_->check_fits(writes, keep);  // before anything changes
   for (const Chunk& ch : chunks)
     if (paged_->preempted(ch.seq)) recompute(ch.seq, keep);
@@ -465,8 +473,9 @@ void Engine::make_room(std::span<const Chunk> chunks, std::span<const int> keep)
   for (const Chunk& ch : chunks) paged_->note_use(ch.seq);
 }
 
-std::vector<SlotWrites> Engine::paged_writes(std::span<const Chunk> chunks) const {
-  std::vector<Segment> segs;
+void Engine::paged_writes(std::span<const Chunk> chunks) {
+  std::vector<Segment>& segs = write_segs_;
+  segs.clear();
   int N = 0;
   for (const Chunk& ch : chunks) {
     const int n = static_cast<int>(ch.tokens.size());
@@ -474,7 +483,8 @@ std::vector<SlotWrites> Engine::paged_writes(std::span<const Chunk> chunks) cons
     segs.push_back(Segment{ch.seq, cursor, n, N, cursor == 0 ? Pass::Prefill : (n == 1 ? Pass::Decode : Pass::Resume)});
     N += n;
   }
-  std::vector<SlotWrites> writes;
+  std::vector<SlotWrites>& writes = writes_;
+  writes.clear();
   for (const Segment& s : segs) {
     SlotWrites w{s.seq, s.pos0, s.pos0 + s.n - 1};
     for (int l = 0; l < config_.n_layer; ++l) {
@@ -487,7 +497,6 @@ std::vector<SlotWrites> Engine::paged_writes(std::span<const Chunk> chunks) cons
     }
     writes.push_back(w);
   }
-  return writes;
 }
 
 // A preempted sequence's rows again: its tokens as one prefill chunk through the cached path,
@@ -552,9 +561,10 @@ void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logit
   // (and every cache row below a cursor) as it was.
   check_chunks(chunks);
   if (paged_) {  // the whole call must fit the pool before its first group runs
-    std::vector<int> keep;
-    for (const Chunk& ch : chunks) keep.push_back(ch.seq);
-    paged_->check_fits(paged_writes(chunks), keep);
+    keep_.clear();
+    for (const Chunk& ch : chunks) keep_.push_back(ch.seq);
+    paged_writes(chunks);
+    if (!paged_->ready(writes_)) paged_->check_fits(writes_, keep_);
   }
   // Groups of whole chunks that fit the scratch rows (every chunk fits: capacity <= rows_).
   size_t first = 0;

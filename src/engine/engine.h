@@ -171,8 +171,8 @@ class Engine {
   // blocks it writes present and writable (PagedKvCache::reserve). `keep`: sequences no
   // preemption may take (the call's, and an outer call's during a recompute).
   void make_room(std::span<const Chunk> chunks, std::span<const int> keep);
-  // The slots each chunk's rows write, asked of the active variation.
-  std::vector<SlotWrites> paged_writes(std::span<const Chunk> chunks) const;
+  // The slots each chunk's rows write, asked of the active variation, into writes_.
+  void paged_writes(std::span<const Chunk> chunks);
   void recompute(int seq, std::span<const int> keep);
   // The forward pass over `segs` (rows of `tokens`, concatenated); K/V go into and are read
   // from `store`. logits: (N, V) if all_rows else (segs.size(), V).
@@ -225,6 +225,9 @@ class Engine {
   std::vector<Segment> segs_;       // (B) a call's segments
   std::vector<Chunk> decode_chunks_;  // (B) decode's one-token chunks
   std::vector<float> recompute_logits_;  // (V) a recompute's logits, which nothing reads
+  std::vector<SlotWrites> writes_;  // (B) paged_writes' answer
+  std::vector<Segment> write_segs_;  // (B) paged_writes' segments
+  std::vector<int> keep_;           // (B) the sequences of a call, which no preemption may take
 };
 
 }  // namespace miniinfer

@@ -244,6 +244,23 @@ void PagedKvCache::check_fits(std::span<const SlotWrites> writes, std::span<cons
          kept + need);
 }
 
+bool PagedKvCache::ready(std::span<const SlotWrites> writes) const {
+  // The same ranges reserve walks below, asking only whether it would copy or allocate.
+  for (const SlotWrites& w : writes) {
+    const int last = std::min(w.last, capacity_ - 1);
+    if (last < 0 || w.first > last) continue;
+    const int end = last / block_size_ + 1;
+    if (held(w.seq) < end) return false;
+    if (!var_->copy_on_write()) continue;
+    const int e0 = std::max(0, std::min(var_->write_entry(std::max(w.first, 0), block_size_), w.first / block_size_));
+    for (int e = e0; e < end; ++e) {
+      const Block& blk = blocks_[static_cast<size_t>(table_[static_cast<size_t>(w.seq)][static_cast<size_t>(e)])];
+      if (blk.refs > 1 || blk.registered) return false;
+    }
+  }
+  return true;
+}
+
 void PagedKvCache::reserve(std::span<const SlotWrites> writes, std::span<const int> keep) {
   check_fits(writes, keep);
   std::vector<int> refs(blocks_.size());

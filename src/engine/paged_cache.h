@@ -99,6 +99,10 @@ class PagedKvCache final : public KvStore {
   // registered block first), evicting cached blocks and preempting sequences not in `keep` as
   // needed. Throws Error, having changed nothing, if even that cannot make room.
   void reserve(std::span<const SlotWrites> writes, std::span<const int> keep);
+  // True when reserve(writes, ...) would change nothing: every block the writes touch is
+  // present and neither shared nor registered (a decode inside its own last block). Allocates
+  // nothing: the engine's fast path for most calls.
+  bool ready(std::span<const SlotWrites> writes) const;
   // Throws Error naming the pool unless reserve(writes, keep) can succeed once every preempted
   // sequence in `keep` is recomputed; changes nothing.
   void check_fits(std::span<const SlotWrites> writes, std::span<const int> keep) const;

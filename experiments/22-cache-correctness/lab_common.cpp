@@ -35,6 +35,16 @@ std::string experiment_dir(const std::string& name) {
   return (fs::path(source_dir()) / "experiments" / name).string();
 }
 
+Json lab22_results(const std::string& model_path, const std::string& model_sha) {
+  const std::string path = experiment_dir("22-cache-correctness") + "/results.json";
+  Json r22 = Json::parse(read_file(path));
+  if (r22.at("model_sha256").get<std::string>() != model_sha)
+    fail("{}: made with model sha256 {}, but --model {} is {}; regenerate it first (scripts/regen-experiments)", path,
+         r22.at("model_sha256").get<std::string>(), model_path, model_sha);
+  if (r22.at("prompts").size() != 50) fail("{}: {} prompts, expected 50", path, r22.at("prompts").size());
+  return r22;
+}
+
 std::string display_path(const std::string& path) {
   std::error_code ec;
   const fs::path abs = fs::weakly_canonical(fs::absolute(path), ec);

@@ -23,6 +23,11 @@ std::string experiment_dir(const std::string& name);  // experiments/NAME
 // regeneration in another folder records the same string), else `path` unchanged.
 std::string display_path(const std::string& path);
 
+// Lab 22's results.json (its 50 prompts), checked to be made with the model whose sha256 is
+// `model_sha` (read from `model_path`): Error naming both when it was not (regenerate first).
+// The outside-engine labs (23, 25) run on its prompts.
+Json lab22_results(const std::string& model_path, const std::string& model_sha);
+
 // Compiler, Eigen, RapidCheck, fmt, nlohmann/json and Catch2, as the manifest's "versions".
 Json versions();
 // Today in UTC, YYYY-MM-DD.

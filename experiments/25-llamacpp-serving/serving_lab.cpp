@@ -217,14 +217,9 @@ int run(int argc, char** argv) {
   const std::string out_dir = flags.get("out", lab::experiment_dir("25-llamacpp-serving"));
   const std::string sha = file_sha256(model_path);
   const Model model = read_model(model_path);
-  const std::string lab22 = lab::experiment_dir("22-cache-correctness") + "/results.json";
-  const Json r22 = Json::parse(read_file(lab22));
-  if (r22.at("model_sha256").get<std::string>() != sha)
-    fail("{}: made with model sha256 {}, but --model {} is {}; regenerate it first (scripts/regen-experiments)", lab22,
-         r22.at("model_sha256").get<std::string>(), model_path, sha);
+  const Json r22 = lab::lab22_results(model_path, sha);
   std::vector<std::vector<int>> prompts;
   for (const auto& p : r22.at("prompts")) prompts.push_back(p.at("prompt_ids").get<std::vector<int>>());
-  if (prompts.size() != 50) fail("{}: {} prompts, expected 50", lab22, prompts.size());
 
   Json configs = Json::array();
   for (const auto& cfg : configurations(gguf)) {

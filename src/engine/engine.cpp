@@ -502,6 +502,12 @@ void Engine::paged_writes(std::span<const Chunk> chunks) {
 // A preempted sequence's rows again: its tokens as one prefill chunk through the cached path,
 // after the longest prefix the cache still holds (the last token always computed). Its logits
 // go nowhere and the trace does not see it: the rows are the ones its first computation wrote.
+void Engine::make_resident(int seq) {
+  if (!paged_ || !paged_->preempted(seq)) return;
+  const int keep[] = {seq};
+  recompute(seq, keep);
+}
+
 void Engine::recompute(int seq, std::span<const int> keep) {
   const std::vector<int> tokens = paged_->take_for_recompute(seq);
   if (tokens.empty()) return;
@@ -560,7 +566,11 @@ void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logit
   // Everything is checked before the first group runs: a call that fails leaves every cursor
   // (and every cache row below a cursor) as it was.
   check_chunks(chunks);
-  if (paged_) {  // the whole call must fit the pool before its first group runs
+  size_t total = 0;
+  for (const Chunk& ch : chunks) total += ch.tokens.size();
+  // A call of several groups must fit the pool as a whole before its first group runs; a call
+  // of one group (every decode) is checked by run_cached's make_room, before it changes anything.
+  if (paged_ && total > static_cast<size_t>(rows_)) {
     keep_.clear();
     for (const Chunk& ch : chunks) keep_.push_back(ch.seq);
     paged_writes(chunks);
@@ -579,25 +589,23 @@ void Engine::forward_batch(std::span<const Chunk> chunks, std::span<float> logit
 
 KvRows Engine::cache_rows(int seq) const {
   check_live(seq);
-  if (paged_ && paged_->preempted(seq)) {
-    Engine& self = const_cast<Engine&>(*this);  // logically const: see engine.h
-    const int keep[] = {seq};
-    self.recompute(seq, keep);
-  }
+  const_cast<Engine&>(*this).make_resident(seq);  // logically const: see engine.h
   const Config& c = config_;
   KvRows kv{c.n_layer, c.n_head, cursor(seq), c.d_head(), {}, {}};
   const size_t dh = static_cast<size_t>(kv.d_head);
   kv.k.resize(static_cast<size_t>(kv.n_layer) * kv.n_head * kv.T * dh);
   kv.v.resize(kv.k.size());
-  for (int l = 0; l < kv.n_layer; ++l)
+  for (int l = 0; l < kv.n_layer; ++l) {
+    const kernels::KvView kl = store().k_view(l, seq), vl = store().v_view(l, seq);
     for (int h = 0; h < kv.n_head; ++h)
       for (int s = 0; s < kv.T; ++s) {
         const size_t at = ((static_cast<size_t>(l) * kv.n_head + h) * kv.T + s) * dh;
-        const float* k = store().k_view(l, seq).row(s) + static_cast<size_t>(h) * dh;
-        const float* v = store().v_view(l, seq).row(s) + static_cast<size_t>(h) * dh;
+        const float* k = kl.row(s) + static_cast<size_t>(h) * dh;
+        const float* v = vl.row(s) + static_cast<size_t>(h) * dh;
         std::copy_n(k, dh, kv.k.begin() + static_cast<long>(at));
         std::copy_n(v, dh, kv.v.begin() + static_cast<long>(at));
       }
+  }
   return kv;
 }
 
@@ -685,13 +693,8 @@ void Engine::fork(int src, int dst, int prefix_len) {
   check_live(src);
   store().cursor(dst);  // range check before anything changes
   if (paged_) {
-    if (src == dst) fail("fork: source and destination are both sequence {}", src);
-    if (prefix_len < 0 || prefix_len > paged_->cursor(src))
-      fail("fork: sequence {} holds {} tokens, cannot fork a prefix of {}", src, paged_->cursor(src), prefix_len);
-    if (paged_->preempted(src)) {
-      const int keep[] = {src};
-      recompute(src, keep);
-    }
+    paged_->check_fork(src, dst, prefix_len);  // a refused fork recomputes nothing
+    make_resident(src);
     paged_->fork(src, dst, prefix_len);
     paged_->note_use(src);
     paged_->note_use(dst);
@@ -704,9 +707,7 @@ void Engine::fork(int src, int dst, int prefix_len) {
 int Engine::submit(int seq, std::span<const int> prompt, std::span<float> logits) {
   store().cursor(seq);  // range check
   check_tokens(prompt);
-  if (static_cast<int>(prompt.size()) > capacity_)
-    fail("sequence {}: position {} exceeds the cache capacity {} (slots 0..{})", seq, prompt.size() - 1, capacity_,
-         capacity_ - 1);
+  check_positions(seq, 0, static_cast<int>(prompt.size()), capacity_);  // the prompt from position 0
   if (logits.size() < static_cast<size_t>(config_.vocab_size))
     fail("forward: logits buffer holds {} floats, needs {}", logits.size(), config_.vocab_size);
   start_request(seq);

@@ -174,6 +174,8 @@ class Engine {
   // The slots each chunk's rows write, asked of the active variation, into writes_.
   void paged_writes(std::span<const Chunk> chunks);
   void recompute(int seq, std::span<const int> keep);
+  // A preempted sequence (paged layout) recomputed before its rows are read; else nothing.
+  void make_resident(int seq);
   // The forward pass over `segs` (rows of `tokens`, concatenated); K/V go into and are read
   // from `store`. logits: (N, V) if all_rows else (segs.size(), V).
   // `var` is model_variation() for full recompute, the active fault's for the cached path.

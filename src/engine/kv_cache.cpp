@@ -41,12 +41,13 @@ int KvCache::cursor(int seq) const {
   return cursor_[static_cast<size_t>(seq)];
 }
 
-void KvCache::check_room(int seq, int n) const {
-  const int last = cursor(seq) + n - 1;
-  if (last >= capacity_)
-    fail("sequence {}: position {} exceeds the cache capacity {} (slots 0..{})", seq, last, capacity_,
-         capacity_ - 1);
+void check_positions(int seq, int first, int n, int capacity) {
+  const int last = first + n - 1;
+  if (last >= capacity)
+    fail("sequence {}: position {} exceeds the cache capacity {} (slots 0..{})", seq, last, capacity, capacity - 1);
 }
+
+void KvCache::check_room(int seq, int n) const { check_positions(seq, cursor(seq), n, capacity_); }
 
 void KvCache::advance(int seq, int n) {
   check_room(seq, n);

@@ -7,6 +7,10 @@
 
 namespace miniinfer {
 
+// Throws Error "sequence 2: position 512 exceeds the cache capacity 512 (slots 0..511)" unless
+// positions first .. first + n - 1 of `seq` fit a capacity of `capacity` slots.
+void check_positions(int seq, int first, int n, int capacity);
+
 class KvStore {
  public:
   virtual int cursor(int seq) const = 0;

@@ -74,12 +74,7 @@ int PagedKvCache::cursor(int seq) const {
   return cursor_[static_cast<size_t>(seq)];
 }
 
-void PagedKvCache::check_room(int seq, int n) const {
-  const int last = cursor(seq) + n - 1;
-  if (last >= capacity_)
-    fail("sequence {}: position {} exceeds the cache capacity {} (slots 0..{})", seq, last, capacity_,
-         capacity_ - 1);
-}
+void PagedKvCache::check_room(int seq, int n) const { check_positions(seq, cursor(seq), n, capacity_); }
 
 std::span<const int> PagedKvCache::tokens(int seq) const {
   check_seq(seq);
@@ -403,11 +398,15 @@ void PagedKvCache::truncate(int seq, int p) {
   if (!preempted(seq)) release_from(seq, entries_for(p));
 }
 
-void PagedKvCache::fork(int src, int dst, int prefix_len) {
+void PagedKvCache::check_fork(int src, int dst, int prefix_len) const {
   check_seq(dst);
   if (src == dst) fail("fork: source and destination are both sequence {}", src);
   if (prefix_len < 0 || prefix_len > cursor(src))
     fail("fork: sequence {} holds {} tokens, cannot fork a prefix of {}", src, cursor(src), prefix_len);
+}
+
+void PagedKvCache::fork(int src, int dst, int prefix_len) {
+  check_fork(src, dst, prefix_len);
   if (preempted(src) && prefix_len > 0)
     fail("paged cache: fork from preempted sequence {}: recompute it first", src);
   reset(dst);

@@ -120,6 +120,8 @@ class PagedKvCache final : public KvStore {
   void reset(int seq);  // seq gives up its blocks (full ones stay cached) and is empty
   void truncate(int seq, int p);
   void fork(int src, int dst, int prefix_len);  // dst shares src's blocks over [0, prefix_len)
+  // Throws Error unless fork(src, dst, prefix_len) is a valid fork (a preempted src aside).
+  void check_fork(int src, int dst, int prefix_len) const;
   void note_use(int seq);                       // for the choice of whom to preempt: the least recently used
   void count_hit(int tokens);                   // a submit that reused `tokens` tokens
 

@@ -17,6 +17,7 @@
 #include "props/case_core.h"
 #include "props/context.h"
 #include "props/engine_registry.h"
+#include "props/heatmap.h"
 #include "props/json_fields.h"
 #include "props/runner.h"
 #include "props/scenario.h"
@@ -995,7 +996,6 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   j["sequence"] = seq;
   j["history"] = want;
   text += fmt::format("  sequence {} should hold \"{}\"\n", seq, words(want));
-  f.svg = "";
   if (parting->logits && !want.empty() && !e.has(Capability::Trace))
     text += fmt::format("  not located: engine {} offers no trace\n", e.name());
   if (parting->logits && !want.empty() && e.has(Capability::Trace)) {
@@ -1022,7 +1022,7 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     std::vector<int> positions;
     for (int q = cursor_before; q < static_cast<int>(want.size()); ++q) positions.push_back(q);
     const CallDiff d = diff_traced_call(ref, cached, 0, seq, positions, engine_before - cursor_before, c.n_layer,
-                                        c.n_head, fmt::format("p11: where command {} parts from full recompute", p.failing));
+                                        c.n_head);
     text += d.text;
     for (const auto& [k, v] : d.json.items()) j[k] = v;
     // On the paged cache: the block the first parting's slot lives in, as the call left it.
@@ -1036,7 +1036,6 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
         text += fmt::format("  slot {}: {}\n", slot, where_slot(e, seq, slot));
       }
     }
-    f.svg = d.svg;
     f.located = true;
   }
   // The cache rows after the command (or after the parting call), against recompute.
@@ -1074,6 +1073,7 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     const bool drift = max_abs <= 1e-4 * scale;
     j["first_parting"] = {{"layer", d.layer}, {"head", d.head}, {"component", "cache"}, {"slot", d.slot},
                           {"max_abs", max_abs}};
+    j["parting_rows"] = parting_rows_json(d.k ? "cache K" : "cache V", d.layer, d.head, "slot", d.slot, a, b);
     // With a prefix cache: the block the slot lives in, who holds it, and whether it is registered.
     const std::string where = where_slot(e, seq, d.slot);
     if (!where.empty()) j["first_parting"]["where"] = where_slot_json(e, seq, d.slot);

@@ -22,6 +22,8 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "props/case_core.h"
+#include "props/heatmap.h"
+#include "props/report_html.h"
 #include "props/runner.h"
 
 namespace miniinfer::props {
@@ -98,36 +100,6 @@ std::string words_of(const std::vector<int>& ids, const std::vector<std::string>
   return out;
 }
 
-std::string heatmap_svg(const std::vector<std::vector<Stat>>& cells, int L, int H, const std::string& title) {
-  // One square per (layer, head): darker = more differing elements over all components.
-  const int cell = 56, left = 90, top = 50;
-  std::string svg = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"monospace\" "
-      "font-size=\"12\">\n<text x=\"10\" y=\"20\">{}</text>\n",
-      left + H * cell + 20, top + L * cell + 40, title);
-  int max_count = 1;
-  for (const auto& row : cells)
-    for (const auto& s : row) max_count = std::max(max_count, s.differ);
-  for (int h = 0; h < H; ++h)
-    svg += fmt::format("<text x=\"{}\" y=\"{}\">head {}</text>\n", left + h * cell + 6, top - 6, h);
-  for (int l = 0; l < L; ++l) {
-    svg += fmt::format("<text x=\"10\" y=\"{}\">layer {}</text>\n", top + l * cell + cell / 2 + 4, l);
-    for (int h = 0; h < H; ++h) {
-      const Stat& s = cells[static_cast<size_t>(l)][static_cast<size_t>(h)];
-      const double f = s.differ == 0 ? 0.0 : 0.15 + 0.85 * std::log1p(s.differ) / std::log1p(max_count);
-      const int shade = 255 - static_cast<int>(f * 200);
-      svg += fmt::format(
-          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"rgb(255,{},{})\" stroke=\"#888\"/>"
-          "<text x=\"{}\" y=\"{}\">{}</text>\n",
-          left + h * cell, top + l * cell, cell, cell, shade, shade, left + h * cell + 6,
-          top + l * cell + cell / 2 + 4, s.differ);
-    }
-  }
-  svg += fmt::format("<text x=\"10\" y=\"{}\">cell: differing elements over q, k, v, cache reads, probs, attn</text>\n",
-                     top + L * cell + 24);
-  return svg + "</svg>\n";
-}
-
 // The first sampling point whose logits differ in any bit, or -1.
 int first_logit_diff(const ScriptRun& a, const ScriptRun& b) {
   const size_t n = std::min(a.logits.size(), b.logits.size());
@@ -148,7 +120,7 @@ int first_token_diff(const ScriptRun& a, const ScriptRun& b) {
 }  // namespace
 
 static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int call, int seq, const std::vector<int>& positions,
-               int shift, int L, int H, std::string& text, nlohmann::json& j, std::vector<std::vector<Stat>>& cells) {
+               int shift, int L, int H, std::string& text, nlohmann::json& j) {
   const Index ref = index_records(ref_trace, -1, ref_trace.records.empty() ? 0 : ref_trace.records[0].seq);
   const Index got = index_records(cached_trace, call, seq);
   auto wanted = [&](int p) { return std::find(positions.begin(), positions.end(), p) != positions.end(); };
@@ -190,6 +162,11 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
                       {read ? "slot" : "position", s.first_pos}, {"max_abs", s.max_abs},
                       {"max_ulp", s.max_ulp}, {"differing", s.differ}, {"total", s.total}};
         first_drift = s.max_ulp != UINT64_MAX && s.max_abs <= kDriftRelative * s.scale;
+        // The drill-down's data: the parting row as each path computed it (report_html.cpp).
+        const auto a = got.find({l, h, kOrder[k], read ? s.first_pos : s.first_pos + shift});
+        const auto b = ref.find({l, h, read ? (kOrder[k] == TraceKind::KRead ? TraceKind::K : TraceKind::V) : kOrder[k], s.first_pos});
+        if (a != got.end() && b != ref.end())
+          j["parting_rows"] = parting_rows_json(kColumn[k], l, h, read ? "slot" : "position", s.first_pos, *a->second, *b->second);
       }
   if (first.empty()) {
     text += "  no traced component differs at that step: the difference enters after the last block (final LayerNorm or head)\n";
@@ -219,11 +196,6 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
         const Stat& s = row[static_cast<size_t>(k)];
         text += fmt::format("{:>11}", s.total == 0 ? "-" : s.differ == 0 ? "0" : fmt::format("{}/{}", s.differ, ulp_text(s.max_ulp)));
         cols[kColumn[k]] = {{"differing", s.differ}, {"total", s.total}, {"max_ulp", s.max_ulp}, {"max_abs", s.max_abs}};
-        if (h >= 0) {
-          Stat& cell = cells[static_cast<size_t>(l)][static_cast<size_t>(h)];
-          cell.differ += s.differ;
-          cell.total += s.total;
-        }
       }
       text += "\n";
       table.push_back({{"layer", l}, {"head", h}, {"components", cols}});
@@ -233,12 +205,10 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
 }
 
 CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
-                          const std::vector<int>& positions, int shift, int L, int H, const std::string& title) {
+                          const std::vector<int>& positions, int shift, int L, int H) {
   CallDiff d;
   d.json = nlohmann::json::object();
-  std::vector<std::vector<Stat>> cells(static_cast<size_t>(L), std::vector<Stat>(static_cast<size_t>(H)));
-  diff_call(reference, cached, call, seq, positions, shift, L, H, d.text, d.json, cells);
-  d.svg = heatmap_svg(cells, L, H, title);
+  diff_call(reference, cached, call, seq, positions, shift, L, H, d.text, d.json);
   return d;
 }
 
@@ -311,7 +281,6 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
   std::string text = fmt::format("  {}\n", headline);
   const auto& prompt_tokens = batch ? sc.batch[static_cast<size_t>(sc.seq)] : cached.tokens;
 
-  std::vector<std::vector<Stat>> cells(static_cast<size_t>(L), std::vector<Stat>(static_cast<size_t>(H)));
   f.located = step >= 0;
   if (step < 0) {
     text += "  the logits of every step agree bit for bit with full recompute; the difference is in the cache rows\n";
@@ -360,7 +329,7 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
           r.pos - shift >= 0 && r.pos - shift <= p)
         rows.push_back(r.pos - shift);
     if (rows.empty()) rows.push_back(p);
-    diff_call(ref_trace, cached_trace, call, sc.seq, rows, shift, L, H, text, j, cells);
+    diff_call(ref_trace, cached_trace, call, sc.seq, rows, shift, L, H, text, j);
   }
 
   // Every cache slot that differs from what full recompute computes for the same tokens.
@@ -410,7 +379,6 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
   j["prompt_tokens"] = prompt_tokens;
   f.text = text;
   f.json = j;
-  f.svg = heatmap_svg(cells, L, H, fmt::format("{}: where cached and full recompute part", property));
   return f;
 }
 
@@ -446,7 +414,7 @@ class ReportFolderLock {
 
 }  // namespace
 
-void publish_failure(const std::string& id, const Failure& f) {
+void publish_failure(const std::string& id, const Failure& f, const std::string& reproduce) {
   std::printf("\nReport for %s:\n%s", id.c_str(), f.text.c_str());
   const std::string dir = run_config().report_dir;
   try {
@@ -454,10 +422,11 @@ void publish_failure(const std::string& id, const Failure& f) {
     const std::string base = dir + "/" + id;
     nlohmann::json report = f.json;
     report["case"] = f.case_json;
-    const std::pair<std::string, std::string> files[] = {{".report.json", report.dump(2) + "\n"},
-                                                         {".heatmap.svg", f.svg},
-                                                         {".case.json", f.case_json.dump(2) + "\n"},
-                                                         {".report.txt", f.text}};
+    // The pictures are drawn from the JSON as written: they show what it says.
+    const std::string svg = heatmap_svg(report, fmt::format("{}: where the cached path and full recompute part", id));
+    const std::pair<std::string, std::string> files[] = {
+        {".report.json", report.dump(2) + "\n"}, {".heatmap.svg", svg}, {".case.json", f.case_json.dump(2) + "\n"},
+        {".report.txt", f.text}, {".report.html", report_html(id, report, f.text, svg, base + ".case.json", reproduce)}};
     {
       const ReportFolderLock lock(dir);
       for (const auto& [suffix, bytes] : files) {
@@ -465,7 +434,7 @@ void publish_failure(const std::string& id, const Failure& f) {
         if (suffix == files[0].first) test_hook_report_delay();
       }
     }
-    std::printf("  written: %s.report.json, .report.txt, .heatmap.svg, .case.json\n  replay:  props --replay %s.case.json\n",
+    std::printf("  written: %s.report.json, .report.txt, .report.html, .heatmap.svg, .case.json\n  replay:  props --replay %s.case.json\n",
                 base.c_str(), base.c_str());
   } catch (const std::exception& e) {
     std::printf("  could not write the report into %s: %s\n", dir.c_str(), e.what());

@@ -2,7 +2,8 @@
 // finds the first step whose logits differ in any bit and the first whose token differs,
 // re-runs both paths with tracing at that step, and diffs every (layer, head) component:
 // q, k, v after RoPE, the cache rows attention read, the attention probabilities, the head
-// output and the block output. The result is a table, a one-line verdict, JSON and an SVG.
+// output and the block output. The result is a table, a one-line verdict and JSON, from which
+// publish_failure draws the heatmap (heatmap.h) and the HTML report (report_html.h).
 #pragma once
 #include <optional>
 #include <string>
@@ -32,7 +33,6 @@ struct Failure {
   std::string headline;      // one line: what differed
   std::string text;          // the human report
   nlohmann::json json;       // the report as data
-  std::string svg;           // layers x heads heatmap
   nlohmann::json case_json;  // for props --replay
   bool located = false;      // the scenario showed a difference (logits or cache rows)
 };
@@ -61,16 +61,17 @@ ScriptRun run_batch(EngineUnderTest& engine, const Scenario& sc, int max_new_tok
 // diffed component by component: the first parting, a verdict and the (layer, head) table.
 struct CallDiff {
   std::string text;
-  nlohmann::json json;  // first_parting, verdict, table
-  std::string svg;
+  nlohmann::json json;  // first_parting, verdict, table, parting_rows
 };
 CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
-                          const std::vector<int>& positions, int shift, int L, int H, const std::string& title);
+                          const std::vector<int>& positions, int shift, int L, int H);
 
 // Distance in units in the last place between two floats (0 when bit-identical; NaNs far).
 uint64_t ulp_distance(float a, float b);
 
-// Prints the report and writes DIR/ID.report.json, ID.heatmap.svg and ID.case.json.
-void publish_failure(const std::string& id, const Failure& failure);
+// Prints the report and writes DIR/ID.report.json, .report.txt, .heatmap.svg (drawn from the
+// JSON), .report.html and .case.json. `reproduce` (the run's reproduce command, when there is
+// one) goes into the HTML report only: a replay's JSON equals the original's byte for byte.
+void publish_failure(const std::string& id, const Failure& failure, const std::string& reproduce = "");
 
 }  // namespace miniinfer::props

@@ -232,7 +232,7 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
     std::printf("Shrunk in %d steps. Reproduce with:\n  %s\n", listener.shrinks(), out.reproduce.c_str());
     if (last_failure().make) {
       const Failure report = last_failure().make();
-      publish_failure(id, report);
+      publish_failure(id, report, out.reproduce);
       const std::string case_file = run_config().report_dir + "/" + id + ".case.json";
       if (std::filesystem::exists(case_file)) out.case_file = case_file;
     }

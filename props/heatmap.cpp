@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -168,8 +169,12 @@ nlohmann::json parting_rows_json(const std::string& component, int layer, int he
   nlohmann::json j = {{"component", component}, {"layer", layer}, {"head", head}, {where, at}};
   nlohmann::json a = nlohmann::json::array(), b = nlohmann::json::array(), u = nlohmann::json::array();
   const size_t n = std::max(cached.size(), recompute.size()), shown = std::min(n, kPartingRowsMax);
+  // A float as its shortest decimal that reads back to it ("0.2959102", not the double's
+  // "0.29591017961502075"); inf and NaN, which JSON has no number for, as text.
   auto value = [](std::span<const float> s, size_t i) {
-    return i < s.size() && std::isfinite(s[i]) ? nlohmann::json(s[i]) : i < s.size() ? nlohmann::json(fmt::format("{}", s[i])) : nlohmann::json(nullptr);
+    if (i >= s.size()) return nlohmann::json(nullptr);
+    const std::string shortest = fmt::format("{}", s[i]);
+    return std::isfinite(s[i]) ? nlohmann::json(std::stod(shortest)) : nlohmann::json(shortest);
   };
   for (size_t i = 0; i < shown; ++i) {
     a.push_back(value(cached, i));

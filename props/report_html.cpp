@@ -166,7 +166,9 @@ std::string parting_rows(const nlohmann::json& r) {
     const nlohmann::json x = i < a.size() ? a[i] : nlohmann::json(nullptr), y = i < b.size() ? b[i] : nlohmann::json(nullptr);
     const uint64_t ulp = i < u.size() ? as_ulp(u[i]) : 0;
     std::string d = "";
-    if (x.is_number() && y.is_number()) d = fmt::format("{:.3g}", std::fabs(x.get<double>() - y.get<double>()));
+    // The JSON holds each float as its shortest decimal: read back as float, then subtract.
+    if (x.is_number() && y.is_number())
+      d = fmt::format("{:.3g}", std::fabs(static_cast<double>(x.get<float>()) - static_cast<double>(y.get<float>())));
     differ += ulp != 0;
     o += fmt::format("<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"{}\">{}</td></tr>",
                      ulp ? " class=\"differ\"" : "", i, esc(x.is_null() ? "(none)" : str(x)), esc(y.is_null() ? "(none)" : str(y)),

@@ -189,6 +189,7 @@ def merge_props(out, shards):
             case_file = j.get("counterexample", "")
             report_file = case_file.replace(".case.json", ".report.json") if case_file else ""
             svg_file = case_file.replace(".case.json", ".heatmap.svg") if case_file else ""
+            html_file = case_file.replace(".case.json", ".report.html") if case_file else ""
             report = read_json(report_file, {}) if report_file else {}
             case = read_json(case_file, {}) if case_file else {}
             counterexamples.append({
@@ -201,6 +202,9 @@ def merge_props(out, shards):
                 "replay": f"build-nightly/props --replay {case_file}" if case_file else "",
                 "case_file": case_file,
                 "heatmap_svg": svg_file if svg_file and os.path.exists(svg_file) else "",
+                # props's own page for this failure (heatmap cells open their tables, the parting
+                # rows side by side), as a link from index.html.
+                "report_html": os.path.relpath(html_file, out) if html_file and os.path.exists(html_file) else "",
             })
     rows = []
     for (engine, pid), p in sorted(props.items(), key=lambda kv: (kv[0][0], int(kv[0][1][1:] or 0))):
@@ -403,6 +407,8 @@ def page(s):
                  f'<p>shrunk prompt: <code class="prompt">{esc(c["prompt"])}</code></p>'
                  f'<p>reproduce: <code class="reproduce">{esc(c["reproduce"])}</code></p>'
                  f'<p>replay: <code class="replay">{esc(c["replay"])}</code></p>'
+                 + (f'<p><a class="report-html" href="{esc(c["report_html"])}">the full report</a> (the parting rows, '
+                    f'each cell\'s components)</p>' if c.get("report_html") else "") +
                  f'<div class="svg">{inline_svg(c["heatmap_svg"]) if c["heatmap_svg"] else "(no heatmap)"}</div></div>')
     o.append('<h2>Engines and faults</h2><ul id="engines">')
     for e in s["engines"]:

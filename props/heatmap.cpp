@@ -297,7 +297,7 @@ std::string heatmap_svg(const nlohmann::json& r, const std::string& title) {
       body += fmt::format("<a href=\"#{0}\"><g class=\"cell\" data-cell=\"{0}\" data-max-ulp=\"{1}\">"
                           "<title>layer {2}, {3}: max {4} ULP{5}</title>"
                           "<rect x=\"{6}\" y=\"{7}\" width=\"{8}\" height=\"{9}\" fill=\"{10}\" stroke=\"#999\"/>",
-                          id, c.max_ulp, l, head_name(h), ulp_label(c.max_ulp), c.worst.empty() ? "" : " (" + c.worst + ")",
+                          id, c.max_ulp, l, head_name(h), ulp_label(c.max_ulp), c.worst.empty() ? "" : " (" + xml_escape(c.worst) + ")",
                           cx, cy, cell_w, cell_h, fill);
       body += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{}\">{}</text>", cx + cell_w / 2,
                           cy + (sub.empty() ? cell_h / 2 + 6 : 28), ink, xml_escape(label));

@@ -6,6 +6,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -65,7 +66,8 @@ struct CallDiff {
   std::string svg;
 };
 CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
-                          const std::vector<int>& positions, int shift, int L, int H, const std::string& title);
+                          const std::vector<int>& positions, int shift, int L, int H, const std::string& title,
+                          std::string_view kv_dtype = "f32");  // the engine's (verdict.h)
 
 // Distance in units in the last place between two floats (0 when bit-identical; NaNs far).
 uint64_t ulp_distance(float a, float b);

@@ -84,6 +84,10 @@ class EngineUnderTest {
   // that cannot trace every call of a run refuses options.trace with an Error.
   virtual GenerateResult generate(const std::vector<std::vector<int>>& prompts, const GenerateOptions& options) = 0;
 
+  // The dtype its K/V cache stores rows in ("f32", "f16", "bf16"): a difference in a value read
+  // from the cache within one ULP of that dtype is its rounding, not a wrong value (verdict.h).
+  virtual std::string kv_dtype() const { return "f32"; }
+
   // The active fault (Fault::None on an engine without the capability).
   virtual Fault fault() const { return Fault::None; }
   // Why it lacks the capabilities it lacks, when there is more to say than that it does: a skip

@@ -195,6 +195,7 @@ class LlamaSubject final : public EngineUnderTest {
 
   std::string name() const override { return "llamacpp"; }
   nlohmann::json settings() const override { return settings_.to_json(); }
+  std::string kv_dtype() const override { return settings_.kv; }
   std::string describe() const override {
     return fmt::format("llamacpp {} (KV {}, {} thread{}, flash attention {}, ubatch {}, prefix reuse {}, cells {})",
                        settings_.gguf, settings_.kv, settings_.threads, settings_.threads == 1 ? "" : "s",

@@ -21,6 +21,7 @@
 #include "props/json_fields.h"
 #include "props/runner.h"
 #include "props/scenario.h"
+#include "props/verdict.h"
 
 namespace miniinfer::props {
 namespace {
@@ -983,10 +984,11 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   const int seq = parting->seq;
   if (parting->site) {  // the pool's bookkeeping or a submit's reuse: no row to trace
     j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", parting->site}, {"what", parting->what}};
-    j["verdict"] = "gross";
-    text += fmt::format("  first parting: {} ({})\n  verdict: gross error in the {}\n",
-                        parting->what, std::string(parting->site) == "pool" ? "the pool's own check" : "the prefix hit",
-                        std::string(parting->site) == "pool" ? "block pool's bookkeeping" : "prefix cache");
+    j["verdict"] = verdict_word(classify_unmeasured());
+    text += fmt::format("  first parting: {} ({})\n", parting->what,
+                        std::string(parting->site) == "pool" ? "the pool's own check" : "the prefix hit") +
+            verdict_line(classify_unmeasured(), "f32", -1,
+                         std::string(parting->site) == "pool" ? "block pool's bookkeeping" : "prefix cache");
   }
   const std::vector<Call> calls = plan(h, step);
   const Call& call = calls[static_cast<size_t>(parting->call)];
@@ -1022,7 +1024,7 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     std::vector<int> positions;
     for (int q = cursor_before; q < static_cast<int>(want.size()); ++q) positions.push_back(q);
     const CallDiff d = diff_traced_call(ref, cached, 0, seq, positions, engine_before - cursor_before, c.n_layer,
-                                        c.n_head);
+                                        c.n_head, e.kv_dtype());
     text += d.text;
     for (const auto& [k, v] : d.json.items()) j[k] = v;
     // On the paged cache: the block the first parting's slot lives in, as the call left it.
@@ -1047,9 +1049,9 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     if (!j.contains("first_parting")) {
       j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", "cursor"}, {"slot", e.cursor(seq)},
                             {"position", want.size()}};
-      j["verdict"] = "gross";
-      text += fmt::format("  first parting: the cursor of sequence {} ({} slots, {} tokens)\n  verdict: gross error at the cursor\n",
-                          seq, e.cursor(seq), want.size());
+      j["verdict"] = verdict_word(classify_unmeasured());
+      text += fmt::format("  first parting: the cursor of sequence {} ({} slots, {} tokens)\n  verdict: {} at the cursor\n",
+                          seq, e.cursor(seq), want.size(), verdict_text(classify_unmeasured()));
     }
   }
   KvRows held;
@@ -1065,22 +1067,20 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     const Reference& ref = reference(want);
     const auto a = d.k ? held.k_row(d.layer, d.head, d.slot) : held.v_row(d.layer, d.head, d.slot);
     const auto b = d.k ? ref.kv.k_row(d.layer, d.head, d.slot) : ref.kv.v_row(d.layer, d.head, d.slot);
-    double max_abs = 0.0, scale = 0.0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      max_abs = std::max(max_abs, std::fabs(static_cast<double>(a[i]) - b[i]));
-      scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
-    }
-    const bool drift = max_abs <= 1e-4 * scale;
+    const Measured m = measure(a, b);
+    const double max_abs = m.max_abs;
+    const std::string dtype = value_dtype("cache", e.kv_dtype());
+    const Verdict verdict = classify(m, dtype);
     j["first_parting"] = {{"layer", d.layer}, {"head", d.head}, {"component", "cache"}, {"slot", d.slot},
                           {"max_abs", max_abs}};
     j["parting_rows"] = parting_rows_json(d.k ? "cache K" : "cache V", d.layer, d.head, "slot", d.slot, a, b);
     // With a prefix cache: the block the slot lives in, who holds it, and whether it is registered.
     const std::string where = where_slot(e, seq, d.slot);
     if (!where.empty()) j["first_parting"]["where"] = where_slot_json(e, seq, d.slot);
-    j["verdict"] = drift ? "ulp-drift" : "gross";
-    text += fmt::format("  first parting: layer {}, head {}, cache {} row at slot {}{} (max |d| {:.3g})\n  verdict: {} starting at layer {} cache\n",
-                        d.layer, d.head, d.k ? "K" : "V", d.slot, where.empty() ? "" : " (" + where + ")", max_abs,
-                        drift ? "ULP-level drift (rounding, not a wrong value)" : "gross error", d.layer);
+    j["verdict"] = verdict_word(verdict);
+    text += fmt::format("  first parting: layer {}, head {}, cache {} row at slot {}{} (max |d| {:.3g})\n",
+                        d.layer, d.head, d.k ? "K" : "V", d.slot, where.empty() ? "" : " (" + where + ")", max_abs) +
+            verdict_line(verdict, dtype, d.layer, "cache");
   }
   if (serving(e)) {
     const PagedStats st = e.serving_stats();

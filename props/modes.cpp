@@ -23,6 +23,7 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "props/context.h"
+#include "props/groups.h"
 #include "props/results.h"
 #include "props/shard.h"
 
@@ -98,6 +99,7 @@ int summarize(const CommandLine& cl, int status, double seconds) {
     passed += o.status == "passed";
     skipped += o.status == "skipped";
   }
+  if (const std::string groups = groups_text(); !groups.empty()) std::printf("\n%s", groups.c_str());
   std::printf("props: took %.1f s in all\nprops: %d passed, %d failed%s\n", seconds, passed, failed,
               skipped ? fmt::format(", {} skipped", skipped).c_str() : "");
   if (cl.summary.empty()) return status;
@@ -112,7 +114,8 @@ int summarize(const CommandLine& cl, int status, double seconds) {
                       {"fault", config.inject.empty() ? "none" : config.inject},
                       {"seconds", seconds},
                       {"exit_status", status},
-                      {"properties", nlohmann::json::array()}};
+                      {"properties", nlohmann::json::array()},
+                      {"groups", groups_json()}};
   for (const auto& o : outcomes())
     j["properties"].push_back({{"id", o.id}, {"property", o.sentence}, {"status", o.status}, {"cases", o.cases},
                                {"seconds", o.seconds}, {"counterexample", o.counterexample},

@@ -25,6 +25,7 @@
 #include "props/heatmap.h"
 #include "props/report_html.h"
 #include "props/runner.h"
+#include "props/verdict.h"
 
 namespace miniinfer::props {
 namespace {
@@ -35,10 +36,6 @@ constexpr TraceKind kOrder[] = {TraceKind::Ln1,   TraceKind::Q,     TraceKind::K
                                 TraceKind::Ln2,   TraceKind::Mlp,   TraceKind::BlockOut};
 constexpr const char* kColumn[] = {"ln1", "q", "k", "v", "k-read", "v-read", "probs", "attn", "ln2", "mlp", "block"};
 constexpr int kKinds = 11;
-// At the first parting site, a difference below this fraction of the compared values' scale
-// reads as rounding drift (a few ULPs of the largest element), anything above as a wrong value.
-// ULPs alone mislead here: an element near zero is thousands of ULPs off after one rounding.
-constexpr double kDriftRelative = 1e-4;
 
 int kind_index(TraceKind kind) {
   for (int i = 0; i < kKinds; ++i)
@@ -120,7 +117,7 @@ int first_token_diff(const ScriptRun& a, const ScriptRun& b) {
 }  // namespace
 
 static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int call, int seq, const std::vector<int>& positions,
-               int shift, int L, int H, std::string& text, nlohmann::json& j) {
+               int shift, int L, int H, std::string& text, nlohmann::json& j, std::string_view kv_dtype) {
   const Index ref = index_records(ref_trace, -1, ref_trace.records.empty() ? 0 : ref_trace.records[0].seq);
   const Index got = index_records(cached_trace, call, seq);
   auto wanted = [&](int p) { return std::find(positions.begin(), positions.end(), p) != positions.end(); };
@@ -142,7 +139,8 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
   // traced row, so a chunk's first wrong row is found wherever it sits in the chunk).
   std::string first;
   nlohmann::json first_json;
-  bool first_drift = false;
+  Verdict verdict = Verdict::Gross;  // a row at the wrong slot is a wrong value
+  std::string dtype = "f32";
   if (shift != 0) {
     const int p = positions.front();
     first = fmt::format("layer 0, all heads, position: the token sits at slot {} instead of {}", p + shift, p);
@@ -161,7 +159,8 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
         first_json = {{"layer", l}, {"head", h}, {"component", kColumn[k]},
                       {read ? "slot" : "position", s.first_pos}, {"max_abs", s.max_abs},
                       {"max_ulp", s.max_ulp}, {"differing", s.differ}, {"total", s.total}};
-        first_drift = s.max_ulp != UINT64_MAX && s.max_abs <= kDriftRelative * s.scale;
+        dtype = value_dtype(kColumn[k], kv_dtype);
+        verdict = classify({s.max_ulp, s.max_abs, s.scale, s.differ}, dtype);
         // The drill-down's data: the parting row as each path computed it (report_html.cpp).
         const auto a = got.find({l, h, kOrder[k], read ? s.first_pos : s.first_pos + shift});
         const auto b = ref.find({l, h, read ? (kOrder[k] == TraceKind::KRead ? TraceKind::K : TraceKind::V) : kOrder[k], s.first_pos});
@@ -171,13 +170,10 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
   if (first.empty()) {
     text += "  no traced component differs at that step: the difference enters after the last block (final LayerNorm or head)\n";
   } else {
-    const bool drift = first_drift;
     text += fmt::format("  first parting: {}\n", first);
-    text += fmt::format("  verdict: {} starting at layer {} {}\n",
-                        drift ? "ULP-level drift (rounding, not a wrong value)" : "gross error",
-                        first_json["layer"].get<int>(), first_json["component"].get<std::string>());
+    text += verdict_line(verdict, dtype, first_json["layer"].get<int>(), first_json["component"].get<std::string>());
     j["first_parting"] = first_json;
-    j["verdict"] = drift ? "ulp-drift" : "gross";
+    j["verdict"] = verdict_word(verdict);
   }
   // The table: per (layer, head), per component, differing elements / max ULP.
   text += fmt::format("  {:<12}", "layer/head");
@@ -205,10 +201,10 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
 }
 
 CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
-                          const std::vector<int>& positions, int shift, int L, int H) {
+                          const std::vector<int>& positions, int shift, int L, int H, std::string_view kv_dtype) {
   CallDiff d;
   d.json = nlohmann::json::object();
-  diff_call(reference, cached, call, seq, positions, shift, L, H, d.text, d.json);
+  diff_call(reference, cached, call, seq, positions, shift, L, H, d.text, d.json, kv_dtype);
   return d;
 }
 
@@ -329,7 +325,7 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
           r.pos - shift >= 0 && r.pos - shift <= p)
         rows.push_back(r.pos - shift);
     if (rows.empty()) rows.push_back(p);
-    diff_call(ref_trace, cached_trace, call, sc.seq, rows, shift, L, H, text, j);
+    diff_call(ref_trace, cached_trace, call, sc.seq, rows, shift, L, H, text, j, engine.kv_dtype());
   }
 
   // Every cache slot that differs from what full recompute computes for the same tokens.

@@ -7,6 +7,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -64,7 +65,8 @@ struct CallDiff {
   nlohmann::json json;  // first_parting, verdict, table, parting_rows
 };
 CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
-                          const std::vector<int>& positions, int shift, int L, int H);
+                          const std::vector<int>& positions, int shift, int L, int H,
+                          std::string_view kv_dtype = "f32");  // the engine's (verdict.h)
 
 // Distance in units in the last place between two floats (0 when bit-identical; NaNs far).
 uint64_t ulp_distance(float a, float b);

@@ -102,7 +102,7 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
     if (seq == sc.seq) positions.push_back(pos);
   if (positions.empty()) fail("diagnose: the traced call of draw {} holds no row of sequence {}", d, sc.seq);
   const bool single = !batch && sc.warmup.empty();
-  const CallDiff diff = diff_traced_call(ref, got, 0, sc.seq, positions, 0, L, H);
+  const CallDiff diff = diff_traced_call(ref, got, 0, sc.seq, positions, 0, L, H, e.kv_dtype());
   text += fmt::format("  the traced call: the cached path's call of {} row{}, of which sequence {}'s at positions {}..{}, "
                       "against full recompute of {} row{}\n",
                       rows.size(), rows.size() == 1 ? "" : "s", sc.seq, positions.front(), positions.back(), p + 1,
@@ -137,7 +137,7 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   e.forward_uncached(std::span<const int>(history).first(1));
   nlohmann::json checks = nlohmann::json::array();
   auto batch_check = [&](const Trace& other, int n_other, const std::vector<int>& compared) {
-    const CallDiff bs = diff_traced_call(ref, other, 0, sc.seq, compared, 0, L, H);
+    const CallDiff bs = diff_traced_call(ref, other, 0, sc.seq, compared, 0, L, H, e.kv_dtype());
     const bool differs = bs.json.contains("first_parting");
     const std::string which = compared.size() == 1 ? "row 0" : fmt::format("rows 0..{}", compared.back());
     if (differs) {

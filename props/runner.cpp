@@ -16,6 +16,7 @@
 #include "base/atomic_file.h"
 #include "base/rng.h"
 #include "props/context.h"
+#include "props/groups.h"
 #include "props/level.h"
 #include "props/property.h"
 #include "props/report.h"
@@ -235,6 +236,9 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
       publish_failure(id, report, out.reproduce);
       const std::string case_file = run_config().report_dir + "/" + id + ".case.json";
       if (std::filesystem::exists(case_file)) out.case_file = case_file;
+      record_group_member(id, report,
+                          out.case_file.empty() ? out.reproduce
+                                                : shell_quote(run_config().program) + " --replay " + shell_quote(case_file));
     }
   }
   report_flaky(id, sentence, out.seconds);

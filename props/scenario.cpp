@@ -52,7 +52,9 @@ ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached,
             if (!engine.trace_call(trace, 0)) fail("scenario: engine {} cannot trace a call", engine.name());
           }
           auto logits = logits_now();
-          const int token = sample(logits, script.sampler, coins.uniform());
+          float coin = coins.uniform();
+          if (script.coins) coin = script.coins(static_cast<int>(run.generated.size()), script.stream, logits, coin);
+          const int token = sample(logits, script.sampler, coin);
           run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
           run.contexts.push_back(run.tokens);
           run.logits.push_back(std::move(logits));

@@ -29,6 +29,10 @@ struct Script {
   SamplerOptions sampler;
   uint64_t seed = 0;    // the coins: Rng::stream(seed, stream), as generate() draws them
   uint64_t stream = 0;
+  // Where each draw's coin comes from, as GenerateOptions::coins (called with the draw's step,
+  // `stream` as the sequence, the logits and the stream's coin); empty: the stream's coin.
+  // Not part of a case file: the property that set it sets it again (p12's coins).
+  CoinSource coins;
 };
 
 // Every cursor to 0 and every slot of every sequence overwritten with kPoison: what a case

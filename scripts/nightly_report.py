@@ -133,6 +133,61 @@ def shrunk_prompt(case):
     return " | ".join(p.get("text", "") for p in case.get("prompts", []))
 
 
+def case_tokens(j):
+    """A case's size as props/groups.cpp counts it: prompt ids, program tokens, tokens drawn."""
+    n = 0
+    if isinstance(j, dict):
+        for k, v in j.items():
+            if k in ("ids", "tokens") and isinstance(v, list):
+                n += sum(len(t) if isinstance(t, list) else int(isinstance(t, int)) for t in v)
+            elif k in ("max_new_tokens", "n") and isinstance(v, int) and not isinstance(v, bool):
+                n += v
+            else:
+                n += case_tokens(v)
+    elif isinstance(j, list):
+        n += sum(case_tokens(v) for v in j)
+    return n
+
+
+def site_of(fp):
+    if not isinstance(fp, dict):
+        return "not located"
+    layer, head, comp = fp.get("layer", -1), fp.get("head", -1), fp.get("component", "?")
+    if layer < 0:
+        return comp
+    return f"layer {layer}, {'all heads' if head < 0 else f'head {head}'}, {comp}"
+
+
+def cause_of(report):
+    """The report's cause; without one, what its first parting names (as props/groups.cpp)."""
+    if isinstance(report.get("cause"), str):
+        return report["cause"]
+    if "error" in report:
+        return "engine-error"
+    fp = report.get("first_parting")
+    if not isinstance(fp, dict):
+        return "not located"
+    comp = fp.get("component", "")
+    return comp if comp in ("sampler", "cursor") else "bookkeeping" if comp in ("pool", "prefix") else "forward"
+
+
+def group_counterexamples(counterexamples):
+    """The night's failures by (engine, first parting site, verdict, cause), as props groups a run's."""
+    groups = {}
+    for c in counterexamples:
+        key = (c["engine"], json.dumps(c["site"], sort_keys=True), c["verdict"] or "none", c["cause"])
+        g = groups.setdefault(key, {"engine": c["engine"], "site": site_of(c["site"]), "first_parting": c["site"],
+                                    "verdict": c["verdict"] or "none", "cause": c["cause"], "count": 0,
+                                    "properties": [], "smallest": None})
+        g["count"] += 1
+        if c["id"] not in g["properties"]:
+            g["properties"].append(c["id"])
+        if g["smallest"] is None or c["tokens"] < g["smallest"]["tokens"]:
+            g["smallest"] = {"property": c["id"], "tokens": c["tokens"], "replay": c["replay"] or c["reproduce"],
+                             "headline": c["headline"]}
+    return sorted(groups.values(), key=lambda g: -g["count"])
+
+
 def merge_props(out, shards):
     """Per (engine, property): cases, failures, time, coverage; and the counterexamples."""
     props, counterexamples = {}, []
@@ -197,6 +252,11 @@ def merge_props(out, shards):
                 "case_seed": j["case_seed"],
                 "headline": report.get("headline", "") or j.get("message", "").split("\n")[0],
                 "verdict": report.get("verdict", ""),
+                "site": ({k: report["first_parting"].get(k, -1 if k != "component" else "?")
+                          for k in ("layer", "head", "component")}
+                         if isinstance(report.get("first_parting"), dict) else None),
+                "cause": cause_of(report),
+                "tokens": case_tokens(case),
                 "prompt": shrunk_prompt(case),
                 "reproduce": j.get("reproduce", ""),
                 "replay": f"build-nightly/props --replay {case_file}" if case_file else "",
@@ -314,7 +374,8 @@ def summarize(out, seconds):
         "replay": f"build-nightly/props --rc-seed={run['seed']} --rc-max-success=2000 --full",
         "engines": [{"engine": e, "settings": engine_settings.get(e, [])} for e in engines],
         "engines_note": engines_note,
-        "properties": props, "counterexamples": counterexamples, "coverage": coverage,
+        "properties": props, "counterexamples": counterexamples,
+        "groups": group_counterexamples(counterexamples), "coverage": coverage,
         "phases": phases, "faults": faults, "fault_tests": tests,
     }
     summary["trend"] = earlier_nights(out, run["date"]) + [
@@ -397,6 +458,18 @@ def page(s):
                  f'<td class="num cases">{p["cases"]}</td><td class="num failures">{p["failures"]}</td>'
                  f'<td class="num seconds">{p["seconds"]:.2f}</td></tr>')
     o.append('</table>')
+    if len(s["counterexamples"]) > 1:
+        o.append(f'<h2>Groups ({len(s["groups"])})</h2><p>The counterexamples by first parting site, verdict '
+                 'and cause (docs/verdicts.md), each with its smallest case.</p><table id="groups"><tr><th>engine</th>'
+                 '<th>first parting</th><th>verdict</th><th>cause</th><th>count</th><th>properties</th>'
+                 '<th>smallest case</th></tr>')
+        for g in s["groups"]:
+            sm = g["smallest"]
+            o.append(f'<tr><td>{esc(g["engine"])}</td><td>{esc(g["site"])}</td><td>{esc(g["verdict"])}</td>'
+                     f'<td>{esc(g["cause"])}</td><td class="num">{g["count"]}</td>'
+                     f'<td>{esc(" ".join(g["properties"]))}</td><td>{esc(sm["property"])}, {sm["tokens"]} tokens: '
+                     f'<code class="replay">{esc(sm["replay"])}</code></td></tr>')
+        o.append('</table>')
     o.append(f'<h2>Counterexamples ({len(s["counterexamples"])})</h2>')
     if not s["counterexamples"]:
         o.append('<p id="no-counterexamples">None tonight.</p>')

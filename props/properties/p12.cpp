@@ -6,6 +6,7 @@
 #include "base/rng.h"
 #include "props/case_property.h"
 #include "props/level.h"
+#include "props/verdict.h"
 
 namespace miniinfer::props {
 namespace {
@@ -33,7 +34,9 @@ class P12 final : public CaseProperty<EdgeCase> {
     return c;
   }
   std::optional<std::string> check(EngineUnderTest& e, EdgeCase& c) const override;
-  std::vector<Scenario> scenarios(const EdgeCase& c) const override { return generate_scenarios(c); }
+  // The report re-runs the case with the coins it was judged with: its levels and token lines
+  // then speak of the runs the headline speaks of.
+  std::vector<Scenario> scenarios(const EdgeCase& c) const override;
   std::string details(const EdgeCase& c) const override {
     return fmt::format(" coins beside the sampler's edges, seed {}", c.coin_seed);
   }
@@ -57,6 +60,12 @@ CoinSource boundary_coins(const EdgeCase& c) {
     for (int i = 0; i < std::abs(ulps); ++i) c = std::nextafter(c, ulps < 0 ? 0.0f : 1.0f);
     return std::min(c, std::nextafter(1.0f, 0.0f));
   };
+}
+
+std::vector<Scenario> P12::scenarios(const EdgeCase& c) const {
+  std::vector<Scenario> out = generate_scenarios(c);
+  for (Scenario& sc : out) sc.script.coins = sc.batch_options.coins = boundary_coins(c);
+  return out;
 }
 
 std::optional<std::string> P12::check(EngineUnderTest& e, EdgeCase& c) const {
@@ -83,8 +92,10 @@ Failure P12::report(const EdgeCase& c, const std::string& headline) const {
   f.text = fmt::format("  {}\n  the logits of every step agree bit for bit; the cached and the uncached loop turned\n"
                        "  them into different tokens with the same coin: the difference is on the way from\n"
                        "  logits to a token (generate.cpp's Sampling::draw must be the only way there)\n", headline);
+  f.text += verdict_line(classify_unmeasured(), "f32", -1, "sampler");
   f.json = {{"property", id()}, {"headline", headline},
-            {"first_parting", {{"layer", -1}, {"head", -1}, {"component", "sampler"}}}, {"verdict", "gross"}};
+            {"first_parting", {{"layer", -1}, {"head", -1}, {"component", "sampler"}}},
+            {"verdict", verdict_word(classify_unmeasured())}};
   f.located = true;
   f.case_json = to_json(c);
   return f;

@@ -4,6 +4,7 @@
 // clean engine (a miss) and full recompute of B. Needs Capability PrefixCache (--kv-cache paged).
 #include "props/case_property.h"
 #include "props/level.h"
+#include "props/verdict.h"
 
 namespace miniinfer::props {
 namespace {
@@ -183,11 +184,14 @@ class P13 final : public CaseProperty<PrefixCase> {
             const bool dv = !rows_within(held->v_row(l, h, s), ref->v_row(l, h, s));
             if (!dk && !dv) continue;
             if (count++ == 0) {
+              const std::string dtype = value_dtype("cache", e.kv_dtype());
+              const Verdict v = classify(dk ? measure(held->k_row(l, h, s), ref->k_row(l, h, s))
+                                            : measure(held->v_row(l, h, s), ref->v_row(l, h, s)), dtype);
               text += fmt::format("  first parting: layer {}, head {}, cache {} row at slot {} ({})\n", l, h,
-                                  dk ? "K" : "V", s, where_slot(e, 1, s));
+                                  dk ? "K" : "V", s, where_slot(e, 1, s)) + verdict_line(v, dtype, l, "cache");
               j["first_parting"] = {{"layer", l}, {"head", h}, {"component", "cache"}, {"slot", s},
                                     {"where", where_slot_json(e, 1, s)}};
-              j["verdict"] = "gross";
+              j["verdict"] = verdict_word(v);
             }
           }
       text += count ? fmt::format("  {} (layer, head, slot) rows of B differ from full recompute\n", count)

@@ -22,6 +22,7 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "props/case_core.h"
+#include "props/cases.h"
 #include "props/runner.h"
 
 namespace miniinfer::props {
@@ -452,11 +453,12 @@ void publish_failure(const std::string& id, const Failure& f) {
   try {
     std::filesystem::create_directories(dir);
     const std::string base = dir + "/" + id;
-    nlohmann::json report = f.json;
-    report["case"] = f.case_json;
+    nlohmann::json report = f.json, case_json = f.case_json;
+    case_json["machine"] = run_machine_json();  // where it was found (issue 28: replays compare)
+    report["case"] = case_json;
     const std::pair<std::string, std::string> files[] = {{".report.json", report.dump(2) + "\n"},
                                                          {".heatmap.svg", f.svg},
-                                                         {".case.json", f.case_json.dump(2) + "\n"},
+                                                         {".case.json", case_json.dump(2) + "\n"},
                                                          {".report.txt", f.text}};
     {
       const ReportFolderLock lock(dir);

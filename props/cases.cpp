@@ -35,12 +35,23 @@ void adopt_saved_settings(const std::string& path, const SavedCase& saved) {
   make_subject(saved.engine, settings);
 }
 
+Machine run_machine() {
+  const EngineUnderTest* subject = context().subject.get();
+  const nlohmann::json settings = subject ? subject->settings() : nlohmann::json::object();
+  const auto threads = settings.is_object() && settings.contains("threads") && settings["threads"].is_number_integer()
+                           ? settings["threads"].get<int>()
+                           : 1;  // ours runs on one thread
+  return this_machine(threads);
+}
+
 // replay_case's work; replay_case names the file in every Error this throws.
 int replay_loaded(const std::string& path, const SavedCase& saved) {
   adopt_saved_settings(path, saved);
   const Context& ctx = context();
   std::printf("replay %s: engine %s; level %s\n", path.c_str(), ctx.subject->describe().c_str(),
               to_string(run_level()).c_str());
+  if (const std::string line = machine_line(path, saved.machine, run_machine(), saved.engine); !line.empty())
+    std::printf("%s\n", line.c_str());
   // A case replays only on the model that found it: other weights make other bytes.
   if (saved.model_sha256 != ctx.model_sha256)
     fail("saved against model sha256 {}, but this run's model ({}) is {}; pass --model",
@@ -76,10 +87,31 @@ SavedCase saved_case_from_json(const nlohmann::json& j) {
                                            : j.value("engine_settings", nlohmann::json::object());
     s.level = j.value("level", std::string("bits"));
     level_from_name(s.level);
+    if (j.contains("machine")) s.machine = machine_from_json(j["machine"]);
     return s;
   } catch (const nlohmann::json::exception& e) {
     fail("case: {}", json_why(e));
   }
+}
+
+nlohmann::json run_machine_json() { return to_json(run_machine()); }
+
+std::string machine_line(const std::string& path, const std::optional<Machine>& recorded, const Machine& here,
+                         const std::string& engine) {
+  // Ours is byte-identical on every machine by construction (docs/invariance.md); an outside
+  // engine's bytes may follow the CPU (llama.cpp's AVX2 and AVX-512 variants round differently).
+  const std::string expect =
+      engine == "miniinfer"
+          ? "our engine's bytes do not depend on the machine, so the comparison must come out the same"
+          : fmt::format("{}'s bytes may depend on the CPU and its build, so a different result here is expected", engine);
+  if (!recorded)
+    return fmt::format("replay {}: recorded on an unknown machine (the case file names none); this one is {}; {}", path,
+                       here.cpu, expect);
+  const std::vector<std::string> differ = machine_differences(*recorded, here);
+  if (differ.empty()) return "";
+  std::string fields;
+  for (const std::string& d : differ) fields += (fields.empty() ? "" : "; ") + d;
+  return fmt::format("replay {}: recorded on another machine or build ({}); {}", path, fields, expect);
 }
 
 int replay_case(const std::string& path) {

@@ -2,10 +2,12 @@
 // props/properties/) with the engine, settings, backend, fault and level it was found under.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "base/machine.h"
 #include "props/engines.h"
 #include "props/property.h"
 
@@ -18,10 +20,21 @@ struct SavedCase {
   std::string engine = "miniinfer";
   nlohmann::json engine_settings;    // the engine's, checked by its read_saved (null for ours)
   std::string level = "bits";
+  std::optional<Machine> machine;  // where it was found; absent in files saved before issue 28
 };
 // Throws Error naming the problem, and no other exception, whatever the JSON holds (the fuzz
 // target case_file_fuzz checks that).
 SavedCase saved_case_from_json(const nlohmann::json& j);
+
+// This run's machine (base/machine.h) with the engine's threads, as every case file and run
+// summary records it under "machine". Ask it once the engine is open (llama.cpp's CPU variant
+// is loaded then).
+nlohmann::json run_machine_json();
+
+// The one line a replay prints before it compares when the case was recorded on another machine
+// or build (or on an unknown one); empty when the machines agree.
+std::string machine_line(const std::string& path, const std::optional<Machine>& recorded, const Machine& here,
+                         const std::string& engine);
 
 // Re-runs a saved counterexample; returns 1 if it still fails (with its report), 0 if not.
 int replay_case(const std::string& path);

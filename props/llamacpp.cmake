@@ -50,6 +50,7 @@ file(READ ${WORK}/replay/p6.report.json replayed_json)
 foreach(name committed_json replayed_json)
   string(JSON ${name} REMOVE "${${name}}" engine_settings gguf)
   string(JSON ${name} REMOVE "${${name}}" case engine_settings gguf)
+  string(JSON ${name} REMOVE "${${name}}" case machine)  # the machine it ran on: compared by the replay's own line
 endforeach()
 if(NOT committed_json STREQUAL replayed_json)
   message(FATAL_ERROR "the replay's report differs from the committed one: diff "
@@ -73,6 +74,7 @@ foreach(case flash-reorder/tokens/p6 flash-ubatch-1-reuse-off/p11)
   file(READ ${out}/${property}.report.json replayed_json)
   foreach(name committed_json replayed_json)  # wherever the GGUF lies
     string(REGEX REPLACE "\"gguf\": *\"[^\"]*\"" "\"gguf\": GGUF" ${name} "${${name}}")
+    string(REGEX REPLACE "\n *\"machine\": {[^}]*},?" "" ${name} "${${name}}")
   endforeach()
   if(NOT committed_json STREQUAL replayed_json)
     message(FATAL_ERROR "the replay's report differs from the committed one: diff ${x25}/${case}.report.json "

@@ -22,6 +22,7 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "props/cases.h"
 #include "props/context.h"
 #include "props/groups.h"
 #include "props/results.h"
@@ -112,6 +113,7 @@ int summarize(const CommandLine& cl, int status, double seconds) {
                       {"level", config.level},
                       {"backend", config.backend},
                       {"fault", config.inject.empty() ? "none" : config.inject},
+                      {"machine", run_machine_json()},
                       {"seconds", seconds},
                       {"exit_status", status},
                       {"properties", nlohmann::json::array()},

@@ -22,6 +22,7 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "props/case_core.h"
+#include "props/cases.h"
 #include "props/heatmap.h"
 #include "props/report_html.h"
 #include "props/runner.h"
@@ -416,12 +417,13 @@ void publish_failure(const std::string& id, const Failure& f, const std::string&
   try {
     std::filesystem::create_directories(dir);
     const std::string base = dir + "/" + id;
-    nlohmann::json report = f.json;
-    report["case"] = f.case_json;
+    nlohmann::json report = f.json, case_json = f.case_json;
+    case_json["machine"] = run_machine_json();  // where it was found (issue 28: replays compare)
+    report["case"] = case_json;
     // The pictures are drawn from the JSON as written: they show what it says.
     const std::string svg = heatmap_svg(report, fmt::format("{}: where the cached path and full recompute part", id));
     const std::pair<std::string, std::string> files[] = {
-        {".report.json", report.dump(2) + "\n"}, {".heatmap.svg", svg}, {".case.json", f.case_json.dump(2) + "\n"},
+        {".report.json", report.dump(2) + "\n"}, {".heatmap.svg", svg}, {".case.json", case_json.dump(2) + "\n"},
         {".report.txt", f.text}, {".report.html", report_html(id, report, f.text, svg, base + ".case.json", reproduce)}};
     {
       const ReportFolderLock lock(dir);

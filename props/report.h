@@ -27,6 +27,10 @@ struct Scenario {
   GenerateOptions batch_options;        // for the batch run
   bool twice = false;                   // the cached run is the second of two on one engine
   std::vector<std::vector<int>> warmup;  // prompts generate() runs (cached) before the cached run
+  // Other sequences' tokens in the shared cache before the cached run, each prefilled in a call
+  // of its own (forward_cached): (sequence, tokens). The outside reporter asks whether the
+  // parting needs them (props/cross_sequence.h).
+  std::vector<std::pair<int, std::vector<int>>> resident;
 };
 
 struct Failure {

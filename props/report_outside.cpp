@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "props/context.h"
+#include "props/cross_sequence.h"
 #include "props/level.h"
 #include "props/report.h"
 
@@ -47,6 +48,7 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
 
   auto cached_run = [&](Trace* trace, int traced_draw) {
     e.clean_slate();
+    prefill_resident(e, sc);
     if (!sc.warmup.empty()) {
       GenerateOptions w = sc.batch_options;
       w.cache = true;
@@ -160,6 +162,14 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
     text += "  so a kernel in this engine computes a row differently depending on how many rows it is computed with;\n"
             "  the cached call and full recompute compute this row in batches of different sizes, so they part\n";
   f.json["batch_size_checks"] = checks;
+
+  // Causes in another sequence (issue 28): a batch or a shared cache whose parting goes away
+  // without one of the other sequences names that sequence, and the cause is cross-sequence.
+  if (const auto cross = find_cross_sequence(e, sc)) {
+    text += fmt::format("  cause: cross-sequence: {}\n", cross->sentence);
+    f.json["cause"] = "cross-sequence";
+    f.json["cross_sequence"] = to_json(*cross);
+  }
   f.text = text;
   return f;
 }

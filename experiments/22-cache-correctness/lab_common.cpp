@@ -13,6 +13,7 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/machine.h"
 
 #ifndef MINIINFER_SOURCE_DIR
 #error "MINIINFER_SOURCE_DIR must be defined by the build"
@@ -56,15 +57,8 @@ std::string display_path(const std::string& path) {
 }
 
 Json versions() {
-#if defined(__clang__)
-  const std::string compiler = std::string("clang ") + __clang_version__;
-#elif defined(__GNUC__)
-  const std::string compiler = std::string("gcc ") + __VERSION__;
-#else
-  const std::string compiler = __VERSION__;
-#endif
   Json v;
-  v["compiler"] = compiler;
+  v["compiler"] = this_machine(1).compiler;  // as case files name it (base/machine.h)
   v["eigen"] = fmt::format("{}.{}.{}", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION);
   // RapidCheck has no version macro; this is the Debian package the build found
   // (librapidcheck-dev, `dpkg -s librapidcheck-dev`).

@@ -17,6 +17,7 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/machine.h"
 #include "base/sha256.h"
 #include "lab_common.h"
 #include "model/model_file.h"
@@ -258,7 +259,10 @@ int run(int argc, char** argv) {
                    {"gguf", "minigpt export-gguf of the model (starcoder2, F32 tensors)"},
                    {"gguf_sha256", results["gguf_sha256"]},
                    {"levels", table},
-                   {"versions", lab::versions()}};
+                   {"versions", lab::versions()},
+                   // llama.cpp's bytes depend on the CPU and the ggml variant it picked (issue 28):
+                   // the figures hold for this machine. Threads: 1, but 2 in threads-2.
+                   {"machine", to_json(this_machine(1))}};
   lab::write_json(out_dir + "/manifest.json", manifest);
   std::printf("llamacpp_lab: wrote %s/results.json and manifest.json\n", lab::display_path(out_dir).c_str());
   return 0;

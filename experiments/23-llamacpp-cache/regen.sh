@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates experiments/23-llamacpp-cache (called by scripts/regen-experiments): exports the
-# model to GGUF in the build folder, runs llamacpp_lab (results.json, manifest.json), then props
+# model to GGUF in the build folder, runs llamacpp_lab (results.json, manifest.json with the
+# machine the figures hold for: src/base/machine.h), then props
 # per configuration: at the bits level on p6 and p3, whose shrunk counterexamples, reports and
 # heatmaps go to counterexamples/CONFIG/ (none when they hold there); then every property at the
 # tokens level (what the lab's runs hold), whose failures go to counterexamples/CONFIG/tokens/.
@@ -48,6 +49,7 @@ for config in defaults f32-kv threads-2 flash-on ubatch-1; do
     cat "$work/$config-tokens.log" >&2
     exit 1
   fi
+  rm -f "$out/.props-report.lock" "$out/tokens/.props-report.lock"  # props' lock, not a figure
   echo "regen: 23-llamacpp-cache $config: at tokens: $(grep -E '^(ok|FAIL|SKIP) ' "$work/$config-tokens.log" |
     awk '{printf "%s %s, ", $2, $1}')"
 done

@@ -9,8 +9,8 @@
 # counterexamples/CONFIG/ and counterexamples/CONFIG/tokens/ (none for a property that holds);
 # props' summaries of every level, without timings, in summaries/CONFIG-LEVEL.json (each failure
 # with its shrunk case). Then manifest.json: llama.cpp's release, the npm packages' and the
-# model's and GGUF's sha256, the CPU, its ISA flags and the ggml CPU backend variant llama.cpp
-# loaded (the bytes depend on it).
+# model's and GGUF's sha256, and the machine as props records it (CPU, ISA flags, compiler,
+# threads, the ggml build and the CPU backend variant llama.cpp loaded: the bytes depend on it).
 #
 # usage: experiments/25-llamacpp-serving/regen.sh BUILD_DIR MODEL
 #   CONFIGS  the props configurations to run (default: all of them, as below, and serving_lab;
@@ -104,25 +104,19 @@ print(",".join("[%s]" % p["id"] for p in d["properties"] if p["status"] == "fail
   done
 done
 
-# Which CPU backend variant ggml loaded (it logs the file), and the CPU it chose it for.
-# (p6 fails at the bits level there: its exit status is not the point.)
-MINIINFER_LLAMACPP_LOG=1 "$build/props" --rc-seed=1 --rc-max-success=1 --model "$model" --engine llamacpp \
-  --gguf "$gguf" --report-dir "$work/backend" '[p6]' >"$work/backend.log" 2>&1 || true
-backend=$(sed -n 's|.*loaded CPU backend from .*/\(libggml-cpu-[a-z0-9_]*\.so\).*|\1|p' "$work/backend.log" | head -1)
-[ -n "$backend" ] || { echo "regen: 25-llamacpp-serving: ggml did not say which CPU backend it loaded" >&2; exit 1; }
-/usr/bin/python3 - "$model" "$gguf" "$backend" "$dir/manifest.json" <<'PY'
-import hashlib, json, subprocess, sys, datetime
-model, gguf, backend, out = sys.argv[1:]
+# The machine the figures hold for, as props records it (src/base/machine.h): the CPU, its ISA
+# flags, the compiler and the build's flags, the threads, and the ggml build and CPU variant
+# llama.cpp loaded (the bytes depend on it). (p6 fails at the bits level there: its exit status
+# is not the point.)
+"$build/props" --rc-seed=1 --rc-max-success=1 --model "$model" --engine llamacpp --gguf "$gguf" \
+  --report-dir "$work/backend" --summary "$work/machine.json" '[p6]' >"$work/backend.log" 2>&1 || true
+backend=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["machine"].get("ggml_cpu_variant", ""))' \
+  "$work/machine.json" 2>/dev/null || true)
+[ -n "$backend" ] || { echo "regen: 25-llamacpp-serving: props did not say which CPU backend ggml loaded" >&2; exit 1; }
+/usr/bin/python3 - "$model" "$gguf" "$work/machine.json" "$dir/manifest.json" <<'PY'
+import hashlib, json, sys, datetime
+model, gguf, machine, out = sys.argv[1:]
 sha = lambda p: hashlib.sha256(open(p, "rb").read()).hexdigest()
-cpu = {}
-for line in open("/proc/cpuinfo"):
-    k, _, v = line.partition(":")
-    k = k.strip()
-    if k in ("model name", "flags") and k not in cpu:
-        cpu[k] = v.strip()
-isa = ["sse4_2", "avx", "f16c", "fma", "avx2", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-       "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16"]
-flags = set(cpu.get("flags", "").split())
 pins = dict(reversed(l.split()) for l in open("third_party.sha256") if l.strip())
 m = {
     "experiment": "25-llamacpp-serving",
@@ -134,10 +128,7 @@ m = {
     "model_sha256": sha(model),
     "gguf": "minigpt export-gguf of the model (starcoder2, F32 tensors)",
     "gguf_sha256": sha(gguf),
-    "cpu": cpu.get("model name", "unknown"),
-    "cpu_isa_flags": [f for f in isa if f in flags],
-    "ggml_cpu_backend": backend,
-    "compiler": subprocess.run(["c++", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
+    "machine": json.load(open(machine))["machine"],
 }
 json.dump(m, open(out, "w"), indent=2)
 open(out, "a").write("\n")

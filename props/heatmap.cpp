@@ -197,6 +197,7 @@ std::string heatmap_svg(const nlohmann::json& r, const std::string& title) {
   const bool has_table = r.contains("table") && r["table"].is_array() && !r["table"].empty();
   if (has_table) {
     for (const auto& row : r["table"]) {
+      if (!row.is_object()) continue;  // a property's own "table" of another shape
       const int l = row.value("layer", 0), h = row.value("head", -1);
       Cell& c = cells[{l, h}];
       const nlohmann::json components = row.value("components", nlohmann::json::object());

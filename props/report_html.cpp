@@ -97,6 +97,7 @@ std::string cell_tables(const nlohmann::json& r) {
   std::string o;
   if (r.contains("table") && r["table"].is_array() && !r["table"].empty()) {
     for (const auto& row : r["table"]) {
+      if (!row.is_object()) continue;  // a property's own "table" of another shape
       const int l = row.value("layer", 0), h = row.value("head", -1);
       const nlohmann::json comps = row.value("components", nlohmann::json::object());
       std::vector<std::string> names(std::begin(kComponents), std::end(kComponents));

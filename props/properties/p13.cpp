@@ -171,7 +171,7 @@ class P13 final : public CaseProperty<PrefixCase> {
     text += "  sequence 1's block table:";
     for (int p : table) text += fmt::format(" {}", p);
     text += table.empty() ? " not shown (an engine over the protocol keeps its blocks to itself)\n" : "\n";
-    j["table"] = table;
+    j["block_table"] = table;
     if (e.has(Capability::KvRows)) {
       const auto held = e.cache_rows(1);
       const auto ref = e.recompute_rows(b);

@@ -974,6 +974,8 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   if (!parting || parting->seq < 0) {
     f.text = text + (parting ? fmt::format("  the command stopped with an error: {}\n", parting->what)
                              : std::string("  the re-run did not part again\n"));
+    j["cause"] = "engine-error";
+    j["engine_error"] = parting ? parting->what : "the re-run did not part again";
     f.json = j;
     f.case_json = program_to_json(p);
     f.located = parting.has_value();
@@ -983,6 +985,7 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   if (parting->site) {  // the pool's bookkeeping or a submit's reuse: no row to trace
     j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", parting->site}, {"what", parting->what}};
     j["verdict"] = "gross";
+    j["cause"] = "bookkeeping";
     text += fmt::format("  first parting: {} ({})\n  verdict: gross error in the {}\n",
                         parting->what, std::string(parting->site) == "pool" ? "the pool's own check" : "the prefix hit",
                         std::string(parting->site) == "pool" ? "block pool's bookkeeping" : "prefix cache");
@@ -1025,6 +1028,8 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
                                         c.n_head, fmt::format("p11: where command {} parts from full recompute", p.failing));
     text += d.text;
     for (const auto& [k, v] : d.json.items()) j[k] = v;
+    if (!d.cause.empty()) j["cause"] = d.cause;
+    for (const auto& [k, v] : d.cause_json.items()) j[k] = v;
     // On the paged cache: the block the first parting's slot lives in, as the call left it.
     // (A q, k or v row names its position: the slot the call writes it to.)
     if (serving(e) && j.contains("first_parting") &&
@@ -1045,6 +1050,10 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   if (parting->cursor || e.cursor(seq) != static_cast<int>(want.size())) {
     text += fmt::format("  cursor: sequence {} holds {} slots where its history holds {} tokens\n", seq, e.cursor(seq),
                         want.size());
+    if (!j.contains("cause") || !j.contains("first_parting")) {
+      j["cause"] = "cursor";
+      j["cursor"] = {{"sequence", seq}, {"expected", want.size()}, {"actual", e.cursor(seq)}};
+    }
     if (!j.contains("first_parting")) {
       j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", "cursor"}, {"slot", e.cursor(seq)},
                             {"position", want.size()}};
@@ -1074,6 +1083,7 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     const bool drift = max_abs <= 1e-4 * scale;
     j["first_parting"] = {{"layer", d.layer}, {"head", d.head}, {"component", "cache"}, {"slot", d.slot},
                           {"max_abs", max_abs}};
+    j["cause"] = "forward";
     // With a prefix cache: the block the slot lives in, who holds it, and whether it is registered.
     const std::string where = where_slot(e, seq, d.slot);
     if (!where.empty()) j["first_parting"]["where"] = where_slot_json(e, seq, d.slot);
@@ -1090,6 +1100,12 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
                         "preemptions, {} copies\n", e.preempted(seq) ? " (preempted)" : "", st.blocks_in_use,
                         st.blocks_cached, st.blocks_free, st.hits, st.hit_tokens, st.evictions, st.preemptions, st.copies);
     j["block_table"] = e.block_table(seq);
+  }
+  if (!j.contains("cause")) {
+    // The command parted and the re-run shows no row, cursor or logit that differs.
+    j["cause"] = "engine-error";
+    j["engine_error"] = "the re-run of the failing command shows no difference";
+    text += "  cause: engine error: the re-run of the failing command shows no difference in logits, cursor or cache\n";
   }
   f.located = true;
   f.text = text;

@@ -63,6 +63,11 @@ struct CallDiff {
   std::string text;
   nlohmann::json json;  // first_parting, verdict, table
   std::string svg;
+  // The report's "cause" for this parting ("forward", "poison", "cursor", "bookkeeping"; empty
+  // when nothing differs) and what goes with it ("cursor", "bookkeeping"), kept apart from
+  // `json` so a caller chooses whether its report carries them.
+  std::string cause;
+  nlohmann::json cause_json = nlohmann::json::object();
 };
 CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
                           const std::vector<int>& positions, int shift, int L, int H, const std::string& title);

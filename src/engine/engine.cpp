@@ -354,7 +354,9 @@ void Engine::record_cache_reads(const Segment& s, int l, const KvStore& store, c
     for (int h = 0; h < H; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
       record(TraceKind::KRead, s, l, h, slot, kb.row(slot) + off, dh);
+      trace_->records.back().from_seq = s.pass == Pass::Uncached ? trace_->seq : read.seq;
       record(TraceKind::VRead, s, l, h, slot, vb.row(slot) + off, dh);
+      trace_->records.back().from_seq = s.pass == Pass::Uncached ? trace_->seq : read.seq;
     }
   }
 }
@@ -417,6 +419,7 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
           if (row >= from.row0 && row < from.row0 + from.n) {
             trace_->records.back().from_seq = from.pass == Pass::Uncached ? trace_->seq : from.seq;
             trace_->records.back().from_pos = from.pos0 + (row - from.row0);
+            trace_->records.back().from_row = row;
           }
       }
     }

@@ -207,6 +207,12 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
                                s.first_pos, from, kPoison);
           first_json["poison"] = {{"slot", s.first_pos}, {"sequence", from}, {"value", kPoison}};
           j["cause"] = "poison";
+        } else if (read && at != got.end() && at->second->from_seq >= 0 && at->second->from_seq != seq) {
+          // Attention of this sequence read another sequence's rows.
+          first += fmt::format("\n  cross-sequence: attention of sequence {} read slot {} of sequence {}", seq,
+                               s.first_pos, at->second->from_seq);
+          j["cause"] = "cross-sequence";
+          j["cross_sequence"] = {{"sequence", seq}, {"read_sequence", at->second->from_seq}, {"slot", s.first_pos}};
         }
       }
   // Every block agrees: the final LayerNorm's row of the last position, and the row it came from.
@@ -292,7 +298,7 @@ CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call,
   std::vector<std::vector<Stat>> cells(static_cast<size_t>(L), std::vector<Stat>(static_cast<size_t>(H)));
   diff_call(reference, cached, call, seq, positions, shift, L, H, d.text, d.json, cells);
   d.cause = d.json.value("cause", "");
-  for (const char* key : {"cause", "cursor", "bookkeeping"})
+  for (const char* key : {"cause", "cursor", "bookkeeping", "cross_sequence"})
     if (d.json.contains(key)) {
       if (std::string(key) != "cause") d.cause_json[key] = d.json[key];
       d.json.erase(key);

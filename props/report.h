@@ -63,8 +63,9 @@ struct CallDiff {
   std::string text;
   nlohmann::json json;  // first_parting, verdict, table
   std::string svg;
-  // The report's "cause" for this parting ("forward", "poison", "cursor", "bookkeeping"; empty
-  // when nothing differs) and what goes with it ("cursor", "bookkeeping"), kept apart from
+  // The report's "cause" for this parting ("forward", "poison", "cross-sequence", "cursor",
+  // "bookkeeping"; empty when nothing differs) and what goes with it ("cursor", "bookkeeping",
+  // "cross_sequence"), kept apart from
   // `json` so a caller chooses whether its report carries them.
   std::string cause;
   nlohmann::json cause_json = nlohmann::json::object();

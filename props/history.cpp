@@ -976,6 +976,8 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   if (!parting || parting->seq < 0) {
     f.text = text + (parting ? fmt::format("  the command stopped with an error: {}\n", parting->what)
                              : std::string("  the re-run did not part again\n"));
+    j["cause"] = "engine-error";
+    j["engine_error"] = parting ? parting->what : "the re-run did not part again";
     f.json = j;
     f.case_json = program_to_json(p);
     f.located = parting.has_value();
@@ -989,6 +991,7 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
                         std::string(parting->site) == "pool" ? "the pool's own check" : "the prefix hit") +
             verdict_line(classify_unmeasured(), "f32", -1,
                          std::string(parting->site) == "pool" ? "block pool's bookkeeping" : "prefix cache");
+    j["cause"] = "bookkeeping";
   }
   const std::vector<Call> calls = plan(h, step);
   const Call& call = calls[static_cast<size_t>(parting->call)];
@@ -1027,6 +1030,8 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
                                         c.n_head, e.kv_dtype());
     text += d.text;
     for (const auto& [k, v] : d.json.items()) j[k] = v;
+    if (!d.cause.empty()) j["cause"] = d.cause;
+    for (const auto& [k, v] : d.cause_json.items()) j[k] = v;
     // On the paged cache: the block the first parting's slot lives in, as the call left it.
     // (A q, k or v row names its position: the slot the call writes it to.)
     if (serving(e) && j.contains("first_parting") &&
@@ -1046,6 +1051,10 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
   if (parting->cursor || e.cursor(seq) != static_cast<int>(want.size())) {
     text += fmt::format("  cursor: sequence {} holds {} slots where its history holds {} tokens\n", seq, e.cursor(seq),
                         want.size());
+    if (!j.contains("cause") || !j.contains("first_parting")) {
+      j["cause"] = "cursor";
+      j["cursor"] = {{"sequence", seq}, {"expected", want.size()}, {"actual", e.cursor(seq)}};
+    }
     if (!j.contains("first_parting")) {
       j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", "cursor"}, {"slot", e.cursor(seq)},
                             {"position", want.size()}};
@@ -1074,6 +1083,7 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
     j["first_parting"] = {{"layer", d.layer}, {"head", d.head}, {"component", "cache"}, {"slot", d.slot},
                           {"max_abs", max_abs}};
     j["parting_rows"] = parting_rows_json(d.k ? "cache K" : "cache V", d.layer, d.head, "slot", d.slot, a, b);
+    j["cause"] = "forward";
     // With a prefix cache: the block the slot lives in, who holds it, and whether it is registered.
     const std::string where = where_slot(e, seq, d.slot);
     if (!where.empty()) j["first_parting"]["where"] = where_slot_json(e, seq, d.slot);
@@ -1090,6 +1100,12 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
                         "preemptions, {} copies\n", e.preempted(seq) ? " (preempted)" : "", st.blocks_in_use,
                         st.blocks_cached, st.blocks_free, st.hits, st.hit_tokens, st.evictions, st.preemptions, st.copies);
     j["block_table"] = e.block_table(seq);
+  }
+  if (!j.contains("cause")) {
+    // The command parted and the re-run shows no row, cursor or logit that differs.
+    j["cause"] = "engine-error";
+    j["engine_error"] = "the re-run of the failing command shows no difference";
+    text += "  cause: engine error: the re-run of the failing command shows no difference in logits, cursor or cache\n";
   }
   f.located = true;
   f.text = text;

@@ -73,13 +73,18 @@ struct Stat {
 };
 
 using Key = std::tuple<int, int, TraceKind, int>;  // layer, head, kind, pos
-using Index = std::map<Key, const std::vector<float>*>;
+using Index = std::map<Key, const TraceRecord*>;
 
 Index index_records(const Trace& trace, int call, int seq) {
   Index index;
   for (const auto& r : trace.records)
-    if ((call < 0 || r.call == call) && r.seq == seq) index[{r.layer, r.head, r.kind, r.pos}] = &r.data;
+    if ((call < 0 || r.call == call) && r.seq == seq) index[{r.layer, r.head, r.kind, r.pos}] = &r;
   return index;
+}
+
+// Whether every element of a row is the value clean_slate writes into slots nobody holds.
+bool poisoned(std::span<const float> row) {
+  return !row.empty() && std::all_of(row.begin(), row.end(), [](float x) { return x == kPoison; });
 }
 
 std::string ulp_text(uint64_t u) {
@@ -134,7 +139,8 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
     const int ref_pos = read ? pos : pos - shift;
     auto it = ref.find({layer, head, ref_kind, ref_pos});
     if (it == ref.end()) continue;
-    stats[static_cast<size_t>(layer)][static_cast<size_t>(head + 1)][static_cast<size_t>(ki)].add(*data, *it->second, ref_pos);
+    stats[static_cast<size_t>(layer)][static_cast<size_t>(head + 1)][static_cast<size_t>(ki)].add(data->data,
+                                                                                                   it->second->data, ref_pos);
   }
   // The first parting site: layer by layer, in dataflow order, head by head (each over every
   // traced row, so a chunk's first wrong row is found wherever it sits in the chunk).
@@ -146,6 +152,8 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
     const int p = positions.front();
     first = fmt::format("layer 0, all heads, position: the token sits at slot {} instead of {}", p + shift, p);
     first_json = {{"layer", 0}, {"head", -1}, {"component", "position"}, {"slot", p + shift}, {"position", p}};
+    j["cause"] = "cursor";
+    j["cursor"] = {{"sequence", seq}, {"expected", p}, {"actual", p + shift}};
   }
   for (int l = 0; l < L && first.empty(); ++l)
     for (int k = 0; k < kKinds && first.empty(); ++k)
@@ -167,7 +175,59 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
         const auto b = ref.find({l, h, read ? (kOrder[k] == TraceKind::KRead ? TraceKind::K : TraceKind::V) : kOrder[k], s.first_pos});
         if (a != got.end() && b != ref.end())
           j["parting_rows"] = parting_rows_json(kColumn[k], l, h, read ? "slot" : "position", s.first_pos, *a->second, *b->second);
+        j["cause"] = "forward";
+        // A cache row that holds the poison in every element: attention read a slot no step wrote.
+        const auto at = got.find({l, h, kOrder[k], s.first_pos});
+        if (read && at != got.end() && poisoned(at->second->data)) {
+          const int from = at->second->from_seq >= 0 ? at->second->from_seq : seq;
+          first += fmt::format("\n  poison: attention read slot {} of sequence {}, which no step wrote (it holds {})",
+                               s.first_pos, from, kPoison);
+          first_json["poison"] = {{"slot", s.first_pos}, {"sequence", from}, {"value", kPoison}};
+          j["cause"] = "poison";
+        } else if (read && at != got.end() && at->second->from_seq >= 0 && at->second->from_seq != seq) {
+          // Attention of this sequence read another sequence's rows.
+          first += fmt::format("\n  cross-sequence: attention of sequence {} read slot {} of sequence {}", seq,
+                               s.first_pos, at->second->from_seq);
+          j["cause"] = "cross-sequence";
+          j["cross_sequence"] = {{"sequence", seq}, {"read_sequence", at->second->from_seq}, {"slot", s.first_pos}};
+        }
       }
+  // Every block agrees: the final LayerNorm's row of the last position, and the row it came from.
+  if (first.empty() && !positions.empty()) {
+    const int p = positions.back();
+    const auto a = got.find({L - 1, -1, TraceKind::FinalLn, p + shift});
+    const auto b = ref.find({L - 1, -1, TraceKind::FinalLn, p});
+    if (a != got.end() && b != ref.end()) {
+      Stat s;
+      s.add(a->second->data, b->second->data, p);
+      const TraceRecord& r = *a->second;
+      if (s.differ > 0) {
+        first_json = {{"layer", L - 1}, {"head", -1}, {"component", "final-ln"}, {"position", p},
+                      {"max_abs", s.max_abs}, {"max_ulp", s.max_ulp}, {"differing", s.differ}, {"total", s.total},
+                      {"from_row", r.from_row}, {"from_sequence", r.from_seq}, {"from_position", r.from_pos}};
+        dtype = "f32";
+        verdict = classify({s.max_ulp, s.max_abs, s.scale, s.differ}, dtype);
+        first = fmt::format("after the last block, the final LayerNorm at position {} (max |d| {:.3g}, {}/{} elements "
+                            "differ, max {} ULP)", p, s.max_abs, s.differ, s.total, ulp_text(s.max_ulp));
+        j["cause"] = "forward";
+        if (r.from_seq != seq || r.from_pos != p + shift) {
+          first += fmt::format("\n  bookkeeping: sequence {}'s logits came from row {} (sequence {}, position {}) "
+                               "instead of its own last row (position {})", seq, r.from_row, r.from_seq, r.from_pos,
+                               p + shift);
+          j["cause"] = "bookkeeping";
+          j["bookkeeping"] = {{"sequence", seq}, {"expected", {{"sequence", seq}, {"position", p + shift}}},
+                              {"actual", {{"sequence", r.from_seq}, {"position", r.from_pos}, {"row", r.from_row}}}};
+        }
+      } else {
+        // The final LayerNorm agrees too: the output head (the logits' product) is what differs.
+        first_json = {{"layer", L - 1}, {"head", -1}, {"component", "head"}, {"position", p}};
+        first = fmt::format("after the last block, the output head at position {}: every traced value up to the final "
+                            "LayerNorm agrees", p);
+        verdict = classify_unmeasured();
+        j["cause"] = "forward";
+      }
+    }
+  }
   if (first.empty()) {
     text += "  no traced component differs at that step: the difference enters after the last block (final LayerNorm or head)\n";
   } else {
@@ -206,6 +266,12 @@ CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call,
   CallDiff d;
   d.json = nlohmann::json::object();
   diff_call(reference, cached, call, seq, positions, shift, L, H, d.text, d.json, kv_dtype);
+  d.cause = d.json.value("cause", "");
+  for (const char* key : {"cause", "cursor", "bookkeeping", "cross_sequence"})
+    if (d.json.contains(key)) {
+      if (std::string(key) != "cause") d.cause_json[key] = d.json[key];
+      d.json.erase(key);
+    }
   return d;
 }
 
@@ -279,7 +345,32 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
   const auto& prompt_tokens = batch ? sc.batch[static_cast<size_t>(sc.seq)] : cached.tokens;
 
   f.located = step >= 0;
-  if (step < 0) {
+  if (step < 0 && token_step >= 0) {
+    // Bit-identical logits, different tokens: the loops part in the sampler. The coin each
+    // loop drew with (a batch's cached loop keeps its coins to itself: the script's, replayed).
+    const size_t t = static_cast<size_t>(token_step);
+    const std::vector<float>& logits = uncached.logits[t];
+    const float coin = uncached.coins[t];
+    const int drawn = sample(logits, sc.script.sampler, coin);
+    const std::string got = words_of(cached.generated, vocab, t, t + 1), want = words_of(uncached.generated, vocab, t, t + 1);
+    text += fmt::format("  sampler: at step {} the logits are bit-identical, the coin was {:.9g}, cached drew \"{}\", full "
+                        "recompute drew \"{}\"\n", token_step, coin, got, want);
+    nlohmann::json sj = {{"step", token_step}, {"coin", coin}, {"cached_token", cached.generated[t]},
+                         {"recompute_token", uncached.generated[t]}, {"sample_gives", drawn}};
+    if (t < cached.coins.size() && cached.coins[t] != coin) {
+      text += fmt::format("  the cached loop drew with coin {:.9g}, not the step's own (sample() on these logits with "
+                          "the step's coin gives \"{}\")\n", cached.coins[t], words_of({drawn}, vocab, 0, 1));
+      sj["cached_coin"] = cached.coins[t];
+    } else if (drawn != cached.generated[t]) {
+      text += fmt::format("  sample() on these logits with this coin gives \"{}\": the cached loop's draw is not "
+                          "the sampler's\n", words_of({drawn}, vocab, 0, 1));
+    }
+    text += verdict_line(classify_unmeasured(), "f32", -1, "sampler");
+    j["sampler"] = sj;
+    j["cause"] = "sampler";
+    j["verdict"] = verdict_word(classify_unmeasured());
+    f.located = true;
+  } else if (step < 0) {
     text += "  the logits of every step agree bit for bit with full recompute; the difference is in the cache rows\n";
   } else {
     const int p = uncached.logit_positions[static_cast<size_t>(step)];
@@ -298,7 +389,17 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
     engine.trace_call(&ref_trace, 0);
     engine.forward_uncached(std::span<const int>(history).first(static_cast<size_t>(p) + 1));
     engine.clean_slate();  // each re-run starts where the first did: a clean cache
-    cached_run(&cached_trace, step);
+    const ScriptRun traced = cached_run(&cached_trace, step);
+    // The trace must watch the computation it explains: the traced run's logits at that step
+    // are the untraced run's bytes, or nothing the trace shows is evidence.
+    const bool same_run = static_cast<size_t>(step) < traced.logits.size() &&
+                          traced.logits[static_cast<size_t>(step)] == cached.logits[static_cast<size_t>(step)];
+    if (!same_run) {
+      text += fmt::format("  the traced run differs from the untraced run at step {}: no diagnosis from the trace\n", step);
+      j["cause"] = "engine-error";
+      j["engine_error"] = fmt::format("the traced run differs from the untraced run at step {}", step);
+    }
+    if (same_run) {
     // The cached call to compare: the one that computed position p; failing that (a cursor
     // that went astray), the last call traced, whose last row is the token in question.
     int call = -1, cached_pos = p;
@@ -327,6 +428,7 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
         rows.push_back(r.pos - shift);
     if (rows.empty()) rows.push_back(p);
     diff_call(ref_trace, cached_trace, call, sc.seq, rows, shift, L, H, text, j, engine.kv_dtype());
+    }
   }
 
   // Every cache slot that differs from what full recompute computes for the same tokens.
@@ -337,8 +439,14 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
     const int expected = static_cast<int>(cached.tokens.size()) - (draws > 0 ? 1 : 0);
     const int cursor = engine.cursor(sc.seq);
     const int n = std::min(cursor, expected);
-    if (cursor != expected)
+    if (cursor != expected) {
       text += fmt::format("  cursor: {} slots in use where the sequence needs {}\n", cursor, expected);
+      if (!j.contains("cause")) {
+        j["cause"] = "cursor";
+        j["cursor"] = {{"sequence", sc.seq}, {"expected", expected}, {"actual", cursor}};
+        text += fmt::format("  cause: the cursor of sequence {}: {} where {} are expected\n", sc.seq, cursor, expected);
+      }
+    }
     f.located = f.located || cursor != expected;
     const std::optional<KvRows> held = engine.cache_rows(sc.seq);
     std::optional<KvRows> kv;
@@ -372,6 +480,22 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
       j["first_differing_slot"] = {{"slot", s0}, {"where", where_slot_json(engine, sc.seq, s0)}};
     }
     f.located = f.located || count > 0;
+    if (!j.contains("cause") && count > 0) {
+      // Only the cache rows part: the first of them is where.
+      const auto& first = slots[0];
+      j["cause"] = "forward";
+      j["first_parting"] = {{"layer", first["layer"]}, {"head", first["head"]}, {"component", "cache"},
+                            {"slot", first["slot"]}};
+      text += fmt::format("  first parting: layer {}, head {}, the cache row at slot {}\n", first["layer"].get<int>(),
+                          first["head"].get<int>(), first["slot"].get<int>());
+    }
+  }
+  if (!j.contains("cause")) {
+    // The property failed and the replay shows nothing: the engine does not repeat itself.
+    j["cause"] = "engine-error";
+    j["engine_error"] = "the reporter's replay of the case shows no difference";
+    text += "  cause: engine error: the reporter's replay of the failing case agrees with full recompute in every "
+            "logit, token and cache row (the engine does not repeat itself)\n";
   }
   j["prompt_tokens"] = prompt_tokens;
   f.text = text;

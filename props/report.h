@@ -67,6 +67,12 @@ ScriptRun run_batch(EngineUnderTest& engine, const Scenario& sc, int max_new_tok
 struct CallDiff {
   std::string text;
   nlohmann::json json;  // first_parting, verdict, table, parting_rows
+  // The report's "cause" for this parting ("forward", "poison", "cross-sequence", "cursor",
+  // "bookkeeping"; empty when nothing differs) and what goes with it ("cursor", "bookkeeping",
+  // "cross_sequence"), kept apart from
+  // `json` so a caller chooses whether its report carries them.
+  std::string cause;
+  nlohmann::json cause_json = nlohmann::json::object();
 };
 CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
                           const std::vector<int>& positions, int shift, int L, int H,

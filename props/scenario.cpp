@@ -21,6 +21,8 @@ ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached,
   ScriptRun run;
   Rng coins = Rng::stream(script.seed, script.stream);
   size_t pending = 0;  // tokens[pending..] are not yet in the cache (cached path only)
+  const bool stale = cached && variation(engine.fault()).stale_coin();
+  float previous_coin = 0.0f;
   // A new request starts on an empty sequence, exactly where generate() starts one (a fault
   // such as stale-cache acts there, so the reporter sees what generate() would).
   if (cached) engine.start_request(seq);
@@ -52,9 +54,15 @@ ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached,
             if (!engine.trace_call(trace, 0)) fail("scenario: engine {} cannot trace a call", engine.name());
           }
           auto logits = logits_now();
+          // The coin this draw uses: the stream's, or the script's own (p12's coins beside the
+          // sampler's edges); the stale-coin fault (cached path) uses the previous draw's, as
+          // generate()'s cached loop does.
           float coin = coins.uniform();
           if (script.coins) coin = script.coins(static_cast<int>(run.generated.size()), script.stream, logits, coin);
+          if (stale) std::swap(coin, previous_coin);
+          if (stale && run.generated.empty()) coin = previous_coin;
           const int token = sample(logits, script.sampler, coin);
+          run.coins.push_back(coin);
           run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);
           run.contexts.push_back(run.tokens);
           run.logits.push_back(std::move(logits));

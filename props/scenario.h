@@ -53,6 +53,7 @@ struct ScriptRun {
   std::vector<std::vector<int>> contexts;       // the tokens each logits row was computed from
                                                 // (the history at that step, not the final one)
   std::vector<std::vector<float>> logits;       // (sampling points, V)
+  std::vector<float> coins;                     // the coin each draw used
 };
 
 // cached: the script on sequence `seq` of `engine`'s cache (reset first). With a trace, only

@@ -28,6 +28,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kLastLayer = -1;  // "layer L-1": the model's last layer, read from props' header
+constexpr int kNoLayer = -2;    // a named cause outside the forward pass (the report's "cause")
 
 // Where the reporter must say the cached path and full recompute first part: the layer, the
 // component (in the reporter's dataflow order q, k, v, k-read, v-read, probs, attn, block; or
@@ -83,6 +84,23 @@ const std::vector<Site>& documented_sites() {
       // The prompt's first row sees the second in layer 0: the reporter compares every row of
       // the prefill, so it names that row's probabilities, not the last row's layer-1 K read.
       {Fault::ChunkMask, 0, {"probs"}, "gross"},
+      // The kernel mutants. The block kernel's row 3 of a prompt of 8 reads 3 slots instead of 4:
+      // its probabilities are the first wrong value, at layer 0.
+      {Fault::BlockSlotShort, 0, {"probs", "attn"}, "gross", 8},
+      // Decode's last head sums its weighted values in another order: its attention output
+      // drifts by a few ULP.
+      {Fault::HeadsOrder, 0, {"attn"}, "ulp-drift"},
+      // Decode's softmax sum in another order: the probabilities drift.
+      {Fault::SoftmaxOrder, 0, {"probs"}, "ulp-drift"},
+      // Decode's first LayerNorm sums in another order: layer 0's ln1 drifts.
+      {Fault::LayerNormOrder, 0, {"ln1"}, "ulp-drift"},
+      // A ragged batched call gathers a chunk's logits from the wrong row: every block agrees,
+      // the final LayerNorm's row is another position's.
+      {Fault::LogitsRow, kLastLayer, {"final-ln"}, "gross", 3},
+      // Identical logits, a different coin: the sampler.
+      // Identical logits, a different coin: the sampler. A coin of the step before draws another
+      // token only where the two coins fall on two sides of an edge: 4 draws at seed 1.
+      {Fault::StaleCoin, kNoLayer, {"sampler"}, "gross", 0, 0, 4},
       // The paged cache's faults (--inject picks the paged layout). p11's pool check
       // (PagedKvCache::check) or its model of prefix hits sees most before any row is read.
       // A key short of its last token: a prompt differing there hits the block and reads its K.
@@ -110,6 +128,7 @@ const Site* site_of(Fault f) {
 }
 
 std::string site_text(int layer, const std::string& component, int n_layer) {
+  if (layer == kNoLayer) return component;
   const int l = layer == kLastLayer ? n_layer - 1 : layer;
   return fmt::format("L{} {}", l, component);
 }
@@ -152,6 +171,8 @@ struct FaultResult {
   int layer = -2, head = -2;
   int commands = 0;  // p11: the shrunk program's length
   std::string component, verdict, headline;
+  bool located = false;  // the report names a first parting site or a cause outside the forward pass
+  bool at_site = false;  // ... and it is the documented one
   std::vector<SeedRun> seeds;
   std::set<std::string> models;  // every model label and sha256 props reported, to catch a
                                  // model file that lands or changes while the check runs
@@ -181,6 +202,23 @@ PropsOutput run_props(std::vector<std::string> args, const std::string& dir, Pro
   return read_props_run(p.output, summary_path(dir));
 }
 
+// The site a report names: its first parting site, or, for a cause outside the forward pass
+// (the report's "cause": sampler, cursor, bookkeeping, scheduling, poison, ...), that cause.
+void read_site(const nlohmann::json& j, FaultResult& r) {
+  const std::string cause = j.value("cause", "");
+  if (j.contains("first_parting")) {
+    const auto& fp = j.at("first_parting");
+    r.layer = fp.at("layer").get<int>();
+    r.head = fp.value("head", -2);
+    r.component = fp.at("component").get<std::string>();
+  }
+  if ((r.component.empty() || r.component == "sampler") && !cause.empty() && cause != "forward") {
+    r.layer = kNoLayer;
+    r.component = cause;
+  }
+  r.verdict = j.value("verdict", "");
+}
+
 // Reads the shrunk case and the site from the default run's report.
 void read_default_report(const nlohmann::json& j, FaultResult& r) {
   const auto& c = j.at("case");
@@ -195,12 +233,7 @@ void read_default_report(const nlohmann::json& j, FaultResult& r) {
     r.prompts = r.commands;
     r.prompt_text = text;
     r.headline = j.value("headline", "");
-    if (j.contains("first_parting")) {
-      r.layer = j.at("first_parting").at("layer").get<int>();
-      r.head = j.at("first_parting").value("head", -2);
-      r.component = j.at("first_parting").at("component").get<std::string>();
-    }
-    r.verdict = j.value("verdict", "");
+    read_site(j, r);
     return;
   }
   for (const auto& p : c.at("prompts")) {
@@ -216,13 +249,7 @@ void read_default_report(const nlohmann::json& j, FaultResult& r) {
   r.new_tokens = c.at("params").at("max_new_tokens").get<int>() + (r.property == "p4" ? c.value("k", 0) : 0);
   r.prompt_text = text;
   r.headline = j.value("headline", "");
-  if (j.contains("first_parting")) {
-    const auto& fp = j.at("first_parting");
-    r.layer = fp.at("layer").get<int>();
-    r.head = fp.value("head", -2);
-    r.component = fp.at("component").get<std::string>();
-  }
-  r.verdict = j.value("verdict", "");
+  read_site(j, r);
 }
 
 void default_run(const Options& o, FaultResult& r) {
@@ -291,6 +318,7 @@ void check(const Options& o, FaultResult& r) {
     r.failures.push_back("no documented site: add it to documented_sites() and docs/faults.md");
   } else if (!r.property.empty()) {
     const int want_layer = site->layer == kLastLayer ? r.n_layer - 1 : site->layer;
+    r.located = !r.component.empty();
     if (r.component.empty())
       r.failures.push_back(fmt::format("the report names no first parting site (documented: {})",
                                        site_text(site->layer, site->components.front(), r.n_layer)));
@@ -299,6 +327,8 @@ void check(const Options& o, FaultResult& r) {
       r.failures.push_back(fmt::format("reported site {} is not the documented {}",
                                        site_text(r.layer, r.component, r.n_layer),
                                        site_text(site->layer, site->components.front(), r.n_layer)));
+    else
+      r.at_site = true;
     if (!r.component.empty() && r.verdict != site->verdict)
       r.failures.push_back(fmt::format("verdict '{}', documented '{}'", r.verdict, site->verdict));
     const int max_prompt = site->max_prompt ? site->max_prompt : o.max_gross_prompt;
@@ -361,6 +391,8 @@ nlohmann::json to_json(const FaultResult& r) {
           {"component", r.component},
           {"verdict", r.verdict},
           {"headline", r.headline},
+          {"located", r.located},
+          {"at_documented_site", r.at_site},
           {"shrink_line_s", r.shrink_line_s},
           {"before_s", r.before_s},
           {"default_cpu_s", r.cpu_s},
@@ -569,9 +601,24 @@ int main(int argc, char** argv) {
         *std::max_element(prompt_sizes.begin(), prompt_sizes.end()), median(new_sizes),
         *std::max_element(new_sizes.begin(), new_sizes.end()));
 
+  // The located share: of the mutants the default run kills, how many reports name a site or a
+  // named cause, and how many name the documented one.
+  int killed = 0, located = 0, at_site = 0;
+  for (const auto& r : results) {
+    if (r.property.empty()) continue;
+    ++killed;
+    located += r.located ? 1 : 0;
+    at_site += r.at_site ? 1 : 0;
+  }
+  std::printf("\nkilled %d of %zu mutants; located %d of %d; at the documented site %d of %d\n", killed,
+              results.size(), located, killed, at_site, killed);
+
   nlohmann::json summary = {
       {"props", o.props}, {"model", control_model}, {"seeds", o.seeds}, {"faults", nlohmann::json::array()}};
   for (const auto& r : results) summary["faults"].push_back(to_json(r));
+  summary["killed"] = killed;
+  summary["located"] = located;
+  summary["at_documented_site"] = at_site;
   summary["failures"] = failures;
   fs::create_directories(o.work);
   std::ofstream(o.work + "/summary.json") << summary.dump(2) << "\n";

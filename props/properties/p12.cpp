@@ -85,19 +85,57 @@ std::optional<std::string> P12::check(EngineUnderTest& e, EdgeCase& c) const {
 
 Failure P12::report(const EdgeCase& c, const std::string& headline) const {
   if (!headline.ends_with(kSamplerParting)) return CaseProperty::report(c, headline);
-  // Nothing to trace: the logits agree bit for bit; the loops part in the sampler.
+  // Nothing to trace: the logits agree bit for bit; the loops part in the sampler. Both loops
+  // again, each coin they drew kept, to name the step, the coin and both tokens.
+  Target t = target(c);
+  EngineUnderTest& e = *t.engine;
+  const SamplerOptions o{c.params.temperature, c.params.top_k, c.params.top_p};
+  std::vector<float> coins[2];
+  GenerateResult runs[2];
+  for (int cache = 0; cache < 2; ++cache) {
+    GenerateOptions g = options_for(c, cache == 0);
+    g.return_logits = true;
+    const CoinSource edge = boundary_coins(c);
+    g.coins = [&edge, &coins, cache](int step, size_t seq, std::span<const float> logits, float coin) {
+      const float chosen = edge(step, seq, logits, coin);
+      if (seq == 0) coins[cache].push_back(chosen);
+      return chosen;
+    };
+    e.clean_slate();
+    runs[cache] = e.generate(c.prompts, g);
+  }
+  const auto& cached = runs[0].tokens[0];
+  const auto& full = runs[1].tokens[0];
+  size_t step = 0;
+  while (step < cached.size() && step < full.size() && cached[step] == full[step]) ++step;
   Failure f;
   f.property = id();
   f.headline = headline;
-  f.text = fmt::format("  {}\n  the logits of every step agree bit for bit; the cached and the uncached loop turned\n"
-                       "  them into different tokens with the same coin: the difference is on the way from\n"
-                       "  logits to a token (generate.cpp's Sampling::draw must be the only way there)\n", headline);
-  f.text += verdict_line(classify_unmeasured(), "f32", -1, "sampler");
-  f.json = {{"property", id()}, {"headline", headline},
-            {"first_parting", {{"layer", -1}, {"head", -1}, {"component", "sampler"}}},
-            {"verdict", verdict_word(classify_unmeasured())}};
-  f.located = true;
   f.case_json = to_json(c);
+  f.located = true;
+  const size_t V = static_cast<size_t>(e.vocab_size());
+  if (step >= cached.size() || step >= full.size() || step >= coins[1].size()) {
+    f.text = fmt::format("  {}\n  cause: engine error: the re-run of both loops draws the same tokens\n", headline);
+    f.json = {{"property", id()}, {"headline", headline}, {"cause", "engine-error"},
+              {"engine_error", "the re-run of both loops draws the same tokens"}};
+    return f;
+  }
+  const std::span<const float> logits(runs[1].logits[0].data() + step * V, V);
+  const float coin = coins[1][step];
+  const int drawn = sample(logits, o, coin);
+  const Tokenizer& tok = *context().tokenizer;
+  auto word = [&](int id) { return tok.decode(std::vector<int>{id}); };
+  f.text = fmt::format("  {}\n  sampler: at step {} the logits are bit-identical, the coin was {:.9g}, cached drew \"{}\", "
+                       "full recompute drew \"{}\"\n", headline, step, coin, word(cached[step]), word(full[step]));
+  if (drawn != cached[step])
+    f.text += fmt::format("  sample() on these logits with this coin draws \"{}\": the cached loop drew with another "
+                          "coin or another sampler (generate.cpp's Sampling::draw must be the only way there)\n",
+                          word(drawn));
+  f.text += verdict_line(classify_unmeasured(), "f32", -1, "sampler");
+  f.json = {{"property", id()}, {"headline", headline}, {"cause", "sampler"}, {"verdict", verdict_word(classify_unmeasured())},
+            {"first_parting", {{"layer", -1}, {"head", -1}, {"component", "sampler"}}},
+            {"sampler", {{"step", step}, {"coin", coin}, {"cached_token", cached[step]}, {"recompute_token", full[step]},
+                         {"sample_gives", drawn}}}};
   return f;
 }
 

@@ -44,6 +44,7 @@ const char* to_string(TraceKind kind) {
     case TraceKind::Ln1: return "ln1";
     case TraceKind::Ln2: return "ln2";
     case TraceKind::Mlp: return "mlp";
+    case TraceKind::FinalLn: return "final_ln";
   }
   return "?";
 }
@@ -179,6 +180,7 @@ RowSite Engine::call_site(std::span<const Segment> segs, int l) const {
   site.layer = l;
   site.n_segs = static_cast<int>(segs.size());
   site.first_pos0 = segs[0].pos0;
+  site.first_n = segs[0].n;
   for (const Segment& other : segs) {
     if (other.n <= 1) continue;
     site.chunk_seq = other.seq;
@@ -264,9 +266,15 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, 
     for (int h = 0; h < H && causal_block; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
       const size_t r0 = static_cast<size_t>(s.row0);
-      kernels::attention_forward_causal(att_.data() + r0 * uD + off, D, causal_.data(), q_.data() + r0 * uD + off, D,
-                                        store.k_view(l, s.seq).at(off), store.v_view(l, s.seq).at(off), s.pos0, s.n,
-                                        dh, num.scale);
+      if (num.mutant == kernels::Mutant::None)
+        kernels::attention_forward_causal(att_.data() + r0 * uD + off, D, causal_.data(), q_.data() + r0 * uD + off, D,
+                                          store.k_view(l, s.seq).at(off), store.v_view(l, s.seq).at(off), s.pos0, s.n,
+                                          dh, num.scale);
+      else
+        kernels::attention_forward_causal_mutant(att_.data() + r0 * uD + off, D, causal_.data(),
+                                                 q_.data() + r0 * uD + off, D, store.k_view(l, s.seq).at(off),
+                                                 store.v_view(l, s.seq).at(off), s.pos0, s.n, dh, num.scale,
+                                                 num.mutant);
     }
     // Otherwise row by row: all heads of a row at once, or one head at a time in double for
     // fp64 numerics.
@@ -276,6 +284,10 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, 
       float* out = att_.data() + r * uD;
       if (read.n_slots == 0) {
         std::fill_n(out, D, 0.0f);
+      } else if (!num.fp64 && num.mutant != kernels::Mutant::None) {
+        kernels::attention_forward_heads_mutant(out, probs_.data(), c.max_seq_len, q_.data() + r * uD,
+                                                store.k_view(read.layer, read.seq), store.v_view(read.layer, read.seq),
+                                                read.n_slots, H, dh, num.scale, num.mutant);
       } else if (!num.fp64) {
         kernels::attention_forward_heads(out, probs_.data(), c.max_seq_len, q_.data() + r * uD,
                                          store.k_view(read.layer, read.seq), store.v_view(read.layer, read.seq),
@@ -317,6 +329,9 @@ void Engine::record_attention(const Segment& s, int l, const KvStore& store, con
         const kernels::KvView vb = store.v_view(read.layer, read.seq).at(off);
         if (num.fp64)
           kernels::attention_forward_f64(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, num.scale);
+        else if (num.mutant == kernels::Mutant::SoftmaxReversed)  // the mutant's own probabilities
+          kernels::attention_forward_mutant(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, num.scale,
+                                            num.mutant, h == H - 1);
         else
           attention_forward(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, num.scale);
       }
@@ -339,7 +354,9 @@ void Engine::record_cache_reads(const Segment& s, int l, const KvStore& store, c
     for (int h = 0; h < H; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
       record(TraceKind::KRead, s, l, h, slot, kb.row(slot) + off, dh);
+      trace_->records.back().from_seq = s.pass == Pass::Uncached ? trace_->seq : read.seq;
       record(TraceKind::VRead, s, l, h, slot, vb.row(slot) + off, dh);
+      trace_->records.back().from_seq = s.pass == Pass::Uncached ? trace_->seq : read.seq;
     }
   }
 }
@@ -351,6 +368,7 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
   const size_t uD = static_cast<size_t>(D);
   const bool all_decode = std::all_of(segs.begin(), segs.end(), [](const Segment& s) { return s.pass == Pass::Decode; });
   const bool library = backend_ == Backend::Eigen || var.library_products(all_decode);
+  const auto block_layernorm = var.reversed_layernorm(all_decode) ? kernels::layernorm_forward_reversed : layernorm_forward;
 
   for (int r = 0; r < N; ++r)
     std::memcpy(x_.data() + r * uD, model_.weights.tok_emb.data() + static_cast<size_t>(tokens[r]) * uD, sizeof(float) * uD);
@@ -358,14 +376,14 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
   for (int l = 0; l < L; ++l) {
     const LayerWeights& lw = model_.weights.layers[static_cast<size_t>(l)];
     const Layer& w = layers_[static_cast<size_t>(l)];
-    layernorm_forward(ln_.data(), x_.data(), lw.ln1_w.data(), lw.ln1_b.data(), static_cast<float>(c.ln_eps), N, D);
+    block_layernorm(ln_.data(), x_.data(), lw.ln1_w.data(), lw.ln1_b.data(), static_cast<float>(c.ln_eps), N, D);
     if (trace_) record_rows(TraceKind::Ln1, segs, l, ln_.data(), D);
     project_qkv(l, segs, N, store, library, var);
     attend(l, segs, store, var);
     linear(y_.data(), att_.data(), w.o, N, library);
     residual_forward(x_.data(), x_.data(), y_.data(), N * D);
 
-    layernorm_forward(ln_.data(), x_.data(), lw.ln2_w.data(), lw.ln2_b.data(), static_cast<float>(c.ln_eps), N, D);
+    block_layernorm(ln_.data(), x_.data(), lw.ln2_w.data(), lw.ln2_b.data(), static_cast<float>(c.ln_eps), N, D);
     if (trace_) record_rows(TraceKind::Ln2, segs, l, ln_.data(), D);
     linear(h_.data(), ln_.data(), w.fc_in, N, library);
     gelu_forward(h_.data(), h_.data(), N * F);
@@ -386,11 +404,25 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
   const float* lnf_b = model_.weights.lnf_b.data();
   if (all_rows) {
     layernorm_forward(ln_.data(), x_.data(), lnf_w, lnf_b, eps, N, D);
+    if (trace_) record_rows(TraceKind::FinalLn, segs, L - 1, ln_.data(), D);
     linear(logits, ln_.data(), head_, N, library);
   } else {
-    for (size_t i = 0; i < segs.size(); ++i)
-      layernorm_forward(ln_.data() + i * uD, x_.data() + static_cast<size_t>(segs[i].row0 + segs[i].n - 1) * uD,
-                        lnf_w, lnf_b, eps, 1, D);
+    const RowSite call = call_site(segs, L - 1);
+    for (size_t i = 0; i < segs.size(); ++i) {
+      const Segment& s = segs[i];
+      // The segment's last row (a fault may name another), kept inside the call's rows.
+      const int row = std::clamp(s.row0 + var.logits_row(segment_site(call, s)), 0, N - 1);
+      layernorm_forward(ln_.data() + i * uD, x_.data() + static_cast<size_t>(row) * uD, lnf_w, lnf_b, eps, 1, D);
+      if (trace_ && trace_->wants(s.pos0 + s.n - 1)) {
+        record(TraceKind::FinalLn, s, L - 1, -1, s.pos0 + s.n - 1, ln_.data() + i * uD, D);
+        for (const Segment& from : segs)
+          if (row >= from.row0 && row < from.row0 + from.n) {
+            trace_->records.back().from_seq = from.pass == Pass::Uncached ? trace_->seq : from.seq;
+            trace_->records.back().from_pos = from.pos0 + (row - from.row0);
+            trace_->records.back().from_row = row;
+          }
+      }
+    }
     linear(logits, ln_.data(), head_, static_cast<int>(segs.size()), library);
   }
   if (trace_) ++trace_->calls;

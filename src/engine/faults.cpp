@@ -184,6 +184,67 @@ struct ChunkMask final : Variation {
   }
 };
 
+// ---- mutants of the kernels, the batch's row bookkeeping and the sampler ----
+
+struct BlockSlotShort final : Variation {
+  static constexpr const char* kName = "block-slot-short";
+  static constexpr const char* kImitates = "a tiled prefill attention kernel whose per-row key bound is off by one in the tile's last row";
+  static constexpr const char* kDescription =
+      "the causal block kernel (cached chunks of 8 or more rows) lets the last row of each block of 4 read one slot short";
+  Numerics attention_numerics(const RowSite& r) const override {
+    Numerics n = Variation::attention_numerics(r);
+    if (r.pass == Pass::Prefill || r.pass == Pass::Resume) n.mutant = kernels::Mutant::BlockSlotShort;
+    return n;
+  }
+};
+
+struct HeadsOrder final : Variation {
+  static constexpr const char* kName = "heads-order";
+  static constexpr const char* kImitates = "a fused multi-head decode kernel whose last head takes a different reduction order";
+  static constexpr const char* kDescription =
+      "decode's all-heads attention kernel sums the last head's weighted values from the newest slot back";
+  Numerics attention_numerics(const RowSite& r) const override {
+    Numerics n = Variation::attention_numerics(r);
+    if (decode(r)) n.mutant = kernels::Mutant::LastHeadReversed;
+    return n;
+  }
+};
+
+struct SoftmaxOrder final : Variation {
+  static constexpr const char* kName = "softmax-order";
+  static constexpr const char* kImitates = "a decode softmax whose normalising sum runs in another order than prefill's";
+  static constexpr const char* kDescription = "decode's softmax sums its exponentials from the last slot back";
+  Numerics attention_numerics(const RowSite& r) const override {
+    Numerics n = Variation::attention_numerics(r);
+    if (decode(r)) n.mutant = kernels::Mutant::SoftmaxReversed;
+    return n;
+  }
+};
+
+struct LayerNormOrder final : Variation {
+  static constexpr const char* kName = "layernorm-order";
+  static constexpr const char* kImitates = "a decode-only LayerNorm kernel that reduces its mean and variance in another order";
+  static constexpr const char* kDescription = "in decode, the blocks' LayerNorms sum mean and variance from the last index back";
+  bool reversed_layernorm(bool all_decode) const override { return all_decode; }
+};
+
+struct LogitsRow final : Variation {
+  static constexpr const char* kName = "logits-row";
+  static constexpr const char* kImitates = "a varlen batch's last-token gather indexed with one chunk length for every sequence";
+  static constexpr const char* kDescription =
+      "a cached call of several chunks takes each chunk's logits from row (its first row + the first chunk's length - 1)";
+  int logits_row(const RowSite& r) const override {
+    return r.pass != Pass::Uncached && r.n_segs > 1 ? r.first_n - 1 : r.seg_n - 1;
+  }
+};
+
+struct StaleCoin final : Variation {
+  static constexpr const char* kName = "stale-coin";
+  static constexpr const char* kImitates = "a sampler whose random number is drawn after the token instead of before it";
+  static constexpr const char* kDescription = "the cached loop draws the token of step s > 0 with the coin of step s - 1";
+  bool stale_coin() const override { return true; }
+};
+
 // ---- the paged cache's faults (PagedKvCache asks these points) ----
 
 struct PrefixHashShort final : Variation {
@@ -266,6 +327,12 @@ constexpr std::array kFaults = {
     declared<RaggedPosition>(Fault::RaggedPosition),
     declared<ContinuousBatchMask>(Fault::ContinuousBatchMask),
     declared<ChunkMask>(Fault::ChunkMask),
+    declared<BlockSlotShort>(Fault::BlockSlotShort),
+    declared<HeadsOrder>(Fault::HeadsOrder),
+    declared<SoftmaxOrder>(Fault::SoftmaxOrder),
+    declared<LayerNormOrder>(Fault::LayerNormOrder),
+    declared<LogitsRow>(Fault::LogitsRow),
+    declared<StaleCoin>(Fault::StaleCoin),
     declared<PrefixHashShort>(Fault::PrefixHashShort),
     declared<CowMissing>(Fault::CowMissing),
     declared<RefcountShort>(Fault::RefcountShort),

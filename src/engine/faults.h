@@ -32,6 +32,13 @@ enum class Fault {
   RaggedPosition,       // a batched call rotates every sequence at the first sequence's positions
   ContinuousBatchMask,  // a decode row attends to another sequence's prefill chunk
   ChunkMask,            // a multi-token cached chunk has no causal mask inside it
+  // Mutants of the kernels, the batch's row bookkeeping and the sampler:
+  BlockSlotShort,  // the causal block (prefill) kernel's last row of each block of 4 reads one slot short
+  HeadsOrder,      // decode's all-heads kernel sums the last head's weighted values newest slot first
+  SoftmaxOrder,    // decode's softmax sums its exponentials from the last slot back
+  LayerNormOrder,  // decode's block LayerNorms sum mean and variance from the last index back
+  LogitsRow,       // a ragged batched call takes each chunk's logits row at the first chunk's length
+  StaleCoin,       // the cached loop draws step s's token with step s-1's coin
   // Faults of the paged cache (paged_cache.h); they act on the paged layout only:
   PrefixHashShort,     // a block's prefix-cache key covers its first block_size - 1 tokens
   CowMissing,          // the first write into a shared or registered block writes in place

@@ -40,6 +40,8 @@ struct Sampling {
   std::vector<Rng> streams;  // one per sequence
   SamplerScratch scratch;
   const CoinSource* source = nullptr;
+  bool stale_coin = false;    // the stale-coin fault (cached loop only): step s draws with s-1's coin
+  std::vector<float> last;    // per sequence: the previous draw's coin (stale_coin only)
   // The only way either loop turns logits into a token. One coin per generated token, greedy
   // or not, so both paths consume streams identically.
   int draw(int step, size_t seq, std::span<const float> logits) {
@@ -49,6 +51,11 @@ struct Sampling {
         fail("generate: step {}, sequence {}: the logit of token {} is {} (no token can be drawn)", step, seq, i,
              logits[i]);
     if (source && *source) coin = (*source)(step, seq, logits, coin);
+    if (stale_coin) {
+      if (last.size() <= seq) last.resize(seq + 1, 0.0f);
+      std::swap(coin, last[seq]);
+      if (step == 0) coin = last[seq];
+    }
     return sample(logits, options, coin, scratch);
   }
 };
@@ -68,6 +75,7 @@ void generate_cached(E& engine, const std::vector<std::vector<int>>& prompts, co
     chunks[b] = Chunk{static_cast<int>(b), prompts[b]};
     seqs[b] = static_cast<int>(b);
   }
+  sampling.stale_coin = variation(o.fault).stale_coin();
   if (o.trace) o.trace->step = 0;
   engine.forward_batch(chunks, logits);
   for (int step = 0; step < o.max_new_tokens; ++step) {
@@ -117,7 +125,7 @@ GenerateResult run_loops(E& engine, const std::vector<std::vector<int>>& prompts
     result.logits.resize(prompts.size());
     for (auto& l : result.logits) l.reserve(static_cast<size_t>(o.max_new_tokens) * engine.vocab_size());
   }
-  Sampling sampling{{o.temperature, o.top_k, o.top_p}, {}, {}, &o.coins};
+  Sampling sampling{{o.temperature, o.top_k, o.top_p}, {}, {}, &o.coins, false, {}};
   for (size_t b = 0; b < prompts.size(); ++b) sampling.streams.push_back(Rng::stream(o.seed, o.first_stream + b));
   if (o.max_new_tokens > 0) {
     if (o.cache)

@@ -565,8 +565,11 @@ size_t attention_causal_scratch(int n_slots, int d_head) {
   return packed_size(d_head, n_slots) + static_cast<size_t>(kCausalRows) * n_slots;
 }
 
-void attention_forward_causal(float* out, int ld_out, float* scratch, const float* q, int ld_q, KvView k, KvView v,
-                              int p0, int rows, int d_head, float scale) {
+namespace {
+
+template <bool kShort>
+void causal_impl(float* out, int ld_out, float* scratch, const float* q, int ld_q, KvView k, KvView v, int p0,
+                 int rows, int d_head, float scale) {
   const int N = p0 + rows;  // slots the last row reads
   // This head's keys as a packed (d_head, N) matrix: then scores are the matmul q * K^T, whose
   // element (i, j) is fma(q[d], k_j[d], acc) for d = 0.. in order from 0, as in score_block.
@@ -585,6 +588,9 @@ void attention_forward_causal(float* out, int ld_out, float* scratch, const floa
       q_rows[r] = q + static_cast<size_t>(i0 + r) * ld_q;
       o_rows[r] = out + static_cast<size_t>(i0 + r) * ld_out;
       n[r] = p0 + i0 + r + 1;
+    }
+    if constexpr (kShort) {
+      if (R == kCausalRows) n[R - 1] -= 1;  // the mutant: the block's last row one slot short
     }
     // Every row gets scores up to the block's last slot; row r uses its first n[r].
     matmul_rows(s_rows, q_rows, kp, nullptr, R, d_head, n_max);
@@ -616,6 +622,82 @@ void attention_forward_causal(float* out, int ld_out, float* scratch, const floa
       });
       for (int d = d0; d < d_head; ++d) o_rows[r][d] = acc[d - d0];
     }
+  }
+}
+
+}  // namespace
+
+void attention_forward_causal(float* out, int ld_out, float* scratch, const float* q, int ld_q, KvView k, KvView v,
+                              int p0, int rows, int d_head, float scale) {
+  causal_impl<false>(out, ld_out, scratch, q, ld_q, k, v, p0, rows, d_head, scale);
+}
+
+void attention_forward_causal_mutant(float* out, int ld_out, float* scratch, const float* q, int ld_q, KvView k,
+                                     KvView v, int p0, int rows, int d_head, float scale, Mutant mutant) {
+  if (mutant == Mutant::BlockSlotShort)
+    causal_impl<true>(out, ld_out, scratch, q, ld_q, k, v, p0, rows, d_head, scale);
+  else
+    causal_impl<false>(out, ld_out, scratch, q, ld_q, k, v, p0, rows, d_head, scale);
+}
+
+namespace {
+
+// softmax_row with its sum run from the last slot back.
+void softmax_row_reversed(float* probs, int n) {
+  float max = probs[0];
+  for (int i = 1; i < n; ++i) max = probs[i] > max ? probs[i] : max;
+  for (int j = 0; j < n; ++j) probs[j] = probs[j] - max;
+  exp_forward(probs, probs, n);
+  float sum = 0.0f;
+  for (int j = n - 1; j >= 0; --j) sum = sum + probs[j];
+  for (int t = 0; t < n; ++t) probs[t] = probs[t] / sum;
+}
+
+}  // namespace
+
+void attention_forward_mutant(float* out, float* probs, const float* q, KvView k, KvView v, int n, int d_head,
+                              float scale, Mutant mutant, bool last_head) {
+  attention_scores(probs, q, k, n, d_head, scale);
+  if (mutant == Mutant::SoftmaxReversed)
+    softmax_row_reversed(probs, n);
+  else
+    softmax_row(probs, n);
+  if (mutant != Mutant::LastHeadReversed || !last_head) {
+    weighted_sum_row(out, probs, v, n, d_head);
+    return;
+  }
+  for (int d = 0; d < d_head; ++d) {
+    float acc = 0.0f;
+    for (int j = n - 1; j >= 0; --j) acc = std::fma(probs[j], v.row(j)[d], acc);
+    out[d] = acc;
+  }
+}
+
+void attention_forward_heads_mutant(float* out, float* probs, int probs_ld, const float* q, KvView k, KvView v, int n,
+                                    int H, int d_head, float scale, Mutant mutant) {
+  for (int h = 0; h < H; ++h) {
+    const size_t off = static_cast<size_t>(h) * d_head;
+    attention_forward_mutant(out + off, probs + static_cast<size_t>(h) * probs_ld, q + off, k.at(off), v.at(off), n,
+                             d_head, scale, mutant, h == H - 1);
+  }
+}
+
+void layernorm_forward_reversed(float* out, const float* inp, const float* weight, const float* bias, float eps, int T,
+                                int C) {
+  const float c = static_cast<float>(C);
+  for (int t = 0; t < T; ++t) {
+    const float* x = inp + static_cast<size_t>(t) * C;
+    float* y = out + static_cast<size_t>(t) * C;
+    float sum = 0.0f;
+    for (int i = C - 1; i >= 0; --i) sum += x[i];
+    const float mean = sum / c;
+    float sq = 0.0f;
+    for (int i = C - 1; i >= 0; --i) {
+      const float d = x[i] - mean;
+      sq += d * d;
+    }
+    const float rstd = 1.0f / std::sqrt(sq / c + eps);
+    for (int i = 0; i < C; ++i) y[i] = ((x[i] - mean) * rstd) * weight[i] + bias[i];
   }
 }
 

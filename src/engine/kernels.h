@@ -144,6 +144,25 @@ void attention_forward_f64(float* out, float* probs, const float* q, KvView k, K
 void attention_reference(double* out, const float* q, const float* k, const float* v, int n,
                          int d_head, int ld);
 
+// ---- deliberate mutants (faults.cpp's kernel faults; never on the model's path) ---------------
+// Each is one of the kernels above with one operation wrong, chosen by the cached path's fault:
+// BlockSlotShort: the causal block kernel's last row of every full block of kCausalRows reads
+//   one slot short (a tile bound off by one); the other rows keep their bytes.
+// LastHeadReversed: the all-heads row kernel sums the last head's weighted values from the
+//   newest slot back (the same terms in another order: ULP drift).
+// SoftmaxReversed: the softmax's sum of the e_j runs from the last slot back (ULP drift).
+enum class Mutant { None, BlockSlotShort, LastHeadReversed, SoftmaxReversed };
+void attention_forward_causal_mutant(float* out, int ld_out, float* scratch, const float* q, int ld_q, KvView k,
+                                     KvView v, int p0, int rows, int d_head, float scale, Mutant mutant);
+void attention_forward_heads_mutant(float* out, float* probs, int probs_ld, const float* q, KvView k, KvView v, int n,
+                                    int H, int d_head, float scale, Mutant mutant);
+// One head's row as the mutant computes it (`last_head`: the head LastHeadReversed reorders).
+void attention_forward_mutant(float* out, float* probs, const float* q, KvView k, KvView v, int n, int d_head,
+                              float scale, Mutant mutant, bool last_head);
+// layernorm_forward with the mean's and the variance's sums run from the last index back.
+void layernorm_forward_reversed(float* out, const float* inp, const float* weight, const float* bias, float eps, int T,
+                                int C);
+
 // ---- pointwise ------------------------------------------------------------------------------
 // gelu_tanh(x) = 0.5x(1+tanh(u)), u = sqrt(2/pi)(x + 0.044715x^3), evaluated as the identical
 // x / (1 + exp(-2u)), which keeps full relative accuracy where 1 + tanh(u) would cancel.

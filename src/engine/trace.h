@@ -25,6 +25,9 @@ enum class TraceKind {
   Ln1,       // the first LayerNorm's output, attention's input: (d_model); head = -1
   Ln2,       // the second LayerNorm's output, the MLP's input: (d_model); head = -1
   Mlp,       // the MLP's output before the residual add: (d_model); head = -1
+  FinalLn,   // the final LayerNorm's output a logits row is computed from: (d_model); head = -1,
+             // layer = n_layer - 1, pos = the segment's last position; from_seq/from_pos/from_row
+             // name the row of the call it was taken from
 };
 const char* to_string(TraceKind kind);
 
@@ -38,6 +41,9 @@ struct TraceRecord {
   int pos = 0;    // absolute position of the row in its sequence (the slot for KRead/VRead)
   TraceKind kind = TraceKind::Q;
   std::vector<float> data;
+  // FinalLn: the row of the call the logits were computed from (its sequence and position);
+  // KRead/VRead: the sequence whose rows attention read (from_pos unused).
+  int from_seq = -1, from_pos = -1, from_row = -1;
 };
 
 struct Trace {

@@ -4,6 +4,7 @@
 // a fault (faults.cpp) overrides exactly one of them. The engine asks them on the cached path
 // only: full recompute always runs the defaults, so it stays the reference.
 #pragma once
+#include "engine/kernels.h"
 #include "engine/trace.h"
 
 namespace miniinfer {
@@ -18,6 +19,7 @@ struct RowSite {
   int index = 0;                    // the row's place in its segment
   int seg_pos0 = 0, seg_n = 1;      // its segment: positions seg_pos0.. seg_pos0 + seg_n - 1
   int n_segs = 1, first_pos0 = 0;   // the call: segments, and the first segment's first position
+  int first_n = 1;                  // the first segment's rows
   int chunk_seq = 0, chunk_pos0 = 0, chunk_n = 0;  // the call's first multi-row segment (n = 0: none)
   int n_layer = 0, d_head = 0, max_seq_len = 0;    // the model
 
@@ -42,10 +44,12 @@ struct SlotsRead {
   bool operator==(const SlotsRead&) const = default;
 };
 
-// Attention's score scale and accumulator width for a segment.
+// Attention's score scale and accumulator width for a segment, and the kernel mutant it runs
+// (kernels.h; None: the model's kernels).
 struct Numerics {
   float scale = 0.0f;
   bool fp64 = false;
+  kernels::Mutant mutant = kernels::Mutant::None;
 };
 
 // Variations are static, stateless objects that nothing deletes: no virtual destructor, so
@@ -63,6 +67,14 @@ class Variation {
   virtual Numerics attention_numerics(const RowSite& r) const;
   // Whether a call's products go through a library GEMM instead of the invariant kernel.
   virtual bool library_products(bool /*all_decode*/) const { return false; }
+  // Whether a call's block LayerNorms sum their mean and variance from the last index back.
+  virtual bool reversed_layernorm(bool /*all_decode*/) const { return false; }
+  // The row of its segment whose residual stream gives a segment's logits (asked with the
+  // segment's first row): its last. The engine keeps the answer inside the call's rows.
+  virtual int logits_row(const RowSite& r) const { return r.seg_n - 1; }
+  // The sampler (generate's cached loop and the reporter's replay of it): whether a draw at
+  // step s > 0 uses the coin of step s - 1 instead of its own.
+  virtual bool stale_coin() const { return false; }
 
   // Between calls: a new request on `seq` starts on an empty cache; truncate and fork as
   // KvCache does them.

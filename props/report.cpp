@@ -174,7 +174,7 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
         const auto a = got.find({l, h, kOrder[k], read ? s.first_pos : s.first_pos + shift});
         const auto b = ref.find({l, h, read ? (kOrder[k] == TraceKind::KRead ? TraceKind::K : TraceKind::V) : kOrder[k], s.first_pos});
         if (a != got.end() && b != ref.end())
-          j["parting_rows"] = parting_rows_json(kColumn[k], l, h, read ? "slot" : "position", s.first_pos, *a->second, *b->second);
+          j["parting_rows"] = parting_rows_json(kColumn[k], l, h, read ? "slot" : "position", s.first_pos, a->second->data, b->second->data);
         j["cause"] = "forward";
         // A cache row that holds the poison in every element: attention read a slot no step wrote.
         const auto at = got.find({l, h, kOrder[k], s.first_pos});

@@ -85,7 +85,9 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   Trace ref, got, longer_trace;
   ref.seq = got.seq = longer_trace.seq = sc.seq;
   if (!e.trace_call(&ref, 0)) {
-    text += "  the engine cannot trace its calls: no per-layer table\n";
+    text += "  the engine cannot trace its calls: no per-layer table\n"
+            "  cause: the forward pass (the logits part at that draw; no layer can be named without a trace)\n";
+    f.json["cause"] = "forward";
     f.text = text;
     return f;
   }
@@ -112,6 +114,10 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   text += diff.text;
   if (!single) text += "  (probs not compared: the cache's cells hold several sequences, not positions in order)\n";
   f.json.update(diff.json);
+  // The cause the diff names (poison, bookkeeping, ...), else the forward pass; a cross-sequence
+  // cause found below replaces it.
+  f.json["cause"] = diff.cause.empty() ? "forward" : diff.cause;
+  f.json.update(diff.cause_json);
 
   // Where the first parting is a projection whose input row is bit-identical, the projection
   // itself computed the same row differently in the two calls.

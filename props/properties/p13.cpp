@@ -202,6 +202,23 @@ class P13 final : public CaseProperty<PrefixCase> {
     text += fmt::format("  B's logits: hit vs miss {}; hit vs full recompute {}; miss reused {}\n",
                         next_tokens(r.hit.logits, r.miss.logits, V).describe(),
                         next_tokens(r.hit.logits, r.recompute, V).describe(), r.miss.reused);
+    if (j.contains("first_parting")) {
+      j["cause"] = "forward";
+    } else if (r.hit.logits.size() == r.miss.logits.size() && !r.hit.logits.empty()) {
+      // An engine that shows no K/V rows: the parting is in the logits of B's computed rest, the
+      // forward pass after the hit; no layer can be named without them. The verdict is measured
+      // on those logits.
+      const Measured m = measure(r.hit.logits, r.miss.logits);
+      const Verdict v = classify(m, "f32");
+      text += fmt::format("  cause: the forward pass of B's tokens after the {} reused (this engine shows no K/V "
+                          "rows, so no layer or slot is named): B's last logits, hit vs miss, max |d| {:.3g}\n",
+                          r.hit.reused, m.max_abs) +
+              verdict_line(v, "f32", -1, "logits after the prefix hit");
+      j["cause"] = "forward";
+      j["first_parting"] = {{"layer", -1}, {"head", -1}, {"component", "logits"}, {"position", static_cast<int>(b.size()) - 1},
+                            {"max_abs", m.max_abs}, {"max_ulp", m.max_ulp}};
+      j["verdict"] = verdict_word(v);
+    }
     f.text = text;
     f.json = j;
     f.case_json = to_json(c);

@@ -31,7 +31,7 @@ void prefill_resident(EngineUnderTest& e, const Scenario& sc) {
   for (const auto& [seq, tokens] : sc.resident) e.forward_cached(seq, tokens);
 }
 
-ScriptRun cached_scenario_run(EngineUnderTest& e, const Scenario& sc) {
+void start_scenario(EngineUnderTest& e, const Scenario& sc) {
   e.clean_slate();
   prefill_resident(e, sc);
   if (!sc.warmup.empty()) {
@@ -39,6 +39,10 @@ ScriptRun cached_scenario_run(EngineUnderTest& e, const Scenario& sc) {
     w.cache = true;
     e.generate(sc.warmup, w);
   }
+}
+
+ScriptRun cached_scenario_run(EngineUnderTest& e, const Scenario& sc) {
+  start_scenario(e, sc);
   if (!sc.batch.empty()) return run_batch(e, sc, draws_in(sc.script));
   if (sc.twice) run_script(e, sc.script, true, sc.seq);
   return run_script(e, sc.script, true, sc.seq);

@@ -23,6 +23,9 @@ struct CrossSequence {
 // (forward_cached), as the property left them before the script ran.
 void prefill_resident(EngineUnderTest& engine, const Scenario& sc);
 
+// What the cached run of `sc` starts from: a clean slate, the resident tokens, the warmup.
+void start_scenario(EngineUnderTest& engine, const Scenario& sc);
+
 // The cached run of `sc` from a clean slate (residents, warmup, the batch or the script, twice
 // if so), no trace.
 ScriptRun cached_scenario_run(EngineUnderTest& engine, const Scenario& sc);

@@ -47,13 +47,7 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   f.json = {{"property", property}, {"headline", headline}, {"engine", e.name()}, {"engine_settings", e.settings()}};
 
   auto cached_run = [&](Trace* trace, int traced_draw) {
-    e.clean_slate();
-    prefill_resident(e, sc);
-    if (!sc.warmup.empty()) {
-      GenerateOptions w = sc.batch_options;
-      w.cache = true;
-      e.generate(sc.warmup, w);
-    }
+    start_scenario(e, sc);
     if (batch) return run_batch(e, sc, trace ? traced_draw + 1 : draws, trace, trace ? traced_draw : -1);
     if (sc.twice) run_script(e, sc.script, true, sc.seq);
     return run_script(e, sc.script, true, sc.seq, trace, trace ? traced_draw : -1);

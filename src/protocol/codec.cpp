@@ -59,7 +59,9 @@ constexpr auto kValues = [] {
 }();
 
 constexpr const char* kSites[] = {"q",      "k",      "v",   "probs", "attn_out", "block_out",
-                                  "k_read", "v_read", "ln1", "ln2",   "mlp"};
+                                  "k_read", "v_read", "ln1", "ln2",   "mlp",      "final_ln"};
+// One name per TraceKind, in its order: a kind added to trace.h without a name here fails to build.
+static_assert(std::size(kSites) == static_cast<size_t>(TraceKind::FinalLn) + 1);
 
 }  // namespace
 
@@ -178,13 +180,18 @@ Pass pass_from_name(std::string_view name) {
 }
 
 nlohmann::json encode_record(const TraceRecord& r) {
-  return {{"layer", r.layer},
+  nlohmann::json j = {{"layer", r.layer},
           {"head", r.head},
           {"site", site_name(r.kind)},
           {"seq", r.seq},
           {"pos", r.pos},
           {"pass", to_string(r.pass)},
           {"data", encode_tensor(r.data, {static_cast<int>(r.data.size())})}};
+  // Where a final_ln row came from, and whose rows a k_read/v_read row is: only when known.
+  if (r.from_seq >= 0) j["from_seq"] = r.from_seq;
+  if (r.from_pos >= 0) j["from_pos"] = r.from_pos;
+  if (r.from_row >= 0) j["from_row"] = r.from_row;
+  return j;
 }
 
 TraceRecord decode_record(const nlohmann::json& j) {
@@ -196,6 +203,9 @@ TraceRecord decode_record(const nlohmann::json& j) {
     r.seq = j.at("seq").get<int>();
     r.pos = j.at("pos").get<int>();
     r.pass = j.contains("pass") ? pass_from_name(j.at("pass").get<std::string>()) : Pass::Decode;
+    r.from_seq = j.value("from_seq", -1);
+    r.from_pos = j.value("from_pos", -1);
+    r.from_row = j.value("from_row", -1);
   } catch (const nlohmann::json::exception& e) {
     fail("trace record: {}", e.what());
   }

@@ -50,6 +50,21 @@ TEST_CASE("a trace record survives the wire", "[protocol]") {
   CHECK(back.pass == Pass::Resume);
   CHECK(back.pos == 5);
   CHECK(back.data == r.data);
+  CHECK(back.from_seq == -1);
+}
+
+TEST_CASE("every trace site has a name on the wire, and a final_ln row keeps where it came from", "[protocol]") {
+  for (int k = 0; k <= static_cast<int>(TraceKind::FinalLn); ++k)
+    CHECK(site_from_name(site_name(static_cast<TraceKind>(k))) == static_cast<TraceKind>(k));
+  TraceRecord r;
+  r.layer = 3, r.head = -1, r.kind = TraceKind::FinalLn, r.seq = 1, r.pos = 4;
+  r.from_seq = 0, r.from_pos = 2, r.from_row = 2;
+  r.data = {1.0f};
+  const TraceRecord back = decode_record(encode_record(r));
+  CHECK(back.kind == TraceKind::FinalLn);
+  CHECK(back.from_seq == 0);
+  CHECK(back.from_pos == 2);
+  CHECK(back.from_row == 2);
 }
 
 TEST_CASE("base64 decodes what it encoded, at every length", "[protocol]") {

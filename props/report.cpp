@@ -491,11 +491,13 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
     }
   }
   if (!j.contains("cause")) {
-    // The property failed and the replay shows nothing: the engine does not repeat itself.
+    // The property failed and this replay shows nothing: the engine did not repeat itself, or
+    // this scenario is not the run that failed (the runner tries the property's next one).
     j["cause"] = "engine-error";
     j["engine_error"] = "the reporter's replay of the case shows no difference";
-    text += "  cause: engine error: the reporter's replay of the failing case agrees with full recompute in every "
-            "logit, token and cache row (the engine does not repeat itself)\n";
+    text += "  cause: engine error: this replay of the failing case agrees with full recompute in every logit, token "
+            "and cache row (the engine did not repeat itself, or the failing run is not one this property's "
+            "scenarios rebuild)\n";
   }
   j["prompt_tokens"] = prompt_tokens;
   f.text = text;

@@ -78,6 +78,20 @@ std::vector<Scenario> P9::scenarios(const OrderCase& c) const {
   b.twice = c.twice;
   out.back() = b;
   out.back().twice = true;
+  // The order half compares two batches, and either may be the wrong one: the prompt in the
+  // batch in its first order, at its own position there, last (a run that the reordered batch
+  // already explains never gets here).
+  if (!c.twice) {
+    const size_t i = static_cast<size_t>(c.order[seq]);
+    Scenario first = b;
+    first.batch = c.prompts;
+    first.seq = static_cast<int>(i);
+    first.script = base_script(c, c.prompts[i], static_cast<int>(i));
+    first.script.sampler.temperature = 0.0f;
+    first.script.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+    first.twice = false;
+    out.push_back(first);
+  }
   return out;
 }
 

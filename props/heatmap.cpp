@@ -225,10 +225,16 @@ std::string heatmap_svg(const nlohmann::json& r, const std::string& title) {
   }
   const nlohmann::json fp = r.value("first_parting", nlohmann::json(nullptr));
   const nlohmann::json pr = r.value("parting_rows", nlohmann::json(nullptr));
-  if (!has_table && pr.is_object() && pr.contains("ulp")) {  // the parting cell's distance is known
+  if (pr.is_object() && pr.contains("ulp")) {  // the parting cell's distance is known
+    // (also where the table has no column for it: the final LayerNorm after the last block)
     Cell& c = cells[{pr.value("layer", 0), pr.value("head", 0)}];
-    for (const auto& u : pr["ulp"]) c.max_ulp = std::max(c.max_ulp, as_ulp(u));
-    c.worst = pr.value("component", "");
+    uint64_t most = 0;
+    for (const auto& u : pr["ulp"]) most = std::max(most, as_ulp(u));
+    if (!has_table || most > c.max_ulp) {
+      c.max_ulp = std::max(c.max_ulp, most);
+      c.worst = pr.value("component", "");
+      c.traced = true;
+    }
   }
   for (const auto& [key, c] : cells) unmeasured = unmeasured || (c.cache_rows > 0 && c.worst.empty());
 

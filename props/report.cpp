@@ -207,6 +207,7 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
                       {"from_row", r.from_row}, {"from_sequence", r.from_seq}, {"from_position", r.from_pos}};
         dtype = "f32";
         verdict = classify({s.max_ulp, s.max_abs, s.scale, s.differ}, dtype);
+        j["parting_rows"] = parting_rows_json("final-ln", L - 1, -1, "position", p, a->second->data, b->second->data);
         first = fmt::format("after the last block, the final LayerNorm at position {} (max |d| {:.3g}, {}/{} elements "
                             "differ, max {} ULP)", p, s.max_abs, s.differ, s.total, ulp_text(s.max_ulp));
         j["cause"] = "forward";

@@ -40,7 +40,8 @@ std::string head_name(int head) { return head < 0 ? std::string("all heads") : f
 // The text report's lines that carry a finding (levels, verdict, first parting, ...).
 std::vector<std::string> finding_lines(const std::string& text) {
   static const char* kPrefixes[] = {"levels:", "verdict:", "cause:", "first parting:", "first logits difference",
-                                    "first token difference", "tokens:", "cursor:", "position:", "engine:", "machine:"};
+                                    "first token difference", "tokens:", "cursor:", "position:", "engine:", "machine:",
+                                    "sampler:", "bookkeeping:", "poison:", "cross-sequence:"};
   std::vector<std::string> out;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {

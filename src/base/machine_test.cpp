@@ -20,7 +20,15 @@ TEST_CASE("the machine names the first CPU's model and the ISA flags that matter
   CHECK(m.cpu == "AMD EPYC 9R14");
   CHECK(m.isa == std::vector<std::string>{"sse4_2", "avx", "f16c", "fma", "avx2", "avx512f", "avx512bw"});
   CHECK(m.threads == 3);
+  // The compiler that built this test, by name and version (gcc's __VERSION__ is its version;
+  // clang's is "Debian Clang 14.0.6", so its own macro is the version).
+#if defined(__clang__)
+  CHECK(m.compiler.rfind("clang ", 0) == 0);
+  CHECK(m.compiler.find(__clang_version__) != std::string::npos);
+#else
+  CHECK(m.compiler.rfind("gcc ", 0) == 0);
   CHECK(m.compiler.find(__VERSION__) != std::string::npos);
+#endif
   CHECK(m.build.find("-march=") != std::string::npos);  // CMakeLists.txt passes the build's flags
   CHECK(m.ggml_build.empty());
   CHECK(m.ggml_cpu_variant.empty());

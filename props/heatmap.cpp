@@ -14,6 +14,10 @@
 #include "props/report.h"
 
 namespace miniinfer::props {
+uint64_t as_ulp(const nlohmann::json& v) {
+  return v.is_number_unsigned() ? v.get<uint64_t>() : v.is_number() ? static_cast<uint64_t>(std::max(0.0, v.get<double>())) : 0;
+}
+
 namespace {
 
 constexpr uint64_t kShape = UINT64_MAX;     // a row of another length (Stat::add)
@@ -113,8 +117,6 @@ struct Cell {
   std::string worst;        // the component with that distance
   int cache_rows = 0;       // cache rows that differ (no ULP measured), when there is no table
 };
-
-uint64_t as_ulp(const nlohmann::json& v) { return v.is_number_unsigned() ? v.get<uint64_t>() : v.is_number() ? static_cast<uint64_t>(std::max(0.0, v.get<double>())) : 0; }
 
 std::string text_el(int x, int y, const std::string& s, const std::string& extra = "") {
   return fmt::format("<text x=\"{}\" y=\"{}\"{}>{}</text>\n", x, y, extra, xml_escape(s));

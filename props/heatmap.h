@@ -25,6 +25,15 @@ constexpr size_t kPartingRowsMax = 256;
 nlohmann::json parting_rows_json(const std::string& component, int layer, int head, const std::string& where, int at,
                                  std::span<const float> cached, std::span<const float> recompute);
 
+// The reporter's traced components in dataflow order: report.cpp's table columns, the order
+// the page lists a cell's components in.
+inline constexpr const char* kComponents[] = {"ln1",    "q",     "k",    "v",   "k-read", "v-read",
+                                              "probs",  "attn",  "ln2",  "mlp", "block"};
+
+// A report's ULP value ("max_ulp", a parting row's "ulp") as a distance: 0 for none or a
+// negative, a huge one written as a double read back.
+uint64_t as_ulp(const nlohmann::json& v);
+
 // The heatmap's colour for a ULP distance (white for 0), as "#rrggbb".
 std::string ulp_colour(uint64_t ulp);
 // Whether a "#rrggbb" fill needs white text.

@@ -1030,8 +1030,6 @@ Failure report_program_on(EngineUnderTest& e, const Program& p, const std::strin
                                         c.n_head, e.kv_dtype());
     text += d.text;
     for (const auto& [k, v] : d.json.items()) j[k] = v;
-    if (!d.cause.empty()) j["cause"] = d.cause;
-    for (const auto& [k, v] : d.cause_json.items()) j[k] = v;
     // On the paged cache: the block the first parting's slot lives in, as the call left it.
     // (A q, k or v row names its position: the slot the call writes it to.)
     if (serving(e) && j.contains("first_parting") &&

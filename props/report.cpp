@@ -35,8 +35,9 @@ namespace {
 constexpr TraceKind kOrder[] = {TraceKind::Ln1,   TraceKind::Q,     TraceKind::K,       TraceKind::V,
                                 TraceKind::KRead, TraceKind::VRead, TraceKind::Probs,   TraceKind::AttnOut,
                                 TraceKind::Ln2,   TraceKind::Mlp,   TraceKind::BlockOut};
-constexpr const char* kColumn[] = {"ln1", "q", "k", "v", "k-read", "v-read", "probs", "attn", "ln2", "mlp", "block"};
+constexpr const auto& kColumn = kComponents;  // heatmap.h: the page lists them in this order
 constexpr int kKinds = 11;
+static_assert(std::size(kOrder) == kKinds && std::size(kColumn) == kKinds);
 
 int kind_index(TraceKind kind) {
   for (int i = 0; i < kKinds; ++i)
@@ -177,19 +178,19 @@ static void diff_call(const Trace& ref_trace, const Trace& cached_trace, int cal
           j["parting_rows"] = parting_rows_json(kColumn[k], l, h, read ? "slot" : "position", s.first_pos, a->second->data, b->second->data);
         j["cause"] = "forward";
         // A cache row that holds the poison in every element: attention read a slot no step wrote.
-        const auto at = got.find({l, h, kOrder[k], s.first_pos});
-        if (read && at != got.end() && poisoned(at->second->data)) {
-          const int from = at->second->from_seq >= 0 ? at->second->from_seq : seq;
+        // (For a cache read `a` is the row attention read: its key is the slot.)
+        if (read && a != got.end() && poisoned(a->second->data)) {
+          const int from = a->second->from_seq >= 0 ? a->second->from_seq : seq;
           first += fmt::format("\n  poison: attention read slot {} of sequence {}, which no step wrote (it holds {})",
                                s.first_pos, from, kPoison);
           first_json["poison"] = {{"slot", s.first_pos}, {"sequence", from}, {"value", kPoison}};
           j["cause"] = "poison";
-        } else if (read && at != got.end() && at->second->from_seq >= 0 && at->second->from_seq != seq) {
+        } else if (read && a != got.end() && a->second->from_seq >= 0 && a->second->from_seq != seq) {
           // Attention of this sequence read another sequence's rows.
           first += fmt::format("\n  cross-sequence: attention of sequence {} read slot {} of sequence {}", seq,
-                               s.first_pos, at->second->from_seq);
+                               s.first_pos, a->second->from_seq);
           j["cause"] = "cross-sequence";
-          j["cross_sequence"] = {{"sequence", seq}, {"read_sequence", at->second->from_seq}, {"slot", s.first_pos}};
+          j["cross_sequence"] = {{"sequence", seq}, {"read_sequence", a->second->from_seq}, {"slot", s.first_pos}};
         }
       }
   // Every block agrees: the final LayerNorm's row of the last position, and the row it came from.
@@ -267,12 +268,6 @@ CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call,
   CallDiff d;
   d.json = nlohmann::json::object();
   diff_call(reference, cached, call, seq, positions, shift, L, H, d.text, d.json, kv_dtype);
-  d.cause = d.json.value("cause", "");
-  for (const char* key : {"cause", "cursor", "bookkeeping", "cross_sequence"})
-    if (d.json.contains(key)) {
-      if (std::string(key) != "cause") d.cause_json[key] = d.json[key];
-      d.json.erase(key);
-    }
   return d;
 }
 
@@ -301,6 +296,27 @@ ScriptRun run_batch(EngineUnderTest& engine, const Scenario& sc, int max_new_tok
     run.generated.push_back(g.tokens[s][static_cast<size_t>(i)]);
   }
   return run;
+}
+
+void report_sampler_parting(const SamplerParting& s, const std::function<std::string(int)>& word, std::string& text,
+                            nlohmann::json& j) {
+  text += fmt::format("  sampler: at step {} the logits are bit-identical, the coin was {:.9g}, cached drew \"{}\", full "
+                      "recompute drew \"{}\"\n", s.step, s.coin, word(s.cached_token), word(s.recompute_token));
+  nlohmann::json sj = {{"step", s.step}, {"coin", s.coin}, {"cached_token", s.cached_token},
+                       {"recompute_token", s.recompute_token}, {"sample_gives", s.sample_gives}};
+  if (s.cached_coin && *s.cached_coin != s.coin) {
+    text += fmt::format("  the cached loop drew with coin {:.9g}, not the step's own (sample() on these logits with "
+                        "the step's coin gives \"{}\")\n", *s.cached_coin, word(s.sample_gives));
+    sj["cached_coin"] = *s.cached_coin;
+  } else if (s.sample_gives != s.cached_token) {
+    text += fmt::format("  sample() on these logits with this coin draws \"{}\": the cached loop drew with another "
+                        "coin or another sampler (generate.cpp's Sampling::draw must be the only way there)\n",
+                        word(s.sample_gives));
+  }
+  text += verdict_line(classify_unmeasured(), "f32", -1, "sampler");
+  j["sampler"] = sj;
+  j["cause"] = "sampler";
+  j["verdict"] = verdict_word(classify_unmeasured());
 }
 
 uint64_t ulp_distance(float a, float b) {
@@ -350,26 +366,10 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
     // Bit-identical logits, different tokens: the loops part in the sampler. The coin each
     // loop drew with (a batch's cached loop keeps its coins to itself: the script's, replayed).
     const size_t t = static_cast<size_t>(token_step);
-    const std::vector<float>& logits = uncached.logits[t];
-    const float coin = uncached.coins[t];
-    const int drawn = sample(logits, sc.script.sampler, coin);
-    const std::string got = words_of(cached.generated, vocab, t, t + 1), want = words_of(uncached.generated, vocab, t, t + 1);
-    text += fmt::format("  sampler: at step {} the logits are bit-identical, the coin was {:.9g}, cached drew \"{}\", full "
-                        "recompute drew \"{}\"\n", token_step, coin, got, want);
-    nlohmann::json sj = {{"step", token_step}, {"coin", coin}, {"cached_token", cached.generated[t]},
-                         {"recompute_token", uncached.generated[t]}, {"sample_gives", drawn}};
-    if (t < cached.coins.size() && cached.coins[t] != coin) {
-      text += fmt::format("  the cached loop drew with coin {:.9g}, not the step's own (sample() on these logits with "
-                          "the step's coin gives \"{}\")\n", cached.coins[t], words_of({drawn}, vocab, 0, 1));
-      sj["cached_coin"] = cached.coins[t];
-    } else if (drawn != cached.generated[t]) {
-      text += fmt::format("  sample() on these logits with this coin gives \"{}\": the cached loop's draw is not "
-                          "the sampler's\n", words_of({drawn}, vocab, 0, 1));
-    }
-    text += verdict_line(classify_unmeasured(), "f32", -1, "sampler");
-    j["sampler"] = sj;
-    j["cause"] = "sampler";
-    j["verdict"] = verdict_word(classify_unmeasured());
+    SamplerParting s{token_step, uncached.coins[t], std::nullopt, cached.generated[t], uncached.generated[t], 0};
+    s.sample_gives = sample(uncached.logits[t], sc.script.sampler, s.coin);
+    if (t < cached.coins.size()) s.cached_coin = cached.coins[t];
+    report_sampler_parting(s, [&](int id) { return words_of({id}, vocab, 0, 1); }, text, j);
     f.located = true;
   } else if (step < 0) {
     text += "  the logits of every step agree bit for bit with full recompute; the difference is in the cache rows\n";
@@ -399,36 +399,35 @@ Failure diagnose(EngineUnderTest& engine, const Scenario& sc, const std::string&
       text += fmt::format("  the traced run differs from the untraced run at step {}: no diagnosis from the trace\n", step);
       j["cause"] = "engine-error";
       j["engine_error"] = fmt::format("the traced run differs from the untraced run at step {}", step);
-    }
-    if (same_run) {
-    // The cached call to compare: the one that computed position p; failing that (a cursor
-    // that went astray), the last call traced, whose last row is the token in question.
-    int call = -1, cached_pos = p;
-    for (const auto& r : cached_trace.records)
-      if (r.kind == TraceKind::Q && r.pos == p && r.seq == sc.seq) call = r.call;
-    if (call < 0) {
+    } else {
+      // The cached call to compare: the one that computed position p; failing that (a cursor
+      // that went astray), the last call traced, whose last row is the token in question.
+      int call = -1, cached_pos = p;
       for (const auto& r : cached_trace.records)
-        if (r.seq == sc.seq && r.kind == TraceKind::Q && r.call >= call) {
-          if (r.call > call) cached_pos = r.pos;
-          call = r.call;
-          cached_pos = std::max(cached_pos, r.pos);
-        }
-    }
-    const int shift = cached_pos - p;  // where the cached path put the row, relative to recompute
-    if (shift != 0) {
-      text += fmt::format("  position: the cached path computed this token at slot {}, full recompute at position {}\n",
-                          cached_pos, p);
-      j["cached_position"] = cached_pos;
-    }
-    // Every row of that call, not only its last: a chunk row that went wrong in layer 0 is
-    // found there, not where the last row reads its K at layer 1.
-    std::vector<int> rows;
-    for (const auto& r : cached_trace.records)
-      if (r.call == call && r.seq == sc.seq && r.kind == TraceKind::Q && r.layer == 0 && r.head == 0 &&
-          r.pos - shift >= 0 && r.pos - shift <= p)
-        rows.push_back(r.pos - shift);
-    if (rows.empty()) rows.push_back(p);
-    diff_call(ref_trace, cached_trace, call, sc.seq, rows, shift, L, H, text, j, engine.kv_dtype());
+        if (r.kind == TraceKind::Q && r.pos == p && r.seq == sc.seq) call = r.call;
+      if (call < 0) {
+        for (const auto& r : cached_trace.records)
+          if (r.seq == sc.seq && r.kind == TraceKind::Q && r.call >= call) {
+            if (r.call > call) cached_pos = r.pos;
+            call = r.call;
+            cached_pos = std::max(cached_pos, r.pos);
+          }
+      }
+      const int shift = cached_pos - p;  // where the cached path put the row, relative to recompute
+      if (shift != 0) {
+        text += fmt::format("  position: the cached path computed this token at slot {}, full recompute at position {}\n",
+                            cached_pos, p);
+        j["cached_position"] = cached_pos;
+      }
+      // Every row of that call, not only its last: a chunk row that went wrong in layer 0 is
+      // found there, not where the last row reads its K at layer 1.
+      std::vector<int> rows;
+      for (const auto& r : cached_trace.records)
+        if (r.call == call && r.seq == sc.seq && r.kind == TraceKind::Q && r.layer == 0 && r.head == 0 &&
+            r.pos - shift >= 0 && r.pos - shift <= p)
+          rows.push_back(r.pos - shift);
+      if (rows.empty()) rows.push_back(p);
+      diff_call(ref_trace, cached_trace, call, sc.seq, rows, shift, L, H, text, j, engine.kv_dtype());
     }
   }
 

@@ -5,6 +5,7 @@
 // output and the block output. The result is a table, a one-line verdict and JSON, from which
 // publish_failure draws the heatmap (heatmap.h) and the HTML report (report_html.h).
 #pragma once
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -66,17 +67,29 @@ ScriptRun run_batch(EngineUnderTest& engine, const Scenario& sc, int max_new_tok
 // diffed component by component: the first parting, a verdict and the (layer, head) table.
 struct CallDiff {
   std::string text;
-  nlohmann::json json;  // first_parting, verdict, table, parting_rows
-  // The report's "cause" for this parting ("forward", "poison", "cross-sequence", "cursor",
-  // "bookkeeping"; empty when nothing differs) and what goes with it ("cursor", "bookkeeping",
-  // "cross_sequence"), kept apart from
-  // `json` so a caller chooses whether its report carries them.
-  std::string cause;
-  nlohmann::json cause_json = nlohmann::json::object();
+  // first_parting, verdict, table, parting_rows, and the cause ("forward", "poison",
+  // "cross-sequence", "cursor", "bookkeeping"; absent when nothing differs) with its details
+  // ("cursor", "bookkeeping", "cross_sequence")
+  nlohmann::json json;
 };
 CallDiff diff_traced_call(const Trace& reference, const Trace& cached, int call, int seq,
                           const std::vector<int>& positions, int shift, int L, int H,
                           std::string_view kv_dtype = "f32");  // the engine's (verdict.h)
+
+// A parting in the sampler: at `step` both loops' logits are bit-identical and their tokens
+// differ. `coin` is the step's own coin, `cached_coin` the one the cached loop drew with when it
+// is known, `sample_gives` what sample() draws from those logits with `coin`.
+struct SamplerParting {
+  int step = 0;
+  float coin = 0.0f;
+  std::optional<float> cached_coin;
+  int cached_token = 0, recompute_token = 0, sample_gives = 0;
+};
+// Its lines (the step, the coin, both tokens; the coin the cached loop used instead, or what
+// sample() gives) and the verdict line, appended to `text`; j's "sampler", "cause" and
+// "verdict". `word` names a token. The one report of a sampler parting (diagnose, p12).
+void report_sampler_parting(const SamplerParting& s, const std::function<std::string(int)>& word, std::string& text,
+                            nlohmann::json& j);
 
 // Distance in units in the last place between two floats (0 when bit-identical; NaNs far).
 uint64_t ulp_distance(float a, float b);

@@ -14,16 +14,9 @@
 namespace miniinfer::props {
 namespace {
 
-// The components in dataflow order (report.cpp's kColumn), then any others a report names.
-constexpr const char* kComponents[] = {"ln1", "q", "k", "v", "k-read", "v-read", "probs", "attn", "ln2", "mlp", "block"};
-
 std::string esc(const std::string& s) { return xml_escape(s); }
 
 std::string str(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
-
-uint64_t as_ulp(const nlohmann::json& v) {
-  return v.is_number_unsigned() ? v.get<uint64_t>() : v.is_number() ? static_cast<uint64_t>(std::max(0.0, v.get<double>())) : 0;
-}
 
 // A table cell coloured as the heatmap colours that ULP distance, with readable text.
 std::string swatch(uint64_t ulp) {

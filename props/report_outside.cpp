@@ -110,8 +110,7 @@ Failure diagnose_outside(EngineUnderTest& e, const Scenario& sc, const std::stri
   f.json.update(diff.json);
   // The cause the diff names (poison, bookkeeping, ...), else the forward pass; a cross-sequence
   // cause found below replaces it.
-  f.json["cause"] = diff.cause.empty() ? "forward" : diff.cause;
-  f.json.update(diff.cause_json);
+  if (!f.json.contains("cause")) f.json["cause"] = "forward";
 
   // Where the first parting is a projection whose input row is bit-identical, the projection
   // itself computed the same row differently in the two calls.

@@ -59,8 +59,7 @@ ScriptRun run_script(EngineUnderTest& engine, const Script& script, bool cached,
           // generate()'s cached loop does.
           float coin = coins.uniform();
           if (script.coins) coin = script.coins(static_cast<int>(run.generated.size()), script.stream, logits, coin);
-          if (stale) std::swap(coin, previous_coin);
-          if (stale && run.generated.empty()) coin = previous_coin;
+          if (stale) coin = stale_coin_draw(coin, previous_coin, run.generated.empty());
           const int token = sample(logits, script.sampler, coin);
           run.coins.push_back(coin);
           run.logit_positions.push_back(static_cast<int>(run.tokens.size()) - 1);

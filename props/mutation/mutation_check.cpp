@@ -97,7 +97,6 @@ const std::vector<Site>& documented_sites() {
       // A ragged batched call gathers a chunk's logits from the wrong row: every block agrees,
       // the final LayerNorm's row is another position's.
       {Fault::LogitsRow, kLastLayer, {"final-ln"}, "gross", 3},
-      // Identical logits, a different coin: the sampler.
       // Identical logits, a different coin: the sampler. A coin of the step before draws another
       // token only where the two coins fall on two sides of an edge: 4 draws at seed 1.
       {Fault::StaleCoin, kNoLayer, {"sampler"}, "gross", 0, 0, 4},

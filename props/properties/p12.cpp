@@ -120,22 +120,14 @@ Failure P12::report(const EdgeCase& c, const std::string& headline) const {
               {"engine_error", "the re-run of both loops draws the same tokens"}};
     return f;
   }
-  const std::span<const float> logits(runs[1].logits[0].data() + step * V, V);
-  const float coin = coins[1][step];
-  const int drawn = sample(logits, o, coin);
+  // The cached loop's coin is not known here (a fault may change it after the coin source).
+  SamplerParting s{static_cast<int>(step), coins[1][step], std::nullopt, cached[step], full[step], 0};
+  s.sample_gives = sample(std::span<const float>(runs[1].logits[0].data() + step * V, V), o, s.coin);
   const Tokenizer& tok = *context().tokenizer;
-  auto word = [&](int id) { return tok.decode(std::vector<int>{id}); };
-  f.text = fmt::format("  {}\n  sampler: at step {} the logits are bit-identical, the coin was {:.9g}, cached drew \"{}\", "
-                       "full recompute drew \"{}\"\n", headline, step, coin, word(cached[step]), word(full[step]));
-  if (drawn != cached[step])
-    f.text += fmt::format("  sample() on these logits with this coin draws \"{}\": the cached loop drew with another "
-                          "coin or another sampler (generate.cpp's Sampling::draw must be the only way there)\n",
-                          word(drawn));
-  f.text += verdict_line(classify_unmeasured(), "f32", -1, "sampler");
-  f.json = {{"property", id()}, {"headline", headline}, {"cause", "sampler"}, {"verdict", verdict_word(classify_unmeasured())},
-            {"first_parting", {{"layer", -1}, {"head", -1}, {"component", "sampler"}}},
-            {"sampler", {{"step", step}, {"coin", coin}, {"cached_token", cached[step]}, {"recompute_token", full[step]},
-                         {"sample_gives", drawn}}}};
+  f.text = fmt::format("  {}\n", headline);
+  f.json = {{"property", id()}, {"headline", headline},
+            {"first_parting", {{"layer", -1}, {"head", -1}, {"component", "sampler"}}}};
+  report_sampler_parting(s, [&](int id) { return tok.decode(std::vector<int>{id}); }, f.text, f.json);
   return f;
 }
 

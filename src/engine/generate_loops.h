@@ -53,8 +53,7 @@ struct Sampling {
     if (source && *source) coin = (*source)(step, seq, logits, coin);
     if (stale_coin) {
       if (last.size() <= seq) last.resize(seq + 1, 0.0f);
-      std::swap(coin, last[seq]);
-      if (step == 0) coin = last[seq];
+      coin = stale_coin_draw(coin, last[seq], step == 0);
     }
     return sample(logits, options, coin, scratch);
   }

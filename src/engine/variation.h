@@ -98,6 +98,15 @@ class Variation {
   virtual bool registers_partial_block() const { return false; }
 };
 
+// The coin a draw uses under the stale-coin fault: the previous draw's (`previous`, which then
+// takes this draw's own), the first draw (`first`) its own. generate()'s cached loop and the
+// reporter's replay of it (props/scenario.cpp) both draw through this.
+inline float stale_coin_draw(float own, float& previous, bool first) {
+  const float used = first ? own : previous;
+  previous = own;
+  return used;
+}
+
 // The model as written: every variation point at its default.
 const Variation& model_variation();
 

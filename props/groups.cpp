@@ -78,6 +78,11 @@ const GroupMember& FailureGroup::smallest() const {
   return members[best];
 }
 
+FailureSite failure_site(const Failure& f) {
+  return {site_of(site_json(f.json)), cause_of(f.json), f.json.value("verdict", std::string("none")),
+          f.json.value("headline", f.headline)};
+}
+
 void record_group_member(const std::string& id, const Failure& f, const std::string& replay) {
   recorded().push_back({id, f.json, case_tokens(f.case_json), replay});
 }

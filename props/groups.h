@@ -28,6 +28,13 @@ struct FailureGroup {
   const GroupMember& smallest() const;  // fewest tokens; the first of those
 };
 
+// What a failure's report says, in the groups' words: the first parting site, the cause, the
+// verdict ("none" when the report gives none) and the headline.
+struct FailureSite {
+  std::string site, cause, verdict, headline;
+};
+FailureSite failure_site(const Failure& failure);
+
 // The tokens a case holds (its prompts' ids, a program's tokens, plus the tokens it draws).
 int case_tokens(const nlohmann::json& case_json);
 // Records a published failure of property `id`; `replay` is the command that replays it.

@@ -236,6 +236,8 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
       publish_failure(id, report, out.reproduce);
       const std::string case_file = run_config().report_dir + "/" + id + ".case.json";
       if (std::filesystem::exists(case_file)) out.case_file = case_file;
+      const FailureSite site = failure_site(report);
+      out.site = site.site, out.cause = site.cause, out.verdict = site.verdict, out.headline = site.headline;
       record_group_member(id, report,
                           out.case_file.empty() ? out.reproduce
                                                 : shell_quote(run_config().program) + " --replay " + shell_quote(case_file));
@@ -253,12 +255,12 @@ bool check_property(const Property& property) {
   const std::function<void()> body = [&property] { property.run_case(); };
   if (!rc_config.reproduce.empty() && !rc_config.reproduce.count(id)) {
     std::printf("SKIP  %-4s %s  (reproducing another property)\n", id.c_str(), sentence.c_str());
-    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", ""});
+    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", "", "", "", "", "", "", ""});
     return true;
   }
   if (const std::string why = property.skip_reason(*context().subject); !why.empty()) {
     std::printf("SKIP  %-4s %s  (%s)\n", id.c_str(), sentence.c_str(), why.c_str());
-    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", ""});
+    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", "", "", "", "", "", "", ""});
     return true;
   }
   begin_observing(id);
@@ -272,7 +274,8 @@ bool check_property(const Property& property) {
   const CheckResult r = check_once(id, sentence, seed, total, body);
   if (r.passed) print_passed(id, sentence, r.cases, r.seconds, r.tags);
   mutable_outcomes().push_back({id, sentence, r.passed ? "passed" : "failed", r.cases, r.seconds, r.counterexample,
-                                r.passed ? observed_summary() : ""});
+                                r.passed ? observed_summary() : "", r.reproduce, r.case_file, r.site, r.cause,
+                                r.verdict, r.headline});
   return r.passed;
 }
 

@@ -35,12 +35,18 @@ struct RunConfig {
   std::set<std::string> given;
 };
 // One line of the run's summary (props --summary FILE writes them as JSON).
+// status: "passed", "failed", "skipped", and (props/expected-failures.json) "expected-failure"
+// for a failure the file expects, "unexpected-pass" for an expected failure that passed.
 struct PropertyOutcome {
-  std::string id, sentence, status;  // status: "passed", "failed", "skipped"
+  std::string id, sentence, status;
   int cases = 0;
   double seconds = 0.0;
   std::string counterexample;        // the shrunk case, when failed
   std::string levels;                // passed: what the cases showed at finer levels (level.h)
+  // A failure's: the reproduce command, the saved case (for --replay; empty when none was
+  // saved), and from its report the first parting site ("layer 0, head 2, k-read", "sampler",
+  // "not located"), the cause, the verdict and the headline (props/groups.h).
+  std::string reproduce, case_file, site, cause, verdict, headline;
 };
 const std::vector<PropertyOutcome>& outcomes();
 void record_outcome(PropertyOutcome outcome);
@@ -76,6 +82,7 @@ struct CheckResult {
   std::string counterexample;       // RapidCheck's message, when failed
   std::string reproduce;            // the reproduce command, when failed
   std::string case_file;            // the saved case (for --replay), when failed and saved
+  std::string site, cause, verdict, headline;  // from the failure's report (props/groups.h)
 };
 CheckResult check_once(const std::string& id, const std::string& sentence, uint64_t seed, int cases,
                        const std::function<void()>& body);

@@ -249,6 +249,7 @@ bool check_sliced(const std::string& id, const std::string& sentence, uint64_t p
   double seconds = 0.0;
   std::string failure;
   bool planned = false, failed_now = false;
+  CheckResult failed;  // the failing batch run now: its reproduce command, case and site
   if (run.results) {
     for (const auto& j : run.results->existing()) {
       if (j.value("plan", "") == id) {
@@ -287,6 +288,7 @@ bool check_sliced(const std::string& id, const std::string& sentence, uint64_t p
     } else {
       failure = r.counterexample;
       failed_now = true;
+      failed = r;
     }
     run.progress.batch_done(b.cases, !r.passed);
   }
@@ -300,7 +302,8 @@ bool check_sliced(const std::string& id, const std::string& sentence, uint64_t p
                 failure.c_str());
   }
   record_outcome({id, sentence, failure.empty() ? "passed" : "failed", cases, seconds, failure,
-                  failure.empty() ? observed_summary() : ""});
+                  failure.empty() ? observed_summary() : "", failed.reproduce, failed.case_file, failed.site,
+                  failed.cause, failed.verdict, failed.headline});
   std::fflush(stdout);
   return failure.empty();
 }

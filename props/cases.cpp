@@ -4,6 +4,7 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "props/context.h"
 #include "props/engine_registry.h"
 #include "props/level.h"
@@ -60,10 +61,10 @@ int replay_loaded(const std::string& path, const SavedCase& saved) {
   if (auto what = saved.loaded->check()) {
     std::printf("FAIL  %s\n", what->c_str());
     publish_failure(saved.property->id(), saved.loaded->report(*what));
-    return 1;
+    return kExitFailed;
   }
   std::printf("ok    the %s passes now\n", saved.loaded->noun());
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace

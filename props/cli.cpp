@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "props/engine_registry.h"
 #include "props/shard.h"
 
@@ -22,19 +23,12 @@ constexpr const char* kTail = R"(
 RC_PARAMS works as in RapidCheck; the flags above are appended to it and win.
 A property that needs what the engine lacks (K/V rows, random architectures) is skipped, by
 name, and counted as skipped. Docs: docs/llamacpp.md (the llama.cpp engine), docs/faults.md.
-Exit status: 0 when every property holds (or a replayed case passes); 1 when a property fails
-(or a replayed case still fails); 2 when a flag, the model, a replay file, a test filter,
-RapidCheck's parameters or an output folder is refused, with one line on stderr naming it; 3
-when writing the results file or the summary fails mid-run (a full disk): the run stops at
-once, with one line naming the file and the system's reason; 4 when --engine process's engine
-broke (it did not start or shake hands, hung past --engine-timeout, or broke docs/protocol.md),
-with one line naming the engine, the request and the problem, then the engine's last lines of
-stderr. An engine that exits, is killed or answers `internal` during a case is restarted and
-the case runs again: a crash both times fails the property (1) and shrinks; a crash once is
-reported as FLAKY with both outcomes, and fails the property too (1).
-props --conform exits 0 when the engine is conformant, 5 when it answered but something is
-wrong or a required op is missing (one line per check says which), 4 when it broke the
-transport as above, 2 when a flag is refused.
+)";
+
+// After the exit-status table: what it means in props' own modes.
+constexpr const char* kExitNotes = R"(A refusal names the flag, file, filter or parameter on one line of stderr. An engine that
+crashes during a case is restarted and the case runs again: a crash both times, or only once
+(FLAKY), fails the property (1). props --conform exits 0, 5, 4 or 2 only.
 )";
 
 struct Flag {
@@ -138,6 +132,9 @@ std::vector<Flag> trailing_flags() {
            }},
           {"--summary", " FILE", "also write the run's outcome per property as JSON",
            [](CommandLine& c, const std::string& v) { c.summary = v; }},
+          {"--junit", " FILE", "also write the run as JUnit XML for CI: a test case per property, a\n"
+           "failure's counterexample, reproduce command and first parting site",
+           [](CommandLine& c, const std::string& v) { c.junit = v; }},
           {"--shard", " K/N",
            "run the K-th of N disjoint slices of every property's cases (batches\n"
            "of 10 with their own seeds; N shards run exactly the 1/1 run's cases)",
@@ -234,7 +231,7 @@ std::string help_text() {
     }
     out += f.help.substr(from) + "\n";
   }
-  return out + kTail;
+  return out + kTail + "\nExit status:\n" + exit_status_text() + kExitNotes;
 }
 
 }  // namespace miniinfer::props

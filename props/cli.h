@@ -16,6 +16,7 @@ struct CommandLine {
   bool help = false;          // --help: print help_text() and stop
   bool conform = false;       // --conform: check an engine's protocol (props/conform.h), no properties
   std::string replay, summary, shard, results;  // --replay, --summary, --shard, --results
+  std::string junit;                            // --junit FILE: the run as JUnit XML (props/junit.h)
   std::vector<std::string> catch_args;          // argv[0] and every argument for Catch2
 };
 

@@ -18,6 +18,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "corpus/tokenizer.h"
 #include "model/model_file.h"
 #include "props/context.h"
@@ -32,7 +33,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kEngineBroken = 4;
 // The check's sentence, in MiniGPT's words: every engine takes it (through its vocabulary
 // list or its tokenize op), and it is long enough for truncate and fork points inside it.
 constexpr const char* kSentence = "<bos> yesterday I visited the city .";
@@ -630,12 +630,12 @@ std::string Conformance::prefix_cache() {
 int Conformance::run() {
   if (hello() && vocabulary()) script();
   std::string verdict;
-  int status = 0;
+  int status = kExitOk;
   if (nondeterministic_) {
     verdict =
         "not conformant: full recompute is not deterministic, so bitwise checking of this engine is "
         "meaningless";
-    status = kNonConformant;
+    status = kExitNotConformant;
   } else if (wrong_ || required_missing_) {
     std::vector<std::string> why;
     if (wrong_ > differs_ || required_missing_)
@@ -646,7 +646,7 @@ int Conformance::run() {
                       "will fail (exit status 1) and shrink the case",
                       differs_, differs_ == 1 ? "" : "s"));
     verdict = fmt::format("not conformant: {}", fmt::join(why, "; "));
-    status = kNonConformant;
+    status = kExitNotConformant;
   } else {
     verdict = missing_ ? "conformant (props skips what is missing)" : "conformant";
   }
@@ -704,7 +704,7 @@ int check_conformance(const CommandLine& cl) {
       if (nl == std::string::npos) break;
       at = nl + 1;
     }
-    return kEngineBroken;
+    return kExitEngineBroke;
   }
 }
 

@@ -6,12 +6,10 @@
 
 namespace miniinfer::props {
 
-// Exit status of an engine that answered but is not conformant (props --help); 0 is
-// conformant, 4 (kEngineBroken) an engine that broke the transport: it exited, hung, or wrote
-// a line that is not a JSON object or answers another request.
-constexpr int kNonConformant = 5;
-
-// Refuses flags the check does not use (Error), then runs it: the exit status.
+// Refuses flags the check does not use (Error), then runs it: the exit status (base/exit_status.h):
+// kExitOk conformant, kExitNotConformant an engine that answered but is not conformant,
+// kExitEngineBroke one that broke the transport: it exited, hung, or wrote a line that is not a
+// JSON object or answers another request.
 int check_conformance(const CommandLine& cl);
 
 }  // namespace miniinfer::props

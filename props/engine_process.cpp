@@ -4,7 +4,7 @@
 // generate() runs the same loops as llama.cpp's adapter. A broken engine (it exits, hangs,
 // writes a line that is not JSON, answers the wrong id, a wrong shape, NaN logits, an error
 // for an op it claimed) is a finding: one line naming the engine, the request and the problem,
-// the engine's last lines of stderr, and exit status 4 (kEngineBroken). A crash during a case
+// the engine's last lines of stderr, and exit status kExitEngineBroke (base/exit_status.h). A crash during a case
 // (it exits, is killed, or answers `internal` after its hello) is that case's finding instead:
 // the engine is restarted and EngineCrashed thrown (run_engine_case, props/runner.h).
 #include <fcntl.h>
@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "engine/generate_loops.h"
 #include "props/engine_link.h"
 #include "props/engine_registry.h"
@@ -38,7 +39,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kEngineBroken = 4;  // props' exit status for a broken engine (props --help)
 constexpr int kStderrTail = 5;    // lines of the engine's stderr a finding shows
 
 // The child: its process group (so a shell's own children die with it), its pipes, and its
@@ -412,7 +412,7 @@ void ProcessEngine::broken(const json& req, const std::string& problem) {
     }
   }
   std::fflush(nullptr);
-  std::_Exit(kEngineBroken);  // not exit(): Catch2 and RapidCheck are mid-case
+  std::_Exit(kExitEngineBroke);  // not exit(): Catch2 and RapidCheck are mid-case
 }
 
 // One request, its reply checked for the id and for an error. out_of_capacity throws Error

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "props/cases.h"
 #include "props/conform.h"
 #include "props/context.h"
@@ -13,13 +14,14 @@
 #include "props/shard.h"
 
 int main(int argc, char** argv) {
+  using namespace miniinfer;
   using namespace miniinfer::props;
   CommandLine cl;
   try {
     cl = parse_command_line(argc, argv);
     if (cl.help) {
       std::printf("%s", help_text().c_str());
-      return 0;
+      return kExitOk;
     }
     if (cl.rc_params.find("reproduce=") != std::string::npos && !cl.reproducing)
       std::fprintf(stderr, "props: warning: RC_PARAMS holds reproduce=: only the property it names runs; the others "
@@ -32,10 +34,10 @@ int main(int argc, char** argv) {
       start_sliced_run(cl.shard.empty() ? ShardSpec{} : parse_shard(cl.shard), cl.results);
   } catch (const OutputError& e) {  // the results file's header could not be written
     std::fprintf(stderr, "props: %s\n", e.what());
-    return kOutputLost;
+    return kExitOutputLost;
   } catch (const miniinfer::Error& e) {
     std::fprintf(stderr, "props: %s\n", e.what());
-    return 2;
+    return kExitRefused;
   }
   return check_properties(cl);
 }

@@ -22,9 +22,11 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "props/cases.h"
 #include "props/context.h"
 #include "props/groups.h"
+#include "props/junit.h"
 #include "props/results.h"
 #include "props/shard.h"
 
@@ -51,6 +53,17 @@ void check_writable_dir(const std::string& label, const std::string& dir) {
     wrote = unlink(probe.c_str()) == 0 && wrote;
   }
   if (!wrote) fail("{}: cannot write in {}: {}", label, where.string(), std::strerror(why));
+}
+
+// A file written after the run (--summary, --junit): its folder must exist and take a file, and
+// the path must not be a folder, or the run's outcome would be found unwritable only at its end.
+void check_output_file(const std::string& flag, const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !std::filesystem::exists(parent, ec))
+    fail("{} {}: the folder {} does not exist", flag, path, parent.string());
+  if (std::filesystem::is_directory(path, ec)) fail("{} {}: is a folder; name the file to write", flag, path);
+  check_writable_dir(flag + " " + path, parent.string());
 }
 
 // RapidCheck reads RC_PARAMS at its first use, mid-run, and exits 1 (a failing property's
@@ -86,8 +99,31 @@ int check_reproduced(int status) {
     if (!ran) {
       std::fprintf(stderr, "props: the reproduce string names property %s, which this run did not run "
                    "(a test filter excludes it, or no property has that id)\n", id.c_str());
-      status = status ? status : 2;
+      status = status ? status : kExitRefused;
     }
+  }
+  return status;
+}
+
+// --junit FILE: the run's settings as the testsuite's properties, then the outcomes.
+int write_junit(const CommandLine& cl, int status, double seconds) {
+  const RunConfig& config = cl.config;
+  const std::vector<std::pair<std::string, std::string>> settings = {
+      {"seed", std::to_string(rc::detail::configuration().testParams.seed)},
+      {"engine", context().subject->name()},
+      {"engine_settings", context().subject->settings().dump()},
+      {"level", config.level},
+      {"backend", config.backend},
+      {"fault", config.inject.empty() ? "none" : config.inject},
+      {"model", context().model_label},
+      {"model_sha256", context().model_sha256},
+      {"machine", run_machine_json().dump()},
+      {"exit_status", std::to_string(status)}};
+  try {
+    write_file_atomic(cl.junit, junit_xml(outcomes(), settings, config.program, seconds));
+  } catch (const Error& e) {
+    std::fprintf(stderr, "props: --junit %s: %s\n", cl.junit.c_str(), e.what());
+    return kExitOutputLost;
   }
   return status;
 }
@@ -103,6 +139,7 @@ int summarize(const CommandLine& cl, int status, double seconds) {
   if (const std::string groups = groups_text(); !groups.empty()) std::printf("\n%s", groups.c_str());
   std::printf("props: took %.1f s in all\nprops: %d passed, %d failed%s\n", seconds, passed, failed,
               skipped ? fmt::format(", {} skipped", skipped).c_str() : "");
+  if (!cl.junit.empty()) status = write_junit(cl, status, seconds);
   if (cl.summary.empty()) return status;
   const RunConfig& config = cl.config;
   nlohmann::json j = {{"seed", rc::detail::configuration().testParams.seed},
@@ -126,7 +163,7 @@ int summarize(const CommandLine& cl, int status, double seconds) {
     write_file_atomic(cl.summary, j.dump(2) + "\n");
   } catch (const Error& e) {
     std::fprintf(stderr, "props: --summary %s: %s\n", cl.summary.c_str(), e.what());
-    return kOutputLost;
+    return kExitOutputLost;
   }
   return status;
 }
@@ -138,7 +175,7 @@ CATCH_TRANSLATE_EXCEPTION(const OutputError& e) {
   std::fflush(stdout);
   std::fprintf(stderr, "props: %s\n", e.what());
   std::fflush(stderr);
-  std::_Exit(kOutputLost);
+  std::_Exit(kExitOutputLost);
 }
 
 }  // namespace
@@ -146,23 +183,15 @@ CATCH_TRANSLATE_EXCEPTION(const OutputError& e) {
 int list_faults() {
   for (Fault f : all_faults())
     if (f != Fault::None) std::printf("%-22s %s\n", to_string(f), describe(f));
-  return 0;
+  return kExitOk;
 }
 
 void prepare_run(const CommandLine& cl) {
   if (!cl.replay.empty()) check_replay_flags(cl);
   check_rc_params(cl.rc_params);
   check_writable_dir("--report-dir " + cl.config.report_dir, cl.config.report_dir);
-  if (!cl.summary.empty()) {
-    const std::filesystem::path parent = std::filesystem::path(cl.summary).parent_path();
-    std::error_code ec;
-    if (!parent.empty() && !std::filesystem::exists(parent, ec))
-      fail("--summary {}: the folder {} does not exist", cl.summary, parent.string());
-    // The summary is a file: a folder there would be found out only after the run.
-    if (std::filesystem::is_directory(cl.summary, ec))
-      fail("--summary {}: is a folder; name the file to write", cl.summary);
-    check_writable_dir("--summary " + cl.summary, parent.string());
-  }
+  if (!cl.summary.empty()) check_output_file("--summary", cl.summary);
+  if (!cl.junit.empty()) check_output_file("--junit", cl.junit);
   // RapidCheck reads RC_PARAMS once, at first use: set it before anything touches it.
   setenv("RC_PARAMS", cl.rc_params.c_str(), 1);
   load_context(cl.config);
@@ -180,9 +209,16 @@ int check_properties(const CommandLine& cl) {
     std::replace(why.begin(), why.end(), '\n', ' ');
     if (why.starts_with("Unrecognised token: ")) why = "unknown flag " + why.substr(20);
     std::fprintf(stderr, "props: %s (see props --help and props --help-catch)\n", why.c_str());
-    return 2;
+    return kExitRefused;
   }
-  if (const int rc = session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data())) return rc;
+  if (session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data()) != 0) return kExitRefused;
+  // Catch2's other reporters write their XML to stdout among props' own lines, and without the
+  // counterexample: --junit FILE is the report for CI.
+  if (const std::string& reporter = session.configData().reporterName; reporter != "console") {
+    std::fprintf(stderr, "props: Catch2's reporter '%s' is refused: its output would mix with props' lines; use "
+                 "--junit FILE for a JUnit report\n", reporter.c_str());
+    return kExitRefused;
+  }
   const Catch::Config& config = session.config();
   const size_t matched =
       Catch::filterTests(Catch::getAllTestCasesSorted(config), config.testSpec(), config).size();
@@ -196,12 +232,12 @@ int check_properties(const CommandLine& cl) {
       if (seen.insert(f).second) filter += (filter.empty() ? "" : " ") + f;
     std::fprintf(stderr, "props: no property matches the test filter %s (props --list-tests lists them)\n",
                  filter.c_str());
-    return 2;
+    return kExitRefused;
   }
   set_property_count(static_cast<int>(matched));
   const auto start = std::chrono::steady_clock::now();
-  // Catch2 returns the number of failed test cases; props' status is 1 for any (2 is a refusal).
-  const int status = check_reproduced(session.run() ? 1 : 0);
+  // Catch2 returns the number of failed test cases; props' status is kExitFailed for any.
+  const int status = check_reproduced(session.run() ? kExitFailed : kExitOk);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summarize(cl, status, seconds);
 }

@@ -3,14 +3,12 @@
 // Replaying a case is replay_case (props/context.h); a sliced run is start_sliced_run
 // (props/shard.h) ahead of the check.
 #pragma once
+#include "base/exit_status.h"
 #include "props/cli.h"
 
 namespace miniinfer::props {
 
-// The exit status of a run that could not write its results file or summary (props --help).
-constexpr int kOutputLost = 3;
-
-// --inject list: every fault, one line each. Exit status 0.
+// --inject list: every fault, one line each. Exit status kExitOk.
 int list_faults();
 // Refuses flags a replay would ignore, bad RapidCheck parameters (RC_PARAMS and --rc-*) and
 // unwritable outputs, sets RC_PARAMS and loads the context. Throws Error with one line naming

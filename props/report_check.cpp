@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/exit_status.h"
 #include "props/verdict.h"
 
 namespace {
@@ -30,7 +31,7 @@ bool read(const std::filesystem::path& path, std::string& out) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: props_report_check DIR...\n");
-    return 2;
+    return miniinfer::kExitRefused;
   }
   int reports = 0, bad = 0;
   for (int a = 1; a < argc; ++a) {
@@ -40,11 +41,11 @@ int main(int argc, char** argv) {
       if (entry.path().string().ends_with(".report.json")) found.push_back(entry.path());
     if (ec) {
       std::fprintf(stderr, "props_report_check: %s: %s\n", argv[a], ec.message().c_str());
-      return 2;
+      return miniinfer::kExitRefused;
     }
     if (found.empty()) {
       std::fprintf(stderr, "props_report_check: %s holds no report\n", argv[a]);
-      return 2;
+      return miniinfer::kExitRefused;
     }
     std::sort(found.begin(), found.end());
     for (const auto& json_path : found) {
@@ -53,14 +54,14 @@ int main(int argc, char** argv) {
       std::string json_text, text;
       if (!read(json_path, json_text) || !read(stem + ".report.txt", text)) {
         std::fprintf(stderr, "props_report_check: cannot read %s or its .report.txt\n", json_path.c_str());
-        return 2;
+        return miniinfer::kExitRefused;
       }
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(json_text);
       } catch (const std::exception& e) {
         std::fprintf(stderr, "props_report_check: %s: %s\n", json_path.c_str(), e.what());
-        return 2;
+        return miniinfer::kExitRefused;
       }
       ++reports;
       const auto found_bad = miniinfer::props::report_contradictions(text, j);
@@ -71,5 +72,5 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("props_report_check: %d reports, %d with contradictions\n", reports, bad);
-  return bad ? 1 : 0;
+  return bad ? miniinfer::kExitFailed : miniinfer::kExitOk;
 }

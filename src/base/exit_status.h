@@ -9,9 +9,9 @@ namespace miniinfer {
 
 enum ExitStatus : int {
   kExitOk = 0,              // everything checked held (expected failures included), or help was printed
-  kExitFailed = 1,          // a property failed, or a replayed case still fails
-  kExitRefused = 2,         // a flag, a file, a filter or a parameter was refused before the run
-  kExitOutputLost = 3,      // writing a results file, summary or report failed mid-run
+  kExitFailed = 1,          // a property failed, a replayed case still fails, or an internal error
+  kExitRefused = 2,         // a flag, a file, a filter, a command or an input was refused
+  kExitOutputLost = 3,      // writing a results file, summary or JUnit file failed mid-run
   kExitEngineBroke = 4,     // --engine process: the engine broke the transport
   kExitNotConformant = 5,   // props --conform: the engine answered, but something is wrong
   kExitUnexpectedPass = 6,  // an expected failure (the expected-failures file) now passes
@@ -24,10 +24,10 @@ struct ExitStatusRow {
 };
 
 inline constexpr std::array<ExitStatusRow, 7> kExitStatusTable = {{
-    {kExitOk, "ok", "every property held (expected failures included), a replayed case passes, or --help"},
-    {kExitFailed, "failed", "a property failed, or a replayed case still fails"},
-    {kExitRefused, "refused", "a flag, file, filter or parameter was refused, before anything ran (one line on stderr)"},
-    {kExitOutputLost, "output-lost", "writing a results file, summary or report failed mid-run (a full disk)"},
+    {kExitOk, "ok", "done: every property held (expected failures too), a replay passes, or --help"},
+    {kExitFailed, "failed", "a property failed, a replayed case still fails, or an internal error (a bug)"},
+    {kExitRefused, "refused", "a flag, file, filter, command or input was refused (one line on stderr)"},
+    {kExitOutputLost, "output-lost", "writing the results, summary or JUnit file failed mid-run (a full disk)"},
     {kExitEngineBroke, "engine-broke", "--engine process: the engine did not start, hung or broke docs/protocol.md"},
     {kExitNotConformant, "not-conformant", "props --conform: the engine answered, but an op is wrong or missing"},
     {kExitUnexpectedPass, "unexpected-pass", "an expected failure (props/expected-failures.json) now passes"},

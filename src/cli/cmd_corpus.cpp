@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "base/rng.h"
 #include "cli/command.h"
 #include "corpus/grammar.h"
@@ -120,7 +121,7 @@ int run_stats(const Grammar& grammar) {
   if (en.sentences + es.sentences != grammar.count_sentences())
     fail("internal check: enumeration finds {} sentences, the recognizer counts {}",
          en.sentences + es.sentences, grammar.count_sentences());
-  return 0;
+  return kExitOk;
 }
 
 int run_corpus(const std::vector<std::string>& argv) {
@@ -134,7 +135,7 @@ int run_corpus(const std::vector<std::string>& argv) {
     if (lang != "en" && lang != "es") fail("flag --words: '{}' is not a language (en or es)", lang);
     for (const std::string& word : grammar.words(lang == "en" ? Lang::En : Lang::Es))
       fmt::print("{}\n", word);
-    return 0;
+    return kExitOk;
   }
   if (args.has("stats")) {
     if (args.has("seed")) fail("--seed goes with --sample, not --stats");
@@ -149,7 +150,7 @@ int run_corpus(const std::vector<std::string>& argv) {
     fmt::print("{} {:<20}{}\n", to_string(sentence.lang()), to_string(sentence.spec.tense),
                fmt::join(sentence.words, " "));
   }
-  return 0;
+  return kExitOk;
 }
 
 int run_tokenize(const std::vector<std::string>& argv) {
@@ -157,7 +158,7 @@ int run_tokenize(const std::vector<std::string>& argv) {
   const Tokenizer tokenizer(Grammar::builtin().vocabulary());
   const std::vector<int> ids = tokenizer.encode(args.require("prompt"));
   fmt::print("{}\n", fmt::join(ids, " "));
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace
@@ -183,7 +184,7 @@ MINIGPT_COMMAND("tokenize", "print the token ids of a prompt",
                 "Prints the token ids of TEXT, space-separated, under the grammar's vocabulary\n"
                 "(the vocabulary every model trained on the corpus uses). Matching ignores case,\n"
                 "'.' is a token of its own and any whitespace separates words. An unknown word\n"
-                "or invalid UTF-8 is an error (exit 1) naming the word and its nearest known\n"
+                "or invalid UTF-8 is an error (exit 2, refused) naming the word and its nearest known\n"
                 "words, or the byte offset:\n"
                 "  minigpt tokenize --prompt \"Yesterday I\"\n"
                 "  minigpt tokenize --prompt \"Ayer yo trabajé.\"",

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "cli/command.h"
 #include "corpus/grammar.h"
 #include "model/model_file.h"
@@ -41,7 +42,7 @@ int run_eval(const std::vector<std::string>& argv) {
   const train::EvalReport report = train::evaluate(model, Grammar::builtin(), o);
   std::printf("%s (seed %llu, %d samples)\n%s", path.c_str(), static_cast<unsigned long long>(o.seed),
               o.samples, train::format_report(report).c_str());
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace

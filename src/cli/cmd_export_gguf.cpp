@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "cli/command.h"
 #include "model/model_file.h"
 #ifdef MINIINFER_HAVE_LLAMACPP
@@ -34,7 +35,7 @@ int run_export_gguf(const std::vector<std::string>& argv) {
   llamacpp.write_gguf(out, model);
   std::printf("%s -> %s (starcoder2, %d layers, d_model %d, vocab %d)\n", path.c_str(), out.c_str(),
               model.config.n_layer, model.config.d_model, model.config.vocab_size);
-  return 0;
+  return kExitOk;
 #else
   fail("this build has no llama.cpp/ggml (run scripts/fetch-llamacpp, then re-run cmake); {} not written",
        out);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "cli/command.h"
 #include "cli/cache_flags.h"
 #include "corpus/tokenizer.h"
@@ -145,7 +146,7 @@ int run_generate(const std::vector<std::string>& argv) {
   } else {
     std::printf("%s %s\n", in.tokenizer.decode(in.prompt).c_str(), text.c_str());
   }
-  return 0;
+  return kExitOk;
 }
 
 int run_logits(const std::vector<std::string>& argv) {
@@ -168,7 +169,7 @@ int run_logits(const std::vector<std::string>& argv) {
       body += (r ? ", " : "") + json_floats(std::span(logits).subspan(r * V, V), first_pos + r);
     std::printf("{\"tokens\": %s, \"logits\": %s}\n", json_ints(in.prompt).c_str(),
                 all ? ("[" + body + "]").c_str() : body.c_str());
-    return 0;
+    return kExitOk;
   }
   for (int r = 0; r < rows; ++r) {
     const int pos = first_pos + r;
@@ -182,7 +183,7 @@ int run_logits(const std::vector<std::string>& argv) {
     for (size_t i = 0; i < top; ++i) line += fmt::format("  {} {}", in.tokenizer.token(order[i]), row[order[i]]);
     std::printf("%s\n", line.c_str());
   }
-  return 0;
+  return kExitOk;
 }
 
 const std::string& generate_usage() {

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "base/sha256.h"
 #include "cli/command.h"
 #include "corpus/grammar.h"
@@ -64,7 +65,7 @@ int run_init(const std::vector<std::string>& argv) {
               "%lld parameters; sha256 %s\n",
               out.c_str(), c.vocab_size, c.d_model, c.n_layer, c.n_head, c.d_ff, c.max_seq_len, c.train_ctx,
               static_cast<long long>(parameter_count(c)), file_sha256(out).c_str());
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "cli/cache_flags.h"
 #include "cli/command.h"
 #include "engine/engine.h"
@@ -34,7 +35,7 @@ constexpr const char* kUsage =
     "  --inject FAULT  a deliberate cache bug (minigpt generate --help lists them)\n"
     "  --backend NAME  invariant (default) or eigen\n"
     "  --kv-cache LAYOUT, --block-size N, --pool-blocks N: the cache (minigpt generate --help)\n\n"
-    "Exit status 0 when stdin closes; 1 if a flag or the model is refused.";
+    "Exit status 0 when stdin closes; 2 if a flag or the model is refused.";
 
 // A request the engine refuses: becomes an error reply with this code.
 struct Refusal {
@@ -280,7 +281,7 @@ int run_serve(const std::vector<std::string>& argv) {
     out += '\n';
     std::cout.write(out.data(), static_cast<std::streamsize>(out.size())).flush();
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "base/sha256.h"
 #include "cli/command.h"
 #include "corpus/grammar.h"
@@ -197,7 +198,7 @@ int run_train(const std::vector<std::string>& argv) {
       "%.4f); sha256 %s\n",
       out.c_str(), o.steps, static_cast<long long>(run.tokens_seen), format_duration(run.seconds).c_str(),
       run.final_train_loss, run.final_val_loss, entropy_floor, sha.c_str());
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "cli/command.h"
 
 namespace miniinfer::cli {
@@ -110,6 +111,8 @@ void print_help() {
       "usage: minigpt COMMAND [flags]   (minigpt COMMAND --help for its flags)\n\ncommands:\n");
   for (const auto& [name, command] : miniinfer::cli::commands())
     std::printf("  %-10s %s\n", name.c_str(), command.summary.c_str());
+  std::printf("\nexit status (the same table for props and the bench tools):\n%s",
+              miniinfer::exit_status_text().c_str());
 }
 }  // namespace
 
@@ -117,28 +120,28 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     print_help();
-    return args.empty() ? 2 : 0;
+    return args.empty() ? miniinfer::kExitRefused : miniinfer::kExitOk;
   }
   auto& all = miniinfer::cli::commands();
   auto it = all.find(args[0]);
   if (it == all.end()) {
     std::fprintf(stderr, "minigpt: unknown command '%s' (see minigpt --help)\n", args[0].c_str());
-    return 2;
+    return miniinfer::kExitRefused;
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   for (const auto& a : rest) {
     if (a == "--help" || a == "-h") {
       std::printf("%s\n", it->second.usage.c_str());
-      return 0;
+      return miniinfer::kExitOk;
     }
   }
   try {
     return it->second.run(rest);
   } catch (const miniinfer::Error& e) {
     std::fprintf(stderr, "minigpt %s: %s\n", args[0].c_str(), e.what());
-    return 1;
+    return miniinfer::kExitRefused;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "minigpt %s: internal error: %s\n", args[0].c_str(), e.what());
-    return 3;
+    return miniinfer::kExitFailed;
   }
 }

@@ -65,6 +65,8 @@ std::string attr(const char* name, std::string_view value) {
   return fmt::format(" {}=\"{}\"", name, xml_escape(value));
 }
 
+std::string element_text(std::string_view body) { return xml_escape(body, false); }
+
 // A failure's text: what a CI page shows under the test, enough to act on without the log.
 std::string failure_text(const PropertyOutcome& o, const std::string& program) {
   std::string text;
@@ -85,17 +87,17 @@ std::string testcase_body(const PropertyOutcome& o, const std::string& program) 
   if (o.status == "failed") {
     const std::string message = !o.headline.empty() ? o.headline : first_line(o.counterexample);
     return fmt::format("      <failure{}{}>{}</failure>\n", attr("message", message.empty() ? "failed" : message),
-                       attr("type", o.cause.empty() ? "failed" : o.cause), xml_escape(failure_text(o, program)));
+                       attr("type", o.cause.empty() ? "failed" : o.cause), element_text(failure_text(o, program)));
   }
   if (o.status == "unexpected-pass")
     return fmt::format("      <failure{}{}>{}</failure>\n",
                        attr("message", "unexpected pass: an expected failure (props/expected-failures.json) passed " +
                                            std::to_string(o.cases) + " cases"),
-                       attr("type", "unexpected-pass"), xml_escape(failure_text(o, program)));
+                       attr("type", "unexpected-pass"), element_text(failure_text(o, program)));
   if (o.status == "expected-failure") {
     const std::string why = !o.headline.empty() ? o.headline : first_line(o.counterexample);
     return fmt::format("      <skipped{}/>\n      <system-out>{}</system-out>\n",
-                       attr("message", "expected failure: " + why), xml_escape(failure_text(o, program)));
+                       attr("message", "expected failure: " + why), element_text(failure_text(o, program)));
   }
   if (o.status == "skipped")
     return fmt::format("      <skipped{}/>\n", attr("message", o.headline.empty() ? "skipped" : "skipped: " + o.headline));
@@ -104,7 +106,7 @@ std::string testcase_body(const PropertyOutcome& o, const std::string& program) 
 
 }  // namespace
 
-std::string xml_escape(std::string_view text) {
+std::string xml_escape(std::string_view text, bool in_attribute) {
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size();) {
@@ -116,8 +118,8 @@ std::string xml_escape(std::string_view text) {
       case '>': out += "&gt;"; break;
       case '"': out += "&quot;"; break;
       case '\'': out += "&apos;"; break;
-      case '\t': out += "&#9;"; break;
-      case '\n': out += "&#10;"; break;
+      case '\t': out += in_attribute ? "&#9;" : "\t"; break;
+      case '\n': out += in_attribute ? "&#10;" : "\n"; break;
       case '\r': out += "&#13;"; break;
       default: append_utf8(out, c);
     }

@@ -22,6 +22,7 @@ PropertyOutcome outcome(const std::string& id, const std::string& sentence, cons
 TEST_CASE("xml_escape escapes markup and keeps newlines in attributes", "[junit]") {
   CHECK(xml_escape("a<b & c>\"d\" 'e'") == "a&lt;b &amp; c&gt;&quot;d&quot; &apos;e&apos;");
   CHECK(xml_escape("one\ntwo\tthree\r") == "one&#10;two&#9;three&#13;");
+  CHECK(xml_escape("one\ntwo\tthree\r", false) == "one\ntwo\tthree&#13;");
   CHECK(xml_escape("Mañana él") == "Mañana él");
   CHECK(xml_escape("\xF0\x9F\x98\x80") == "\xF0\x9F\x98\x80");  // outside the BMP: allowed
 }

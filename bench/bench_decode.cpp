@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "engine/kernels.h"
 #include "shipped_shape.h"
+#include "benchmark_main.h"
 
 namespace {
 
@@ -161,4 +162,4 @@ BENCHMARK(BM_long_decode)->Args({0, 448})->Args({1, 448})->ArgNames({"paged", "c
 BENCHMARK(BM_weight_stream_floor);
 BENCHMARK(BM_uncached_step)->RangeMultiplier(2)->Range(16, 512)->ArgName("context")->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_prefill)->Arg(16)->Arg(64)->ArgName("prompt")->Unit(benchmark::kMicrosecond);
-BENCHMARK_MAIN();
+int main(int argc, char** argv) { return miniinfer::bench::benchmark_main(argc, argv); }

@@ -8,6 +8,7 @@
 
 #include "base/rng.h"
 #include "engine/kernels.h"
+#include "benchmark_main.h"
 
 namespace {
 
@@ -85,4 +86,4 @@ void shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_invariant)->Apply(shapes);
 BENCHMARK(BM_invariant_8lanes)->Apply(shapes);
 BENCHMARK(BM_eigen)->Apply(shapes);
-BENCHMARK_MAIN();
+int main(int argc, char** argv) { return miniinfer::bench::benchmark_main(argc, argv); }

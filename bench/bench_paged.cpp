@@ -11,6 +11,7 @@
 #include "base/rng.h"
 #include "engine/engine.h"
 #include "shipped_shape.h"
+#include "benchmark_main.h"
 
 namespace {
 
@@ -138,4 +139,4 @@ BENCHMARK(BM_prefill)->ArgNames({"paged", "T"})->ArgsProduct({{0, 1}, {128, 512}
 BENCHMARK(BM_first_token)->ArgNames({"hit"})->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_pool_use)->Iterations(1);
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) { return miniinfer::bench::benchmark_main(argc, argv); }

@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "model/model_file.h"
 #include "props/engine_registry.h"
+#include "benchmark_main.h"
 
 namespace {
 
@@ -95,4 +96,4 @@ BENCHMARK(BM_forward_uncached)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) { return miniinfer::bench::benchmark_main(argc, argv); }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "base/rng.h"
 #include "engine/generate.h"
 #include "engine/kernels.h"
@@ -65,7 +66,7 @@ int fingerprint() {
               cached.tokens == uncached.tokens ? "equal" : "DIFFER");
   std::fprintf(stderr, "matmul width %d (widest here %d)\n", kernels::matmul_width(),
                kernels::matmul_widest());
-  return differ == 0 && cached.tokens == uncached.tokens ? 0 : 1;
+  return differ == 0 && cached.tokens == uncached.tokens ? kExitOk : kExitFailed;
 }
 
 }  // namespace
@@ -76,7 +77,7 @@ int main(int argc, char** argv) {
       const std::string a = argv[i];
       if (a == "--help" || a == "-h") {
         std::fputs(kUsage, stdout);
-        return 0;
+        return kExitOk;
       }
       if (a == "--matmul-width" && i + 1 < argc) {
         const std::string v = argv[++i];
@@ -89,6 +90,6 @@ int main(int argc, char** argv) {
     return fingerprint();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bytes_fingerprint: %s\n", e.what());
-    return 2;
+    return kExitRefused;
   }
 }

@@ -16,13 +16,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "base/rng.h"
 #include "engine/engine.h"
 #include "model/model_file.h"
@@ -208,38 +211,91 @@ std::string svg(const std::vector<Point>& pts,
   return s;
 }
 
-int run(int argc, char** argv) {
+constexpr const char* kUsage =
+    "usage: cost_curve [--csv FILE] [--svg FILE] [--reps N] [--min-time S] [--max-context T]\n"
+    "                  [--model F.safetensors] [--llamacpp]\n"
+    "The cost of one token as the context grows, cached and uncached, as a CSV (default\n"
+    "cost_curve.csv) and a log-log SVG plot (default cost_curve.svg): each point the min, median\n"
+    "and max of --reps repetitions (5) of as many calls as fit in --min-time seconds (0.2), at\n"
+    "contexts 16, 32, ... up to --max-context (512). --llamacpp (cost_curve_llamacpp only) adds\n"
+    "llama.cpp's paths on the same model. Exit status: 0 done, 2 a flag or the model refused,\n"
+    "3 the CSV or plot could not be written, 1 an internal error (src/base/exit_status.h).\n";
+
+struct Options {
   std::string csv_path = "cost_curve.csv", svg_path = "cost_curve.svg", model_path;
   int reps = 5, max_context = 512;
   double min_time = 0.2;
-  bool llamacpp = false;
+  bool llamacpp = false, help = false;
+};
+
+// A whole number >= 1: std::stoi would read "5x" as 5 and fail on "x" with a bare "stoi".
+int positive_int(const std::string& flag, const std::string& v) {
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos || std::stoi(v) < 1)
+    fail("{}: '{}' is not a whole number of 1 or more", flag, v);
+  return std::stoi(v);
+}
+
+double positive_seconds(const std::string& flag, const std::string& v) {
+  size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != v.size() || !(x > 0) || !std::isfinite(x)) fail("{}: '{}' is not a number of seconds above 0", flag, v);
+  return x;
+}
+
+// An output file's folder must exist: the curve takes minutes, and its files are written last.
+std::string output_path(const std::string& flag, const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (path.empty() || std::filesystem::is_directory(path, ec)) fail("{}: '{}' is not a file name", flag, path);
+  if (!parent.empty() && !std::filesystem::is_directory(parent, ec))
+    fail("{} {}: the folder {} does not exist", flag, path, parent.string());
+  return path;
+}
+
+Options parse_options(int argc, char** argv) {
+  Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      o.help = true;
+      return o;
+    }
     if (a == "--llamacpp") {
 #ifndef MINIINFER_HAVE_LLAMACPP
       fail("--llamacpp: this cost_curve was built without llama.cpp (use cost_curve_llamacpp)");
 #endif
-      llamacpp = true;
+      o.llamacpp = true;
       continue;
     }
-    if (i + 1 >= argc) fail("option {} needs a value", a);
+    static const std::set<std::string> valued = {"--csv", "--svg", "--reps", "--min-time", "--max-context", "--model"};
+    if (!valued.count(a)) fail("unknown flag {} (see cost_curve --help)", a);
+    if (i + 1 >= argc) fail("flag {} needs a value", a);
     const std::string v = argv[++i];
     if (a == "--csv")
-      csv_path = v;
+      o.csv_path = output_path(a, v);
     else if (a == "--svg")
-      svg_path = v;
+      o.svg_path = output_path(a, v);
     else if (a == "--reps")
-      reps = std::stoi(v);
+      o.reps = positive_int(a, v);
     else if (a == "--min-time")
-      min_time = std::stod(v);
+      o.min_time = positive_seconds(a, v);
     else if (a == "--max-context")
-      max_context = std::stoi(v);
-    else if (a == "--model")
-      model_path = v;
+      o.max_context = positive_int(a, v);
     else
-      fail("unknown option {}", a);
+      o.model_path = v;
   }
-  const Model model = model_path.empty() ? shipped_shape_model() : read_model(model_path);
+  return o;
+}
+
+int run(const Options& opt, const Model& model) {
+  const int reps = opt.reps, max_context = opt.max_context;
+  const double min_time = opt.min_time;
+  const bool llamacpp = opt.llamacpp;
   const int V = model.config.vocab_size;
   std::vector<Paths> engines;
   engines.push_back(paths_of("ours", std::make_shared<Engine>(model), std::make_shared<Engine>(model), V));
@@ -287,24 +343,42 @@ int run(int argc, char** argv) {
                                {"llama.cpp cached", "#aec7e8"},
                                {"llama.cpp flash cached", "#98df8a"}});
   // Whole files or nothing: a failed write leaves neither half a CSV nor half a plot.
-  write_file_atomic(csv_path, csv);
-  write_file_atomic(svg_path, svg(pts, lines));
+  try {
+    write_file_atomic(opt.csv_path, csv);
+    write_file_atomic(opt.svg_path, svg(pts, lines));
+  } catch (const Error& e) {
+    std::fprintf(stderr, "cost_curve: %s\n", e.what());
+    return kExitOutputLost;
+  }
   for (const auto& [path, color] : lines) {
     std::printf("%s: slope %.2f over contexts 16..%d", path.c_str(), slope(pts, path, 16), max_context);
     // The long-context slope needs at least two points from 128 on.
     if (max_context >= 256) std::printf(", %.2f over 128..%d", slope(pts, path, 128), max_context);
     std::printf("\n");
   }
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  Options options;
+  Model model;
   try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {  // miniinfer::Error and the library's own
+    options = parse_options(argc, argv);
+    if (options.help) {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    }
+    model = options.model_path.empty() ? shipped_shape_model() : read_model(options.model_path);
+  } catch (const std::exception& e) {  // a flag or the model
     std::fprintf(stderr, "cost_curve: %s\n", e.what());
-    return 1;
+    return kExitRefused;
+  }
+  try {
+    return run(options, model);
+  } catch (const std::exception& e) {  // the library's own: a bug
+    std::fprintf(stderr, "cost_curve: internal error: %s\n", e.what());
+    return kExitFailed;
   }
 }

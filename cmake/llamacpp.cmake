@@ -113,7 +113,7 @@ catch_discover_tests(miniinfer_llamacpp_tests PROPERTIES LABELS llamacpp)
 
 target_link_libraries(minigpt PRIVATE miniinfer_llamacpp_load)
 target_compile_definitions(minigpt PRIVATE MINIINFER_HAVE_LLAMACPP=1)
-# `minigpt export-gguf` on bad input: one line, status 1, no file left.
+# `minigpt export-gguf` on bad input: one line, status 2 (refused), no file left.
 add_test(NAME export_gguf_bad_input
          COMMAND ${PROJECT_SOURCE_DIR}/src/llamacpp/export_gguf_bad_input.sh $<TARGET_FILE:minigpt>
                  ${PROJECT_BINARY_DIR}/export-gguf-bad-input)

@@ -2,7 +2,7 @@
 // one run, so the ratios compare figures measured under the same machine load. Prints a
 // Markdown table (docs/benchmarks.md). A whole-program timer: each figure is the median of
 // --reps repetitions, each timing as many calls as fit in --min-time seconds (at least 3).
-//   build/bench/bench_vs_llamacpp [--model F.safetensors] [--min-time S] [--reps N]
+//   build/bench/bench_vs_llamacpp [--model F.safetensors] [--min-time S] [--reps N] [--help]
 // Our engine is single-threaded (threads do not exist in it); llama.cpp runs at 1 and 2, and at
 // 2 once more with a threadpool whose threads sleep instead of spinning (poll 0, see
 // LlamaCppOptions::poll), which is what matters on a loaded machine.
@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <iterator>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "base/temp_dir.h"
 #include "engine/engine.h"
 #include "llamacpp/gguf_export.h"
@@ -115,21 +115,47 @@ std::string fmt_value(double v) {
   return buf;
 }
 
-int run(int argc, char** argv) {
+constexpr const char* kUsage =
+    "usage: bench_vs_llamacpp [--model F.safetensors] [--min-time S] [--reps N]\n"
+    "Our engine against llama.cpp on the same model (default: the shipped MiniGPT), as a\n"
+    "Markdown table: each figure the median of --reps repetitions (5) of as many calls as fit in\n"
+    "--min-time seconds (0.2). Exit status: 0 done, 2 a flag or the model refused, 1 an internal\n"
+    "error (src/base/exit_status.h).\n";
+
+// --min-time and --reps: std::atof and std::atoi would read "abc" as 0 unannounced.
+double number_above_zero(const std::string& flag, const std::string& v, bool whole) {
+  size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != v.size() || !(x > 0) || x > 1e6 || (whole && x != static_cast<int>(x)))
+    fail("flag {}: '{}' is not a {} above 0", flag, v, whole ? "whole number" : "number of seconds");
+  return x;
+}
+
+// The model's path from the flags (setting g_min_time and g_reps); empty after --help.
+std::string parse_flags(int argc, char** argv) {
   std::string model_path = std::string(MINIINFER_SOURCE_DIR) + "/experiments/17-minigpt/minigpt.safetensors";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--help" || a == "-h") return "";
+    if (a != "--model" && a != "--min-time" && a != "--reps")
+      fail("unknown flag {} (flags: --model F, --min-time S, --reps N)", a);
     if (i + 1 >= argc) fail("flag {} needs a value (flags: --model F, --min-time S, --reps N)", a);
     if (a == "--model")
       model_path = argv[++i];
     else if (a == "--min-time")
-      g_min_time = std::atof(argv[++i]);
-    else if (a == "--reps")
-      g_reps = std::max(1, std::atoi(argv[++i]));
+      g_min_time = number_above_zero(a, argv[++i], false);
     else
-      fail("unknown flag {} (flags: --model F, --min-time S, --reps N)", a);
+      g_reps = static_cast<int>(number_above_zero(a, argv[++i], true));
   }
-  const Model model = read_model(model_path);
+  return model_path;
+}
+
+int run(const std::string& model_path, const Model& model) {
   const int V = model.config.vocab_size;
   TempDir dir("bench_vs_llamacpp");
   const std::string gguf = dir.file("model.gguf");
@@ -176,16 +202,29 @@ int run(int argc, char** argv) {
     std::printf("\n");
   }
   std::printf("\nratio columns: llama.cpp's speed relative to ours (above 1: llama.cpp is faster)\n");
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string model_path;
+  Model model;
   try {
-    return run(argc, argv);
-  } catch (const miniinfer::Error& e) {
+    model_path = parse_flags(argc, argv);
+    if (model_path.empty()) {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    }
+    model = read_model(model_path);
+  } catch (const std::exception& e) {  // a flag or the model
     std::fprintf(stderr, "bench_vs_llamacpp: %s\n", e.what());
-    return 1;
+    return kExitRefused;
+  }
+  try {
+    return run(model_path, model);
+  } catch (const std::exception& e) {  // llama.cpp's or the library's: a bug
+    std::fprintf(stderr, "bench_vs_llamacpp: internal error: %s\n", e.what());
+    return kExitFailed;
   }
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The bad-input matrix, end to end through the CLIs (CTest cli_bad_input). Every case must end
-# with: the documented exit status (minigpt: 1 refused input or flag, 2 usage; props: 2 refused
-# input or flag), exactly one line on stderr naming the input and the problem, no crash (no
-# signal), no hang (a timeout), and no output file left behind.
+# with: the documented exit status (src/base/exit_status.h: 2 for a refused input, flag or
+# command, in minigpt and props alike), exactly one line on stderr naming the input and the
+# problem, no crash (no signal), no hang (a timeout), and no output file left behind.
 # usage: bad_input_test.sh MINIGPT PROPS WORKDIR
 set -uo pipefail
 minigpt=$1 props=$2 work=$3
@@ -98,33 +98,33 @@ echo "not a file of the grammar" >regular_file
 
 gen=("$minigpt" generate --max-new-tokens 2 --prompt "yesterday I")
 for f in truncated empty corrupted lying; do
-  check "weights: $f" 1 "$f\.safetensors" -- "${gen[@]}" --model $f.safetensors
+  check "weights: $f" 2 "$f\.safetensors" -- "${gen[@]}" --model $f.safetensors
 done
-check "weights: NaN" 1 "nan.safetensors.*tensor ln_f\.bias: value 7 is nan" -- "${gen[@]}" --model nan.safetensors
-check "weights: missing file" 1 "no-such\.safetensors" -- "${gen[@]}" --model no-such.safetensors
-check "prompt: unknown word" 1 "unknown word 'wrked'" -- "$minigpt" generate --model tiny.safetensors --prompt "I wrked"
-check "prompt: escape bytes are shown escaped" 1 "unknown word '\\\\x1b\\[31mwrked'" -- "$minigpt" generate --model tiny.safetensors --prompt $'I \x1b[31mwrked'
-check "prompt: bad UTF-8" 1 "invalid UTF-8 at byte 2" -- "$minigpt" generate --model tiny.safetensors --prompt $'I \xff\xfe'
-check "prompt: over-long" 1 "prompt 0 has 120 tokens.*more than 32" -- "$minigpt" generate --model tiny.safetensors --prompt "$long_prompt"
-check "tokenize: bad UTF-8" 1 "invalid UTF-8" -- "$minigpt" tokenize --prompt $'\xc3'
-check "flag: unknown" 1 "unknown flag --bogus" -- "$minigpt" generate --prompt "I" --bogus
-check "flag: not a number" 1 "flag --max-new-tokens: 'many' is not a valid number" -- "$minigpt" generate --prompt "I" --max-new-tokens many
-check "flag: temperature below floor" 1 "temperature 1e-39 is below the floor" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --temperature 1e-39
-check "flag: top-p out of range" 1 "top-p must lie in \(0, 1\]" -- "$minigpt" generate --prompt "I" --top-p 2
-check "flag: unknown backend" 1 "unknown backend 'gpu'" -- "$minigpt" generate --prompt "I" --backend gpu
-check "flag: unknown fault" 1 "unknown fault 'nope'" -- "$minigpt" generate --prompt "I" --inject nope
-check "flag: unknown kv cache layout" 1 "flag --kv-cache: unknown kv cache layout 'blocks' \(known: contiguous, paged\)" -- "$minigpt" generate --prompt "I" --kv-cache blocks
-check "flag: block size not a power of two" 1 "flag --block-size: 3 is not a power of two" -- "$minigpt" generate --prompt "I" --kv-cache paged --block-size 3
-check "flag: block size without paged" 1 "flag --block-size: only with --kv-cache paged" -- "$minigpt" generate --prompt "I" --block-size 4
-check "flag: negative pool" 1 "flag --pool-blocks: must be >= 0, got -1" -- "$minigpt" generate --prompt "I" --kv-cache paged --pool-blocks -1
-check "flag: block size over capacity" 1 "paged cache: block size 64 does not divide the capacity 32" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --kv-cache paged --block-size 64
-check "flag: pool below one sequence" 1 "paged cache: a pool of 1 blocks of 16 slots cannot hold one full sequence of 32 slots \(it needs 2\)" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --kv-cache paged --pool-blocks 1
-check "flag: paged fault, contiguous cache" 1 "fault 'cow-missing' acts on the paged cache: use the paged layout" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --inject cow-missing
-check "serve: bad block size" 1 "flag --block-size: 5 is not a power of two" -- "$minigpt" serve --kv-cache paged --block-size 5
+check "weights: NaN" 2 "nan.safetensors.*tensor ln_f\.bias: value 7 is nan" -- "${gen[@]}" --model nan.safetensors
+check "weights: missing file" 2 "no-such\.safetensors" -- "${gen[@]}" --model no-such.safetensors
+check "prompt: unknown word" 2 "unknown word 'wrked'" -- "$minigpt" generate --model tiny.safetensors --prompt "I wrked"
+check "prompt: escape bytes are shown escaped" 2 "unknown word '\\\\x1b\\[31mwrked'" -- "$minigpt" generate --model tiny.safetensors --prompt $'I \x1b[31mwrked'
+check "prompt: bad UTF-8" 2 "invalid UTF-8 at byte 2" -- "$minigpt" generate --model tiny.safetensors --prompt $'I \xff\xfe'
+check "prompt: over-long" 2 "prompt 0 has 120 tokens.*more than 32" -- "$minigpt" generate --model tiny.safetensors --prompt "$long_prompt"
+check "tokenize: bad UTF-8" 2 "invalid UTF-8" -- "$minigpt" tokenize --prompt $'\xc3'
+check "flag: unknown" 2 "unknown flag --bogus" -- "$minigpt" generate --prompt "I" --bogus
+check "flag: not a number" 2 "flag --max-new-tokens: 'many' is not a valid number" -- "$minigpt" generate --prompt "I" --max-new-tokens many
+check "flag: temperature below floor" 2 "temperature 1e-39 is below the floor" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --temperature 1e-39
+check "flag: top-p out of range" 2 "top-p must lie in \(0, 1\]" -- "$minigpt" generate --prompt "I" --top-p 2
+check "flag: unknown backend" 2 "unknown backend 'gpu'" -- "$minigpt" generate --prompt "I" --backend gpu
+check "flag: unknown fault" 2 "unknown fault 'nope'" -- "$minigpt" generate --prompt "I" --inject nope
+check "flag: unknown kv cache layout" 2 "flag --kv-cache: unknown kv cache layout 'blocks' \(known: contiguous, paged\)" -- "$minigpt" generate --prompt "I" --kv-cache blocks
+check "flag: block size not a power of two" 2 "flag --block-size: 3 is not a power of two" -- "$minigpt" generate --prompt "I" --kv-cache paged --block-size 3
+check "flag: block size without paged" 2 "flag --block-size: only with --kv-cache paged" -- "$minigpt" generate --prompt "I" --block-size 4
+check "flag: negative pool" 2 "flag --pool-blocks: must be >= 0, got -1" -- "$minigpt" generate --prompt "I" --kv-cache paged --pool-blocks -1
+check "flag: block size over capacity" 2 "paged cache: block size 64 does not divide the capacity 32" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --kv-cache paged --block-size 64
+check "flag: pool below one sequence" 2 "paged cache: a pool of 1 blocks of 16 slots cannot hold one full sequence of 32 slots \(it needs 2\)" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --kv-cache paged --pool-blocks 1
+check "flag: paged fault, contiguous cache" 2 "fault 'cow-missing' acts on the paged cache: use the paged layout" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --inject cow-missing
+check "serve: bad block size" 2 "flag --block-size: 5 is not a power of two" -- "$minigpt" serve --kv-cache paged --block-size 5
 check "command: unknown" 2 "unknown command 'frobnicate'" -- "$minigpt" frobnicate
-check "init: output folder missing" 1 "no-dir/m\.safetensors" --out no-dir/m.safetensors -- "$minigpt" init --seed 1 --out no-dir/m.safetensors
-check "init: bad --config" 1 "--config: " --out bad-config.safetensors -- "$minigpt" init --seed 1 --out bad-config.safetensors --config '{"max_seq_len": 1e12}'
-check "export-gguf: empty --out" 1 "flag --out: empty file name" -- "$minigpt" export-gguf --out ""
+check "init: output folder missing" 2 "no-dir/m\.safetensors" --out no-dir/m.safetensors -- "$minigpt" init --seed 1 --out no-dir/m.safetensors
+check "init: bad --config" 2 "--config: " --out bad-config.safetensors -- "$minigpt" init --seed 1 --out bad-config.safetensors --config '{"max_seq_len": 1e12}'
+check "export-gguf: empty --out" 2 "flag --out: empty file name" -- "$minigpt" export-gguf --out ""
 
 # ---- props -------------------------------------------------------------------------------------
 check "props: weights truncated" 2 "truncated\.safetensors" -- "$props" --model truncated.safetensors

@@ -2,7 +2,7 @@
 # minigpt and props without llama.cpp's libraries (CTest cli_without_llamacpp): every command
 # that does not ask for llama.cpp runs, and the two that do (props --engine llamacpp, minigpt
 # export-gguf) refuse with one line naming the missing library and the status of any refused
-# input (props 2, minigpt 1), instead of the dynamic loader's exit 127 before main. Three checks:
+# input (2 in props and minigpt), instead of the dynamic loader's exit 127 before main. Three checks:
 #  1. neither program needs a llama.cpp library (readelf: no such NEEDED entry);
 #  2. copies of both, with a copy of the module (libminiinfer_llamacpp.so) beside them, whose
 #     $ORIGIN-relative RUNPATH then leads nowhere;
@@ -42,7 +42,7 @@ cases() {
   : >some.gguf
   check "$where: props --engine llamacpp" 2 "^props: --engine llamacpp: $missing" -- \
     "$props" --engine llamacpp --gguf some.gguf
-  check "$where: minigpt export-gguf" 1 "^minigpt export-gguf: $missing" -- "$minigpt" export-gguf --out out.gguf
+  check "$where: minigpt export-gguf" 2 "^minigpt export-gguf: $missing" -- "$minigpt" export-gguf --out out.gguf
   if [ -e out.gguf ]; then
     failures=$((failures + 1))
     echo "FAIL  $where: minigpt export-gguf left out.gguf behind"

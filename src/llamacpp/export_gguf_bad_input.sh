@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `minigpt export-gguf` on bad input (CTest export_gguf_bad_input, label llamacpp): each case
-# must exit 1, print exactly one line on stderr naming the input, and leave no file behind.
+# must exit 2 (refused, src/base/exit_status.h), print exactly one line on stderr naming the
+# input, and leave no file behind.
 # usage: export_gguf_bad_input.sh MINIGPT WORKDIR
 set -uo pipefail
 minigpt=$1 work=$2
@@ -14,7 +15,7 @@ check() {
   timeout 120 "$@" >stdout.txt 2>stderr.txt
   local got=$? why=""
   if [ "$got" -ge 124 ]; then why="crashed or hung (status $got)"
-  elif [ "$got" -ne 1 ]; then why="exit status $got, expected 1"
+  elif [ "$got" -ne 2 ]; then why="exit status $got, expected 2"
   elif [ "$(wc -l <stderr.txt)" -ne 1 ]; then why="$(wc -l <stderr.txt) lines on stderr, expected 1"
   elif ! grep -Eq -- "$regex" stderr.txt; then why="stderr does not match /$regex/"
   elif compgen -G "$out*" >/dev/null || compgen -G "$(dirname "$out")/.$(basename "$out")*" >/dev/null; then

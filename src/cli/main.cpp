@@ -120,7 +120,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     print_help();
-    return args.empty() ? miniinfer::kExitRefused : miniinfer::kExitOk;
+    if (!args.empty()) return miniinfer::kExitOk;
+    std::fprintf(stderr, "minigpt: no command given (the commands are listed above)\n");
+    return miniinfer::kExitRefused;
   }
   auto& all = miniinfer::cli::commands();
   auto it = all.find(args[0]);

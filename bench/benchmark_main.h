@@ -23,7 +23,8 @@ inline int benchmark_main(int argc, char** argv) {
       const std::filesystem::path parent = std::filesystem::path(a.substr(16)).parent_path();
       std::error_code ec;
       if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
-        std::fprintf(stderr, "%s: --benchmark_out: the folder %s does not exist\n", program.c_str(), parent.c_str());
+        std::fprintf(stderr, "%s: --benchmark_out: the folder %s does not exist\n", program.c_str(),
+                     parent.c_str());
         return kExitRefused;
       }
     }

@@ -243,7 +243,8 @@ double positive_seconds(const std::string& flag, const std::string& v) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != v.size() || !(x > 0) || !std::isfinite(x)) fail("{}: '{}' is not a number of seconds above 0", flag, v);
+  if (used == 0 || used != v.size() || !(x > 0) || !std::isfinite(x))
+    fail("{}: '{}' is not a number of seconds above 0", flag, v);
   return x;
 }
 
@@ -251,7 +252,8 @@ double positive_seconds(const std::string& flag, const std::string& v) {
 std::string output_path(const std::string& flag, const std::string& path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
-  if (path.empty() || std::filesystem::is_directory(path, ec)) fail("{}: '{}' is not a file name", flag, path);
+  if (path.empty() || std::filesystem::is_directory(path, ec))
+    fail("{}: '{}' is not a file name", flag, path);
   if (!parent.empty() && !std::filesystem::is_directory(parent, ec))
     fail("{} {}: the folder {} does not exist", flag, path, parent.string());
   return path;
@@ -272,7 +274,8 @@ Options parse_options(int argc, char** argv) {
       o.llamacpp = true;
       continue;
     }
-    static const std::set<std::string> valued = {"--csv", "--svg", "--reps", "--min-time", "--max-context", "--model"};
+    static const std::set<std::string> valued = {"--csv",      "--svg",         "--reps",
+                                                 "--min-time", "--max-context", "--model"};
     if (!valued.count(a)) fail("unknown flag {} (see cost_curve --help)", a);
     if (i + 1 >= argc) fail("flag {} needs a value", a);
     const std::string v = argv[++i];

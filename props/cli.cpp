@@ -26,9 +26,10 @@ name, and counted as skipped. Docs: docs/llamacpp.md (the llama.cpp engine), doc
 )";
 
 // After the exit-status table: what it means in props' own modes.
-constexpr const char* kExitNotes = R"(A refusal names the flag, file, filter or parameter on one line of stderr. An engine that
-crashes during a case is restarted and the case runs again: a crash both times, or only once
-(FLAKY), fails the property (1). props --conform exits 0, 5, 4 or 2 only.
+constexpr const char* kExitNotes =
+    R"(A refusal names the flag, file, filter or parameter on one line of stderr.
+An engine that crashes during a case is restarted and the case runs again: a crash both times,
+or only once (FLAKY), fails the property (1). props --conform exits 0, 5, 4 or 2 only.
 )";
 
 struct Flag {

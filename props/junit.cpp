@@ -1,8 +1,8 @@
 #include "props/junit.h"
 
-#include <cstdint>
-
 #include <fmt/format.h>
+
+#include <cstdint>
 
 namespace miniinfer::props {
 namespace {
@@ -76,7 +76,8 @@ std::string failure_text(const PropertyOutcome& o, const std::string& program) {
                         o.cause.empty() ? "" : "; cause: " + o.cause);
   if (!o.counterexample.empty()) text += "counterexample (shrunk):\n" + o.counterexample + "\n";
   if (!o.reproduce.empty()) text += "reproduce: " + o.reproduce + "\n";
-  if (!o.case_file.empty()) text += "replay: " + shell_quote(program) + " --replay " + shell_quote(o.case_file) + "\n";
+  if (!o.case_file.empty())
+    text += "replay: " + shell_quote(program) + " --replay " + shell_quote(o.case_file) + "\n";
   return text;
 }
 
@@ -86,21 +87,24 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 std::string testcase_body(const PropertyOutcome& o, const std::string& program) {
   if (o.status == "failed") {
     const std::string message = !o.headline.empty() ? o.headline : first_line(o.counterexample);
-    return fmt::format("      <failure{}{}>{}</failure>\n", attr("message", message.empty() ? "failed" : message),
-                       attr("type", o.cause.empty() ? "failed" : o.cause), element_text(failure_text(o, program)));
+    return fmt::format(
+        "      <failure{}{}>{}</failure>\n", attr("message", message.empty() ? "failed" : message),
+        attr("type", o.cause.empty() ? "failed" : o.cause), element_text(failure_text(o, program)));
   }
   if (o.status == "unexpected-pass")
-    return fmt::format("      <failure{}{}>{}</failure>\n",
-                       attr("message", "unexpected pass: an expected failure (props/expected-failures.json) passed " +
-                                           std::to_string(o.cases) + " cases"),
-                       attr("type", "unexpected-pass"), element_text(failure_text(o, program)));
+    return fmt::format(
+        "      <failure{}{}>{}</failure>\n",
+        attr("message", "unexpected pass: an expected failure (props/expected-failures.json) passed " +
+                            std::to_string(o.cases) + " cases"),
+        attr("type", "unexpected-pass"), element_text(failure_text(o, program)));
   if (o.status == "expected-failure") {
     const std::string why = !o.headline.empty() ? o.headline : first_line(o.counterexample);
     return fmt::format("      <skipped{}/>\n      <system-out>{}</system-out>\n",
                        attr("message", "expected failure: " + why), element_text(failure_text(o, program)));
   }
   if (o.status == "skipped")
-    return fmt::format("      <skipped{}/>\n", attr("message", o.headline.empty() ? "skipped" : "skipped: " + o.headline));
+    return fmt::format("      <skipped{}/>\n",
+                       attr("message", o.headline.empty() ? "skipped" : "skipped: " + o.headline));
   return "";
 }
 
@@ -113,40 +117,60 @@ std::string xml_escape(std::string_view text, bool in_attribute) {
     const char32_t c = next_char(text, i);
     if (!xml_allowed(c)) continue;
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      case '\t': out += in_attribute ? "&#9;" : "\t"; break;
-      case '\n': out += in_attribute ? "&#10;" : "\n"; break;
-      case '\r': out += "&#13;"; break;
-      default: append_utf8(out, c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      case '\t':
+        out += in_attribute ? "&#9;" : "\t";
+        break;
+      case '\n':
+        out += in_attribute ? "&#10;" : "\n";
+        break;
+      case '\r':
+        out += "&#13;";
+        break;
+      default:
+        append_utf8(out, c);
     }
   }
   return out;
 }
 
 std::string junit_xml(const std::vector<PropertyOutcome>& outcomes,
-                      const std::vector<std::pair<std::string, std::string>>& settings, const std::string& program,
-                      double seconds) {
+                      const std::vector<std::pair<std::string, std::string>>& settings,
+                      const std::string& program, double seconds) {
   int failures = 0, skipped = 0;
   for (const PropertyOutcome& o : outcomes) {
     failures += o.status == "failed" || o.status == "unexpected-pass";
     skipped += o.status == "skipped" || o.status == "expected-failure";
   }
-  const std::string counts = fmt::format(" tests=\"{}\" failures=\"{}\" errors=\"0\"", outcomes.size(), failures);
+  const std::string counts =
+      fmt::format(" tests=\"{}\" failures=\"{}\" errors=\"0\"", outcomes.size(), failures);
   std::string xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   xml += fmt::format("<testsuites name=\"props\"{} time=\"{:.3f}\">\n", counts, seconds);
-  xml += fmt::format("  <testsuite name=\"props\"{} skipped=\"{}\" time=\"{:.3f}\">\n", counts, skipped, seconds);
+  xml += fmt::format("  <testsuite name=\"props\"{} skipped=\"{}\" time=\"{:.3f}\">\n", counts, skipped,
+                     seconds);
   xml += "    <properties>\n";
   for (const auto& [name, value] : settings)
     xml += fmt::format("      <property{}{}/>\n", attr("name", name), attr("value", value));
   xml += "    </properties>\n";
   for (const PropertyOutcome& o : outcomes) {
     const std::string body = testcase_body(o, program);
-    xml += fmt::format("    <testcase{}{} assertions=\"{}\" time=\"{:.3f}\"{}", attr("name", o.id + ": " + o.sentence),
-                       attr("classname", "props"), o.cases, o.seconds, attr("status", o.status));
+    xml += fmt::format("    <testcase{}{} assertions=\"{}\" time=\"{:.3f}\"{}",
+                       attr("name", o.id + ": " + o.sentence), attr("classname", "props"), o.cases, o.seconds,
+                       attr("status", o.status));
     xml += body.empty() ? "/>\n" : ">\n" + body + "    </testcase>\n";
   }
   return xml + "  </testsuite>\n</testsuites>\n";

@@ -83,6 +83,8 @@ for case in cases:
         text = f.text or ""
         need(f.message and f.type, f"{cid}: failure message {f.message!r} type {f.type!r}")
         need("counterexample (shrunk):\n" in text and "Falsifiable" in text, f"{cid}: no counterexample in the text")
+        # The prompt is shown quoted: XML-special characters come back as they were written.
+        need("miniinfer::gen::Prompt:\n\"" in text, f"{cid}: the counterexample's quoted prompt is not in the text")
         need("\nreproduce: " in text and "--rc-reproduce=" in text, f"{cid}: no reproduce command in the text")
         need(f"\nreplay: " in text and f"{cid}.case.json" in text, f"{cid}: no replay command in the text")
         need("first parting: layer " in text, f"{cid}: no first parting site in the text")

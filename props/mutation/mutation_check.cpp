@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "engine/faults.h"
 #include "props_run.h"
 
@@ -438,7 +439,7 @@ Options parse_options(int argc, char** argv) {
     const std::string& f = a[i];
     if (f == "--help" || f == "-h") {
       std::printf("%s", kHelp);
-      std::exit(0);
+      std::exit(kExitOk);
     } else if (f == "--props") {
       o.props = value();
     } else if (f == "--work") {
@@ -479,7 +480,7 @@ int main(int argc, char** argv) {
     o = parse_options(argc, argv);
   } catch (const Error& e) {
     std::fprintf(stderr, "mutation_check: %s\n", e.what());
-    return 2;
+    return kExitRefused;
   }
   std::printf("mutation_check: %zu faults, seeds 1-%d, %d jobs, props %s\n", o.faults.size(), o.seeds, o.jobs,
               o.props.c_str());
@@ -625,9 +626,9 @@ int main(int argc, char** argv) {
   if (failures.empty()) {
     std::printf("\nmutation_check: all %zu faults detected, shrunk, located and timed as documented\n",
                 results.size());
-    return 0;
+    return kExitOk;
   }
   std::printf("\nmutation_check: %zu failure(s):\n", failures.size());
   for (const auto& f : failures) std::printf("  FAIL %s\n", f.c_str());
-  return 1;
+  return kExitFailed;
 }

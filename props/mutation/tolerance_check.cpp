@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "base/rng.h"
 #include "corpus/grammar.h"
 #include "corpus/tokenizer.h"
@@ -258,7 +259,7 @@ int main(int argc, char** argv) {
           stderr,
           "tolerance_check: unknown argument '%s' (usage: tolerance_check [--model FILE] [--json OUT])\n",
           a.c_str());
-      return 2;
+      return kExitRefused;
     }
   }
   try {
@@ -346,11 +347,11 @@ int main(int argc, char** argv) {
           << nlohmann::json{{"model", label}, {"logit_scale", scale}, {"rows", rows}}.dump(2) << "\n";
     if (!failures.empty()) {
       for (const auto& f : failures) std::printf("FAIL %s\n", f.c_str());
-      return 1;
+      return kExitFailed;
     }
-    return 0;
+    return kExitOk;
   } catch (const Error& e) {
     std::fprintf(stderr, "tolerance_check: %s\n", e.what());
-    return 2;
+    return kExitRefused;
   }
 }

@@ -3,13 +3,14 @@
 
 Reads what the run left: run.json, each shard's results-K.jsonl (a header, a plan line per
 property, a line per finished batch), the shards' failure reports, phases/*.json, faults.txt,
-ctest.log, and earlier nights' summary.json beside this one for the trend. Writes both files
+ctest.log, and earlier nights' summary.json beside this one for the trend and for what is new
+since the last run (the newest earlier night, or the summary --since names). Writes both files
 whole (temp file, then rename). The page is static: inline CSS and SVG, no script.
 Exit status: 0 when the night passed, 1 when anything failed or is missing, 2 on bad input.
 A line or file the merge cannot use (not a JSON object, a key missing or of the wrong type) is
 named on stderr with its file and line, left out, and fails the night; the rest is merged.
 
-usage: nightly_report.py OUT [--seconds S]
+usage: nightly_report.py OUT [--seconds S] [--since SUMMARY.json]
 """
 import glob
 import html
@@ -28,7 +29,7 @@ PROBLEMS = []
 PLAN_KEYS = {"plan": str, "cases": int, "batches": int, "first": int, "end": int}
 BATCH_KEYS = {"property": str, "batch": int, "case_seed": int, "cases": int, "status": str, "seconds": (int, float)}
 FAILED_KEYS = {"counterexample": str, "reproduce": str, "message": str}
-RUN_KEYS = {"date": str, "seed": int, "shards": int}
+RUN_KEYS = {"date": str, "seed": int, "shards": int, "max_success": int}
 NIGHT_KEYS = {"date": str, "cases": int, "failures": int, "seconds": (int, float), "passed": bool}
 PHASE_KEYS = {"phase": str, "exit_status": (int, str), "seconds": (int, float), "log": str}
 
@@ -312,7 +313,62 @@ def earlier_nights(out, date):
     return sorted(nights, key=lambda n: n["date"])[-(TREND_NIGHTS - 1):]
 
 
-def summarize(out, seconds):
+def group_key(g):
+    return (g["engine"], g["site"], g["verdict"], g["cause"])
+
+
+def by_cause(groups):
+    """The failures by cause, most first: each cause's count, properties and groups (by site)."""
+    causes = {}
+    for g in groups:
+        c = causes.setdefault(g["cause"], {"cause": g["cause"], "count": 0, "properties": [], "sites": []})
+        c["count"] += g["count"]
+        c["properties"] += [p for p in g["properties"] if p not in c["properties"]]
+        c["sites"].append(f'{g["engine"]}: {g["site"]} ({g["verdict"]}, {g["count"]})')
+    return sorted(causes.values(), key=lambda c: (-c["count"], c["cause"]))
+
+
+def earlier_summary(out, date, named=None):
+    """(path, summary) of the night to compare with: `named`, or the newest earlier night beside
+    this one whose summary.json holds per-property results; (None, None) when there is none."""
+    if named:
+        s = read_json(named)
+        if not isinstance(s, dict) or not isinstance(s.get("properties"), list):
+            fail(f"--since {named}: not a nightly summary.json with 'properties'")
+        return named, s
+    best = (None, None)
+    for path in glob.glob(os.path.join(os.path.dirname(os.path.abspath(out)), "*", "summary.json")):
+        s = read_json(path)
+        if (isinstance(s, dict) and isinstance(s.get("date"), str) and s["date"] < date and
+                isinstance(s.get("properties"), list) and (best[1] is None or s["date"] > best[1]["date"])):
+            best = (path, s)
+    return best
+
+
+def since_last(now, then):
+    """What is new since the earlier night: failures new tonight, fixed ones (failed then, pass
+    now), ones still failing, and groups (engine, site, verdict, cause) not seen then."""
+    path, old = then
+    if old is None:
+        return {"compared_with": None, "note": "no earlier run to compare"}
+    def status(s):
+        return {(p.get("engine", "miniinfer"), p.get("id")): p.get("status") for p in s["properties"]
+                if isinstance(p, dict)}
+    was, is_ = status(old), status(now)
+    name = lambda k: f"{k[1]}" if k[0] == "miniinfer" else f"{k[0]} {k[1]}"
+    old_groups = {group_key(g) for g in old.get("groups", []) if isinstance(g, dict) and
+                  all(k in g for k in ("engine", "site", "verdict", "cause"))}
+    return {
+        "compared_with": old.get("date"), "summary": path,
+        "new_failures": [name(k) for k, st in sorted(is_.items()) if st == "failed" and was.get(k) != "failed"],
+        "fixed": [name(k) for k, st in sorted(was.items()) if st == "failed" and is_.get(k) == "passed"],
+        "still_failing": [name(k) for k, st in sorted(is_.items()) if st == "failed" and was.get(k) == "failed"],
+        "new_groups": [f'{g["engine"]}: {g["site"]}, {g["verdict"]}, cause {g["cause"]} ({" ".join(g["properties"])})'
+                       for g in now["groups"] if group_key(g) not in old_groups],
+    }
+
+
+def summarize(out, seconds, since=None):
     run = read_json(os.path.join(out, "run.json"))
     if run is None:
         fail(f"{out}/run.json is missing or not JSON: {out} is not a nightly run's folder")
@@ -324,6 +380,7 @@ def summarize(out, seconds):
         run["date"] = run["date"] if isinstance(run.get("date"), str) else os.path.basename(os.path.normpath(out))
         run["seed"] = run["seed"] if isinstance(run.get("seed"), int) else None
         run["shards"] = run["shards"] if isinstance(run.get("shards"), int) else 1
+        run["max_success"] = run["max_success"] if isinstance(run.get("max_success"), int) else None
     props, counterexamples, coverage = merge_props(out, run.get("shards", 1))
     phases = {}
     for path in sorted(glob.glob(os.path.join(out, "phases", "*.json"))):
@@ -371,13 +428,18 @@ def summarize(out, seconds):
                   all(p["status"] == "passed" for p in props),
         "problems": list(PROBLEMS),
         "complete": complete, "missing_phases": missing_phases,
-        "replay": f"build-nightly/props --rc-seed={run['seed']} --rc-max-success=2000 --full",
+        "max_success": run["max_success"],
+        # The rerun command takes the night's own scale (run.json): a budgeted night's is smaller.
+        "replay": (f"build-nightly/props --rc-seed={run['seed']} --rc-max-success={run['max_success']} --full"
+                   if run["max_success"] else "(run.json holds no max_success: the night's scale is unknown)"),
         "engines": [{"engine": e, "settings": engine_settings.get(e, [])} for e in engines],
         "engines_note": engines_note,
         "properties": props, "counterexamples": counterexamples,
         "groups": group_counterexamples(counterexamples), "coverage": coverage,
         "phases": phases, "faults": faults, "fault_tests": tests,
     }
+    summary["by_cause"] = by_cause(summary["groups"])
+    summary["since"] = since_last(summary, earlier_summary(out, run["date"], since))
     summary["trend"] = earlier_nights(out, run["date"]) + [
         {"date": run["date"], "cases": cases, "failures": failures, "seconds": summary["seconds"],
          "passed": summary["passed"]}]
@@ -434,6 +496,20 @@ def inline_svg(path):
     return re.sub(r"^<\?xml[^>]*\?>\s*", "", svg)
 
 
+def since_html(since):
+    if since["compared_with"] is None:
+        return f'<h2>Since the last run</h2><p id="since">{esc(since["note"])}.</p>'
+    rows = [("new failures", "new_failures"), ("fixed (failed then, pass now)", "fixed"),
+            ("still failing", "still_failing"), ("new groups", "new_groups")]
+    o = [f'<h2>Since the last run</h2><div id="since"><p>compared with {esc(since["compared_with"])}</p><table>']
+    for label, key in rows:
+        items = since[key]
+        o.append(f'<tr><th>{label}</th><td class="since-{key.replace("_", "-")}">'
+                 f'{"; ".join(esc(x) for x in items) if items else "none"}</td></tr>')
+    o.append('</table></div>')
+    return "".join(o)
+
+
 def page(s):
     verdict = "passed" if s["passed"] else "failed"
     o = [f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>nightly {esc(s["date"])}: '
@@ -450,6 +526,7 @@ def page(s):
     if s["problems"]:
         o.append('<p id="problems" class="failed">left out of the merge:</p><ul>'
                  + "".join(f"<li><code>{esc(m)}</code></li>" for m in s["problems"]) + '</ul>')
+    o.append(since_html(s["since"]))
     o.append('<h2>Properties</h2><table id="properties"><tr><th>engine</th><th>id</th><th>property</th>'
              '<th>status</th><th>cases</th><th>failures</th><th>time (s, all shards)</th></tr>')
     for p in s["properties"]:
@@ -458,6 +535,14 @@ def page(s):
                  f'<td class="num cases">{p["cases"]}</td><td class="num failures">{p["failures"]}</td>'
                  f'<td class="num seconds">{p["seconds"]:.2f}</td></tr>')
     o.append('</table>')
+    if s["by_cause"]:
+        o.append('<h2>Failures by cause</h2><table id="causes"><tr><th>cause</th><th>failures</th><th>properties</th>'
+                 '<th>first parting (verdict, count)</th></tr>')
+        for c in s["by_cause"]:
+            o.append(f'<tr><td class="cause">{esc(c["cause"])}</td><td class="num count">{c["count"]}</td>'
+                     f'<td class="properties">{esc(" ".join(c["properties"]))}</td>'
+                     f'<td>{"<br>".join(esc(x) for x in c["sites"])}</td></tr>')
+        o.append('</table>')
     if len(s["counterexamples"]) > 1:
         o.append(f'<h2>Groups ({len(s["groups"])})</h2><p>The counterexamples by first parting site, verdict '
                  'and cause (docs/verdicts.md), each with its smallest case.</p><table id="groups"><tr><th>engine</th>'
@@ -516,21 +601,36 @@ def page(s):
 
 
 def main(argv):
-    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--seconds"):
-        fail("usage: nightly_report.py OUT [--seconds S]")
-    out = argv[0]
+    usage = "usage: nightly_report.py OUT [--seconds S] [--since SUMMARY.json]"
+    if not argv or argv[0].startswith("--"):
+        fail(usage)
+    out, flags = argv[0], {}
+    rest = argv[1:]
+    while rest:
+        if rest[0] not in ("--seconds", "--since") or len(rest) < 2 or rest[0] in flags:
+            fail(f"{rest[0]}: unknown, repeated or without its value; {usage}")
+        flags[rest[0]] = rest[1]
+        rest = rest[2:]
     seconds = None
-    if len(argv) == 3:
-        if not argv[2].isdigit():
-            fail(f"--seconds '{argv[2]}': expected a whole number")
-        seconds = int(argv[2])
+    if "--seconds" in flags:
+        if not flags["--seconds"].isdigit():
+            fail(f"--seconds '{flags['--seconds']}': expected a whole number")
+        seconds = int(flags["--seconds"])
     if not os.path.isdir(out):
         fail(f"{out}: not a folder")
-    s = summarize(out, seconds)
+    s = summarize(out, seconds, flags.get("--since"))
     write_whole(os.path.join(out, "summary.json"), json.dumps(s, indent=2) + "\n")
     write_whole(os.path.join(out, "index.html"), page(s))
     print(f"nightly: {s['cases']} cases, {s['failures']} failures, "
           f"{'passed' if s['passed'] else 'FAILED'}; {out}/summary.json, {out}/index.html")
+    since = s["since"]
+    if since["compared_with"] is None:
+        print(f"nightly: since the last run: {since['note']}")
+    else:
+        print(f"nightly: since {since['compared_with']}: " + "; ".join(
+            f"{label} {' '.join(since[k]) if since[k] and k != 'new_groups' else len(since[k])}"
+            for label, k in (("new failures", "new_failures"), ("fixed", "fixed"),
+                             ("still failing", "still_failing"), ("new groups", "new_groups"))))
     return 0 if s["passed"] else 1
 
 

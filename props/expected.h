@@ -19,10 +19,13 @@ struct ExpectedFailure {
   std::string level;      // as --level names it
   std::string reason;     // one line: why it fails
   std::string link;       // the experiment that shows it: a path from the source root, or a URL
+  // false ("strict": false in the file): it fails for some seeds only, so a pass is no XPASS
+  // (pytest's xfail(strict=False)); optional, true by default.
+  bool strict = true;
 };
 
-// The file's entries, checked strictly: valid JSON, a list of objects with exactly the fields
-// above, a known engine, property id and level, a non-empty reason, and a link to a file of
+// The file's entries, checked strictly: valid JSON, a list of objects with the fields above
+// and no others (all but strict required), a known engine, property id and level, a non-empty reason, and a link to a file of
 // the source tree (or an http(s) URL). Throws Error "FILE: entry N: problem".
 std::vector<ExpectedFailure> parse_expected(const std::string& file, const std::string& text);
 
@@ -39,7 +42,7 @@ const ExpectedFailure* expected_for(const std::string& id);
 
 // Settles a property's outcome against the entries: a failure one expects becomes
 // "expected-failure" (an XFAIL line with the reason and link), a pass one expects to fail
-// "unexpected-pass" (an XPASS line asking to remove the entry).
+// "unexpected-pass" (an XPASS line asking to remove the entry), unless the entry is not strict.
 void settle_expected(PropertyOutcome& outcome);
 
 }  // namespace miniinfer::props

@@ -36,6 +36,8 @@ TEST_CASE("an expected-failures file is read entry by entry, with every field", 
   CHECK(list[0].property == "p6");
   CHECK(list[0].level == "bits");
   CHECK(list[0].link == "experiments/23-llamacpp-cache/README.md");
+  CHECK(list[0].strict);
+  CHECK_FALSE(parse_expected("x.json", with("strict", "false"))[0].strict);
   CHECK(parse_expected("x.json", "[]").empty());
 }
 
@@ -57,7 +59,9 @@ TEST_CASE("a bad expected-failures file is refused in one line naming the file, 
                     Catch::Contains("neither a URL nor a file of the source tree"));
   CHECK_THROWS_WITH(parse_expected("x.json", with("propery", "\"p6\"")),
                     Catch::Equals("x.json: entry 1 (p6): unknown field 'propery' (the fields: engine, settings, property, "
-                                  "level, reason, link)"));
+                                  "level, reason, link, strict)"));
+  CHECK_THROWS_WITH(parse_expected("x.json", with("strict", "\"no\"")),
+                    Catch::Equals("x.json: entry 1 (p6): 'strict' must be true or false"));
   CHECK_THROWS_WITH(parse_expected("x.json", with("reason", "\"\"")),
                     Catch::Equals("x.json: entry 1 (p6): 'reason' must be a non-empty string"));
 }

@@ -74,10 +74,9 @@ Saved read_saved(const std::filesystem::path& path) {
 std::string cases_text(int n) { return fmt::format("{} saved case{}", n, n == 1 ? "" : "s"); }
 
 // The property's outcome when saved case `s` still fails: its report, published as a replay's.
-CheckResult saved_failure(const std::string& id, const Saved& s, const std::string& what, double seconds) {
+CheckResult saved_failure(const std::string& id, const Saved& s, const std::string& what) {
   const Failure report = s.saved.loaded->report(what);
   CheckResult out;
-  out.seconds = seconds;
   out.counterexample = fmt::format("saved case {} still fails: {}", s.path, what);
   out.reproduce = shell_quote(run_config().program) + " --replay " + shell_quote(s.path);
   publish_failure(id, report, out.reproduce);
@@ -167,8 +166,7 @@ std::optional<CheckResult> db_replay_first(const std::string& id) {
     }
     ++failing;
     std::printf("db: %s: %s still fails: %s\n", id.c_str(), s.path.c_str(), r.what->c_str());
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!first) first = saved_failure(id, s, *r.what, seconds);
+    if (!first) first = saved_failure(id, s, *r.what);
   }
   if (replayed + elsewhere == 0) return std::nullopt;
   const std::string others = elsewhere ? cases_text(elsewhere) + " left to the other shards" : "";
@@ -179,7 +177,10 @@ std::optional<CheckResult> db_replay_first(const std::string& id) {
                 cases_text(replayed).c_str(), failing, failing == 1 ? "s" : "", retired, retired == 1 ? "es" : "",
                 others.empty() ? "" : ("; " + others).c_str());
   std::fflush(stdout);
-  if (first) first->cases = replayed;
+  if (first) {
+    first->cases = replayed;
+    first->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
   return first;
 }
 

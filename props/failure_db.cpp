@@ -55,14 +55,25 @@ struct Saved {
   nlohmann::json json;
   SavedCase saved;
 };
-// A case file of the database, read and checked; Error names the file.
-Saved read_saved(const std::filesystem::path& path) {
+// A case file of the database, read and checked; Error names the file. Nothing when the file
+// is gone: its shard retired it after this run listed the folder. With `property`, a case of
+// another property is nothing too, unchecked (each property's check reads only its own).
+std::optional<Saved> read_saved(const std::filesystem::path& path, const std::string& property = "") {
   Saved s{path.string(), {}, {}};
+  std::string text;
   try {
-    s.json = nlohmann::json::parse(read_file(s.path));
+    text = read_file(s.path);
+  } catch (const Error& e) {
+    if (!std::filesystem::exists(path)) return std::nullopt;
+    fail("--db {}: {}", db().dir, e.what());
+  }
+  try {
+    s.json = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     fail("--db {}: {}: not valid JSON ({}); fix or remove it", db().dir, s.path, e.what());
   }
+  if (!property.empty() && s.json.is_object() && s.json.value("property", nlohmann::json()) != property)
+    return std::nullopt;
   try {
     s.saved = saved_case_from_json(s.json);
   } catch (const Error& e) {
@@ -117,9 +128,10 @@ void open_failure_db(const std::string& dir, ShardSpec shard) {
   db() = {dir, shard};
   int matching = 0, total = 0;
   for (const auto& path : case_files(dir)) {
-    const Saved s = read_saved(path);
+    const std::optional<Saved> s = read_saved(path);
+    if (!s) continue;
     ++total;
-    matching += db_key(s.json) == run_key(s.saved.property->id());
+    matching += db_key(s->json) == run_key(s->saved.property->id());
   }
   std::printf("props: db %s: %s, %d of them found with this run's engine, settings, level, backend and model\n",
               dir.c_str(), cases_text(total).c_str(), matching);
@@ -149,8 +161,9 @@ std::optional<CheckResult> db_replay_first(const std::string& id) {
   int replayed = 0, failing = 0, retired = 0, elsewhere = 0;
   std::optional<CheckResult> first;
   for (const auto& path : case_files(db().dir)) {
-    const Saved s = read_saved(path);
-    if (db_key(s.json) != key) continue;
+    const std::optional<Saved> read = read_saved(path, id);
+    if (!read || db_key(read->json) != key) continue;
+    const Saved& s = *read;
     if (!db_shard_owns(path.filename().string(), db().shard)) {
       ++elsewhere;
       continue;

@@ -26,7 +26,8 @@ std::string& entries_file() {
 }
 
 const std::set<std::string>& fields() {
-  static const std::set<std::string> f = {"engine", "settings", "property", "level", "reason", "link", "strict"};
+  static const std::set<std::string> f = {"engine", "settings", "property", "level", "reason", "link",
+                                          "strict"};
   return f;
 }
 
@@ -42,11 +43,12 @@ ExpectedFailure parse_entry(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) fail("{}: must be a JSON object, got {}", where, j.type_name());
   for (const auto& [name, value] : j.items())
     if (!fields().count(name))
-      fail("{}: unknown field '{}' (the fields: engine, settings, property, level, reason, link, strict)", where,
-           printable_name(name));
+      fail("{}: unknown field '{}' (the fields: engine, settings, property, level, reason, link, strict)",
+           where, printable_name(name));
   ExpectedFailure e;
   e.engine = text_field(j, "engine", where);
-  if (!find_engine(e.engine)) fail("{}: engine '{}' is not {}", where, printable_name(e.engine), engine_names());
+  if (!find_engine(e.engine))
+    fail("{}: engine '{}' is not {}", where, printable_name(e.engine), engine_names());
   if (!j.contains("settings") || !j["settings"].is_object())
     fail("{}: 'settings' must be an object (the engine settings that must match; {{}} for any)", where);
   e.settings = j["settings"];
@@ -135,12 +137,13 @@ void settle_expected(PropertyOutcome& o) {
     std::printf("XFAIL %-4s expected on %s at level %s: %s\n      see %s\n", o.id.c_str(), e->engine.c_str(),
                 e->level.c_str(), e->reason.c_str(), e->link.c_str());
   } else if (!e->strict) {
-    std::printf("      expected to fail for some seeds on %s at level %s (not strict): %s\n", e->engine.c_str(),
-                e->level.c_str(), e->reason.c_str());
+    std::printf("      expected to fail for some seeds on %s at level %s (not strict): %s\n",
+                e->engine.c_str(), e->level.c_str(), e->reason.c_str());
   } else {
     o.status = "unexpected-pass";
-    std::printf("XPASS %-4s expected to fail on %s at level %s (%s), but it passed: remove its entry from %s\n",
-                o.id.c_str(), e->engine.c_str(), e->level.c_str(), e->reason.c_str(), entries_file().c_str());
+    std::printf(
+        "XPASS %-4s expected to fail on %s at level %s (%s), but it passed: remove its entry from %s\n",
+        o.id.c_str(), e->engine.c_str(), e->level.c_str(), e->reason.c_str(), entries_file().c_str());
   }
   std::fflush(stdout);
 }

@@ -3,30 +3,29 @@
 // entry expects is reported as XFAIL and does not fail the run; an entry whose property passed
 // is reported as XPASS (remove the entry) and the run exits kExitUnexpectedPass.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "props/runner.h"
 
 namespace miniinfer::props {
 
 struct ExpectedFailure {
-  std::string engine;     // as --engine names it
+  std::string engine;       // as --engine names it
   nlohmann::json settings;  // a subset of the engine's settings that must match ({"kv": "f16"})
-  std::string property;   // "p6"
-  std::string level;      // as --level names it
-  std::string reason;     // one line: why it fails
-  std::string link;       // the experiment that shows it: a path from the source root, or a URL
+  std::string property;     // "p6"
+  std::string level;        // as --level names it
+  std::string reason;       // one line: why it fails
+  std::string link;         // the experiment that shows it: a path from the source root, or a URL
   // false ("strict": false in the file): it fails for some seeds only, so a pass is no XPASS
   // (pytest's xfail(strict=False)); optional, true by default.
   bool strict = true;
 };
 
 // The file's entries, checked strictly: valid JSON, a list of objects with the fields above
-// and no others (all but strict required), a known engine, property id and level, a non-empty reason, and a link to a file of
-// the source tree (or an http(s) URL). Throws Error "FILE: entry N: problem".
+// and no others (all but strict required), a known engine, property id and level, a non-empty reason, and a
+// link to a file of the source tree (or an http(s) URL). Throws Error "FILE: entry N: problem".
 std::vector<ExpectedFailure> parse_expected(const std::string& file, const std::string& text);
 
 // The checked-in file, found as the default model is (the build's source folder); "" when

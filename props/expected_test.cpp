@@ -44,22 +44,26 @@ TEST_CASE("an expected-failures file is read entry by entry, with every field", 
 TEST_CASE("a bad expected-failures file is refused in one line naming the file, the entry and the problem",
           "[expected]") {
   CHECK_THROWS_WITH(parse_expected("x.json", "[{"), Catch::StartsWith("x.json: not valid JSON"));
-  CHECK_THROWS_WITH(parse_expected("x.json", "{}"), Catch::Contains("x.json: must be a JSON list of entries"));
-  CHECK_THROWS_WITH(parse_expected("x.json", "[" + kGood + ", 3]"), Catch::Contains("x.json: entry 2: must be a JSON object"));
+  CHECK_THROWS_WITH(parse_expected("x.json", "{}"),
+                    Catch::Contains("x.json: must be a JSON list of entries"));
+  CHECK_THROWS_WITH(parse_expected("x.json", "[" + kGood + ", 3]"),
+                    Catch::Contains("x.json: entry 2: must be a JSON object"));
   CHECK_THROWS_WITH(parse_expected("x.json", with("reason", "")),
                     Catch::Equals("x.json: entry 1 (p6): the field 'reason' is missing"));
   CHECK_THROWS_WITH(parse_expected("x.json", with("property", "\"p99\"")),
                     Catch::Equals("x.json: entry 1 (p99): unknown property id 'p99'"));
-  CHECK_THROWS_WITH(parse_expected("x.json", with("level", "\"bitz\"")), Catch::StartsWith("x.json: entry 1 (p6): level: "));
+  CHECK_THROWS_WITH(parse_expected("x.json", with("level", "\"bitz\"")),
+                    Catch::StartsWith("x.json: entry 1 (p6): level: "));
   CHECK_THROWS_WITH(parse_expected("x.json", with("engine", "\"vllm\"")),
                     Catch::StartsWith("x.json: entry 1 (p6): engine 'vllm' is not "));
   CHECK_THROWS_WITH(parse_expected("x.json", with("settings", "\"f16\"")),
                     Catch::StartsWith("x.json: entry 1 (p6): 'settings' must be an object"));
   CHECK_THROWS_WITH(parse_expected("x.json", with("link", "\"experiments/none/README.md\"")),
                     Catch::Contains("neither a URL nor a file of the source tree"));
-  CHECK_THROWS_WITH(parse_expected("x.json", with("propery", "\"p6\"")),
-                    Catch::Equals("x.json: entry 1 (p6): unknown field 'propery' (the fields: engine, settings, property, "
-                                  "level, reason, link, strict)"));
+  CHECK_THROWS_WITH(
+      parse_expected("x.json", with("propery", "\"p6\"")),
+      Catch::Equals("x.json: entry 1 (p6): unknown field 'propery' (the fields: engine, settings, property, "
+                    "level, reason, link, strict)"));
   CHECK_THROWS_WITH(parse_expected("x.json", with("strict", "\"no\"")),
                     Catch::Equals("x.json: entry 1 (p6): 'strict' must be true or false"));
   CHECK_THROWS_WITH(parse_expected("x.json", with("reason", "\"\"")),

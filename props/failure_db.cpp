@@ -133,8 +133,9 @@ void open_failure_db(const std::string& dir, ShardSpec shard) {
     ++total;
     matching += db_key(s->json) == run_key(s->saved.property->id());
   }
-  std::printf("props: db %s: %s, %d of them found with this run's engine, settings, level, backend and model\n",
-              dir.c_str(), cases_text(total).c_str(), matching);
+  std::printf(
+      "props: db %s: %s, %d of them found with this run's engine, settings, level, backend and model\n",
+      dir.c_str(), cases_text(total).c_str(), matching);
 }
 
 void db_store(const std::string& id, const nlohmann::json& case_json) {
@@ -187,8 +188,8 @@ std::optional<CheckResult> db_replay_first(const std::string& id) {
     std::printf("db: %s: %s\n", id.c_str(), others.c_str());
   else
     std::printf("db: %s: %s replayed first: %d still fail%s, %d now pass%s (retired)%s\n", id.c_str(),
-                cases_text(replayed).c_str(), failing, failing == 1 ? "s" : "", retired, retired == 1 ? "es" : "",
-                others.empty() ? "" : ("; " + others).c_str());
+                cases_text(replayed).c_str(), failing, failing == 1 ? "s" : "", retired,
+                retired == 1 ? "es" : "", others.empty() ? "" : ("; " + others).c_str());
   std::fflush(stdout);
   if (first) {
     first->cases = replayed;

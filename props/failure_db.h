@@ -3,10 +3,9 @@
 // case, and the next run replays each property's saved cases before it generates any, saying
 // which still fail and which now pass. A saved case is deleted (retired) only after it passed.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "props/runner.h"
 #include "props/shard.h"

@@ -10,9 +10,14 @@ using namespace miniinfer::props;
 namespace {
 
 nlohmann::json a_case() {
-  return {{"property", "p6"}, {"prompts", {{{"text", "I"}, {"ids", {4}}}}}, {"engine", "miniinfer"},
-          {"engine_settings", {{"backend", "invariant"}, {"fault", "cursor-off-by-one"}}}, {"level", "bits"},
-          {"backend", "invariant"}, {"fault", "cursor-off-by-one"}, {"model_sha256", "ab12"}};
+  return {{"property", "p6"},
+          {"prompts", {{{"text", "I"}, {"ids", {4}}}}},
+          {"engine", "miniinfer"},
+          {"engine_settings", {{"backend", "invariant"}, {"fault", "cursor-off-by-one"}}},
+          {"level", "bits"},
+          {"backend", "invariant"},
+          {"fault", "cursor-off-by-one"},
+          {"model_sha256", "ab12"}};
 }
 
 }  // namespace
@@ -32,8 +37,12 @@ TEST_CASE("a saved case is named by its property and content, not by the machine
 TEST_CASE("a saved case's key is what it was found with, less the fault a fix removes", "[db]") {
   nlohmann::json c = a_case();
   const nlohmann::json key = db_key(c);
-  CHECK(key == nlohmann::json{{"property", "p6"}, {"engine", "miniinfer"}, {"engine_settings", nlohmann::json::object()},
-                              {"level", "bits"}, {"backend", "invariant"}, {"model_sha256", "ab12"}});
+  CHECK(key == nlohmann::json{{"property", "p6"},
+                              {"engine", "miniinfer"},
+                              {"engine_settings", nlohmann::json::object()},
+                              {"level", "bits"},
+                              {"backend", "invariant"},
+                              {"model_sha256", "ab12"}});
   nlohmann::json unfaulted = c;
   unfaulted["fault"] = "none";
   unfaulted["engine_settings"]["fault"] = "none";

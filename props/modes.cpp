@@ -177,7 +177,8 @@ void prepare_run(const CommandLine& cl) {
   // refused here when unreadable, before any property runs.
   if (cl.no_expected && !cl.expected.empty())
     fail("--expected {} and --no-expected: give one of them", cl.expected);
-  if (cl.replay.empty()) load_expected(cl.no_expected ? "" : cl.expected.empty() ? default_expected_file() : cl.expected);
+  if (cl.replay.empty())
+    load_expected(cl.no_expected ? "" : cl.expected.empty() ? default_expected_file() : cl.expected);
   if (!cl.db.empty()) {
     check_writable_dir("--db " + cl.db, cl.db);
     open_failure_db(cl.db, cl.shard.empty() ? ShardSpec{} : parse_shard(cl.shard));

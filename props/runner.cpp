@@ -134,12 +134,15 @@ void print_levels(const std::string& id) {
     std::printf("      not checked: %s\n", u.c_str());
 }
 
+// Whether the property, as just recorded, lets the run pass: an expected failure does.
+bool settle(bool passed) { return passed || outcomes().back().status == "expected-failure"; }
+
 // A property whose saved case (--db) still fails: its FAIL line and outcome.
 bool record_saved_failure(const std::string& id, const std::string& sentence, const CheckResult& r) {
-  std::printf("FAIL  %-4s %-78s %6.2f s\n      a saved case still fails (--db); no new cases were generated\n",
-              id.c_str(), sentence.c_str(), r.seconds);
-  record_outcome({id, sentence, "failed", r.cases, r.seconds, r.counterexample, "", r.reproduce, r.case_file, r.site,
-                  r.cause, r.verdict, r.headline});
+  std::printf("FAIL  %-4s %-78s %6.2f s\n", id.c_str(), sentence.c_str(), r.seconds);
+  std::printf("      a saved case still fails (--db); no new cases were generated\n");
+  record_outcome({id, sentence, "failed", r.cases, r.seconds, r.counterexample, "", r.reproduce, r.case_file,
+                  r.site, r.cause, r.verdict, r.headline});
   return false;
 }
 
@@ -150,11 +153,6 @@ std::vector<PropertyOutcome>& mutable_outcomes() {
   return all;
 }
 const std::vector<PropertyOutcome>& outcomes() { return mutable_outcomes(); }
-
-namespace {
-// Whether the property, as just recorded, lets the run pass: an expected failure does.
-bool settle(bool passed) { return passed || mutable_outcomes().back().status == "expected-failure"; }
-}  // namespace
 void record_outcome(PropertyOutcome outcome) {
   settle_expected(outcome);
   mutable_outcomes().push_back(std::move(outcome));
@@ -286,7 +284,8 @@ bool check_property(const Property& property) {
   // --db: the property's saved cases first; one that still fails is the property's failure, and
   // no new case is generated (Hypothesis stops at a saved failure too).
   if (rc_config.reproduce.empty())
-    if (const std::optional<CheckResult> saved = db_replay_first(id)) return settle(record_saved_failure(id, sentence, *saved));
+    if (const std::optional<CheckResult> saved = db_replay_first(id))
+      return settle(record_saved_failure(id, sentence, *saved));
   begin_observing(id);
   // The default max_success (100) means "each property's own case count"; any other value
   // scales every property by max_success / 100 (the nightly run uses 2000: 20 times).

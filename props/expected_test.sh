@@ -35,6 +35,10 @@ check "its report is still printed and saved" \
 check "the closing line counts it" "$(grep -qx 'props: 0 passed, 0 failed, 1 expected failure' xfail.log; echo $?)" xfail.log
 check "the summary's status is expected-failure" "$([ "$(status_of xfail.summary.json)" == expected-failure ]; echo $?)" \
   xfail.log
+check "the summary gives the entry's reason and link" \
+  "$(python3 -c 'import json,sys; e = json.load(open(sys.argv[1]))["properties"][0]["expected"]
+assert e == {"reason": "a test: p6 is expected to fail", "link": "docs/failure-db.md", "strict": True}, e' \
+     xfail.summary.json; echo $?)" xfail.summary.json
 
 run xpass --expected p6.json
 check "an expected failure that passes: exit 6" "$([ $status -eq 6 ]; echo $?)" xpass.log

@@ -129,6 +129,10 @@ int summarize(const CommandLine& cl, int status, double seconds) {
     j["properties"].push_back({{"id", o.id}, {"property", o.sentence}, {"status", o.status}, {"cases", o.cases},
                                {"seconds", o.seconds}, {"counterexample", o.counterexample},
                                {"finer_levels", o.levels}});
+  // An expected failure's (or unexpected pass's) entry: why, and the experiment (props/expected.h).
+  for (nlohmann::json& p : j["properties"])
+    if (const ExpectedFailure* e = p["status"] != "passed" ? expected_for(p["id"]) : nullptr)
+      p["expected"] = {{"reason", e->reason}, {"link", e->link}, {"strict", e->strict}};
   try {
     write_file_atomic(cl.summary, j.dump(2) + "\n");
   } catch (const Error& e) {

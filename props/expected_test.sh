@@ -40,6 +40,10 @@ check "the summary gives the entry's reason and link" \
 assert e == {"reason": "a test: p6 is expected to fail", "link": "docs/failure-db.md", "strict": True}, e' \
      xfail.summary.json; echo $?)" xfail.summary.json
 
+run sliced --expected p6.json --inject cursor-off-by-one --shard 1/1
+check "a sliced run (--shard) expects it too: exit 0, XFAIL" "$([ $status -eq 0 ] && grep -q '^XFAIL p6 ' sliced.log; echo $?)" \
+  sliced.log
+
 run xpass --expected p6.json
 check "an expected failure that passes: exit 6" "$([ $status -eq 6 ]; echo $?)" xpass.log
 check "its XPASS line asks to remove the entry" \

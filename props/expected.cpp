@@ -70,6 +70,11 @@ ExpectedFailure parse_entry(const nlohmann::json& j, const std::string& where) {
   return e;
 }
 
+bool same_case(const ExpectedFailure& a, const ExpectedFailure& b) {
+  return a.engine == b.engine && a.settings == b.settings && a.property == b.property &&
+         to_string(level_from_name(a.level)) == to_string(level_from_name(b.level));
+}
+
 // The entry's settings are among the run's, with the same values.
 bool settings_match(const nlohmann::json& want, const nlohmann::json& have) {
   for (const auto& [key, value] : want.items())
@@ -93,6 +98,9 @@ std::vector<ExpectedFailure> parse_expected(const std::string& file, const std::
     if (j[i].is_object() && j[i].contains("property") && j[i]["property"].is_string())
       where += fmt::format(" ({})", printable_name(j[i]["property"].get<std::string>()));
     out.push_back(parse_entry(j[i], where));
+    // Two entries for one engine, settings, property and level: the second would never count.
+    for (size_t k = 0; k < i; ++k)
+      if (same_case(out[k], out[i])) fail("{}: repeats entry {}", where, k + 1);
   }
   return out;
 }

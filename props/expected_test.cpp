@@ -66,6 +66,8 @@ TEST_CASE("a bad expected-failures file is refused in one line naming the file, 
                     "level, reason, link, strict)"));
   CHECK_THROWS_WITH(parse_expected("x.json", with("strict", "\"no\"")),
                     Catch::Equals("x.json: entry 1 (p6): 'strict' must be true or false"));
+  CHECK_THROWS_WITH(parse_expected("x.json", "[" + kGood + ", " + kGood + "]"),
+                    Catch::Equals("x.json: entry 2 (p6): repeats entry 1"));
   CHECK_THROWS_WITH(parse_expected("x.json", with("reason", "\"\"")),
                     Catch::Equals("x.json: entry 1 (p6): 'reason' must be a non-empty string"));
 }

@@ -104,7 +104,8 @@ CheckResult saved_failure(const std::string& id, const Saved& s, const std::stri
 nlohmann::json db_key(const nlohmann::json& case_json) {
   nlohmann::json settings = case_json.value("engine_settings", nlohmann::json::object());
   // Ours records backend and fault among its settings too; the backend is matched on its own.
-  if (settings.is_object()) settings.erase("backend"), settings.erase("fault");
+  // llama.cpp's GGUF is matched by its sha256, wherever the file lies now.
+  if (settings.is_object()) settings.erase("backend"), settings.erase("fault"), settings.erase("gguf");
   return {{"property", case_json.value("property", "")},
           {"engine", case_json.value("engine", "miniinfer")},
           {"engine_settings", settings},

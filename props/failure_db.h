@@ -29,8 +29,8 @@ std::optional<CheckResult> db_replay_first(const std::string& id);
 
 // ---- pure parts, for the unit tests ----------------------------------------------------
 
-// What must match for a saved case to replay in a run: property, engine, engine settings,
-// level, backend and model. The fault it was found with is recorded but not matched: it
+// What must match for a saved case to replay in a run: property, engine, engine settings
+// (llama.cpp's GGUF by its sha256, not its path), level, backend and model. The fault it was found with is recorded but not matched: it
 // stands for the engine's code, which is what a fix changes (docs/failure-db.md).
 nlohmann::json db_key(const nlohmann::json& case_json);
 // "p6-0123456789abcdef.case.json": the property and the first 16 hex digits of the sha256 of

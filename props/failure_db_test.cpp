@@ -52,6 +52,9 @@ TEST_CASE("a saved case's key is what it was found with, less the fault a fix re
     other[field] = "other";
     CHECK(db_key(other) != key);
   }
+  nlohmann::json moved = c;  // a GGUF elsewhere is the same GGUF: its sha256 says so
+  moved["engine_settings"]["gguf"] = "/elsewhere/minigpt.gguf";
+  CHECK(db_key(moved) == key);
   nlohmann::json paged = c;
   paged["engine_settings"]["kv_cache"] = "paged";
   CHECK(db_key(paged) != key);

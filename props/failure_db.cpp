@@ -115,8 +115,12 @@ nlohmann::json db_key(const nlohmann::json& case_json) {
 }
 
 std::string db_file_name(const std::string& id, const nlohmann::json& case_json) {
+  // Where it was found, and where the model files lay then, are not the case.
   nlohmann::json content = case_json;
   content.erase("machine");
+  content.erase("model");  // the path; the model is its sha256
+  if (content.contains("engine_settings") && content["engine_settings"].is_object())
+    content["engine_settings"].erase("gguf");
   return fmt::format("{}-{}.case.json", id, sha256_hex(content.dump()).substr(0, 16));
 }
 

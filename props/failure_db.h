@@ -34,7 +34,8 @@ std::optional<CheckResult> db_replay_first(const std::string& id);
 // stands for the engine's code, which is what a fix changes (docs/failure-db.md).
 nlohmann::json db_key(const nlohmann::json& case_json);
 // "p6-0123456789abcdef.case.json": the property and the first 16 hex digits of the sha256 of
-// the case without the machine it was found on (the same case found twice is one file).
+// the case without the machine it was found on and the paths of the model and GGUF (the same
+// case found twice is one file).
 std::string db_file_name(const std::string& id, const nlohmann::json& case_json);
 // Whether shard K/N replays (and may retire) the saved case `file_name`: its name's sha256,
 // mod N, is K - 1. Every saved case has exactly one owner among N shards.

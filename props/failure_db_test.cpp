@@ -22,13 +22,15 @@ nlohmann::json a_case() {
 
 }  // namespace
 
-TEST_CASE("a saved case is named by its property and content, not by the machine it was found on", "[db]") {
+TEST_CASE("a saved case is named by its property and content, not by the machine or the paths it was found with",
+          "[db]") {
   nlohmann::json c = a_case();
   const std::string name = db_file_name("p6", c);
   CHECK(name.starts_with("p6-"));
   CHECK(name.ends_with(".case.json"));
   CHECK(name.size() == std::string("p6-0123456789abcdef.case.json").size());
   c["machine"] = {{"cpu", "elsewhere"}};
+  c["model"] = "/elsewhere/minigpt.safetensors";
   CHECK(db_file_name("p6", c) == name);
   c["prompts"][0]["ids"] = {5};
   CHECK(db_file_name("p6", c) != name);

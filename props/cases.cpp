@@ -1,6 +1,8 @@
 #include "props/cases.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
@@ -115,7 +117,46 @@ std::string machine_line(const std::string& path, const std::optional<Machine>& 
   return fmt::format("replay {}: recorded on another machine or build ({}); {}", path, fields, expect);
 }
 
+namespace {
+
+// --replay DIR: every *.case.json in DIR (not its subfolders), by name; all read before any
+// runs, so a bad one is refused (exit 2, named) before the first report.
+int replay_folder(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    if (entry.is_regular_file() && entry.path().filename().string().ends_with(".case.json"))
+      files.push_back(entry.path().string());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) fail("replay {}: the folder holds no *.case.json", dir);
+  for (const std::string& f : files) {
+    try {
+      saved_case_from_json(nlohmann::json::parse(read_file(f)));
+    } catch (const nlohmann::json::exception& e) {
+      fail("replay {}: not valid JSON ({})", f, e.what());
+    } catch (const Error& e) {
+      fail("replay {}: {}", f, e.what());
+    }
+  }
+  std::vector<std::pair<std::string, int>> outcomes;
+  for (const std::string& f : files) {
+    outcomes.emplace_back(f, replay_case(f));
+    std::printf("\n");
+  }
+  int failing = 0;
+  for (const auto& [f, status] : outcomes) {
+    failing += status != 0;
+    std::printf("replay %s: %s\n", f.c_str(), status ? "still fails" : "passes now");
+  }
+  std::printf("replay %s: %zu case%s: %d still fail%s, %zu pass%s now\n", dir.c_str(), files.size(),
+              files.size() == 1 ? "" : "s", failing, failing == 1 ? "s" : "", files.size() - failing,
+              files.size() - failing == 1 ? "es" : "");
+  return failing ? kExitFailed : kExitOk;
+}
+
+}  // namespace
+
 int replay_case(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return replay_folder(path);
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file(path));

@@ -37,6 +37,9 @@ std::string machine_line(const std::string& path, const std::optional<Machine>& 
                          const std::string& engine);
 
 // Re-runs a saved counterexample; returns 1 if it still fails (with its report), 0 if not.
+// `path` may be a folder (a --db folder, a report folder): every *.case.json in it, one
+// report each, then one line per case (still fails / passes now) and the total; 1 if any still
+// fails. Throws Error naming the folder when it holds no case, or the first bad case file.
 int replay_case(const std::string& path);
 
 }  // namespace miniinfer::props

@@ -98,7 +98,8 @@ std::vector<Flag> leading_flags() {
              c.reproducing = true;
            }},
           {"--replay", " FILE", "re-run a saved counterexample (report-dir/*.case.json) and report;\n"
-           "--engine, --level, --backend, --inject override what it was saved with",
+           "--engine, --level, --backend, --inject override what it was saved with;\n"
+           "a folder (--db DIR, a report folder): every *.case.json in it",
            [](CommandLine& c, const std::string& v) { c.replay = v; }},
           {"--conform", "", "with --engine-cmd CMD: check the engine's side of docs/protocol.md,\n"
            "op by op (ok, missing, wrong), and run no property",
@@ -147,6 +148,15 @@ std::vector<Flag> trailing_flags() {
            "append one fsync'd JSON line per finished batch; run again with the\n"
            "same flags, it skips the batches FILE holds (docs/nightly.md)",
            [](CommandLine& c, const std::string& v) { c.results = v; }},
+          // The failure database and expected failures (docs/failure-db.md).
+          {"--db", " DIR", "keep every failure's case in DIR; later runs replay DIR's cases\n"
+           "first, and retire those that pass (docs/failure-db.md)",
+           [](CommandLine& c, const std::string& v) { c.db = v; }},
+          {"--expected", " FILE", "known failures of outside engines, reported as XFAIL (default:\n"
+           "props/expected-failures.json; an entry that passes is XPASS, exit 6)",
+           [](CommandLine& c, const std::string& v) { c.expected = v; }},
+          {"--no-expected", "", "expect no failure: every failure fails the run",
+           [](CommandLine& c, const std::string&) { c.no_expected = true; }},
           {"--help", "", "this text; Catch2's own flags: props --help-catch",
            [](CommandLine& c, const std::string&) { c.help = true; }},
           {"-h", "", "", [](CommandLine& c, const std::string&) { c.help = true; }},

@@ -18,6 +18,9 @@ struct CommandLine {
   std::string replay, summary, shard, results;  // --replay, --summary, --shard, --results
   std::string junit;                            // --junit FILE: the run as JUnit XML (props/junit.h)
   std::vector<std::string> catch_args;          // argv[0] and every argument for Catch2
+  std::string db;             // --db DIR: the failure database (props/failure_db.h)
+  std::string expected;       // --expected FILE: instead of props/expected-failures.json
+  bool no_expected = false;   // --no-expected: no expected failures (props/expected.h)
 };
 
 // Reads argv; throws Error with one line naming the flag (unknown, missing or bad value).

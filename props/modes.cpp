@@ -25,6 +25,8 @@
 #include "base/exit_status.h"
 #include "props/cases.h"
 #include "props/context.h"
+#include "props/expected.h"
+#include "props/failure_db.h"
 #include "props/groups.h"
 #include "props/junit.h"
 #include "props/results.h"
@@ -130,15 +132,19 @@ int write_junit(const CommandLine& cl, int status, double seconds) {
 
 // The closing lines and, with --summary, the outcome per property as JSON.
 int summarize(const CommandLine& cl, int status, double seconds) {
-  int failed = 0, passed = 0, skipped = 0;
+  int failed = 0, passed = 0, skipped = 0, xfailed = 0, xpassed = 0;
   for (const auto& o : outcomes()) {
     failed += o.status == "failed";
     passed += o.status == "passed";
     skipped += o.status == "skipped";
+    xfailed += o.status == "expected-failure";
+    xpassed += o.status == "unexpected-pass";
   }
   if (const std::string groups = groups_text(); !groups.empty()) std::printf("\n%s", groups.c_str());
-  std::printf("props: took %.1f s in all\nprops: %d passed, %d failed%s\n", seconds, passed, failed,
-              skipped ? fmt::format(", {} skipped", skipped).c_str() : "");
+  std::printf("props: took %.1f s in all\nprops: %d passed, %d failed%s%s%s\n", seconds, passed, failed,
+              skipped ? fmt::format(", {} skipped", skipped).c_str() : "",
+              xfailed ? fmt::format(", {} expected failure{}", xfailed, xfailed == 1 ? "" : "s").c_str() : "",
+              xpassed ? fmt::format(", {} unexpected pass{}", xpassed, xpassed == 1 ? "" : "es").c_str() : "");
   if (!cl.junit.empty()) status = write_junit(cl, status, seconds);
   if (cl.summary.empty()) return status;
   const RunConfig& config = cl.config;
@@ -159,6 +165,10 @@ int summarize(const CommandLine& cl, int status, double seconds) {
     j["properties"].push_back({{"id", o.id}, {"property", o.sentence}, {"status", o.status}, {"cases", o.cases},
                                {"seconds", o.seconds}, {"counterexample", o.counterexample},
                                {"finer_levels", o.levels}});
+  // An expected failure's (or unexpected pass's) entry: why, and the experiment (props/expected.h).
+  for (nlohmann::json& p : j["properties"])
+    if (const ExpectedFailure* e = p["status"] != "passed" ? expected_for(p["id"]) : nullptr)
+      p["expected"] = {{"reason", e->reason}, {"link", e->link}, {"strict", e->strict}};
   try {
     write_file_atomic(cl.summary, j.dump(2) + "\n");
   } catch (const Error& e) {
@@ -195,6 +205,16 @@ void prepare_run(const CommandLine& cl) {
   // RapidCheck reads RC_PARAMS once, at first use: set it before anything touches it.
   setenv("RC_PARAMS", cl.rc_params.c_str(), 1);
   load_context(cl.config);
+  // Expected failures (props/expected.h) and the failure database (props/failure_db.h), both
+  // refused here when unreadable, before any property runs.
+  if (cl.no_expected && !cl.expected.empty())
+    fail("--expected {} and --no-expected: give one of them", cl.expected);
+  if (cl.replay.empty())
+    load_expected(cl.no_expected ? "" : cl.expected.empty() ? default_expected_file() : cl.expected);
+  if (!cl.db.empty()) {
+    check_writable_dir("--db " + cl.db, cl.db);
+    open_failure_db(cl.db, cl.shard.empty() ? ShardSpec{} : parse_shard(cl.shard));
+  }
 }
 
 int check_properties(const CommandLine& cl) {
@@ -237,7 +257,11 @@ int check_properties(const CommandLine& cl) {
   set_property_count(static_cast<int>(matched));
   const auto start = std::chrono::steady_clock::now();
   // Catch2 returns the number of failed test cases; props' status is kExitFailed for any.
-  const int status = check_reproduced(session.run() ? kExitFailed : kExitOk);
+  int status = check_reproduced(session.run() ? kExitFailed : kExitOk);
+  // An expected failure that passed fails a run nothing else failed (props/expected.h).
+  if (status == kExitOk && std::any_of(outcomes().begin(), outcomes().end(),
+                                       [](const PropertyOutcome& o) { return o.status == "unexpected-pass"; }))
+    status = kExitUnexpectedPass;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summarize(cl, status, seconds);
 }

@@ -16,6 +16,8 @@
 #include "base/atomic_file.h"
 #include "base/rng.h"
 #include "props/context.h"
+#include "props/expected.h"
+#include "props/failure_db.h"
 #include "props/groups.h"
 #include "props/level.h"
 #include "props/property.h"
@@ -132,6 +134,18 @@ void print_levels(const std::string& id) {
     std::printf("      not checked: %s\n", u.c_str());
 }
 
+// Whether the property, as just recorded, lets the run pass: an expected failure does.
+bool settle(bool passed) { return passed || outcomes().back().status == "expected-failure"; }
+
+// A property whose saved case (--db) still fails: its FAIL line and outcome.
+bool record_saved_failure(const std::string& id, const std::string& sentence, const CheckResult& r) {
+  std::printf("FAIL  %-4s %-78s %6.2f s\n", id.c_str(), sentence.c_str(), r.seconds);
+  std::printf("      a saved case still fails (--db); no new cases were generated\n");
+  record_outcome({id, sentence, "failed", r.cases, r.seconds, r.counterexample, "", r.reproduce, r.case_file,
+                  r.site, r.cause, r.verdict, r.headline});
+  return false;
+}
+
 }  // namespace
 
 std::vector<PropertyOutcome>& mutable_outcomes() {
@@ -139,7 +153,10 @@ std::vector<PropertyOutcome>& mutable_outcomes() {
   return all;
 }
 const std::vector<PropertyOutcome>& outcomes() { return mutable_outcomes(); }
-void record_outcome(PropertyOutcome outcome) { mutable_outcomes().push_back(std::move(outcome)); }
+void record_outcome(PropertyOutcome outcome) {
+  settle_expected(outcome);
+  mutable_outcomes().push_back(std::move(outcome));
+}
 
 const RunConfig& run_config() { return mutable_config(); }
 void set_run_config(RunConfig config) { mutable_config() = std::move(config); }
@@ -234,6 +251,7 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
     if (last_failure().make) {
       const Failure report = last_failure().make();
       publish_failure(id, report, out.reproduce);
+      db_store(id, report.case_json);
       const std::string case_file = run_config().report_dir + "/" + id + ".case.json";
       if (std::filesystem::exists(case_file)) out.case_file = case_file;
       const FailureSite site = failure_site(report);
@@ -263,20 +281,24 @@ bool check_property(const Property& property) {
     mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", "", "", "", "", "", "", ""});
     return true;
   }
+  // --db: the property's saved cases first; one that still fails is the property's failure, and
+  // no new case is generated (Hypothesis stops at a saved failure too).
+  if (rc_config.reproduce.empty())
+    if (const std::optional<CheckResult> saved = db_replay_first(id))
+      return settle(record_saved_failure(id, sentence, *saved));
   begin_observing(id);
   // The default max_success (100) means "each property's own case count"; any other value
   // scales every property by max_success / 100 (the nightly run uses 2000: 20 times).
   const int total = std::max(1, static_cast<int>(static_cast<long long>(cases) * rc_config.testParams.maxSuccess / 100));
   const uint64_t seed = property_seed(rc_config.testParams.seed, id);
   // --shard / --results: the property runs as batches, each its own check (props/shard.h).
-  if (sliced_run() && rc_config.reproduce.empty()) return check_sliced(id, sentence, seed, total, body);
+  if (sliced_run() && rc_config.reproduce.empty()) return settle(check_sliced(id, sentence, seed, total, body));
 
   const CheckResult r = check_once(id, sentence, seed, total, body);
   if (r.passed) print_passed(id, sentence, r.cases, r.seconds, r.tags);
-  mutable_outcomes().push_back({id, sentence, r.passed ? "passed" : "failed", r.cases, r.seconds, r.counterexample,
-                                r.passed ? observed_summary() : "", r.reproduce, r.case_file, r.site, r.cause,
-                                r.verdict, r.headline});
-  return r.passed;
+  record_outcome({id, sentence, r.passed ? "passed" : "failed", r.cases, r.seconds, r.counterexample,
+                  r.passed ? observed_summary() : "", r.reproduce, r.case_file, r.site, r.cause, r.verdict, r.headline});
+  return settle(r.passed);
 }
 
 }  // namespace miniinfer::props

@@ -49,6 +49,8 @@ struct PropertyOutcome {
   std::string reproduce, case_file, site, cause, verdict, headline;
 };
 const std::vector<PropertyOutcome>& outcomes();
+// Records a property's outcome, settled against the expected failures first (props/expected.h:
+// a failure one expects becomes "expected-failure", its pass "unexpected-pass").
 void record_outcome(PropertyOutcome outcome);
 
 // The seed property `id` draws its cases from: a mix of the run's seed and the id, so that

@@ -53,7 +53,7 @@ run_props() {
   local status=0
   rm -rf "$out"
   mkdir -p "$out"
-  "$build/props" --rc-seed=1 --model "$model" --engine llamacpp --gguf "$gguf" "$@" --level "$level" \
+  "$build/props" --rc-seed=1 --no-expected --model "$model" --engine llamacpp --gguf "$gguf" "$@" --level "$level" \
     --report-dir "$out" --summary "$work/$name.json" "$filter" >"$work/$name.log" 2>&1 || status=$?
   if [ "$status" -gt 1 ]; then
     cat "$work/$name.log" >&2
@@ -108,7 +108,7 @@ done
 # flags, the compiler and the build's flags, the threads, and the ggml build and CPU variant
 # llama.cpp loaded (the bytes depend on it). (p6 fails at the bits level there: its exit status
 # is not the point.)
-"$build/props" --rc-seed=1 --rc-max-success=1 --model "$model" --engine llamacpp --gguf "$gguf" \
+"$build/props" --rc-seed=1 --no-expected --rc-max-success=1 --model "$model" --engine llamacpp --gguf "$gguf" \
   --report-dir "$work/backend" --summary "$work/machine.json" '[p6]' >"$work/backend.log" 2>&1 || true
 backend=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["machine"].get("ggml_cpu_variant", ""))' \
   "$work/machine.json" 2>/dev/null || true)

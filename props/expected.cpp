@@ -140,6 +140,7 @@ const ExpectedFailure* expected_for(const std::string& id) {
 void settle_expected(PropertyOutcome& o) {
   const ExpectedFailure* e = o.status == "failed" || o.status == "passed" ? expected_for(o.id) : nullptr;
   if (!e) return;
+  o.expected = e->reason + " (" + e->link + ")";
   if (o.status == "failed") {
     o.status = "expected-failure";
     std::printf("XFAIL %-4s expected on %s at level %s: %s\n      see %s\n", o.id.c_str(), e->engine.c_str(),

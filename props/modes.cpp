@@ -231,6 +231,10 @@ int check_properties(const CommandLine& cl) {
     std::fprintf(stderr, "props: %s (see props --help and props --help-catch)\n", why.c_str());
     return kExitRefused;
   }
+  // The probe parse filled the session's settings: cleared, so the real parse does not append
+  // the filters a second time (Catch2 then read "[p6],[p1] [p6],[p1]" and said "No test cases
+  // matched '[p1][p6]'").
+  session.configData() = Catch::ConfigData();
   if (session.applyCommandLine(static_cast<int>(cargv.size()), cargv.data()) != 0) return kExitRefused;
   // Catch2's other reporters write their XML to stdout among props' own lines, and without the
   // counterexample: --junit FILE is the report for CI.
@@ -247,9 +251,7 @@ int check_properties(const CommandLine& cl) {
   // A reproduce run that runs nothing has its own message, naming the property (check_reproduced).
   if (matched == 0 && !listing && cl.rc_params.find("reproduce=") == std::string::npos) {
     std::string filter;
-    std::set<std::string> seen;  // both parses above append the filters: each once
-    for (const auto& f : config.getTestsOrTags())
-      if (seen.insert(f).second) filter += (filter.empty() ? "" : " ") + f;
+    for (const auto& f : config.getTestsOrTags()) filter += (filter.empty() ? "" : " ") + f;
     std::fprintf(stderr, "props: no property matches the test filter %s (props --list-tests lists them)\n",
                  filter.c_str());
     return kExitRefused;

@@ -134,6 +134,12 @@ void print_levels(const std::string& id) {
     std::printf("      not checked: %s\n", u.c_str());
 }
 
+PropertyOutcome skipped_outcome(const std::string& id, const std::string& sentence, const std::string& why) {
+  PropertyOutcome o;
+  o.id = id, o.sentence = sentence, o.status = "skipped", o.headline = why;
+  return o;
+}
+
 // Whether the property, as just recorded, lets the run pass: an expected failure does.
 bool settle(bool passed) { return passed || outcomes().back().status == "expected-failure"; }
 
@@ -141,12 +147,21 @@ bool settle(bool passed) { return passed || outcomes().back().status == "expecte
 bool record_saved_failure(const std::string& id, const std::string& sentence, const CheckResult& r) {
   std::printf("FAIL  %-4s %-78s %6.2f s\n", id.c_str(), sentence.c_str(), r.seconds);
   std::printf("      a saved case still fails (--db); no new cases were generated\n");
-  record_outcome({id, sentence, "failed", r.cases, r.seconds, r.counterexample, "", r.reproduce, r.case_file,
-                  r.site, r.cause, r.verdict, r.headline});
+  record_outcome(outcome_of(id, sentence, r, ""));
   return false;
 }
 
 }  // namespace
+
+PropertyOutcome outcome_of(const std::string& id, const std::string& sentence, const CheckResult& r,
+                           const std::string& levels) {
+  PropertyOutcome o;
+  o.id = id, o.sentence = sentence, o.status = r.passed ? "passed" : "failed";
+  o.cases = r.cases, o.seconds = r.seconds, o.counterexample = r.counterexample, o.levels = levels;
+  o.reproduce = r.reproduce, o.case_file = r.case_file;
+  o.site = r.site, o.cause = r.cause, o.verdict = r.verdict, o.headline = r.headline;
+  return o;
+}
 
 std::vector<PropertyOutcome>& mutable_outcomes() {
   static std::vector<PropertyOutcome> all;
@@ -244,6 +259,7 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
   out.counterexample = message.str();
   if (result.is<rc::detail::FailureResult>()) {
     const auto* failure = &result.get<rc::detail::FailureResult>();
+    out.cases = failure->numSuccess + 1;  // the cases run: those that passed, and the failing one
     const std::string reproduce = rc::detail::reproduceMapToString(
         std::unordered_map<std::string, rc::detail::Reproduce>{{id, failure->reproduce}});
     out.reproduce = reproduce_command(rc_config.testParams.seed, reproduce);
@@ -273,12 +289,12 @@ bool check_property(const Property& property) {
   const std::function<void()> body = [&property] { property.run_case(); };
   if (!rc_config.reproduce.empty() && !rc_config.reproduce.count(id)) {
     std::printf("SKIP  %-4s %s  (reproducing another property)\n", id.c_str(), sentence.c_str());
-    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", "", "", "", "", "", "", ""});
+    mutable_outcomes().push_back(skipped_outcome(id, sentence, "reproducing another property"));
     return true;
   }
   if (const std::string why = property.skip_reason(*context().subject); !why.empty()) {
     std::printf("SKIP  %-4s %s  (%s)\n", id.c_str(), sentence.c_str(), why.c_str());
-    mutable_outcomes().push_back({id, sentence, "skipped", 0, 0.0, "", "", "", "", "", "", "", ""});
+    mutable_outcomes().push_back(skipped_outcome(id, sentence, why));
     return true;
   }
   // --db: the property's saved cases first; one that still fails is the property's failure, and
@@ -296,8 +312,7 @@ bool check_property(const Property& property) {
 
   const CheckResult r = check_once(id, sentence, seed, total, body);
   if (r.passed) print_passed(id, sentence, r.cases, r.seconds, r.tags);
-  record_outcome({id, sentence, r.passed ? "passed" : "failed", r.cases, r.seconds, r.counterexample,
-                  r.passed ? observed_summary() : "", r.reproduce, r.case_file, r.site, r.cause, r.verdict, r.headline});
+  record_outcome(outcome_of(id, sentence, r, r.passed ? observed_summary() : ""));
   return settle(r.passed);
 }
 

@@ -46,7 +46,10 @@ struct PropertyOutcome {
   // A failure's: the reproduce command, the saved case (for --replay; empty when none was
   // saved), and from its report the first parting site ("layer 0, head 2, k-read", "sampler",
   // "not located"), the cause, the verdict and the headline (props/groups.h).
+  // For "skipped", headline says why. For "expected-failure" and "unexpected-pass", `expected`
+  // is the entry's reason and link (props/expected.h).
   std::string reproduce, case_file, site, cause, verdict, headline;
+  std::string expected;
 };
 const std::vector<PropertyOutcome>& outcomes();
 // Records a property's outcome, settled against the expected failures first (props/expected.h:
@@ -86,6 +89,10 @@ struct CheckResult {
   std::string case_file;            // the saved case (for --replay), when failed and saved
   std::string site, cause, verdict, headline;  // from the failure's report (props/groups.h)
 };
+// The outcome of a property checked as `r` (status "passed" or "failed"; levels for a pass).
+PropertyOutcome outcome_of(const std::string& id, const std::string& sentence, const CheckResult& r,
+                           const std::string& levels);
+
 CheckResult check_once(const std::string& id, const std::string& sentence, uint64_t seed, int cases,
                        const std::function<void()>& body);
 // The property's "ok" line and its tag distribution.

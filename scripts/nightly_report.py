@@ -211,7 +211,8 @@ def merge_props(out, shards):
                 key = (engine, j["plan"])
                 p = props.setdefault(key, {"engine": engine, "id": j["plan"], "property": j.get("sentence", ""),
                                            "planned_cases": j["cases"], "batches": j["batches"], "cases": 0,
-                                           "failures": 0, "seconds": 0.0, "owned": set(), "done": set(),
+                                           "failures": 0, "expected": 0, "seconds": 0.0, "owned": set(),
+                                           "done": set(),
                                            "stopped": set()})
                 p["owned"].update(range(j["first"], j["end"]))
                 continue
@@ -240,8 +241,13 @@ def merge_props(out, shards):
             if j["status"] == "passed":
                 p["cases"] += j["cases"]
                 continue
-            p["failures"] += 1
             p["stopped"].add(shard)
+            # props/expected-failures.json expects it: shown, not counted as a failure of the night.
+            if j.get("expected"):
+                p["expected"] += 1
+                p["expected_reason"] = j["expected"]
+                continue
+            p["failures"] += 1
             case_file = j.get("counterexample", "")
             report_file = case_file.replace(".case.json", ".report.json") if case_file else ""
             svg_file = case_file.replace(".case.json", ".heatmap.svg") if case_file else ""
@@ -273,13 +279,15 @@ def merge_props(out, shards):
         missing = all_batches - p["done"]
         unowned = all_batches - p["owned"]
         # A shard stops a property at its first failure: its later batches are not missing.
-        if p["failures"] == 0:
+        if p["failures"] == 0 and p["expected"] == 0:
             coverage["missing_batches"] += len(missing)
-        status = "failed" if p["failures"] else ("passed" if not missing and not unowned else "incomplete")
+        status = ("failed" if p["failures"] else "expected-failure" if p["expected"] else
+                  "passed" if not missing and not unowned else "incomplete")
         rows.append({"engine": engine, "id": pid, "property": p["property"], "status": status,
                      "planned_cases": p["planned_cases"], "cases": p["cases"], "failures": p["failures"],
                      "seconds": round(p["seconds"], 2), "batches": p["batches"],
-                     "batches_done": len(p["done"]), "batches_unowned": len(unowned)})
+                     "batches_done": len(p["done"]), "batches_unowned": len(unowned),
+                     **({"expected": p["expected_reason"]} if p["expected"] else {})})
     return rows, counterexamples, coverage
 
 
@@ -425,7 +433,7 @@ def summarize(out, seconds, since=None):
         "seconds": seconds if seconds is not None else run.get("seconds", 0),
         "cases": cases, "failures": failures,
         "passed": failures == 0 and complete and ran_phase_ok and not missing_phases and not PROBLEMS and
-                  all(p["status"] == "passed" for p in props),
+                  all(p["status"] in ("passed", "expected-failure") for p in props),
         "problems": list(PROBLEMS),
         "complete": complete, "missing_phases": missing_phases,
         "max_success": run["max_success"],
@@ -453,7 +461,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;color
 h1{font-size:22px} h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.passed{color:#176b1d;font-weight:bold} .failed,.incomplete{color:#b00020;font-weight:bold}
+.passed{color:#176b1d;font-weight:bold} .expected-failure{color:#8a5a00} .failed,.incomplete{color:#b00020;font-weight:bold}
 .verdict{font-size:18px;padding:8px 12px;display:inline-block;border-radius:4px}
 .verdict.passed{background:#e3f4e4} .verdict.failed{background:#fbe3e6}
 code,pre{background:#f5f5f5;padding:2px 4px;font-size:12px;white-space:pre-wrap;word-break:break-all}
@@ -530,8 +538,10 @@ def page(s):
     o.append('<h2>Properties</h2><table id="properties"><tr><th>engine</th><th>id</th><th>property</th>'
              '<th>status</th><th>cases</th><th>failures</th><th>time (s, all shards)</th></tr>')
     for p in s["properties"]:
+        # An expected failure's cell names the entry's reason (props/expected-failures.json).
+        why = f' title="{esc(p["expected"])}"' if p.get("expected") else ""
         o.append(f'<tr id="prop-{esc(p["engine"])}-{esc(p["id"])}"><td>{esc(p["engine"])}</td><td>{esc(p["id"])}</td>'
-                 f'<td>{esc(p["property"])}</td><td class="status {p["status"]}">{p["status"]}</td>'
+                 f'<td>{esc(p["property"])}</td><td class="status {p["status"]}"{why}>{p["status"]}</td>'
                  f'<td class="num cases">{p["cases"]}</td><td class="num failures">{p["failures"]}</td>'
                  f'<td class="num seconds">{p["seconds"]:.2f}</td></tr>')
     o.append('</table>')

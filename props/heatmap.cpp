@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "base/xml.h"
 #include "props/report.h"
 
 namespace miniinfer::props {
@@ -119,7 +120,7 @@ struct Cell {
 };
 
 std::string text_el(int x, int y, const std::string& s, const std::string& extra = "") {
-  return fmt::format("<text x=\"{}\" y=\"{}\"{}>{}</text>\n", x, y, extra, xml_escape(s));
+  return fmt::format("<text x=\"{}\" y=\"{}\"{}>{}</text>\n", x, y, extra, xml_escape(s, false));
 }
 
 // The words for a report without per-head data: what parted, and why no heatmap.
@@ -147,24 +148,6 @@ std::vector<std::string> no_data_words(const nlohmann::json& r) {
 }
 
 }  // namespace
-
-std::string xml_escape(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default:
-        // Control characters are not allowed in XML 1.0: show them as a space.
-        out += static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t' ? ' ' : c;
-    }
-  }
-  return out;
-}
 
 nlohmann::json parting_rows_json(const std::string& component, int layer, int head, const std::string& where, int at,
                                  std::span<const float> cached, std::span<const float> recompute) {
@@ -306,13 +289,13 @@ std::string heatmap_svg(const nlohmann::json& r, const std::string& title) {
       body += fmt::format("<a href=\"#{0}\"><g class=\"cell\" data-cell=\"{0}\" data-max-ulp=\"{1}\">"
                           "<title>layer {2}, {3}: max {4} ULP{5}</title>"
                           "<rect x=\"{6}\" y=\"{7}\" width=\"{8}\" height=\"{9}\" fill=\"{10}\" stroke=\"#999\"/>",
-                          id, c.max_ulp, l, head_name(h), ulp_label(c.max_ulp), c.worst.empty() ? "" : " (" + xml_escape(c.worst) + ")",
+                          id, c.max_ulp, l, head_name(h), ulp_label(c.max_ulp), c.worst.empty() ? "" : " (" + xml_escape(c.worst, false) + ")",
                           cx, cy, cell_w, cell_h, fill);
       body += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{}\">{}</text>", cx + cell_w / 2,
-                          cy + (sub.empty() ? cell_h / 2 + 6 : 28), ink, xml_escape(label));
+                          cy + (sub.empty() ? cell_h / 2 + 6 : 28), ink, xml_escape(label, false));
       if (!sub.empty())
         body += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{}\" fill=\"{}\">{}</text>",
-                            cx + cell_w / 2, cy + 42, kSmall, ink, xml_escape(sub));
+                            cx + cell_w / 2, cy + 42, kSmall, ink, xml_escape(sub, false));
       body += "</g></a>\n";
       if (l == fp_layer && (h == fp_head || (h == -1 && fp_head == -1)))
         mark = fmt::format("<g class=\"first-parting\" data-cell=\"{}\"><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" "

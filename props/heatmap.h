@@ -41,7 +41,4 @@ bool dark_colour(const std::string& fill);
 // A ULP distance as the heatmap writes it: "37", "2.2e9", "shape", "NaN".
 std::string ulp_label(uint64_t ulp);
 
-// `text` made safe for XML and HTML text and attribute values.
-std::string xml_escape(const std::string& text);
-
 }  // namespace miniinfer::props

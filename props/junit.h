@@ -10,15 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "base/xml.h"
 #include "props/runner.h"
 
 namespace miniinfer::props {
-
-// `text` made safe for an XML 1.0 attribute value (or, `in_attribute` false, element text):
-// & < > " ' escaped, characters XML 1.0 forbids (other controls, U+FFFE, U+FFFF) dropped, bytes
-// that are not UTF-8 replaced by U+FFFD, and carriage return as a character reference. In an
-// attribute tab and newline are references too, since a parser would turn them into spaces.
-std::string xml_escape(std::string_view text, bool in_attribute = true);
 
 // The report: `settings` are the testsuite's <property> name/value pairs in order; `program`
 // is props as invoked (for the replay command of a saved case); `seconds` the whole run's time.

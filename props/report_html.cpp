@@ -9,12 +9,13 @@
 
 #include <fmt/format.h>
 
+#include "base/xml.h"
 #include "props/heatmap.h"
 
 namespace miniinfer::props {
 namespace {
 
-std::string esc(const std::string& s) { return xml_escape(s); }
+std::string esc(const std::string& s) { return xml_escape(s, false); }
 
 std::string str(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 

@@ -8,32 +8,11 @@
 #include <cmath>
 #include <limits>
 
+#include "base/xml.h"
+
 namespace miniinfer::train {
 
 namespace {
-
-std::string escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
 
 // Ticks print as short decimals: 0.30000000000000004 is "0.3".
 std::string tick_label(double v) { return fmt::format("{:g}", std::abs(v) < 1e-12 ? 0.0 : v); }
@@ -81,7 +60,7 @@ std::string line_plot_svg(const std::vector<Series>& series, const PlotOptions& 
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
       o.width, o.height, o.width, o.height);
   out += fmt::format("<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n",
-                     o.width / 2, escape(o.title));
+                     o.width / 2, xml_escape(o.title, false));
   for (double t : xt) {
     out += fmt::format(
         "<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\" stroke=\"#e5e5e5\"/>\n", px(t),
@@ -99,10 +78,10 @@ std::string line_plot_svg(const std::vector<Series>& series, const PlotOptions& 
   out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n",
                      left, top, pw, ph);
   out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + pw / 2,
-                     o.height - 12, escape(o.x_label));
+                     o.height - 12, xml_escape(o.x_label, false));
   out += fmt::format(
       "<text x=\"16\" y=\"{0:.1f}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {0:.1f})\">{1}</text>\n",
-      top + ph / 2, escape(o.y_label));
+      top + ph / 2, xml_escape(o.y_label, false));
 
   for (size_t k = 0; k < series.size(); ++k) {
     const Series& s = series[k];
@@ -118,7 +97,7 @@ std::string line_plot_svg(const std::vector<Series>& series, const PlotOptions& 
         "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"3\"/>\n",
         left + pw - 150, ly, left + pw - 126, ly, s.color);
     out +=
-        fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", left + pw - 120, ly + 4, escape(s.name));
+        fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", left + pw - 120, ly + 4, xml_escape(s.name, false));
   }
   out += "</svg>\n";
   return out;

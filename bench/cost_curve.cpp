@@ -27,6 +27,7 @@
 #include "base/error.h"
 #include "base/exit_status.h"
 #include "base/rng.h"
+#include "flag_values.h"
 #include "engine/engine.h"
 #include "model/model_file.h"
 #include "shipped_shape.h"
@@ -228,26 +229,6 @@ struct Options {
   bool llamacpp = false, help = false;
 };
 
-// A whole number >= 1: std::stoi would read "5x" as 5 and fail on "x" with a bare "stoi".
-int positive_int(const std::string& flag, const std::string& v) {
-  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos || std::stoi(v) < 1)
-    fail("{}: '{}' is not a whole number of 1 or more", flag, v);
-  return std::stoi(v);
-}
-
-double positive_seconds(const std::string& flag, const std::string& v) {
-  size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != v.size() || !(x > 0) || !std::isfinite(x))
-    fail("{}: '{}' is not a number of seconds above 0", flag, v);
-  return x;
-}
-
 // An output file's folder must exist: the curve takes minutes, and its files are written last.
 std::string output_path(const std::string& flag, const std::string& path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
@@ -284,11 +265,11 @@ Options parse_options(int argc, char** argv) {
     else if (a == "--svg")
       o.svg_path = output_path(a, v);
     else if (a == "--reps")
-      o.reps = positive_int(a, v);
+      o.reps = bench::whole_above_zero(a, v);
     else if (a == "--min-time")
-      o.min_time = positive_seconds(a, v);
+      o.min_time = bench::number_above_zero(a, v, false);
     else if (a == "--max-context")
-      o.max_context = positive_int(a, v);
+      o.max_context = bench::whole_above_zero(a, v);
     else
       o.model_path = v;
   }

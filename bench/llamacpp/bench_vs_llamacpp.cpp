@@ -21,6 +21,7 @@
 #include "base/exit_status.h"
 #include "base/temp_dir.h"
 #include "engine/engine.h"
+#include "../flag_values.h"
 #include "llamacpp/gguf_export.h"
 #include "llamacpp/llamacpp_engine.h"
 #include "model/model_file.h"
@@ -122,20 +123,6 @@ constexpr const char* kUsage =
     "--min-time seconds (0.2). Exit status: 0 done, 2 a flag or the model refused, 1 an internal\n"
     "error (src/base/exit_status.h).\n";
 
-// --min-time and --reps: std::atof and std::atoi would read "abc" as 0 unannounced.
-double number_above_zero(const std::string& flag, const std::string& v, bool whole) {
-  size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != v.size() || !(x > 0) || x > 1e6 || (whole && x != static_cast<int>(x)))
-    fail("flag {}: '{}' is not a {} above 0", flag, v, whole ? "whole number" : "number of seconds");
-  return x;
-}
-
 // The model's path from the flags (setting g_min_time and g_reps); empty after --help.
 std::string parse_flags(int argc, char** argv) {
   std::string model_path = std::string(MINIINFER_SOURCE_DIR) + "/experiments/17-minigpt/minigpt.safetensors";
@@ -148,9 +135,9 @@ std::string parse_flags(int argc, char** argv) {
     if (a == "--model")
       model_path = argv[++i];
     else if (a == "--min-time")
-      g_min_time = number_above_zero(a, argv[++i], false);
+      g_min_time = bench::number_above_zero(a, argv[++i], false);
     else
-      g_reps = static_cast<int>(number_above_zero(a, argv[++i], true));
+      g_reps = bench::whole_above_zero(a, argv[++i]);
   }
   return model_path;
 }

@@ -299,7 +299,10 @@ bool check_sliced(const std::string& id, const std::string& sentence, uint64_t p
   const std::string label = fmt::format("{} [shard {}/{}]", sentence, run.spec.k, run.spec.n);
   if (failure.empty()) {
     print_passed(id, label, cases, seconds, tags);
-    if (tagged_cases < cases) std::printf("      (distribution of the %d cases run now; the others were resumed)\n", tagged_cases);
+    if (tagged_cases == 0)
+      std::printf("      (every batch was resumed from the results file: no case ran now)\n");
+    else if (tagged_cases < cases)
+      std::printf("      (distribution of the %d cases run now; the others were resumed)\n", tagged_cases);
   } else if (!failed_now) {
     std::printf("FAIL  %-4s %s (failed in an earlier, interrupted run of this shard)\n%s\n", id.c_str(), label.c_str(),
                 failure.c_str());

@@ -117,16 +117,21 @@ std::string machine_line(const std::string& path, const std::optional<Machine>& 
   return fmt::format("replay {}: recorded on another machine or build ({}); {}", path, fields, expect);
 }
 
-namespace {
-
-// --replay DIR: every *.case.json in DIR (not its subfolders), by name; all read before any
-// runs, so a bad one is refused (exit 2, named) before the first report.
-int replay_folder(const std::string& dir) {
+std::vector<std::string> case_files_in(const std::string& dir) {
   std::vector<std::string> files;
   for (const auto& entry : std::filesystem::directory_iterator(dir))
     if (entry.is_regular_file() && entry.path().filename().string().ends_with(".case.json"))
       files.push_back(entry.path().string());
   std::sort(files.begin(), files.end());
+  return files;
+}
+
+namespace {
+
+// --replay DIR: every *.case.json in DIR (not its subfolders), by name; all read before any
+// runs, so a bad one is refused (exit 2, named) before the first report.
+int replay_folder(const std::string& dir) {
+  const std::vector<std::string> files = case_files_in(dir);
   if (files.empty()) fail("replay {}: the folder holds no *.case.json", dir);
   for (const std::string& f : files) {
     try {

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,10 @@ nlohmann::json run_machine_json();
 // or build (or on an unknown one); empty when the machines agree.
 std::string machine_line(const std::string& path, const std::optional<Machine>& recorded, const Machine& here,
                          const std::string& engine);
+
+// The *.case.json files directly in `dir` (not its subfolders), sorted by path: a --db folder
+// or a report folder, met in one order by every run and shard.
+std::vector<std::string> case_files_in(const std::string& dir);
 
 // Re-runs a saved counterexample; returns 1 if it still fails (with its report), 0 if not.
 // `path` may be a folder (a --db folder, a report folder): every *.case.json in it, one

@@ -137,12 +137,14 @@ const ExpectedFailure* expected_for(const std::string& id) {
   return nullptr;
 }
 
+std::string describe(const ExpectedFailure& e) { return e.reason + " (" + e.link + ")"; }
+
 void settle_expected(PropertyOutcome& o) {
   const ExpectedFailure* e = o.status == "failed" || o.status == "passed" ? expected_for(o.id) : nullptr;
   if (!e) return;
-  o.expected = e->reason + " (" + e->link + ")";
   if (o.status == "failed") {
     o.status = "expected-failure";
+    o.expected = e;
     std::printf("XFAIL %-4s expected on %s at level %s: %s\n      see %s\n", o.id.c_str(), e->engine.c_str(),
                 e->level.c_str(), e->reason.c_str(), e->link.c_str());
   } else if (!e->strict) {
@@ -150,6 +152,7 @@ void settle_expected(PropertyOutcome& o) {
                 e->engine.c_str(), e->level.c_str(), e->reason.c_str());
   } else {
     o.status = "unexpected-pass";
+    o.expected = e;
     std::printf(
         "XPASS %-4s expected to fail on %s at level %s (%s), but it passed: remove its entry from %s\n",
         o.id.c_str(), e->engine.c_str(), e->level.c_str(), e->reason.c_str(), entries_file().c_str());

@@ -39,6 +39,9 @@ void load_expected(const std::string& file);
 // The entry that expects property `id` to fail in this run (engine, settings, level), or null.
 const ExpectedFailure* expected_for(const std::string& id);
 
+// "REASON (LINK)": the entry as one line, for JUnit's messages and the results file.
+std::string describe(const ExpectedFailure& e);
+
 // Settles a property's outcome against the entries: a failure one expects becomes
 // "expected-failure" (an XFAIL line with the reason and link), a pass one expects to fail
 // "unexpected-pass" (an XPASS line asking to remove the entry), unless the entry is not strict.

@@ -40,16 +40,6 @@ nlohmann::json run_key(const std::string& id) {
                  {"model_sha256", ctx.model_sha256}});
 }
 
-// The database's case files, by name, so every run and shard meets them in one order.
-std::vector<std::filesystem::path> case_files(const std::string& dir) {
-  std::vector<std::filesystem::path> out;
-  for (const auto& entry : std::filesystem::directory_iterator(dir))
-    if (entry.is_regular_file() && entry.path().filename().string().ends_with(".case.json"))
-      out.push_back(entry.path());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 struct Saved {
   std::string path;
   nlohmann::json json;
@@ -90,11 +80,7 @@ CheckResult saved_failure(const std::string& id, const Saved& s, const std::stri
   CheckResult out;
   out.counterexample = fmt::format("saved case {} still fails: {}", s.path, what);
   out.reproduce = shell_quote(run_config().program) + " --replay " + shell_quote(s.path);
-  publish_failure(id, report, out.reproduce);
-  const std::string case_file = run_config().report_dir + "/" + id + ".case.json";
-  if (std::filesystem::exists(case_file)) out.case_file = case_file;
-  const FailureSite site = failure_site(report);
-  out.site = site.site, out.cause = site.cause, out.verdict = site.verdict, out.headline = site.headline;
+  publish_check_failure(id, report, out);
   record_group_member(id, report, out.reproduce);
   return out;
 }
@@ -132,7 +118,7 @@ bool db_shard_owns(const std::string& file_name, ShardSpec shard) {
 void open_failure_db(const std::string& dir, ShardSpec shard) {
   db() = {dir, shard};
   int matching = 0, total = 0;
-  for (const auto& path : case_files(dir)) {
+  for (const std::filesystem::path path : case_files_in(dir)) {
     const std::optional<Saved> s = read_saved(path);
     if (!s) continue;
     ++total;
@@ -166,7 +152,7 @@ std::optional<CheckResult> db_replay_first(const std::string& id) {
   const auto start = std::chrono::steady_clock::now();
   int replayed = 0, failing = 0, retired = 0, elsewhere = 0;
   std::optional<CheckResult> first;
-  for (const auto& path : case_files(db().dir)) {
+  for (const std::filesystem::path path : case_files_in(db().dir)) {
     const std::optional<Saved> read = read_saved(path, id);
     if (!read || db_key(read->json) != key) continue;
     const Saved& s = *read;

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "props/expected.h"
+
 namespace miniinfer::props {
 namespace {
 
@@ -41,10 +43,12 @@ std::string testcase_body(const PropertyOutcome& o, const std::string& program) 
     return fmt::format(
         "      <failure{}{}>{}</failure>\n",
         attr("message", "unexpected pass: an expected failure (props/expected-failures.json) passed " +
-                            std::to_string(o.cases) + " cases" + (o.expected.empty() ? "" : ": " + o.expected)),
+                            std::to_string(o.cases) + " cases" + (o.expected ? ": " + describe(*o.expected) : "")),
         attr("type", "unexpected-pass"), element_text(failure_text(o, program)));
   if (o.status == "expected-failure") {
-    const std::string why = !o.expected.empty() ? o.expected : !o.headline.empty() ? o.headline : first_line(o.counterexample);
+    const std::string why = o.expected            ? describe(*o.expected)
+                            : !o.headline.empty() ? o.headline
+                                                  : first_line(o.counterexample);
     return fmt::format("      <skipped{}/>\n      <system-out>{}</system-out>\n",
                        attr("message", "expected failure: " + why), element_text(failure_text(o, program)));
   }

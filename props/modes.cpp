@@ -107,22 +107,30 @@ int check_reproduced(int status) {
   return status;
 }
 
-// --junit FILE: the run's settings as the testsuite's properties, then the outcomes.
+// What the run was, as --summary and --junit record it.
+nlohmann::json run_settings(const RunConfig& config, int status) {
+  return {{"seed", rc::detail::configuration().testParams.seed},
+          {"model", context().model_label},
+          {"model_sha256", context().model_sha256},
+          {"engine", context().subject->name()},
+          {"engine_settings", context().subject->settings()},
+          {"level", config.level},
+          {"backend", config.backend},
+          {"fault", config.inject.empty() ? "none" : config.inject},
+          {"machine", run_machine_json()},
+          {"exit_status", status}};
+}
+
+// --junit FILE: the run's settings as the testsuite's properties (in this order, a string
+// each), then the outcomes.
 int write_junit(const CommandLine& cl, int status, double seconds) {
-  const RunConfig& config = cl.config;
-  const std::vector<std::pair<std::string, std::string>> settings = {
-      {"seed", std::to_string(rc::detail::configuration().testParams.seed)},
-      {"engine", context().subject->name()},
-      {"engine_settings", context().subject->settings().dump()},
-      {"level", config.level},
-      {"backend", config.backend},
-      {"fault", config.inject.empty() ? "none" : config.inject},
-      {"model", context().model_label},
-      {"model_sha256", context().model_sha256},
-      {"machine", run_machine_json().dump()},
-      {"exit_status", std::to_string(status)}};
+  const nlohmann::json run = run_settings(cl.config, status);
+  std::vector<std::pair<std::string, std::string>> settings;
+  for (const char* name : {"seed", "engine", "engine_settings", "level", "backend", "fault", "model", "model_sha256",
+                           "machine", "exit_status"})
+    settings.emplace_back(name, run[name].is_string() ? run[name].get<std::string>() : run[name].dump());
   try {
-    write_file_atomic(cl.junit, junit_xml(outcomes(), settings, config.program, seconds));
+    write_file_atomic(cl.junit, junit_xml(outcomes(), settings, cl.config.program, seconds));
   } catch (const Error& e) {
     std::fprintf(stderr, "props: --junit %s: %s\n", cl.junit.c_str(), e.what());
     return kExitOutputLost;
@@ -147,28 +155,19 @@ int summarize(const CommandLine& cl, int status, double seconds) {
               xpassed ? fmt::format(", {} unexpected pass{}", xpassed, xpassed == 1 ? "" : "es").c_str() : "");
   if (!cl.junit.empty()) status = write_junit(cl, status, seconds);
   if (cl.summary.empty()) return status;
-  const RunConfig& config = cl.config;
-  nlohmann::json j = {{"seed", rc::detail::configuration().testParams.seed},
-                      {"model", context().model_label},
-                      {"model_sha256", context().model_sha256},
-                      {"engine", context().subject->name()},
-                      {"engine_settings", context().subject->settings()},
-                      {"level", config.level},
-                      {"backend", config.backend},
-                      {"fault", config.inject.empty() ? "none" : config.inject},
-                      {"machine", run_machine_json()},
-                      {"seconds", seconds},
-                      {"exit_status", status},
-                      {"properties", nlohmann::json::array()},
-                      {"groups", groups_json()}};
-  for (const auto& o : outcomes())
-    j["properties"].push_back({{"id", o.id}, {"property", o.sentence}, {"status", o.status}, {"cases", o.cases},
-                               {"seconds", o.seconds}, {"counterexample", o.counterexample},
-                               {"finer_levels", o.levels}});
-  // An expected failure's (or unexpected pass's) entry: why, and the experiment (props/expected.h).
-  for (nlohmann::json& p : j["properties"])
-    if (const ExpectedFailure* e = p["status"] != "passed" ? expected_for(p["id"]) : nullptr)
-      p["expected"] = {{"reason", e->reason}, {"link", e->link}, {"strict", e->strict}};
+  nlohmann::json j = run_settings(cl.config, status);
+  j["seconds"] = seconds;
+  j["properties"] = nlohmann::json::array();
+  j["groups"] = groups_json();
+  for (const auto& o : outcomes()) {
+    nlohmann::json p = {{"id", o.id},           {"property", o.sentence},
+                        {"status", o.status},   {"cases", o.cases},
+                        {"seconds", o.seconds}, {"counterexample", o.counterexample},
+                        {"finer_levels", o.levels}};
+    // An expected failure's (or unexpected pass's) entry: why, and the experiment.
+    if (const ExpectedFailure* e = o.expected) p["expected"] = {{"reason", e->reason}, {"link", e->link}, {"strict", e->strict}};
+    j["properties"].push_back(std::move(p));
+  }
   try {
     write_file_atomic(cl.summary, j.dump(2) + "\n");
   } catch (const Error& e) {

@@ -226,6 +226,14 @@ void print_passed(const std::string& id, const std::string& sentence, int cases,
   std::fflush(stdout);
 }
 
+void publish_check_failure(const std::string& id, const Failure& report, CheckResult& out) {
+  publish_failure(id, report, out.reproduce);
+  const std::string case_file = run_config().report_dir + "/" + id + ".case.json";
+  if (std::filesystem::exists(case_file)) out.case_file = case_file;
+  const FailureSite site = failure_site(report);
+  out.site = site.site, out.cause = site.cause, out.verdict = site.verdict, out.headline = site.headline;
+}
+
 CheckResult check_once(const std::string& id, const std::string& sentence, uint64_t seed, int cases,
                        const std::function<void()>& body) {
   const auto& rc_config = rc::detail::configuration();
@@ -266,15 +274,11 @@ CheckResult check_once(const std::string& id, const std::string& sentence, uint6
     std::printf("Shrunk in %d steps. Reproduce with:\n  %s\n", listener.shrinks(), out.reproduce.c_str());
     if (last_failure().make) {
       const Failure report = last_failure().make();
-      publish_failure(id, report, out.reproduce);
+      publish_check_failure(id, report, out);
       db_store(id, report.case_json);
-      const std::string case_file = run_config().report_dir + "/" + id + ".case.json";
-      if (std::filesystem::exists(case_file)) out.case_file = case_file;
-      const FailureSite site = failure_site(report);
-      out.site = site.site, out.cause = site.cause, out.verdict = site.verdict, out.headline = site.headline;
       record_group_member(id, report,
                           out.case_file.empty() ? out.reproduce
-                                                : shell_quote(run_config().program) + " --replay " + shell_quote(case_file));
+                                                : shell_quote(run_config().program) + " --replay " + shell_quote(out.case_file));
     }
   }
   report_flaky(id, sentence, out.seconds);

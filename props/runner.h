@@ -35,6 +35,7 @@ struct RunConfig {
   std::set<std::string> given;
 };
 // One line of the run's summary (props --summary FILE writes them as JSON).
+struct ExpectedFailure;  // props/expected.h
 // status: "passed", "failed", "skipped", and (props/expected-failures.json) "expected-failure"
 // for a failure the file expects, "unexpected-pass" for an expected failure that passed.
 struct PropertyOutcome {
@@ -46,10 +47,10 @@ struct PropertyOutcome {
   // A failure's: the reproduce command, the saved case (for --replay; empty when none was
   // saved), and from its report the first parting site ("layer 0, head 2, k-read", "sampler",
   // "not located"), the cause, the verdict and the headline (props/groups.h).
-  // For "skipped", headline says why. For "expected-failure" and "unexpected-pass", `expected`
-  // is the entry's reason and link (props/expected.h).
+  // For "skipped", headline says why.
   std::string reproduce, case_file, site, cause, verdict, headline;
-  std::string expected;
+  // For "expected-failure" and "unexpected-pass": the entry of props/expected-failures.json.
+  const ExpectedFailure* expected = nullptr;
 };
 const std::vector<PropertyOutcome>& outcomes();
 // Records a property's outcome, settled against the expected failures first (props/expected.h:
@@ -93,6 +94,11 @@ struct CheckResult {
 PropertyOutcome outcome_of(const std::string& id, const std::string& sentence, const CheckResult& r,
                            const std::string& levels);
 
+struct Failure;  // props/report.h
+// Publishes `report` as property `id`'s failure (printed, saved to the report folder with
+// `out.reproduce` as its reproduce command) and fills `out`'s saved case and site fields.
+void publish_check_failure(const std::string& id, const Failure& report, CheckResult& out);
+
 CheckResult check_once(const std::string& id, const std::string& sentence, uint64_t seed, int cases,
                        const std::function<void()>& body);
 // The property's "ok" line and its tag distribution.
@@ -112,7 +118,6 @@ struct CaseOutcome {
 CaseOutcome run_engine_case(const std::string& describe,
                             const std::function<std::optional<std::string>()>& body);
 
-struct Failure;  // props/report.h
 // Called by a property on each failing case with a closure that builds the full report. The
 // last call before shrinking ends is the minimal counterexample: only that one is built,
 // printed and saved (building a traced report at every shrink step would be wasted work).

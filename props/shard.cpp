@@ -172,7 +172,7 @@ nlohmann::json batch_line(const std::string& id, const Batch& b, const CheckResu
     j["reproduce"] = r.reproduce;
     j["message"] = r.counterexample;
     // A failure the expected-failures file expects: the merge counts it apart (nightly_report.py).
-    if (const ExpectedFailure* e = expected_for(id)) j["expected"] = e->reason + " (" + e->link + ")";
+    if (const ExpectedFailure* e = expected_for(id)) j["expected"] = describe(*e);
   }
   return j;
 }

@@ -305,10 +305,15 @@ def parse_ctest(path):
     return tests
 
 
+def sibling_summaries(out):
+    """(path, summary.json's JSON) of every night beside `out` (this one too)."""
+    for path in glob.glob(os.path.join(os.path.dirname(os.path.abspath(out)), "*", "summary.json")):
+        yield path, read_json(path)
+
+
 def earlier_nights(out, date):
     nights = []
-    for path in glob.glob(os.path.join(os.path.dirname(os.path.abspath(out)), "*", "summary.json")):
-        s = read_json(path)
+    for path, s in sibling_summaries(out):
         wrong = missing_keys(s, NIGHT_KEYS) if isinstance(s, dict) else ["not a JSON object"]
         if wrong:
             # An earlier night's damage is named, but does not fail tonight.
@@ -345,8 +350,7 @@ def earlier_summary(out, date, named=None):
             fail(f"--since {named}: not a nightly summary.json with 'properties'")
         return named, s
     best = (None, None)
-    for path in glob.glob(os.path.join(os.path.dirname(os.path.abspath(out)), "*", "summary.json")):
-        s = read_json(path)
+    for path, s in sibling_summaries(out):
         if (isinstance(s, dict) and isinstance(s.get("date"), str) and s["date"] < date and
                 isinstance(s.get("properties"), list) and (best[1] is None or s["date"] > best[1]["date"])):
             best = (path, s)

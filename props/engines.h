@@ -27,6 +27,7 @@ enum class Capability {
   Faults,         // the fault catalogue can be injected
   Architectures,  // an engine can be built for a random architecture (p10)
   PrefixCache,    // submit() reuses rows of earlier prompts and says how many tokens (p13)
+  Threads,        // its forward calls run on a thread count props sets (set_threads)
 };
 const char* to_string(Capability c);
 
@@ -87,6 +88,11 @@ class EngineUnderTest {
   // The dtype its K/V cache stores rows in ("f32", "f16", "bf16"): a difference in a value read
   // from the cache within one ULP of that dtype is its rounding, not a wrong value (verdict.h).
   virtual std::string kv_dtype() const { return "f32"; }
+
+  // Capability Threads: the threads its forward calls use from the next call on (at least 1),
+  // and the count it runs with now. Without the capability set_threads does nothing.
+  virtual void set_threads(int /*threads*/) {}
+  virtual int threads() const { return 1; }
 
   // The active fault (Fault::None on an engine without the capability).
   virtual Fault fault() const { return Fault::None; }

@@ -12,6 +12,7 @@
 #include <Eigen/Core>
 
 #include "base/error.h"
+#include "base/threads.h"
 
 namespace miniinfer {
 
@@ -106,6 +107,7 @@ Engine::Engine(const Model& model, EngineOptions options)
     cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), capacity);
   }
   set_fault(options.fault);
+  set_threads(options.threads);
   freed_.assign(static_cast<size_t>(options.batch), 0);
   recompute_logits_.assign(static_cast<size_t>(c.vocab_size), 0.0f);
   scratch_kv_ = KvCache(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len);
@@ -660,6 +662,8 @@ const KvStore& Engine::store() const {
   if (paged_) return *paged_;
   return cache_;
 }
+
+void Engine::set_threads(int threads) { threads_ = resolve_threads(threads); }
 
 void Engine::set_fault(Fault fault) {
   if (layout_ == KvLayout::Contiguous && acts_on_paged(fault))

@@ -37,6 +37,10 @@ struct EngineOptions {
   Fault fault = Fault::None;
   KvLayout layout = KvLayout::Contiguous;
   PagedOptions paged;  // the paged layout's block size, pool and placement
+  // Worker threads of the forward pass; 0 = MINIINFER_THREADS if set, else the machine's cores
+  // (resolve_threads, base/threads.h). Any count gives the same bytes: work is split only along
+  // independent outputs (rows, column groups, heads), never along a reduction.
+  int threads = 0;
 };
 
 // The K and V rows a full-recompute forward computed, for comparison with cache rows.
@@ -80,6 +84,10 @@ class Engine {
   // Throws Error if the fault has nothing to act on in this layout (a paged fault on the
   // contiguous cache, or a fault of the contiguous cache's operations on the paged one).
   void set_fault(Fault fault);
+  // The forward pass's worker threads (at least 1). set_threads takes effect from the next call;
+  // 0 resolves as EngineOptions::threads does. Throws Error for a negative count.
+  int threads() const { return threads_; }
+  void set_threads(int threads);
   Trace* trace() const { return trace_; }
   void set_trace(Trace* trace) { trace_ = trace; }
 
@@ -208,6 +216,7 @@ class Engine {
   Fault fault_ = Fault::None;
   const Variation* variation_ = &model_variation();  // variation(fault_)
   Trace* trace_ = nullptr;
+  int threads_ = 1;
 
   // Scratch, sized once for R = max(max_seq_len, B) rows; nothing allocates per call.
   int rows_ = 0;                    // R

@@ -107,7 +107,6 @@ Engine::Engine(const Model& model, EngineOptions options)
     cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), capacity);
   }
   set_fault(options.fault);
-  set_threads(options.threads);
   freed_.assign(static_cast<size_t>(options.batch), 0);
   recompute_logits_.assign(static_cast<size_t>(c.vocab_size), 0.0f);
   scratch_kv_ = KvCache(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len);
@@ -116,8 +115,8 @@ Engine::Engine(const Model& model, EngineOptions options)
   const size_t R = static_cast<size_t>(rows_);
   for (auto* buf : {&x_, &ln_, &q_, &att_, &y_, &eigen_out_}) buf->assign(R * D, 0.0f);
   h_.assign(R * F, 0.0f);
-  probs_.assign(static_cast<size_t>(c.n_head) * c.max_seq_len, 0.0f);
-  causal_.assign(kernels::attention_causal_scratch(c.max_seq_len, c.d_head()), 0.0f);
+  row_nums_.assign(R, Numerics{});
+  row_todo_.reserve(R);
   k_rows_.assign(R, nullptr);
   v_rows_.assign(R, nullptr);
   reads_.assign(R, SlotsRead{});
@@ -127,6 +126,7 @@ Engine::Engine(const Model& model, EngineOptions options)
   writes_.reserve(static_cast<size_t>(options.batch));
   write_segs_.reserve(static_cast<size_t>(options.batch));
   decode_chunks_.reserve(static_cast<size_t>(options.batch));
+  set_threads(options.threads);
 }
 
 // ---- projections: the invariant kernel, or Eigen's product for the contrast backend ----------
@@ -135,7 +135,7 @@ using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::Ro
 
 void Engine::linear(float* out, const float* inp, const Linear& w, int T, bool library) {
   if (!library) {
-    kernels::matmul_forward(out, inp, w.packed.data(), w.bias, T, w.C, w.OC);
+    kernels::matmul_forward(out, inp, w.packed.data(), w.bias, T, w.C, w.OC, pool_.get());
     return;
   }
   Eigen::Map<const RowMatrix> X(inp, T, w.C);
@@ -147,7 +147,7 @@ void Engine::linear(float* out, const float* inp, const Linear& w, int T, bool l
 
 void Engine::linear_rows(float* const* out_rows, const float* inp, const Linear& w, int T, bool library) {
   if (!library) {
-    kernels::matmul_forward_rows(out_rows, inp, w.packed.data(), w.bias, T, w.C, w.OC);
+    kernels::matmul_forward_rows(out_rows, inp, w.packed.data(), w.bias, T, w.C, w.OC, pool_.get());
     return;
   }
   linear(eigen_out_.data(), inp, w, T, true);
@@ -245,12 +245,12 @@ constexpr int kMinCausalBlock = 8;
 
 // Attention of every row of every segment, head by head, against the slots `var` says it reads
 // (in the model: row i of segment s, at position pos0 + i, reads slots 0..pos0 + i of its own
-// layer and sequence in `store`).
+// layer and sequence in `store`). The pool shares heads (a causal block) or rows and runs of
+// heads (everything else): every row and head still runs the kernel it runs alone.
 void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, const Variation& var) {
-  const Config& c = config_;
-  const int D = c.d_model, H = c.n_head, dh = c.d_head();
-  const size_t uD = static_cast<size_t>(D);
   const RowSite call = call_site(segs, l);
+  row_todo_.clear();
+  long long work = 0;
   for (const Segment& s : segs) {
     const RowSite site = segment_site(call, s);
     bool causal = true;  // every row reads its own layer and sequence under the causal mask
@@ -260,51 +260,94 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, 
       causal = causal && read == SlotsRead{s.pos0 + i + 1, l, s.seq};
     }
     const Numerics num = var.attention_numerics(site);
-    // The kernel is chosen by the rows alone, never by whether a trace is attached: the trace
-    // watches the computation the untraced run makes. Many rows at consecutive positions under
-    // the causal mask, in float (an uncached pass or a prefill chunk): rows in blocks, with the
-    // bytes of one row at a time (kernels_test checks this).
-    const bool causal_block = s.n >= kMinCausalBlock && causal && !num.fp64;
-    for (int h = 0; h < H && causal_block; ++h) {
-      const size_t off = static_cast<size_t>(h) * dh;
-      const size_t r0 = static_cast<size_t>(s.row0);
-      if (num.mutant == kernels::Mutant::None)
-        kernels::attention_forward_causal(att_.data() + r0 * uD + off, D, causal_.data(), q_.data() + r0 * uD + off, D,
-                                          store.k_view(l, s.seq).at(off), store.v_view(l, s.seq).at(off), s.pos0, s.n,
-                                          dh, num.scale);
-      else
-        kernels::attention_forward_causal_mutant(att_.data() + r0 * uD + off, D, causal_.data(),
-                                                 q_.data() + r0 * uD + off, D, store.k_view(l, s.seq).at(off),
-                                                 store.v_view(l, s.seq).at(off), s.pos0, s.n, dh, num.scale,
-                                                 num.mutant);
+    // The kernel is chosen by the rows alone, never by whether a trace is attached or by the
+    // thread count: the trace watches the computation the untraced run makes. Many rows at
+    // consecutive positions under the causal mask, in float (an uncached pass or a prefill
+    // chunk): rows in blocks, with the bytes of one row at a time (kernels_test checks this).
+    if (s.n >= kMinCausalBlock && causal && !num.fp64) {
+      attend_block(l, s, store, num);
+      continue;
     }
-    // Otherwise row by row: all heads of a row at once, or one head at a time in double for
-    // fp64 numerics.
-    for (int i = 0; i < s.n && !causal_block; ++i) {
-      const size_t r = static_cast<size_t>(s.row0 + i);
-      const SlotsRead& read = reads_[r];
-      float* out = att_.data() + r * uD;
-      if (read.n_slots == 0) {
-        std::fill_n(out, D, 0.0f);
-      } else if (!num.fp64 && num.mutant != kernels::Mutant::None) {
-        kernels::attention_forward_heads_mutant(out, probs_.data(), c.max_seq_len, q_.data() + r * uD,
-                                                store.k_view(read.layer, read.seq), store.v_view(read.layer, read.seq),
-                                                read.n_slots, H, dh, num.scale, num.mutant);
-      } else if (!num.fp64) {
-        kernels::attention_forward_heads(out, probs_.data(), c.max_seq_len, q_.data() + r * uD,
-                                         store.k_view(read.layer, read.seq), store.v_view(read.layer, read.seq),
-                                         read.n_slots, H, dh, num.scale);
-      } else {
-        for (int h = 0; h < H; ++h) {
-          const size_t off = static_cast<size_t>(h) * dh;
-          kernels::attention_forward_f64(out + off, probs_.data(), q_.data() + r * uD + off,
-                                         store.k_view(read.layer, read.seq).at(off),
-                                         store.v_view(read.layer, read.seq).at(off), read.n_slots, dh, num.scale);
-        }
-      }
+    for (int i = 0; i < s.n; ++i) {
+      row_nums_[static_cast<size_t>(s.row0 + i)] = num;
+      row_todo_.push_back(s.row0 + i);
+      work += static_cast<long long>(reads_[static_cast<size_t>(s.row0 + i)].n_slots) * config_.d_model * 2;
     }
-    if (trace_) record_attention(s, l, store, num);
+  }
+  attend_rows(store, work);
+  for (const Segment& s : segs) {
+    if (trace_) record_attention(s, l, store, var.attention_numerics(segment_site(call, s)));
     if (trace_ && trace_->cache_reads) record_cache_reads(s, l, store, reads_[static_cast<size_t>(s.row0 + s.n - 1)]);
+  }
+}
+
+// A causal block of segment s, one head at a time; the pool shares the heads, each part with
+// its own packing scratch.
+void Engine::attend_block(int l, const Segment& s, const KvStore& store, const Numerics& num) {
+  const int D = config_.d_model, dh = config_.d_head();
+  const size_t uD = static_cast<size_t>(D), r0 = static_cast<size_t>(s.row0);
+  const long long work = static_cast<long long>(s.n) * (s.pos0 + s.n) * D * 2;
+  parallel_for(pool_.get(), config_.n_head, work, [&](int h0, int h1, int part) {
+    float* scratch = causal_.data() + static_cast<size_t>(part) * causal_size_;
+    for (int h = h0; h < h1; ++h) {
+      const size_t off = static_cast<size_t>(h) * dh;
+      const kernels::KvView k = store.k_view(l, s.seq).at(off), v = store.v_view(l, s.seq).at(off);
+      float* out = att_.data() + r0 * uD + off;
+      const float* q = q_.data() + r0 * uD + off;
+      if (num.mutant == kernels::Mutant::None)
+        kernels::attention_forward_causal(out, D, scratch, q, D, k, v, s.pos0, s.n, dh, num.scale);
+      else
+        kernels::attention_forward_causal_mutant(out, D, scratch, q, D, k, v, s.pos0, s.n, dh, num.scale, num.mutant);
+    }
+  });
+}
+
+// The rows of row_todo_ one at a time: all heads of a row at once, or one head at a time in
+// double for fp64 numerics. With fewer rows than threads, each row's heads are cut into runs
+// (a mutant's row stays whole: it singles out the last head).
+void Engine::attend_rows(const KvStore& store, long long work) {
+  const int H = config_.n_head;
+  const int rows = static_cast<int>(row_todo_.size());
+  const int threads = pool_ ? pool_->size() : 1;
+  bool whole = rows >= threads;
+  for (int r : row_todo_)
+    whole = whole || row_nums_[static_cast<size_t>(r)].mutant != kernels::Mutant::None;
+  const int runs = whole ? 1 : std::min(H, threads);
+  parallel_for(pool_.get(), rows * runs, work, [&](int begin, int end, int part) {
+    float* probs = probs_.data() + static_cast<size_t>(part) * H * config_.max_seq_len;
+    for (int item = begin; item < end; ++item) {
+      const int run = item % runs;
+      attend_row(row_todo_[static_cast<size_t>(item / runs)], H * run / runs, H * (run + 1) / runs, store, probs);
+    }
+  });
+}
+
+// Heads [h0, h1) of row r; probs: (H, max_seq_len) of this part's own.
+void Engine::attend_row(int r, int h0, int h1, const KvStore& store, float* probs) {
+  const Config& c = config_;
+  const int H = c.n_head, dh = c.d_head();
+  const size_t uD = static_cast<size_t>(c.d_model), off = static_cast<size_t>(h0) * dh;
+  const size_t ur = static_cast<size_t>(r);
+  const SlotsRead& read = reads_[ur];
+  const Numerics& num = row_nums_[ur];
+  float* out = att_.data() + ur * uD + off;
+  const float* q = q_.data() + ur * uD + off;
+  if (read.n_slots == 0) {
+    std::fill_n(out, (h1 - h0) * dh, 0.0f);
+    return;
+  }
+  const kernels::KvView k = store.k_view(read.layer, read.seq).at(off), v = store.v_view(read.layer, read.seq).at(off);
+  if (!num.fp64 && num.mutant != kernels::Mutant::None) {
+    kernels::attention_forward_heads_mutant(out, probs, c.max_seq_len, q, k, v, read.n_slots, H, dh, num.scale,
+                                            num.mutant);
+  } else if (!num.fp64) {
+    kernels::attention_forward_heads(out, probs + off / dh * c.max_seq_len, c.max_seq_len, q, k, v, read.n_slots,
+                                     h1 - h0, dh, num.scale);
+  } else {
+    for (int h = 0; h < h1 - h0; ++h) {
+      const size_t oh = static_cast<size_t>(h) * dh;
+      kernels::attention_forward_f64(out + oh, probs, q + oh, k.at(oh), v.at(oh), read.n_slots, dh, num.scale);
+    }
   }
 }
 
@@ -363,6 +406,31 @@ void Engine::record_cache_reads(const Segment& s, int l, const KvStore& store, c
   }
 }
 
+namespace {
+
+// The pointwise and per-row kernels on the pool: rows, or runs of kChunk elements (whole
+// vectors), each computed as the kernel computes it on the whole array.
+constexpr int kChunk = 256;
+
+using LayerNormFn = void (*)(float*, const float*, const float*, const float*, float, int, int);
+
+void layernorm_rows(ThreadPool* pool, LayerNormFn layernorm, float* out, const float* inp, const float* weight,
+                    const float* bias, float eps, int T, int C) {
+  parallel_for(pool, T, 8LL * T * C, [&](int t0, int t1, int) {
+    const size_t at = static_cast<size_t>(t0) * C;
+    layernorm(out + at, inp + at, weight, bias, eps, t1 - t0, C);
+  });
+}
+
+template <typename Pointwise>
+void in_chunks(ThreadPool* pool, int N, long long cost, Pointwise fn) {
+  parallel_for(pool, (N + kChunk - 1) / kChunk, cost * N, [&](int c0, int c1, int) {
+    fn(c0 * kChunk, std::min(N, c1 * kChunk));
+  });
+}
+
+}  // namespace
+
 void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStore& store, float* logits,
                  bool all_rows, const Variation& var) {
   const Config& c = config_;
@@ -370,7 +438,14 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
   const size_t uD = static_cast<size_t>(D);
   const bool all_decode = std::all_of(segs.begin(), segs.end(), [](const Segment& s) { return s.pass == Pass::Decode; });
   const bool library = backend_ == Backend::Eigen || var.library_products(all_decode);
-  const auto block_layernorm = var.reversed_layernorm(all_decode) ? kernels::layernorm_forward_reversed : layernorm_forward;
+  const LayerNormFn ln_fn = var.reversed_layernorm(all_decode) ? kernels::layernorm_forward_reversed : layernorm_forward;
+  ThreadPool* pool = pool_.get();
+  const auto block_layernorm = [&](float* out, const float* inp, const float* w, const float* b, float eps, int T, int C) {
+    layernorm_rows(pool, ln_fn, out, inp, w, b, eps, T, C);
+  };
+  const auto add_residual = [&](float* x, const float* y, int n) {
+    in_chunks(pool, n, 1, [&](int i0, int i1) { residual_forward(x + i0, x + i0, y + i0, i1 - i0); });
+  };
 
   for (int r = 0; r < N; ++r)
     std::memcpy(x_.data() + r * uD, model_.weights.tok_emb.data() + static_cast<size_t>(tokens[r]) * uD, sizeof(float) * uD);
@@ -383,15 +458,15 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
     project_qkv(l, segs, N, store, library, var);
     attend(l, segs, store, var);
     linear(y_.data(), att_.data(), w.o, N, library);
-    residual_forward(x_.data(), x_.data(), y_.data(), N * D);
+    add_residual(x_.data(), y_.data(), N * D);
 
     block_layernorm(ln_.data(), x_.data(), lw.ln2_w.data(), lw.ln2_b.data(), static_cast<float>(c.ln_eps), N, D);
     if (trace_) record_rows(TraceKind::Ln2, segs, l, ln_.data(), D);
     linear(h_.data(), ln_.data(), w.fc_in, N, library);
-    gelu_forward(h_.data(), h_.data(), N * F);
+    in_chunks(pool, N * F, 16, [&](int i0, int i1) { gelu_forward(h_.data() + i0, h_.data() + i0, i1 - i0); });
     linear(y_.data(), h_.data(), w.fc_out, N, library);
     if (trace_) record_rows(TraceKind::Mlp, segs, l, y_.data(), D);
-    residual_forward(x_.data(), x_.data(), y_.data(), N * D);
+    add_residual(x_.data(), y_.data(), N * D);
 
     if (trace_) {
       for (const Segment& s : segs)
@@ -405,7 +480,7 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
   const float* lnf_w = model_.weights.lnf_w.data();
   const float* lnf_b = model_.weights.lnf_b.data();
   if (all_rows) {
-    layernorm_forward(ln_.data(), x_.data(), lnf_w, lnf_b, eps, N, D);
+    layernorm_rows(pool, layernorm_forward, ln_.data(), x_.data(), lnf_w, lnf_b, eps, N, D);
     if (trace_) record_rows(TraceKind::FinalLn, segs, L - 1, ln_.data(), D);
     linear(logits, ln_.data(), head_, N, library);
   } else {
@@ -663,7 +738,18 @@ const KvStore& Engine::store() const {
   return cache_;
 }
 
-void Engine::set_threads(int threads) { threads_ = resolve_threads(threads); }
+// A new count makes a new pool and per-part scratch (probabilities and the causal kernel's
+// packing): nothing is allocated per call.
+void Engine::set_threads(int threads) {
+  const int n = resolve_threads(threads);
+  if (n == threads_ && !probs_.empty()) return;
+  const Config& c = config_;
+  pool_ = n > 1 ? std::make_unique<ThreadPool>(n) : nullptr;
+  threads_ = n;
+  probs_.assign(static_cast<size_t>(n) * c.n_head * c.max_seq_len, 0.0f);
+  causal_size_ = (kernels::attention_causal_scratch(c.max_seq_len, c.d_head()) + 15) / 16 * 16;  // parts on cache lines
+  causal_.assign(static_cast<size_t>(n) * causal_size_, 0.0f);
+}
 
 void Engine::set_fault(Fault fault) {
   if (layout_ == KvLayout::Contiguous && acts_on_paged(fault))

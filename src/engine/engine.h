@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/thread_pool.h"
 #include "engine/faults.h"
 #include "engine/kernels.h"
 #include "engine/kv_cache.h"
@@ -194,6 +195,9 @@ class Engine {
   static RowSite segment_site(RowSite call, const Segment& s);
   void project_qkv(int layer, std::span<const Segment> segs, int N, KvStore& store, bool library, const Variation& var);
   void attend(int layer, std::span<const Segment> segs, const KvStore& store, const Variation& var);
+  void attend_block(int layer, const Segment& s, const KvStore& store, const Numerics& num);
+  void attend_rows(const KvStore& store, long long work);
+  void attend_row(int r, int h0, int h1, const KvStore& store, float* probs);
   void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows);
   void record_attention(const Segment& s, int layer, const KvStore& store, const Numerics& num);
   void record_cache_reads(const Segment& s, int layer, const KvStore& store, const SlotsRead& read);
@@ -217,6 +221,7 @@ class Engine {
   const Variation* variation_ = &model_variation();  // variation(fault_)
   Trace* trace_ = nullptr;
   int threads_ = 1;
+  std::unique_ptr<ThreadPool> pool_;  // threads_ - 1 workers; null for one thread
 
   // Scratch, sized once for R = max(max_seq_len, B) rows; nothing allocates per call.
   int rows_ = 0;                    // R
@@ -226,8 +231,11 @@ class Engine {
   std::vector<float> att_;          // (R, D) concatenated head outputs
   std::vector<float> y_;            // (R, D) projection output before the residual add
   std::vector<float> h_;            // (R, F) MLP hidden
-  std::vector<float> probs_;        // (H, max_seq_len) one row's attention probabilities, head by head
-  kernels::PackedWeight causal_;    // kernels::attention_causal_scratch(max_seq_len, d_head)
+  std::vector<float> probs_;        // (threads, H, max_seq_len) a row's attention probabilities, per part
+  size_t causal_size_ = 0;          // kernels::attention_causal_scratch(max_seq_len, d_head)
+  kernels::PackedWeight causal_;    // (threads, causal_size_) the causal kernel's scratch, per part
+  std::vector<Numerics> row_nums_;  // (R) the numerics of row r's attention
+  std::vector<int> row_todo_;       // (<= R) the rows attention computes one at a time
   std::vector<float> eigen_out_;    // (R, D) eigen backend: rows before scattering to the cache
   std::vector<float*> k_rows_;      // (R) where row r's K goes: its cache slot
   std::vector<float*> v_rows_;      // (R) where row r's V goes

@@ -12,6 +12,7 @@
 #include "engine/kernels.h"
 
 #include "base/error.h"
+#include "base/thread_pool.h"
 
 #if defined(__FMA__)
 #include <immintrin.h>
@@ -216,31 +217,60 @@ PackedWeight pack_weight(const std::vector<float>& weight, int C, int OC) {
   return packed;
 }
 
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T,
-                    int C, int OC) {
-  // Row pointers in blocks of 64, so no allocation and no limit on T.
-  constexpr int kBlock = 64;
+namespace {
+
+// Rows [t0, t1) and column groups [g0, g1) of the product: the groups' packed blocks, bias and
+// output columns from g0 * kGroup on, as if the matrix had only those columns. Row t's output
+// starts at out_row(t).
+template <typename OutRow>
+void matmul_part(OutRow out_row, const float* inp, const float* weight, const float* bias, int C, int OC, int t0,
+                 int t1, int g0, int g1) {
+  constexpr int kBlock = 64;  // row pointers in blocks: no allocation and no limit on T
   float* out_rows[kBlock];
   const float* x_rows[kBlock];
-  for (int t0 = 0; t0 < T; t0 += kBlock) {
-    const int n = std::min(kBlock, T - t0);
+  const int c0 = g0 * kGroup;
+  const int oc = std::min(OC, g1 * kGroup) - c0;
+  for (int b = t0; b < t1; b += kBlock) {
+    const int n = std::min(kBlock, t1 - b);
     for (int i = 0; i < n; ++i) {
-      out_rows[i] = out + static_cast<size_t>(t0 + i) * OC;
-      x_rows[i] = inp + static_cast<size_t>(t0 + i) * C;
+      out_rows[i] = out_row(b + i) + c0;
+      x_rows[i] = inp + static_cast<size_t>(b + i) * C;
     }
-    matmul_rows(out_rows, x_rows, weight, bias, n, C, OC);
+    matmul_rows(out_rows, x_rows, weight + static_cast<size_t>(c0) * C, bias ? bias + c0 : nullptr, n, C, oc);
   }
 }
 
-void matmul_forward_rows(float* const* out_rows, const float* inp, const float* weight,
-                         const float* bias, int T, int C, int OC) {
-  constexpr int kBlock = 64;
-  const float* x_rows[kBlock];
-  for (int t0 = 0; t0 < T; t0 += kBlock) {
-    const int n = std::min(kBlock, T - t0);
-    for (int i = 0; i < n; ++i) x_rows[i] = inp + static_cast<size_t>(t0 + i) * C;
-    matmul_rows(out_rows + t0, x_rows, weight, bias, n, C, OC);
+// The product's parts for the pool: column groups when there are enough of them to share
+// evenly (or too few rows to share), else blocks of 4 rows. Either way whole elements.
+template <typename OutRow>
+void matmul_split(OutRow out_row, const float* inp, const float* weight, const float* bias, int T, int C, int OC,
+                  ThreadPool* pool) {
+  const int groups = (OC + kGroup - 1) / kGroup;
+  const int threads = pool ? pool->size() : 1;
+  const long long work = static_cast<long long>(T) * C * OC;
+  if (groups >= 4 * threads || T < 4 * threads) {
+    parallel_for(pool, groups, work, [&](int g0, int g1, int) {
+      matmul_part(out_row, inp, weight, bias, C, OC, 0, T, g0, g1);
+    });
+    return;
   }
+  parallel_for(pool, (T + 3) / 4, work, [&](int b0, int b1, int) {
+    matmul_part(out_row, inp, weight, bias, C, OC, 4 * b0, std::min(T, 4 * b1), 0, groups);
+  });
+}
+
+}  // namespace
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T,
+                    int C, int OC, ThreadPool* pool) {
+  const auto out_row = [=](int t) { return out + static_cast<size_t>(t) * OC; };
+  matmul_split(out_row, inp, weight, bias, T, C, OC, pool);
+}
+
+void matmul_forward_rows(float* const* out_rows, const float* inp, const float* weight,
+                         const float* bias, int T, int C, int OC, ThreadPool* pool) {
+  const auto out_row = [=](int t) { return out_rows[t]; };
+  matmul_split(out_row, inp, weight, bias, T, C, OC, pool);
 }
 
 void matmul_reference(double* out, const float* inp, const float* weight, const float* bias, int T,

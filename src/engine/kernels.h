@@ -12,6 +12,10 @@
 #include <type_traits>
 #include <vector>
 
+namespace miniinfer {
+class ThreadPool;
+}
+
 namespace miniinfer::kernels {
 
 // ---- matmul ---------------------------------------------------------------------------------
@@ -45,8 +49,11 @@ PackedWeight pack_weight(const std::vector<float>& weight, int C, int OC);
 // bias is null) in increasing k, one fused multiply-add per term: acc = fma(x[k], W[k][n], acc).
 // out: (T, OC); inp: (T, C); weight: packed (C, OC); bias: (OC) or null. out must not overlap
 // inp: with several tiles to a column group, partial sums are stored in out between blocks of k.
+// With a pool, a product big enough to pay for waking it (kMinParallelWork multiply-adds,
+// thread_pool.h) is split into column groups or into blocks of rows, never along k: each
+// element's chain is the one above whatever the thread count.
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int T,
-                    int C, int OC);
+                    int C, int OC, ThreadPool* pool = nullptr);
 // The matmul's vector width: 16 lanes (AVX-512F) where this build (FMA, x86-64-v3 and up) and
 // the CPU allow it, otherwise 8. Each lane runs the same fma chain, so the width changes no byte
 // (kernels_test and the bytes_fingerprint CTest check it); set_matmul_width(8) forces the 8-lane
@@ -57,7 +64,7 @@ void set_matmul_width(int width);
 // The same, but row t goes to out_rows[t] (OC floats each): lets forward write K and V rows
 // straight into their cache slots when the rows belong to different sequences.
 void matmul_forward_rows(float* const* out_rows, const float* inp, const float* weight,
-                         const float* bias, int T, int C, int OC);
+                         const float* bias, int T, int C, int OC, ThreadPool* pool = nullptr);
 // weight in the file's (OC, C) layout; out (T, OC) in double.
 void matmul_reference(double* out, const float* inp, const float* weight, const float* bias, int T,
                       int C, int OC);

@@ -1,11 +1,13 @@
 // A fixed set of worker threads for the forward pass: created once, woken per call, never one
-// thread per call. parallel_for splits [0, n) into contiguous parts by a static rule, so which
-// part a thread runs never depends on timing; the kernels split only independent outputs, so
-// the bytes do not depend on the part count either (docs/invariance.md, "Thread-count
-// invariance").
+// thread per call. parallel_for splits [0, n) into contiguous parts by a static rule; the
+// threads take the parts first come, first served, so a worker the OS has not scheduled yet
+// delays nothing (the caller takes its parts). Which thread runs a part never changes what the
+// part computes, and the kernels split only independent outputs, so the bytes depend neither on
+// the part count nor on the threads (docs/invariance.md, "Thread-count invariance").
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <exception>
 #include <thread>
 #include <type_traits>
@@ -23,9 +25,10 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // fn(begin, end, part) for part p of parts = min(size(), n): [n*p/parts, n*(p+1)/parts).
-  // Part 0 runs on the caller; the call returns when every part has. An exception from any
-  // part is rethrown here (the first one). One call at a time per pool.
+  // fn(begin, end, part) for each part p of parts = min(size(), n): [n*p/parts, n*(p+1)/parts).
+  // Each part runs once, on the caller or a worker (a part's index may pick its scratch); the
+  // call returns when every part has. An exception from any part is rethrown here (the first
+  // one). One call at a time per pool.
   template <typename F>
   void parallel_for(int n, F&& fn) {
     const int parts = std::min(size(), n);
@@ -40,35 +43,41 @@ class ThreadPool {
  private:
   using Trampoline = void (*)(void*, int, int, int);
   void run(int n, int parts, Trampoline call, void* fn);
-  void work(int id);
-  void run_part(int part);
+  void work();
+  // Takes and runs parts of the current job until none is left; returns the job's epoch.
+  uint32_t take_parts();
 
   std::vector<std::thread> workers_;
-  // The job the workers read after seeing a new epoch.
+  // The job: read only by a thread holding one of its parts, so never while the next is written.
   Trampoline call_ = nullptr;
   void* fn_ = nullptr;
-  int n_ = 0, parts_ = 0;
+  int n_ = 0;
   std::exception_ptr error_;
   std::atomic<bool> failed_{false};
-  // A new job: epoch_ moves on. Workers spin a little, then sleep on it (sleepers_ counts them,
-  // so a job wakes them with a system call only when one sleeps).
-  std::atomic<unsigned> epoch_{0};
+  // The job's claims, one word: epoch (high 32 bits), parts (16), next part to take (low 16).
+  std::atomic<uint64_t> claims_{0};
+  std::atomic<int> done_{0};  // parts finished; the caller waits for all
+  // A new job bumps epoch_; workers spin a little, then sleep on it (sleepers_ counts them, so a
+  // job costs a system call only when one sleeps). caller_sleeps_: the same for the caller.
+  std::atomic<uint32_t> epoch_{0};
   std::atomic<int> sleepers_{0};
-  std::atomic<int> pending_{0};  // parts still running; the caller waits for 0
   std::atomic<bool> caller_sleeps_{false};
-  bool stop_ = false;  // read after an epoch change
+  std::atomic<bool> stop_{false};
 };
 
 // Work below this (multiply-adds, or element operations) runs on the caller: waking the workers
 // costs about a microsecond when they spin, tens when they sleep. The threshold decides only
-// where a part runs, never what it computes.
+// where a part runs, never what it computes; tests set it to 0 so that even a tiny model's
+// products, rows and heads are shared out (set_min_parallel_work(-1) restores the default).
 inline constexpr long long kMinParallelWork = 1 << 16;
+long long min_parallel_work();
+void set_min_parallel_work(long long work);
 
-// pool->parallel_for(n, fn) for `work` of at least kMinParallelWork, else fn(0, n, 0) here;
+// pool->parallel_for(n, fn) for `work` of at least min_parallel_work(), else fn(0, n, 0) here;
 // a null pool is one thread.
 template <typename F>
 void parallel_for(ThreadPool* pool, int n, long long work, F&& fn) {
-  if (pool == nullptr || pool->size() == 1 || work < kMinParallelWork) {
+  if (pool == nullptr || pool->size() == 1 || work < min_parallel_work()) {
     if (n > 0) fn(0, n, 0);
     return;
   }

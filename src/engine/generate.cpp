@@ -42,6 +42,7 @@ GenerateResult generate(const Model& model, const std::vector<std::vector<int>>&
   eo.fault = o.fault;
   eo.layout = o.layout;
   eo.paged = o.paged;
+  eo.threads = o.threads;
   Engine engine(model, eo);
   return generate(engine, prompts, o);
 }

@@ -34,6 +34,7 @@ struct GenerateOptions {
   CoinSource coins;          // empty: the stream's coin, as is
   KvLayout layout = KvLayout::Contiguous;  // the cache of the engine generate(model, ...) builds
   PagedOptions paged;                      // its block size and pool, when paged
+  int threads = 0;                         // its worker threads; 0 = EngineOptions' default
 };
 
 struct GenerateResult {

@@ -1,0 +1,26 @@
+# Thread-count invariance: bytes_fingerprint on 1 thread, then on 2, 3 and 4 at the default work
+# threshold and with every product, row set and head set shared out (--min-parallel-work 0),
+# must print one line. Each run also checks cached == uncached within itself (exit status 0).
+# Run as: cmake -DTHIS=path/to/bytes_fingerprint -P fingerprint_threads.cmake
+if(NOT EXISTS "${THIS}")
+  message(FATAL_ERROR "fingerprint: program ${THIS} does not exist (build it first)")
+endif()
+set(runs "--threads 1")
+foreach(n 2 3 4)
+  list(APPEND runs "--threads ${n}" "--threads ${n} --min-parallel-work 0")
+endforeach()
+foreach(run ${runs})
+  separate_arguments(args UNIX_COMMAND "${run}")
+  execute_process(COMMAND ${THIS} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  string(STRIP "${out}" out)
+  message(STATUS "${run}: ${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "fingerprint: ${THIS} ${run} failed or says cached and uncached differ (exit ${rc}): ${err}")
+  endif()
+  if(NOT DEFINED first)
+    set(first "${out}")
+  elseif(NOT out STREQUAL first)
+    message(FATAL_ERROR "fingerprint: ${run} computes other bytes than --threads 1")
+  endif()
+endforeach()
+message(STATUS "fingerprint: 1, 2, 3 and 4 threads compute the same bytes")

@@ -1,7 +1,8 @@
 // End-to-end engine speed on a random model of the shipped shape (V=900, D=64, L=4, H=4,
-// F=256): cached decode tokens/s at batch 1 and 4 (prompt of 16, then 64 decode steps per
-// round, truncated back between rounds), and the cost of one uncached step (a full recompute
-// of the last-position logits) against context length 16..512.
+// F=256), on one thread unless a benchmark has a `threads` argument: cached decode tokens/s at
+// batch 1 and 4 (prompt of 16, then 64 decode steps per round, truncated back between rounds),
+// and the cost of one uncached step (a full recompute of the last-position logits) against
+// context length 16..512.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -32,7 +33,7 @@ std::vector<int> tokens(int n, uint64_t seed) {
 void BM_cached_decode(benchmark::State& state) {
   const int B = static_cast<int>(state.range(0)), prompt = 16, steps = 64;
   const Model& model = model_of_shipped_shape();
-  Engine engine(model, {Backend::Invariant, B, 0, Fault::None, KvLayout::Contiguous, {}});
+  Engine engine(model, {Backend::Invariant, B, 0, Fault::None, KvLayout::Contiguous, {}, static_cast<int>(state.range(1))});
   std::vector<int> seqs(static_cast<size_t>(B)), next(static_cast<size_t>(B));
   std::vector<float> logits(static_cast<size_t>(B) * 900);
   for (int b = 0; b < B; ++b) {
@@ -63,6 +64,7 @@ void BM_long_decode(benchmark::State& state) {
   EngineOptions o;
   o.layout = state.range(0) ? KvLayout::Paged : KvLayout::Contiguous;
   o.paged.placement_seed = 5;  // blocks scattered over the pool
+  o.threads = 1;
   Engine engine(model_of_shipped_shape(), o);
   engine.forward_cached(0, tokens(context, 3));
   const std::vector<int> feed = tokens(steps, 98), seqs = {0};
@@ -90,7 +92,9 @@ void BM_cached_decode_8lanes(benchmark::State& state) {
 
 void BM_uncached_step(benchmark::State& state) {
   const int T = static_cast<int>(state.range(0));
-  Engine engine(model_of_shipped_shape());
+  EngineOptions o;
+  o.threads = static_cast<int>(state.range(1));
+  Engine engine(model_of_shipped_shape(), o);
   const std::vector<int> t = tokens(T, 7);
   std::vector<float> logits(900);
   for (auto _ : state) {
@@ -102,7 +106,9 @@ void BM_uncached_step(benchmark::State& state) {
 
 void BM_prefill(benchmark::State& state) {
   const int T = static_cast<int>(state.range(0));
-  Engine engine(model_of_shipped_shape());
+  EngineOptions o;
+  o.threads = 1;
+  Engine engine(model_of_shipped_shape(), o);
   const std::vector<int> t = tokens(T, 7);
   std::vector<float> logits(900);
   for (auto _ : state) {
@@ -156,10 +162,13 @@ void BM_weight_stream_floor(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_cached_decode)->Arg(1)->Arg(4)->ArgName("batch");
-BENCHMARK(BM_cached_decode_8lanes)->Arg(1)->Arg(4)->ArgName("batch");
+BENCHMARK(BM_cached_decode)->ArgsProduct({{1, 4}, {1, 2}})->ArgNames({"batch", "threads"});
+BENCHMARK(BM_cached_decode_8lanes)->Args({1, 1})->Args({4, 1})->ArgNames({"batch", "threads"});
 BENCHMARK(BM_long_decode)->Args({0, 448})->Args({1, 448})->ArgNames({"paged", "context"});
 BENCHMARK(BM_weight_stream_floor);
-BENCHMARK(BM_uncached_step)->RangeMultiplier(2)->Range(16, 512)->ArgName("context")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_uncached_step)
+    ->ArgsProduct({{16, 32, 64, 128, 256, 512}, {1, 2}})
+    ->ArgNames({"context", "threads"})
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_prefill)->Arg(16)->Arg(64)->ArgName("prompt")->Unit(benchmark::kMicrosecond);
 int main(int argc, char** argv) { return miniinfer::bench::benchmark_main(argc, argv); }

@@ -1,5 +1,6 @@
 // The invariant matmul against Eigen's product, single-threaded, at the model's shapes (decode
-// M=1, prefill M=16..512 with the projection, MLP and head shapes) and square sizes up to 1024.
+// M=1, prefill M=16..512 with the projection, MLP and head shapes) and square sizes up to 1024;
+// and the invariant matmul alone on 1 and 2 threads at GPT-2 small's shapes (BM_invariant_threads).
 // Both compute out(M, N) = X(M, K) * W^T with W in the file's (N, K) layout plus a bias.
 // docs/benchmarks.md has the commands and the measured table.
 #include <benchmark/benchmark.h>
@@ -7,6 +8,7 @@
 #include <Eigen/Core>
 
 #include "base/rng.h"
+#include "base/thread_pool.h"
 #include "engine/kernels.h"
 #include "benchmark_main.h"
 
@@ -47,6 +49,19 @@ void BM_invariant(benchmark::State& state) {
   p.report(state);
 }
 
+// The invariant matmul on a pool of `threads` (arg 3), at GPT-2 small's shapes: the pool shares
+// column groups (or blocks of rows), never k, so every thread count gives the one-thread bytes.
+void BM_invariant_threads(benchmark::State& state) {
+  Problem p(state);
+  miniinfer::ThreadPool pool(static_cast<int>(state.range(3)));
+  for (auto _ : state) {
+    miniinfer::kernels::matmul_forward(p.out.data(), p.x.data(), p.packed.data(), p.b.data(), p.M, p.K, p.N, &pool);
+    benchmark::DoNotOptimize(p.out.data());
+    benchmark::ClobberMemory();
+  }
+  p.report(state);
+}
+
 // The same kernel held to its 8-lane tiles (AVX2), the width Eigen is compiled for here: on a
 // CPU with AVX-512F, BM_invariant runs the 16-lane tiles. The bytes are the same.
 void BM_invariant_8lanes(benchmark::State& state) {
@@ -81,9 +96,21 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"M", "K", "N"});
 }
 
+// GPT-2 small: K = 768 into the projections (768), the fused QKV width (2304), the MLP (3072)
+// and the head (50257); then the MLP's way back (K 3072, N 768). On 1 and 2 threads.
+void gpt2_shapes(benchmark::internal::Benchmark* b) {
+  for (int threads : {1, 2})
+    for (int M : {1, 8, 64, 512}) {
+      for (int N : {768, 2304, 3072, 50257}) b->Args({M, 768, N, threads});
+      b->Args({M, 3072, 768, threads});
+    }
+  b->ArgNames({"M", "K", "N", "threads"});
+}
+
 }  // namespace
 
 BENCHMARK(BM_invariant)->Apply(shapes);
+BENCHMARK(BM_invariant_threads)->Apply(gpt2_shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_invariant_8lanes)->Apply(shapes);
 BENCHMARK(BM_eigen)->Apply(shapes);
 int main(int argc, char** argv) { return miniinfer::bench::benchmark_main(argc, argv); }

@@ -121,6 +121,13 @@ check "flag: block size over capacity" 2 "paged cache: block size 64 does not di
 check "flag: pool below one sequence" 2 "paged cache: a pool of 1 blocks of 16 slots cannot hold one full sequence of 32 slots \(it needs 2\)" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --kv-cache paged --pool-blocks 1
 check "flag: paged fault, contiguous cache" 2 "fault 'cow-missing' acts on the paged cache: use the paged layout" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --inject cow-missing
 check "serve: bad block size" 2 "flag --block-size: 5 is not a power of two" -- "$minigpt" serve --kv-cache paged --block-size 5
+# The thread count (issue 30): the flag and the environment variable, refused before any model is read.
+check "flag: zero threads" 2 "flag --threads: 0 is not a thread count \(1 to 1024\)" -- "$minigpt" generate --prompt "I" --threads 0
+check "flag: threads not a number" 2 "flag --threads: 'two' is not a valid number" -- "$minigpt" generate --prompt "I" --threads two
+check "serve: negative threads" 2 "flag --threads: -1 is not a thread count \(1 to 1024\)" -- "$minigpt" serve --threads -1
+check "eval: too many threads" 2 "flag --threads: 5000 is not a thread count \(1 to 1024\)" -- "$minigpt" eval --threads 5000
+check "env: bad MINIINFER_THREADS" 2 "MINIINFER_THREADS='abc': not a thread count \(1 to 1024\)" -- env MINIINFER_THREADS=abc "$minigpt" generate --prompt "I"
+check "env: zero MINIINFER_THREADS" 2 "MINIINFER_THREADS='0': not a thread count \(1 to 1024\)" -- env MINIINFER_THREADS=0 "$minigpt" serve
 check "command: unknown" 2 "unknown command 'frobnicate'" -- "$minigpt" frobnicate
 check "init: output folder missing" 2 "no-dir/m\.safetensors" --out no-dir/m.safetensors -- "$minigpt" init --seed 1 --out no-dir/m.safetensors
 check "init: bad --config" 2 "--config: " --out bad-config.safetensors -- "$minigpt" init --seed 1 --out bad-config.safetensors --config '{"max_seq_len": 1e12}'

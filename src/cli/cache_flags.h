@@ -1,6 +1,8 @@
-// --kv-cache, --block-size and --pool-blocks, shared by minigpt generate and minigpt serve.
+// --kv-cache, --block-size and --pool-blocks, shared by minigpt generate and minigpt serve; and
+// --threads, shared by every command that runs the engine.
 #pragma once
 #include "base/error.h"
+#include "base/threads.h"
 #include "cli/command.h"
 #include "engine/engine.h"
 
@@ -34,6 +36,18 @@ inline CacheFlags cache_flags(const Args& args) {
   f.paged.pool_blocks = args.get_int("pool-blocks", 0);
   if (f.paged.pool_blocks < 0) fail("flag --pool-blocks: must be >= 0, got {}", f.paged.pool_blocks);
   return f;
+}
+
+inline constexpr const char* kThreadsFlagHelp =
+    "  --threads N          worker threads of the forward pass (default: MINIINFER_THREADS, else\n"
+    "                       the machine's cores); every count gives the same bytes\n";
+
+// --threads, or MINIINFER_THREADS, or the cores (resolve_threads): refused in one line before
+// any model is read.
+inline int threads_flag(const Args& args) {
+  const int n = args.get_int("threads", 0);
+  if (args.has("threads") && (n < 1 || n > 1024)) fail("flag --threads: {} is not a thread count (1 to 1024)", n);
+  return resolve_threads(n);
 }
 
 }  // namespace miniinfer::cli

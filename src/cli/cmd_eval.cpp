@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "base/exit_status.h"
+#include "cli/cache_flags.h"
 #include "cli/command.h"
 #include "corpus/grammar.h"
 #include "model/model_file.h"
@@ -15,7 +16,7 @@ namespace miniinfer::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: minigpt eval [--model FILE] [--seed S] [--samples N] [--temperature T]\n\n"
+    "usage: minigpt eval [--model FILE] [--seed S] [--samples N] [--temperature T] [--threads N]\n\n"
     "Measures a model with the engine's generate() (invariant backend, KV cache on):\n"
     "  grammaticality  N sentences sampled at temperature T, each from an adverbial or a pronoun\n"
     "                  of the grammar at position 0, cut at the first \".\": % that\n"
@@ -26,11 +27,12 @@ constexpr const char* kUsage =
     "  --model FILE    default: the shipped experiments/17-minigpt/minigpt.safetensors\n"
     "  --seed S        prompt choice and sampling coins (default 1)\n"
     "  --samples N     sentences for grammaticality (default 1000)\n"
-    "  --temperature T (default 1.0)\n\n"
+    "  --temperature T (default 1.0)\n"
+    "  --threads N     worker threads (default: MINIINFER_THREADS, else the cores); same figures\n\n"
     "Exit status 0 whether or not targets are met; the figures are printed.";
 
 int run_eval(const std::vector<std::string>& argv) {
-  const Args args(argv, {"model", "seed", "samples", "temperature"}, {});
+  const Args args(argv, {"model", "seed", "samples", "temperature", "threads"}, {});
   const std::string path = args.get("model", default_model_path());
   train::EvalOptions o;
   o.seed = args.get_u64("seed", o.seed);
@@ -38,6 +40,7 @@ int run_eval(const std::vector<std::string>& argv) {
   o.temperature = static_cast<float>(args.get_double("temperature", o.temperature));
   if (o.samples <= 0) fail("flag --samples: must be positive, got {}", o.samples);
   if (!(o.temperature > 0.0f)) fail("flag --temperature: must be positive, got {}", o.temperature);
+  o.threads = threads_flag(args);
   const Model model = read_model(path);
   const train::EvalReport report = train::evaluate(model, Grammar::builtin(), o);
   std::printf("%s (seed %llu, %d samples)\n%s", path.c_str(), static_cast<unsigned long long>(o.seed),

@@ -26,7 +26,8 @@ using nlohmann::json;
 
 constexpr const char* kUsage =
     "usage: minigpt serve [--model FILE] [--batch N] [--inject FAULT] [--backend NAME]\n"
-    "                     [--kv-cache contiguous|paged] [--block-size N] [--pool-blocks N]\n\n"
+    "                     [--kv-cache contiguous|paged] [--block-size N] [--pool-blocks N]\n"
+    "                     [--threads N]\n\n"
     "Our engine over the engine protocol (docs/protocol.md): JSON requests, one per line, on\n"
     "stdin; one reply per line on stdout; the log on stderr. Ends when stdin closes. props\n"
     "checks it with: props --engine process --engine-cmd 'minigpt serve'.\n\n"
@@ -34,7 +35,8 @@ constexpr const char* kUsage =
     "  --batch N       sequences the cache holds (default 4)\n"
     "  --inject FAULT  a deliberate cache bug (minigpt generate --help lists them)\n"
     "  --backend NAME  invariant (default) or eigen\n"
-    "  --kv-cache LAYOUT, --block-size N, --pool-blocks N: the cache (minigpt generate --help)\n\n"
+    "  --kv-cache LAYOUT, --block-size N, --pool-blocks N: the cache (minigpt generate --help)\n"
+    "  --threads N     worker threads (default: MINIINFER_THREADS, else the cores); same bytes\n\n"
     "Exit status 0 when stdin closes; 2 if a flag or the model is refused.";
 
 // A request the engine refuses: becomes an error reply with this code.
@@ -255,7 +257,8 @@ json Server::handle(const json& req) {
 }
 
 int run_serve(const std::vector<std::string>& argv) {
-  const Args args(argv, {"model", "batch", "inject", "backend", "kv-cache", "block-size", "pool-blocks"}, {});
+  const Args args(argv, {"model", "batch", "inject", "backend", "kv-cache", "block-size", "pool-blocks", "threads"},
+                  {});
   EngineOptions o;
   o.batch = args.get_int("batch", 4);
   if (o.batch < 1 || o.batch > 64) fail("flag --batch: {} is outside 1..64", o.batch);
@@ -264,6 +267,7 @@ int run_serve(const std::vector<std::string>& argv) {
   const CacheFlags cache = cache_flags(args);
   o.layout = cache.layout;
   o.paged = cache.paged;
+  o.threads = threads_flag(args);
   const Model model = read_model(args.get("model", default_model_path()));
   Server server(model, o);
   std::ios::sync_with_stdio(false);  // lines read and written in blocks, not a character at a time

@@ -76,6 +76,7 @@ EvalReport evaluate(const Model& model, const Grammar& grammar, const EvalOption
   eo.backend = Backend::Invariant;
   eo.batch = o.batch;
   eo.capacity = static_cast<int>(longest) + 1 + o.max_new_tokens;
+  eo.threads = o.threads;
   Engine engine(model, eo);
 
   // Grammaticality at temperature o.temperature.

@@ -17,6 +17,7 @@ struct EvalOptions {
   float temperature = 1.0f;  // for grammaticality; agreement is greedy
   int max_new_tokens = 12;   // a sentence that has no "." by then fails
   int batch = 64;            // sequences per engine call
+  int threads = 0;           // the engine's worker threads; 0 = EngineOptions' default
 };
 
 struct Tally {

@@ -30,7 +30,7 @@ void set_min_parallel_work(long long work) {
 
 ThreadPool::ThreadPool(int threads) {
   workers_.reserve(static_cast<size_t>(std::max(threads, 1) - 1));
-  for (int id = 1; id < threads; ++id) workers_.emplace_back([this] { work(); });
+  for (int id = 1; id < threads; ++id) workers_.emplace_back([this, id] { work(id); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -44,7 +44,7 @@ ThreadPool::~ThreadPool() {
 
 // A claim is one fetch_add: the old word names the job (its epoch) and the part taken, which is
 // a real part only below the job's count. A thread that claims past the count holds nothing.
-uint32_t ThreadPool::take_parts() {
+uint32_t ThreadPool::take_parts(int thread) {
   for (;;) {
     const uint64_t old = claims_.fetch_add(1, std::memory_order_acq_rel);
     const int parts = static_cast<int>((old >> 16) & 0xFFFF), part = static_cast<int>(old & 0xFFFF);
@@ -52,7 +52,7 @@ uint32_t ThreadPool::take_parts() {
     const int begin = static_cast<int>(static_cast<long long>(n_) * part / parts);
     const int end = static_cast<int>(static_cast<long long>(n_) * (part + 1) / parts);
     try {
-      call_(fn_, begin, end, part);
+      call_(fn_, begin, end, thread);
     } catch (...) {
       if (!failed_.exchange(true)) error_ = std::current_exception();
     }
@@ -71,7 +71,7 @@ void ThreadPool::run(int n, int parts, Trampoline call, void* fn) {
   claims_.store(job_word(epoch, parts), std::memory_order_release);  // publishes the job
   epoch_.store(epoch);
   if (sleepers_.load() > 0) epoch_.notify_all();
-  take_parts();
+  take_parts(0);
   for (int spin = 0; spin < kSpins && done_.load(std::memory_order_acquire) != parts; ++spin) cpu_relax();
   if (done_.load() != parts) {
     caller_sleeps_.store(true);
@@ -81,7 +81,7 @@ void ThreadPool::run(int n, int parts, Trampoline call, void* fn) {
   if (error_) std::rethrow_exception(error_);
 }
 
-void ThreadPool::work() {
+void ThreadPool::work(int thread) {
   uint32_t seen = 0;
   // stop_ is set before the last epoch is published: a worker whose claim saw that epoch (and
   // so waits for the next, which never comes) sees stop_ here.
@@ -97,7 +97,7 @@ void ThreadPool::work() {
       sleepers_.fetch_sub(1);
     }
     if (stop_.load()) return;
-    seen = take_parts();
+    seen = take_parts(thread);
   }
 }
 

@@ -1,9 +1,10 @@
 // A fixed set of worker threads for the forward pass: created once, woken per call, never one
-// thread per call. parallel_for splits [0, n) into contiguous parts by a static rule; the
-// threads take the parts first come, first served, so a worker the OS has not scheduled yet
-// delays nothing (the caller takes its parts). Which thread runs a part never changes what the
-// part computes, and the kernels split only independent outputs, so the bytes depend neither on
-// the part count nor on the threads (docs/invariance.md, "Thread-count invariance").
+// thread per call. parallel_for cuts [0, n) into contiguous parts by a static rule, a few per
+// thread; the threads take the parts first come, first served, so a worker the OS runs late
+// (another program holds its core) holds up at most one small part, and a worker not yet
+// awake none. Which thread runs a part never changes what the part computes, and the kernels
+// split only independent outputs, so the bytes depend neither on the parts nor on the threads
+// (docs/invariance.md, "Thread-count invariance").
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -25,27 +26,30 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // fn(begin, end, part) for each part p of parts = min(size(), n): [n*p/parts, n*(p+1)/parts).
-  // Each part runs once, on the caller or a worker (a part's index may pick its scratch); the
-  // call returns when every part has. An exception from any part is rethrown here (the first
-  // one). One call at a time per pool.
+  // fn(begin, end, thread) for each part p of parts = min(n, kPartsPerThread * size()):
+  // [n*p/parts, n*(p+1)/parts). `thread` (0 = the caller, up to size() - 1) is the thread that
+  // runs the part, which runs its parts one after another: it may pick per-thread scratch.
+  // The call returns when every part has run. An exception from any part is rethrown here (the
+  // first one). One call at a time per pool.
+  static constexpr int kPartsPerThread = 4;
   template <typename F>
   void parallel_for(int n, F&& fn) {
-    const int parts = std::min(size(), n);
-    if (parts <= 1) {
+    if (size() == 1 || n <= 1) {
       if (n > 0) fn(0, n, 0);
       return;
     }
     using Fn = std::remove_reference_t<F>;
-    run(n, parts, [](void* f, int b, int e, int p) { (*static_cast<Fn*>(f))(b, e, p); }, &fn);
+    run(n, std::min(n, kPartsPerThread * size()), [](void* f, int b, int e, int t) { (*static_cast<Fn*>(f))(b, e, t); },
+        &fn);
   }
 
  private:
   using Trampoline = void (*)(void*, int, int, int);
   void run(int n, int parts, Trampoline call, void* fn);
-  void work();
-  // Takes and runs parts of the current job until none is left; returns the job's epoch.
-  uint32_t take_parts();
+  void work(int thread);
+  // Takes and runs parts of the current job on `thread` until none is left; returns the job's
+  // epoch.
+  uint32_t take_parts(int thread);
 
   std::vector<std::thread> workers_;
   // The job: read only by a thread holding one of its parts, so never while the next is written.

@@ -1,6 +1,7 @@
 #include "base/thread_pool.h"
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <chrono>
 #include <stdexcept>
 #include <thread>
@@ -8,22 +9,30 @@
 
 using namespace miniinfer;
 
-TEST_CASE("parallel_for covers every item once, in the static parts, for 1 to 5 threads") {
+TEST_CASE("parallel_for runs the static parts once each, on threads of the pool, for 1 to 5 threads") {
   for (int threads = 1; threads <= 5; ++threads) {
     ThreadPool pool(threads);
     REQUIRE(pool.size() == threads);
     for (int n : {0, 1, 2, 3, 7, 64, 1000}) {
-      std::vector<int> part_of(static_cast<size_t>(n), -1);
-      pool.parallel_for(n, [&](int begin, int end, int part) {
-        for (int i = begin; i < end; ++i) part_of[static_cast<size_t>(i)] += 1 + part;
+      // first[i]: where the part holding item i begins; ran[i]: how often item i ran.
+      std::vector<int> first(static_cast<size_t>(n), -1), ran(static_cast<size_t>(n), 0);
+      std::atomic<bool> bad_thread{false};
+      pool.parallel_for(n, [&](int begin, int end, int thread) {
+        if (thread < 0 || thread >= threads) bad_thread = true;
+        for (int i = begin; i < end; ++i) {
+          first[static_cast<size_t>(i)] = begin;
+          ++ran[static_cast<size_t>(i)];
+        }
       });
       // Part p holds [n*p/parts, n*(p+1)/parts): the rule, whatever thread ran first.
-      const int parts = std::min(threads, n);
-      std::vector<int> expect;
+      const int parts = threads == 1 ? std::min(n, 1) : std::min(n, ThreadPool::kPartsPerThread * threads);
+      std::vector<int> expect_first;
       for (int p = 0; p < parts; ++p)
-        expect.insert(expect.end(), static_cast<size_t>(n * (p + 1) / parts - n * p / parts), p);
+        expect_first.insert(expect_first.end(), static_cast<size_t>(n * (p + 1) / parts - n * p / parts), n * p / parts);
       INFO("threads " << threads << ", n " << n);
-      CHECK(part_of == expect);
+      CHECK(first == expect_first);
+      CHECK(ran == std::vector<int>(static_cast<size_t>(n), 1));
+      CHECK_FALSE(bad_thread);
     }
   }
 }
@@ -34,8 +43,8 @@ TEST_CASE("a pool runs many calls back to back, and sleeps and wakes between the
   std::vector<long long> sums(3);
   for (int call = 0; call < 2000; ++call) {
     std::fill(sums.begin(), sums.end(), 0);
-    pool.parallel_for(30, [&](int begin, int end, int part) {
-      for (int i = begin; i < end; ++i) sums[static_cast<size_t>(part)] += i;
+    pool.parallel_for(30, [&](int begin, int end, int thread) {  // a thread runs its parts in turn
+      for (int i = begin; i < end; ++i) sums[static_cast<size_t>(thread)] += i;
     });
     total += sums[0] + sums[1] + sums[2];
     if (call % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the workers sleep

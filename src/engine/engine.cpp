@@ -281,14 +281,14 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, 
   }
 }
 
-// A causal block of segment s, one head at a time; the pool shares the heads, each part with
+// A causal block of segment s, one head at a time; the pool shares the heads, each thread with
 // its own packing scratch.
 void Engine::attend_block(int l, const Segment& s, const KvStore& store, const Numerics& num) {
   const int D = config_.d_model, dh = config_.d_head();
   const size_t uD = static_cast<size_t>(D), r0 = static_cast<size_t>(s.row0);
   const long long work = static_cast<long long>(s.n) * (s.pos0 + s.n) * D * 2;
-  parallel_for(pool_.get(), config_.n_head, work, [&](int h0, int h1, int part) {
-    float* scratch = causal_.data() + static_cast<size_t>(part) * causal_size_;
+  parallel_for(pool_.get(), config_.n_head, work, [&](int h0, int h1, int thread) {
+    float* scratch = causal_.data() + static_cast<size_t>(thread) * causal_size_;
     for (int h = h0; h < h1; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
       const kernels::KvView k = store.k_view(l, s.seq).at(off), v = store.v_view(l, s.seq).at(off);
@@ -303,18 +303,18 @@ void Engine::attend_block(int l, const Segment& s, const KvStore& store, const N
 }
 
 // The rows of row_todo_ one at a time: all heads of a row at once, or one head at a time in
-// double for fp64 numerics. With fewer rows than threads, each row's heads are cut into runs
-// (a mutant's row stays whole: it singles out the last head).
+// double for fp64 numerics. With fewer rows than the pool has parts, each row's heads are cut
+// into runs (a mutant's row stays whole: it singles out the last head).
 void Engine::attend_rows(const KvStore& store, long long work) {
   const int H = config_.n_head;
   const int rows = static_cast<int>(row_todo_.size());
-  const int threads = pool_ ? pool_->size() : 1;
-  bool whole = rows >= threads;
+  const int parts = ThreadPool::kPartsPerThread * (pool_ ? pool_->size() : 1);
+  bool whole = rows >= parts;
   for (int r : row_todo_)
     whole = whole || row_nums_[static_cast<size_t>(r)].mutant != kernels::Mutant::None;
-  const int runs = whole ? 1 : std::min(H, threads);
-  parallel_for(pool_.get(), rows * runs, work, [&](int begin, int end, int part) {
-    float* probs = probs_.data() + static_cast<size_t>(part) * H * config_.max_seq_len;
+  const int runs = whole ? 1 : std::min(H, (parts + rows - 1) / std::max(rows, 1));
+  parallel_for(pool_.get(), rows * runs, work, [&](int begin, int end, int thread) {
+    float* probs = probs_.data() + static_cast<size_t>(thread) * H * config_.max_seq_len;
     for (int item = begin; item < end; ++item) {
       const int run = item % runs;
       attend_row(row_todo_[static_cast<size_t>(item / runs)], H * run / runs, H * (run + 1) / runs, store, probs);
@@ -322,7 +322,7 @@ void Engine::attend_rows(const KvStore& store, long long work) {
   });
 }
 
-// Heads [h0, h1) of row r; probs: (H, max_seq_len) of this part's own.
+// Heads [h0, h1) of row r; probs: (H, max_seq_len) of this thread's own.
 void Engine::attend_row(int r, int h0, int h1, const KvStore& store, float* probs) {
   const Config& c = config_;
   const int H = c.n_head, dh = c.d_head();
@@ -738,7 +738,7 @@ const KvStore& Engine::store() const {
   return cache_;
 }
 
-// A new count makes a new pool and per-part scratch (probabilities and the causal kernel's
+// A new count makes a new pool and per-thread scratch (probabilities and the causal kernel's
 // packing): nothing is allocated per call.
 void Engine::set_threads(int threads) {
   const int n = resolve_threads(threads);
@@ -747,7 +747,7 @@ void Engine::set_threads(int threads) {
   pool_ = n > 1 ? std::make_unique<ThreadPool>(n) : nullptr;
   threads_ = n;
   probs_.assign(static_cast<size_t>(n) * c.n_head * c.max_seq_len, 0.0f);
-  causal_size_ = (kernels::attention_causal_scratch(c.max_seq_len, c.d_head()) + 15) / 16 * 16;  // parts on cache lines
+  causal_size_ = (kernels::attention_causal_scratch(c.max_seq_len, c.d_head()) + 15) / 16 * 16;  // each on cache lines
   causal_.assign(static_cast<size_t>(n) * causal_size_, 0.0f);
 }
 

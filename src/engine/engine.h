@@ -231,9 +231,9 @@ class Engine {
   std::vector<float> att_;          // (R, D) concatenated head outputs
   std::vector<float> y_;            // (R, D) projection output before the residual add
   std::vector<float> h_;            // (R, F) MLP hidden
-  std::vector<float> probs_;        // (threads, H, max_seq_len) a row's attention probabilities, per part
+  std::vector<float> probs_;        // (threads, H, max_seq_len) a row's attention probabilities, per thread
   size_t causal_size_ = 0;          // kernels::attention_causal_scratch(max_seq_len, d_head)
-  kernels::PackedWeight causal_;    // (threads, causal_size_) the causal kernel's scratch, per part
+  kernels::PackedWeight causal_;    // (threads, causal_size_) the causal kernel's scratch, per thread
   std::vector<Numerics> row_nums_;  // (R) the numerics of row r's attention
   std::vector<int> row_todo_;       // (<= R) the rows attention computes one at a time
   std::vector<float> eigen_out_;    // (R, D) eigen backend: rows before scattering to the cache

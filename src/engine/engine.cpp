@@ -308,8 +308,9 @@ void Engine::attend_block(int l, const Segment& s, const KvStore& store, const N
 void Engine::attend_rows(const KvStore& store, long long work) {
   const int H = config_.n_head;
   const int rows = static_cast<int>(row_todo_.size());
-  const int parts = ThreadPool::kPartsPerThread * (pool_ ? pool_->size() : 1);
-  bool whole = rows >= parts;
+  const bool shared = pool_ != nullptr && work >= min_parallel_work();
+  const int parts = shared ? ThreadPool::kPartsPerThread * pool_->size() : 1;
+  bool whole = rows >= parts;  // on one thread, always: all heads side by side is faster
   for (int r : row_todo_)
     whole = whole || row_nums_[static_cast<size_t>(r)].mutant != kernels::Mutant::None;
   const int runs = whole ? 1 : std::min(H, (parts + rows - 1) / std::max(rows, 1));

@@ -229,7 +229,8 @@ void matmul_part(OutRow out_row, const float* inp, const float* weight, const fl
                  int t1, int g0, int g1) {
   constexpr int kBlock = 64;  // row pointers in blocks: no allocation and no limit on T
   constexpr size_t kRunBytes = 512 * 1024;
-  const int run = std::max<int>(1, static_cast<int>(kRunBytes / (sizeof(float) * kGroup * std::max(C, 1))));
+  // A block of up to 4 rows is one tile per group: it reads each group once anyway.
+  const int run = t1 - t0 <= 4 ? g1 - g0 : std::max<int>(1, static_cast<int>(kRunBytes / (sizeof(float) * kGroup * std::max(C, 1))));
   float* out_rows[kBlock];
   const float* x_rows[kBlock];
   for (int r0 = g0; r0 < g1; r0 += run) {

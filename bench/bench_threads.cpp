@@ -7,8 +7,8 @@
 #include <benchmark/benchmark.h>
 
 #include "base/rng.h"
-#include "engine/engine.h"
 #include "benchmark_main.h"
+#include "engine/engine.h"
 
 namespace {
 
@@ -62,7 +62,8 @@ void BM_gpt2_decode(benchmark::State& state) {
       state.ResumeTiming();
     }
   }
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void BM_gpt2_uncached_step(benchmark::State& state) {
@@ -74,7 +75,8 @@ void BM_gpt2_uncached_step(benchmark::State& state) {
     engine.forward_uncached(t, logits);
     benchmark::DoNotOptimize(logits.data());
   }
-  state.counters["rows/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * T, benchmark::Counter::kIsRate);
+  state.counters["rows/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * T, benchmark::Counter::kIsRate);
 }
 
 }  // namespace

@@ -39,8 +39,8 @@ class ThreadPool {
       return;
     }
     using Fn = std::remove_reference_t<F>;
-    run(n, std::min(n, kPartsPerThread * size()), [](void* f, int b, int e, int t) { (*static_cast<Fn*>(f))(b, e, t); },
-        &fn);
+    const Trampoline call = [](void* f, int b, int e, int t) { (*static_cast<Fn*>(f))(b, e, t); };
+    run(n, std::min(n, kPartsPerThread * size()), call, &fn);
   }
 
  private:

@@ -1,7 +1,7 @@
 #include "base/thread_pool.h"
 
-#include <catch2/catch.hpp>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <stdexcept>
 #include <thread>
@@ -28,7 +28,8 @@ TEST_CASE("parallel_for runs the static parts once each, on threads of the pool,
       const int parts = threads == 1 ? std::min(n, 1) : std::min(n, ThreadPool::kPartsPerThread * threads);
       std::vector<int> expect_first;
       for (int p = 0; p < parts; ++p)
-        expect_first.insert(expect_first.end(), static_cast<size_t>(n * (p + 1) / parts - n * p / parts), n * p / parts);
+        expect_first.insert(expect_first.end(), static_cast<size_t>(n * (p + 1) / parts - n * p / parts),
+                            n * p / parts);
       INFO("threads " << threads << ", n " << n);
       CHECK(first == expect_first);
       CHECK(ran == std::vector<int>(static_cast<size_t>(n), 1));
@@ -54,9 +55,11 @@ TEST_CASE("a pool runs many calls back to back, and sleeps and wakes between the
 
 TEST_CASE("an exception in any part reaches the caller, and the pool still works after") {
   ThreadPool pool(2);
-  CHECK_THROWS_WITH(pool.parallel_for(2, [](int begin, int, int) {
-    if (begin == 1) throw std::runtime_error("part 1 failed");
-  }), "part 1 failed");
+  CHECK_THROWS_WITH(pool.parallel_for(2,
+                                      [](int begin, int, int) {
+                                        if (begin == 1) throw std::runtime_error("part 1 failed");
+                                      }),
+                    "part 1 failed");
   int ran = 0;
   pool.parallel_for(2, [&](int begin, int end, int) {
     if (begin == 0) ran += end - begin;

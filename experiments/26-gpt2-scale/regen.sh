@@ -4,10 +4,11 @@
 # `minigpt export-gguf` (timings.json), checks both against the pinned sha256 (model.sha256),
 # runs scale_lab (results.json: load times, resident memory, llama.cpp's logits against ours
 # within the derived tolerance), then props on the model within the budget stated in README.md
-# (--rc-seed=1 --rc-max-success=1: one case per property) on our engine and on llama.cpp:
-# summaries/ENGINE.json (props' summary, timings kept: they are the point) and props.json
-# (cases per second per property, and the load average around each run). The ~1 GB of model
-# files stay in BUILD_DIR/experiments/26-gpt2-scale, never here.
+# (--rc-seed=1 --rc-max-success=1: one case per property) on our engine and on llama.cpp, and
+# on llama.cpp again at the tokens level for what failed at bits: summaries/NAME.json (props'
+# summaries, timings kept: they are the point) and props.json (cases per second per property,
+# and the load average around each run). The ~1 GB of model files stay in
+# BUILD_DIR/experiments/26-gpt2-scale, never here.
 #
 # usage: experiments/26-gpt2-scale/regen.sh BUILD_DIR
 set -euo pipefail
@@ -52,24 +53,32 @@ echo "regen: 26-gpt2-scale: scale_lab (load $(cut -d' ' -f1-3 /proc/loadavg))"
 
 # props within the budget: one case per property, RapidCheck seed 1, failures not shrunk (a
 # shrink step is a case, minutes each at this size). Exit 1 (a property failed) is a result.
+# run_props NAME LEVEL FILTER ENGINE_FLAGS...
 run_props() {
-  local engine=$1 status=0
-  shift
-  local before
+  local name=$1 level=$2 filter=$3 status=0 before
+  shift 3
   before=$(cut -d' ' -f1-3 /proc/loadavg)
-  "$build/props" --rc-seed=1 --rc-max-success=1 --rc-noshrink --no-expected --model "$model" --engine "$engine" "$@" \
-    --report-dir "$work/report-$engine" --summary "$dir/summaries/$engine.json" >"$work/props-$engine.log" 2>&1 ||
+  "$build/props" --rc-seed=1 --rc-max-success=1 --rc-noshrink --no-expected --model "$model" --level "$level" "$@" \
+    --report-dir "$work/report-$name" --summary "$dir/summaries/$name.json" ${filter:+"$filter"} >"$work/props-$name.log" 2>&1 ||
     status=$?
   if [ "$status" -gt 1 ]; then
-    cat "$work/props-$engine.log" >&2
+    cat "$work/props-$name.log" >&2
     exit 1
   fi
-  echo "$engine $before $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/props-loadavg.txt"
-  echo "regen: 26-gpt2-scale props on $engine: $(grep -E '^props: [0-9]+ passed' "$work/props-$engine.log")"
+  echo "$name $before $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/props-loadavg.txt"
+  echo "regen: 26-gpt2-scale props $name: $(grep -E '^props: [0-9]+ passed' "$work/props-$name.log")"
 }
-rm -f "$work/props-loadavg.txt"
-run_props miniinfer
-run_props llamacpp --gguf "$gguf"
+rm -f "$work/props-loadavg.txt" "$dir"/summaries/*.json
+run_props miniinfer bits "" --engine miniinfer
+run_props llamacpp bits "" --engine llamacpp --gguf "$gguf"
+# What holds on llama.cpp at the token level: the properties that failed at bits, again (the
+# same seed draws the same cases; p11 compares bits only).
+failed=$(/usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(",".join("[%s]" % p["id"] for p in d["properties"] if p["status"] == "failed" and p["id"] != "p11"))' \
+  "$dir/summaries/llamacpp.json")
+[ -z "$failed" ] || run_props llamacpp-tokens tokens "$failed" --engine llamacpp --gguf "$gguf"
 /usr/bin/python3 - "$dir/summaries" "$work/props-loadavg.txt" "$dir/props.json" <<'PY'
 import json, sys
 summaries, loads, out = sys.argv[1:]

@@ -13,10 +13,9 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/atomic_file.h"
 #include "base/error.h"
@@ -69,9 +68,10 @@ struct Diff {
 // One line per check, and its record; false when the difference exceeds the tolerance.
 bool report(ordered_json& checks, const std::string& name, const Diff& d, const LogitTolerance& tol) {
   const bool ok = d.max <= tol.tol;
-  std::printf("%-4s %-40s %9zu logits: max |d| %.3g = %.2g of tol %.3g; mean |d| %.3g; largest |logit| %.3g\n",
-              ok ? "ok" : "FAIL", name.c_str(), d.n, d.max, d.max / tol.tol, tol.tol, d.sum / static_cast<double>(d.n),
-              d.scale);
+  std::printf(
+      "%-4s %-40s %9zu logits: max |d| %.3g = %.2g of tol %.3g; mean |d| %.3g; largest |logit| %.3g\n",
+      ok ? "ok" : "FAIL", name.c_str(), d.n, d.max, d.max / tol.tol, tol.tol,
+      d.sum / static_cast<double>(d.n), d.scale);
   checks.push_back({{"check", name},
                     {"logits", d.n},
                     {"max_abs_diff", d.max},
@@ -86,7 +86,8 @@ bool report(ordered_json& checks, const std::string& name, const Diff& d, const 
 // Ids 0, 49, 98, ... modulo V: every stretch of the vocabulary, the reserved tokens included.
 std::vector<int> spread_ids(int count, int vocab_size) {
   std::vector<int> ids(static_cast<size_t>(count));
-  for (int i = 0; i < count; ++i) ids[static_cast<size_t>(i)] = static_cast<int>((int64_t{i} * 49) % vocab_size);
+  for (int i = 0; i < count; ++i)
+    ids[static_cast<size_t>(i)] = static_cast<int>((int64_t{i} * 49) % vocab_size);
   return ids;
 }
 
@@ -132,9 +133,10 @@ int run(const std::string& model_path, const std::string& gguf, const std::strin
   std::printf("model %s: V %d, D %d, L %d, H %d, F %d, max_seq_len %d; %lld parameters\n", model_path.c_str(),
               c.vocab_size, c.d_model, c.n_layer, c.n_head, c.d_ff, c.max_seq_len,
               static_cast<long long>(parameter_count(c)));
-  std::printf("ours: read in %.2f s, engine built in %.2f s; resident %.0f MB (peak %.0f MB)\n", read_s, engine_s,
-              rss_mb, status_mb("VmHWM"));
-  results["model"] = {{"config", nlohmann::json::parse(config_to_json(c))}, {"parameters", parameter_count(c)}};
+  std::printf("ours: read in %.2f s, engine built in %.2f s; resident %.0f MB (peak %.0f MB)\n", read_s,
+              engine_s, rss_mb, status_mb("VmHWM"));
+  results["model"] = {{"config", nlohmann::json::parse(config_to_json(c))},
+                      {"parameters", parameter_count(c)}};
   results["ours"] = {{"read_seconds", read_s}, {"engine_seconds", engine_s}, {"resident_mb", rss_mb}};
 
   const size_t V = static_cast<size_t>(c.vocab_size);
@@ -155,8 +157,8 @@ int run(const std::string& model_path, const std::string& gguf, const std::strin
     const double load_s = seconds_since(start);
     std::printf("llama.cpp, %s KV cache: loaded in %.2f s, %.0f MB more resident\n", to_string(kv), load_s,
                 status_mb("VmRSS") - rss_before);
-    results[std::string("llamacpp_") + to_string(kv)] = {{"load_seconds", load_s},
-                                                          {"added_resident_mb", status_mb("VmRSS") - rss_before}};
+    results[std::string("llamacpp_") + to_string(kv)] = {
+        {"load_seconds", load_s}, {"added_resident_mb", status_mb("VmRSS") - rss_before}};
     const std::string kv_name = std::string(", ") + to_string(kv) + " KV";
     Diff recompute, cached, full;
     recompute.add(ours_greedy, llama.forward_uncached(g.tokens, true));

@@ -212,3 +212,21 @@ TEST_CASE("ids out of range are errors, not crashes") {
   CHECK_THROWS_WITH(small.bos_id(), "the vocabulary has no '<bos>' token");
   CHECK_THROWS_WITH(small.end_id(), "the vocabulary has no '.' token");
 }
+
+TEST_CASE("a padded vocabulary keeps the grammar's ids, ends in reserved tokens named by id, and round-trips") {
+  const auto& words = Grammar::builtin().vocabulary();
+  const std::vector<std::string> padded = pad_vocabulary(words, 50257);
+  REQUIRE(padded.size() == 50257);
+  CHECK(std::equal(words.begin(), words.end(), padded.begin()));
+  CHECK(padded[words.size()] == "<unused_" + std::to_string(words.size()) + ">");
+  CHECK(padded.back() == "<unused_50256>");
+  CHECK(is_reserved_token(padded.back()));
+  CHECK_FALSE(is_reserved_token("<bos>"));
+  const Tokenizer t(padded);  // no collision with a word, even after case folding
+  const std::vector<int> ids = {0, 50256, static_cast<int>(words.size()), 1};
+  CHECK(t.encode(t.decode(ids)) == ids);
+  // Nobody means to type a reserved token: suggestions come from the words.
+  CHECK_THROWS_WITH(t.encode("<unused_5>"), Catch::Matchers::Matches("unknown word '<unused_5>' \\(nearest: [^<]*\\)"));
+  CHECK_THROWS_WITH(pad_vocabulary(words, 10),
+                    "vocab_size 10 is smaller than the " + std::to_string(words.size()) + " words it must hold");
+}

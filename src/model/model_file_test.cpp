@@ -255,6 +255,33 @@ TEST_CASE("write_model and read_model go through a file; its sha256 is the bytes
   CHECK_THROWS_WITH(read_model(missing), "read " + missing + ": No such file or directory");
 }
 
+// GPT-2 small's widths (`minigpt init --preset gpt2-small`) with one layer instead of 12, to
+// stay quick: a 154 MB embedding, and a header of about 950 KB holding the 50,257-token
+// vocabulary, which ends in reserved "<unused_ID>" tokens as init pads it.
+TEST_CASE("a model of GPT-2 small's widths (one layer) round-trips through a file bit for bit", "[model_file][scale]") {
+  Config c;
+  c.vocab_size = 50257;
+  c.d_model = 768;
+  c.n_layer = 1;
+  c.n_head = 12;
+  c.d_ff = 3072;
+  c.max_seq_len = 1024;
+  c.train_ctx = 1024;
+  std::vector<std::string> vocab = {"<bos>", ".", "I"};
+  while (static_cast<int>(vocab.size()) < c.vocab_size) vocab.push_back("<unused_" + std::to_string(vocab.size()) + ">");
+  const Model m = init_model(c, vocab, 5);
+  TempDir dir("model_file_gpt2");
+  const std::string path = dir.file("gpt2-1layer.safetensors");
+  write_model(path, m);
+  CHECK(fs::file_size(path) > 4 * static_cast<uintmax_t>(parameter_count(c)));
+  const Model back = read_model(path);
+  CHECK(same_config(back.config, m.config));
+  const auto [differs, _] = std::ranges::mismatch(back.vocab, m.vocab);
+  INFO("first token read back differently: id " << (differs - back.vocab.begin()));
+  CHECK((back.vocab.size() == m.vocab.size() && differs == back.vocab.end()));
+  CHECK(same_bits(back, m));
+}
+
 TEST_CASE("a model file with its tensors in another order (as PyTorch writes them) reads the same", "[model_file]") {
   const Model m = small_model();
   SafetensorsFile f = model_to_safetensors(m);

@@ -124,6 +124,8 @@ check "serve: bad block size" 2 "flag --block-size: 5 is not a power of two" -- 
 check "command: unknown" 2 "unknown command 'frobnicate'" -- "$minigpt" frobnicate
 check "init: output folder missing" 2 "no-dir/m\.safetensors" --out no-dir/m.safetensors -- "$minigpt" init --seed 1 --out no-dir/m.safetensors
 check "init: bad --config" 2 "--config: " --out bad-config.safetensors -- "$minigpt" init --seed 1 --out bad-config.safetensors --config '{"max_seq_len": 1e12}'
+check "init: unknown --preset" 2 "--preset: 'gpt3' is not a preset \(minigpt, gpt2-small\)" --out preset.safetensors -- "$minigpt" init --seed 1 --out preset.safetensors --preset gpt3
+check "init: vocab_size below the grammar's" 2 "--config: vocab_size 10 is smaller than the grammar's vocabulary of [0-9]+ words" --out small-vocab.safetensors -- "$minigpt" init --seed 1 --out small-vocab.safetensors --config '{"vocab_size": 10}'
 check "export-gguf: empty --out" 2 "flag --out: empty file name" -- "$minigpt" export-gguf --out ""
 
 # ---- props -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 // `minigpt init`: a randomly initialized MiniGPT in the real file format, over the grammar's
-// vocabulary. The starting point of training, and a model for engine tests before one is trained.
+// vocabulary. The starting point of training, and a model for engine tests before one is trained;
+// --preset gpt2-small gives GPT-2 small's shape, to measure the engine at a real model's scale.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "base/sha256.h"
 #include "cli/command.h"
 #include "corpus/grammar.h"
+#include "corpus/tokenizer.h"
 #include "model/model.h"
 #include "model/model_file.h"
 
@@ -18,16 +20,57 @@ namespace miniinfer::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: minigpt init --seed N --out FILE [--config JSON]\n\n"
+    "usage: minigpt init --seed N --out FILE [--preset NAME] [--config JSON]\n\n"
     "Writes a randomly initialized model (N(0, 0.02) matrices, zero biases, LayerNorm 1/0,\n"
     "output projections scaled by 1/sqrt(2L)) to FILE in the spec's safetensors format.\n"
-    "The vocabulary is the grammar's; the default shape is the shipped one:\n"
-    "d_model 64, n_layer 4, n_head 4, d_ff 256, max_seq_len 512, train_ctx 64.\n\n"
+    "The vocabulary is the grammar's, padded to vocab_size with reserved tokens \"<unused_ID>\"\n"
+    "(ID is the token's id) that no prompt contains.\n\n"
     "  --seed N       initialization seed (required)\n"
     "  --out FILE     where to write the model (required; written atomically)\n"
-    "  --config JSON  a JSON object overriding config keys, e.g. '{\"n_layer\": 2}'; d_ff follows\n"
-    "                 4 * d_model unless given; vocab_size, if given, must equal the vocabulary's size\n\n"
+    "  --preset NAME  the starting shape (default minigpt):\n"
+    "                   minigpt     the shipped one: vocab_size the grammar's, d_model 64, n_layer 4,\n"
+    "                               n_head 4, d_ff 256, max_seq_len 512, train_ctx 64\n"
+    "                   gpt2-small  GPT-2 small's: vocab_size 50257, d_model 768, n_layer 12,\n"
+    "                               n_head 12, d_ff 3072, max_seq_len 1024, train_ctx 1024\n"
+    "                               (123,653,376 parameters, a 496 MB file)\n"
+    "  --config JSON  a JSON object overriding the preset's keys, e.g. '{\"n_layer\": 2}'; d_ff follows\n"
+    "                 4 * d_model unless given; vocab_size must be at least the grammar's vocabulary\n\n"
     "Prints one line: path, config, parameter count and the file's sha256.";
+
+struct Preset {
+  const char* name;
+  Config config;  // vocab_size 0 stands for the grammar's own
+};
+
+Config gpt2_small() {
+  Config c;
+  c.vocab_size = 50257;
+  c.d_model = 768;
+  c.n_layer = 12;
+  c.n_head = 12;
+  c.d_ff = 3072;
+  c.max_seq_len = 1024;
+  c.train_ctx = 1024;
+  return c;
+}
+
+const std::vector<Preset>& presets() {
+  static const std::vector<Preset> all = {{"minigpt", Config{}}, {"gpt2-small", gpt2_small()}};
+  return all;
+}
+
+Config preset_config(const std::string& name, int grammar_words) {
+  std::string names;
+  for (const Preset& p : presets()) {
+    if (name == p.name) {
+      Config c = p.config;
+      if (c.vocab_size == 0) c.vocab_size = grammar_words;
+      return c;
+    }
+    names += (names.empty() ? "" : ", ") + std::string(p.name);
+  }
+  fail("--preset: '{}' is not a preset ({})", name, names);
+}
 
 // Config errors read "config: ..."; here the input is the flag, so name it.
 [[noreturn]] void fail_flag(const Error& e) {
@@ -36,13 +79,13 @@ constexpr const char* kUsage =
   fail("--config: {}", why);
 }
 
-Config init_config(const Args& args, int vocab_size) {
-  Config config;  // the shipped shape
-  config.vocab_size = vocab_size;
+Config init_config(const Args& args, int grammar_words) {
+  Config config = preset_config(args.get("preset", "minigpt"), grammar_words);
   try {
     if (args.has("config")) config = apply_config_json(config, args.get("config", "{}"));
-    if (config.vocab_size != vocab_size)
-      fail("config: vocab_size {} disagrees with the grammar's vocabulary of {} words", config.vocab_size, vocab_size);
+    if (config.vocab_size < grammar_words)
+      fail("config: vocab_size {} is smaller than the grammar's vocabulary of {} words", config.vocab_size,
+           grammar_words);
     config.validate();
   } catch (const Error& e) {
     fail_flag(e);
@@ -51,14 +94,14 @@ Config init_config(const Args& args, int vocab_size) {
 }
 
 int run_init(const std::vector<std::string>& argv) {
-  const Args args(argv, {"seed", "out", "config"}, {});
+  const Args args(argv, {"seed", "out", "preset", "config"}, {});
   args.require("seed");
   const uint64_t seed = args.get_u64("seed", 0);
   const std::string out = args.require("out");
   if (out.empty()) fail("flag --out: empty file name");
-  std::vector<std::string> vocab = Grammar::builtin().vocabulary();
-  const Config config = init_config(args, static_cast<int>(vocab.size()));
-  const Model model = init_model(config, std::move(vocab), seed);
+  const std::vector<std::string>& words = Grammar::builtin().vocabulary();
+  const Config config = init_config(args, static_cast<int>(words.size()));
+  const Model model = init_model(config, pad_vocabulary(words, config.vocab_size), seed);
   write_model(out, model);
   const Config& c = model.config;
   std::printf("%s: vocab_size %d, d_model %d, n_layer %d, n_head %d, d_ff %d, max_seq_len %d, train_ctx %d; "
@@ -70,6 +113,6 @@ int run_init(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-MINIGPT_COMMAND("init", "write a randomly initialized model (--seed N --out FILE)", kUsage, run_init);
+MINIGPT_COMMAND("init", "write a randomly initialized model (--seed N --out FILE [--preset NAME])", kUsage, run_init);
 
 }  // namespace miniinfer::cli

@@ -161,6 +161,18 @@ size_t find_invalid_utf8(std::string_view text) {
   return std::string_view::npos;
 }
 
+std::string reserved_token(int id) { return "<unused_" + std::to_string(id) + ">"; }
+
+bool is_reserved_token(std::string_view token) { return token.starts_with("<unused_") && token.ends_with(">"); }
+
+std::vector<std::string> pad_vocabulary(std::vector<std::string> words, int size) {
+  if (size < static_cast<int>(words.size()))
+    fail("vocab_size {} is smaller than the {} words it must hold", size, words.size());
+  words.reserve(static_cast<size_t>(size));
+  for (int id = static_cast<int>(words.size()); id < size; ++id) words.push_back(reserved_token(id));
+  return words;
+}
+
 Tokenizer::Tokenizer(std::vector<std::string> vocab) : vocab_(std::move(vocab)) {
   for (size_t id = 0; id < vocab_.size(); ++id) {
     const std::string& word = vocab_[id];
@@ -184,11 +196,11 @@ std::vector<int> Tokenizer::encode(std::string_view text) const {
     const auto it = by_folded_.find(fold_case(word));
     if (it == by_folded_.end()) {
       // Suggest the three nearest words by edit distance on folded text; ties go to the
-      // lower id. "<bos>" is never suggested: nobody means to type it.
+      // lower id. "<bos>" and reserved tokens are never suggested: nobody means to type them.
       const std::vector<char32_t> typed = code_points(fold_case(word));
       std::vector<std::pair<size_t, int>> ranked;
       for (size_t id = 0; id < vocab_.size(); ++id) {
-        if (vocab_[id] == "<bos>") continue;
+        if (vocab_[id] == "<bos>" || is_reserved_token(vocab_[id])) continue;
         ranked.emplace_back(edit_distance(typed, code_points(fold_case(vocab_[id]))),
                             static_cast<int>(id));
       }

@@ -20,6 +20,15 @@ std::string fold_case(std::string_view text);
 // std::string_view::npos if the text is valid UTF-8.
 size_t find_invalid_utf8(std::string_view text);
 
+// A vocabulary wider than the grammar's (a model of GPT-2's 50,257-token shape) ends in
+// reserved tokens "<unused_ID>", named by their own id: no word of any language has that
+// spelling, so they never collide with a word and no prompt the grammar writes contains one.
+// A model may still predict one; it decodes to its name like any other token.
+std::string reserved_token(int id);
+bool is_reserved_token(std::string_view token);
+// `words` followed by reserved tokens up to `size` entries. Throws Error if size < words.size().
+std::vector<std::string> pad_vocabulary(std::vector<std::string> words, int size);
+
 class Tokenizer {
  public:
   // Throws Error on duplicates (after case folding) and on an entry that could not be

@@ -302,6 +302,7 @@ EngineOptions engine_options(int batch, int capacity, int threads) {
 // figures make. select() sets the thread count (and our backend) before each timing.
 struct Contestant {
   std::string name;
+  int min_threads = 1;  // a threadpool's polling level matters only with workers to wake
   std::function<void(int)> select;
   std::function<void(int)> reset;                                            // one sequence empty
   std::function<void(int, std::span<const int>, std::span<float>)> append;   // last row's logits
@@ -365,7 +366,8 @@ void print_engine_table(const Options& o, const Samples& s, const std::vector<Fi
       std::string best_name;
       double best = 1e300;
       for (const std::string& l : llamas)
-        if (const double v = s.median(key(f.name, t, l)); v < best) best = v, best_name = l;
+        if (!s.has(key(f.name, t, l))) continue;
+        else if (const double v = s.median(key(f.name, t, l)); v < best) best = v, best_name = l;
       const Peak& p = peaks.at(t);
       const bool compute = f.flops / f.bytes > p.gflops() / p.triad_gbs;
       const double gflops = f.flops / ours / 1e9, gbs = f.bytes / ours / 1e9;
@@ -383,6 +385,7 @@ void interleave(const Options& o, std::vector<Contestant>& cs, Samples& s, const
   for (int r = 0; r < o.reps; ++r)
     for (int t : o.threads)
       for (Contestant& c : cs) {
+        if (t < c.min_threads) continue;
         c.select(t);
         s.add(key(figure, t, c.name), seconds_per_call([&] { op(c); }, o.min_time));
         if (c.name == "ours") check();
@@ -402,22 +405,29 @@ void run_engine(const Options& o, const Model& model, const std::map<int, Peak>&
   bind_calls(cs[1], ours);
   std::vector<std::unique_ptr<LlamaCpp>> llama;
   std::vector<std::string> llamas;
-  for (bool flash : {false, true}) {
-    // F32 cache (as ours), no eval callback, the 512-token prefill as one physical batch.
-    llama.push_back(std::make_unique<LlamaCpp>(
-        o.gguf_path, LlamaCppOptions{.threads = o.threads.front(), .kv_type = KvType::F32, .flash_attn = flash,
-                                     .n_seq = B, .capacity = cap, .n_batch = chunk, .n_ubatch = chunk,
-                                     .eval_callback = false}));
-    LlamaCpp& l = *llama.back();
-    Contestant c;
-    c.name = flash ? "llama.cpp flash" : "llama.cpp";
-    c.select = [&l](int t) { l.set_threads(t); };
-    bind_calls(c, l);
-    llamas.push_back(c.name);
-    cs.push_back(std::move(c));
-  }
+  // F32 cache (as ours), no eval callback, the 512-token prefill as one physical batch; flash
+  // attention off and on; llama.cpp's own threadpool (its threads spin between graph nodes, poll
+  // 50) and, from 2 threads, one of ours whose threads sleep (poll 0).
+  const int most = *std::max_element(o.threads.begin(), o.threads.end());
+  for (int poll : {-1, 0})
+    for (bool flash : {false, true}) {
+      if (poll == 0 && most < 2) continue;
+      llama.push_back(std::make_unique<LlamaCpp>(
+          o.gguf_path, LlamaCppOptions{.threads = std::max(o.threads.front(), poll == 0 ? 2 : 1),
+                                       .kv_type = KvType::F32, .flash_attn = flash, .n_seq = B, .capacity = cap,
+                                       .n_batch = chunk, .n_ubatch = chunk, .poll = poll, .eval_callback = false}));
+      LlamaCpp& l = *llama.back();
+      Contestant c;
+      c.name = std::string(flash ? "llama.cpp flash" : "llama.cpp") + (poll == 0 ? " poll 0" : "");
+      c.min_threads = poll == 0 ? 2 : 1;
+      c.select = [&l](int t) { l.set_threads(t); };
+      bind_calls(c, l);
+      llamas.push_back(c.name);
+      cs.push_back(std::move(c));
+    }
   std::printf("\nllama.cpp: %s\nllama.cpp settings: F32 KV cache, n_seq 8, n_ctx 8 x 1024, n_batch = n_ubatch = %d, "
-              "its own threadpool (poll 50), no eval callback; flash attention off and on, the faster one per figure\n",
+              "no eval callback; flash attention off and on, with llama.cpp's threadpool (poll 50) and, from 2 threads,\n"
+              "with one whose threads sleep (poll 0): the fastest of these per figure\n",
               llama_print_system_info(), chunk);
   Samples s;
   ByteCheck bytes;
@@ -442,7 +452,7 @@ void run_engine(const Options& o, const Model& model, const std::map<int, Peak>&
   for (int b = 0; b < B; ++b) seqs[static_cast<size_t>(b)] = b;
   for (Contestant& c : cs) {
     if (c.name == "eigen") continue;  // shares ours' engine and cache
-    c.select(o.threads.back());
+    c.select(std::max(c.min_threads, o.threads.back()));
     for (int b = 0; b < B; ++b) c.reset(b);
     for (int p = 0; p < cap - 1; p += chunk)
       c.append(0, std::span(p1023).subspan(p, std::min(chunk, cap - 1 - p)), one);
@@ -622,9 +632,10 @@ Options parse_flags(int argc, char** argv) {
 
 int run(const Options& o, const Model& model) {
   if (!o.memory.empty()) return run_memory(o);
-  std::printf("bench_scale: %s, load average %s at the start\nmodel %s (V=%d, D=%d, L=%d, H=%d, F=%d)\n",
-              utc_now().c_str(), load_average().c_str(), o.model_path.c_str(), model.config.vocab_size,
-              model.config.d_model, model.config.n_layer, model.config.n_head, model.config.d_ff);
+  std::printf("bench_scale: %s, load average %s at the start\n", utc_now().c_str(), load_average().c_str());
+  if (model.config.vocab_size > 0)
+    std::printf("model %s (V=%d, D=%d, L=%d, H=%d, F=%d), GGUF %s\n", o.model_path.c_str(), model.config.vocab_size,
+                model.config.d_model, model.config.n_layer, model.config.n_head, model.config.d_ff, o.gguf_path.c_str());
   const std::map<int, Peak> peaks = measure_peaks(o.threads);
   print_peaks(peaks);
   if (o.part == "all" || o.part == "gemm") run_gemm(o, peaks);

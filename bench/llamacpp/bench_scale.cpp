@@ -420,7 +420,11 @@ void run_engine(const Options& o, const Model& model, const std::map<int, Peak>&
       Contestant c;
       c.name = std::string(flash ? "llama.cpp flash" : "llama.cpp") + (poll == 0 ? " poll 0" : "");
       c.min_threads = poll == 0 ? 2 : 1;
-      c.select = [&l](int t) { l.set_threads(t); };
+      // Only on a change: a threadpool of ours (poll >= 0) is made anew by set_threads, and a
+      // graph computed after that hung here (glibc's condvar in ggml_threadpool_pause, 08:56 UTC).
+      c.select = [&l](int t) {
+        if (t != l.options().threads) l.set_threads(t);
+      };
       bind_calls(c, l);
       llamas.push_back(c.name);
       cs.push_back(std::move(c));

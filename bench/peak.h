@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -82,42 +83,54 @@ inline void triad(TriadArrays& t, float s, size_t begin, size_t end) {
   for (size_t i = begin; i < end; ++i) a[i] = b[i] + s * c[i];
 }
 
-// Runs body(thread_index) on `threads` threads at once (the caller's is index 0) and returns the
-// wall time of the slowest, in seconds.
+// Runs body(thread_index) on `threads` threads at once (the caller's is index 0) and returns
+// each thread's CPU time in seconds: the time it had a core, so a rate over it is the
+// machine's even when other processes share the cores (wall time would count their turns).
 template <typename F>
-double run_on_threads(int threads, F&& body) {
-  const auto start = std::chrono::steady_clock::now();
+std::vector<double> cpu_seconds_on_threads(int threads, F&& body) {
+  std::vector<double> cpu(static_cast<size_t>(threads));
+  const auto timed = [&](int t) {
+    timespec a{}, b{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    body(t);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    cpu[static_cast<size_t>(t)] = static_cast<double>(b.tv_sec - a.tv_sec) + 1e-9 * static_cast<double>(b.tv_nsec - a.tv_nsec);
+  };
   std::vector<std::thread> others;
-  for (int t = 1; t < threads; ++t) others.emplace_back([&body, t] { body(t); });
-  body(0);
+  for (int t = 1; t < threads; ++t) others.emplace_back(timed, t);
+  timed(0);
   for (std::thread& th : others) th.join();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return cpu;
 }
 
-// The best of `reps` timed runs, as a rate: GFLOP/s of the FMA loop at `lanes` (8 or 16) on
-// `threads` threads, each thread running its own chains for `iters` iterations.
+// The best of `reps` runs, as a rate over CPU time: GFLOP/s of the FMA loop at `lanes` (8 or
+// 16) on `threads` threads, each running its own chains for `iters` iterations.
 inline double peak_gflops(int lanes, int threads, long iters = 20'000'000, int reps = 3) {
   double best = 0;
   volatile float sink = 0;
   for (int r = 0; r < reps; ++r) {
-    const double s = run_on_threads(threads, [&](int) {
-      sink = lanes == 16 ? fma_chains_16(iters) : fma_chains_8(iters);
-    });
-    best = std::max(best, fma_flops(lanes, iters, threads) / s / 1e9);
+    double rate = 0;
+    for (double s : cpu_seconds_on_threads(threads, [&](int) {
+           sink = lanes == 16 ? fma_chains_16(iters) : fma_chains_8(iters);
+         }))
+      rate += fma_flops(lanes, iters, 1) / s / 1e9;
+    best = std::max(best, rate);
   }
   return best;
 }
 
-// The best of `reps` triads over `t` (split in `threads` contiguous slices), in GB/s as
-// triad_bytes counts them.
+// The best of `reps` triads over `t` (split in `threads` contiguous slices), in GB/s over CPU
+// time as triad_bytes counts them.
 inline double peak_triad_gbs(TriadArrays& t, int threads, int reps = 5) {
   const size_t n = t.a.size();
+  const auto begin = [&](int i) { return n * static_cast<size_t>(i) / static_cast<size_t>(threads); };
   double best = 0;
   for (int r = 0; r < reps; ++r) {
-    const double s = run_on_threads(threads, [&](int i) {
-      triad(t, 3.0f, n * static_cast<size_t>(i) / threads, n * static_cast<size_t>(i + 1) / threads);
-    });
-    best = std::max(best, triad_bytes(n) / s / 1e9);
+    const std::vector<double> cpu =
+        cpu_seconds_on_threads(threads, [&](int i) { triad(t, 3.0f, begin(i), begin(i + 1)); });
+    double rate = 0;
+    for (int i = 0; i < threads; ++i) rate += triad_bytes(begin(i + 1) - begin(i)) / cpu[static_cast<size_t>(i)] / 1e9;
+    best = std::max(best, rate);
   }
   return best;
 }

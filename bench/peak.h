@@ -7,7 +7,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <chrono>
 #include <ctime>
 #include <cstddef>
 #include <cstdint>

@@ -16,11 +16,13 @@
 #include <cblas.h>
 #endif
 
+#include <fmt/format.h>
 #include <malloc.h>
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -424,8 +426,8 @@ bool run_engine(const Options& o, const Model& model, const std::map<int, Peak>&
       Contestant c;
       c.name = std::string(flash ? "llama.cpp flash" : "llama.cpp") + (poll == 0 ? " poll 0" : "");
       c.min_threads = poll == 0 ? 2 : 1;
-      // Only on a change: a threadpool of ours (poll >= 0) is made anew by set_threads, and a
-      // graph computed after that hung here (glibc's condvar in ggml_threadpool_pause, 08:56 UTC).
+      // Only on a change: set_threads makes a poll >= 0 threadpool anew, and the next graph once
+      // hung in ggml_threadpool_pause (ggml_backend_cpu_set_threadpool pausing the old pool).
       c.select = [&l](int t) {
         if (t != l.options().threads) l.set_threads(t);
       };

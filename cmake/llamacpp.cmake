@@ -137,12 +137,13 @@ target_link_libraries(cost_curve_llamacpp PRIVATE miniinfer_llamacpp miniinfer_e
 target_compile_definitions(cost_curve_llamacpp PRIVATE MINIINFER_HAVE_LLAMACPP=1)
 set_target_properties(cost_curve_llamacpp PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bench)
 # Issue 30 at GPT-2 scale (scripts/bench-scale): ours against llama.cpp and a library GEMM, the
-# machine's peak and memory. OpenBLAS (Debian's libopenblas-dev, scripts/setup) where found.
+# machine's peak and memory. OpenBLAS (Debian's libopenblas64-pthread-dev, scripts/setup: the
+# 64-bit-index build, which is not the system's libblas.so.3) where found.
 add_executable(bench_scale ${PROJECT_SOURCE_DIR}/bench/llamacpp/bench_scale.cpp)
 target_link_libraries(bench_scale PRIVATE miniinfer_llamacpp miniinfer_engine Eigen3::Eigen fmt::fmt)
 set_target_properties(bench_scale PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bench)
-find_library(MINIINFER_OPENBLAS_LIB openblas)
-find_path(MINIINFER_OPENBLAS_INCLUDE openblas_config.h PATH_SUFFIXES openblas-pthread openblas)
+find_library(MINIINFER_OPENBLAS_LIB openblas64 PATH_SUFFIXES openblas64-pthread)
+find_path(MINIINFER_OPENBLAS_INCLUDE openblas_config.h PATH_SUFFIXES x86_64-linux-gnu/openblas64-pthread)
 if(MINIINFER_OPENBLAS_LIB AND MINIINFER_OPENBLAS_INCLUDE)
   target_include_directories(bench_scale SYSTEM PRIVATE ${MINIINFER_OPENBLAS_INCLUDE})
   target_link_libraries(bench_scale PRIVATE ${MINIINFER_OPENBLAS_LIB})

@@ -160,70 +160,14 @@ void print_peaks(const std::map<int, Peak>& peaks) {
 
 // ---- the GEMM alone --------------------------------------------------------------------------
 
-// Runs job(i) for i in 0..n-1 at once: the caller runs 0, n-1 persistent workers the rest,
-// sleeping on a futex between calls (std::atomic::wait), so a call costs a wake-up, not a spawn.
-class Crew {
- public:
-  explicit Crew(int n) : n_(n) {
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { work(i); });
-  }
-  ~Crew() {
-    stop_ = true;
-    generation_.fetch_add(1);
-    generation_.notify_all();
-    for (std::thread& w : workers_) w.join();
-  }
-  void run(const std::function<void(int)>& job) {
-    job_ = &job;
-    done_ = 0;
-    generation_.fetch_add(1);
-    generation_.notify_all();
-    job(0);
-    for (int d = done_.load(); d != n_ - 1; d = done_.load()) done_.wait(d);
-  }
-
- private:
-  void work(int i) {
-    uint64_t seen = 0;
-    for (;;) {
-      generation_.wait(seen);
-      seen = generation_.load();
-      if (stop_) return;
-      (*job_)(i);
-      done_.fetch_add(1);
-      done_.notify_one();
-    }
-  }
-  int n_;
-  std::vector<std::thread> workers_;
-  const std::function<void(int)>* job_ = nullptr;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> done_{0};
-  std::atomic<bool> stop_{false};
-};
-
-// out(M, N) = X(M, K) W^T + b by the invariant kernel, its column groups split over the crew:
-// whole groups of kGroup columns, each computed as on one thread (same bytes at any count).
-void ours_gemm(Crew& crew, int threads, float* out, const float* x, const kernels::PackedWeight& w,
-               const float* bias, int M, int K, int N) {
-  const int groups = (N + kernels::kGroup - 1) / kernels::kGroup;
-  crew.run([&](int i) {
-    if (i >= threads) return;
-    const int c0 = std::min(N, groups * i / threads * kernels::kGroup);
-    const int c1 = std::min(N, groups * (i + 1) / threads * kernels::kGroup);
-    if (c0 == c1) return;
-    std::vector<float*> rows(static_cast<size_t>(M));
-    for (int m = 0; m < M; ++m) rows[static_cast<size_t>(m)] = out + static_cast<size_t>(m) * N + c0;
-    kernels::matmul_forward_rows(rows.data(), x, w.data() + static_cast<size_t>(c0) * K, bias + c0, M, K, c1 - c0);
-  });
-}
-
 // Returns whether ours' bytes were the same at every thread count.
 bool run_gemm(const Options& o, const std::map<int, Peak>& peaks) {
   using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const int K = 768;
   const int Ms[] = {1, 8, 64, 512}, Ns[] = {768, 2304, 3072, 50257};
-  Crew crew(*std::max_element(o.threads.begin(), o.threads.end()));
+  // The engine's own worker pool (base/thread_pool.h), one per thread count, as an Engine holds.
+  std::map<int, std::unique_ptr<ThreadPool>> pools;
+  for (int t : o.threads) pools[t] = std::make_unique<ThreadPool>(t);
   Samples s;
   ByteCheck bytes;
   struct Shape {
@@ -248,7 +192,8 @@ bool run_gemm(const Options& o, const std::map<int, Peak>& peaks) {
       Eigen::Map<RowMatrix> Y(sh.out.data(), sh.M, sh.N);
       for (int t : o.threads) {
         s.add(key(fig, t, "ours"), seconds_per_call([&] {
-                ours_gemm(crew, t, sh.out.data(), sh.x.data(), sh.packed, sh.b.data(), sh.M, K, sh.N);
+                kernels::matmul_forward(sh.out.data(), sh.x.data(), sh.packed.data(), sh.b.data(), sh.M, K, sh.N,
+                                        pools.at(t).get());
               }, min_time));
         bytes.record(fig, sh.out);
 #ifdef MINIINFER_HAVE_OPENBLAS
@@ -267,8 +212,8 @@ bool run_gemm(const Options& o, const std::map<int, Peak>& peaks) {
       }
     }
   std::printf("\n### The GEMM alone, K = 768 (out = X W^T + b; median of %d)\n\n", o.reps);
-  std::printf("Ours at t threads: the invariant kernel's 64-column groups split over t threads (a bench-local\n"
-              "crew; every column computed as on one thread). OpenBLAS: cblas_sgemm at t threads, bias\n"
+  std::printf("Ours at t threads: kernels::matmul_forward on the engine's worker pool of t threads (column\n"
+              "groups or blocks of rows, never k: every element computed as on one thread). OpenBLAS: cblas_sgemm at t threads, bias\n"
               "preloaded (beta 1). Eigen: this build's, one thread (no OpenMP). Ratios: their time / ours.\n\n");
   std::printf("| M | N | threads | ours µs | OpenBLAS µs | Eigen µs | ours GFLOP/s | of peak | ours / OpenBLAS | ours / Eigen |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");

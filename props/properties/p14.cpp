@@ -147,6 +147,7 @@ class P14 final : public CaseProperty<ThreadsCase> {
 
   ThreadsCase draw() const override {
     ThreadsCase c;
+    c.params.max_new_tokens = 0;  // nothing is drawn: the decode calls feed the prompts' tails
     // One to three prompts: a case shrinks to one, and a batch is ragged as drawn.
     const auto prompts = *rc::gen::container<std::vector<gen::Prompt>>(static_cast<size_t>(*rc::gen::inRange(1, 4)),
                                                                        gen::genPrompt());

@@ -27,7 +27,7 @@ class MiniInfer final : public EngineUnderTest {
   // same bytes.
   nlohmann::json settings() const override {
     nlohmann::json j = {{"backend", to_string(backend_)}, {"fault", to_string(fault_)}};
-    if (threads_ != 1) j["threads"] = threads_;
+    if (const int threads = settings_.value("threads", 1); threads != 1) j["threads"] = threads;
     if (e_.layout() == KvLayout::Paged)
       j.update({{"kv_cache", "paged"}, {"block_size", settings_.value("block_size", 16)},
                 {"pool_blocks", settings_.value("pool_blocks", 0)}});
@@ -159,7 +159,7 @@ class MiniInfer final : public EngineUnderTest {
   Backend backend_;
   Fault fault_;
   nlohmann::json settings_ = nlohmann::json::object();  // as made: the paged layout's sizes
-  int threads_ = 1;  // the forward calls' threads: --threads, or a case's (p14)
+  int threads_ = 1;  // the forward calls' threads: --threads (settings_), or p14's for a run
   Trace* trace_ = nullptr;  // trace_call's: the call countdown_ calls from now
   int countdown_ = 0;
 };

@@ -41,13 +41,15 @@ struct CachedRun {
   std::vector<KvRows> kv;     // by sequence
 };
 
-// Sets the engine's thread count for a scope and gives back the run's count after it.
-class ThreadsFor {
+// Gives the engine back the run's thread count at the end of a case or report, whatever the
+// runs inside set (each sets its own: llama.cpp makes a threadpool per change, so no run gives
+// its count back itself).
+class RunThreads {
  public:
-  ThreadsFor(EngineUnderTest& e, int threads) : e_(e), before_(e.threads()) { e.set_threads(threads); }
-  ~ThreadsFor() { e_.set_threads(before_); }
-  ThreadsFor(const ThreadsFor&) = delete;
-  ThreadsFor& operator=(const ThreadsFor&) = delete;
+  explicit RunThreads(EngineUnderTest& e) : e_(e), before_(e.threads()) {}
+  ~RunThreads() { e_.set_threads(before_); }
+  RunThreads(const RunThreads&) = delete;
+  RunThreads& operator=(const RunThreads&) = delete;
 
  private:
   EngineUnderTest& e_;
@@ -59,7 +61,7 @@ class ThreadsFor {
 CachedRun run_cached(EngineUnderTest& e, const ThreadsCase& c, int threads, Trace* trace = nullptr,
                      int traced_call = -1) {
   e.clean_slate();
-  ThreadsFor t(e, threads);
+  e.set_threads(threads);
   if (trace && !e.trace_call(trace, traced_call)) fail("p14: engine {} cannot trace a call", e.name());
   const size_t V = static_cast<size_t>(e.vocab_size());
   CachedRun run;
@@ -92,7 +94,7 @@ CachedRun run_cached(EngineUnderTest& e, const ThreadsCase& c, int threads, Trac
 
 // Full recompute, with `threads` threads, of each row's sequence up to its position: (rows, V).
 std::vector<float> run_uncached(EngineUnderTest& e, const ThreadsCase& c, const std::vector<Row>& rows, int threads) {
-  ThreadsFor t(e, threads);
+  e.set_threads(threads);
   std::vector<float> out;
   for (const Row& r : rows) {
     const auto l = e.forward_uncached(std::span<const int>(c.prompts[static_cast<size_t>(r.seq)]).first(static_cast<size_t>(r.pos) + 1));
@@ -103,7 +105,7 @@ std::vector<float> run_uncached(EngineUnderTest& e, const ThreadsCase& c, const 
 
 // Full recompute's K and V rows of every sequence with `threads` threads.
 std::vector<KvRows> recompute_rows(EngineUnderTest& e, const ThreadsCase& c, int threads) {
-  ThreadsFor t(e, threads);
+  e.set_threads(threads);
   std::vector<KvRows> out;
   for (const auto& p : c.prompts) out.push_back(*e.recompute_rows(p));
   return out;
@@ -166,6 +168,7 @@ class P14 final : public CaseProperty<ThreadsCase> {
 
   std::optional<std::string> check(EngineUnderTest& e, ThreadsCase& c) const override {
     const int V = e.vocab_size(), t1 = c.threads[0], t2 = c.threads[1];
+    const RunThreads keep(e);
     const CachedRun a = run_cached(e, c, t1);
     const auto u = run_uncached(e, c, a.rows, t2);
     if (auto f = judge(fmt::format("logits, cached on {} vs full recompute on {}", on(t1), on(t2)), compare_logits(a.logits, u, V),
@@ -221,6 +224,7 @@ Failure P14::report(const ThreadsCase& c, const std::string& headline) const {
   f.headline = headline;
   f.case_json = to_json(c);
   std::string text = fmt::format("  {}\n  threads: {} and {}\n", headline, t1, t2);
+  const RunThreads keep(e);
   for (size_t s = 0; s < c.prompts.size(); ++s)
     text += fmt::format("  sequence {}: \"{}\" ({} of its {} tokens in the batched call, the rest decoded one per call)\n",
                         s, tok.decode(c.prompts[s]), head_len(c.prompts[s], c.decode), c.prompts[s].size());
@@ -250,6 +254,12 @@ Failure P14::report(const ThreadsCase& c, const std::string& headline) const {
     if (!located && !cl.bit_identical() && p.what == "cached vs full recompute") located = &p;
   }
   j["compared"] = parted;
+  // Whether the thread count is the cause at all: each path's logits on both counts.
+  const bool invariant = compare_logits(a.logits, b.logits, V).bit_identical() && compare_logits(u1, u2, V).bit_identical();
+  j["thread_count_invariant"] = invariant;
+  text += invariant ? "  each path gives the same logits on both counts: the thread count is not the cause; the cached path "
+                      "and full recompute part on one count (p6's comparison)\n"
+                    : "  a path's logits depend on the thread count\n";
   if (located) {
     // The first row that parts, and its call traced on the cached side and recomputed on the other.
     size_t r = 0;
@@ -269,11 +279,9 @@ Failure P14::report(const ThreadsCase& c, const std::string& headline) const {
       const Config& cf = e.config();
       Trace ref, cached;
       ref.seq = row.seq;
-      {
-        ThreadsFor t(e, located->ref);
-        e.trace_call(&ref, 0);
-        e.forward_uncached(std::span<const int>(prompt).first(static_cast<size_t>(row.pos) + 1));
-      }
+      e.set_threads(located->ref);
+      e.trace_call(&ref, 0);
+      e.forward_uncached(std::span<const int>(prompt).first(static_cast<size_t>(row.pos) + 1));
       cached.seq = row.seq;
       const CachedRun traced = run_cached(e, c, located->cached, &cached, row.call);
       if (traced.logits != *located->a) {

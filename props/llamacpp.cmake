@@ -4,10 +4,11 @@
 # p12, whose coins sit a few ULP from the sampler's edges, where a few-ULP difference in the
 # logits does change a token; p7 and p10 are skipped by the capability they need, and p11 (which
 # runs on llama.cpp's logits alone) by the level, as it checks bits only. p13 runs (llama.cpp
-# reuses prefixes by default, experiments/25-llamacpp-serving) and passes at this level, and so
-# does p14 (llama.cpp takes a thread count; at the bits level it fails as p6 does). Then
+# reuses prefixes by default, experiments/25-llamacpp-serving) and passes at this level. Then
 # replays of committed counterexamples of experiments 23 and 25, which must fail again with the
-# same reports.
+# same reports. p14 is left out ("~[p14]"): its cases run llama.cpp on up to 4 threads, whose
+# spinning workers make a call take seconds on a 2-core machine; props_expected_llamacpp runs it
+# (bits: an expected failure, found within the first cases).
 file(REMOVE_RECURSE ${WORK})
 execute_process(COMMAND ${MINIGPT} export-gguf --out ${GGUF} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(NOT rc EQUAL 0)
@@ -16,16 +17,15 @@ endif()
 
 # (--no-expected: this checks the findings themselves; props_expected_llamacpp checks them expected.)
 execute_process(COMMAND ${PROPS} --rc-seed=1 --rc-max-success=10 --engine llamacpp --gguf ${GGUF} --level tokens
-                        --no-expected --report-dir ${WORK}/short
+                        --no-expected --report-dir ${WORK}/short "~[p14]"
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 message(STATUS "${out}")
 string(REGEX MATCHALL "\nFAIL  p[0-9]+" failed "${out}")
 string(REGEX MATCHALL "\nok    p[0-9]+" passed "${out}")
 list(LENGTH passed n_passed)
-if(NOT rc EQUAL 1 OR NOT failed STREQUAL "\nFAIL  p12" OR NOT n_passed EQUAL 11 OR NOT out MATCHES "\nok    p13 "
-   OR NOT out MATCHES "\nok    p14 ")
+if(NOT rc EQUAL 1 OR NOT failed STREQUAL "\nFAIL  p12" OR NOT n_passed EQUAL 10 OR NOT out MATCHES "\nok    p13 ")
   message(FATAL_ERROR "props --engine llamacpp --level tokens: exit ${rc}, failed [${failed}], ${n_passed} passed; "
-                      "the experiments found: exit 1, only p12 fails, 11 pass, p13 and p14 among them (p7, p10, p11 skipped)")
+                      "the experiments found: exit 1, only p12 fails, 10 pass, p13 among them (p7, p10, p11 skipped)")
 endif()
 foreach(skipped p7 p10)
   if(NOT out MATCHES "SKIP  ${skipped} [^\n]*engine llamacpp has no")

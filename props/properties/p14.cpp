@@ -42,8 +42,8 @@ struct CachedRun {
 };
 
 // Gives the engine back the run's thread count at the end of a case or report, whatever the
-// runs inside set (each sets its own: llama.cpp makes a threadpool per change, so no run gives
-// its count back itself).
+// runs inside set (each run sets its own count and leaves it: fewer changes, which cost an
+// outside engine such as llama.cpp more than a call).
 class RunThreads {
  public:
   explicit RunThreads(EngineUnderTest& e) : e_(e), before_(e.threads()) {}

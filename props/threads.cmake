@@ -3,7 +3,8 @@
 # a ULP drift; the saved case replays to the same report and passes with --inject none; p6 stays
 # green under the fault on one thread and fails on two (--threads 2). With -DMINIGPT, a process
 # engine (which has no thread count) skips p14 with the reason.
-# Run as: cmake -DPROPS=... -DWORK=... [-DMINIGPT=...] -P threads.cmake
+# Its report's lines agree with each other and its JSON (props_report_check, -DCHECK).
+# Run as: cmake -DPROPS=... -DWORK=... [-DMINIGPT=...] [-DCHECK=...] -P threads.cmake
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
 set(failures "")
@@ -41,6 +42,12 @@ if(NOT t1 EQUAL 1 OR NOT t2 EQUAL 2 OR NOT prompts EQUAL 1 OR NOT tokens EQUAL 1
   list(APPEND failures "split-k's case shrank to threads ${t1} and ${t2}, ${prompts} prompts of ${tokens}+ tokens; expected 1 and 2, one prompt of one token")
 endif()
 
+if(CHECK)
+  execute_process(COMMAND ${CHECK} ${WORK}/first RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    list(APPEND failures "props_report_check on split-k's p14 report: exit ${rc}:\n${out}")
+  endif()
+endif()
 run_props(rc out --replay ${WORK}/first/p14.case.json --report-dir ${WORK}/replay)
 file(READ ${WORK}/replay/p14.report.json replayed)
 if(NOT rc EQUAL 1 OR NOT replayed STREQUAL report)

@@ -23,7 +23,7 @@ nlohmann::json case_file_json(const CaseFields& f) {
   const CaseCore& c = f.core;
   nlohmann::json prompts = nlohmann::json::array();
   for (const auto& p : c.prompts) prompts.push_back({{"text", ctx.tokenizer->decode(p)}, {"ids", p}});
-  return {{"property", f.property},
+  nlohmann::json j = {{"property", f.property},
           {"prompts", prompts},
           {"params", {{"seed", c.params.seed}, {"max_new_tokens", c.params.max_new_tokens},
                       {"temperature", c.params.temperature}, {"top_k", c.params.top_k}, {"top_p", c.params.top_p}}},
@@ -36,6 +36,8 @@ nlohmann::json case_file_json(const CaseFields& f) {
           {"level", to_string(run_level())},
           {"arch", f.arch ? nlohmann::json::parse(config_to_json(*f.arch)) : nlohmann::json(nullptr)},
           {"arch_seed", f.arch_seed}, {"coin_seed", f.coin_seed}};
+  if (!f.threads.empty()) j["threads"] = f.threads;  // cases saved before p14 keep their bytes
+  return j;
 }
 
 namespace {
@@ -100,6 +102,7 @@ CaseFields case_fields_from_json(const nlohmann::json& j) {
   if (!j.at("arch").is_null()) f.arch = config_from_json(j.at("arch").dump());
   f.arch_seed = json_u64(j.value("arch_seed", nlohmann::json(0)), "arch_seed");
   f.coin_seed = json_u64(j.value("coin_seed", nlohmann::json(0)), "coin_seed");
+  f.threads = json_ints(j.value("threads", nlohmann::json::array()), "threads");
   check_fields(f);
   return f;
 }

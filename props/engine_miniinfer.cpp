@@ -1,6 +1,8 @@
 // Ours behind EngineUnderTest: every capability (the prefix cache only on the paged layout), and
 // generate() is the engine's own (where faults such as stale-cache live), with the run's backend
 // and fault. --kv-cache chooses the layout; a paged fault chooses the paged one by itself.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "base/error.h"
@@ -13,15 +15,19 @@ namespace {
 
 class MiniInfer final : public EngineUnderTest {
  public:
-  MiniInfer(Engine& engine, Backend backend, Fault fault) : e_(engine), backend_(backend), fault_(fault) {}
+  MiniInfer(Engine& engine, Backend backend, Fault fault)
+      : e_(engine), backend_(backend), fault_(fault), threads_(engine.threads()) {}
   MiniInfer(std::unique_ptr<Engine> owned, Backend backend, Fault fault, nlohmann::json settings)
-      : owned_(std::move(owned)), e_(*owned_), backend_(backend), fault_(fault), settings_(std::move(settings)) {}
+      : owned_(std::move(owned)), e_(*owned_), backend_(backend), fault_(fault), settings_(std::move(settings)),
+        threads_(settings_.value("threads", 1)) {}
 
   std::string name() const override { return "miniinfer"; }
-  // The contiguous layout's settings are those saved before the paged cache existed, so every
-  // saved case still writes and replays the same bytes.
+  // The contiguous layout's settings are those saved before the paged cache existed, and one
+  // thread's those saved before --threads, so every saved case still writes and replays the
+  // same bytes.
   nlohmann::json settings() const override {
     nlohmann::json j = {{"backend", to_string(backend_)}, {"fault", to_string(fault_)}};
+    if (const int threads = settings_.value("threads", 1); threads != 1) j["threads"] = threads;
     if (e_.layout() == KvLayout::Paged)
       j.update({{"kv_cache", "paged"}, {"block_size", settings_.value("block_size", 16)},
                 {"pool_blocks", settings_.value("pool_blocks", 0)}});
@@ -35,10 +41,13 @@ class MiniInfer final : public EngineUnderTest {
                        pool ? fmt::format("{} blocks", pool) : std::string("batch x capacity"),
                        acts_on_paged(fault_) ? "; chosen by the fault, which acts on it" : "");
     }
-    return fmt::format("miniinfer (ours), backend {}, fault {}{}", to_string(backend_), to_string(fault_), kv);
+    return fmt::format("miniinfer (ours), backend {}, fault {}, {} thread{}{}", to_string(backend_), to_string(fault_),
+                       threads_, threads_ == 1 ? "" : "s", kv);
   }
   bool has(Capability c) const override { return c != Capability::PrefixCache || e_.layout() == KvLayout::Paged; }
-  std::string lacks_why() const override { return paged() ? "" : "the prefix cache is the paged layout's: --kv-cache paged"; }
+  std::string lacks_why(Capability c) const override {
+    return c == Capability::PrefixCache && !paged() ? "the prefix cache is the paged layout's: --kv-cache paged" : "";
+  }
   const Config& config() const override { return e_.config(); }
 
   int vocab_size() const override { return e_.vocab_size(); }
@@ -74,6 +83,8 @@ class MiniInfer final : public EngineUnderTest {
   }
   GenerateResult generate(const std::vector<std::vector<int>>& prompts, const GenerateOptions& options) override;
   Fault fault() const override { return fault_; }
+  void set_threads(int threads) override { threads_ = std::max(threads, 1); }
+  int threads() const override { return threads_; }
 
   bool trace_call(Trace* trace, int nth) override {
     trace_ = trace;
@@ -118,10 +129,12 @@ class MiniInfer final : public EngineUnderTest {
 
  private:
   bool paged() const { return e_.layout() == KvLayout::Paged; }
-  // The run's backend and fault, on every call: the Engine may be shared with the reporter.
+  // The run's backend, fault and threads, on every call: the Engine may be shared with the
+  // reporter.
   void arm() {
     e_.set_backend(backend_);
     e_.set_fault(fault_);
+    e_.set_threads(threads_);
   }
   // Every forward call counts down to the one trace_call asked for, which runs with the trace
   // attached (and only that one).
@@ -146,6 +159,7 @@ class MiniInfer final : public EngineUnderTest {
   Backend backend_;
   Fault fault_;
   nlohmann::json settings_ = nlohmann::json::object();  // as made: the paged layout's sizes
+  int threads_ = 1;  // the forward calls' threads: --threads (settings_), or p14's for a run
   Trace* trace_ = nullptr;  // trace_call's: the call countdown_ calls from now
   int countdown_ = 0;
 };
@@ -200,11 +214,15 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json& settings, const Mode
   eo.paged.block_size = settings.value("block_size", eo.paged.block_size);
   eo.paged.pool_blocks = settings.value("pool_blocks", 0);
   eo.paged.placement_seed = settings.value("placement_seed", uint64_t{0});
+  eo.threads = settings.value("threads", 1);
   if (eo.layout == KvLayout::Paged && capacity % eo.paged.block_size != 0)
     fail("--block-size {}: does not divide the {} slots of a sequence", eo.paged.block_size, capacity);
   return std::make_unique<MiniInfer>(std::make_unique<Engine>(model, eo), eo.backend,
                                      fault_from_name(settings.at("fault").get<std::string>()), settings);
 }
+
+// The most threads --threads takes: far past any core count props would be given.
+constexpr int kMaxThreads = 256;
 
 // A number flag's value within lo..hi (the flag table let only digits through).
 int number_in(const std::string& flag, const std::string& text, int lo, int hi) {
@@ -242,6 +260,8 @@ std::string given_or_empty(const RunConfig& run, const char* flag) {
 nlohmann::json settings(const RunConfig& run) {
   const Fault fault = run.inject.empty() ? Fault::None : fault_from_name(run.inject);
   nlohmann::json j = {{"backend", run.backend}, {"fault", run.inject.empty() ? "none" : run.inject}};
+  if (const int threads = number_in("--threads", flag_value(run, "--threads"), 1, kMaxThreads); threads != 1)
+    j["threads"] = threads;
   j.update(layout_settings(flag_value(run, "--kv-cache"), given_or_empty(run, "--block-size"),
                            given_or_empty(run, "--pool-blocks"), fault, run.given.count("--kv-cache") > 0));
   return j;
@@ -253,6 +273,11 @@ nlohmann::json replay(const std::string& path, const nlohmann::json& saved, cons
   const Fault fault = context().fault;
   nlohmann::json j = {{"backend", to_string(context().backend)}, {"fault", to_string(fault)}};
   try {
+    const int threads = run.given.count("--threads") ? number_in("--threads", flag_value(run, "--threads"), 1, kMaxThreads)
+                        : saved.is_object()          ? saved.value("threads", 1)
+                                                     : 1;
+    if (threads < 1 || threads > kMaxThreads) fail("replay {}: engine_settings: threads {} outside 1..{}", path, threads, kMaxThreads);
+    if (threads != 1) j["threads"] = threads;
     if (run.given.count("--kv-cache") || run.given.count("--block-size") || run.given.count("--pool-blocks")) {
       j.update(layout_settings(flag_value(run, "--kv-cache"), given_or_empty(run, "--block-size"),
                                given_or_empty(run, "--pool-blocks"), fault, run.given.count("--kv-cache") > 0));
@@ -322,7 +347,14 @@ const EngineDecl kMiniInfer = {
                        "block size; p11 always runs a pool of 28 slots for 8 sequences of 12)",
                .fallback = "0",
                .number = true,
-               .elsewhere = "the block pool is our paged cache's; {} has none"}},
+               .elsewhere = "the block pool is our paged cache's; {} has none"},
+              {.name = "--threads",
+               .arg = " N",
+               .help = "the threads every forward call runs on (default 1; saved with a case,\n"
+                       "which replays with it); p14 sets its own pair per case",
+               .fallback = "1",
+               .number = true,
+               .elsewhere = "--threads is our engine's; {} takes --llama-threads"}},
     .flag_prefix = nullptr,
     .settings = settings,
     .read_saved = nullptr,

@@ -239,6 +239,11 @@ class ProcessEngine final : public EngineUnderTest {
     return (c == Capability::KvRows && kv_rows_) || (c == Capability::Trace && trace_ok_) ||
            (c == Capability::PrefixCache && prefix_block_ > 0);
   }
+  std::string lacks_why(Capability c) const override {
+    return c == Capability::Threads ? "the protocol has no command that sets a thread count (docs/protocol.md): the "
+                                      "process runs on the threads it chose itself"
+                                    : "";
+  }
   const Config& config() const override { return config_; }
   int vocab_size() const override { return config_.vocab_size; }
   int batch() const override { return batch_; }

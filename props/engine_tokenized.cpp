@@ -33,7 +33,8 @@ class TokenizedEngine final : public EngineUnderTest {
         inner_->describe(), longest_);
   }
   bool has(Capability) const override { return false; }
-  std::string lacks_why() const override {
+  std::string lacks_why(Capability c) const override {
+    if (c == Capability::Threads) return inner_->lacks_why(c);
     return "a tokenize engine's K/V rows and trace are in its own positions, withheld";
   }
   const Config& config() const override { return config_; }

@@ -13,7 +13,7 @@ const char* to_string(Capability c) {
     case Capability::Faults: return "fault injection";
     case Capability::Architectures: return "engines for random architectures";
     case Capability::PrefixCache: return "prefix cache (submit reports the tokens it reused)";
-    case Capability::Threads: return "a settable thread count";
+    case Capability::Threads: return "settable thread count";
   }
   return "?";
 }

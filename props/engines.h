@@ -96,9 +96,9 @@ class EngineUnderTest {
 
   // The active fault (Fault::None on an engine without the capability).
   virtual Fault fault() const { return Fault::None; }
-  // Why it lacks the capabilities it lacks, when there is more to say than that it does: a skip
-  // line ends with it ("" by default).
-  virtual std::string lacks_why() const { return ""; }
+  // Why it lacks capability `c`, when there is more to say than that it does: a skip line ends
+  // with it ("" by default).
+  virtual std::string lacks_why(Capability /*c*/) const { return ""; }
 
   // Capability Trace: records the nth forward call from now (0: the next one, counting
   // generate()'s calls too) into `trace`: call = trace->calls, then ++trace->calls. Each row

@@ -204,8 +204,15 @@ class LlamaSubject final : public EngineUnderTest {
                        settings_.prefix_reuse ? "on" : "off", settings_.fragment.text());
   }
   bool has(Capability c) const override {
-    return c == Capability::Trace || (c == Capability::PrefixCache && settings_.prefix_reuse);
+    return c == Capability::Trace || c == Capability::Threads || (c == Capability::PrefixCache && settings_.prefix_reuse);
   }
+  // p14's thread counts; the settings (and so a saved case) keep --llama-threads.
+  void set_threads(int threads) override {
+    if (threads == threads_) return;
+    e_->set_threads(threads);
+    threads_ = threads;
+  }
+  int threads() const override { return threads_; }
   const Config& config() const override { return config_; }
 
   int vocab_size() const override { return e_->vocab_size(); }
@@ -434,6 +441,7 @@ class LlamaSubject final : public EngineUnderTest {
   Config config_;
   int batch_;
   std::unique_ptr<LlamaCppCalls> e_;
+  int threads_ = settings_.threads;  // the calls' threads now
   std::vector<std::vector<int>> tokens_;  // (batch) the tokens each sequence's cells hold
   std::vector<bool> retained_;            // (batch) freed, its cells kept for a later submit
   bool ballast_pending_ = false;          // reorder: the ballast goes after the next cached call

@@ -18,7 +18,9 @@ ids() { grep -oE "^$1 +p[0-9]+" "$2" | awk '{print $2}' | sort; }
 
 for level in bits tokens; do
   flags=(--engine llamacpp --gguf minigpt.gguf)
-  [ "$level" == tokens ] && flags+=(--level tokens --rc-max-success=10)
+  # (p14 left out at the tokens level: its 20 cases run llama.cpp on up to 4 spinning threads,
+  # 105 s on 2 busy cores; at the bits level it fails, expected, in its first cases.)
+  [ "$level" == tokens ] && flags+=(--level tokens --rc-max-success=10 "~[p14]")
   "$props" --rc-seed=1 "${flags[@]}" --report-dir "reports-$level" >"$level.log" 2>&1
   status=$?
   check "$level: props ${flags[*]} exits 0" "$([ $status -eq 0 ]; echo $?)" "$level.log"

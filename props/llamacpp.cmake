@@ -6,7 +6,9 @@
 # runs on llama.cpp's logits alone) by the level, as it checks bits only. p13 runs (llama.cpp
 # reuses prefixes by default, experiments/25-llamacpp-serving) and passes at this level. Then
 # replays of committed counterexamples of experiments 23 and 25, which must fail again with the
-# same reports.
+# same reports. p14 is left out ("~[p14]"): its cases run llama.cpp on up to 4 threads, whose
+# spinning workers make a call take seconds on a 2-core machine; props_expected_llamacpp runs it
+# (bits: an expected failure, found within the first cases).
 file(REMOVE_RECURSE ${WORK})
 execute_process(COMMAND ${MINIGPT} export-gguf --out ${GGUF} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(NOT rc EQUAL 0)
@@ -15,7 +17,7 @@ endif()
 
 # (--no-expected: this checks the findings themselves; props_expected_llamacpp checks them expected.)
 execute_process(COMMAND ${PROPS} --rc-seed=1 --rc-max-success=10 --engine llamacpp --gguf ${GGUF} --level tokens
-                        --no-expected --report-dir ${WORK}/short
+                        --no-expected --report-dir ${WORK}/short "~[p14]"
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 message(STATUS "${out}")
 string(REGEX MATCHALL "\nFAIL  p[0-9]+" failed "${out}")

@@ -85,7 +85,7 @@ void check_rc_params(const std::string& params) {
 void check_replay_flags(const CommandLine& cl) {
   static const std::set<std::string> used = {"--replay", "--model",  "--engine", "--level",
                                              "--backend", "--inject", "--gguf",   "--report-dir",
-                                             "--kv-cache", "--block-size", "--pool-blocks"};
+                                             "--kv-cache", "--block-size", "--pool-blocks", "--threads"};
   for (const std::string& flag : cl.config.given)
     if (!used.count(flag)) fail("{}: --replay re-runs one saved case, as it was saved; it takes no {}", flag, flag);
   if (cl.catch_args.size() > 1)

@@ -13,11 +13,14 @@ const Property* find_property(std::string_view id) {
 }
 
 std::string Property::skip_reason(const EngineUnderTest& engine) const {
-  std::string missing;
-  for (Capability c : info_.needs)
-    if (!engine.has(c)) missing += (missing.empty() ? "" : ", ") + std::string(to_string(c));
+  std::string missing, why;
+  for (Capability c : info_.needs) {
+    if (engine.has(c)) continue;
+    missing += (missing.empty() ? "" : ", ") + std::string(to_string(c));
+    const std::string w = engine.lacks_why(c);
+    if (!w.empty() && why.find(w) == std::string::npos) why += (why.empty() ? "" : "; ") + w;
+  }
   if (missing.empty()) return "";
-  const std::string why = engine.lacks_why();
   return "engine " + engine.name() + " has no " + missing + (why.empty() ? "" : ": " + why);
 }
 

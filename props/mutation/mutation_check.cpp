@@ -101,6 +101,10 @@ const std::vector<Site>& documented_sites() {
       // Identical logits, a different coin: the sampler. A coin of the step before draws another
       // token only where the two coins fall on two sides of an edge: 4 draws at seed 1.
       {Fault::StaleCoin, kNoLayer, {"sampler"}, "gross", 0, 0, 4},
+      // Above one thread the cached fc_out product adds one partial sum per thread: layer 0's MLP
+      // output drifts by a few ULP. p1..p13 run on one thread (--threads), where it does not act;
+      // p14 draws two counts, and shrinks to "I" on 1 and 2 threads.
+      {Fault::SplitK, 0, {"mlp"}, "ulp-drift"},
       // The paged cache's faults (--inject picks the paged layout). p11's pool check
       // (PagedKvCache::check) or its model of prefix hits sees most before any row is read.
       // A key short of its last token: a prompt differing there hits the block and reads its K.

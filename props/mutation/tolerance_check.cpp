@@ -269,6 +269,7 @@ int main(int argc, char** argv) {
     const auto prompts = fixed_prompts(tok);
     EngineOptions eo;
     eo.batch = 4;
+    eo.threads = 2;  // split-k acts above one thread only; any count gives the model's bytes
     Engine engine(model, eo);
     std::printf("tolerance_check: model %s; %zu prompts (%zu to %zu tokens), greedy, %d new tokens\n",
                 label.c_str(), prompts.size(), prompts[1].size(), prompts.back().size(), kNewTokens);

@@ -86,6 +86,7 @@ Target P10::target(const ArchCase& c) const {
   EngineOptions eo;
   eo.backend = ctx.backend;
   eo.batch = kBatch;
+  eo.threads = ctx.subject->threads();
   // On the paged cache as the subject is (a paged fault acts only there), with its block size
   // where it divides the architecture's positions.
   if (ctx.subject->has(Capability::PrefixCache)) {

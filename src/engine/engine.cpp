@@ -465,7 +465,10 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
     if (trace_) record_rows(TraceKind::Ln2, segs, l, ln_.data(), D);
     linear(h_.data(), ln_.data(), w.fc_in, N, library);
     in_chunks(pool, N * F, 16, [&](int i0, int i1) { gelu_forward(h_.data() + i0, h_.data() + i0, i1 - i0); });
-    linear(y_.data(), h_.data(), w.fc_out, N, library);
+    if (const int parts = var.fc_out_k_parts(threads_); parts > 1 && !library)
+      split_k_matmul(y_.data(), h_.data(), w.fc_out.weight, w.fc_out.bias, N, w.fc_out.C, w.fc_out.OC, parts);
+    else
+      linear(y_.data(), h_.data(), w.fc_out, N, library);
     if (trace_) record_rows(TraceKind::Mlp, segs, l, y_.data(), D);
     add_residual(x_.data(), y_.data(), N * D);
 

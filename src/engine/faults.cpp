@@ -245,6 +245,15 @@ struct StaleCoin final : Variation {
   bool stale_coin() const override { return true; }
 };
 
+struct SplitK final : Variation {
+  static constexpr const char* kName = "split-k";
+  static constexpr const char* kImitates =
+      "a split-k GEMV that gives each thread a slice of the reduction and adds the partial sums, so the bytes depend on the thread count";
+  static constexpr const char* kDescription =
+      "with more than one thread, the cached path's fc_out product sums one k part per thread and adds the parts";
+  int fc_out_k_parts(int threads) const override { return threads; }
+};
+
 // ---- the paged cache's faults (PagedKvCache asks these points) ----
 
 struct PrefixHashShort final : Variation {
@@ -333,6 +342,7 @@ constexpr std::array kFaults = {
     declared<LayerNormOrder>(Fault::LayerNormOrder),
     declared<LogitsRow>(Fault::LogitsRow),
     declared<StaleCoin>(Fault::StaleCoin),
+    declared<SplitK>(Fault::SplitK),
     declared<PrefixHashShort>(Fault::PrefixHashShort),
     declared<CowMissing>(Fault::CowMissing),
     declared<RefcountShort>(Fault::RefcountShort),
@@ -376,6 +386,24 @@ bool acts_on_paged(Fault fault) {
 
 bool acts_on_contiguous_only(Fault fault) {
   return fault == Fault::StaleCache || fault == Fault::TruncateStale || fault == Fault::ForkShallow;
+}
+
+void split_k_matmul(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC,
+                    int parts) {
+  std::vector<float> partial(static_cast<size_t>(parts));
+  for (int t = 0; t < T; ++t)
+    for (int o = 0; o < OC; ++o) {
+      const float* x = inp + static_cast<size_t>(t) * C;
+      const float* w = weight + static_cast<size_t>(o) * C;
+      for (int p = 0; p < parts; ++p) {
+        float sum = 0.0f;
+        for (int k = C * p / parts; k < C * (p + 1) / parts; ++k) sum += x[k] * w[k];
+        partial[static_cast<size_t>(p)] = sum;
+      }
+      float y = bias ? bias[o] : 0.0f;
+      for (float part : partial) y += part;
+      out[static_cast<size_t>(t) * OC + o] = y;
+    }
 }
 
 Fault fault_from_name(std::string_view name) {

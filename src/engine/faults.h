@@ -39,6 +39,7 @@ enum class Fault {
   LayerNormOrder,  // decode's block LayerNorms sum mean and variance from the last index back
   LogitsRow,       // a ragged batched call takes each chunk's logits row at the first chunk's length
   StaleCoin,       // the cached loop draws step s's token with step s-1's coin
+  SplitK,          // with more than one thread, the cached fc_out product sums one k part per thread
   // Faults of the paged cache (paged_cache.h); they act on the paged layout only:
   PrefixHashShort,     // a block's prefix-cache key covers its first block_size - 1 tokens
   CowMissing,          // the first write into a shared or registered block writes in place
@@ -63,6 +64,11 @@ bool acts_on_paged(Fault fault);
 // Whether the fault overrides the contiguous cache's own operations (start_request, truncate,
 // fork on a KvCache): those have nothing to act on in the paged cache.
 bool acts_on_contiguous_only(Fault fault);
+// The split-k fault's product: out (T, OC) = inp (T, C) times weight (OC, C, row-major)
+// transposed, plus bias, each output's k reduction cut into `parts` contiguous parts that are
+// summed one by one and then added in part order (what a split-k GEMV kernel does).
+void split_k_matmul(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC,
+                    int parts);
 // Throws Error "unknown fault 'x' (known: none, cursor-off-by-one, ...)".
 Fault fault_from_name(std::string_view name);
 

@@ -29,6 +29,7 @@ std::string first_detection(const Model& model, Fault fault) {
   o.return_logits = true;
   o.fault = fault;
   Engine engine(model, {Backend::Invariant, 2, 0, Fault::None, KvLayout::Contiguous, {}});
+  engine.set_threads(2);  // split-k acts on more than one thread only
   o.cache = false;
   const GenerateResult reference = generate(engine, prompts, o);
   o.cache = true;
@@ -237,6 +238,8 @@ std::vector<std::string> deviations(const Variation& v) {
     if (v.reversed_layernorm(all_decode) != m.reversed_layernorm(all_decode)) points.insert("layernorm order");
   }
   if (v.stale_coin() != m.stale_coin()) points.insert("stale coin");
+  for (int threads = 1; threads <= 4; ++threads)
+    if (v.fc_out_k_parts(threads) != m.fc_out_k_parts(threads)) points.insert("fc_out k parts");
   auto differ = [&](auto op) { return after([&](KvCache& c) { op(v, c); }) != after([&](KvCache& c) { op(m, c); }); };
   if (differ([](const Variation& x, KvCache& c) { x.start_request(c, 1); })) points.insert("start request");
   if (differ([](const Variation& x, KvCache& c) { x.truncate(c, 1, 1); })) points.insert("truncate");
@@ -256,7 +259,7 @@ std::vector<std::string> deviations(const Variation& v) {
 }  // namespace
 
 TEST_CASE("fault names round-trip, each has a description, and an unknown name lists the known ones") {
-  CHECK(all_faults().size() == 30);
+  CHECK(all_faults().size() == 31);
   for (Fault f : all_faults()) {
     CHECK(fault_from_name(to_string(f)) == f);
     CHECK(std::string(describe(f)).size() > 10);
@@ -378,4 +381,32 @@ TEST_CASE("a paged fault needs the paged layout, and a fault of the contiguous c
   }
   CHECK(acts_on_paged(Fault::CowMissing));
   CHECK(!acts_on_paged(Fault::ChunkMask));
+}
+
+TEST_CASE("split-k acts on the cached path above one thread only, and its bytes depend on the thread count") {
+  const Config c = make_config(97, 32, 3, 4, 64, 64);
+  const Model model = random_model(c, 23);
+  Rng rng(5);
+  const auto tokens = random_tokens(rng, 12, c.vocab_size);
+  Engine clean(model, {Backend::Invariant, 1, 0, Fault::None, KvLayout::Contiguous, {}, 1});
+  const auto expected = clean.forward_cached(0, tokens, true);
+  std::vector<std::vector<float>> got;
+  for (int threads = 1; threads <= 4; ++threads) {
+    Engine faulty(model, {Backend::Invariant, 1, 0, Fault::SplitK, KvLayout::Contiguous, {}, threads});
+    INFO("threads " << threads);
+    CHECK(same_bytes(faulty.forward_uncached(tokens, true), clean.forward_uncached(tokens, true)));
+    got.push_back(faulty.forward_cached(0, tokens, true));
+    CHECK(same_bytes(got.back(), expected) == (threads == 1));
+  }
+  CHECK(!same_bytes(got[1], got[2]));  // 2 and 3 parts: another order again
+}
+
+TEST_CASE("split_k_matmul in one part is the plain dot product, and adds its parts in part order") {
+  const float x[] = {1.0f, 1e8f, -1e8f, 1.0f};
+  const float w[] = {1.0f, 1.0f, 1.0f, 1.0f};
+  float one = 0.0f, two = 0.0f;
+  split_k_matmul(&one, x, w, nullptr, 1, 4, 1, 1);  // ((1 + 1e8) - 1e8) + 1: the first 1 is lost
+  split_k_matmul(&two, x, w, nullptr, 1, 4, 1, 2);  // (1 + 1e8) + (-1e8 + 1): both are
+  CHECK(one == 1.0f);
+  CHECK(two == 0.0f);
 }

@@ -72,6 +72,9 @@ class Variation {
   // The row of its segment whose residual stream gives a segment's logits (asked with the
   // segment's first row): its last. The engine keeps the answer inside the call's rows.
   virtual int logits_row(const RowSite& r) const { return r.seg_n - 1; }
+  // How many parts the fc_out product's k reduction is split into on `threads` threads, each
+  // summed alone and then added: one, the kernel's own order, whatever the thread count.
+  virtual int fc_out_k_parts(int /*threads*/) const { return 1; }
   // The sampler (generate's cached loop and the reporter's replay of it): whether a draw at
   // step s > 0 uses the coin of step s - 1 instead of its own.
   virtual bool stale_coin() const { return false; }

@@ -80,6 +80,8 @@ class LlamaCppCalls {
   virtual void fork(int src, int dst, int prefix_len) = 0;
   virtual void remove(int seq, int p0, int p1) = 0;
   virtual void set_trace(LlamaTrace* trace) = 0;
+  // The threads of every later call (llama_set_n_threads, and a threadpool of that size).
+  virtual void set_threads(int threads) = 0;
 };
 
 class LlamaCpp final : public LlamaCppCalls {
@@ -95,7 +97,7 @@ class LlamaCpp final : public LlamaCppCalls {
   int n_seq() const override { return options_.n_seq; }
   int capacity() const override { return options_.capacity; }
   int cursor(int seq) const override;
-  void set_threads(int threads);
+  void set_threads(int threads) override;
 
   // Full recompute: a fresh memory and one batch at positions 0..T-1. logits: (T, V) if
   // all_rows, else (V) for the last position.

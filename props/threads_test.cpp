@@ -32,7 +32,7 @@ nlohmann::json p14_case(const std::vector<int>& threads) {
 
 }  // namespace
 
-TEST_CASE("--threads: our engine's settings name a count other than 1, and the engine runs on it", "[threads]") {
+TEST_CASE("props --threads: our engine's settings name a count other than 1, and the engine runs on it", "[threads]") {
   CHECK(find_engine("miniinfer")->settings(RunConfig{}) == nlohmann::json{{"backend", "invariant"}, {"fault", "none"}});
   CHECK(with_threads("1") == nlohmann::json{{"backend", "invariant"}, {"fault", "none"}});
   const nlohmann::json three = with_threads("3");

@@ -65,14 +65,16 @@ Slots run_paths(const Model& model, const std::vector<int>& prompt, Fault fault)
   const Config& c = model.config;
   const size_t V = static_cast<size_t>(c.vocab_size), d = static_cast<size_t>(c.d_head());
   Slots out;
-  Engine a(model, {Backend::Invariant, 1, 0, fault, KvLayout::Contiguous, {}});
+  // Thread counts pinned, so the files do not depend on the machine's cores: the cached path on
+  // 2 threads (where a thread-count fault such as split-k acts), full recompute on 1.
+  Engine a(model, {Backend::Invariant, 1, 0, fault, KvLayout::Contiguous, {}, 2});
   const std::vector<float> prefill = a.forward_cached(0, prompt);  // slots 0 and 1, one pass
   const int token = sample(prefill, SamplerOptions{}, 0.0f);       // greedy, ties to the lowest id
   a.forward_cached(0, std::vector<int>{token});                    // the decode step writes slot 2
   out.tokens = prompt;
   out.tokens.push_back(token);
 
-  Engine b(model, {});
+  Engine b(model, {Backend::Invariant, 1, 0, Fault::None, KvLayout::Contiguous, {}, 1});
   KvRows kv;
   const std::vector<float> full = b.forward_uncached(out.tokens, true, &kv);
   out.logits_agree = !lab::first_byte_difference(prefill, std::span(full).subspan(V, V));

@@ -10,6 +10,7 @@
 #include "base/rng.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
+#include "decode_rounds.h"
 #include "shipped_shape.h"
 #include "benchmark_main.h"
 
@@ -23,12 +24,7 @@ const Model& model_of_shipped_shape() {
   return model;
 }
 
-std::vector<int> tokens(int n, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int> t(static_cast<size_t>(n));
-  for (int& x : t) x = static_cast<int>(rng.below(900));
-  return t;
-}
+std::vector<int> tokens(int n, uint64_t seed) { return random_tokens(n, 900, seed); }
 
 void BM_cached_decode(benchmark::State& state) {
   const int B = static_cast<int>(state.range(0)), prompt = 16, steps = 64;
@@ -66,21 +62,7 @@ void BM_long_decode(benchmark::State& state) {
   o.paged.placement_seed = 5;  // blocks scattered over the pool
   o.threads = 1;
   Engine engine(model_of_shipped_shape(), o);
-  engine.forward_cached(0, tokens(context, 3));
-  const std::vector<int> feed = tokens(steps, 98), seqs = {0};
-  std::vector<float> logits(900);
-  int step = 0;
-  for (auto _ : state) {
-    engine.decode(seqs, std::span(feed).subspan(static_cast<size_t>(step), 1), logits);
-    benchmark::DoNotOptimize(logits.data());
-    if (++step == steps) {
-      state.PauseTiming();
-      engine.truncate(0, context);
-      step = 0;
-      state.ResumeTiming();
-    }
-  }
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  time_decode_rounds(state, engine, context, steps);
 }
 
 // The same with the matmul held to its 8-lane tiles (on a CPU with AVX-512F the others run 16).

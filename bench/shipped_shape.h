@@ -28,16 +28,7 @@ inline Model shipped_shape_model() {
   return random_model(c);
 }
 
-inline Model gpt2_small_shape_model() {
-  Config c;
-  c.vocab_size = 50257;
-  c.d_model = 768;
-  c.n_layer = 12;
-  c.n_head = 12;
-  c.d_ff = 3072;
-  c.max_seq_len = 1024;
-  return random_model(c);
-}
+inline Model gpt2_small_shape_model() { return random_model(gpt2_small_config()); }
 
 // n token ids below `vocab`, from Rng(seed).
 inline std::vector<int> random_tokens(int n, int vocab, uint64_t seed) {

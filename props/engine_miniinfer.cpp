@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "base/error.h"
+#include "base/threads.h"
 #include "props/context.h"
 #include "props/engine_registry.h"
 #include "props/scenario.h"
@@ -220,9 +221,6 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json& settings, const Mode
   return std::make_unique<MiniInfer>(std::make_unique<Engine>(model, eo), eo.backend,
                                      fault_from_name(settings.at("fault").get<std::string>()), settings);
 }
-
-// The most threads --threads takes: far past any core count props would be given.
-constexpr int kMaxThreads = 256;
 
 // A number flag's value within lo..hi (the flag table let only digits through).
 int number_in(const std::string& flag, const std::string& text, int lo, int hi) {

@@ -37,8 +37,8 @@ TEST_CASE("props --threads: our engine's settings name a count other than 1, and
   CHECK(with_threads("1") == nlohmann::json{{"backend", "invariant"}, {"fault", "none"}});
   const nlohmann::json three = with_threads("3");
   CHECK(three == nlohmann::json{{"backend", "invariant"}, {"fault", "none"}, {"threads", 3}});
-  CHECK_THROWS_WITH(with_threads("0"), "--threads: 0 is outside 1..256");
-  CHECK_THROWS_WITH(with_threads("257"), "--threads: 257 is outside 1..256");
+  CHECK_THROWS_WITH(with_threads("0"), "--threads: 0 is outside 1..1024");
+  CHECK_THROWS_WITH(with_threads("1025"), "--threads: 1025 is outside 1..1024");
 
   const Model model = init_model(testing::make_config(16, 32, 2, 2, 64, 32), testing::made_up_vocab(16), 7);
   const auto e = find_engine("miniinfer")->make(three, model, 2, 32);

@@ -39,6 +39,7 @@
 #include "../peak.h"
 #include "base/error.h"
 #include "base/exit_status.h"
+#include "base/machine.h"
 #include "base/rng.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
@@ -100,13 +101,6 @@ struct ByteCheck {
       differing.push_back(what);
   }
 };
-
-std::string load_average() {
-  std::ifstream f("/proc/loadavg");
-  std::string one, five, fifteen;
-  f >> one >> five >> fifteen;
-  return one + " " + five + " " + fifteen;
-}
 
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);
@@ -444,18 +438,7 @@ struct Rss {
 };
 Rss rss_now() {
   malloc_trim(0);  // what the heap holds free goes back to the system first
-  std::ifstream f("/proc/self/status");
-  Rss r;
-  for (std::string line; std::getline(f, line);) {
-    std::istringstream in(line);
-    std::string name;
-    double kib = 0;
-    in >> name >> kib;
-    if (name == "VmRSS:") r.total = kib / 1024;
-    if (name == "RssAnon:") r.anon = kib / 1024;
-    if (name == "RssFile:") r.file = kib / 1024;
-  }
-  return r;
+  return {process_status_mib("VmRSS"), process_status_mib("RssAnon"), process_status_mib("RssFile")};
 }
 
 void print_rss_row(const char* engine, const std::string& what, const Rss& before, const Rss& after) {

@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,6 +19,7 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "base/exit_status.h"
+#include "base/machine.h"
 #include "corpus/tokenizer.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
@@ -37,18 +37,6 @@ constexpr const char* kPrompt = "<bos> the car";
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// A field of /proc/self/status in MB (VmRSS: resident now, VmHWM: the peak so far).
-double status_mb(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  std::string key;
-  long kb = 0;
-  while (in >> key) {
-    if (key == field + ":" && in >> kb) return static_cast<double>(kb) / 1024.0;
-    in.ignore(1 << 10, '\n');
-  }
-  return 0.0;
 }
 
 struct Diff {
@@ -128,13 +116,13 @@ int run(const std::string& model_path, const std::string& gguf, const std::strin
   start = std::chrono::steady_clock::now();
   Engine ours(model);
   const double engine_s = seconds_since(start);
-  const double rss_mb = status_mb("VmRSS");
+  const double rss_mb = process_status_mib("VmRSS");
   const Config& c = model.config;
   std::printf("model %s: V %d, D %d, L %d, H %d, F %d, max_seq_len %d; %lld parameters\n", model_path.c_str(),
               c.vocab_size, c.d_model, c.n_layer, c.n_head, c.d_ff, c.max_seq_len,
               static_cast<long long>(parameter_count(c)));
   std::printf("ours: read in %.2f s, engine built in %.2f s; resident %.0f MB (peak %.0f MB)\n", read_s,
-              engine_s, rss_mb, status_mb("VmHWM"));
+              engine_s, rss_mb, process_status_mib("VmHWM"));
   results["model"] = {{"config", nlohmann::json::parse(config_to_json(c))},
                       {"parameters", parameter_count(c)}};
   results["ours"] = {{"read_seconds", read_s}, {"engine_seconds", engine_s}, {"resident_mb", rss_mb}};
@@ -151,14 +139,14 @@ int run(const std::string& model_path, const std::string& gguf, const std::strin
   ordered_json checks = ordered_json::array();
   for (KvType kv : {KvType::F16, KvType::F32}) {
     const LogitTolerance tol = logit_tolerance(model, kv);
-    const double rss_before = status_mb("VmRSS");
+    const double rss_before = process_status_mib("VmRSS");
     start = std::chrono::steady_clock::now();
     LlamaCpp llama(gguf, {.kv_type = kv});
     const double load_s = seconds_since(start);
     std::printf("llama.cpp, %s KV cache: loaded in %.2f s, %.0f MB more resident\n", to_string(kv), load_s,
-                status_mb("VmRSS") - rss_before);
+                process_status_mib("VmRSS") - rss_before);
     results[std::string("llamacpp_") + to_string(kv)] = {
-        {"load_seconds", load_s}, {"added_resident_mb", status_mb("VmRSS") - rss_before}};
+        {"load_seconds", load_s}, {"added_resident_mb", process_status_mib("VmRSS") - rss_before}};
     const std::string kv_name = std::string(", ") + to_string(kv) + " KV";
     Diff recompute, cached, full;
     recompute.add(ours_greedy, llama.forward_uncached(g.tokens, true));

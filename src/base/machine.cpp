@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -189,6 +190,26 @@ std::vector<std::string> machine_differences(const Machine& recorded, const Mach
   text("ggml_build", recorded.ggml_build, here.ggml_build);
   text("ggml_cpu_variant", recorded.ggml_cpu_variant, here.ggml_cpu_variant);
   return out;
+}
+
+std::string load_average() {
+  try {
+    const std::string text = read_file("/proc/loadavg");
+    return text.substr(0, text.find(' ', text.find(' ', text.find(' ') + 1) + 1));
+  } catch (const Error&) {
+    return "unknown";
+  }
+}
+
+double process_status_mib(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  long kib = 0;
+  while (in >> key) {
+    if (key == field + ":" && in >> kib) return static_cast<double>(kib) / 1024.0;
+    in.ignore(1 << 10, '\n');
+  }
+  return 0.0;
 }
 
 }  // namespace miniinfer

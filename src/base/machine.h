@@ -45,4 +45,10 @@ Machine machine_from_json(const nlohmann::json& j);
 // "cpu: Intel Xeon when recorded, AMD EPYC here", "isa: avx512f only here". Empty: the same.
 std::vector<std::string> machine_differences(const Machine& recorded, const Machine& here);
 
+// What the machine is doing now, for the timings that quote it: /proc/loadavg's 1, 5 and
+// 15 minute averages ("1.19 1.86 2.53", or "unknown"), and a field of /proc/self/status in MiB
+// ("VmRSS", "VmHWM", "RssAnon", "RssFile"; 0 if the file or the field is missing).
+std::string load_average();
+double process_status_mib(const std::string& field);
+
 }  // namespace miniinfer

@@ -20,8 +20,8 @@ int resolve_threads(int requested) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (s.empty() || used != s.size() || n < 1 || n > 1024)
-      fail("MINIINFER_THREADS='{}': not a thread count (1 to 1024)", s);
+    if (s.empty() || used != s.size() || n < 1 || n > kMaxThreads)
+      fail("MINIINFER_THREADS='{}': not a thread count (1 to {})", s, kMaxThreads);
     return static_cast<int>(n);
   }
   const unsigned hw = std::thread::hardware_concurrency();

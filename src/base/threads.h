@@ -5,6 +5,10 @@
 
 namespace miniinfer {
 
+// The most threads the engine takes, from a flag or MINIINFER_THREADS: far past any core count
+// it would be given, and below what a typo (5000) asks for.
+inline constexpr int kMaxThreads = 1024;
+
 // `requested` if > 0; else MINIINFER_THREADS if set (a positive decimal, or Error naming the
 // variable and its value); else std::thread::hardware_concurrency() (1 if unknown). Throws
 // Error for a negative request.

@@ -46,7 +46,8 @@ inline constexpr const char* kThreadsFlagHelp =
 // any model is read.
 inline int threads_flag(const Args& args) {
   const int n = args.get_int("threads", 0);
-  if (args.has("threads") && (n < 1 || n > 1024)) fail("flag --threads: {} is not a thread count (1 to 1024)", n);
+  if (args.has("threads") && (n < 1 || n > kMaxThreads))
+    fail("flag --threads: {} is not a thread count (1 to {})", n, kMaxThreads);
   return resolve_threads(n);
 }
 

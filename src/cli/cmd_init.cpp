@@ -42,20 +42,8 @@ struct Preset {
   Config config;  // vocab_size 0 stands for the grammar's own
 };
 
-Config gpt2_small() {
-  Config c;
-  c.vocab_size = 50257;
-  c.d_model = 768;
-  c.n_layer = 12;
-  c.n_head = 12;
-  c.d_ff = 3072;
-  c.max_seq_len = 1024;
-  c.train_ctx = 1024;
-  return c;
-}
-
 const std::vector<Preset>& presets() {
-  static const std::vector<Preset> all = {{"minigpt", Config{}}, {"gpt2-small", gpt2_small()}};
+  static const std::vector<Preset> all = {{"minigpt", Config{}}, {"gpt2-small", gpt2_small_config()}};
   return all;
 }
 

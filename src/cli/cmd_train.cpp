@@ -14,6 +14,7 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "base/exit_status.h"
+#include "base/machine.h"
 #include "base/sha256.h"
 #include "cli/command.h"
 #include "corpus/grammar.h"
@@ -79,15 +80,6 @@ train::TrainOptions options_from(const Args& args) {
   o.eval_every = args.get_int("eval-every", o.eval_every);
   o.threads = args.get_int("threads", o.threads);
   return o;
-}
-
-std::string load_average() {
-  try {
-    std::string text = read_file("/proc/loadavg");
-    return text.substr(0, text.find(' ', text.find(' ', text.find(' ') + 1) + 1));
-  } catch (const Error&) {
-    return "unknown";
-  }
 }
 
 std::string utc_now() {

@@ -260,6 +260,7 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, 
       causal = causal && read == SlotsRead{s.pos0 + i + 1, l, s.seq};
     }
     const Numerics num = var.attention_numerics(site);
+    row_nums_[static_cast<size_t>(s.row0)] = num;  // the trace's, below
     // The kernel is chosen by the rows alone, never by whether a trace is attached or by the
     // thread count: the trace watches the computation the untraced run makes. Many rows at
     // consecutive positions under the causal mask, in float (an uncached pass or a prefill
@@ -276,7 +277,7 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, 
   }
   attend_rows(store, work);
   for (const Segment& s : segs) {
-    if (trace_) record_attention(s, l, store, var.attention_numerics(segment_site(call, s)));
+    if (trace_) record_attention(s, l, store, row_nums_[static_cast<size_t>(s.row0)]);
     if (trace_ && trace_->cache_reads) record_cache_reads(s, l, store, reads_[static_cast<size_t>(s.row0 + s.n - 1)]);
   }
 }

@@ -58,6 +58,18 @@ Weights make_weights(const Config& c) {
   return w;
 }
 
+Config gpt2_small_config() {
+  Config c;
+  c.vocab_size = 50257;
+  c.d_model = 768;
+  c.n_layer = 12;
+  c.n_head = 12;
+  c.d_ff = 3072;
+  c.max_seq_len = 1024;
+  c.train_ctx = 1024;
+  return c;
+}
+
 Model init_model(const Config& config, std::vector<std::string> vocab, uint64_t seed) {
   config.validate();
   if (static_cast<int>(vocab.size()) != config.vocab_size)

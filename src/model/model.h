@@ -65,6 +65,10 @@ void check_weights(const Weights& weights, const Config& config);
 // Zero-filled weights of the right shapes for `config` (LayerNorm weights too: callers fill).
 Weights make_weights(const Config& config);
 
+// GPT-2 small's shape (`minigpt init --preset gpt2-small`, the scale benchmarks): vocab_size
+// 50257, d_model 768, n_layer 12, n_head 12, d_ff 3072, max_seq_len and train_ctx 1024.
+Config gpt2_small_config();
+
 // A randomly initialized model in the real shapes: N(0, 0.02) matrices (Irwin-Hall normal
 // from our own Rng), zero biases, LayerNorm weight 1 and bias 0; output projections
 // (o_proj, fc_out) scaled by 1/sqrt(2L) as in GPT-2. Deterministic in (config, seed).

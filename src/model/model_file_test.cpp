@@ -259,14 +259,8 @@ TEST_CASE("write_model and read_model go through a file; its sha256 is the bytes
 // stay quick: a 154 MB embedding, and a header of about 950 KB holding the 50,257-token
 // vocabulary, which ends in reserved "<unused_ID>" tokens as init pads it.
 TEST_CASE("a model of GPT-2 small's widths (one layer) round-trips through a file bit for bit", "[model_file][scale]") {
-  Config c;
-  c.vocab_size = 50257;
-  c.d_model = 768;
+  Config c = gpt2_small_config();
   c.n_layer = 1;
-  c.n_head = 12;
-  c.d_ff = 3072;
-  c.max_seq_len = 1024;
-  c.train_ctx = 1024;
   std::vector<std::string> vocab = {"<bos>", ".", "I"};
   while (static_cast<int>(vocab.size()) < c.vocab_size) vocab.push_back("<unused_" + std::to_string(vocab.size()) + ">");
   const Model m = init_model(c, vocab, 5);

@@ -45,7 +45,14 @@ class MiniInfer final : public EngineUnderTest {
     return fmt::format("miniinfer (ours), backend {}, fault {}, {} thread{}{}", to_string(backend_), to_string(fault_),
                        threads_, threads_ == 1 ? "" : "s", kv);
   }
-  bool has(Capability c) const override { return c != Capability::PrefixCache || e_.layout() == KvLayout::Paged; }
+  bool has(Capability c) const override {
+    switch (c) {
+      case Capability::PrefixCache: return paged();
+      case Capability::KvQuant: return kv_quant().format != "f32";  // the quantized-cache options (issue 31)
+      case Capability::Window: return window().window > 0;         // the sliding-window options (issue 31)
+      default: return true;
+    }
+  }
   std::string lacks_why(Capability c) const override {
     return c == Capability::PrefixCache && !paged() ? "the prefix cache is the paged layout's: --kv-cache paged" : "";
   }

@@ -28,6 +28,8 @@ enum class Capability {
   Architectures,  // an engine can be built for a random architecture (p10)
   PrefixCache,    // submit() reuses rows of earlier prompts and says how many tokens (p13)
   Threads,        // its forward calls run on a thread count props sets (set_threads)
+  KvQuant,        // its cache rounds K and V rows through a quantizer, kv_quant() says how (p15)
+  Window,         // a sliding-window cache with attention sinks, window() says its size (p16)
 };
 const char* to_string(Capability c);
 
@@ -88,6 +90,30 @@ class EngineUnderTest {
   // The dtype its K/V cache stores rows in ("f32", "f16", "bf16"): a difference in a value read
   // from the cache within one ULP of that dtype is its rounding, not a wrong value (verdict.h).
   virtual std::string kv_dtype() const { return "f32"; }
+
+  // Capability KvQuant: how its cache stores K and V rows. Full recompute rounds every row through
+  // the same quantizer at the same boundaries (docs/quantized-cache.md), so cached and uncached
+  // stay comparable; a property aims its chunk boundaries at `group` and `residual`.
+  struct KvQuantInfo {
+    std::string format = "f32";  // "f32", "bf16", "int8", or an outside engine's ("q8_0", "q4_0")
+    int group = 0;               // consecutive floats of a row that share one scale (0: no scale)
+    int residual = 0;            // the newest rows kept in float32 until a flush quantizes them (0: none)
+  };
+  virtual KvQuantInfo kv_quant() const { return {}; }
+  // Capability Window: a query at position p attends to the first `sinks` positions and the
+  // last `window - sinks` positions up to p; full recompute applies the same mask. 0: no window.
+  struct WindowInfo {
+    int window = 0, sinks = 0;
+  };
+  virtual WindowInfo window() const { return {}; }
+
+  // Speculative decoding's two cache operations, which every engine offers. verify: `tokens`
+  // (the last accepted token, then the k draft tokens) appended at the cursor in one call, every
+  // row's logits (k + 1, V). rollback: keep the first `keep` tokens of `seq`, dropping the
+  // rejected ones. By default forward_cached(all_rows) and truncate; an engine with its own
+  // verify path (its own positions, its own rollback) overrides them.
+  virtual std::vector<float> verify(int seq, std::span<const int> tokens) { return forward_cached(seq, tokens, true); }
+  virtual void rollback(int seq, int keep) { truncate(seq, keep); }
 
   // Capability Threads: the threads its forward calls use from the next call on (at least 1),
   // and the count it runs with now. Without the capability set_threads does nothing.

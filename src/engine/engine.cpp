@@ -66,6 +66,25 @@ KvLayout layout_from_name(std::string_view name) {
   fail("unknown kv cache layout '{}' (known: contiguous, paged)", name);
 }
 
+namespace {
+
+// The window options checked and resolved: bad input gets one line naming it.
+WindowSpec window_spec(const EngineOptions& o, int max_seq_len) {
+  if (o.window < 0) fail("engine: window {} must not be negative (0 = no window)", o.window);
+  if (o.sinks < 0) fail("engine: sinks {} must not be negative", o.sinks);
+  if (o.window == 0) {
+    if (o.sinks > 0) fail("engine: {} sinks need a window (--window W with W > sinks)", o.sinks);
+    return {};
+  }
+  if (o.sinks >= o.window) fail("engine: window {} must be larger than the sink count {}", o.window, o.sinks);
+  if (o.window > max_seq_len) fail("engine: window {} exceeds the model's max_seq_len {}", o.window, max_seq_len);
+  if (o.layout != KvLayout::Contiguous) fail("engine: a sliding window needs the contiguous kv cache layout, not paged");
+  const int spare = o.window_spare < 0 ? o.window : o.window_spare;
+  return {o.window, o.sinks, o.window - o.sinks + spare};
+}
+
+}  // namespace
+
 Engine::Linear Engine::make_linear(const std::vector<float>& w, const std::vector<float>* b, int C, int OC) {
   Linear lin;
   lin.C = C;
@@ -89,6 +108,7 @@ Engine::Engine(const Model& model, EngineOptions options)
   const int capacity = options.capacity == 0 ? c.max_seq_len : options.capacity;
   if (capacity < 0 || capacity > c.max_seq_len)
     fail("engine: capacity {} must lie in 1..max_seq_len ({})", capacity, c.max_seq_len);
+  window_ = window_spec(options, c.max_seq_len);
   const int D = c.d_model, F = c.d_ff;
   for (const LayerWeights& lw : model_.weights.layers) {
     layers_.push_back(Layer{make_linear(lw.wq, &lw.bq, D, D), make_linear(lw.wk, &lw.bk, D, D),
@@ -103,10 +123,15 @@ Engine::Engine(const Model& model, EngineOptions options)
   if (layout_ == KvLayout::Paged) {
     cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), 1);
     paged_ = std::make_unique<PagedKvCache>(c.n_layer, options.batch, c.n_head, c.d_head(), capacity, options.paged);
+  } else if (window_.on()) {
+    cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), window_.sinks + window_.ring);
+    cache_.set_window(window_, capacity);
   } else {
     cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), capacity);
   }
   set_fault(options.fault);
+  win_stride_ = static_cast<size_t>(window_.window + 1);
+  win_table_.assign(std::max<size_t>(1, static_cast<size_t>(std::max(c.max_seq_len, options.batch)) * win_stride_), 0);
   freed_.assign(static_cast<size_t>(options.batch), 0);
   recompute_logits_.assign(static_cast<size_t>(c.vocab_size), 0.0f);
   scratch_kv_ = KvCache(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len);
@@ -220,10 +245,11 @@ void Engine::project_qkv(int l, std::span<const Segment> segs, int N, KvStore& s
     const RowSite site = segment_site(call, s);
     for (int i = 0; i < s.n; ++i) {
       const CacheWrite to = var.cache_write(site.row(i));
+      const int slot = call_window_.ring > 0 ? var.ring_slot(to.slot, call_window_) : to.slot;
       const size_t r = static_cast<size_t>(s.row0 + i);
-      k_rows_[r] = store.k_write(l, s.seq, to.slot);
+      k_rows_[r] = store.k_write(l, s.seq, slot);
       // y_ is free until o_proj: a V row that does not land goes there and is never read.
-      v_rows_[r] = to.v_lands ? store.v_write(l, s.seq, to.slot) : y_.data() + r * uD;
+      v_rows_[r] = to.v_lands ? store.v_write(l, s.seq, slot) : y_.data() + r * uD;
     }
   }
   linear_rows(k_rows_.data(), ln_.data(), w.k, N, library);
@@ -255,9 +281,11 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, 
     const RowSite site = segment_site(call, s);
     bool causal = true;  // every row reads its own layer and sequence under the causal mask
     for (int i = 0; i < s.n; ++i) {
-      const SlotsRead read = var.slots_read(site.row(i));
+      SlotsRead read = var.slots_read(site.row(i));
+      if (call_window_.on()) window_read(s.row0 + i, read, var);
       reads_[static_cast<size_t>(s.row0 + i)] = read;
-      causal = causal && read == SlotsRead{s.pos0 + i + 1, l, s.seq};
+      // A window's rows go one at a time (the block kernel reads slots 0..p): the same bytes.
+      causal = causal && !call_window_.on() && read == SlotsRead{s.pos0 + i + 1, l, s.seq};
     }
     const Numerics num = var.attention_numerics(site);
     row_nums_[static_cast<size_t>(s.row0)] = num;  // the trace's, below
@@ -278,8 +306,28 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, 
   attend_rows(store, work);
   for (const Segment& s : segs) {
     if (trace_) record_attention(s, l, store, row_nums_[static_cast<size_t>(s.row0)]);
-    if (trace_ && trace_->cache_reads) record_cache_reads(s, l, store, reads_[static_cast<size_t>(s.row0 + s.n - 1)]);
+    if (trace_ && trace_->cache_reads) record_cache_reads(s, l, store, s.row0 + s.n - 1);
   }
+}
+
+void Engine::window_read(int r, SlotsRead& read, const Variation& var) {
+  const WindowSpec& w = call_window_;
+  const int end = read.n_slots, n = window_reads(end, w.window);
+  int* table = win_table_.data() + static_cast<size_t>(r) * win_stride_;
+  for (int j = 0; j < n; ++j) {
+    const int pos = window_position(j, end, n, w.sinks);
+    table[j] = w.ring > 0 ? var.ring_slot(pos, w) : pos;
+  }
+  read.n_slots = n;
+}
+
+// Row r's rows of `view`: through its window table when a window is on (shift 0: view index j
+// is table[j]'s slot), else as they are.
+kernels::KvView Engine::read_view(kernels::KvView view, int r) const {
+  if (!call_window_.on()) return view;
+  view.table = win_table_.data() + static_cast<size_t>(r) * win_stride_;
+  view.shift = 0;
+  return view;
 }
 
 // A causal block of segment s, one head at a time; the pool shares the heads, each thread with
@@ -338,7 +386,8 @@ void Engine::attend_row(int r, int h0, int h1, const KvStore& store, float* prob
     std::fill_n(out, (h1 - h0) * dh, 0.0f);
     return;
   }
-  const kernels::KvView k = store.k_view(read.layer, read.seq).at(off), v = store.v_view(read.layer, read.seq).at(off);
+  const kernels::KvView k = read_view(store.k_view(read.layer, read.seq), r).at(off);
+  const kernels::KvView v = read_view(store.v_view(read.layer, read.seq), r).at(off);
   if (!num.fp64 && num.mutant != kernels::Mutant::None) {
     kernels::attention_forward_heads_mutant(out, probs, c.max_seq_len, q, k, v, read.n_slots, H, dh, num.scale,
                                             num.mutant);
@@ -372,8 +421,8 @@ void Engine::record_attention(const Segment& s, int l, const KvStore& store, con
       const SlotsRead& read = reads_[r];
       const float* q = q_.data() + r * uD + off;
       if (read.n_slots > 0) {
-        const kernels::KvView kb = store.k_view(read.layer, read.seq).at(off);
-        const kernels::KvView vb = store.v_view(read.layer, read.seq).at(off);
+        const kernels::KvView kb = read_view(store.k_view(read.layer, read.seq), static_cast<int>(r)).at(off);
+        const kernels::KvView vb = read_view(store.v_view(read.layer, read.seq), static_cast<int>(r)).at(off);
         if (num.fp64)
           kernels::attention_forward_f64(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, num.scale);
         else if (num.mutant == kernels::Mutant::SoftmaxReversed)  // the mutant's own probabilities
@@ -391,18 +440,22 @@ void Engine::record_attention(const Segment& s, int l, const KvStore& store, con
   }
 }
 
-// The rows below the segment's end as attention found them in the slab its last row read.
-void Engine::record_cache_reads(const Segment& s, int l, const KvStore& store, const SlotsRead& read) {
+// The rows below the segment's end as attention found them in the slab its last row read (with
+// a window, the positions that row read, under their own positions).
+void Engine::record_cache_reads(const Segment& s, int l, const KvStore& store, int last) {
   const int H = config_.n_head, dh = config_.d_head();
-  const kernels::KvView kb = store.k_view(read.layer, read.seq);
-  const kernels::KvView vb = store.v_view(read.layer, read.seq);
-  for (int slot = 0; slot < s.pos0 + s.n; ++slot) {
+  const SlotsRead& read = reads_[static_cast<size_t>(last)];
+  const kernels::KvView kb = read_view(store.k_view(read.layer, read.seq), last);
+  const kernels::KvView vb = read_view(store.v_view(read.layer, read.seq), last);
+  const int end = s.pos0 + s.n, n = call_window_.on() ? read.n_slots : end;
+  for (int j = 0; j < n; ++j) {
+    const int slot = call_window_.on() ? window_position(j, end, n, call_window_.sinks) : j;
     if (!trace_->wants(slot)) continue;
     for (int h = 0; h < H; ++h) {
       const size_t off = static_cast<size_t>(h) * dh;
-      record(TraceKind::KRead, s, l, h, slot, kb.row(slot) + off, dh);
+      record(TraceKind::KRead, s, l, h, slot, kb.row(j) + off, dh);
       trace_->records.back().from_seq = s.pass == Pass::Uncached ? trace_->seq : read.seq;
-      record(TraceKind::VRead, s, l, h, slot, vb.row(slot) + off, dh);
+      record(TraceKind::VRead, s, l, h, slot, vb.row(j) + off, dh);
       trace_->records.back().from_seq = s.pass == Pass::Uncached ? trace_->seq : read.seq;
     }
   }
@@ -434,7 +487,8 @@ void in_chunks(ThreadPool* pool, int N, long long cost, Pointwise fn) {
 }  // namespace
 
 void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStore& store, float* logits,
-                 bool all_rows, const Variation& var) {
+                 bool all_rows, const Variation& var, const WindowSpec& win) {
+  call_window_ = win;
   const Config& c = config_;
   const int D = c.d_model, F = c.d_ff, L = c.n_layer;
   const size_t uD = static_cast<size_t>(D);
@@ -521,11 +575,15 @@ void Engine::forward_uncached(std::span<const int> tokens, std::span<float> logi
   if (logits.size() < need) fail("forward: logits buffer holds {} floats, needs {}", logits.size(), need);
   // Nothing survives between calls: positions restart at 0 and only rows written now are read.
   const Segment seg{0, 0, T, 0, Pass::Uncached};
-  run({&seg, 1}, tokens.data(), T, scratch_kv_, logits.data(), all_rows, model_variation());
+  // Full recompute's window: slot = position in the scratch rows. Its width is the one point
+  // full recompute asks of the active fault (variation.h: recompute_window).
+  const WindowSpec win = window_.on() ? WindowSpec{variation_->recompute_window(window_.window), window_.sinks, 0}
+                                      : WindowSpec{};
+  run({&seg, 1}, tokens.data(), T, scratch_kv_, logits.data(), all_rows, model_variation(), win);
   if (kv) {
     const Config& c = config_;
     const int H = c.n_head, dh = c.d_head();
-    *kv = KvRows{c.n_layer, H, T, dh, {}, {}};
+    *kv = KvRows{c.n_layer, H, T, dh, {}, {}, {}};
     kv->k.resize(static_cast<size_t>(c.n_layer) * H * T * dh);
     kv->v.resize(kv->k.size());
     for (int l = 0; l < c.n_layer; ++l)
@@ -547,6 +605,10 @@ std::vector<float> Engine::forward_uncached(std::span<const int> tokens, bool al
 
 // The chunks were checked (check_chunks) by the caller, before any group of them ran.
 void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows) {
+  if (window_.on()) {
+    for (const Chunk& ch : chunks)
+      if (static_cast<int>(ch.tokens.size()) > ring_piece(cache_.cursor(ch.seq))) return run_pieces(chunks, logits, all_rows);
+  }
   if (paged_) {
     keep_.clear();
     for (const Chunk& ch : chunks) keep_.push_back(ch.seq);
@@ -562,12 +624,32 @@ void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_r
     std::copy(ch.tokens.begin(), ch.tokens.end(), tokens_.begin() + N);
     N += n;
   }
-  run(segs_, tokens_.data(), N, store(), logits, all_rows, *variation_);
+  run(segs_, tokens_.data(), N, store(), logits, all_rows, *variation_, window_);
   for (const Segment& s : segs_) {
     if (paged_)
       paged_->advance(s.seq, {tokens_.data() + s.row0, static_cast<size_t>(s.n)});
     else
       cache_.advance(s.seq, s.n);
+  }
+}
+
+int Engine::ring_piece(int cursor) const {
+  return std::max(window_.sinks, window_low(cursor, window_)) + window_.ring - cursor;
+}
+
+// A call whose chunks would overwrite ring slots they still read: each chunk in pieces of
+// ring_piece rows, one after another. Rows are computed alike in any grouping (the kernels are
+// batch-invariant), so the pieces give the bytes one pass would. all_rows comes with one chunk.
+void Engine::run_pieces(std::span<const Chunk> chunks, float* logits, bool all_rows) {
+  const size_t V = static_cast<size_t>(config_.vocab_size);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const Chunk& ch = chunks[i];
+    for (size_t done = 0; done < ch.tokens.size();) {
+      const size_t n = std::min(ch.tokens.size() - done, static_cast<size_t>(ring_piece(cache_.cursor(ch.seq))));
+      const Chunk piece{ch.seq, ch.tokens.subspan(done, n)};
+      run_cached({&piece, 1}, logits + (all_rows ? done : i) * V, all_rows);
+      done += n;
+    }
   }
 }
 
@@ -634,7 +716,7 @@ void Engine::recompute(int seq, std::span<const int> keep) {
     segs_.clear();
     segs_.push_back(Segment{seq, hit, static_cast<int>(rest.tokens.size()), 0, hit == 0 ? Pass::Prefill : Pass::Resume});
     std::copy(rest.tokens.begin(), rest.tokens.end(), tokens_.begin());
-    run(segs_, tokens_.data(), segs_[0].n, *paged_, recompute_logits_.data(), false, *variation_);
+    run(segs_, tokens_.data(), segs_[0].n, *paged_, recompute_logits_.data(), false, *variation_, WindowSpec{});
     paged_->advance(seq, rest.tokens);
   } catch (...) {
     trace_ = trace;
@@ -705,17 +787,22 @@ KvRows Engine::cache_rows(int seq) const {
   check_live(seq);
   const_cast<Engine&>(*this).make_resident(seq);  // logically const: see engine.h
   const Config& c = config_;
-  KvRows kv{c.n_layer, c.n_head, cursor(seq), c.d_head(), {}, {}};
+  KvRows kv{c.n_layer, c.n_head, cursor(seq), c.d_head(), {}, {}, {}};
   const size_t dh = static_cast<size_t>(kv.d_head);
   kv.k.resize(static_cast<size_t>(kv.n_layer) * kv.n_head * kv.T * dh);
   kv.v.resize(kv.k.size());
+  // With a window: the positions still held, each read from the slot the cached path reads.
+  if (window_.on())
+    for (int s = 0; s < kv.T; ++s) kv.held.push_back(cache_.holds(seq, s) ? 1 : 0);
   for (int l = 0; l < kv.n_layer; ++l) {
     const kernels::KvView kl = store().k_view(l, seq), vl = store().v_view(l, seq);
     for (int h = 0; h < kv.n_head; ++h)
       for (int s = 0; s < kv.T; ++s) {
+        if (!kv.holds(s)) continue;
+        const int slot = window_.on() ? variation_->ring_slot(s, window_) : s;
         const size_t at = ((static_cast<size_t>(l) * kv.n_head + h) * kv.T + s) * dh;
-        const float* k = kl.row(s) + static_cast<size_t>(h) * dh;
-        const float* v = vl.row(s) + static_cast<size_t>(h) * dh;
+        const float* k = kl.row(slot) + static_cast<size_t>(h) * dh;
+        const float* v = vl.row(slot) + static_cast<size_t>(h) * dh;
         std::copy_n(k, dh, kv.k.begin() + static_cast<long>(at));
         std::copy_n(v, dh, kv.v.begin() + static_cast<long>(at));
       }
@@ -757,6 +844,8 @@ void Engine::set_threads(int threads) {
 }
 
 void Engine::set_fault(Fault fault) {
+  if (!window_.on() && acts_on_window(fault))
+    fail("fault '{}' acts on the sliding window: give the engine a window (window > sinks)", to_string(fault));
   if (layout_ == KvLayout::Contiguous && acts_on_paged(fault))
     fail("fault '{}' acts on the paged cache: use the paged layout", to_string(fault));
   if (layout_ == KvLayout::Paged && acts_on_contiguous_only(fault))

@@ -42,12 +42,24 @@ struct EngineOptions {
   // (resolve_threads, base/threads.h). Any count gives the same bytes: work is split only along
   // independent outputs (rows, column groups, heads), never along a reduction.
   int threads = 0;
+  // A sliding window with attention sinks (window.h, docs/sliding-window.md): a query reads the
+  // first `sinks` positions and the newest window - sinks up to itself; 0 = off (sinks must be
+  // 0 then). Contiguous layout only. The cache keeps sinks slots plus a ring of
+  // window - sinks + window_spare, so a truncation or rollback may go back window_spare + 1
+  // positions; a negative spare means `window`. Positions still run to `capacity`.
+  int window = 0;
+  int sinks = 0;
+  int window_spare = -1;
 };
 
 // The K and V rows a full-recompute forward computed, for comparison with cache rows.
 struct KvRows {
   int n_layer = 0, n_head = 0, T = 0, d_head = 0;
   std::vector<float> k, v;  // (L, H, T, d_head); K after RoPE
+  // (T) whether the cache still holds position t (a sliding window drops old ones, whose rows
+  // here are zeros); empty: every position is held.
+  std::vector<char> held;
+  bool holds(int pos) const { return held.empty() || held[static_cast<size_t>(pos)] != 0; }
   std::span<const float> k_row(int layer, int head, int pos) const { return row(k, layer, head, pos); }
   std::span<const float> v_row(int layer, int head, int pos) const { return row(v, layer, head, pos); }
 
@@ -76,7 +88,9 @@ class Engine {
   const Config& config() const { return config_; }
   int vocab_size() const { return config_.vocab_size; }
   int batch() const { return batch_; }
-  int capacity() const { return capacity_; }
+  int capacity() const { return capacity_; }  // positions per sequence
+  // The sliding window (off unless EngineOptions::window), ring included.
+  const WindowSpec& window() const { return window_; }
 
   Backend backend() const { return backend_; }
   void set_backend(Backend backend) { backend_ = backend; }
@@ -188,8 +202,17 @@ class Engine {
   // The forward pass over `segs` (rows of `tokens`, concatenated); K/V go into and are read
   // from `store`. logits: (N, V) if all_rows else (segs.size(), V).
   // `var` is model_variation() for full recompute, the active fault's for the cached path.
+  // `win`: the call's window (off, or the cache's, or full recompute's with ring 0).
   void run(std::span<const Segment> segs, const int* tokens, int N, KvStore& store, float* logits, bool all_rows,
-           const Variation& var);
+           const Variation& var, const WindowSpec& win);
+  // The sliding window: the positions row r reads (the causal `read` narrowed to the window)
+  // as a table of slots in win_table_, and the view through it.
+  void window_read(int r, SlotsRead& read, const Variation& var);
+  kernels::KvView read_view(kernels::KvView view, int r) const;
+  // Rows a cached chunk at `cursor` may have in one pass: its rows write their ring slots before
+  // any reads, so none may overwrite a position an earlier row of the pass still reads.
+  int ring_piece(int cursor) const;
+  void run_pieces(std::span<const Chunk> chunks, float* logits, bool all_rows);
   // What the variation points are told: the call's shape at layer l, then a segment's first row.
   RowSite call_site(std::span<const Segment> segs, int layer) const;
   static RowSite segment_site(RowSite call, const Segment& s);
@@ -200,7 +223,7 @@ class Engine {
   void attend_row(int r, int h0, int h1, const KvStore& store, float* probs);
   void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows);
   void record_attention(const Segment& s, int layer, const KvStore& store, const Numerics& num);
-  void record_cache_reads(const Segment& s, int layer, const KvStore& store, const SlotsRead& read);
+  void record_cache_reads(const Segment& s, int layer, const KvStore& store, int last);
   void record(TraceKind kind, const Segment& seg, int layer, int head, int pos, const float* data, int n);
   // One record per traced row of `segs`: rows is (N, width), head -1.
   void record_rows(TraceKind kind, std::span<const Segment> segs, int layer, const float* rows, int width);
@@ -221,6 +244,10 @@ class Engine {
   const Variation* variation_ = &model_variation();  // variation(fault_)
   Trace* trace_ = nullptr;
   int threads_ = 1;
+  WindowSpec window_;               // the cache's window (ring > 0), or off
+  WindowSpec call_window_;          // the running call's
+  std::vector<int> win_table_;      // (R, win_stride_) slots row r reads, in position order
+  size_t win_stride_ = 0;           // window + 1 (the wide-mask fault's)
   std::unique_ptr<ThreadPool> pool_;  // threads_ - 1 workers; null for one thread
 
   // Scratch, sized once for R = max(max_seq_len, B) rows; nothing allocates per call.

@@ -300,6 +300,26 @@ struct PartialBlockFull final : Variation {
   bool registers_partial_block() const override { return true; }
 };
 
+// ---- the sliding window's faults (window.h) ----
+
+struct RingWrapOffByOne final : Variation {
+  static constexpr const char* kName = "ring-wrap-off-by-one";
+  static constexpr const char* kImitates = "a ring-buffer index that is off by one at the wrap (the wrapped index computed before the modulo)";
+  static constexpr const char* kDescription = "the first position after each wrap of the window's ring goes to, and is read from, the next ring slot";
+  int ring_slot(int pos, const WindowSpec& w) const override {
+    const int i = pos - w.sinks;
+    if (w.ring == 0 || pos < w.sinks + w.ring || i % w.ring != 0) return window_slot(pos, w);
+    return w.sinks + (i + 1) % w.ring;
+  }
+};
+
+struct WindowMaskWide final : Variation {
+  static constexpr const char* kName = "window-mask-wide";
+  static constexpr const char* kImitates = "a reference implementation whose sliding-window mask is built with <= instead of < (one position too wide)";
+  static constexpr const char* kDescription = "full recompute's window mask reads W + 1 positions: the reference, not the cache, is wrong";
+  int recompute_window(int window) const override { return window + 1; }
+};
+
 // A catalogue row: the declaration's strings and its Variation (null for None: the model).
 struct FaultInfo {
   Fault fault;
@@ -349,6 +369,8 @@ constexpr std::array kFaults = {
     declared<BlockTableBoundary>(Fault::BlockTableBoundary),
     declared<EvictStale>(Fault::EvictStale),
     declared<PartialBlockFull>(Fault::PartialBlockFull),
+    declared<RingWrapOffByOne>(Fault::RingWrapOffByOne),
+    declared<WindowMaskWide>(Fault::WindowMaskWide),
 };
 constexpr std::array<Fault, kFaults.size()> kAll = [] {
   std::array<Fault, kFaults.size()> all{};
@@ -387,6 +409,8 @@ bool acts_on_paged(Fault fault) {
 bool acts_on_contiguous_only(Fault fault) {
   return fault == Fault::StaleCache || fault == Fault::TruncateStale || fault == Fault::ForkShallow;
 }
+
+bool acts_on_window(Fault fault) { return fault == Fault::RingWrapOffByOne || fault == Fault::WindowMaskWide; }
 
 void split_k_matmul(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC,
                     int parts) {

@@ -47,6 +47,9 @@ enum class Fault {
   BlockTableBoundary,  // the write into a block's first slot goes through the previous table entry
   EvictStale,          // eviction hands a block out but leaves the registry pointing at it
   PartialBlockFull,    // releasing a sequence registers its partly filled last block as full
+  // Faults of the sliding window (window.h); they pick a window by themselves in props:
+  RingWrapOffByOne,  // the first position after each ring wrap goes to (and is read from) the next slot
+  WindowMaskWide,    // full recompute's window mask reads one position too many (the reference is wrong)
 };
 
 // Every fault, None first, in declaration order.
@@ -64,6 +67,8 @@ bool acts_on_paged(Fault fault);
 // Whether the fault overrides the contiguous cache's own operations (start_request, truncate,
 // fork on a KvCache): those have nothing to act on in the paged cache.
 bool acts_on_contiguous_only(Fault fault);
+// Whether the fault acts on the sliding window (and has nothing to act on without one).
+bool acts_on_window(Fault fault);
 // The split-k fault's product: out (T, OC) = inp (T, C) times weight (OC, C, row-major)
 // transposed, plus bias, each output's k reduction cut into `parts` contiguous parts that are
 // summed one by one and then added in part order (what a split-k GEMV kernel does).

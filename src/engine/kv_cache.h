@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/kv_store.h"
+#include "engine/window.h"
 
 namespace miniinfer {
 
@@ -31,7 +32,16 @@ class KvCache final : public KvStore {
   int n_head() const { return n_head_; }
   int d_head() const { return d_head_; }
   int d_model() const { return n_head_ * d_head_; }
-  int capacity() const { return capacity_; }
+  int capacity() const { return capacity_; }  // slots per sequence
+  // A sliding window (window.h): the slab becomes S sink slots and a ring of w.ring slots
+  // (capacity() must be S + ring), and a sequence may run to `positions` positions. Set once,
+  // on an empty cache.
+  void set_window(const WindowSpec& w, int positions);
+  const WindowSpec& window() const { return window_; }
+  int positions() const { return positions_; }  // a sequence's positions at most
+  // Whether `seq` still holds position `pos`: below its cursor and, with a window, a sink or
+  // one of the ring's positions not yet overwritten (nor lost to a truncation).
+  bool holds(int seq, int pos) const;
 
   // Tokens held by sequence `seq`: slots [0, cursor) are valid, the next token goes to `cursor`.
   int cursor(int seq) const override;
@@ -68,8 +78,12 @@ class KvCache final : public KvStore {
   void reset();          // every cursor to 0
   void reset(int seq);   // cursor of `seq` to 0
   // Keep the first p tokens of `seq` (0 <= p <= cursor); later slots are simply overwritten.
+  // With a window, throws Error naming the lost position if the ring no longer holds one that
+  // the next query (at p) reads.
   void truncate(int seq, int p);
   // dst becomes a copy of src's first prefix_len tokens (every layer), cursor = prefix_len.
+  // With a window the whole slab is copied (the ring's slots are not in position order), under
+  // truncate's condition.
   void fork(int src, int dst, int prefix_len);
 
   // True while every guard float still holds kGuardValue.
@@ -84,6 +98,8 @@ class KvCache final : public KvStore {
   }
   void check_seq(int seq) const;
   void check_row(int layer, int seq, int head, int slot) const;
+  void check_window_reach(int seq, int p, const char* what) const;
+  bool holds_slot(int seq, int slot) const;
 
   int n_layer_ = 0, batch_ = 0, n_head_ = 0, d_head_ = 0, capacity_ = 0;
   size_t guard_ = 0;             // floats in each guard region
@@ -92,6 +108,9 @@ class KvCache final : public KvStore {
   float* k_ = nullptr;           // storage_.data() + guard_
   float* v_ = nullptr;           // k_ + size_ + guard_
   std::vector<int> cursor_;      // (B)
+  WindowSpec window_;            // off unless set_window
+  int positions_ = 0;            // cursor limit: capacity_ without a window
+  std::vector<int> floor_;       // (B) with a window: ring positions below it are gone
 };
 
 }  // namespace miniinfer

@@ -6,6 +6,7 @@
 #pragma once
 #include "engine/kernels.h"
 #include "engine/trace.h"
+#include "engine/window.h"
 
 namespace miniinfer {
 
@@ -78,6 +79,14 @@ class Variation {
   // The sampler (generate's cached loop and the reporter's replay of it): whether a draw at
   // step s > 0 uses the coin of step s - 1 instead of its own.
   virtual bool stale_coin() const { return false; }
+
+  // The sliding window (window.h), cached path: the slot of the sinks-and-ring cache that holds
+  // `pos`, for the row's write and for every read. window_slot.
+  virtual int ring_slot(int pos, const WindowSpec& w) const { return window_slot(pos, w); }
+  // The one point full recompute asks (of the active fault, not of the model): the window W its
+  // mask uses. It exists so that a fault can make the reference itself wrong, and shows that
+  // props' comparison does not trust either side (docs/sliding-window.md). W itself.
+  virtual int recompute_window(int window) const { return window; }
 
   // Between calls: a new request on `seq` starts on an empty cache; truncate and fork as
   // KvCache does them.

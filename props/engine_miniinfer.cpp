@@ -32,6 +32,7 @@ class MiniInfer final : public EngineUnderTest {
     if (e_.layout() == KvLayout::Paged)
       j.update({{"kv_cache", "paged"}, {"block_size", settings_.value("block_size", 16)},
                 {"pool_blocks", settings_.value("pool_blocks", 0)}});
+    if (e_.window().on()) j.update({{"window", e_.window().window}, {"sinks", e_.window().sinks}});
     return j;
   }
   std::string describe() const override {
@@ -42,6 +43,9 @@ class MiniInfer final : public EngineUnderTest {
                        pool ? fmt::format("{} blocks", pool) : std::string("batch x capacity"),
                        acts_on_paged(fault_) ? "; chosen by the fault, which acts on it" : "");
     }
+    if (e_.window().on())
+      kv += fmt::format(", sliding window {} with {} sinks (ring of {}{})", e_.window().window, e_.window().sinks,
+                        e_.window().ring, acts_on_window(fault_) ? "; chosen by the fault, which acts on it" : "");
     return fmt::format("miniinfer (ours), backend {}, fault {}, {} thread{}{}", to_string(backend_), to_string(fault_),
                        threads_, threads_ == 1 ? "" : "s", kv);
   }
@@ -54,7 +58,12 @@ class MiniInfer final : public EngineUnderTest {
     }
   }
   std::string lacks_why(Capability c) const override {
+    if (c == Capability::Window && !window().window) return "no sliding window: --window W (and --sinks S)";
     return c == Capability::PrefixCache && !paged() ? "the prefix cache is the paged layout's: --kv-cache paged" : "";
+  }
+  WindowInfo window() const override {
+    const WindowSpec& w = e_.window();
+    return {w.window, w.sinks, w.on() ? w.ring - (w.window - w.sinks) + 1 : 0};
   }
   const Config& config() const override { return e_.config(); }
 
@@ -204,7 +213,7 @@ std::optional<KvRows> MiniInfer::cache_rows(int seq) { return e_.cache_rows(seq)
 // blocks move: copy-on-write, eviction, preemption): cache_rows stand in there.
 std::vector<float> MiniInfer::cache_slots(int seq) {
   if (paged()) return {};
-  const size_t n = static_cast<size_t>(e_.capacity()) * e_.config().d_model;
+  const size_t n = static_cast<size_t>(e_.cache().capacity()) * e_.config().d_model;  // slots (a window's fewer)
   std::vector<float> all;
   for (int l = 0; l < e_.config().n_layer; ++l) {
     all.insert(all.end(), e_.cache().k_slab(l, seq), e_.cache().k_slab(l, seq) + n);
@@ -223,6 +232,8 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json& settings, const Mode
   eo.paged.pool_blocks = settings.value("pool_blocks", 0);
   eo.paged.placement_seed = settings.value("placement_seed", uint64_t{0});
   eo.threads = settings.value("threads", 1);
+  eo.window = settings.value("window", 0);
+  eo.sinks = settings.value("sinks", 0);
   if (eo.layout == KvLayout::Paged && capacity % eo.paged.block_size != 0)
     fail("--block-size {}: does not divide the {} slots of a sequence", eo.paged.block_size, capacity);
   return std::make_unique<MiniInfer>(std::make_unique<Engine>(model, eo), eo.backend,
@@ -262,6 +273,17 @@ std::string given_or_empty(const RunConfig& run, const char* flag) {
   return run.given.count(flag) ? flag_value(run, flag) : std::string();
 }
 
+// The sliding window's settings from --window and --sinks: nothing without a window (the
+// settings saved before it existed); a window fault picks W 8 with 2 sinks by itself.
+nlohmann::json window_settings(const std::string& window, const std::string& sinks, Fault fault) {
+  if (window.empty() && !sinks.empty()) fail("--sinks {}: sinks need a window (add --window W, W > {})", sinks, sinks);
+  if (window.empty()) return acts_on_window(fault) ? nlohmann::json{{"window", 8}, {"sinks", 2}} : nlohmann::json::object();
+  const int w = number_in("--window", window, 1, 1 << 20);
+  const int s = sinks.empty() ? 0 : number_in("--sinks", sinks, 0, 1 << 20);
+  if (s >= w) fail("--window {}: must be larger than the sink count {} (--sinks)", w, s);
+  return {{"window", w}, {"sinks", s}};
+}
+
 nlohmann::json settings(const RunConfig& run) {
   const Fault fault = run.inject.empty() ? Fault::None : fault_from_name(run.inject);
   nlohmann::json j = {{"backend", run.backend}, {"fault", run.inject.empty() ? "none" : run.inject}};
@@ -269,6 +291,9 @@ nlohmann::json settings(const RunConfig& run) {
     j["threads"] = threads;
   j.update(layout_settings(flag_value(run, "--kv-cache"), given_or_empty(run, "--block-size"),
                            given_or_empty(run, "--pool-blocks"), fault, run.given.count("--kv-cache") > 0));
+  j.update(window_settings(given_or_empty(run, "--window"), given_or_empty(run, "--sinks"), fault));
+  if (j.contains("window") && j.value("kv_cache", std::string()) == "paged")
+    fail("--window {}: the sliding window needs the contiguous kv cache (leave --kv-cache paged out)", j["window"].get<int>());
   return j;
 }
 
@@ -293,6 +318,12 @@ nlohmann::json replay(const std::string& path, const nlohmann::json& saved, cons
     } else {
       j.update(layout_settings("contiguous", "", "", fault, false));
     }
+    if (run.given.count("--window") || run.given.count("--sinks"))
+      j.update(window_settings(given_or_empty(run, "--window"), given_or_empty(run, "--sinks"), fault));
+    else if (saved.is_object() && saved.contains("window"))
+      j.update(window_settings(std::to_string(saved.value("window", 0)), std::to_string(saved.value("sinks", 0)), fault));
+    else
+      j.update(window_settings("", "", fault));
   } catch (const nlohmann::json::exception& e) {
     fail("replay {}: engine_settings: {}", path, e.what());
   }
@@ -359,7 +390,21 @@ const EngineDecl kMiniInfer = {
                        "which replays with it); p14 sets its own pair per case",
                .fallback = "1",
                .number = true,
-               .elsewhere = "--threads is our engine's; {} takes --llama-threads"}},
+               .elsewhere = "--threads is our engine's; {} takes --llama-threads"},
+              {.name = "--window",
+               .arg = " W",
+               .help = "a sliding-window cache: each query reads the first S positions (--sinks)\n"
+                       "and the newest W - S (docs/sliding-window.md; p16 needs it; a window\n"
+                       "fault picks W 8, S 2 by itself)",
+               .fallback = "0",
+               .number = true,
+               .elsewhere = "the sliding window is our engine's; {} has none"},
+              {.name = "--sinks",
+               .arg = " S",
+               .help = "the sliding window's attention sinks, 0..W-1 (default 0; needs --window)",
+               .fallback = "0",
+               .number = true,
+               .elsewhere = "the sliding window is our engine's; {} has none"}},
     .flag_prefix = nullptr,
     .settings = settings,
     .read_saved = nullptr,

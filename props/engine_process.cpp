@@ -707,7 +707,8 @@ KvRows ProcessEngine::rows(const json& req, const json& reply, int T) {
             .T = T,
             .d_head = config_.d_head(),
             .k = {},
-            .v = {}};
+            .v = {},
+            .held = {}};
   const std::vector<int> shape = {kv.n_layer, kv.n_head, T, kv.d_head};
   protocol::Tensor k, v;
   try {

@@ -104,6 +104,7 @@ class EngineUnderTest {
   // last `window - sinks` positions up to p; full recompute applies the same mask. 0: no window.
   struct WindowInfo {
     int window = 0, sinks = 0;
+    int rollback = 0;  // rows a truncate (or rollback) may drop below the cursor at most; 0: any
   };
   virtual WindowInfo window() const { return {}; }
 

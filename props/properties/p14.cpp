@@ -121,6 +121,7 @@ std::optional<RowParting> first_row_parting(const std::vector<KvRows>& a, const 
     for (int slot = 0; slot < std::min(a[s].T, b[s].T); ++slot)
       for (int l = 0; l < a[s].n_layer; ++l)
         for (int h = 0; h < a[s].n_head; ++h) {
+          if (!a[s].holds(slot) || !b[s].holds(slot)) continue;  // a sliding window's dropped position
           if (!rows_within(a[s].k_row(l, h, slot), b[s].k_row(l, h, slot))) return RowParting{static_cast<int>(s), l, h, slot, true};
           if (!rows_within(a[s].v_row(l, h, slot), b[s].v_row(l, h, slot))) return RowParting{static_cast<int>(s), l, h, slot, false};
         }

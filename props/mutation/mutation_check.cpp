@@ -121,6 +121,14 @@ const std::vector<Site>& documented_sites() {
       {Fault::EvictStale, 0, {"pool"}, "gross", 0, 4},
       // A released partial block keyed as full: a resubmit hits it and reads its stale slots.
       {Fault::PartialBlockFull, 0, {"k-read"}, "gross", 0, 3},
+      // The sliding window's faults (--inject picks window 8 with 2 sinks, a ring of 14).
+      // Position 16, the first after the ring's wrap, lands in slot 3, which position 17 then
+      // overwrites: position 17's K read of position 16 is the first wrong value (p6: a prompt
+      // of 1 and 18 draws, the 18th from position 17).
+      {Fault::RingWrapOffByOne, 0, {"k-read"}, "gross", 0, 0, 18},
+      // Full recompute reads position p - 6 too from position 8 on: its probabilities are the
+      // first value that parts (9 positions at least).
+      {Fault::WindowMaskWide, 0, {"probs"}, "gross", 0, 0, 9},
   };
   return sites;
 }

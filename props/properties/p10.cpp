@@ -94,6 +94,11 @@ Target P10::target(const ArchCase& c) const {
     eo.paged.block_size = ctx.subject->prefix_block();
     while (c.arch.max_seq_len % eo.paged.block_size != 0) eo.paged.block_size /= 2;
   }
+  // With the subject's sliding window (a window fault acts only there), narrowed to fit.
+  if (const auto w = ctx.subject->window(); w.window > 0) {
+    eo.window = std::min(w.window, c.arch.max_seq_len);
+    eo.sinks = std::min(w.sinks, eo.window - 1);
+  }
   owned->engine = std::make_unique<Engine>(owned->model, eo);
   owned->wrapped = wrap_engine(*owned->engine, ctx.backend, ctx.fault);
   return {owned, owned->wrapped.get()};

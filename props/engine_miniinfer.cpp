@@ -276,9 +276,9 @@ std::string given_or_empty(const RunConfig& run, const char* flag) {
 // The sliding window's settings from --window and --sinks: nothing without a window (the
 // settings saved before it existed); a window fault picks W 8 with 2 sinks by itself.
 nlohmann::json window_settings(const std::string& window, const std::string& sinks, Fault fault) {
-  if (window.empty() && !sinks.empty()) fail("--sinks {}: sinks need a window (add --window W, W > {})", sinks, sinks);
-  if (window.empty()) return acts_on_window(fault) ? nlohmann::json{{"window", 8}, {"sinks", 2}} : nlohmann::json::object();
-  const int w = number_in("--window", window, 1, 1 << 20);
+  const int w = window.empty() ? 0 : number_in("--window", window, 0, 1 << 20);
+  if (w == 0 && !sinks.empty()) fail("--sinks {}: sinks need a window (add --window W, W > {})", sinks, sinks);
+  if (w == 0) return acts_on_window(fault) ? nlohmann::json{{"window", 8}, {"sinks", 2}} : nlohmann::json::object();
   const int s = sinks.empty() ? 0 : number_in("--sinks", sinks, 0, 1 << 20);
   if (s >= w) fail("--window {}: must be larger than the sink count {} (--sinks)", w, s);
   return {{"window", w}, {"sinks", s}};

@@ -126,6 +126,18 @@ check "flag: zero threads" 2 "flag --threads: 0 is not a thread count \(1 to 102
 check "flag: threads not a number" 2 "flag --threads: 'two' is not a valid number" -- "$minigpt" generate --prompt "I" --threads two
 check "serve: negative threads" 2 "flag --threads: -1 is not a thread count \(1 to 1024\)" -- "$minigpt" serve --threads -1
 check "eval: too many threads" 2 "flag --threads: 5000 is not a thread count \(1 to 1024\)" -- "$minigpt" eval --threads 5000
+# The sliding window (docs/sliding-window.md): a window not above its sinks, a negative value,
+# sinks without a window, a window past the model's positions, the paged layout.
+check "flag: window not above its sinks" 2 "flag --window: 4 must be larger than the sink count 4 \(--sinks\)" -- "$minigpt" generate --prompt "I" --window 4 --sinks 4
+check "flag: negative window" 2 "flag --window: -1 is negative" -- "$minigpt" generate --prompt "I" --window -1
+check "flag: negative sinks" 2 "flag --sinks: -2 is negative" -- "$minigpt" logits --prompt "I" --window 4 --sinks -2
+check "flag: sinks without a window" 2 "flag --sinks: 2 sinks need a window" -- "$minigpt" eval --sinks 2
+check "flag: window past max_seq_len" 2 "engine: window 2000 exceeds the model's max_seq_len 512" -- "$minigpt" generate --prompt "I" --window 2000
+check "flag: window on the paged cache" 2 "engine: a sliding window needs the contiguous kv cache layout" -- "$minigpt" generate --prompt "I" --window 8 --kv-cache paged
+check "props: window not above its sinks" 2 "--window 4: must be larger than the sink count 4 \(--sinks\)" -- "$props" --window 4 --sinks 4 "[p0]"
+check "props: negative window" 2 "--window: '-1' is not a valid number" -- "$props" --window -1 "[p0]"
+check "props: sinks without a window" 2 "--sinks 2: sinks need a window" -- "$props" --sinks 2 "[p0]"
+check "props: window on the paged cache" 2 "--window 8: the sliding window needs the contiguous kv cache" -- "$props" --window 8 --kv-cache paged "[p0]"
 check "env: bad MINIINFER_THREADS" 2 "MINIINFER_THREADS='abc': not a thread count \(1 to 1024\)" -- env MINIINFER_THREADS=abc "$minigpt" generate --prompt "I"
 check "env: zero MINIINFER_THREADS" 2 "MINIINFER_THREADS='0': not a thread count \(1 to 1024\)" -- env MINIINFER_THREADS=0 "$minigpt" serve
 check "command: unknown" 2 "unknown command 'frobnicate'" -- "$minigpt" frobnicate

@@ -51,4 +51,25 @@ inline int threads_flag(const Args& args) {
   return resolve_threads(n);
 }
 
+inline constexpr const char* kWindowFlagsHelp =
+    "  --window W           a sliding window: each query reads the first S positions (--sinks)\n"
+    "                       and the newest W - S; cached and uncached alike (docs/sliding-window.md)\n"
+    "  --sinks S            the window's attention sinks, 0..W-1 (default 0; needs --window)\n";
+
+struct WindowFlags {
+  int window = 0, sinks = 0;
+};
+
+// --window and --sinks, refused in one line naming the flag before any model is read (a window
+// larger than the model's max_seq_len is the engine's to refuse, once the model is known).
+inline WindowFlags window_flags(const Args& args) {
+  WindowFlags f{args.get_int("window", 0), args.get_int("sinks", 0)};
+  if (f.window < 0) fail("flag --window: {} is negative (0 = no window)", f.window);
+  if (f.sinks < 0) fail("flag --sinks: {} is negative", f.sinks);
+  if (args.has("sinks") && f.window == 0) fail("flag --sinks: {} sinks need a window (--window W, W > {})", f.sinks, f.sinks);
+  if (f.window > 0 && f.sinks >= f.window)
+    fail("flag --window: {} must be larger than the sink count {} (--sinks)", f.window, f.sinks);
+  return f;
+}
+
 }  // namespace miniinfer::cli

@@ -43,6 +43,8 @@ GenerateResult generate(const Model& model, const std::vector<std::vector<int>>&
   eo.layout = o.layout;
   eo.paged = o.paged;
   eo.threads = o.threads;
+  eo.window = o.window;
+  eo.sinks = o.sinks;
   Engine engine(model, eo);
   return generate(engine, prompts, o);
 }

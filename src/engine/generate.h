@@ -35,6 +35,7 @@ struct GenerateOptions {
   KvLayout layout = KvLayout::Contiguous;  // the cache of the engine generate(model, ...) builds
   PagedOptions paged;                      // its block size and pool, when paged
   int threads = 0;                         // its worker threads; 0 = EngineOptions' default
+  int window = 0, sinks = 0;               // its sliding window (EngineOptions); 0 = none
 };
 
 struct GenerateResult {

@@ -18,6 +18,7 @@ struct EvalOptions {
   int max_new_tokens = 12;   // a sentence that has no "." by then fails
   int batch = 64;            // sequences per engine call
   int threads = 0;           // the engine's worker threads; 0 = EngineOptions' default
+  int window = 0, sinks = 0;  // the engine's sliding window (EngineOptions); 0 = none
 };
 
 struct Tally {

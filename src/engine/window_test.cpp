@@ -143,6 +143,7 @@ TEST_CASE("window: truncate and fork within the ring's reach, refused beyond it"
   // Truncating into the sinks needs nothing from the ring.
   e.fork(0, 1, cursor - 1);
   std::vector<int> forked(tokens.begin(), tokens.end() - 1);
+  REQUIRE(compare_held(e, 1, forked) == "");  // the fork holds what its source held, no more
   const int next[] = {3, 4, 5};
   forked.insert(forked.end(), std::begin(next), std::end(next));
   const std::vector<float> fgot = e.forward_cached(1, next, true);

@@ -47,6 +47,9 @@ enum class Fault {
   BlockTableBoundary,  // the write into a block's first slot goes through the previous table entry
   EvictStale,          // eviction hands a block out but leaves the registry pointing at it
   PartialBlockFull,    // releasing a sequence registers its partly filled last block as full
+  // Faults of speculative decoding's two cache operations (Engine::verify, Engine::rollback):
+  VerifyPositionShift,  // the verify call rotates its rows at positions shifted by one
+  RollbackCursor,       // rollback leaves the cursor where verify left it: rejected rows stay counted
 };
 
 // Every fault, None first, in declaration order.

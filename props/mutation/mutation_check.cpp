@@ -121,6 +121,11 @@ const std::vector<Site>& documented_sites() {
       {Fault::EvictStale, 0, {"pool"}, "gross", 0, 4},
       // A released partial block keyed as full: a resubmit hits it and reads its stale slots.
       {Fault::PartialBlockFull, 0, {"k-read"}, "gross", 0, 3},
+      // Speculative decoding's faults (p17 drives verify and rollback). The verify call's q is
+      // rotated one position on, before anything else it computes.
+      {Fault::VerifyPositionShift, 0, {"q", "k"}, "gross"},
+      // The rejected drafts stay counted: the cursor differs from the history's length.
+      {Fault::RollbackCursor, 0, {"cursor", "position"}, "gross"},
   };
   return sites;
 }

@@ -89,9 +89,12 @@ void check_speculative(const SpeculativeOptions& s, const Config& target, const 
   if (s.drafter != Drafter::Model) return;
   if (!s.draft_model) fail("generate: the model drafter needs a draft model");
   const Model& d = *s.draft_model;
-  if (d.config.vocab_size != target.vocab_size || (target_vocab && d.vocab != *target_vocab))
+  if (d.config.vocab_size != target.vocab_size)
     fail("generate: the draft model's vocabulary ({} tokens) differs from the target's ({} tokens)",
          d.config.vocab_size, target.vocab_size);
+  if (target_vocab && d.vocab != *target_vocab)
+    fail("generate: the draft model's vocabulary differs from the target's (both {} tokens, other words)",
+         target.vocab_size);
   for (size_t b = 0; b < prompts.size(); ++b) {
     const int needed = static_cast<int>(prompts[b].size()) + std::max(max_new_tokens - 1, 0);
     if (needed > d.config.max_seq_len)

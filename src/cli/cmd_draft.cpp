@@ -29,6 +29,8 @@ int run_draft(const std::vector<std::string>& argv) {
   const std::string out = args.require("out");
   if (out.empty()) fail("flag --out: empty file name");
   const Model target = read_model(args.get("model", default_model_path()));
+  if (layers < 1 || layers > target.config.n_layer)
+    fail("flag --layers: {} outside 1..{} (the target's layers)", layers, target.config.n_layer);
   const Model draft = first_layers_model(target, layers);
   write_model(out, draft);
   std::printf("%s: the first %d of %d layers; %lld parameters; sha256 %s\n", out.c_str(), layers,

@@ -63,7 +63,7 @@ Decision speculative_decide(std::span<const float> p, std::span<const float> q, 
 
 Model first_layers_model(const Model& target, int layers) {
   if (layers < 1 || layers > target.config.n_layer)
-    fail("draft: --layers {} outside 1..{} (the target's layers)", layers, target.config.n_layer);
+    fail("draft model: {} layers outside 1..{} (the target's layers)", layers, target.config.n_layer);
   Model draft;
   draft.config = target.config;
   draft.config.n_layer = layers;

@@ -213,8 +213,8 @@ TEST_CASE("the first-layers draft with every layer is the target; a bad layer co
   CHECK(same_bytes(a.forward_uncached(tokens, true), b.forward_uncached(tokens, true)));
   Engine one(first_layers_model(model, 1));
   CHECK(one.config().n_layer == 1);
-  CHECK_THROWS_WITH(first_layers_model(model, 0), "draft: --layers 0 outside 1..2 (the target's layers)");
-  CHECK_THROWS_WITH(first_layers_model(model, 3), "draft: --layers 3 outside 1..2 (the target's layers)");
+  CHECK_THROWS_WITH(first_layers_model(model, 0), "draft model: 0 layers outside 1..2 (the target's layers)");
+  CHECK_THROWS_WITH(first_layers_model(model, 3), "draft model: 3 layers outside 1..2 (the target's layers)");
 }
 
 TEST_CASE("bad speculative settings are one-line errors naming the problem") {

@@ -235,3 +235,23 @@ TEST_CASE("bad speculative settings are one-line errors naming the problem") {
   CHECK_THROWS_WITH(generate(model, prompts, uncached), "generate: speculative decoding needs the cache");
   CHECK_THROWS_WITH(drafter_from_name("lookup"), "unknown drafter 'lookup' (known: none, ngram, model)");
 }
+
+TEST_CASE("a verify call is its own pass: traced as verify, and rollback keeps exactly the rows asked for") {
+  const Config c = make_config(37, 8, 2, 4, 13, 32);
+  const Model model = random_model(c, 1);
+  Rng rng(3);
+  const auto tokens = random_tokens(rng, 9, c.vocab_size);
+  Engine engine(model);
+  engine.forward_cached(0, std::span(tokens).first(4));
+  Trace trace;
+  engine.set_trace(&trace);
+  engine.verify(0, std::span(tokens).subspan(4, 5));
+  engine.set_trace(nullptr);
+  REQUIRE(!trace.records.empty());
+  for (const TraceRecord& r : trace.records) CHECK(r.pass == Pass::Verify);
+  CHECK(std::string(to_string(Pass::Verify)) == "verify");
+  CHECK(engine.cursor(0) == 9);
+  engine.rollback(0, 6);
+  CHECK(engine.cursor(0) == 6);
+  CHECK_THROWS_WITH(engine.rollback(0, 7), "sequence 0: cannot truncate to 7 tokens, it holds 6");
+}

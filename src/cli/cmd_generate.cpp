@@ -148,7 +148,7 @@ void speculative_flags(const Args& args, const Loaded& in, GenerateOptions& o, s
   if (!args.has("draft-model")) fail("flag --draft model: needs --draft-model FILE (minigpt draft writes one)");
   draft.emplace(read_model(args.get("draft-model", "")));
   s.draft_model = &*draft;
-  check_speculative(s, in.model.config, &in.model.vocab, {in.prompt}, o.max_new_tokens, in.model.config.max_seq_len);
+  check_draft_model(s, in.model.config.vocab_size, &in.model.vocab, {in.prompt}, o.max_new_tokens);
 }
 
 int run_generate(const std::vector<std::string>& argv) {

@@ -12,9 +12,7 @@
 namespace miniinfer {
 
 GenerateResult generate(Engine& engine, const std::vector<std::vector<int>>& prompts, const GenerateOptions& o) {
-  const int limit = o.cache ? engine.capacity() : engine.config().max_seq_len;
-  detail::check_request(prompts, o, engine.batch(), limit);
-  check_speculative(o.speculative, engine.config(), nullptr, prompts, o.max_new_tokens, limit);
+  detail::check_request(prompts, o, engine.batch(), o.cache ? engine.capacity() : engine.config().max_seq_len);
 
   // The backend, fault and trace belong to this call only: however it ends, the engine gets
   // back the ones it had.

@@ -37,6 +37,7 @@ inline void check_request(const std::vector<std::vector<int>>& prompts, const Ge
       fail("generate: prompt {} has {} tokens; with {} new tokens it needs {} positions, more than {}", b, len,
            o.max_new_tokens, needed, limit);
   }
+  check_draft_len(o.speculative, prompts, limit);
 }
 
 struct Sampling {
@@ -130,6 +131,7 @@ GenerateResult run_loops(E& engine, const std::vector<std::vector<int>>& prompts
   }
   Sampling sampling{{o.temperature, o.top_k, o.top_p}, {}, {}, &o.coins, false, {}};
   for (size_t b = 0; b < prompts.size(); ++b) sampling.streams.push_back(Rng::stream(o.seed, o.first_stream + b));
+  check_draft_model(o.speculative, engine.vocab_size(), nullptr, prompts, o.max_new_tokens);
   if (o.max_new_tokens > 0) {
     if (o.speculative.drafter != Drafter::None)
       generate_speculative(engine, prompts, o, result);

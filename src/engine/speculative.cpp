@@ -75,8 +75,7 @@ Model first_layers_model(const Model& target, int layers) {
   return draft;
 }
 
-void check_speculative(const SpeculativeOptions& s, const Config& target, const std::vector<std::string>* target_vocab,
-                       const std::vector<std::vector<int>>& prompts, int max_new_tokens, int limit) {
+void check_draft_len(const SpeculativeOptions& s, const std::vector<std::vector<int>>& prompts, int limit) {
   if (s.drafter == Drafter::None) return;
   if (s.draft_len < 1) fail("generate: draft length must be >= 1, got {}", s.draft_len);
   if (s.ngram_max < 1) fail("generate: the n-gram drafter's longest suffix must be >= 1, got {}", s.ngram_max);
@@ -86,15 +85,19 @@ void check_speculative(const SpeculativeOptions& s, const Config& target, const 
       fail("generate: a draft length of {} does not fit: prompt {} of {} tokens leaves room for {} of {} positions",
            s.draft_len, b, prompts[b].size(), room, limit);
   }
+}
+
+void check_draft_model(const SpeculativeOptions& s, int target_vocab_size, const std::vector<std::string>* target_vocab,
+                       const std::vector<std::vector<int>>& prompts, int max_new_tokens) {
   if (s.drafter != Drafter::Model) return;
   if (!s.draft_model) fail("generate: the model drafter needs a draft model");
   const Model& d = *s.draft_model;
-  if (d.config.vocab_size != target.vocab_size)
+  if (d.config.vocab_size != target_vocab_size)
     fail("generate: the draft model's vocabulary ({} tokens) differs from the target's ({} tokens)",
-         d.config.vocab_size, target.vocab_size);
+         d.config.vocab_size, target_vocab_size);
   if (target_vocab && d.vocab != *target_vocab)
     fail("generate: the draft model's vocabulary differs from the target's (both {} tokens, other words)",
-         target.vocab_size);
+         target_vocab_size);
   for (size_t b = 0; b < prompts.size(); ++b) {
     const int needed = static_cast<int>(prompts[b].size()) + std::max(max_new_tokens - 1, 0);
     if (needed > d.config.max_seq_len)

@@ -62,10 +62,13 @@ Decision speculative_decide(std::span<const float> p, std::span<const float> q, 
 // and tied head (`minigpt draft`). Throws Error unless 1 <= layers <= the target's n_layer.
 Model first_layers_model(const Model& target, int layers);
 
-// The request's speculative settings against the target: draft length >= 1 and within the room
-// each prompt leaves in `limit` positions, a draft model given for Drafter::Model with the
-// target's vocabulary and room for every prompt. Throws Error naming the problem.
-void check_speculative(const SpeculativeOptions& s, const Config& target, const std::vector<std::string>* target_vocab,
-                       const std::vector<std::vector<int>>& prompts, int max_new_tokens, int limit);
+// The request's speculative settings, checked before anything runs (generate's check_request
+// and run_loops, for every engine); each throws Error naming the problem. The draft length:
+// >= 1 and within the room each prompt leaves in `limit` positions (and the n-gram length >= 1).
+void check_draft_len(const SpeculativeOptions& s, const std::vector<std::vector<int>>& prompts, int limit);
+// The draft model, for Drafter::Model: given, with the target's vocabulary (its size, and its
+// words when `target_vocab` is known), and room for every prompt and its new tokens.
+void check_draft_model(const SpeculativeOptions& s, int target_vocab_size, const std::vector<std::string>* target_vocab,
+                       const std::vector<std::vector<int>>& prompts, int max_new_tokens);
 
 }  // namespace miniinfer

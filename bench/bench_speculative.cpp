@@ -5,6 +5,7 @@
 // lengths 1, 2, 4 and 8. Counters: generated tokens/s and the acceptance rate; the speed-up is
 // the ratio of tokens/s to the baseline's in the same run (docs/benchmarks.md, "Speculative
 // decoding"). Every variant emits the baseline's tokens (greedy is exact: speculative_test).
+// BM_gpt2_greedy: the same comparison at GPT-2 small's shape, with prompt lookup.
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -16,6 +17,7 @@
 #include "engine/generate.h"
 #include "engine/speculative.h"
 #include "model/model_file.h"
+#include "shipped_shape.h"
 #include "benchmark_main.h"
 
 namespace {
@@ -82,6 +84,33 @@ void drafts(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_greedy)->Apply(drafts);
+
+// GPT-2 small's shape (random weights, bench/shipped_shape.h), where a decode step streams every
+// weight from memory: one prompt that repeats a 4-token phrase, 32 greedy tokens, plain against
+// prompt lookup at k = 4 (range(0): 0 or 4). The random model echoes the phrase, so this times
+// what a verify of k + 1 rows costs against k + 1 decode steps when drafts are accepted.
+void BM_gpt2_greedy(benchmark::State& state) {
+  static const Model model = gpt2_small_shape_model();
+  const std::vector<int> phrase = random_tokens(4, model.config.vocab_size, 7);
+  std::vector<int> prompt;
+  for (int i = 0; i < 3; ++i) prompt.insert(prompt.end(), phrase.begin(), phrase.end());
+  GenerateOptions o;
+  o.max_new_tokens = 32;
+  o.threads = 1;
+  o.speculative.drafter = state.range(0) ? Drafter::Ngram : Drafter::None;
+  o.speculative.draft_len = static_cast<int>(state.range(0));
+  Engine engine(model, EngineOptions{Backend::Invariant, 1, 64, Fault::None, KvLayout::Contiguous, {}, 1});
+  GenerateResult r;
+  for (auto _ : state) {
+    r = generate(engine, {prompt}, o);
+    benchmark::DoNotOptimize(r.tokens.data());
+  }
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * o.max_new_tokens,
+                                                  benchmark::Counter::kIsRate);
+  state.counters["accept"] = r.speculative.acceptance();
+}
+
+BENCHMARK(BM_gpt2_greedy)->ArgName("k")->Arg(0)->Arg(4)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

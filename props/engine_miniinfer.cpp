@@ -90,6 +90,13 @@ class MiniInfer final : public EngineUnderTest {
     return e_.forward_uncached(tokens, all_rows);
   }
   void truncate(int seq, int p) override { e_.truncate(seq, p); }
+  // The engine's own verify and rollback (Pass::Verify, the rollback hook), so the speculative
+  // faults act here as they do in generate's speculative loop.
+  std::vector<float> verify(int seq, std::span<const int> tokens) override {
+    Call call(*this);
+    return e_.verify(seq, tokens);
+  }
+  void rollback(int seq, int keep) override { e_.rollback(seq, keep); }
   void fork(int src, int dst, int prefix_len) override { e_.fork(src, dst, prefix_len); }
   void reset() override { e_.reset(); }
   void reset(int seq) override { e_.reset(seq); }

@@ -129,6 +129,11 @@ const std::vector<Site>& documented_sites() {
       // Full recompute reads position p - 6 too from position 8 on: its probabilities are the
       // first value that parts (9 positions at least).
       {Fault::WindowMaskWide, 0, {"probs"}, "gross", 0, 0, 9},
+      // Speculative decoding's faults (p17 drives verify and rollback). The verify call's q is
+      // rotated one position on, before anything else it computes.
+      {Fault::VerifyPositionShift, 0, {"q", "k"}, "gross"},
+      // The rejected drafts stay counted: the cursor differs from the history's length.
+      {Fault::RollbackCursor, 0, {"cursor", "position"}, "gross"},
   };
   return sites;
 }

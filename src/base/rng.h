@@ -29,6 +29,9 @@ class Rng {
   constexpr uint32_t next_u32() { return static_cast<uint32_t>(next_u64() >> 32); }
   // Uniform in [0, 1) with 24 random bits: exactly representable as a float.
   constexpr float uniform() { return static_cast<float>(next_u32() >> 8) * (1.0f / 16777216.0f); }
+  // The uniform() this Rng returns after `i` others (uniform_at(0) is the next one), without
+  // advancing: a coin indexed by position, as speculative decoding draws them (speculative.h).
+  constexpr float uniform_at(uint64_t i) const { return Rng(state_ + i * 0x9e3779b97f4a7c15ULL).uniform(); }
   // Uniform integer in [0, n) for n > 0 (Lemire's multiply-shift; the bias is below 2^-32).
   constexpr uint32_t below(uint32_t n) {
     return static_cast<uint32_t>((static_cast<uint64_t>(next_u32()) * n) >> 32);

@@ -140,6 +140,17 @@ check "props: sinks without a window" 2 "--sinks 2: sinks need a window" -- "$pr
 check "props: window on the paged cache" 2 "--window 8: the sliding window needs the contiguous kv cache" -- "$props" --window 8 --kv-cache paged "[p0]"
 check "env: bad MINIINFER_THREADS" 2 "MINIINFER_THREADS='abc': not a thread count \(1 to 1024\)" -- env MINIINFER_THREADS=abc "$minigpt" generate --prompt "I"
 check "env: zero MINIINFER_THREADS" 2 "MINIINFER_THREADS='0': not a thread count \(1 to 1024\)" -- env MINIINFER_THREADS=0 "$minigpt" serve
+# Speculative decoding (issue 31): the draft length and the draft model, refused before any token.
+"$minigpt" init --seed 2 --out wide-vocab.safetensors \
+  --config '{"d_model": 8, "n_head": 2, "n_layer": 1, "max_seq_len": 32, "vocab_size": 2000}' >/dev/null || exit 1
+spec=("$minigpt" generate --model tiny.safetensors --prompt "yesterday I")
+check "speculative: draft length 0" 2 "flag --draft-len: must be >= 1, got 0" -- "${spec[@]}" --draft ngram --draft-len 0
+check "speculative: draft past the context" 2 "flag --draft-len: 40 drafts do not fit: the prompt's 2 tokens leave room for 30 of the model's 32 positions" -- "${spec[@]}" --draft ngram --draft-len 40
+check "speculative: draft vocabulary size" 2 "the draft model's vocabulary \(2000 tokens\) differs from the target's \([0-9]+ tokens\)" -- "${spec[@]}" --draft model --draft-model wide-vocab.safetensors
+check "speculative: draft vocabulary words" 2 "the draft model's vocabulary differs from the target's \(both [0-9]+ tokens, other words\)" -- "$minigpt" generate --model small.safetensors --prompt "yesterday I" --draft model --draft-model foreign.safetensors
+check "speculative: unknown drafter" 2 "flag --draft: unknown drafter 'oracle' \(known: none, ngram, model\)" -- "${spec[@]}" --draft oracle
+check "speculative: draft model missing" 2 "flag --draft model: needs --draft-model FILE" -- "${spec[@]}" --draft model
+check "draft: layers out of range" 2 "flag --layers: 3 outside 1..1 \(the target's layers\)" --out draft.safetensors -- "$minigpt" draft --model tiny.safetensors --layers 3 --out draft.safetensors
 check "command: unknown" 2 "unknown command 'frobnicate'" -- "$minigpt" frobnicate
 check "init: output folder missing" 2 "no-dir/m\.safetensors" --out no-dir/m.safetensors -- "$minigpt" init --seed 1 --out no-dir/m.safetensors
 check "init: bad --config" 2 "--config: " --out bad-config.safetensors -- "$minigpt" init --seed 1 --out bad-config.safetensors --config '{"max_seq_len": 1e12}'

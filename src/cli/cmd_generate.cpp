@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,8 @@ constexpr const char* kGenerateUsage =
     "                        [--no-cache] [--temperature T] [--top-k K] [--top-p P]\n"
     "                        [--backend invariant|eigen] [--inject FAULT] [--format text|json]\n"
     "                        [--kv-cache contiguous|paged] [--block-size N] [--pool-blocks N]\n"
-    "                        [--threads N] [--window W [--sinks S]]\n\n"
+    "                        [--threads N] [--window W [--sinks S]]\n"
+    "                        [--draft ngram|model --draft-len K [--draft-model FILE]]\n\n"
     "Continues TEXT with the model. With the cache (default) the prompt is prefilled in one pass\n"
     "and each new token is one decode step; with --no-cache every step recomputes the whole\n"
     "sequence. Both give the same tokens, byte for byte, for the same seed.\n\n"
@@ -45,6 +47,11 @@ constexpr const char* kGenerateUsage =
     "{cache_flags}"
     "{threads_flag}"
     "{window_flags}"
+    "  --draft DRAFTER      speculative decoding (docs/speculative.md): ngram (prompt lookup) or\n"
+    "                       model (--draft-model); greedy gives the same tokens as without it.\n"
+    "                       Prints the acceptance rate (text: a second line; json: \"speculative\")\n"
+    "  --draft-len K        drafts per verify call, 1.. the room the prompt leaves (default 4)\n"
+    "  --draft-model FILE   the draft model (minigpt draft), with the target's vocabulary\n"
     "  --format FORMAT      text (default): the prompt and the continuation on one line;\n"
     "                       json: {{\"prompt_tokens\": [...], \"tokens\": [...], \"text\": \"...\"}}\n"
     "                       where tokens and text are the generated part only";
@@ -122,10 +129,37 @@ std::string json_floats(std::span<const float> xs, int position) {
   return out + "]";
 }
 
+// --draft, --draft-len, --draft-model into o.speculative; the draft model is read into `draft`,
+// which the caller keeps alive for generate. Every refusal names its flag, before anything runs.
+void speculative_flags(const Args& args, const Loaded& in, GenerateOptions& o, std::optional<Model>& draft) {
+  if (!args.has("draft")) {
+    for (const char* flag : {"draft-len", "draft-model"})
+      if (args.has(flag)) fail("flag --{}: needs --draft ngram|model", flag);
+    return;
+  }
+  SpeculativeOptions& s = o.speculative;
+  s.drafter = named("draft", [&] { return drafter_from_name(args.get("draft", "none")); });
+  s.draft_len = args.get_int("draft-len", 4);
+  if (s.draft_len < 1) fail("flag --draft-len: must be >= 1, got {}", s.draft_len);
+  const int room = in.model.config.max_seq_len - static_cast<int>(in.prompt.size());
+  if (s.draft_len > room)
+    fail("flag --draft-len: {} drafts do not fit: the prompt's {} tokens leave room for {} of the model's {} positions",
+         s.draft_len, in.prompt.size(), room, in.model.config.max_seq_len);
+  if (s.drafter != Drafter::Model) {
+    if (args.has("draft-model")) fail("flag --draft-model: only the model drafter reads one (--draft model)");
+    return;
+  }
+  if (!args.has("draft-model")) fail("flag --draft model: needs --draft-model FILE (minigpt draft writes one)");
+  draft.emplace(read_model(args.get("draft-model", "")));
+  s.draft_model = &*draft;
+  check_draft_model(s, in.model.config.vocab_size, &in.model.vocab, {in.prompt}, o.max_new_tokens);
+}
+
 int run_generate(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"model", "prompt", "max-new-tokens", "seed", "temperature", "top-k", "top-p", "backend", "inject",
-                   "format", "kv-cache", "block-size", "pool-blocks", "threads", "window", "sinks"},
+                   "format", "kv-cache", "block-size", "pool-blocks", "threads", "window", "sinks", "draft",
+                   "draft-len", "draft-model"},
                   {"no-cache"});
   const std::string format = format_flag(args, "text");
   GenerateOptions o;
@@ -147,14 +181,27 @@ int run_generate(const std::vector<std::string>& argv) {
   o.sinks = window.sinks;
   validate(SamplerOptions{o.temperature, o.top_k, o.top_p});
   const Loaded in = load(args);
+  std::optional<Model> draft;
+  speculative_flags(args, in, o, draft);
   const GenerateResult result = generate(in.model, {in.prompt}, o);
   const std::vector<int>& tokens = result.tokens[0];
   const std::string text = in.tokenizer.decode(tokens);
+  const SpeculativeStats& st = result.speculative;
+  const bool speculative = o.speculative.drafter != Drafter::None;
   if (format == "json") {
-    std::printf("{\"prompt_tokens\": %s, \"tokens\": %s, \"text\": %s}\n", json_ints(in.prompt).c_str(),
-                json_ints(tokens).c_str(), nlohmann::json(text).dump().c_str());
+    const std::string spec = speculative ? fmt::format(", \"speculative\": {{\"drafter\": \"{}\", \"draft_len\": {}, "
+                                                       "\"verify_calls\": {}, \"drafted\": {}, \"accepted\": {}}}",
+                                                       to_string(o.speculative.drafter), o.speculative.draft_len,
+                                                       st.rounds, st.drafted, st.accepted)
+                                         : "";
+    std::printf("{\"prompt_tokens\": %s, \"tokens\": %s, \"text\": %s%s}\n", json_ints(in.prompt).c_str(),
+                json_ints(tokens).c_str(), nlohmann::json(text).dump().c_str(), spec.c_str());
   } else {
     std::printf("%s %s\n", in.tokenizer.decode(in.prompt).c_str(), text.c_str());
+    if (speculative)
+      std::printf("speculative: %s drafter, draft length %d: %lld of %lld drafts accepted (%.1f%%), %lld verify calls\n",
+                  to_string(o.speculative.drafter), o.speculative.draft_len, st.accepted, st.drafted,
+                  100.0 * st.acceptance(), st.rounds);
   }
   return kExitOk;
 }

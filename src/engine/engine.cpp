@@ -28,6 +28,7 @@ const char* to_string(Pass pass) {
     case Pass::Prefill: return "prefill";
     case Pass::Decode: return "decode";
     case Pass::Resume: return "resume";
+    case Pass::Verify: return "verify";
   }
   return "?";
 }
@@ -603,24 +604,31 @@ std::vector<float> Engine::forward_uncached(std::span<const int> tokens, bool al
   return logits;
 }
 
+namespace {
+// A cached segment's pass: verify if the call is Engine::verify, else by the cursor and length.
+Pass cached_pass(int cursor, int n, bool verify) {
+  if (verify) return Pass::Verify;
+  return cursor == 0 ? Pass::Prefill : (n == 1 ? Pass::Decode : Pass::Resume);
+}
+}  // namespace
+
 // The chunks were checked (check_chunks) by the caller, before any group of them ran.
-void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows) {
+void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows, bool verify) {
   if (window_.on()) {
     for (const Chunk& ch : chunks)
-      if (static_cast<int>(ch.tokens.size()) > ring_piece(cache_.cursor(ch.seq))) return run_pieces(chunks, logits, all_rows);
+      if (static_cast<int>(ch.tokens.size()) > ring_piece(cache_.cursor(ch.seq))) return run_pieces(chunks, logits, all_rows, verify);
   }
   if (paged_) {
     keep_.clear();
     for (const Chunk& ch : chunks) keep_.push_back(ch.seq);
-    make_room(chunks, keep_);
+    make_room(chunks, keep_, verify);
   }
   segs_.clear();
   int N = 0;
   for (const Chunk& ch : chunks) {
     const int cursor = store().cursor(ch.seq);
     const int n = static_cast<int>(ch.tokens.size());
-    const Pass pass = cursor == 0 ? Pass::Prefill : (n == 1 ? Pass::Decode : Pass::Resume);
-    segs_.push_back(Segment{ch.seq, cursor, n, N, pass});
+    segs_.push_back(Segment{ch.seq, cursor, n, N, cached_pass(cursor, n, verify)});
     std::copy(ch.tokens.begin(), ch.tokens.end(), tokens_.begin() + N);
     N += n;
   }
@@ -640,14 +648,14 @@ int Engine::ring_piece(int cursor) const {
 // A call whose chunks would overwrite ring slots they still read: each chunk in pieces of
 // ring_piece rows, one after another. Rows are computed alike in any grouping (the kernels are
 // batch-invariant), so the pieces give the bytes one pass would. all_rows comes with one chunk.
-void Engine::run_pieces(std::span<const Chunk> chunks, float* logits, bool all_rows) {
+void Engine::run_pieces(std::span<const Chunk> chunks, float* logits, bool all_rows, bool verify) {
   const size_t V = static_cast<size_t>(config_.vocab_size);
   for (size_t i = 0; i < chunks.size(); ++i) {
     const Chunk& ch = chunks[i];
     for (size_t done = 0; done < ch.tokens.size();) {
       const size_t n = std::min(ch.tokens.size() - done, static_cast<size_t>(ring_piece(cache_.cursor(ch.seq))));
       const Chunk piece{ch.seq, ch.tokens.subspan(done, n)};
-      run_cached({&piece, 1}, logits + (all_rows ? done : i) * V, all_rows);
+      run_cached({&piece, 1}, logits + (all_rows ? done : i) * V, all_rows, verify);
       done += n;
     }
   }
@@ -655,8 +663,8 @@ void Engine::run_pieces(std::span<const Chunk> chunks, float* logits, bool all_r
 
 // The slots a call writes per sequence are asked of the variation, layer by layer (a fault may
 // write elsewhere than the cursor), so that reserve makes exactly those blocks writable.
-void Engine::make_room(std::span<const Chunk> chunks, std::span<const int> keep) {
-  paged_writes(chunks);
+void Engine::make_room(std::span<const Chunk> chunks, std::span<const int> keep, bool verify) {
+  paged_writes(chunks, verify);
   if (paged_->ready(writes_)) {  // nothing to allocate, copy or recompute: most decodes
     for (const Chunk& ch : chunks) paged_->note_use(ch.seq);
     return;
@@ -669,14 +677,14 @@ void Engine::make_room(std::span<const Chunk> chunks, std::span<const int> keep)
   for (const Chunk& ch : chunks) paged_->note_use(ch.seq);
 }
 
-void Engine::paged_writes(std::span<const Chunk> chunks) {
+void Engine::paged_writes(std::span<const Chunk> chunks, bool verify) {
   std::vector<Segment>& segs = write_segs_;
   segs.clear();
   int N = 0;
   for (const Chunk& ch : chunks) {
     const int n = static_cast<int>(ch.tokens.size());
     const int cursor = paged_->cursor(ch.seq);
-    segs.push_back(Segment{ch.seq, cursor, n, N, cursor == 0 ? Pass::Prefill : (n == 1 ? Pass::Decode : Pass::Resume)});
+    segs.push_back(Segment{ch.seq, cursor, n, N, cached_pass(cursor, n, verify)});
     N += n;
   }
   std::vector<SlotWrites>& writes = writes_;
@@ -731,6 +739,20 @@ void Engine::forward_cached(int seq, std::span<const int> tokens, std::span<floa
   const Chunk chunk{seq, tokens};
   check_chunks({&chunk, 1});
   run_cached({&chunk, 1}, logits.data(), all_rows);
+}
+
+void Engine::verify(int seq, std::span<const int> tokens, std::span<float> logits) {
+  const size_t need = tokens.size() * static_cast<size_t>(config_.vocab_size);
+  if (logits.size() < need) fail("verify: logits buffer holds {} floats, needs {}", logits.size(), need);
+  const Chunk chunk{seq, tokens};
+  check_chunks({&chunk, 1});
+  run_cached({&chunk, 1}, logits.data(), true, true);
+}
+
+std::vector<float> Engine::verify(int seq, std::span<const int> tokens) {
+  std::vector<float> logits(tokens.size() * static_cast<size_t>(config_.vocab_size));
+  verify(seq, tokens, logits);
+  return logits;
 }
 
 std::vector<float> Engine::forward_cached(int seq, std::span<const int> tokens, bool all_rows) {
@@ -903,6 +925,14 @@ void Engine::truncate(int seq, int p) {
     paged_->truncate(seq, p);
   else
     variation_->truncate(cache_, seq, p);
+}
+
+void Engine::rollback(int seq, int keep) {
+  check_live(seq);
+  if (paged_)
+    paged_->truncate(seq, keep);
+  else
+    variation_->rollback(cache_, seq, keep);
 }
 
 void Engine::fork(int src, int dst, int prefix_len) {

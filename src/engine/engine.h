@@ -116,6 +116,15 @@ class Engine {
   // (or, if all_rows, of every) new position: (V) or (n, V).
   void forward_cached(int seq, std::span<const int> tokens, std::span<float> logits, bool all_rows = false);
   std::vector<float> forward_cached(int seq, std::span<const int> tokens, bool all_rows = false);
+  // Speculative decoding's verify call: `tokens` (the last accepted token, then the drafts)
+  // appended to `seq` at its cursor in one cached call, every row's logits (n, V). The rows are
+  // the cached path's (so they equal full recompute's bitwise); the variation points see them
+  // as Pass::Verify, so a fault can act on verify alone.
+  void verify(int seq, std::span<const int> tokens, std::span<float> logits);
+  std::vector<float> verify(int seq, std::span<const int> tokens);
+  // Speculative decoding's rollback: `seq` keeps its first `keep` tokens, the rejected drafts
+  // after them leave. Its own operation (the variation's rollback hook), as truncate has its own.
+  void rollback(int seq, int keep);
   // Several sequences in one pass, each appending its own chunk at its own cursor (ragged
   // batched prefill, batched decode). logits: (chunks.size(), V), the last row of each chunk.
   // A sequence may appear at most once. Every chunk is checked before any runs, so a call
@@ -193,9 +202,10 @@ class Engine {
   // Paged layout, before a cached call: recompute the call's preempted sequences, then make the
   // blocks it writes present and writable (PagedKvCache::reserve). `keep`: sequences no
   // preemption may take (the call's, and an outer call's during a recompute).
-  void make_room(std::span<const Chunk> chunks, std::span<const int> keep);
+  // `verify`: the call is Engine::verify (its segments are Pass::Verify).
+  void make_room(std::span<const Chunk> chunks, std::span<const int> keep, bool verify = false);
   // The slots each chunk's rows write, asked of the active variation, into writes_.
-  void paged_writes(std::span<const Chunk> chunks);
+  void paged_writes(std::span<const Chunk> chunks, bool verify = false);
   void recompute(int seq, std::span<const int> keep);
   // A preempted sequence (paged layout) recomputed before its rows are read; else nothing.
   void make_resident(int seq);
@@ -212,7 +222,7 @@ class Engine {
   // Rows a cached chunk at `cursor` may have in one pass: its rows write their ring slots before
   // any reads, so none may overwrite a position an earlier row of the pass still reads.
   int ring_piece(int cursor) const;
-  void run_pieces(std::span<const Chunk> chunks, float* logits, bool all_rows);
+  void run_pieces(std::span<const Chunk> chunks, float* logits, bool all_rows, bool verify);
   // What the variation points are told: the call's shape at layer l, then a segment's first row.
   RowSite call_site(std::span<const Segment> segs, int layer) const;
   static RowSite segment_site(RowSite call, const Segment& s);
@@ -221,7 +231,7 @@ class Engine {
   void attend_block(int layer, const Segment& s, const KvStore& store, const Numerics& num);
   void attend_rows(const KvStore& store, long long work);
   void attend_row(int r, int h0, int h1, const KvStore& store, float* probs);
-  void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows);
+  void run_cached(std::span<const Chunk> chunks, float* logits, bool all_rows, bool verify = false);
   void record_attention(const Segment& s, int layer, const KvStore& store, const Numerics& num);
   void record_cache_reads(const Segment& s, int layer, const KvStore& store, int last);
   void record(TraceKind kind, const Segment& seg, int layer, int head, int pos, const float* data, int n);

@@ -320,6 +320,23 @@ struct WindowMaskWide final : Variation {
   int recompute_window(int window) const override { return window + 1; }
 };
 
+// Speculative decoding (docs/speculative.md): the verify call and the rollback after it.
+struct VerifyPositionShift final : Variation {
+  static constexpr const char* kName = "verify-position-shift";
+  static constexpr const char* kImitates = "a verify pass that computes its draft positions from the cursor after the pending token was counted";
+  static constexpr const char* kDescription = "the verify call rotates q and k of its rows at their positions plus one";
+  int rope_position(const RowSite& r) const override {
+    return r.pass == Pass::Verify && r.pos + 1 < r.max_seq_len ? r.pos + 1 : r.pos;
+  }
+};
+
+struct RollbackCursor final : Variation {
+  static constexpr const char* kName = "rollback-cursor";
+  static constexpr const char* kImitates = "a speculative rollback that drops the rejected tokens from the output but not from the cache";
+  static constexpr const char* kDescription = "rollback leaves the cursor where verify left it: the rejected drafts' rows stay counted";
+  void rollback(KvCache& /*cache*/, int /*seq*/, int /*keep*/) const override {}
+};
+
 // A catalogue row: the declaration's strings and its Variation (null for None: the model).
 struct FaultInfo {
   Fault fault;
@@ -371,6 +388,8 @@ constexpr std::array kFaults = {
     declared<PartialBlockFull>(Fault::PartialBlockFull),
     declared<RingWrapOffByOne>(Fault::RingWrapOffByOne),
     declared<WindowMaskWide>(Fault::WindowMaskWide),
+    declared<VerifyPositionShift>(Fault::VerifyPositionShift),
+    declared<RollbackCursor>(Fault::RollbackCursor),
 };
 constexpr std::array<Fault, kFaults.size()> kAll = [] {
   std::array<Fault, kFaults.size()> all{};
@@ -407,7 +426,8 @@ bool acts_on_paged(Fault fault) {
 }
 
 bool acts_on_contiguous_only(Fault fault) {
-  return fault == Fault::StaleCache || fault == Fault::TruncateStale || fault == Fault::ForkShallow;
+  return fault == Fault::StaleCache || fault == Fault::TruncateStale || fault == Fault::ForkShallow ||
+         fault == Fault::RollbackCursor;
 }
 
 bool acts_on_window(Fault fault) { return fault == Fault::RingWrapOffByOne || fault == Fault::WindowMaskWide; }

@@ -50,6 +50,9 @@ enum class Fault {
   // Faults of the sliding window (window.h); they pick a window by themselves in props:
   RingWrapOffByOne,  // the first position after each ring wrap goes to (and is read from) the next slot
   WindowMaskWide,    // full recompute's window mask reads one position too many (the reference is wrong)
+  // Faults of speculative decoding's two cache operations (Engine::verify, Engine::rollback):
+  VerifyPositionShift,  // the verify call rotates its rows at positions shifted by one
+  RollbackCursor,       // rollback leaves the cursor where verify left it: rejected rows stay counted
 };
 
 // Every fault, None first, in declaration order.

@@ -82,6 +82,18 @@ std::string first_detection(const Model& model, Fault fault) {
   zero.push_back(tokens[9]);
   if (!same_bytes(std::span(got).first(V), engine.forward_uncached(one))) return "a forked, rolled back and resumed sequence";
   if (!same_bytes(std::span(got).subspan(V), engine.forward_uncached(zero))) return "a decode row next to a prefill chunk";
+  // Speculative decoding: verify 4 rows on a 5-token prefill, keep 2 of them, then decode one.
+  engine.reset();
+  engine.forward_cached(0, std::span(tokens).first(5));
+  const auto verified = engine.verify(0, std::span(tokens).subspan(5, 4));
+  const std::vector<float> nine = engine.forward_uncached(std::span(tokens).first(9), true);
+  if (!same_bytes(verified, std::span(nine).subspan(5 * V)))
+    return "a verify call's logits";
+  engine.rollback(0, 7);
+  std::vector<int> kept(tokens.begin(), tokens.begin() + 7);
+  kept.push_back(tokens[10]);
+  if (!same_bytes(engine.forward_cached(0, std::span(tokens).subspan(10, 1)), engine.forward_uncached(kept)))
+    return "a decode after a rollback";
   return "";
 }
 
@@ -184,7 +196,7 @@ std::vector<RowSite> probe_sites() {
   decode.seg_pos0 = 5;
   decode.first_pos0 = 0;
   sites.push_back(decode.row(0));
-  for (Pass pass : {Pass::Prefill, Pass::Resume}) {
+  for (Pass pass : {Pass::Prefill, Pass::Resume, Pass::Verify}) {
     RowSite chunk = base;
     chunk.pass = pass;
     chunk.layer = 1;
@@ -250,6 +262,7 @@ std::vector<std::string> deviations(const Variation& v) {
   if (differ([](const Variation& x, KvCache& c) { x.start_request(c, 1); })) points.insert("start request");
   if (differ([](const Variation& x, KvCache& c) { x.truncate(c, 1, 1); })) points.insert("truncate");
   if (differ([](const Variation& x, KvCache& c) { x.fork(c, 0, 1, 3); })) points.insert("fork");
+  if (differ([](const Variation& x, KvCache& c) { x.rollback(c, 1, 1); })) points.insert("rollback");
   for (int bs : {1, 4, 16})
     if (v.block_key_tokens(bs) != m.block_key_tokens(bs)) points.insert("block key");
   if (v.copy_on_write() != m.copy_on_write()) points.insert("copy on write");
@@ -270,7 +283,7 @@ std::vector<std::string> deviations(const Variation& v) {
 }  // namespace
 
 TEST_CASE("fault names round-trip, each has a description, and an unknown name lists the known ones") {
-  CHECK(all_faults().size() == 33);
+  CHECK(all_faults().size() == 35);
   for (Fault f : all_faults()) {
     CHECK(fault_from_name(to_string(f)) == f);
     CHECK(std::string(describe(f)).size() > 10);

@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "engine/sampling.h"
+#include "engine/speculative.h"
 
 namespace miniinfer {
 
@@ -36,12 +37,16 @@ struct GenerateOptions {
   PagedOptions paged;                      // its block size and pool, when paged
   int threads = 0;                         // its worker threads; 0 = EngineOptions' default
   int window = 0, sinks = 0;               // its sliding window (EngineOptions); 0 = none
+  // Speculative decoding (speculative.h, docs/speculative.md): with a drafter, the cached loop
+  // verifies its drafts k at a time; tokens and logits are plain decoding's when greedy.
+  SpeculativeOptions speculative;
 };
 
 struct GenerateResult {
   std::vector<std::vector<int>> tokens;    // per sequence: max_new_tokens generated ids
   std::vector<std::vector<float>> logits;  // per sequence, if return_logits: (max_new_tokens, V),
                                            // the logits each token was drawn from
+  SpeculativeStats speculative;            // with a drafter: verify calls, drafts, accepted
 };
 
 // Builds an engine (batch = prompts.size(), capacity = max_seq_len) for this call.

@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "engine/generate.h"
+#include "engine/speculative_loop.h"
 
 namespace miniinfer {
 
@@ -22,6 +23,9 @@ inline void check_request(const std::vector<std::vector<int>>& prompts, const Ge
                           int limit) {
   validate(SamplerOptions{o.temperature, o.top_k, o.top_p});
   if (o.max_new_tokens < 0) fail("generate: max_new_tokens must be >= 0, got {}", o.max_new_tokens);
+  if (o.speculative.drafter != Drafter::None && !o.cache) fail("generate: speculative decoding needs the cache");
+  if (o.speculative.drafter != Drafter::None && o.coins)
+    fail("generate: speculative decoding draws its own coins (no coin source)");
   if (prompts.empty()) fail("generate: no prompts");
   if (prompts.size() > static_cast<size_t>(batch))
     fail("generate: {} prompts for an engine of batch size {}", prompts.size(), batch);
@@ -33,6 +37,7 @@ inline void check_request(const std::vector<std::vector<int>>& prompts, const Ge
       fail("generate: prompt {} has {} tokens; with {} new tokens it needs {} positions, more than {}", b, len,
            o.max_new_tokens, needed, limit);
   }
+  check_draft_len(o.speculative, prompts, limit);
 }
 
 struct Sampling {
@@ -126,8 +131,11 @@ GenerateResult run_loops(E& engine, const std::vector<std::vector<int>>& prompts
   }
   Sampling sampling{{o.temperature, o.top_k, o.top_p}, {}, {}, &o.coins, false, {}};
   for (size_t b = 0; b < prompts.size(); ++b) sampling.streams.push_back(Rng::stream(o.seed, o.first_stream + b));
+  check_draft_model(o.speculative, engine.vocab_size(), nullptr, prompts, o.max_new_tokens);
   if (o.max_new_tokens > 0) {
-    if (o.cache)
+    if (o.speculative.drafter != Drafter::None)
+      generate_speculative(engine, prompts, o, result);
+    else if (o.cache)
       generate_cached(engine, prompts, o, sampling, result);
     else
       generate_uncached(engine, prompts, o, sampling, result);

@@ -112,6 +112,21 @@ int sample(std::span<const float> logits, const SamplerOptions& o, float coin, S
   return kept.back();
 }
 
+void probabilities(std::span<const float> logits, const SamplerOptions& o, std::span<float> out,
+                   SamplerScratch& scratch) {
+  std::fill(out.begin(), out.end(), 0.0f);
+  if (o.temperature == 0.0f) {
+    out[static_cast<size_t>(sample(logits, o, 0.0f, scratch))] = 1.0f;
+    return;
+  }
+  check_logits(logits);
+  keep_candidates(logits, o, scratch);
+  const std::vector<int>& kept = scratch.kept;
+  const float m = max_z(logits, o, kept);
+  const float total = total_e(logits, o, kept, m);
+  for (int i : kept) out[static_cast<size_t>(i)] = exp_f(z_of(logits, i, o.temperature) - m) / total;
+}
+
 std::vector<float> sample_edges(std::span<const float> logits, const SamplerOptions& o) {
   check_logits(logits);
   if (o.temperature == 0.0f) return {};

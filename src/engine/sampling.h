@@ -45,6 +45,12 @@ struct SamplerScratch {
 int sample(std::span<const float> logits, const SamplerOptions& options, float coin);
 int sample(std::span<const float> logits, const SamplerOptions& options, float coin, SamplerScratch& scratch);
 
+// The distribution sample() draws from, per token id (V floats): e_i / total for step 4's
+// candidates, with its e_i and total, and 0 for the others; greedy: 1 at the argmax (ties to the
+// lowest id), 0 elsewhere. Speculative decoding's acceptance test and residual use it.
+void probabilities(std::span<const float> logits, const SamplerOptions& options, std::span<float> out,
+                   SamplerScratch& scratch);
+
 // Where the draw is fragile: the coins at which sample() moves from one candidate to the next
 // (running sum / total after each candidate but the last, in step 4's order); empty when
 // greedy. A coin a few ULP to either side of an edge draws a different token, so any other

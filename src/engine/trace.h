@@ -9,8 +9,9 @@
 namespace miniinfer {
 
 // How a forward call reached the cache: full recompute, a chunk on an empty cache, one token
-// on a non-empty cache, or a longer chunk on a non-empty cache.
-enum class Pass { Uncached, Prefill, Decode, Resume };
+// on a non-empty cache, a longer chunk on a non-empty cache, or speculative decoding's verify
+// call (Engine::verify: the last accepted token and the drafts, every row's logits).
+enum class Pass { Uncached, Prefill, Decode, Resume, Verify };
 const char* to_string(Pass pass);
 
 enum class TraceKind {

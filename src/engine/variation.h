@@ -88,11 +88,13 @@ class Variation {
   // props' comparison does not trust either side (docs/sliding-window.md). W itself.
   virtual int recompute_window(int window) const { return window; }
 
-  // Between calls: a new request on `seq` starts on an empty cache; truncate and fork as
-  // KvCache does them.
+  // Between calls: a new request on `seq` starts on an empty cache; truncate, fork and
+  // rollback as KvCache does them.
   virtual void start_request(KvCache& cache, int seq) const;
   virtual void truncate(KvCache& cache, int seq, int p) const;
   virtual void fork(KvCache& cache, int src, int dst, int prefix_len) const;
+  // Speculative decoding's rollback (Engine::rollback) to `keep` tokens: a truncate.
+  virtual void rollback(KvCache& cache, int seq, int keep) const;
 
   // The paged cache (paged_cache.h) asks these. How many of a full block's tokens its prefix
   // cache key covers (with its parent's hash): all of them.

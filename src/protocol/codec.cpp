@@ -174,7 +174,7 @@ TraceKind site_from_name(std::string_view name) {
 }
 
 Pass pass_from_name(std::string_view name) {
-  for (Pass p : {Pass::Uncached, Pass::Prefill, Pass::Decode, Pass::Resume})
+  for (Pass p : {Pass::Uncached, Pass::Prefill, Pass::Decode, Pass::Resume, Pass::Verify})
     if (name == to_string(p)) return p;
   fail("trace: unknown pass '{}'", name);
 }

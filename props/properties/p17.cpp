@@ -207,14 +207,91 @@ class P17 final : public CaseProperty<SpecCase> {
   Failure report(const SpecCase& c, const std::string& headline) const override;
 };
 
+// The report's three sites, each appending its lines to `text` and its fields to `j`.
+// A rollback that left the cursor wrong: no value to measure.
+void report_cursor(const SpecRun& run, std::string& text, nlohmann::json& j) {
+  const Round& x = run.rounds[static_cast<size_t>(run.cursor_round)];
+  text += fmt::format("  first parting: the cursor after round {}'s rollback ({} slots where {} tokens are kept)\n",
+                      run.cursor_round, x.cursor_after, run.kept()) +
+          verdict_line(classify_unmeasured(), "f32", -1, "cursor");
+  j["cause"] = "cursor";
+  j["cursor"] = {{"sequence", 0}, {"expected", run.kept()}, {"actual", x.cursor_after}, {"round", run.cursor_round}};
+  j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", "cursor"}, {"slot", x.cursor_after},
+                        {"position", run.kept()}};
+  j["verdict"] = verdict_word(classify_unmeasured());
+}
+
+// The first accepted row whose logits part: its verify traced against full recompute, component
+// by component, or, on an engine that cannot trace, the row itself.
+void report_row(EngineUnderTest& e, const SpecCase& c, const SpecRun& run, const std::vector<float>& ref,
+                std::string& text, nlohmann::json& j) {
+  const Tokenizer& tok = *context().tokenizer;
+  const size_t V = static_cast<size_t>(e.vocab_size());
+  size_t i = 0;
+  while (std::equal(run.logits.begin() + static_cast<long>(i * V), run.logits.begin() + static_cast<long>((i + 1) * V),
+                    ref.begin() + static_cast<long>(i * V)))
+    ++i;
+  const int pos = run.positions[i];
+  size_t round = 0;
+  while (round + 1 < run.rounds.size() && run.rounds[round + 1].cursor <= pos) ++round;
+  const int row = pos - run.rounds[round].cursor;
+  text += fmt::format("  first parting row: round {}'s verify, row {} (position {}, after \"{}\"): {}\n", round, row, pos,
+                      tok.decode(std::vector<int>(run.tokens.begin(), run.tokens.begin() + pos + 1)),
+                      compare_rows(run.logits, ref, e.vocab_size()).describe());
+  j["parting_row"] = {{"round", round}, {"row", row}, {"position", pos}};
+  if (e.has(Capability::Trace)) {
+    Trace cached, reference;
+    cached.seq = reference.seq = 0;
+    speculate(e, c, &cached, static_cast<int>(round));
+    e.trace_call(&reference, 0);
+    e.forward_uncached(std::span<const int>(run.tokens).first(static_cast<size_t>(pos) + 1));
+    int call = -1;
+    std::vector<int> positions;
+    for (const auto& rec : cached.records)
+      if (rec.seq == 0 && rec.kind == TraceKind::Q && rec.layer == 0 && rec.head == 0 && rec.pos <= pos) {
+        call = rec.call;
+        positions.push_back(rec.pos);
+      }
+    const Config& cf = e.config();
+    const CallDiff d = diff_traced_call(reference, cached, call, 0, positions, 0, cf.n_layer, cf.n_head, e.kv_dtype());
+    text += d.text;
+    j.update(d.json);
+    return;
+  }
+  const Measured m = measure(std::span<const float>(run.logits).subspan(i * V, V), std::span<const float>(ref).subspan(i * V, V));
+  const Verdict v = classify(m, "f32");
+  text += fmt::format("  this engine cannot trace its calls, so no layer is named: the row's logits differ by max |d| {:.3g}\n",
+                      m.max_abs) + verdict_line(v, "f32", -1, "logits");
+  j["first_parting"] = {{"layer", -1}, {"head", -1}, {"component", "logits"}, {"position", pos},
+                        {"max_abs", m.max_abs}, {"max_ulp", m.max_ulp}};
+  j["cause"] = "forward";
+  j["verdict"] = verdict_word(v);
+}
+
+// Every accepted row agrees: the first K or V row the cache holds after the last rollback that
+// parts from full recompute's.
+void report_cache(EngineUnderTest& e, const SpecRun& run, std::string& text, nlohmann::json& j) {
+  const std::vector<int> held(run.tokens.begin(), run.tokens.end() - 1);
+  const KvRows got = *e.cache_rows(0), want = *e.recompute_rows(held);
+  const auto p = first_row_parting({got}, {want});
+  if (!p) return;
+  const std::string dtype = value_dtype("cache", e.kv_dtype());
+  const Verdict v = classify(p->k ? measure(got.k_row(p->layer, p->head, p->slot), want.k_row(p->layer, p->head, p->slot))
+                                  : measure(got.v_row(p->layer, p->head, p->slot), want.v_row(p->layer, p->head, p->slot)),
+                             dtype);
+  text += fmt::format("  every accepted row's logits agree; after the last rollback: {}\n", row_text(*p)) +
+          verdict_line(v, dtype, p->layer, "cache");
+  j["first_parting"] = {{"layer", p->layer}, {"head", p->head}, {"component", "cache"}, {"slot", p->slot}, {"sequence", 0}};
+  j["cause"] = "forward";
+  j["verdict"] = verdict_word(v);
+}
+
 // The report: each round as it ran (cursor, draft, accepted count, correction, cursor after the
 // rollback), then where it parts: a cursor left wrong by a rollback; else the first accepted row
-// whose logits part, its verify traced and diffed against full recompute component by component
-// (on an engine that cannot trace, the row); else the first cache row that parts.
+// whose logits part; else the first cache row that parts.
 Failure P17::report(const SpecCase& c, const std::string& headline) const {
   EngineUnderTest& e = *context().subject;
   const Tokenizer& tok = *context().tokenizer;
-  const int V = e.vocab_size();
   Failure f;
   f.property = id();
   f.headline = headline;
@@ -239,74 +316,12 @@ Failure P17::report(const SpecCase& c, const std::string& headline) const {
                         "rollback to {}, cursor {}\n", r, x.cursor, tok.decode(x.input), x.accepted, x.input.size() - 1,
                         tok.decode(std::vector<int>{x.correction}), x.cursor + 1 + x.accepted, x.cursor_after);
   }
-  if (run.cursor_round >= 0) {
-    const Round& x = run.rounds[static_cast<size_t>(run.cursor_round)];
-    text += fmt::format("  first parting: the cursor after round {}'s rollback ({} slots where {} tokens are kept)\n",
-                        run.cursor_round, x.cursor_after, run.kept()) +
-            verdict_line(classify_unmeasured(), "f32", -1, "cursor");
-    j["cause"] = "cursor";
-    j["cursor"] = {{"sequence", 0}, {"expected", run.kept()}, {"actual", x.cursor_after}, {"round", run.cursor_round}};
-    j["first_parting"] = {{"layer", 0}, {"head", -1}, {"component", "cursor"}, {"slot", x.cursor_after},
-                          {"position", run.kept()}};
-    j["verdict"] = verdict_word(classify_unmeasured());
-  } else if (!ref.empty() && !compare_rows(run.logits, ref, V).bit_identical()) {
-    size_t i = 0;
-    while (std::equal(run.logits.begin() + static_cast<long>(i * V), run.logits.begin() + static_cast<long>((i + 1) * V),
-                      ref.begin() + static_cast<long>(i * V)))
-      ++i;
-    const int pos = run.positions[i];
-    size_t round = 0;
-    while (round + 1 < run.rounds.size() && run.rounds[round + 1].cursor <= pos) ++round;
-    const int cursor = run.rounds[round].cursor;
-    text += fmt::format("  first parting row: round {}'s verify, row {} (position {}, after \"{}\"): {}\n", round,
-                        pos - cursor, pos, tok.decode(std::vector<int>(run.tokens.begin(), run.tokens.begin() + pos + 1)),
-                        compare_rows(run.logits, ref, V).describe());
-    j["parting_row"] = {{"round", round}, {"row", pos - cursor}, {"position", pos}};
-    if (e.has(Capability::Trace)) {
-      Trace cached, reference;
-      cached.seq = 0;
-      speculate(e, c, &cached, static_cast<int>(round));
-      reference.seq = 0;
-      e.trace_call(&reference, 0);
-      e.forward_uncached(std::span<const int>(run.tokens).first(static_cast<size_t>(pos) + 1));
-      int call = -1;
-      std::vector<int> positions;
-      for (const auto& rec : cached.records)
-        if (rec.seq == 0 && rec.kind == TraceKind::Q && rec.layer == 0 && rec.head == 0 && rec.pos <= pos) {
-          call = rec.call;
-          positions.push_back(rec.pos);
-        }
-      const Config& cf = e.config();
-      const CallDiff d = diff_traced_call(reference, cached, call, 0, positions, 0, cf.n_layer, cf.n_head, e.kv_dtype());
-      text += d.text;
-      j.update(d.json);
-    } else {
-      const Measured m = measure(std::span<const float>(run.logits).subspan(i * V, static_cast<size_t>(V)),
-                                 std::span<const float>(ref).subspan(i * V, static_cast<size_t>(V)));
-      const Verdict v = classify(m, "f32");
-      text += fmt::format("  this engine cannot trace its calls, so no layer is named: the row's logits differ by max |d| "
-                          "{:.3g}\n", m.max_abs) + verdict_line(v, "f32", -1, "logits");
-      j["first_parting"] = {{"layer", -1}, {"head", -1}, {"component", "logits"}, {"position", pos},
-                            {"max_abs", m.max_abs}, {"max_ulp", m.max_ulp}};
-      j["cause"] = "forward";
-      j["verdict"] = verdict_word(v);
-    }
-  } else if (e.has(Capability::KvRows)) {
-    const std::vector<int> held(run.tokens.begin(), run.tokens.end() - 1);
-    const KvRows got = *e.cache_rows(0), want = *e.recompute_rows(held);
-    if (const auto p = first_row_parting({got}, {want})) {
-      const std::string dtype = value_dtype("cache", e.kv_dtype());
-      const Verdict v = classify(p->k ? measure(got.k_row(p->layer, p->head, p->slot), want.k_row(p->layer, p->head, p->slot))
-                                      : measure(got.v_row(p->layer, p->head, p->slot), want.v_row(p->layer, p->head, p->slot)),
-                                 dtype);
-      text += fmt::format("  every accepted row's logits agree; after the last rollback: {}\n", row_text(*p)) +
-              verdict_line(v, dtype, p->layer, "cache");
-      j["first_parting"] = {{"layer", p->layer}, {"head", p->head}, {"component", "cache"}, {"slot", p->slot},
-                            {"sequence", 0}};
-      j["cause"] = "forward";
-      j["verdict"] = verdict_word(v);
-    }
-  }
+  if (run.cursor_round >= 0)
+    report_cursor(run, text, j);
+  else if (!ref.empty() && !compare_rows(run.logits, ref, e.vocab_size()).bit_identical())
+    report_row(e, c, run, ref, text, j);
+  else if (e.has(Capability::KvRows))
+    report_cache(e, run, text, j);
   if (!j.contains("first_parting") && !j.contains("cause")) {
     text += "  every cursor, logit and cache row agrees on this replay: the difference did not come again\n";
     j["cause"] = "engine-error";

@@ -37,6 +37,7 @@ nlohmann::json case_file_json(const CaseFields& f) {
           {"arch", f.arch ? nlohmann::json::parse(config_to_json(*f.arch)) : nlohmann::json(nullptr)},
           {"arch_seed", f.arch_seed}, {"coin_seed", f.coin_seed}};
   if (!f.threads.empty()) j["threads"] = f.threads;  // cases saved before p14 keep their bytes
+  if (!f.drafts.empty()) j["drafts"] = f.drafts;     // and before p17
   return j;
 }
 
@@ -103,6 +104,9 @@ CaseFields case_fields_from_json(const nlohmann::json& j) {
   f.arch_seed = json_u64(j.value("arch_seed", nlohmann::json(0)), "arch_seed");
   f.coin_seed = json_u64(j.value("coin_seed", nlohmann::json(0)), "coin_seed");
   f.threads = json_ints(j.value("threads", nlohmann::json::array()), "threads");
+  const nlohmann::json drafts = j.value("drafts", nlohmann::json::array());
+  if (!drafts.is_array()) fail("case: drafts: not an array");
+  for (size_t i = 0; i < drafts.size(); ++i) f.drafts.push_back(json_ints(drafts[i], fmt::format("drafts[{}]", i)));
   check_fields(f);
   return f;
 }

@@ -39,6 +39,8 @@ struct CaseFields {
   uint64_t arch_seed = 0;      // ...with weights from this seed
   uint64_t coin_seed = 0;      // p12: where each draw's coin sits beside a sampler edge
   std::vector<int> threads;    // p14: the two runs' thread counts (written only when given)
+  std::vector<std::vector<int>> drafts;  // p17: each round's draft, -1 for the target's own greedy token
+                                         // (written only when given)
 };
 // With the run's model, engine, backend, fault and level, as a case file records them.
 nlohmann::json case_file_json(const CaseFields& f);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -52,10 +53,22 @@ struct Fragment {
   }
 };
 
+// The --llama-kv names, as llama.cpp's -ctk/-ctv name them; nullopt for any other.
+std::optional<KvType> kv_type_of(const std::string& kv) {
+  static const std::map<std::string, KvType> types = {
+      {"f16", KvType::F16}, {"f32", KvType::F32}, {"q8_0", KvType::Q8_0}, {"q4_0", KvType::Q4_0}};
+  const auto it = types.find(kv);
+  if (it == types.end()) return std::nullopt;
+  return it->second;
+}
+// ggml's block formats: 32 floats of a row share one F16 scale (block_q8_0, block_q4_0).
+bool quantized(const std::string& kv) { return kv == "q8_0" || kv == "q4_0"; }
+constexpr int kGgmlBlock = 32;
+
 struct LlamaSettings {
   std::string gguf;         // relative to the source tree when it lies inside it, else absolute
   std::string gguf_sha256;  // of that file, so a replay runs on the same one
-  std::string kv = "f16";  // f16 | f32
+  std::string kv = "f16";  // f16 | f32 | q8_0 | q4_0 (the quantized two need flash attention)
   int threads = 1;
   bool flash = false;
   int ubatch = 0;          // 0 = llama.cpp's n_ubatch = n_batch
@@ -92,7 +105,9 @@ LlamaSettings LlamaSettings::from_json(const nlohmann::json& j) {
     if (reuse != "on" && reuse != "off") fail("engine settings: prefix_reuse must be on or off, got '{}'", reuse);
     s.prefix_reuse = reuse == "on";
     s.fragment = Fragment::parse(j.value("fragment", std::string("off")), "engine settings: fragment");
-    if (s.kv != "f16" && s.kv != "f32") fail("engine settings: kv must be f16 or f32, got '{}'", s.kv);
+    if (!kv_type_of(s.kv)) fail("engine settings: kv must be f16, f32, q8_0 or q4_0, got '{}'", s.kv);
+    if (quantized(s.kv) && !s.flash)
+      fail("engine settings: kv {} needs flash on (llama.cpp quantizes a V cache only with flash attention)", s.kv);
     if (s.threads < 1 || s.threads > 256) fail("engine settings: threads {} outside 1..256", s.threads);
     if (s.ubatch < 0 || s.ubatch > 65536) fail("engine settings: ubatch {} outside 0..65536", s.ubatch);
     return s;
@@ -196,6 +211,15 @@ class LlamaSubject final : public EngineUnderTest {
   std::string name() const override { return "llamacpp"; }
   nlohmann::json settings() const override { return settings_.to_json(); }
   std::string kv_dtype() const override { return settings_.kv; }
+  // Capability KvQuant: every row is quantized when it is written, no float residual (llama.cpp's
+  // full recompute writes its rows through the same ggml_cpy to the cache type).
+  KvQuantInfo kv_quant() const override {
+    if (!quantized(settings_.kv)) return {};
+    return {settings_.kv, kGgmlBlock, 0};
+  }
+  // verify and rollback are the scaffold's defaults, which here are the library's speculative
+  // path: forward_cached(all_rows) is one llama_decode with logits on every row, truncate is
+  // llama_memory_seq_rm(seq, keep, -1) (src/llamacpp/llamacpp_engine.cpp).
   std::string describe() const override {
     return fmt::format("llamacpp {} (KV {}, {} thread{}, flash attention {}, ubatch {}, prefix reuse {}, cells {})",
                        settings_.gguf, settings_.kv, settings_.threads, settings_.threads == 1 ? "" : "s",
@@ -204,7 +228,8 @@ class LlamaSubject final : public EngineUnderTest {
                        settings_.prefix_reuse ? "on" : "off", settings_.fragment.text());
   }
   bool has(Capability c) const override {
-    return c == Capability::Trace || c == Capability::Threads || (c == Capability::PrefixCache && settings_.prefix_reuse);
+    return c == Capability::Trace || c == Capability::Threads || (c == Capability::PrefixCache && settings_.prefix_reuse) ||
+           (c == Capability::KvQuant && quantized(settings_.kv));
   }
   // p14's thread counts; the settings (and so a saved case) keep --llama-threads.
   void set_threads(int threads) override {
@@ -350,7 +375,7 @@ class LlamaSubject final : public EngineUnderTest {
   static LlamaCppOptions options(const LlamaSettings& s, int batch, int capacity) {
     LlamaCppOptions o;
     o.threads = s.threads;
-    o.kv_type = s.kv == "f32" ? KvType::F32 : KvType::F16;
+    o.kv_type = *kv_type_of(s.kv);
     o.flash_attn = s.flash;
     o.n_seq = batch + (s.fragment.on() ? 1 : 0);  // the ballast's sequence last
     o.capacity = capacity;
@@ -483,7 +508,7 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json& j, const Model& mode
   const std::vector<float> a = ours.forward_uncached(tokens), b = subject->forward_uncached(tokens);
   double worst = 0.0;
   for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
-  const double tol = logit_tolerance(model, settings.kv == "f32" ? KvType::F32 : KvType::F16).tol;
+  const double tol = logit_tolerance(model, *kv_type_of(settings.kv)).tol;
   if (!(worst <= tol))
     fail("--gguf {}: its logits differ from the model's by up to {:.3g}, more than the bound {:.3g}: it is not this "
          "model (export it with minigpt export-gguf --model MODEL)", settings.gguf, worst, tol);
@@ -517,8 +542,10 @@ nlohmann::json settings(const RunConfig& run) {
   const std::string flash = flag_value(run, "--llama-flash");
   const int threads = number_in(run, "--llama-threads", 1, 256);
   const int ubatch = number_in(run, "--llama-ubatch", 0, 65536);
-  if (kv != "f16" && kv != "f32") fail("--llama-kv: '{}' is not f16 or f32", kv);
+  if (!kv_type_of(kv)) fail("--llama-kv: '{}' is not f16, f32, q8_0 or q4_0", kv);
   if (flash != "on" && flash != "off") fail("--llama-flash: '{}' is not on or off", flash);
+  if (quantized(kv) && flash != "on")
+    fail("--llama-kv {}: llama.cpp quantizes a V cache only with flash attention: add --llama-flash on", kv);
   const std::string reuse = flag_value(run, "--llama-prefix-reuse");
   if (reuse != "on" && reuse != "off") fail("--llama-prefix-reuse: '{}' is not on or off", reuse);
   const Fragment fragment = Fragment::parse(flag_value(run, "--llama-fragment"), "--llama-fragment");
@@ -560,8 +587,9 @@ const EngineDecl kLlamaCpp = {
                .elsewhere = "only --engine llamacpp reads a GGUF",
                .required = "minigpt export-gguf writes one"},
               {.name = "--llama-kv",
-               .arg = " f16|f32",
-               .help = "the KV cache's type (default f16, llama.cpp's default)",
+               .arg = " f16|f32|q8_0|q4_0",
+               .help = "the KV cache's type (default f16, llama.cpp's default); q8_0 and q4_0\n"
+                       "(blocks of 32, Capability KvQuant) need --llama-flash on",
                .fallback = "f16"},
               {.name = "--llama-threads", .arg = " N", .help = "threads (default 1)", .fallback = "1", .number = true},
               {.name = "--llama-flash", .arg = " on|off", .help = "flash attention (default off)", .fallback = "off"},

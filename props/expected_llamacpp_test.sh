@@ -28,7 +28,7 @@ for level in bits tokens; do
     "$([ -n "$(ids FAIL "$level.log")" ] && [ "$(ids FAIL "$level.log")" == "$(ids XFAIL "$level.log")" ]; echo $?)" \
     "$level.log"
   check "$level: each XFAIL names its experiment" \
-    "$([ "$(grep -c '^      see experiments/2[35]-llamacpp-[a-z]*/README.md$' "$level.log")" -eq \
+    "$([ "$(grep -c '^      see experiments/2[358]-llamacpp-[a-z]*/README.md$' "$level.log")" -eq \
          "$(grep -c '^XFAIL' "$level.log")" ]; echo $?)" "$level.log"
   check "$level: no unexpected pass" "$(! grep -q '^XPASS' "$level.log"; echo $?)" "$level.log"
   check "$level: the closing line counts the expected failures" \

@@ -166,6 +166,15 @@ void set_freed(Histories& h, int seq, bool freed) {
   h.freed[static_cast<size_t>(seq)] = freed;
 }
 
+// Where the last Verify on `seq` started (-1: none to roll back into).
+void set_verified(Histories& h, int seq, int from) {
+  if (h.verified.empty()) h.verified.assign(kHistorySequences, -1);
+  h.verified[static_cast<size_t>(seq)] = from;
+}
+int verified_from(const Histories& h, int seq) {
+  return h.verified.empty() ? -1 : h.verified[static_cast<size_t>(seq)];
+}
+
 // The model's start: B sequences, empty; `block` > 0 on an engine with a prefix cache.
 Histories fresh(int batch, int block) {
   Histories h{batch, std::vector<std::vector<int>>(kHistorySequences)};
@@ -209,6 +218,11 @@ std::vector<Call> plan(const Histories& before, const Step& s) {
     case Step::Append:
       forward({{s.seqs[0], s.tokens[0]}});
       break;
+    case Step::Verify: {
+      const int from = static_cast<int>(len(h, s.seqs[0]));
+      if (forward({{s.seqs[0], s.tokens[0]}})) set_verified(calls.back().after, s.seqs[0], from);
+      break;
+    }
     case Step::Mixed: {
       std::vector<std::pair<int, std::vector<int>>> rows;
       for (size_t j = 0; j < s.seqs.size(); ++j) rows.push_back({s.seqs[j], s.tokens[j]});
@@ -231,9 +245,11 @@ std::vector<Call> plan(const Histories& before, const Step& s) {
       }
       break;
     }
-    case Step::Truncate: {
+    case Step::Truncate:
+    case Step::Rollback: {
       Call c{{}, h, static_cast<size_t>(s.n) > len(h, s.seqs[0]) || is_freed(h, s.seqs[0])};
       if (!c.refused) t[static_cast<size_t>(s.seqs[0])].resize(static_cast<size_t>(s.n));
+      if (!c.refused && s.kind == Step::Rollback) set_verified(h, s.seqs[0], -1);
       c.after = h;
       calls.push_back(std::move(c));
       break;
@@ -365,7 +381,8 @@ RowDiff diff_rows(EngineUnderTest& e, int seq, const std::vector<int>& tokens, K
 std::set<int> touched(const Step& s, const Call& c) {
   std::set<int> out;
   for (const auto& [seq, toks] : c.rows) out.insert(seq);
-  if (s.kind == Step::Truncate || s.kind == Step::Reset || s.kind == Step::Free) out.insert(s.seqs[0]);
+  if (s.kind == Step::Truncate || s.kind == Step::Reset || s.kind == Step::Free || s.kind == Step::Rollback)
+    out.insert(s.seqs[0]);
   if (s.kind == Step::Fork) out.insert(s.seqs[1]);
   return out;
 }
@@ -460,6 +477,7 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
   const std::vector<Call> calls = plan(before, s);
   const size_t V = static_cast<size_t>(e.vocab_size());
   std::vector<int> in;  // Decode: this call's input per sequence, drawn from the engine's logits
+  std::vector<float> rows;  // Verify: every row's logits
   std::vector<Rng> coins;
   for (size_t j = 0; s.kind == Step::Decode && j < s.seqs.size(); ++j) {
     in.push_back(s.tokens[j][0]);
@@ -494,6 +512,15 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
           e.forward_batch(chunks, logits);
           break;
         }
+        case Step::Verify: {
+          rows = e.verify(s.seqs[0], s.tokens[0]);
+          if (rows.size() != s.tokens[0].size() * V)
+            return Parting{ci, s.seqs[0], fmt::format("the verify of {} tokens gave {} logits, not {} rows of {}",
+                                                      s.tokens[0].size(), rows.size(), s.tokens[0].size(), V), false};
+          std::copy(rows.end() - static_cast<long>(V), rows.end(), logits.begin());  // the last row, checked below
+          break;
+        }
+        case Step::Rollback: e.rollback(s.seqs[0], s.n); break;
         case Step::Truncate: e.truncate(s.seqs[0], s.n); break;
         case Step::Fork: e.fork(s.seqs[0], s.seqs[1], s.n); break;
         case Step::Reset: e.reset(s.seqs[0]); break;
@@ -539,6 +566,14 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
         if (e.cursor(seq) != static_cast<int>(len(call.after, seq))) p.cursor = true;
         return p;
       }
+    }
+    // A verify's rows before its last: row j against full recompute of the history up to its token.
+    for (size_t j = 0; s.kind == Step::Verify && j + 1 < s.tokens[0].size(); ++j) {
+      const auto& after_call = call.after.tokens[static_cast<size_t>(s.seqs[0])];
+      const std::vector<int> upto(after_call.begin(), after_call.end() - static_cast<long>(s.tokens[0].size() - j - 1));
+      if (!same_bytes(std::span<const float>(rows.data() + j * V, V), reference(upto).logits))
+        return Parting{ci, s.seqs[0], fmt::format("row {} of the verify of sequence {} differs from full recompute", j,
+                                                  s.seqs[0]), true};
     }
     if (s.kind == Step::Decode)
       for (size_t j = 0; j < s.seqs.size(); ++j)
@@ -591,7 +626,7 @@ std::optional<Parting> run_step(EngineUnderTest& e, const Histories& before, con
 
 // ---- generators: one command type per operation ---------------------------------------------
 
-int kind_count[8] = {};
+int kind_count[10] = {};
 int programs = 0;
 std::vector<std::string> notes;  // what p11 leaves unchecked on this engine, for the mix line
 // With a prefix cache: what the programs' Submits and the pool did, for the mix line.
@@ -766,8 +801,39 @@ struct FreeCommand : StepCommand {
   }
 };
 
+// Speculative decoding's verify: the sequence's next token (a grammar word: the last accepted
+// one) and a draft of 1..4 random vocabulary ids, which the model appends like a chunk; every
+// row's logits are checked.
+struct VerifyCommand : StepCommand {
+  explicit VerifyCommand(const Histories& h) {
+    step.kind = Step::Verify;
+    step.seqs = {draw_seq(h)};
+    std::vector<int> tokens = chunk_of(*gen::genPrompt(), 1, 1);
+    const int k = *rc::gen::inRange(1, 5), V = context().subject->vocab_size();
+    for (int i = 0; i < k; ++i) tokens.push_back(*rc::gen::inRange(0, V));
+    step.tokens = {tokens};
+  }
+};
+
+// The draft's rejection: a rollback to a point inside the last verify on a sequence (keeping at
+// least its first token, the last accepted one, and at most all of it); with no verify to roll
+// back into, anywhere in the sequence. One in seven past the end, which the engine must refuse.
+struct RollbackCommand : StepCommand {
+  explicit RollbackCommand(const Histories& h) {
+    step.kind = Step::Rollback;
+    std::vector<int> open;  // sequences with a verify to roll back into
+    for (int q = 0; q < h.batch; ++q)
+      if (verified_from(h, q) >= 0 && verified_from(h, q) < static_cast<int>(len(h, q))) open.push_back(q);
+    const int seq = open.empty() ? draw_seq(h) : open[static_cast<size_t>(*rc::gen::inRange(0, static_cast<int>(open.size())))];
+    step.seqs = {seq};
+    const int n = static_cast<int>(len(h, seq)), from = open.empty() ? -1 : verified_from(h, seq);
+    step.n = draw_bad() ? n + 1 : *rc::gen::inRange(from + 1, n + 1);
+  }
+};
+
 const char* kind_name(Step::Kind k) {
-  static const char* names[] = {"append", "decode", "mixed", "truncate", "fork", "reset", "submit", "free"};
+  static const char* names[] = {"append", "decode", "mixed", "truncate", "fork", "reset", "submit", "free",
+                                "verify", "rollback"};
   return names[k];
 }
 
@@ -812,6 +878,11 @@ std::ostream& operator<<(std::ostream& os, const Step& s) {
       return os << "submit \"" << words(s.tokens[0]) << "\" to s" << s.seqs[0];
     case Step::Free:
       return os << "free s" << s.seqs[0];
+    case Step::Verify:
+      return os << "verify \"" << words(s.tokens[0]) << "\" on s" << s.seqs[0] << " (" << s.tokens[0].size() - 1
+                << (s.tokens[0].size() == 2 ? " draft token)" : " draft tokens)");
+    case Step::Rollback:
+      return os << "roll back s" << s.seqs[0] << " to " << s.n;
   }
   return os;
 }
@@ -1129,20 +1200,22 @@ void check_histories() {
   const int batch = *rc::gen::inRange(2, max_batch(e) + 1);
   const Histories initial = fresh(batch, serving(e) ? e.prefix_block() : 0);
   // Programs of up to ~40 commands; appends weigh most, so that sequences fill up. With a prefix
-  // cache, submits (mostly sharing a prefix) and frees join them; other engines draw as before,
-  // so that saved programs replay.
+  // cache, submits (mostly sharing a prefix) and frees join them. Speculative decoding's verify and
+  // rollback join both mixes (a saved program replays whatever the mix: it lists its commands).
   const auto commands =
       initial.block == 0
           ? *rc::gen::scale(0.4, rc::state::gen::commands(
                                      initial, rc::state::gen::execOneOfWithArgs<
                                                   AppendCommand, AppendCommand, AppendCommand, DecodeCommand,
                                                   DecodeCommand, MixedCommand, MixedCommand, TruncateCommand,
-                                                  ForkCommand, ForkCommand, ResetCommand>()))
+                                                  ForkCommand, ForkCommand, ResetCommand, VerifyCommand,
+                                                  RollbackCommand>()))
           : *rc::gen::scale(0.4, rc::state::gen::commands(
                                      initial, rc::state::gen::execOneOfWithArgs<
                                                   AppendCommand, AppendCommand, AppendCommand, DecodeCommand,
                                                   MixedCommand, TruncateCommand, ForkCommand, ForkCommand, ResetCommand,
-                                                  SubmitCommand, SubmitCommand, SubmitCommand, FreeCommand>()));
+                                                  SubmitCommand, SubmitCommand, SubmitCommand, FreeCommand,
+                                                  VerifyCommand, RollbackCommand>()));
   Program p;
   p.batch = batch;
   bool fork = false, full = false, sampled = false;
@@ -1159,6 +1232,7 @@ void check_histories() {
                         : std::any_of(s.seqs.begin(), s.seqs.end(), [&](int q) { return is_freed(h, q); })
                             ? "use of a freed sequence"
                         : s.kind == Step::Truncate ? "truncate past the end"
+                        : s.kind == Step::Rollback ? "rollback past the end"
                         : s.kind == Step::Fork     ? "bad fork"
                                                    : "over capacity"));
       for (const auto& t : call.after.tokens) full = full || t.size() == static_cast<size_t>(kHistoryCapacity);
@@ -1198,6 +1272,7 @@ std::string history_mix() {
   for (int n : kind_count) total += n;
   std::string out = fmt::format("      {} programs, {} commands:", programs, total);
   for (int k = 0; k < 6; ++k) out += fmt::format(" {} {}", kind_name(static_cast<Step::Kind>(k)), kind_count[k]);
+  out += fmt::format(" verify {} rollback {}", kind_count[Step::Verify], kind_count[Step::Rollback]);
   if (kind_count[Step::Submit] + kind_count[Step::Free] > 0)
     out += twin() ? fmt::format(" submit {} free {}; serving (each program also on a placement twin): {} submits, {} "
                                 "hits, {} tokens reused, {} evictions, {} preemptions, {} copies",
@@ -1250,8 +1325,8 @@ Program program_from_json(const nlohmann::json& j) {
       Step s;
       const std::string kind = o.at("kind").get<std::string>();
       int k = 0;
-      while (k < 8 && kind != kind_name(static_cast<Step::Kind>(k))) ++k;
-      if (k == 8) fail("case: unknown command kind '{}'", kind);
+      while (k < 10 && kind != kind_name(static_cast<Step::Kind>(k))) ++k;
+      if (k == 10) fail("case: unknown command kind '{}'", kind);
       s.kind = static_cast<Step::Kind>(k);
       s.seqs = json_ints(o.at("seqs"), at + "seqs");
       const auto& tokens = o.at("tokens");
@@ -1267,7 +1342,8 @@ Program program_from_json(const nlohmann::json& j) {
       if (s.seqs.size() < need_seqs) fail("case: command '{}' names {} sequences", kind, s.seqs.size());
       for (int q : s.seqs)
         if (q < 0 || q >= p.batch) fail("case: command '{}' names sequence {} of {}", kind, q, p.batch);
-      const bool rows = s.kind == Step::Append || s.kind == Step::Decode || s.kind == Step::Mixed || s.kind == Step::Submit;
+      const bool rows = s.kind == Step::Append || s.kind == Step::Decode || s.kind == Step::Mixed || s.kind == Step::Submit ||
+                        s.kind == Step::Verify;
       if (rows && (s.tokens.size() < s.seqs.size() || std::any_of(s.tokens.begin(), s.tokens.end(),
                                                                    [](const auto& t) { return t.empty(); })))
         fail("case: command '{}' needs a non-empty token list per sequence", kind);

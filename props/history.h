@@ -31,12 +31,15 @@ constexpr uint64_t kTwinPlacement = 7;  // the placement twin's seed: the same b
 
 // One command of a program.
 struct Step {
-  enum Kind { Append, Decode, Mixed, Truncate, Fork, Reset, Submit, Free } kind = Append;
-  std::vector<int> seqs;                 // Append, Truncate, Reset, Submit, Free: {s}; Fork: {src, dst};
-                                         // Decode, Mixed: one per row of the batched call
-  std::vector<std::vector<int>> tokens;  // Append: {chunk}; Submit: {prompt}; Decode: the first input token per
-                                         // sequence; Mixed: a chunk per sequence (1 token: a decode row)
-  int n = 0;                             // Decode: calls (steps); Truncate, Fork: the prefix kept
+  // Verify and Rollback are speculative decoding's: verify appends [last, d1..dk] in one call and
+  // gives every row's logits (EngineUnderTest::verify); rollback rejects a draft's tail.
+  enum Kind { Append, Decode, Mixed, Truncate, Fork, Reset, Submit, Free, Verify, Rollback } kind = Append;
+  std::vector<int> seqs;                 // Append, Truncate, Reset, Submit, Free, Verify, Rollback: {s};
+                                         // Fork: {src, dst}; Decode, Mixed: one per row of the batched call
+  std::vector<std::vector<int>> tokens;  // Append: {chunk}; Submit: {prompt}; Verify: {[last, d1..dk]}; Decode:
+                                         // the first input token per sequence; Mixed: a chunk per sequence
+                                         // (1 token: a decode row)
+  int n = 0;                             // Decode: calls (steps); Truncate, Fork, Rollback: the prefix kept
   SamplerOptions sampler;                // Decode: how each next input is drawn from the logits
   uint64_t seed = 0;                     // Decode: coins from Rng::stream(seed, sequence)
 };
@@ -52,6 +55,9 @@ struct Histories {
   // Serving: per sequence, the ids last written at each position, past a truncation or reset
   // too: a Submit that resubmits a conversation after its end was edited.
   std::vector<std::vector<int>> ghost = {};
+  // Per sequence, its length before the last Verify on it (-1 or absent: none since the last
+  // Rollback): a Rollback is drawn inside that verify.
+  std::vector<int> verified = {};
 };
 
 // A program and, once it failed, where.

@@ -10,7 +10,8 @@
 // forks, rollbacks, continuous batching and the calls an engine must refuse. p13 (the paged
 // cache's prefix hits) runs right after p11, which finds the pool's faults with its programs.
 // p14 (thread counts) follows: one cached run on each of two counts and full recompute, a few
-// tokens, as cheap as p6's cases.
+// tokens, as cheap as p6's cases. p17 (speculation: verify and rollback with random drafts)
+// follows it: a few short rounds per case.
 //
 // A new property is a file in props/properties/ defining `const Property& pN()`, and one line here.
 #include <array>
@@ -28,6 +29,7 @@
   X(p13)                        \
   X(p14)                        \
   X(p16)                        \
+  X(p17)                        \
   X(p8)                         \
   X(p9)                         \
   X(p12)                        \

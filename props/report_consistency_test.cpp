@@ -25,6 +25,11 @@ TEST_CASE("a measured difference gets one verdict, by the thresholds docs/verdic
   CHECK(classify({9000, 0x1p-10 * scale, scale, 3}, "f16") == Verdict::DtypeRounding);
   CHECK(classify({9000, std::nextafter(0x1p-10 * scale, 1.0), scale, 3}, "f16") == Verdict::Gross);
   CHECK(classify({9000, 0x1p-10 * scale, scale, 3}, "f32") == Verdict::Gross);
+  // llama.cpp's block formats: up to one quantization step of the scale (1/127 for q8_0, 1/8 for q4_0).
+  CHECK(classify({9000, scale / 127, scale, 3}, "q8_0") == Verdict::DtypeRounding);
+  CHECK(classify({9000, std::nextafter(scale / 127, 1.0), scale, 3}, "q8_0") == Verdict::Gross);
+  CHECK(classify({9000, scale / 8, scale, 3}, "q4_0") == Verdict::DtypeRounding);
+  CHECK(classify({9000, std::nextafter(scale / 8, 1.0), scale, 3}, "q4_0") == Verdict::Gross);
   // A shape difference is never rounding; a sign of zero is drift.
   CHECK(classify({UINT64_MAX, 0.0, scale, 1}, "f16") == Verdict::Gross);
   CHECK(classify({0, 0.0, scale, 1}) == Verdict::UlpDrift);

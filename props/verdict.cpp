@@ -36,6 +36,10 @@ double dtype_ulp(std::string_view dtype) {
   if (dtype == "f32") return 0x1p-23;
   if (dtype == "f16") return 0x1p-10;
   if (dtype == "bf16") return 0x1p-7;
+  // llama.cpp's block formats: one quantization step of a 32-float block, relative to its
+  // largest magnitude (Q8_0: amax / 127; Q4_0: amax / 8).
+  if (dtype == "q8_0") return 1.0 / 127;
+  if (dtype == "q4_0") return 1.0 / 8;
   return 0.0;
 }
 

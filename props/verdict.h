@@ -39,7 +39,8 @@ struct Measured {
 Measured measure(std::span<const float> a, std::span<const float> b);
 
 // The relative size of one ULP of a storage dtype at the top of a binade ("f32": 2^-23,
-// "f16": 2^-10, "bf16": 2^-7); 0 for a name that is not a dtype.
+// "f16": 2^-10, "bf16": 2^-7; llama.cpp's block formats "q8_0": 1/127 and "q4_0": 1/8, one step
+// of a block's scale relative to its largest magnitude); 0 for a name that is not a dtype.
 double dtype_ulp(std::string_view dtype);
 
 // Whether a component reads values the engine stores in its K/V cache dtype: the cache rows

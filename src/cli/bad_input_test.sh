@@ -254,7 +254,8 @@ check "props: unknown engine" 2 "--engine: 'vllm' is not an engine" -- "$props" 
 check "props: llamacpp without --gguf" 2 "--engine llamacpp needs --gguf FILE" -- "$props" --engine llamacpp
 check "props: --gguf missing file" 2 "--gguf no-such\.gguf: no such file" -- "$props" --engine llamacpp --gguf no-such.gguf
 check "props: --gguf without llamacpp" 2 "--gguf x\.gguf: only --engine llamacpp reads a GGUF" -- "$props" --gguf x.gguf
-check "props: --llama-kv f8" 2 "--llama-kv: 'f8' is not f16 or f32" -- "$props" --engine llamacpp --gguf regular_file --llama-kv f8
+check "props: --llama-kv f8" 2 "--llama-kv: 'f8' is not f16, f32, q8_0 or q4_0" -- "$props" --engine llamacpp --gguf regular_file --llama-kv f8
+check "props: --llama-kv q8_0 without flash" 2 "--llama-kv q8_0: llama\.cpp quantizes a V cache only with flash attention: add --llama-flash on" -- "$props" --engine llamacpp --gguf regular_file --llama-kv q8_0
 check "props: --llama-threads 0" 2 "--llama-threads: 0 is outside 1\.\.256" -- "$props" --engine llamacpp --gguf regular_file --llama-threads 0
 check "props: --llama-threads abc" 2 "--llama-threads: 'abc' is not a valid number" -- "$props" --llama-threads abc
 check "props: --llama-flash maybe" 2 "--llama-flash: 'maybe' is not on or off" -- "$props" --engine llamacpp --gguf regular_file --llama-flash maybe

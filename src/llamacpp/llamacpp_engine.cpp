@@ -92,7 +92,15 @@ bool traced(const char* name) {
 
 }  // namespace
 
-const char* to_string(KvType type) { return type == KvType::F16 ? "f16" : "f32"; }
+const char* to_string(KvType type) {
+  switch (type) {
+    case KvType::F16: return "f16";
+    case KvType::F32: return "f32";
+    case KvType::Q8_0: return "q8_0";
+    case KvType::Q4_0: return "q4_0";
+  }
+  return "f16";
+}
 
 const LayerTensor* LlamaTrace::last(const std::string& name) const {
   for (auto it = tensors.rbegin(); it != tensors.rend(); ++it)
@@ -174,6 +182,16 @@ F cpu_proc(const char* name) {
   if (!f) fail("llama.cpp engine: the CPU backend has no {}", name);
   return reinterpret_cast<F>(f);
 }
+
+ggml_type ggml_type_of(KvType type) {
+  switch (type) {
+    case KvType::F16: return GGML_TYPE_F16;
+    case KvType::F32: return GGML_TYPE_F32;
+    case KvType::Q8_0: return GGML_TYPE_Q8_0;
+    case KvType::Q4_0: return GGML_TYPE_Q4_0;
+  }
+  return GGML_TYPE_F16;
+}
 }  // namespace
 
 void LlamaCpp::attach_threadpool() {
@@ -207,7 +225,7 @@ llama_context* LlamaCpp::make_context(int n_seq, int n_ctx, int n_batch, int n_u
   cp.n_seq_max = static_cast<uint32_t>(n_seq);
   cp.n_threads = cp.n_threads_batch = options_.threads;
   cp.flash_attn_type = options_.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
-  cp.type_k = cp.type_v = options_.kv_type == KvType::F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+  cp.type_k = cp.type_v = ggml_type_of(options_.kv_type);
   cp.kv_unified = true;
   cp.no_perf = true;
   if (options_.eval_callback) {

@@ -23,7 +23,9 @@ struct ggml_threadpool;
 
 namespace miniinfer {
 
-enum class KvType { F16, F32 };
+// The K/V cache's ggml type. Q8_0 and Q4_0 are ggml's block formats (32 floats share one F16
+// scale); the pinned llama.cpp stores a quantized V cache only with flash attention.
+enum class KvType { F16, F32, Q8_0, Q4_0 };
 const char* to_string(KvType type);
 
 struct LlamaCppOptions {

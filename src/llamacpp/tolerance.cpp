@@ -33,7 +33,14 @@ LogitTolerance bound(const Model& model, int per_layer, int extra, double unit) 
 }  // namespace
 
 LogitTolerance logit_tolerance(const Model& model, KvType kv_type) {
-  return bound(model, kv_type == KvType::F16 ? 5 : 2, 0, std::ldexp(1.0, -11));
+  const double f16 = std::ldexp(1.0, -11), scale = std::sqrt(32.0) * f16;
+  switch (kv_type) {
+    case KvType::F32: return bound(model, 2, 0, f16);
+    case KvType::F16: return bound(model, 5, 0, f16);
+    case KvType::Q8_0: return bound(model, 5, 0, std::sqrt(32.0) / 254.0 + scale);
+    case KvType::Q4_0: return bound(model, 5, 0, std::sqrt(1.0 / 64 + 31.0 / 256) + scale);
+  }
+  return bound(model, 5, 0, f16);
 }
 
 LogitTolerance self_tolerance(const Model& model, int max_context) {

@@ -14,6 +14,14 @@
 // norm sqrt(D), ||h|| <= max|w_f| * sqrt(D) + ||b_f||. Hence one absolute bound per model:
 //   tol = n_r * L * u * (max|w_f| * sqrt(D) + ||b_f||) * max_v ||e_v||.
 // F32 matmul reassociation (llama.cpp's SIMD sums, FMA) is ~1e-7 relative: negligible here.
+// A Q8_0 or Q4_0 cache (which needs flash attention) rounds K and V per block of 32 floats to
+// steps of d = amax/127 (Q8_0) or amax/8 (Q4_0, levels -8..7) with d stored as F16, and the flash
+// kernel rounds Q to Q8_0 (the K type's vec_dot_type) for the K.Q product; V is dequantized and
+// summed in F32. Per block, |e_i| <= d/2 (one element of a Q4_0 block, clamped at +8, up to d),
+// so in norm ||e|| <= sqrt(32) (1/254 + 2^-11) ||x|| for Q8_0 and (sqrt(1/64 + 31/256) +
+// sqrt(32) 2^-11) ||x|| for Q4_0 (the F16 scale's own rounding added). With 5 roundings per layer
+// (GELU's two, Q, K, V) each bounded by the coarser unit: tol = 5 L u_q ||h|| bound max ||e_v||.
+// The Q4_0 bound is coarse (u_q ~ 0.4): it tells a wrong model from the right one, no more.
 // A typical error is far below the bound: roundings add in quadrature, not linearly, and a
 // random dh projects on e_v with ||e_v|| / sqrt(D), not ||e_v||.
 //

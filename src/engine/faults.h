@@ -47,6 +47,9 @@ enum class Fault {
   BlockTableBoundary,  // the write into a block's first slot goes through the previous table entry
   EvictStale,          // eviction hands a block out but leaves the registry pointing at it
   PartialBlockFull,    // releasing a sequence registers its partly filled last block as full
+  // Faults of the quantized cache (quant_cache.h); they act on a quantized cache only:
+  FlushChunking,  // the cached path flushes the residual float rows at the end of every call
+  ScaleGroup,     // the int8 scale is taken over the whole d_model row, not one head's d_head
 };
 
 // Every fault, None first, in declaration order.
@@ -61,6 +64,8 @@ const char* imitates(Fault fault);
 const Variation& variation(Fault fault);
 // Whether the fault acts on the paged cache (and has nothing to act on in the contiguous one).
 bool acts_on_paged(Fault fault);
+// Whether the fault acts on the quantized cache (and has nothing to act on in a float one).
+bool acts_on_quantized(Fault fault);
 // Whether the fault overrides the contiguous cache's own operations (start_request, truncate,
 // fork on a KvCache): those have nothing to act on in the paged cache.
 bool acts_on_contiguous_only(Fault fault);

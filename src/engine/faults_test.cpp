@@ -18,6 +18,7 @@ using namespace miniinfer::testing;
 namespace {
 
 // The first comparison that tells `fault` apart from full recompute, or "" if none does.
+// A quantized cache's fault is looked for on int8 with a residual of 4, which it picks in props.
 std::string first_detection(const Model& model, Fault fault) {
   const Config& c = model.config;
   Rng rng(77);
@@ -28,7 +29,12 @@ std::string first_detection(const Model& model, Fault fault) {
   o.temperature = 0.8f;
   o.return_logits = true;
   o.fault = fault;
-  Engine engine(model, {Backend::Invariant, 2, 0, Fault::None, KvLayout::Contiguous, {}});
+  EngineOptions eo{Backend::Invariant, 2, 0, Fault::None, KvLayout::Contiguous, {}};
+  if (acts_on_quantized(fault)) {
+    eo.kv_quant = KvQuant::Int8;
+    eo.kv_residual = 4;
+  }
+  Engine engine(model, eo);
   engine.set_threads(2);  // split-k acts on more than one thread only
   o.cache = false;
   const GenerateResult reference = generate(engine, prompts, o);
@@ -253,13 +259,17 @@ std::vector<std::string> deviations(const Variation& v) {
       if (v.write_entry(slot, bs) != m.write_entry(slot, bs)) points.insert("write entry");
   if (v.evict_unregisters() != m.evict_unregisters()) points.insert("eviction");
   if (v.registers_partial_block() != m.registers_partial_block()) points.insert("partial block");
+  for (int cursor : {1, 4, 7})
+    for (int residual : {0, 4})
+      if (v.kv_flush(cursor, residual) != m.kv_flush(cursor, residual)) points.insert("kv flush");
+  if (v.kv_scale_group(8, 32) != m.kv_scale_group(8, 32)) points.insert("scale group");
   return {points.begin(), points.end()};
 }
 
 }  // namespace
 
 TEST_CASE("fault names round-trip, each has a description, and an unknown name lists the known ones") {
-  CHECK(all_faults().size() == 31);
+  CHECK(all_faults().size() == 33);
   for (Fault f : all_faults()) {
     CHECK(fault_from_name(to_string(f)) == f);
     CHECK(std::string(describe(f)).size() > 10);

@@ -26,7 +26,7 @@ constexpr const char* kGenerateUsage =
     "                        [--no-cache] [--temperature T] [--top-k K] [--top-p P]\n"
     "                        [--backend invariant|eigen] [--inject FAULT] [--format text|json]\n"
     "                        [--kv-cache contiguous|paged] [--block-size N] [--pool-blocks N]\n"
-    "                        [--threads N]\n\n"
+    "                        [--threads N] [--kv-quant f32|bf16|int8] [--kv-residual R]\n\n"
     "Continues TEXT with the model. With the cache (default) the prompt is prefilled in one pass\n"
     "and each new token is one decode step; with --no-cache every step recomputes the whole\n"
     "sequence. Both give the same tokens, byte for byte, for the same seed.\n\n"
@@ -44,13 +44,15 @@ constexpr const char* kGenerateUsage =
     "{faults}"
     "{cache_flags}"
     "{threads_flag}"
+    "{quant_flags}"
     "  --format FORMAT      text (default): the prompt and the continuation on one line;\n"
     "                       json: {{\"prompt_tokens\": [...], \"tokens\": [...], \"text\": \"...\"}}\n"
     "                       where tokens and text are the generated part only";
 
 constexpr const char* kLogitsUsage =
     "usage: minigpt logits --prompt TEXT [--model FILE] [--all-positions]\n"
-    "                      [--backend invariant|eigen] [--format json|text] [--threads N]\n\n"
+    "                      [--backend invariant|eigen] [--format json|text] [--threads N]\n"
+    "                      [--kv-quant f32|bf16|int8] [--kv-residual R]\n\n"
     "One uncached forward pass over TEXT. json (default): {\"tokens\": [ids], \"logits\": [V floats]}\n"
     "for the last position, or \"logits\": [[V floats], ...] one row per position with\n"
     "--all-positions. Each float is printed in its shortest form that reads back to the same\n"
@@ -60,7 +62,9 @@ constexpr const char* kLogitsUsage =
     "  --all-positions   logits of every position, not only the last\n"
     "  --backend NAME    invariant (default) or eigen\n"
     "  --format FORMAT   json (default) or text\n"
-    "  --threads N       worker threads (default: MINIINFER_THREADS, else the cores); same bytes";
+    "  --threads N       worker threads (default: MINIINFER_THREADS, else the cores); same bytes\n"
+    "  --kv-quant FORMAT, --kv-residual R: K and V rounded as the quantized cache stores them\n"
+    "                    (minigpt generate --help)";
 
 std::string fault_list() {
   std::string out;
@@ -122,7 +126,7 @@ std::string json_floats(std::span<const float> xs, int position) {
 int run_generate(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"model", "prompt", "max-new-tokens", "seed", "temperature", "top-k", "top-p", "backend", "inject",
-                   "format", "kv-cache", "block-size", "pool-blocks", "threads"},
+                   "format", "kv-cache", "block-size", "pool-blocks", "threads", "kv-quant", "kv-residual"},
                   {"no-cache"});
   const std::string format = format_flag(args, "text");
   GenerateOptions o;
@@ -139,6 +143,9 @@ int run_generate(const std::vector<std::string>& argv) {
   o.layout = cache.layout;
   o.paged = cache.paged;
   o.threads = threads_flag(args);
+  const QuantFlags quant = quant_flags(args, cache.layout);
+  o.kv_quant = quant.format;
+  o.kv_residual = quant.residual;
   validate(SamplerOptions{o.temperature, o.top_k, o.top_p});
   const Loaded in = load(args);
   const GenerateResult result = generate(in.model, {in.prompt}, o);
@@ -154,16 +161,18 @@ int run_generate(const std::vector<std::string>& argv) {
 }
 
 int run_logits(const std::vector<std::string>& argv) {
-  const Args args(argv, {"model", "prompt", "backend", "format", "threads"}, {"all-positions"});
+  const Args args(argv, {"model", "prompt", "backend", "format", "threads", "kv-quant", "kv-residual"},
+                  {"all-positions"});
   const std::string format = format_flag(args, "json");
   const bool all = args.has("all-positions");
   const Backend backend = named("backend", [&] { return backend_from_name(args.get("backend", "invariant")); });
   const int threads = threads_flag(args);
+  const QuantFlags quant = quant_flags(args);
   const Loaded in = load(args);
   const Config& c = in.model.config;
   if (static_cast<int>(in.prompt.size()) > c.max_seq_len)
     fail("flag --prompt: {} tokens exceed the model's max_seq_len {}", in.prompt.size(), c.max_seq_len);
-  Engine engine(in.model, {backend, 1, 0, Fault::None, KvLayout::Contiguous, {}, threads});
+  Engine engine(in.model, {backend, 1, 0, Fault::None, KvLayout::Contiguous, {}, threads, quant.format, quant.residual});
   const std::vector<float> logits = engine.forward_uncached(in.prompt, all);
   const size_t V = static_cast<size_t>(c.vocab_size);
   const int rows = all ? static_cast<int>(in.prompt.size()) : 1;
@@ -194,7 +203,8 @@ int run_logits(const std::vector<std::string>& argv) {
 const std::string& generate_usage() {
   static const std::string usage = fmt::format(fmt::runtime(kGenerateUsage), fmt::arg("faults", fault_list()),
                                                  fmt::arg("cache_flags", kCacheFlagsHelp),
-                                                 fmt::arg("threads_flag", kThreadsFlagHelp));
+                                                 fmt::arg("threads_flag", kThreadsFlagHelp),
+                                                 fmt::arg("quant_flags", kQuantFlagsHelp));
   return usage;
 }
 

@@ -43,6 +43,8 @@ GenerateResult generate(const Model& model, const std::vector<std::vector<int>>&
   eo.layout = o.layout;
   eo.paged = o.paged;
   eo.threads = o.threads;
+  eo.kv_quant = o.kv_quant;
+  eo.kv_residual = o.kv_residual;
   Engine engine(model, eo);
   return generate(engine, prompts, o);
 }

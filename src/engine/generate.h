@@ -35,6 +35,8 @@ struct GenerateOptions {
   KvLayout layout = KvLayout::Contiguous;  // the cache of the engine generate(model, ...) builds
   PagedOptions paged;                      // its block size and pool, when paged
   int threads = 0;                         // its worker threads; 0 = EngineOptions' default
+  KvQuant kv_quant = KvQuant::F32;         // its K/V format and residual (EngineOptions)
+  int kv_residual = 0;
 };
 
 struct GenerateResult {

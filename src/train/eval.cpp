@@ -77,6 +77,8 @@ EvalReport evaluate(const Model& model, const Grammar& grammar, const EvalOption
   eo.batch = o.batch;
   eo.capacity = static_cast<int>(longest) + 1 + o.max_new_tokens;
   eo.threads = o.threads;
+  eo.kv_quant = o.kv_quant;
+  eo.kv_residual = o.kv_residual;
   Engine engine(model, eo);
 
   // Grammaticality at temperature o.temperature.

@@ -37,16 +37,17 @@ class P15 final : public CaseProperty<QuantCase> {
                       60,
                       {Capability::KvQuant}}) {}
 
-  // Grammatical prompts end to end until the prompt spans at least two flush groups (or the
-  // capacity, less the decode, runs out).
+  // Grammatical prompts end to end until the prompt reaches a drawn length of up to two flush
+  // groups and a bit (or the capacity, less the decode, runs out); the length shrinks to 1.
   QuantCase draw() const override {
     const EngineUnderTest& e = *context().subject;
     const int residual = e.kv_quant().residual;
     QuantCase c;
     c.params = *gen::genRunParams(4);
     const int room = e.capacity() - c.params.max_new_tokens;
+    const int target = *rc::gen::inRange(1, 2 * residual + 3);
     std::vector<int> prompt;
-    for (int i = 0; i < 8 && (i == 0 || static_cast<int>(prompt.size()) <= 2 * residual); ++i) {
+    for (int i = 0; i < 8 && static_cast<int>(prompt.size()) < target; ++i) {
       const gen::Prompt p = *gen::genMixedTensePrompt();
       const std::vector<int> ids = ids_of(p);
       if (i > 0 && static_cast<int>(prompt.size() + ids.size()) > room) break;

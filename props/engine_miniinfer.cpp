@@ -275,7 +275,12 @@ nlohmann::json layout_settings(const std::string& kv, const std::string& block, 
 // naming f32 with it is refused (the fault would never act).
 nlohmann::json quant_settings(const std::string& quant, const std::string& residual, Fault fault, bool quant_given,
                               const nlohmann::json& layout) {
-  const KvQuant q = quant_given ? kv_quant_from_name(quant) : acts_on_quantized(fault) ? KvQuant::Int8 : KvQuant::F32;
+  KvQuant q = acts_on_quantized(fault) ? KvQuant::Int8 : KvQuant::F32;
+  try {
+    if (quant_given) q = kv_quant_from_name(quant);
+  } catch (const Error& e) {
+    fail("--kv-quant: {}", e.what());
+  }
   if (q == KvQuant::F32) {
     if (acts_on_quantized(fault))
       fail("--kv-quant f32: fault {} acts on the quantized cache only (leave --kv-quant out, or give int8)", to_string(fault));

@@ -82,12 +82,14 @@ double quantile(std::vector<float>& xs, double q) {
 }
 
 struct Bytes {
-  size_t storage = 0, working = 0;
+  size_t storage = 0, working = 0, recompute = 0;  // recompute: full recompute's own cache, batch 1
 };
 
 Bytes cache_bytes(const Model& model, const Mode& m, int batch) {
   Engine e(model, options(m.format, m.residual, batch));
-  return {e.quantized()->storage_bytes(), e.quantized()->working_bytes()};
+  const Config& c = model.config;
+  const QuantKvCache scratch(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len, m.format, m.residual);
+  return {e.quantized()->storage_bytes(), e.quantized()->working_bytes(), scratch.storage_bytes() + scratch.working_bytes()};
 }
 
 Json run_mode(const Mode& m, const Model& model, const std::vector<std::vector<int>>& prompts,
@@ -123,6 +125,7 @@ Json run_mode(const Mode& m, const Model& model, const std::vector<std::vector<i
          {"cached_equals_uncached", exact},
          {"storage_bytes_batch1", b1.storage},
          {"working_bytes_batch1", b1.working},
+         {"recompute_bytes", b1.recompute},
          {"storage_bytes_batch8", b8.storage},
          {"working_bytes_batch8", b8.working},
          {"f32_bytes_batch1", f32_bytes},
@@ -141,18 +144,23 @@ std::string report(const Json& results) {
       "float32's, over 50 x 64 x V values. Agreement: the mode's own greedy continuation against float32's.\n"
       "Exact: prompts whose cached generation equals the mode's full recompute in tokens and every logit's bytes.\n"
       "Bytes at the model's capacity (" + std::to_string(results["capacity"].get<int>()) + " slots): the cache proper (codes, scales, residual\n"
-      "float rows) and the per-layer float working rows attention reads, against the float32 cache.\n\n"
-      "| mode | p50 | p90 | p99 | p99.9 | max | continuations equal | tokens equal before the first difference (mean) | exact (cached = uncached) | cache bytes, batch 1 (vs f32) | working rows, batch 1 | cache bytes, batch 8 (vs f32) |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      "float rows) and the per-layer float working rows attention reads, against the float32 cache; and every K/V\n"
+      "buffer the engine allocates (cache, working rows, full recompute's own cache of batch 1) against float32's\n"
+      "(its cache and recompute's float scratch of batch 1).\n\n"
+      "| mode | p50 | p90 | p99 | p99.9 | max | continuations equal | tokens equal before the first difference (mean) | exact (cached = uncached) | cache bytes, batch 1 (vs f32) | working rows, batch 1 | cache bytes, batch 8 (vs f32) | all K/V buffers, batch 1 (vs f32) | all K/V buffers, batch 8 (vs f32) |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Json& r : results["modes"]) {
     const double s1 = r["storage_bytes_batch1"].get<double>(), f1 = r["f32_bytes_batch1"].get<double>();
     const double s8 = r["storage_bytes_batch8"].get<double>(), f8 = r["f32_bytes_batch8"].get<double>();
-    md += fmt::format("| {} | {:.3g} | {:.3g} | {:.3g} | {:.3g} | {:.3g} | {}/50 | {:.1f} | {}/50 | {} ({:.3f}x) | {} | {} ({:.3f}x) |\n",
+    const double w1 = r["working_bytes_batch1"].get<double>(), rc = r["recompute_bytes"].get<double>();
+    const double all1 = s1 + w1 + rc, all8 = s8 + 8 * w1 + rc;
+    md += fmt::format("| {} | {:.3g} | {:.3g} | {:.3g} | {:.3g} | {:.3g} | {}/50 | {:.1f} | {}/50 | {} ({:.3f}x) | {} | {} ({:.3f}x) | {:.0f} ({:.3f}x) | {:.0f} ({:.3f}x) |\n",
                       r["mode"].get<std::string>(), r["p50"].get<double>(), r["p90"].get<double>(),
                       r["p99"].get<double>(), r["p999"].get<double>(), r["max"].get<double>(),
                       r["equal_continuations"].get<int>(), r["mean_leading_equal_tokens"].get<double>(),
                       r["cached_equals_uncached"].get<int>(), r["storage_bytes_batch1"].get<size_t>(), s1 / f1,
-                      r["working_bytes_batch1"].get<size_t>(), r["storage_bytes_batch8"].get<size_t>(), s8 / f8);
+                      r["working_bytes_batch1"].get<size_t>(), r["storage_bytes_batch8"].get<size_t>(), s8 / f8, all1,
+                      all1 / (2 * f1), all8, all8 / (f8 + f1));
   }
   md += fmt::format("\nThe float32 cache: {} bytes at batch 1, {} at batch 8.\n",
                     results["modes"][0]["f32_bytes_batch1"].get<size_t>(), results["modes"][0]["f32_bytes_batch8"].get<size_t>());

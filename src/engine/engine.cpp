@@ -149,6 +149,24 @@ void Engine::make_quantized(const EngineOptions& o) {
   const Config& c = config_;
   quant_ = std::make_unique<QuantKvCache>(c.n_layer, batch_, c.n_head, c.d_head(), capacity_, o.kv_quant, R);
   quant_scratch_ = std::make_unique<QuantKvCache>(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len, o.kv_quant, R);
+  quant_tokens_.assign(static_cast<size_t>(batch_), {});
+  for (auto& t : quant_tokens_) t.reserve(static_cast<size_t>(capacity_));
+}
+
+// The rows a cut inside a flushed group left without their float values, as one cached chunk at
+// the group's first slot: every query in it reads the slots below that slot quantized and its
+// own group's in float, as when the rows were first written, so the rows come back byte for byte.
+void Engine::recompute_quantized(int seq, const std::vector<int>& tokens) {
+  if (tokens.empty()) return;
+  Trace* const trace = trace_;
+  trace_ = nullptr;
+  try {
+    forward_cached(seq, tokens, recompute_logits_);
+  } catch (...) {
+    trace_ = trace;
+    throw;
+  }
+  trace_ = trace;
 }
 
 // ---- projections: the invariant kernel, or Eigen's product for the contrast backend ----------
@@ -611,8 +629,11 @@ void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_r
   for (const Segment& s : segs_) {
     if (paged_)
       paged_->advance(s.seq, {tokens_.data() + s.row0, static_cast<size_t>(s.n)});
-    else if (quant_)
+    else if (quant_) {
       quant_->advance(s.seq, s.n);
+      auto& t = quant_tokens_[static_cast<size_t>(s.seq)];
+      t.insert(t.end(), tokens_.begin() + s.row0, tokens_.begin() + s.row0 + s.n);
+    }
     else
       cache_.advance(s.seq, s.n);
   }
@@ -843,17 +864,19 @@ void Engine::reset() {
   if (paged_)
     paged_->reset();
   else if (quant_)
-    quant_->reset();
+    for (int seq = 0; seq < batch(); ++seq) reset(seq);
   else
     cache_.reset();
   std::fill(freed_.begin(), freed_.end(), 0);
 }
 
 void Engine::reset(int seq) {
-  if (paged_)
+  if (paged_) {
     paged_->reset(seq);
-  else if (quant_)
+  } else if (quant_) {
     quant_->reset(seq);
+    quant_tokens_[static_cast<size_t>(seq)].clear();
+  }
   else
     cache_.reset(seq);
   freed_[static_cast<size_t>(seq)] = 0;
@@ -864,7 +887,7 @@ void Engine::start_request(int seq) {
   if (paged_)
     paged_->reset(seq);
   else if (quant_)
-    quant_->reset(seq);
+    reset(seq);
   else
     variation_->start_request(cache_, seq);
   freed_[static_cast<size_t>(seq)] = 0;
@@ -876,11 +899,16 @@ void Engine::start_request() {
 
 void Engine::truncate(int seq, int p) {
   check_live(seq);
-  if (paged_)
+  if (paged_) {
     paged_->truncate(seq, p);
-  else if (quant_)
-    quant_->truncate(seq, p);
-  else
+  } else if (quant_) {
+    const int from = quant_->recompute_from(seq, p);
+    quant_->truncate(seq, from);  // refuses a bad p before anything changes
+    std::vector<int>& t = quant_tokens_[static_cast<size_t>(seq)];
+    const std::vector<int> rest(t.begin() + from, t.begin() + p);
+    t.resize(static_cast<size_t>(from));
+    recompute_quantized(seq, rest);
+  } else
     variation_->truncate(cache_, seq, p);
 }
 
@@ -894,7 +922,11 @@ void Engine::fork(int src, int dst, int prefix_len) {
     paged_->note_use(src);
     paged_->note_use(dst);
   } else if (quant_) {
-    quant_->fork(src, dst, prefix_len);
+    const int from = quant_->recompute_from(src, prefix_len);
+    quant_->fork(src, dst, from);  // refuses a bad fork before anything changes
+    const std::vector<int>& t = quant_tokens_[static_cast<size_t>(src)];
+    quant_tokens_[static_cast<size_t>(dst)].assign(t.begin(), t.begin() + from);
+    recompute_quantized(dst, std::vector<int>(t.begin() + from, t.begin() + prefix_len));
   } else {
     variation_->fork(cache_, src, dst, prefix_len);
   }

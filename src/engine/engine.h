@@ -180,6 +180,10 @@ class Engine {
   };
 
   void make_quantized(const EngineOptions& options);
+  // Quantized cache, residual mode: after a cut inside a flushed group
+  // (QuantKvCache::recompute_from), `tokens` (the group's kept ones) appended again to `seq`,
+  // whose cursor is the group's first slot; logits go nowhere.
+  void recompute_quantized(int seq, const std::vector<int>& tokens);
   Linear make_linear(const std::vector<float>& w, const std::vector<float>* b, int C, int OC);
   void linear(float* out, const float* inp, const Linear& w, int T, bool library);
   void linear_rows(float* const* out_rows, const float* inp, const Linear& w, int T, bool library);
@@ -228,6 +232,8 @@ class Engine {
   std::unique_ptr<PagedKvCache> paged_;  // the paged layout's pool and tables; null when contiguous
   std::unique_ptr<QuantKvCache> quant_;          // the quantized K/V; null for a float cache
   std::unique_ptr<QuantKvCache> quant_scratch_;  // full recompute's, when quantized (model's variation)
+  std::vector<std::vector<int>> quant_tokens_;   // (B) each sequence's tokens, when quantized
+
   std::vector<char> freed_;              // (B) freed by free(), until a submit, reset or fork
   KvCache scratch_kv_;   // the uncached path's K/V for one call: (L, 1, max_seq_len, D)
   Backend backend_ = Backend::Invariant;

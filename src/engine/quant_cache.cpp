@@ -269,6 +269,10 @@ void QuantKvCache::reset(int seq) {
   cursor_[static_cast<size_t>(seq)] = flushed_[static_cast<size_t>(seq)] = 0;
 }
 
+int QuantKvCache::recompute_from(int seq, int p) const {
+  return p < flushed(seq) && read_boundary(p) < p ? read_boundary(p) : p;
+}
+
 void QuantKvCache::truncate(int seq, int p) {
   if (p < 0 || p > cursor(seq)) fail("sequence {}: cannot truncate to {} tokens, it holds {}", seq, p, cursor(seq));
   const size_t s = static_cast<size_t>(seq);

@@ -82,8 +82,12 @@ class QuantKvCache final : public KvStore {
 
   void reset();
   void reset(int seq);
-  // Throws Error if the cut leaves a slot that must be read in float stored quantized (residual
-  // mode, p inside a group already flushed): its float value is gone.
+  // The first slot a cut of `seq` to p tokens must compute again: residual mode, p inside a
+  // group already flushed, whose first p mod R rows must be read in float and are stored
+  // quantized: the group's first slot. Otherwise p (nothing to compute).
+  int recompute_from(int seq, int p) const;
+  // Throws Error if the cut leaves a slot that must be read in float stored quantized
+  // (recompute_from(seq, p) < p): its float value is gone.
   void truncate(int seq, int p);
   void fork(int src, int dst, int prefix_len);
   // `value` into every stored slot at or past the cursor (int8: its scales; bf16: its codes) and

@@ -186,16 +186,18 @@ TEST_CASE("the quantized cache refuses bad settings and cuts through flushed row
   CHECK_THROWS_WITH(make(KvQuant::Bf16, 0, KvLayout::Paged), "engine: the bf16 kv cache needs the contiguous layout, not paged");
   CHECK_THROWS_WITH(kv_quant_from_name("fp8"), "unknown kv cache format 'fp8' (known: f32, bf16, int8)");
 
-  Engine engine(model, options({KvQuant::Int8, 4}));
-  engine.forward_cached(0, std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10});  // slots 0..7 flushed
-  CHECK_THROWS_WITH(engine.truncate(0, 6),
+  QuantKvCache cache(1, 1, 1, 2, 16, KvQuant::Int8, 4);
+  cache.advance(0, 10);  // slots 0..7 flushed
+  CHECK(cache.recompute_from(0, 6) == 4);
+  CHECK(cache.recompute_from(0, 9) == 9);
+  CHECK_THROWS_WITH(cache.truncate(0, 6),
                     "sequence 0: cannot truncate to 6 tokens: slots 4..5 are stored int8 (residual 4), their float rows are gone");
-  engine.truncate(0, 9);  // inside the float rows
-  engine.truncate(0, 4);  // on a boundary: nothing below it is read in float
-  CHECK(engine.cursor(0) == 4);
+  cache.truncate(0, 9);  // inside the float rows
+  cache.truncate(0, 4);  // on a boundary: nothing below it is read in float
+  CHECK(cache.cursor(0) == 4);
 }
 
-TEST_CASE("truncate and fork on a boundary keep a quantized cache equal to recompute") {
+TEST_CASE("truncate and fork anywhere keep a quantized cache equal to recompute (inside a flushed group: recomputed)") {
   const Config c = make_config(61, 32, 2, 4, 48, 32);
   const Model model = random_model(c, 11);
   Rng rng(31);
@@ -203,15 +205,24 @@ TEST_CASE("truncate and fork on a boundary keep a quantized cache equal to recom
   EngineOptions o = options({KvQuant::Int8, 4});
   o.batch = 2;
   Engine engine(model, o);
-  engine.forward_cached(0, std::span(tokens).first(10));
-  engine.truncate(0, 8);
-  engine.fork(0, 1, 8);
-  engine.forward_cached(1, std::span(tokens).subspan(8, 6));
-  KvRows kv;
-  engine.forward_uncached(tokens, false, &kv);
-  const KvRows rows = engine.cache_rows(1);
-  CHECK(same_bytes(rows.k, kv.k));
-  CHECK(same_bytes(rows.v, kv.v));
+  for (auto [cut, prefix] : {std::pair{8, 8}, std::pair{7, 6}, std::pair{9, 5}, std::pair{10, 2}}) {
+    engine.reset();
+    std::vector<int> wrong(tokens.begin(), tokens.begin() + 12);
+    for (size_t i = static_cast<size_t>(cut); i < wrong.size(); ++i) wrong[i] = (wrong[i] + 1) % c.vocab_size;
+    engine.forward_cached(0, wrong);  // slots 0..11 flushed, from `cut` on with other tokens
+    engine.truncate(0, cut);
+    engine.forward_cached(0, std::span(tokens).subspan(static_cast<size_t>(cut), 14 - static_cast<size_t>(cut)));
+    engine.fork(0, 1, prefix);
+    engine.forward_cached(1, std::span(tokens).subspan(static_cast<size_t>(prefix), 14 - static_cast<size_t>(prefix)));
+    KvRows kv;
+    engine.forward_uncached(tokens, false, &kv);
+    INFO("cut at " << cut << ", fork of " << prefix);
+    for (int seq : {0, 1}) {
+      const KvRows rows = engine.cache_rows(seq);
+      CHECK(same_bytes(rows.k, kv.k));
+      CHECK(same_bytes(rows.v, kv.v));
+    }
+  }
 }
 
 TEST_CASE("the quantized cache stores codes: int8 takes about a quarter of the float cache's bytes") {

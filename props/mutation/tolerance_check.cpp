@@ -283,9 +283,12 @@ int main(int argc, char** argv) {
     // The contiguous cache's faults: the paged ones need submits and a pool under pressure, which
     // these generate() scenarios do not make (props_paged_fault_* and mutation_check cover them).
     std::vector<Variant> variants;
-    std::string paged, sampler;
+    std::string paged, sampler, quantized;
     for (Fault f : all_faults()) {
-      std::string* skipped = acts_on_paged(f) ? &paged : variation(f).stale_coin() ? &sampler : nullptr;
+      std::string* skipped = acts_on_paged(f)            ? &paged
+                             : acts_on_quantized(f)      ? &quantized
+                             : variation(f).stale_coin() ? &sampler
+                                                         : nullptr;
       if (skipped) {
         *skipped += (skipped->empty() ? "" : ", ") + std::string(to_string(f));
         continue;
@@ -293,6 +296,10 @@ int main(int argc, char** argv) {
       variants.push_back({to_string(f), f, Backend::Invariant});
     }
     if (!paged.empty()) std::printf("  not measured here (paged cache faults, see props_paged_fault_*): %s\n", paged.c_str());
+    if (!quantized.empty())
+      std::printf("  not measured here (quantized cache faults: this engine's cache is float32; quant_cache_test and "
+                  "mutation_check cover them): %s\n",
+                  quantized.c_str());
     if (!sampler.empty())
       std::printf("  not measured here (sampler faults: these runs are greedy and draw no coin, and their logits are "
                   "bit-identical; p0 and p12 catch them, mutation_check locates them): %s\n",

@@ -130,8 +130,9 @@ TEST_CASE("the quantized cache's bytes hold on any thread count: cached on 2 thr
   Rng rng(23);
   const std::vector<int> tokens = random_tokens(rng, 21, c.vocab_size);
   for (const Mode m : kModes) {
-    Engine cached(model, options(m, Fault::None, 2));
-    Engine full(model, options(m, Fault::None, 1));
+    Engine cached(model, options(m));
+    Engine full(model, options(m));
+    cached.set_threads(2);
     std::vector<float> logits;
     int at = 0;
     for (int n : {5, 3, 3, 4, 1, 1, 4}) {

@@ -92,7 +92,7 @@ QuantKvCache::QuantKvCache(int n_layer, int batch, int n_head, int d_head, int c
       s->codes16.assign(slots * D, 0);
     }
     s->resid.assign(static_cast<size_t>(n_layer) * batch * residual * D, 0.0f);
-    s->work.assign(static_cast<size_t>(batch) * (2 * half_ + 1) * D, 0.0f);
+    s->work.assign(static_cast<size_t>(batch) * region_rows() * D, 0.0f);
   }
   for (int k = 0; k <= blocks; ++k)
     for (int i = 0; i < blocks; ++i) tables_.push_back(i < k ? blocks + i : i);
@@ -134,7 +134,7 @@ size_t QuantKvCache::slot_index(int layer, int seq, int slot) const {
 
 float* QuantKvCache::work_row(const Side& s, int seq, int slot, bool dequantized) const {
   const size_t D = static_cast<size_t>(n_head_) * d_head_;
-  const size_t row = static_cast<size_t>(seq) * (2 * half_ + 1) + (dequantized ? half_ : 0) + slot;
+  const size_t row = static_cast<size_t>(seq) * region_rows() + (dequantized && residual_ > 0 ? half_ : 0) + slot;
   return const_cast<float*>(s.work.data()) + row * D;
 }
 
@@ -219,6 +219,13 @@ void QuantKvCache::begin_layer(int layer, std::span<const SeqRows> rows) {
         load_row(*s, layer, r.seq, j, dq);
         if (R > 0) std::copy_n(dq, D, work_row(*s, r.seq, j, false));  // what storage holds
       }
+      if (R == 0) {  // one working half: each new row stored, then read back in its place
+        for (int j = q; j < std::min(end, capacity_); ++j) {
+          store_row(*s, layer, r.seq, j, work_row(*s, r.seq, j, false));
+          load_row(*s, layer, r.seq, j, work_row(*s, r.seq, j, true));
+        }
+        continue;
+      }
       for (int j = q; j < c && R > 0; ++j)
         std::copy_n(resid_row(*s, layer, r.seq, j), D, work_row(*s, r.seq, j, false));
       for (int j = q; j < last_boundary; ++j) round_trip(work_row(*s, r.seq, j, false), work_row(*s, r.seq, j, true));
@@ -229,6 +236,7 @@ void QuantKvCache::begin_layer(int layer, std::span<const SeqRows> rows) {
 void QuantKvCache::end_layer(int layer, std::span<const SeqRows> rows) {
   const size_t D = static_cast<size_t>(n_head_) * d_head_;
   const int R = residual_;
+  if (R == 0) return;  // begin_layer stored every new row: with no residual all are quantized
   for (const SeqRows& r : rows) {
     const int q = flushed_[static_cast<size_t>(r.seq)];
     const int end = std::min(std::max(cursor(r.seq), r.pos0 + r.n), capacity_);
@@ -321,7 +329,7 @@ void QuantKvCache::poison_unused(int seq, float value) {
           std::fill_n(s->scales.data() + at * n_head_, n_head_, value / 127.0f);
         }
       }
-    std::fill_n(work_row(*s, seq, 0, false), (2 * half_ + 1) * D, value);
+    std::fill_n(work_row(*s, seq, 0, false), static_cast<size_t>(region_rows()) * D, value);
   }
 }
 

@@ -103,9 +103,13 @@ class QuantKvCache final : public KvStore {
     std::vector<uint16_t> codes16;  // bf16: (L, B, capacity, D)
     std::vector<float> scales;     // int8: (L, B, capacity, H)
     std::vector<float> resid;      // (L, B, R, D): slot j at j mod R
-    std::vector<float> work;       // (B, 2 * half_ + 1, D): float rows, then dequantized rows
+    std::vector<float> work;       // (B, region_rows(), D): float rows, then dequantized rows
   };
   size_t slot_index(int layer, int seq, int slot) const;
+  // Working rows per sequence: with a residual, a float half and a dequantized half of half_
+  // rows each; without, one half (rows are written float and read back dequantized in place);
+  // and one guard row for a write past the capacity.
+  int region_rows() const { return residual_ == 0 ? half_ + 1 : 2 * half_ + 1; }
   float* work_row(const Side& s, int seq, int slot, bool dequantized) const;
   float* resid_row(const Side& s, int layer, int seq, int slot) const;  // R > 0 only
   kernels::KvView view(const Side& s, int seq, int pos) const;

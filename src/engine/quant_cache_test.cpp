@@ -236,5 +236,6 @@ TEST_CASE("the quantized cache stores codes: int8 takes about a quarter of the f
   CHECK(int8.quantized()->storage_bytes() == f32 / 4 + 2ull * c.n_layer * c.max_seq_len * c.n_head * sizeof(float));
   CHECK(bf16.quantized()->storage_bytes() == f32 / 2);
   CHECK(resid.quantized()->storage_bytes() == int8.quantized()->storage_bytes() + 2ull * c.n_layer * 64 * c.d_model * 4);
-  CHECK(int8.quantized()->working_bytes() == 2ull * (2 * c.max_seq_len + 1) * c.d_model * sizeof(float));
+  CHECK(int8.quantized()->working_bytes() == 2ull * (c.max_seq_len + 1) * c.d_model * sizeof(float));
+  CHECK(resid.quantized()->working_bytes() == 2ull * (2 * c.max_seq_len + 1) * c.d_model * sizeof(float));
 }

@@ -33,6 +33,7 @@ class MiniInfer final : public EngineUnderTest {
       j.update({{"kv_cache", "paged"}, {"block_size", settings_.value("block_size", 16)},
                 {"pool_blocks", settings_.value("pool_blocks", 0)}});
     if (e_.window().on()) j.update({{"window", e_.window().window}, {"sinks", e_.window().sinks}});
+    if (e_.kv_quant() != KvQuant::F32) j.update({{"kv_quant", to_string(e_.kv_quant())}, {"kv_residual", e_.kv_residual()}});
     return j;
   }
   std::string describe() const override {
@@ -46,6 +47,9 @@ class MiniInfer final : public EngineUnderTest {
     if (e_.window().on())
       kv += fmt::format(", sliding window {} with {} sinks (ring of {}{})", e_.window().window, e_.window().sinks,
                         e_.window().ring, acts_on_window(fault_) ? "; chosen by the fault, which acts on it" : "");
+    if (e_.kv_quant() != KvQuant::F32)
+      kv += fmt::format(", kv cache {} (residual {}{})", to_string(e_.kv_quant()), e_.kv_residual(),
+                        acts_on_quantized(fault_) ? "; chosen by the fault, which acts on it" : "");
     return fmt::format("miniinfer (ours), backend {}, fault {}, {} thread{}{}", to_string(backend_), to_string(fault_),
                        threads_, threads_ == 1 ? "" : "s", kv);
   }
@@ -66,6 +70,11 @@ class MiniInfer final : public EngineUnderTest {
     return {w.window, w.sinks, w.on() ? w.ring - (w.window - w.sinks) + 1 : 0};
   }
   const Config& config() const override { return e_.config(); }
+  // int8 scales one head's d_head floats; bf16 has no scale.
+  KvQuantInfo kv_quant() const override {
+    const KvQuant q = e_.kv_quant();
+    return {to_string(q), q == KvQuant::Int8 ? e_.config().d_head() : 0, e_.kv_residual()};
+  }
 
   int vocab_size() const override { return e_.vocab_size(); }
   int batch() const override { return e_.batch(); }
@@ -217,9 +226,10 @@ GenerateResult MiniInfer::generate(const std::vector<std::vector<int>>& prompts,
 std::optional<KvRows> MiniInfer::cache_rows(int seq) { return e_.cache_rows(seq); }
 
 // Every K and V float of `seq`'s slab, past the cursor too. The paged layout has no slab (its
-// blocks move: copy-on-write, eviction, preemption): cache_rows stand in there.
+// blocks move: copy-on-write, eviction, preemption), nor has the quantized cache (codes, not
+// floats): cache_rows stand in there.
 std::vector<float> MiniInfer::cache_slots(int seq) {
-  if (paged()) return {};
+  if (paged() || e_.kv_quant() != KvQuant::F32) return {};
   const size_t n = static_cast<size_t>(e_.cache().capacity()) * e_.config().d_model;  // slots (a window's fewer)
   std::vector<float> all;
   for (int l = 0; l < e_.config().n_layer; ++l) {
@@ -241,6 +251,8 @@ std::unique_ptr<EngineUnderTest> make(const nlohmann::json& settings, const Mode
   eo.threads = settings.value("threads", 1);
   eo.window = settings.value("window", 0);
   eo.sinks = settings.value("sinks", 0);
+  eo.kv_quant = kv_quant_from_name(settings.value("kv_quant", std::string("f32")));
+  eo.kv_residual = settings.value("kv_residual", 0);
   if (eo.layout == KvLayout::Paged && capacity % eo.paged.block_size != 0)
     fail("--block-size {}: does not divide the {} slots of a sequence", eo.paged.block_size, capacity);
   return std::make_unique<MiniInfer>(std::make_unique<Engine>(model, eo), eo.backend,
@@ -276,6 +288,33 @@ nlohmann::json layout_settings(const std::string& kv, const std::string& block, 
   return {{"kv_cache", "paged"}, {"block_size", b}, {"pool_blocks", pool.empty() ? 0 : number_in("--pool-blocks", pool, 0, 1 << 20)}};
 }
 
+// The quantized cache's settings from --kv-quant and --kv-residual: f32 adds nothing (the
+// settings saved before it). A quantized-cache fault picks int8 with a residual of 4 by itself;
+// naming f32 with it is refused (the fault would never act).
+nlohmann::json quant_settings(const std::string& quant, const std::string& residual, Fault fault, bool quant_given,
+                              const nlohmann::json& layout) {
+  KvQuant q = acts_on_quantized(fault) ? KvQuant::Int8 : KvQuant::F32;
+  try {
+    if (quant_given) q = kv_quant_from_name(quant);
+  } catch (const Error& e) {
+    fail("--kv-quant: {}", e.what());
+  }
+  if (q == KvQuant::F32) {
+    if (acts_on_quantized(fault))
+      fail("--kv-quant f32: fault {} acts on the quantized cache only (leave --kv-quant out, or give int8)", to_string(fault));
+    if (!residual.empty()) fail("--kv-residual {}: only a quantized cache has a residual (add --kv-quant int8 or bf16)", residual);
+    return nlohmann::json::object();
+  }
+  if (layout.value("kv_cache", std::string()) == "paged")
+    fail("--kv-quant {}: the quantized cache is contiguous, not --kv-cache paged", quant);
+  if (acts_on_contiguous_only(fault))
+    fail("--kv-quant {}: fault {} acts on the float cache's own operations only (leave --kv-quant out)", quant,
+         to_string(fault));
+  const int r = residual.empty() ? (acts_on_quantized(fault) ? 4 : 0) : number_in("--kv-residual", residual, 0, Config::kMaxSeqLen);
+  if ((r & (r - 1)) != 0) fail("--kv-residual {}: not a power of two", residual);
+  return {{"kv_quant", to_string(q)}, {"kv_residual", r}};
+}
+
 std::string given_or_empty(const RunConfig& run, const char* flag) {
   return run.given.count(flag) ? flag_value(run, flag) : std::string();
 }
@@ -301,6 +340,8 @@ nlohmann::json settings(const RunConfig& run) {
   j.update(window_settings(given_or_empty(run, "--window"), given_or_empty(run, "--sinks"), fault));
   if (j.contains("window") && j.value("kv_cache", std::string()) == "paged")
     fail("--window {}: the sliding window needs the contiguous kv cache (leave --kv-cache paged out)", j["window"].get<int>());
+  j.update(quant_settings(flag_value(run, "--kv-quant"), given_or_empty(run, "--kv-residual"), fault,
+                          run.given.count("--kv-quant") > 0, j));
   return j;
 }
 
@@ -331,6 +372,15 @@ nlohmann::json replay(const std::string& path, const nlohmann::json& saved, cons
       j.update(window_settings(std::to_string(saved.value("window", 0)), std::to_string(saved.value("sinks", 0)), fault));
     else
       j.update(window_settings("", "", fault));
+    if (run.given.count("--kv-quant") || run.given.count("--kv-residual")) {
+      j.update(quant_settings(flag_value(run, "--kv-quant"), given_or_empty(run, "--kv-residual"), fault,
+                              run.given.count("--kv-quant") > 0, j));
+    } else if (saved.is_object() && saved.contains("kv_quant")) {
+      const int r = saved.value("kv_residual", 0);
+      j.update(quant_settings(saved.value("kv_quant", std::string("f32")), r ? std::to_string(r) : "", fault, true, j));
+    } else {
+      j.update(quant_settings("f32", "", fault, false, j));
+    }
   } catch (const nlohmann::json::exception& e) {
     fail("replay {}: engine_settings: {}", path, e.what());
   }
@@ -411,7 +461,20 @@ const EngineDecl kMiniInfer = {
                .help = "the sliding window's attention sinks, 0..W-1 (default 0; needs --window)",
                .fallback = "0",
                .number = true,
-               .elsewhere = "the sliding window is our engine's; {} has none"}},
+               .elsewhere = "the sliding window is our engine's; {} has none"},
+              {.name = "--kv-quant",
+               .arg = " FORMAT",
+               .help = "the contiguous cache's K/V format: f32 (default), bf16 or int8 (a scale per\n"
+                       "slot and head); a quantized-cache fault picks int8 by itself (p15 needs it)",
+               .fallback = "f32",
+               .elsewhere = "--kv-quant is our engine's; {} takes --llama-kv"},
+              {.name = "--kv-residual",
+               .arg = " R",
+               .help = "with --kv-quant: the newest rows stay float, quantized R at a time (a\n"
+                       "power of two up to the capacity; default 0, or 4 with a quantized-cache fault)",
+               .fallback = "0",
+               .number = true,
+               .elsewhere = "--kv-residual is our engine's; {} has none"}},
     .flag_prefix = nullptr,
     .settings = settings,
     .read_saved = nullptr,

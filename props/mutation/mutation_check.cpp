@@ -134,6 +134,14 @@ const std::vector<Site>& documented_sites() {
       {Fault::VerifyPositionShift, 0, {"q", "k"}, "gross"},
       // The rejected drafts stay counted: the cursor differs from the history's length.
       {Fault::RollbackCursor, 0, {"cursor", "position"}, "gross"},
+      // The quantized cache's faults (--inject picks int8 with a residual of 4); p6 sees both
+      // first, in decode's read of a row the cached path stored otherwise than recompute reads
+      // it. flush-chunking quantizes a one-token prompt's row at the end of its call: the first
+      // decode step reads it quantized, recompute in float.
+      {Fault::FlushChunking, 0, {"k-read"}, "gross"},
+      // scale-group shows once a group of 4 is flushed: "I" and 4 decode steps fill it, the
+      // fifth reads it with one scale for all heads.
+      {Fault::ScaleGroup, 0, {"k-read"}, "gross", 0, 0, 5},
   };
   return sites;
 }

@@ -121,6 +121,14 @@ check "flag: block size over capacity" 2 "paged cache: block size 64 does not di
 check "flag: pool below one sequence" 2 "paged cache: a pool of 1 blocks of 16 slots cannot hold one full sequence of 32 slots \(it needs 2\)" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --kv-cache paged --pool-blocks 1
 check "flag: paged fault, contiguous cache" 2 "fault 'cow-missing' acts on the paged cache: use the paged layout" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --inject cow-missing
 check "serve: bad block size" 2 "flag --block-size: 5 is not a power of two" -- "$minigpt" serve --kv-cache paged --block-size 5
+# The quantized cache (issue 31, docs/quantized-cache.md): format, residual and layout.
+check "flag: unknown kv quant" 2 "flag --kv-quant: unknown kv cache format 'fp8' \(known: f32, bf16, int8\)" -- "$minigpt" generate --prompt "I" --kv-quant fp8
+check "flag: residual without quant" 2 "flag --kv-residual: only with --kv-quant bf16 or int8" -- "$minigpt" generate --prompt "I" --kv-residual 4
+check "flag: negative residual" 2 "flag --kv-residual: -4 is negative" -- "$minigpt" generate --prompt "I" --kv-quant int8 --kv-residual -4
+check "flag: residual not a power of two" 2 "flag --kv-residual: 6 is not a power of two" -- "$minigpt" logits --prompt "I" --kv-quant int8 --kv-residual 6
+check "flag: residual over capacity" 2 "engine: kv residual 64 exceeds the cache capacity 32" -- "$minigpt" generate --model tiny.safetensors --prompt "I" --kv-quant int8 --kv-residual 64
+check "flag: quant on the paged cache" 2 "flag --kv-quant: int8 needs the contiguous cache, not --kv-cache paged" -- "$minigpt" generate --prompt "I" --kv-cache paged --kv-quant int8
+check "eval: unknown kv quant" 2 "flag --kv-quant: unknown kv cache format 'q4'" -- "$minigpt" eval --kv-quant q4
 # The thread count (issue 30): the flag and the environment variable, refused before any model is read.
 check "flag: zero threads" 2 "flag --threads: 0 is not a thread count \(1 to 1024\)" -- "$minigpt" generate --prompt "I" --threads 0
 check "flag: threads not a number" 2 "flag --threads: 'two' is not a valid number" -- "$minigpt" generate --prompt "I" --threads two
@@ -173,6 +181,12 @@ check "props: block size not a number" 2 "--block-size: 'x' is not a valid numbe
 check "props: block size without paged" 2 "--block-size 4: only the paged cache has blocks" -- "$props" --block-size 4 "[p0]"
 check "props: pool below one sequence" 2 "cannot hold one full sequence" -- "$props" --kv-cache paged --pool-blocks 1 "[p0]"
 check "props: a paged fault on the contiguous cache" 2 "--kv-cache contiguous: fault evict-stale acts on the paged cache only" -- "$props" --kv-cache contiguous --inject evict-stale "[p0]"
+check "props: unknown kv quant" 2 "--kv-quant: unknown kv cache format 'fp8'" -- "$props" --kv-quant fp8 "[p0]"
+check "props: residual without quant" 2 "--kv-residual 4: only a quantized cache has a residual" -- "$props" --kv-residual 4 "[p0]"
+check "props: residual not a power of two" 2 "--kv-residual 6: not a power of two" -- "$props" --kv-quant int8 --kv-residual 6 "[p0]"
+check "props: residual over capacity" 2 "kv residual 1024 exceeds the cache capacity" -- "$props" --kv-quant int8 --kv-residual 1024 "[p0]"
+check "props: quant on the paged cache" 2 "--kv-quant int8: the quantized cache is contiguous, not --kv-cache paged" -- "$props" --kv-cache paged --kv-quant int8 "[p0]"
+check "props: a quantized fault on the f32 cache" 2 "--kv-quant f32: fault scale-group acts on the quantized cache only" -- "$props" --kv-quant f32 --inject scale-group "[p0]"
 check "props: unknown --rc- flag" 2 "unknown flag --rc-sed" -- "$props" --rc-sed=1
 check "props: seed not a number" 2 "--rc-seed: 'abc' is not a valid number" -- "$props" --rc-seed=abc
 check "props: flag without value" 2 "flag --model needs a value" -- "$props" --model

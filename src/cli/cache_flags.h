@@ -1,5 +1,5 @@
 // --kv-cache, --block-size and --pool-blocks, shared by minigpt generate and minigpt serve; and
-// --threads, shared by every command that runs the engine.
+// --threads, --kv-quant and --kv-residual, shared by every command that runs the engine.
 #pragma once
 #include "base/error.h"
 #include "base/threads.h"
@@ -36,6 +36,36 @@ inline CacheFlags cache_flags(const Args& args) {
   f.paged.pool_blocks = args.get_int("pool-blocks", 0);
   if (f.paged.pool_blocks < 0) fail("flag --pool-blocks: must be >= 0, got {}", f.paged.pool_blocks);
   return f;
+}
+
+inline constexpr const char* kQuantFlagsHelp =
+    "  --kv-quant FORMAT    the K/V cache's format: f32 (default), bf16 or int8 (a scale per slot\n"
+    "                       and head); full recompute rounds through the same quantizer (same bytes)\n"
+    "  --kv-residual R      keep the newest rows in float, quantized R at a time (a power of two,\n"
+    "                       at most the capacity; needs --kv-quant bf16 or int8; default 0)\n";
+
+struct QuantFlags {
+  KvQuant format = KvQuant::F32;
+  int residual = 0;
+};
+
+// --kv-quant and --kv-residual, each refused in one line naming the flag (a residual over the
+// capacity is the engine's line, which knows the capacity).
+inline QuantFlags quant_flags(const Args& args, KvLayout layout = KvLayout::Contiguous) {
+  QuantFlags q;
+  try {
+    q.format = kv_quant_from_name(args.get("kv-quant", "f32"));
+  } catch (const Error& e) {
+    fail("flag --kv-quant: {}", e.what());
+  }
+  q.residual = args.get_int("kv-residual", 0);
+  if (q.residual < 0) fail("flag --kv-residual: {} is negative", q.residual);
+  if (args.has("kv-residual") && q.format == KvQuant::F32)
+    fail("flag --kv-residual: only with --kv-quant bf16 or int8 (the f32 cache has no residual)");
+  if ((q.residual & (q.residual - 1)) != 0) fail("flag --kv-residual: {} is not a power of two", q.residual);
+  if (q.format != KvQuant::F32 && layout == KvLayout::Paged)
+    fail("flag --kv-quant: {} needs the contiguous cache, not --kv-cache paged", to_string(q.format));
+  return q;
 }
 
 inline constexpr const char* kThreadsFlagHelp =

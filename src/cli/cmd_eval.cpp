@@ -17,7 +17,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: minigpt eval [--model FILE] [--seed S] [--samples N] [--temperature T] [--threads N]\n"
-    "                    [--window W [--sinks S]]\n\n"
+    "                    [--window W [--sinks S]] [--kv-quant f32|bf16|int8] [--kv-residual R]\n\n"
     "Measures a model with the engine's generate() (invariant backend, KV cache on):\n"
     "  grammaticality  N sentences sampled at temperature T, each from an adverbial or a pronoun\n"
     "                  of the grammar at position 0, cut at the first \".\": % that\n"
@@ -31,10 +31,12 @@ constexpr const char* kUsage =
     "  --temperature T (default 1.0)\n"
     "  --threads N     worker threads (default: MINIINFER_THREADS, else the cores); same figures\n"
     "  --window W, --sinks S: measure under a sliding window's mask (minigpt generate --help)\n\n"
+    "  --kv-quant FORMAT, --kv-residual R: the engine's K/V cache (minigpt generate --help)\n\n"
     "Exit status 0 whether or not targets are met; the figures are printed.";
 
 int run_eval(const std::vector<std::string>& argv) {
-  const Args args(argv, {"model", "seed", "samples", "temperature", "threads", "window", "sinks"}, {});
+  const Args args(argv, {"model", "seed", "samples", "temperature", "threads", "window", "sinks", "kv-quant",
+                         "kv-residual"}, {});
   const std::string path = args.get("model", default_model_path());
   train::EvalOptions o;
   o.seed = args.get_u64("seed", o.seed);
@@ -46,6 +48,9 @@ int run_eval(const std::vector<std::string>& argv) {
   const WindowFlags window = window_flags(args);
   o.window = window.window;
   o.sinks = window.sinks;
+  const QuantFlags quant = quant_flags(args);
+  o.kv_quant = quant.format;
+  o.kv_residual = quant.residual;
   const Model model = read_model(path);
   const train::EvalReport report = train::evaluate(model, Grammar::builtin(), o);
   std::printf("%s (seed %llu, %d samples)\n%s", path.c_str(), static_cast<unsigned long long>(o.seed),

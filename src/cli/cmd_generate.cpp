@@ -28,6 +28,7 @@ constexpr const char* kGenerateUsage =
     "                        [--backend invariant|eigen] [--inject FAULT] [--format text|json]\n"
     "                        [--kv-cache contiguous|paged] [--block-size N] [--pool-blocks N]\n"
     "                        [--threads N] [--window W [--sinks S]]\n"
+    "                        [--kv-quant f32|bf16|int8] [--kv-residual R]\n"
     "                        [--draft ngram|model --draft-len K [--draft-model FILE]]\n\n"
     "Continues TEXT with the model. With the cache (default) the prompt is prefilled in one pass\n"
     "and each new token is one decode step; with --no-cache every step recomputes the whole\n"
@@ -52,6 +53,7 @@ constexpr const char* kGenerateUsage =
     "                       Prints the acceptance rate (text: a second line; json: \"speculative\")\n"
     "  --draft-len K        drafts per verify call, 1.. the room the prompt leaves (default 4)\n"
     "  --draft-model FILE   the draft model (minigpt draft), with the target's vocabulary\n"
+    "{quant_flags}"
     "  --format FORMAT      text (default): the prompt and the continuation on one line;\n"
     "                       json: {{\"prompt_tokens\": [...], \"tokens\": [...], \"text\": \"...\"}}\n"
     "                       where tokens and text are the generated part only";
@@ -59,7 +61,7 @@ constexpr const char* kGenerateUsage =
 constexpr const char* kLogitsUsage =
     "usage: minigpt logits --prompt TEXT [--model FILE] [--all-positions]\n"
     "                      [--backend invariant|eigen] [--format json|text] [--threads N]\n"
-    "                      [--window W [--sinks S]]\n\n"
+    "                      [--window W [--sinks S]] [--kv-quant f32|bf16|int8] [--kv-residual R]\n\n"
     "One uncached forward pass over TEXT. json (default): {\"tokens\": [ids], \"logits\": [V floats]}\n"
     "for the last position, or \"logits\": [[V floats], ...] one row per position with\n"
     "--all-positions. Each float is printed in its shortest form that reads back to the same\n"
@@ -70,7 +72,9 @@ constexpr const char* kLogitsUsage =
     "  --backend NAME    invariant (default) or eigen\n"
     "  --format FORMAT   json (default) or text\n"
     "  --threads N       worker threads (default: MINIINFER_THREADS, else the cores); same bytes\n"
-    "  --window W, --sinks S: the sliding window's mask (minigpt generate --help)";
+    "  --window W, --sinks S: the sliding window's mask (minigpt generate --help)\n"
+    "  --kv-quant FORMAT, --kv-residual R: K and V rounded as the quantized cache stores them\n"
+    "                    (minigpt generate --help)";
 
 std::string fault_list() {
   std::string out;
@@ -159,7 +163,7 @@ int run_generate(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"model", "prompt", "max-new-tokens", "seed", "temperature", "top-k", "top-p", "backend", "inject",
                    "format", "kv-cache", "block-size", "pool-blocks", "threads", "window", "sinks", "draft",
-                   "draft-len", "draft-model"},
+                   "draft-len", "draft-model", "kv-quant", "kv-residual"},
                   {"no-cache"});
   const std::string format = format_flag(args, "text");
   GenerateOptions o;
@@ -179,6 +183,9 @@ int run_generate(const std::vector<std::string>& argv) {
   const WindowFlags window = window_flags(args);
   o.window = window.window;
   o.sinks = window.sinks;
+  const QuantFlags quant = quant_flags(args, cache.layout);
+  o.kv_quant = quant.format;
+  o.kv_residual = quant.residual;
   validate(SamplerOptions{o.temperature, o.top_k, o.top_p});
   const Loaded in = load(args);
   std::optional<Model> draft;
@@ -207,12 +214,14 @@ int run_generate(const std::vector<std::string>& argv) {
 }
 
 int run_logits(const std::vector<std::string>& argv) {
-  const Args args(argv, {"model", "prompt", "backend", "format", "threads", "window", "sinks"}, {"all-positions"});
+  const Args args(argv, {"model", "prompt", "backend", "format", "threads", "window", "sinks", "kv-quant", "kv-residual"},
+                  {"all-positions"});
   const std::string format = format_flag(args, "json");
   const bool all = args.has("all-positions");
   const Backend backend = named("backend", [&] { return backend_from_name(args.get("backend", "invariant")); });
   const int threads = threads_flag(args);
   const WindowFlags window = window_flags(args);
+  const QuantFlags quant = quant_flags(args);
   const Loaded in = load(args);
   const Config& c = in.model.config;
   if (static_cast<int>(in.prompt.size()) > c.max_seq_len)
@@ -220,6 +229,8 @@ int run_logits(const std::vector<std::string>& argv) {
   EngineOptions eo{backend, 1, 0, Fault::None, KvLayout::Contiguous, {}, threads};
   eo.window = window.window;
   eo.sinks = window.sinks;
+  eo.kv_quant = quant.format;
+  eo.kv_residual = quant.residual;
   Engine engine(in.model, eo);
   const std::vector<float> logits = engine.forward_uncached(in.prompt, all);
   const size_t V = static_cast<size_t>(c.vocab_size);
@@ -252,7 +263,8 @@ const std::string& generate_usage() {
   static const std::string usage = fmt::format(fmt::runtime(kGenerateUsage), fmt::arg("faults", fault_list()),
                                                  fmt::arg("cache_flags", kCacheFlagsHelp),
                                                  fmt::arg("threads_flag", kThreadsFlagHelp),
-                                                 fmt::arg("window_flags", kWindowFlagsHelp));
+                                                 fmt::arg("window_flags", kWindowFlagsHelp),
+                                                 fmt::arg("quant_flags", kQuantFlagsHelp));
   return usage;
 }
 

@@ -127,15 +127,18 @@ Engine::Engine(const Model& model, EngineOptions options)
   } else if (window_.on()) {
     cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), window_.sinks + window_.ring);
     cache_.set_window(window_, capacity);
+  } else if (options.kv_quant != KvQuant::F32) {
+    cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), 1);
   } else {
     cache_ = KvCache(c.n_layer, options.batch, c.n_head, c.d_head(), capacity);
   }
+  make_quantized(options);
   set_fault(options.fault);
   win_stride_ = static_cast<size_t>(window_.window + 1);
   win_table_.assign(std::max<size_t>(1, static_cast<size_t>(std::max(c.max_seq_len, options.batch)) * win_stride_), 0);
   freed_.assign(static_cast<size_t>(options.batch), 0);
   recompute_logits_.assign(static_cast<size_t>(c.vocab_size), 0.0f);
-  scratch_kv_ = KvCache(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len);
+  scratch_kv_ = KvCache(c.n_layer, 1, c.n_head, c.d_head(), quant_ ? 1 : c.max_seq_len);
 
   rows_ = std::max(c.max_seq_len, options.batch);
   const size_t R = static_cast<size_t>(rows_);
@@ -146,6 +149,8 @@ Engine::Engine(const Model& model, EngineOptions options)
   k_rows_.assign(R, nullptr);
   v_rows_.assign(R, nullptr);
   reads_.assign(R, SlotsRead{});
+  row_pos_.assign(R, 0);
+  seq_rows_.reserve(static_cast<size_t>(options.batch));
   tokens_.assign(R, 0);
   segs_.reserve(static_cast<size_t>(options.batch));
   keep_.reserve(static_cast<size_t>(options.batch));
@@ -153,6 +158,42 @@ Engine::Engine(const Model& model, EngineOptions options)
   write_segs_.reserve(static_cast<size_t>(options.batch));
   decode_chunks_.reserve(static_cast<size_t>(options.batch));
   set_threads(options.threads);
+}
+
+// The quantized cache and full recompute's twin of it, after checking the options (each bad
+// combination is one line naming it).
+void Engine::make_quantized(const EngineOptions& o) {
+  const int R = o.kv_residual;
+  if (o.kv_quant == KvQuant::F32) {
+    if (R != 0) fail("engine: kv residual {} needs a quantized cache (kv quant bf16 or int8, not f32)", R);
+    return;
+  }
+  if (layout_ == KvLayout::Paged) fail("engine: the {} kv cache needs the contiguous layout, not paged", to_string(o.kv_quant));
+  if (window_.on()) fail("engine: the {} kv cache and a sliding window together are not supported: give one", to_string(o.kv_quant));
+  if (R < 0) fail("engine: kv residual {} is negative", R);
+  if (R > capacity_) fail("engine: kv residual {} exceeds the cache capacity {}", R, capacity_);
+  if ((R & (R - 1)) != 0) fail("engine: kv residual {} is not a power of two", R);
+  const Config& c = config_;
+  quant_ = std::make_unique<QuantKvCache>(c.n_layer, batch_, c.n_head, c.d_head(), capacity_, o.kv_quant, R);
+  quant_scratch_ = std::make_unique<QuantKvCache>(c.n_layer, 1, c.n_head, c.d_head(), c.max_seq_len, o.kv_quant, R);
+  quant_tokens_.assign(static_cast<size_t>(batch_), {});
+  for (auto& t : quant_tokens_) t.reserve(static_cast<size_t>(capacity_));
+}
+
+// The rows a cut inside a flushed group left without their float values, as one cached chunk at
+// the group's first slot: every query in it reads the slots below that slot quantized and its
+// own group's in float, as when the rows were first written, so the rows come back byte for byte.
+void Engine::recompute_quantized(int seq, const std::vector<int>& tokens) {
+  if (tokens.empty()) return;
+  Trace* const trace = trace_;
+  trace_ = nullptr;
+  try {
+    forward_cached(seq, tokens, recompute_logits_);
+  } catch (...) {
+    trace_ = trace;
+    throw;
+  }
+  trace_ = trace;
 }
 
 // ---- projections: the invariant kernel, or Eigen's product for the contrast backend ----------
@@ -285,6 +326,7 @@ void Engine::attend(int l, std::span<const Segment> segs, const KvStore& store, 
       SlotsRead read = var.slots_read(site.row(i));
       if (call_window_.on()) window_read(s.row0 + i, read, var);
       reads_[static_cast<size_t>(s.row0 + i)] = read;
+      row_pos_[static_cast<size_t>(s.row0 + i)] = s.pos0 + i;
       // A window's rows go one at a time (the block kernel reads slots 0..p): the same bytes.
       causal = causal && !call_window_.on() && read == SlotsRead{s.pos0 + i + 1, l, s.seq};
     }
@@ -332,24 +374,30 @@ kernels::KvView Engine::read_view(kernels::KvView view, int r) const {
 }
 
 // A causal block of segment s, one head at a time; the pool shares the heads, each thread with
-// its own packing scratch.
+// its own packing scratch. The rows go in runs that read one view each (the quantized cache's
+// flush boundaries; one run in a float cache).
 void Engine::attend_block(int l, const Segment& s, const KvStore& store, const Numerics& num) {
   const int D = config_.d_model, dh = config_.d_head();
-  const size_t uD = static_cast<size_t>(D), r0 = static_cast<size_t>(s.row0);
+  const size_t uD = static_cast<size_t>(D);
   const long long work = static_cast<long long>(s.n) * (s.pos0 + s.n) * D * 2;
-  parallel_for(pool_.get(), config_.n_head, work, [&](int h0, int h1, int thread) {
-    float* scratch = causal_.data() + static_cast<size_t>(thread) * causal_size_;
-    for (int h = h0; h < h1; ++h) {
-      const size_t off = static_cast<size_t>(h) * dh;
-      const kernels::KvView k = store.k_view(l, s.seq).at(off), v = store.v_view(l, s.seq).at(off);
-      float* out = att_.data() + r0 * uD + off;
-      const float* q = q_.data() + r0 * uD + off;
-      if (num.mutant == kernels::Mutant::None)
-        kernels::attention_forward_causal(out, D, scratch, q, D, k, v, s.pos0, s.n, dh, num.scale);
-      else
-        kernels::attention_forward_causal_mutant(out, D, scratch, q, D, k, v, s.pos0, s.n, dh, num.scale, num.mutant);
-    }
-  });
+  for (int p0 = s.pos0; p0 < s.pos0 + s.n;) {
+    const int n = std::min(s.pos0 + s.n, store.view_last_at(p0) + 1) - p0;
+    const size_t r0 = static_cast<size_t>(s.row0 + p0 - s.pos0);
+    parallel_for(pool_.get(), config_.n_head, work, [&](int h0, int h1, int thread) {
+      float* scratch = causal_.data() + static_cast<size_t>(thread) * causal_size_;
+      for (int h = h0; h < h1; ++h) {
+        const size_t off = static_cast<size_t>(h) * dh;
+        const kernels::KvView k = store.k_view_at(l, s.seq, p0).at(off), v = store.v_view_at(l, s.seq, p0).at(off);
+        float* out = att_.data() + r0 * uD + off;
+        const float* q = q_.data() + r0 * uD + off;
+        if (num.mutant == kernels::Mutant::None)
+          kernels::attention_forward_causal(out, D, scratch, q, D, k, v, p0, n, dh, num.scale);
+        else
+          kernels::attention_forward_causal_mutant(out, D, scratch, q, D, k, v, p0, n, dh, num.scale, num.mutant);
+      }
+    });
+    p0 += n;
+  }
 }
 
 // The rows of row_todo_ one at a time: all heads of a row at once, or one head at a time in
@@ -387,8 +435,9 @@ void Engine::attend_row(int r, int h0, int h1, const KvStore& store, float* prob
     std::fill_n(out, (h1 - h0) * dh, 0.0f);
     return;
   }
-  const kernels::KvView k = read_view(store.k_view(read.layer, read.seq), r).at(off);
-  const kernels::KvView v = read_view(store.v_view(read.layer, read.seq), r).at(off);
+  const int pos = row_pos_[ur];
+  const kernels::KvView k = read_view(store.k_view_at(read.layer, read.seq, pos), r).at(off);
+  const kernels::KvView v = read_view(store.v_view_at(read.layer, read.seq, pos), r).at(off);
   if (!num.fp64 && num.mutant != kernels::Mutant::None) {
     kernels::attention_forward_heads_mutant(out, probs, c.max_seq_len, q, k, v, read.n_slots, H, dh, num.scale,
                                             num.mutant);
@@ -422,8 +471,8 @@ void Engine::record_attention(const Segment& s, int l, const KvStore& store, con
       const SlotsRead& read = reads_[r];
       const float* q = q_.data() + r * uD + off;
       if (read.n_slots > 0) {
-        const kernels::KvView kb = read_view(store.k_view(read.layer, read.seq), static_cast<int>(r)).at(off);
-        const kernels::KvView vb = read_view(store.v_view(read.layer, read.seq), static_cast<int>(r)).at(off);
+        const kernels::KvView kb = read_view(store.k_view_at(read.layer, read.seq, pos), static_cast<int>(r)).at(off);
+        const kernels::KvView vb = read_view(store.v_view_at(read.layer, read.seq, pos), static_cast<int>(r)).at(off);
         if (num.fp64)
           kernels::attention_forward_f64(scratch.data(), probs_.data(), q, kb, vb, read.n_slots, dh, num.scale);
         else if (num.mutant == kernels::Mutant::SoftmaxReversed)  // the mutant's own probabilities
@@ -446,8 +495,8 @@ void Engine::record_attention(const Segment& s, int l, const KvStore& store, con
 void Engine::record_cache_reads(const Segment& s, int l, const KvStore& store, int last) {
   const int H = config_.n_head, dh = config_.d_head();
   const SlotsRead& read = reads_[static_cast<size_t>(last)];
-  const kernels::KvView kb = read_view(store.k_view(read.layer, read.seq), last);
-  const kernels::KvView vb = read_view(store.v_view(read.layer, read.seq), last);
+  const kernels::KvView kb = read_view(store.k_view_at(read.layer, read.seq, s.pos0 + s.n - 1), last);
+  const kernels::KvView vb = read_view(store.v_view_at(read.layer, read.seq, s.pos0 + s.n - 1), last);
   const int end = s.pos0 + s.n, n = call_window_.on() ? read.n_slots : end;
   for (int j = 0; j < n; ++j) {
     const int slot = call_window_.on() ? window_position(j, end, n, call_window_.sinks) : j;
@@ -504,6 +553,8 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
     in_chunks(pool, n, 1, [&](int i0, int i1) { residual_forward(x + i0, x + i0, y + i0, i1 - i0); });
   };
 
+  seq_rows_.clear();
+  for (const Segment& s : segs) seq_rows_.push_back(SeqRows{s.seq, s.pos0, s.n});
   for (int r = 0; r < N; ++r)
     std::memcpy(x_.data() + r * uD, model_.weights.tok_emb.data() + static_cast<size_t>(tokens[r]) * uD, sizeof(float) * uD);
 
@@ -513,7 +564,9 @@ void Engine::run(std::span<const Segment> segs, const int* tokens, int N, KvStor
     block_layernorm(ln_.data(), x_.data(), lw.ln1_w.data(), lw.ln1_b.data(), static_cast<float>(c.ln_eps), N, D);
     if (trace_) record_rows(TraceKind::Ln1, segs, l, ln_.data(), D);
     project_qkv(l, segs, N, store, library, var);
+    store.begin_layer(l, seq_rows_);
     attend(l, segs, store, var);
+    store.end_layer(l, seq_rows_);
     linear(y_.data(), att_.data(), w.o, N, library);
     add_residual(x_.data(), y_.data(), N * D);
 
@@ -576,6 +629,16 @@ void Engine::forward_uncached(std::span<const int> tokens, std::span<float> logi
   if (logits.size() < need) fail("forward: logits buffer holds {} floats, needs {}", logits.size(), need);
   // Nothing survives between calls: positions restart at 0 and only rows written now are read.
   const Segment seg{0, 0, T, 0, Pass::Uncached};
+  if (quant_scratch_) {
+    quant_scratch_->reset();
+    run({&seg, 1}, tokens.data(), T, *quant_scratch_, logits.data(), all_rows, model_variation(), WindowSpec{});
+    if (!kv) return;
+    // The rows as a cached call of T tokens leaves them: what its next read would see.
+    quant_scratch_->advance(0, T);
+    *kv = KvRows{config_.n_layer, config_.n_head, T, config_.d_head(), {}, {}, {}};
+    quant_scratch_->rows(0, kv->k, kv->v);
+    return;
+  }
   // Full recompute's window: slot = position in the scratch rows. Its width is the one point
   // full recompute asks of the active fault (variation.h: recompute_window).
   const WindowSpec win = window_.on() ? WindowSpec{variation_->recompute_window(window_.window), window_.sinks, 0}
@@ -636,6 +699,11 @@ void Engine::run_cached(std::span<const Chunk> chunks, float* logits, bool all_r
   for (const Segment& s : segs_) {
     if (paged_)
       paged_->advance(s.seq, {tokens_.data() + s.row0, static_cast<size_t>(s.n)});
+    else if (quant_) {
+      quant_->advance(s.seq, s.n);
+      auto& t = quant_tokens_[static_cast<size_t>(s.seq)];
+      t.insert(t.end(), tokens_.begin() + s.row0, tokens_.begin() + s.row0 + s.n);
+    }
     else
       cache_.advance(s.seq, s.n);
   }
@@ -770,6 +838,8 @@ void Engine::check_chunks(std::span<const Chunk> chunks) const {
     check_live(ch.seq);
     if (paged_)
       paged_->check_room(ch.seq, static_cast<int>(ch.tokens.size()));
+    else if (quant_)
+      quant_->check_room(ch.seq, static_cast<int>(ch.tokens.size()));
     else
       cache_.check_room(ch.seq, static_cast<int>(ch.tokens.size()));
     for (size_t j = 0; j < i; ++j)
@@ -810,6 +880,10 @@ KvRows Engine::cache_rows(int seq) const {
   const_cast<Engine&>(*this).make_resident(seq);  // logically const: see engine.h
   const Config& c = config_;
   KvRows kv{c.n_layer, c.n_head, cursor(seq), c.d_head(), {}, {}, {}};
+  if (quant_) {
+    quant_->rows(seq, kv.k, kv.v);
+    return kv;
+  }
   const size_t dh = static_cast<size_t>(kv.d_head);
   kv.k.resize(static_cast<size_t>(kv.n_layer) * kv.n_head * kv.T * dh);
   kv.v.resize(kv.k.size());
@@ -833,22 +907,26 @@ KvRows Engine::cache_rows(int seq) const {
 }
 
 const KvCache& Engine::cache() const {
+  if (quant_) fail("the quantized KV cache has no float slabs: use cache_rows or quantized()");
   if (paged_) fail("the paged KV cache has no contiguous slabs: use paged(), cache_rows or poison_unused");
   return cache_;
 }
 
 KvCache& Engine::cache() {
+  if (quant_) fail("the quantized KV cache has no float slabs: use cache_rows or quantized()");
   if (paged_) fail("the paged KV cache has no contiguous slabs: use paged(), cache_rows or poison_unused");
   return cache_;
 }
 
 KvStore& Engine::store() {
   if (paged_) return *paged_;
+  if (quant_) return *quant_;
   return cache_;
 }
 
 const KvStore& Engine::store() const {
   if (paged_) return *paged_;
+  if (quant_) return *quant_;
   return cache_;
 }
 
@@ -872,9 +950,12 @@ void Engine::set_fault(Fault fault) {
     fail("fault '{}' acts on the paged cache: use the paged layout", to_string(fault));
   if (layout_ == KvLayout::Paged && acts_on_contiguous_only(fault))
     fail("fault '{}' acts on the contiguous cache's operations: use the contiguous layout", to_string(fault));
+  if (quant_ && acts_on_contiguous_only(fault))
+    fail("fault '{}' acts on the float cache's operations: use kv quant f32", to_string(fault));
   fault_ = fault;
   variation_ = &variation(fault);
   if (paged_) paged_->set_variation(variation_);
+  if (quant_) quant_->set_variation(variation_);
 }
 
 KvLayout Engine::layout() const { return layout_; }
@@ -893,14 +974,20 @@ void Engine::check_live(int seq) const {
 void Engine::reset() {
   if (paged_)
     paged_->reset();
+  else if (quant_)
+    for (int seq = 0; seq < batch(); ++seq) reset(seq);
   else
     cache_.reset();
   std::fill(freed_.begin(), freed_.end(), 0);
 }
 
 void Engine::reset(int seq) {
-  if (paged_)
+  if (paged_) {
     paged_->reset(seq);
+  } else if (quant_) {
+    quant_->reset(seq);
+    quant_tokens_[static_cast<size_t>(seq)].clear();
+  }
   else
     cache_.reset(seq);
   freed_[static_cast<size_t>(seq)] = 0;
@@ -910,6 +997,8 @@ void Engine::start_request(int seq) {
   store().cursor(seq);  // range check
   if (paged_)
     paged_->reset(seq);
+  else if (quant_)
+    reset(seq);
   else
     variation_->start_request(cache_, seq);
   freed_[static_cast<size_t>(seq)] = 0;
@@ -921,9 +1010,16 @@ void Engine::start_request() {
 
 void Engine::truncate(int seq, int p) {
   check_live(seq);
-  if (paged_)
+  if (paged_) {
     paged_->truncate(seq, p);
-  else
+  } else if (quant_) {
+    const int from = quant_->recompute_from(seq, p);
+    quant_->truncate(seq, from);  // refuses a bad p before anything changes
+    std::vector<int>& t = quant_tokens_[static_cast<size_t>(seq)];
+    const std::vector<int> rest(t.begin() + from, t.begin() + p);
+    t.resize(static_cast<size_t>(from));
+    recompute_quantized(seq, rest);
+  } else
     variation_->truncate(cache_, seq, p);
 }
 
@@ -944,6 +1040,12 @@ void Engine::fork(int src, int dst, int prefix_len) {
     paged_->fork(src, dst, prefix_len);
     paged_->note_use(src);
     paged_->note_use(dst);
+  } else if (quant_) {
+    const int from = quant_->recompute_from(src, prefix_len);
+    quant_->fork(src, dst, from);  // refuses a bad fork before anything changes
+    const std::vector<int>& t = quant_tokens_[static_cast<size_t>(src)];
+    quant_tokens_[static_cast<size_t>(dst)].assign(t.begin(), t.begin() + from);
+    recompute_quantized(dst, std::vector<int>(t.begin() + from, t.begin() + prefix_len));
   } else {
     variation_->fork(cache_, src, dst, prefix_len);
   }
@@ -980,7 +1082,11 @@ void Engine::poison_unused(float value) {
     paged_->poison_unused(value);
     return;
   }
-  for (int seq = 0; seq < batch(); ++seq) cache_.poison_unused(seq, value);
+  for (int seq = 0; seq < batch(); ++seq)
+    if (quant_)
+      quant_->poison_unused(seq, value);
+    else
+      cache_.poison_unused(seq, value);
 }
 
 void Engine::decode(std::span<const int> seqs, std::span<const int> tokens, std::span<float> logits) {

@@ -14,6 +14,7 @@
 #include "engine/kernels.h"
 #include "engine/kv_cache.h"
 #include "engine/paged_cache.h"
+#include "engine/quant_cache.h"
 #include "engine/trace.h"
 #include "model/model.h"
 
@@ -50,6 +51,12 @@ struct EngineOptions {
   int window = 0;
   int sinks = 0;
   int window_spare = -1;
+  // The contiguous cache's K/V format (quant_cache.h, docs/quantized-cache.md) and its residual:
+  // the newest rows kept in float, quantized R at a time (0: none; else a power of two up to
+  // the capacity). Full recompute rounds its rows through the same quantizer at the same
+  // boundaries, so the two paths stay byte-identical.
+  KvQuant kv_quant = KvQuant::F32;
+  int kv_residual = 0;
 };
 
 // The K and V rows a full-recompute forward computed, for comparison with cache rows.
@@ -173,6 +180,10 @@ class Engine {
   void free(int seq);
   bool freed(int seq) const;
   KvLayout layout() const;
+  KvQuant kv_quant() const { return quant_ ? quant_->format() : KvQuant::F32; }
+  int kv_residual() const { return quant_ ? quant_->residual() : 0; }
+  // The quantized cache, for introspection (its bytes); null for a float cache.
+  const QuantKvCache* quantized() const { return quant_.get(); }
 
  private:
   // A projection: the file's (OC, C) weight, its packed copy and its bias.
@@ -191,6 +202,11 @@ class Engine {
     Pass pass = Pass::Uncached;
   };
 
+  void make_quantized(const EngineOptions& options);
+  // Quantized cache, residual mode: after a cut inside a flushed group
+  // (QuantKvCache::recompute_from), `tokens` (the group's kept ones) appended again to `seq`,
+  // whose cursor is the group's first slot; logits go nowhere.
+  void recompute_quantized(int seq, const std::vector<int>& tokens);
   Linear make_linear(const std::vector<float>& w, const std::vector<float>* b, int C, int OC);
   void linear(float* out, const float* inp, const Linear& w, int T, bool library);
   void linear_rows(float* const* out_rows, const float* inp, const Linear& w, int T, bool library);
@@ -247,6 +263,10 @@ class Engine {
   KvLayout layout_ = KvLayout::Contiguous;
   KvCache cache_;        // the contiguous layout's K/V: (L, B, capacity, D); (L, B, 1, D) when paged
   std::unique_ptr<PagedKvCache> paged_;  // the paged layout's pool and tables; null when contiguous
+  std::unique_ptr<QuantKvCache> quant_;          // the quantized K/V; null for a float cache
+  std::unique_ptr<QuantKvCache> quant_scratch_;  // full recompute's, when quantized (model's variation)
+  std::vector<std::vector<int>> quant_tokens_;   // (B) each sequence's tokens, when quantized
+
   std::vector<char> freed_;              // (B) freed by free(), until a submit, reset or fork
   KvCache scratch_kv_;   // the uncached path's K/V for one call: (L, 1, max_seq_len, D)
   Backend backend_ = Backend::Invariant;
@@ -277,6 +297,8 @@ class Engine {
   std::vector<float*> k_rows_;      // (R) where row r's K goes: its cache slot
   std::vector<float*> v_rows_;      // (R) where row r's V goes
   std::vector<SlotsRead> reads_;    // (R) what row r's attention reads
+  std::vector<int> row_pos_;        // (R) row r's position (the quantized cache's view depends on it)
+  std::vector<SeqRows> seq_rows_;   // (B) a call's rows per sequence, for the store's layer hooks
   std::vector<int> tokens_;         // (R) a call's tokens, concatenated
   std::vector<Segment> segs_;       // (B) a call's segments
   std::vector<Chunk> decode_chunks_;  // (B) decode's one-token chunks

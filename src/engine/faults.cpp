@@ -337,6 +337,24 @@ struct RollbackCursor final : Variation {
   void rollback(KvCache& /*cache*/, int /*seq*/, int /*keep*/) const override {}
 };
 
+// ---- the quantized cache's faults (QuantKvCache asks these points) ----
+
+struct FlushChunking final : Variation {
+  static constexpr const char* kName = "flush-chunking";
+  static constexpr const char* kImitates =
+      "a quantized cache that flushes its residual float buffer at the end of every update (HF QuantizedCache), so which rows are float depends on how the prompt was chunked";
+  static constexpr const char* kDescription =
+      "the cached path quantizes every row at the end of each call: a later query reads its group's earlier rows quantized, not float";
+  int kv_flush(int cursor, int) const override { return cursor; }
+};
+
+struct ScaleGroup final : Variation {
+  static constexpr const char* kName = "scale-group";
+  static constexpr const char* kImitates = "a per-head quantization scale computed over the wrong axis (the whole hidden row of all heads)";
+  static constexpr const char* kDescription = "the cached path's int8 scale is the absmax of the whole d_model row, not of one head's d_head floats";
+  int kv_scale_group(int, int d_model) const override { return d_model; }
+};
+
 // A catalogue row: the declaration's strings and its Variation (null for None: the model).
 struct FaultInfo {
   Fault fault;
@@ -390,6 +408,8 @@ constexpr std::array kFaults = {
     declared<WindowMaskWide>(Fault::WindowMaskWide),
     declared<VerifyPositionShift>(Fault::VerifyPositionShift),
     declared<RollbackCursor>(Fault::RollbackCursor),
+    declared<FlushChunking>(Fault::FlushChunking),
+    declared<ScaleGroup>(Fault::ScaleGroup),
 };
 constexpr std::array<Fault, kFaults.size()> kAll = [] {
   std::array<Fault, kFaults.size()> all{};
@@ -424,6 +444,8 @@ bool acts_on_paged(Fault fault) {
     default: return false;
   }
 }
+
+bool acts_on_quantized(Fault fault) { return fault == Fault::FlushChunking || fault == Fault::ScaleGroup; }
 
 bool acts_on_contiguous_only(Fault fault) {
   return fault == Fault::StaleCache || fault == Fault::TruncateStale || fault == Fault::ForkShallow ||

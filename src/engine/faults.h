@@ -53,6 +53,9 @@ enum class Fault {
   // Faults of speculative decoding's two cache operations (Engine::verify, Engine::rollback):
   VerifyPositionShift,  // the verify call rotates its rows at positions shifted by one
   RollbackCursor,       // rollback leaves the cursor where verify left it: rejected rows stay counted
+  // Faults of the quantized cache (quant_cache.h); they act on a quantized cache only:
+  FlushChunking,  // the cached path flushes the residual float rows at the end of every call
+  ScaleGroup,     // the int8 scale is taken over the whole d_model row, not one head's d_head
 };
 
 // Every fault, None first, in declaration order.
@@ -67,6 +70,8 @@ const char* imitates(Fault fault);
 const Variation& variation(Fault fault);
 // Whether the fault acts on the paged cache (and has nothing to act on in the contiguous one).
 bool acts_on_paged(Fault fault);
+// Whether the fault acts on the quantized cache (and has nothing to act on in a float one).
+bool acts_on_quantized(Fault fault);
 // Whether the fault overrides the contiguous cache's own operations (start_request, truncate,
 // fork on a KvCache): those have nothing to act on in the paged cache.
 bool acts_on_contiguous_only(Fault fault);

@@ -18,6 +18,7 @@ using namespace miniinfer::testing;
 namespace {
 
 // The first comparison that tells `fault` apart from full recompute, or "" if none does.
+// A quantized cache's fault is looked for on int8 with a residual of 4, which it picks in props.
 std::string first_detection(const Model& model, Fault fault) {
   const Config& c = model.config;
   Rng rng(77);
@@ -33,6 +34,10 @@ std::string first_detection(const Model& model, Fault fault) {
     options.window = 8;
     options.sinks = 2;
     options.window_spare = 0;
+  }
+  if (acts_on_quantized(fault)) {
+    options.kv_quant = KvQuant::Int8;
+    options.kv_residual = 4;
   }
   Engine engine(model, options);
   engine.set_threads(2);  // split-k acts on more than one thread only
@@ -277,13 +282,17 @@ std::vector<std::string> deviations(const Variation& v) {
       if (v.ring_slot(pos, w) != m.ring_slot(pos, w)) points.insert("ring slot");
   for (int window = 1; window < 10; ++window)
     if (v.recompute_window(window) != m.recompute_window(window)) points.insert("recompute window");
+  for (int cursor : {1, 4, 7})
+    for (int residual : {0, 4})
+      if (v.kv_flush(cursor, residual) != m.kv_flush(cursor, residual)) points.insert("kv flush");
+  if (v.kv_scale_group(8, 32) != m.kv_scale_group(8, 32)) points.insert("scale group");
   return {points.begin(), points.end()};
 }
 
 }  // namespace
 
 TEST_CASE("fault names round-trip, each has a description, and an unknown name lists the known ones") {
-  CHECK(all_faults().size() == 35);
+  CHECK(all_faults().size() == 37);
   for (Fault f : all_faults()) {
     CHECK(fault_from_name(to_string(f)) == f);
     CHECK(std::string(describe(f)).size() > 10);

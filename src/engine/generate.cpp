@@ -45,6 +45,8 @@ GenerateResult generate(const Model& model, const std::vector<std::vector<int>>&
   eo.threads = o.threads;
   eo.window = o.window;
   eo.sinks = o.sinks;
+  eo.kv_quant = o.kv_quant;
+  eo.kv_residual = o.kv_residual;
   Engine engine(model, eo);
   return generate(engine, prompts, o);
 }

@@ -37,6 +37,8 @@ struct GenerateOptions {
   PagedOptions paged;                      // its block size and pool, when paged
   int threads = 0;                         // its worker threads; 0 = EngineOptions' default
   int window = 0, sinks = 0;               // its sliding window (EngineOptions); 0 = none
+  KvQuant kv_quant = KvQuant::F32;         // its K/V format and residual (EngineOptions)
+  int kv_residual = 0;
   // Speculative decoding (speculative.h, docs/speculative.md): with a drafter, the cached loop
   // verifies its drafts k at a time; tokens and logits are plain decoding's when greedy.
   SpeculativeOptions speculative;

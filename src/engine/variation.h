@@ -110,6 +110,15 @@ class Variation {
   virtual bool evict_unregisters() const { return true; }
   // Whether releasing a sequence registers its partly filled last block as if it were full.
   virtual bool registers_partial_block() const { return false; }
+
+  // The quantized cache (quant_cache.h) asks these. After a call leaves `cursor` tokens, the
+  // slots below the answer are stored quantized: with a residual of R rows, whole groups of R
+  // (R * floor(cursor / R)); with none, all of them.
+  virtual int kv_flush(int cursor, int residual) const {
+    return residual == 0 ? cursor : cursor / residual * residual;
+  }
+  // How many consecutive floats of a (d_model) row share one int8 scale: one head's d_head.
+  virtual int kv_scale_group(int d_head, int /*d_model*/) const { return d_head; }
 };
 
 // The coin a draw uses under the stale-coin fault: the previous draw's (`previous`, which then

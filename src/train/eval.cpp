@@ -79,6 +79,8 @@ EvalReport evaluate(const Model& model, const Grammar& grammar, const EvalOption
   eo.threads = o.threads;
   eo.window = o.window;
   eo.sinks = o.sinks;
+  eo.kv_quant = o.kv_quant;
+  eo.kv_residual = o.kv_residual;
   Engine engine(model, eo);
 
   // Grammaticality at temperature o.temperature.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "corpus/grammar.h"
+#include "engine/quant_cache.h"
 #include "model/model.h"
 
 namespace miniinfer::train {
@@ -19,6 +20,8 @@ struct EvalOptions {
   int batch = 64;            // sequences per engine call
   int threads = 0;           // the engine's worker threads; 0 = EngineOptions' default
   int window = 0, sinks = 0;  // the engine's sliding window (EngineOptions); 0 = none
+  KvQuant kv_quant = KvQuant::F32;  // the engine's K/V format and residual (EngineOptions)
+  int kv_residual = 0;
 };
 
 struct Tally {

@@ -14,8 +14,8 @@ const char* to_string(Capability c) {
     case Capability::Architectures: return "engines for random architectures";
     case Capability::PrefixCache: return "prefix cache (submit reports the tokens it reused)";
     case Capability::Threads: return "settable thread count";
-    case Capability::KvQuant: return "a quantized K/V cache";
-    case Capability::Window: return "a sliding-window cache";
+    case Capability::KvQuant: return "quantized K/V cache";
+    case Capability::Window: return "sliding-window cache";
   }
   return "?";
 }

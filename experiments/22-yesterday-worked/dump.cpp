@@ -307,10 +307,10 @@ int run(int argc, char** argv) {
   const Verdict verdict = judge(c, slots);
   const std::string word = tokenizer.token(slots.tokens[2]);
   std::vector<Sweep> sweep;
-  // The paged and quantized caches' faults have nothing to act on in this experiment's
-  // contiguous float32 cache.
+  // The paged, quantized and sliding-window caches' faults have nothing to act on in this
+  // experiment's contiguous float32 cache, nor have speculative decoding's (it never verifies).
   for (Fault f : all_faults())
-    if (!acts_on_paged(f) && !acts_on_quantized(f)) sweep.push_back({f, judge(c, run_paths(model, prompt, f))});
+    if (!acts_on_paged(f) && !acts_on_quantized(f) && !acts_on_window(f) && !acts_on_speculation(f)) sweep.push_back({f, judge(c, run_paths(model, prompt, f))});
 
   std::printf("dump: model %s, \"Yesterday I\" -> \"%s\" (id %d), fault %s\n",
               lab::display_path(model_path).c_str(), word.c_str(), slots.tokens[2], to_string(fault));

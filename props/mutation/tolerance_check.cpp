@@ -283,11 +283,12 @@ int main(int argc, char** argv) {
     // The contiguous cache's faults: the paged ones need submits and a pool under pressure, which
     // these generate() scenarios do not make (props_paged_fault_* and mutation_check cover them).
     std::vector<Variant> variants;
-    std::string paged, sampler, window, quantized;
+    std::string paged, sampler, window, quantized, speculative;
     for (Fault f : all_faults()) {
       std::string* skipped = acts_on_paged(f)             ? &paged
                              : acts_on_window(f)          ? &window
                              : acts_on_quantized(f)       ? &quantized
+                             : acts_on_speculation(f)     ? &speculative
                              : variation(f).stale_coin()  ? &sampler
                                                           : nullptr;
       if (skipped) {
@@ -305,6 +306,10 @@ int main(int argc, char** argv) {
       std::printf("  not measured here (quantized cache faults: this engine's cache is float32; quant_cache_test and "
                   "mutation_check cover them): %s\n",
                   quantized.c_str());
+    if (!speculative.empty())
+      std::printf("  not measured here (speculative decoding's faults: these runs never verify or roll back; p11, "
+                  "p17 and mutation_check cover them): %s\n",
+                  speculative.c_str());
     if (!sampler.empty())
       std::printf("  not measured here (sampler faults: these runs are greedy and draw no coin, and their logits are "
                   "bit-identical; p0 and p12 catch them, mutation_check locates them): %s\n",

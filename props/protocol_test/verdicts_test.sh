@@ -1,7 +1,9 @@
 #!/bin/bash
 # Our engine over the protocol (minigpt serve) gives the in-process verdicts: with no fault
 # every property's line is the same (p10 aside: a process has no random architectures, and
-# says so; and p13, which both skip, each naming itself: neither has a prefix cache), and with --inject FAULT on both sides the same property fails first with the same
+# says so; and p13, p15 and p16, which both skip, each naming itself: neither has a prefix cache,
+# a quantized cache or a sliding window), and with --inject FAULT on both sides the same property
+# fails first with the same
 # shrunk case and the same report.
 # With WRAP, the engine command is "WRAP MINIGPT serve ..." (standin.py permuted: the same
 # engine behind a vocabulary in another order, which props must map its words through).
@@ -21,12 +23,16 @@ if [[ $# -lt 4 ]]; then
     { echo "FAIL: p13 is not skipped for want of a prefix cache"; exit 1; }
   grep -q '^SKIP  p14 .*(engine process has no settable thread count: the protocol has no command' proc.txt ||
     { echo "FAIL: p14 is not skipped, saying why, for want of a thread count"; exit 1; }
-  if ! diff <(verdicts in.txt | grep -Ev ' p1[034] ') <(verdicts proc.txt | grep -Ev ' p1[034] '); then
+  grep -q '^SKIP  p15 .*(engine process has no quantized K/V cache' proc.txt ||
+    { echo "FAIL: p15 is not skipped for want of a quantized cache"; exit 1; }
+  grep -q '^SKIP  p16 .*(engine process has no sliding-window cache' proc.txt ||
+    { echo "FAIL: p16 is not skipped for want of a sliding window"; exit 1; }
+  if ! diff <(verdicts in.txt | grep -Ev ' p1[03456] ') <(verdicts proc.txt | grep -Ev ' p1[03456] '); then
     echo "FAIL: the verdicts over the protocol differ from the in-process ones (< in-process, > process)"
     exit 1
   fi
   grep -q 'FAIL' <(verdicts proc.txt) && { echo "FAIL: a property fails over the protocol"; exit 1; }
-  echo "ok   $(verdicts proc.txt | wc -l) verdicts over the protocol equal the in-process ones (p10, p13 and p14 skipped)"
+  echo "ok   $(verdicts proc.txt | wc -l) verdicts over the protocol equal the in-process ones (p10, p13, p14, p15 and p16 skipped)"
   exit 0
 fi
 

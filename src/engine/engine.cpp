@@ -1025,8 +1025,8 @@ void Engine::truncate(int seq, int p) {
 
 void Engine::rollback(int seq, int keep) {
   check_live(seq);
-  if (paged_)
-    paged_->truncate(seq, keep);
+  if (paged_ || quant_)
+    truncate(seq, keep);  // their truncate is the rollback (the quantized one recomputes a cut group)
   else
     variation_->rollback(cache_, seq, keep);
 }

@@ -454,6 +454,8 @@ bool acts_on_contiguous_only(Fault fault) {
 
 bool acts_on_window(Fault fault) { return fault == Fault::RingWrapOffByOne || fault == Fault::WindowMaskWide; }
 
+bool acts_on_speculation(Fault fault) { return fault == Fault::VerifyPositionShift || fault == Fault::RollbackCursor; }
+
 void split_k_matmul(float* out, const float* inp, const float* weight, const float* bias, int T, int C, int OC,
                     int parts) {
   std::vector<float> partial(static_cast<size_t>(parts));

@@ -77,6 +77,9 @@ bool acts_on_quantized(Fault fault);
 bool acts_on_contiguous_only(Fault fault);
 // Whether the fault acts on the sliding window (and has nothing to act on without one).
 bool acts_on_window(Fault fault);
+// Whether the fault acts only on speculative decoding's verify call or rollback (Engine::verify,
+// Engine::rollback): a run that never speculates cannot see it.
+bool acts_on_speculation(Fault fault);
 // The split-k fault's product: out (T, OC) = inp (T, C) times weight (OC, C, row-major)
 // transposed, plus bias, each output's k reduction cut into `parts` contiguous parts that are
 // summed one by one and then added in part order (what a split-k GEMV kernel does).

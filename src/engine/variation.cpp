@@ -14,7 +14,7 @@ Numerics Variation::attention_numerics(const RowSite& r) const {
 void Variation::start_request(KvCache& cache, int seq) const { cache.reset(seq); }
 void Variation::truncate(KvCache& cache, int seq, int p) const { cache.truncate(seq, p); }
 void Variation::fork(KvCache& cache, int src, int dst, int prefix_len) const { cache.fork(src, dst, prefix_len); }
-void Variation::rollback(KvCache& cache, int seq, int keep) const { cache.truncate(seq, keep); }
+void Variation::rollback(KvCache& cache, int seq, int keep) const { truncate(cache, seq, keep); }
 
 const Variation& model_variation() {
   static const Variation model;

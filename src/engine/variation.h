@@ -93,7 +93,9 @@ class Variation {
   virtual void start_request(KvCache& cache, int seq) const;
   virtual void truncate(KvCache& cache, int seq, int p) const;
   virtual void fork(KvCache& cache, int src, int dst, int prefix_len) const;
-  // Speculative decoding's rollback (Engine::rollback) to `keep` tokens: a truncate.
+  // Speculative decoding's rollback (Engine::rollback) to `keep` tokens: this variation's own
+  // truncate (a rollback built on truncate shares its bugs; a fault of the rollback alone
+  // overrides this point).
   virtual void rollback(KvCache& cache, int seq, int keep) const;
 
   // The paged cache (paged_cache.h) asks these. How many of a full block's tokens its prefix

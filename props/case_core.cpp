@@ -171,6 +171,22 @@ Script base_script(const CaseCore& c, const std::vector<int>& prompt, uint64_t s
   return s;
 }
 
+Script chunked_script(const CaseCore& c, const std::vector<int>& cuts) {
+  Script s;
+  s.seed = c.params.seed;
+  s.sampler = {c.params.temperature, c.params.top_k, c.params.top_p};
+  const auto& prompt = c.prompts[0];
+  int from = 0;
+  for (int cut : cuts) {
+    s.ops.push_back({Op::Append, std::vector<int>(prompt.begin() + from, prompt.begin() + cut), 0, 0});
+    s.ops.push_back({Op::Forward, {}, 0, 0});
+    from = cut;
+  }
+  s.ops.push_back({Op::Append, std::vector<int>(prompt.begin() + from, prompt.end()), 0, 0});
+  s.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
+  return s;
+}
+
 std::optional<std::string> judge_runs(const std::string& what, const std::vector<int>& ta, const std::vector<int>& tb,
                                       const std::vector<float>& la, const std::vector<float>& lb, int V) {
   return judge(what, compare_runs(ta, tb, la, lb, V), V, &la, &lb);

@@ -64,6 +64,9 @@ int scaled(int fast, int full);
 GenerateOptions options_for(const CaseCore& c, bool cache);
 // A script that appends `prompt` with the case's sampler and seed on coin stream `stream`.
 Script base_script(const CaseCore& c, const std::vector<int>& prompt, uint64_t stream);
+// The case's first prompt appended in chunks cut at `cuts` (ascending, inside the prompt), each
+// chunk a forward call of its own, then max_new_tokens generated (p5, p15).
+Script chunked_script(const CaseCore& c, const std::vector<int>& cuts);
 // Two runs' tokens and logits at the run's level (level.h); the message names the finer level.
 std::optional<std::string> judge_runs(const std::string& what, const std::vector<int>& ta, const std::vector<int>& tb,
                                       const std::vector<float>& la, const std::vector<float>& lb, int V);

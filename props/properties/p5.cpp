@@ -50,21 +50,7 @@ class P5 final : public CaseProperty<ChunkedCase> {
   ChunkedCase read(const CaseFields& f) const override { return {f.core, f.cuts}; }
 
  private:
-  static Script script(const ChunkedCase& c) {
-    Script s;
-    s.seed = c.params.seed;
-    s.sampler = {c.params.temperature, c.params.top_k, c.params.top_p};
-    const auto& prompt = c.prompts[0];
-    int from = 0;
-    for (int cut : c.cuts) {
-      s.ops.push_back({Op::Append, std::vector<int>(prompt.begin() + from, prompt.begin() + cut), 0, 0});
-      s.ops.push_back({Op::Forward, {}, 0, 0});
-      from = cut;
-    }
-    s.ops.push_back({Op::Append, std::vector<int>(prompt.begin() + from, prompt.end()), 0, 0});
-    s.ops.push_back({Op::Generate, {}, c.params.max_new_tokens, 0});
-    return s;
-  }
+  static Script script(const ChunkedCase& c) { return chunked_script(c, c.cuts); }
   // The cache rows of sequence 0 (chunked) against sequence 1 (one-shot).
   static std::optional<std::string> check_rows(EngineUnderTest& subject, int n);
 };
